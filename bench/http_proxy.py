@@ -1,0 +1,746 @@
+#!/usr/bin/env python3
+"""HTTP proxy benchmark: direct vs nginx reverse proxy vs the sidecar, side by side.
+
+One run starts a fixed upstream (nginx returning ``hello\\n``), nginx as a keep-alive reverse
+proxy, and one sidecar process per variant, then drives each of them with wrk, interleaved,
+N rounds, and prints a markdown table of medians: RPS, p50, p99, CPU microseconds per request of
+the proxy process, and ratios to nginx.
+
+Pinning (2 cores): the proxy under test runs alone on core 0; wrk and the upstream share core 1.
+
+    .venv/bin/python bench/http_proxy.py            # 3 interleaved rounds of 10 s each
+    .venv/bin/python bench/http_proxy.py --quick    # 1 round of 3 s, a smoke run
+    .venv/bin/python bench/http_proxy.py --only direct,nginx
+
+See bench/README.md for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SIDECAR = REPO / ".venv" / "bin" / "sidecar"
+PROXY_CORE = 0
+LOAD_CORE = 1
+BODY = b"hello\n"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------
+# What is measured
+
+
+@dataclasses.dataclass(frozen=True)
+class SidecarVariant:
+    """One sidecar configuration to benchmark.
+
+    ``config`` is deep-merged into the base config (admin/http addresses, ``telemetry`` and the
+    ``up`` upstream pointing at the benchmark upstream), so a variant can add keys anywhere, e.g.
+    ``{"upstreams": {"up": {"retries": {...}}}}`` for a resilience-chain variant.
+    """
+
+    key: str
+    label: str
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+
+# Add variants here (later issues: e.g. a "full resilience chain" with extra upstream keys).
+SIDECAR_VARIANTS: list[SidecarVariant] = [
+    SidecarVariant(
+        key="sidecar",
+        label="sidecar (log level warning)",
+        config={"telemetry": {"log_level": "warning"}},
+    ),
+    SidecarVariant(
+        key="sidecar-log",
+        label="sidecar (access log on)",
+        config={"telemetry": {"log_level": "info"}},
+    ),
+]
+
+
+@dataclasses.dataclass
+class Target:
+    """A thing wrk is pointed at, plus the processes whose CPU is charged to it."""
+
+    key: str
+    label: str
+    url: str
+    cpu_pids: list[int]  # roots of the process trees whose CPU is measured ([] = not measured)
+    proc: subprocess.Popen[bytes] | None = None  # process that must stay alive during a run
+    log: Path | None = None
+    broken: str | None = None  # failed its start-up checks: never measured
+    died: str | None = None  # its process exited during a run: later runs are skipped
+
+
+@dataclasses.dataclass
+class RunResult:
+    rps: float
+    p50_us: float
+    p99_us: float
+    requests: int
+    cpu_us_per_req: float | None
+    non2xx: int
+    socket_errors: dict[str, int]
+    problems: list[str]
+
+    @property
+    def errors(self) -> int:
+        return self.non2xx + sum(self.socket_errors.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    """All descendants of ``pid`` (scans /proc; works without CONFIG_PROC_CHILDREN)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process (all its threads), in clock ticks; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # after "pid (comm)": state=0 ppid=1 ... utime=11 stime=12
+    return int(fields[11]) + int(fields[12])
+
+
+def tree_cpu(roots: Sequence[int]) -> dict[int, int]:
+    """Per-pid CPU ticks of each root and all its descendants."""
+    out: dict[int, int] = {}
+    for root in roots:
+        for pid in [root, *children_of(root)]:
+            out[pid] = cpu_ticks(pid)
+    return out
+
+
+def cpu_delta_seconds(before: dict[int, int], after: dict[int, int]) -> float:
+    ticks = sum(after[p] - before.get(p, 0) for p in after)
+    return ticks / CLK_TCK
+
+
+def wait_http(
+    url: str,
+    timeout: float,
+    expect_body: bytes | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> str | None:
+    """Poll ``url`` until it answers 200 (and ``expect_body``); return None or the last error.
+
+    Gives up early if ``proc`` exits.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return f"process exited with {proc.returncode}; last: {last}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = resp.read()
+                if resp.status == 200 and (expect_body is None or body == expect_body):
+                    return None
+                last = f"status {resp.status}, body {body[:200]!r}"
+        except urllib.error.HTTPError as e:
+            last = f"status {e.code}, body {e.read()[:200]!r}, headers {dict(e.headers)}"
+        except (OSError, ValueError) as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.05)
+    return last
+
+
+def tail(path: Path | None, lines: int = 20) -> str:
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        text = f.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+class Processes:
+    """Starts processes pinned to a core, and kills every one of them (by PID) on close."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, argv: list[str], core: int | None, log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        with log.open("ab") as out:  # O_APPEND: the log can be truncated while it is written
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop them in order
+                env=env,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            self._stop(proc)
+        self.procs.clear()
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            return
+        descendants = children_of(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=5)
+        for pid in descendants:  # e.g. nginx workers, if the master died without them
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+NGINX_COMMON = """\
+worker_processes 1;
+daemon off;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
+events {{ worker_connections 8192; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/{name}-tmp/body;
+    proxy_temp_path {tmp}/{name}-tmp/proxy;
+    fastcgi_temp_path {tmp}/{name}-tmp/fastcgi;
+    uwsgi_temp_path {tmp}/{name}-tmp/uwsgi;
+    scgi_temp_path {tmp}/{name}-tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+{body}
+}}
+"""
+
+NGINX_UPSTREAM = """\
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "hello\\n";
+        }}
+    }}"""
+
+NGINX_PROXY = """\
+    upstream up {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def start_nginx(
+    procs: Processes, tmp: Path, name: str, body: str, core: int | None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    (tmp / f"{name}-tmp").mkdir()
+    conf = tmp / f"{name}.conf"
+    conf.write_text(NGINX_COMMON.format(tmp=tmp, name=name, body=body))
+    log = tmp / f"{name}.out"
+    error_log = tmp / f"{name}-error.log"
+    argv = [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(error_log)]
+    check = subprocess.run([*argv, "-t"], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx config {conf} invalid:\n{check.stderr}")
+    return procs.start(argv, core, log), error_log
+
+
+def nginx_workers(master: int, timeout: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = children_of(master)
+        if workers:
+            return workers
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx master {master} has no worker process")
+
+
+def sidecar_config(
+    variant: SidecarVariant, admin_port: int, http_port: int, upstream_port: int
+) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "admin": {"address": f"127.0.0.1:{admin_port}"},
+        "http": {"address": f"127.0.0.1:{http_port}"},
+        "telemetry": {"log_level": "warning"},
+        "upstreams": {"up": {"url": f"http://127.0.0.1:{upstream_port}"}},
+    }
+    return deep_merge(base, variant.config)
+
+
+def start_sidecar(
+    procs: Processes,
+    tmp: Path,
+    variant: SidecarVariant,
+    upstream_port: int,
+    sidecar_bin: str,
+    extra_args: list[str],
+    ready_timeout: float,
+) -> Target:
+    admin_port, http_port = free_port(), free_port()
+    cfg = sidecar_config(variant, admin_port, http_port, upstream_port)
+    cfg_path = tmp / f"{variant.key}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    log = tmp / f"{variant.key}.log"
+    argv = [sidecar_bin, "run", "-c", str(cfg_path), *variant.args, *extra_args]
+    target = Target(variant.key, variant.label, f"http://127.0.0.1:{http_port}/up/", [], log=log)
+    try:
+        proc = procs.start(argv, PROXY_CORE, log)
+    except OSError as e:
+        target.broken = f"cannot start {shlex.join(argv)}: {e}"
+        return target
+    target.proc = proc
+    target.cpu_pids = [proc.pid]
+    err = wait_http(f"http://127.0.0.1:{admin_port}/readyz", ready_timeout, proc=proc)
+    if err is not None:
+        state = f"exited with {proc.returncode}" if proc.poll() is not None else "running"
+        target.broken = (
+            f"/readyz not 200 (waited up to {ready_timeout:g} s; {state}; last /readyz: {err})\n"
+            f"command: {shlex.join(argv)}\nconfig:\n{cfg_path.read_text()}log tail:\n{tail(log)}"
+        )
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def _dur_us(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unparseable wrk duration {text!r}")
+    return float(m.group(1)) * _UNITS_US[m.group(2)]
+
+
+def parse_wrk(out: str) -> tuple[float, float, float, int, int, dict[str, int]]:
+    """-> (rps, p50_us, p99_us, requests, non2xx, socket_errors)."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    reqs = re.search(r"^\s+(\d+) requests in", out, re.M)
+    if not (rps and p50 and p99 and reqs):
+        raise ValueError(f"unexpected wrk output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True))
+        if sock
+        else {}
+    )
+    return (
+        float(rps.group(1)),
+        _dur_us(p50.group(1)),
+        _dur_us(p99.group(1)),
+        int(reqs.group(1)),
+        int(non2xx.group(1)) if non2xx else 0,
+        {k: v for k, v in socket_errors.items() if v},
+    )
+
+
+def wrk_argv(url: str, connections: int, duration: float, latency: bool = True) -> list[str]:
+    argv = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}"]
+    argv += [f"-d{duration:g}s", "--timeout", "5s"]
+    if latency:
+        argv.append("--latency")
+    return [*argv, url]
+
+
+def run_reaped(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """subprocess.run, but the child is killed *and reaped* on any exception (Ctrl-C too)."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, out, err
+
+
+def run_wrk(target: Target, connections: int, duration: float, warmup: float) -> RunResult:
+    if warmup > 0:
+        run_reaped(wrk_argv(target.url, connections, warmup, latency=False), warmup + 30)
+    if target.log is not None and target.log.exists():
+        os.truncate(target.log, 0)  # keep only this run's output (the access log can be big)
+    before = tree_cpu(target.cpu_pids)
+    rc, out, err = run_reaped(wrk_argv(target.url, connections, duration), duration + 60)
+    after = tree_cpu(target.cpu_pids)
+    if rc != 0:
+        raise RuntimeError(f"wrk failed ({rc}):\n{out}\n{err}")
+    rps, p50, p99, requests, non2xx, sock = parse_wrk(out)
+    cpu = None
+    if target.cpu_pids and requests:
+        cpu = cpu_delta_seconds(before, after) * 1e6 / requests
+    problems: list[str] = []
+    if target.proc is not None and target.proc.poll() is not None:
+        problems.append(f"process exited with {target.proc.returncode}")
+    if target.log is not None:
+        problems += scan_log(target.log)
+    return RunResult(rps, p50, p99, requests, cpu, non2xx, sock, problems)
+
+
+def scan_log(log: Path) -> list[str]:
+    """Warnings/errors/tracebacks the proxy logged during the run (access log lines skipped)."""
+    found: list[str] = []
+    count = 0
+    with log.open("rb") as f:
+        for raw in f:
+            line = raw.decode(errors="replace").rstrip()
+            level = None
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if isinstance(rec, dict):
+                        level = str(rec.get("level") or rec.get("levelname") or "").lower()
+            if level in ("warning", "warn", "error", "critical", "fatal") or (
+                level is None and re.search(r"Traceback|Error|Exception|\b(warn|error)\b", line)
+            ):
+                count += 1
+                if len(found) < 5:
+                    found.append(line[:300])
+    if count > len(found):
+        found.append(f"... {count - len(found)} more such log lines")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_us(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def report(
+    targets: list[Target], results: dict[str, list[RunResult]], args: argparse.Namespace
+) -> str:
+    med: dict[str, dict[str, float | None]] = {}
+    for t in targets:
+        runs = results.get(t.key, [])
+        if not runs:
+            continue
+        cpus = [r.cpu_us_per_req for r in runs if r.cpu_us_per_req is not None]
+        med[t.key] = {
+            "rps": statistics.median(r.rps for r in runs),
+            "p50": statistics.median(r.p50_us for r in runs),
+            "p99": statistics.median(r.p99_us for r in runs),
+            "cpu": statistics.median(cpus) if cpus else None,
+        }
+    ref = med.get("nginx")
+    lines = [
+        "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    notes: list[str] = []
+    for t in targets:
+        runs = results.get(t.key, [])
+        if t.broken:
+            lines.append(f"| {t.label} | – | – | – | – | – | – | ⚠ FAILED (see below) |")
+            notes.append(f"**{t.label}**: {t.broken}")
+            continue
+        if not runs:
+            continue
+        m = med[t.key]
+        rps, cpu = m["rps"], m["cpu"]
+        assert rps is not None and m["p50"] is not None and m["p99"] is not None
+        ratio = f"{rps / ref['rps']:.2f}" if ref and ref["rps"] else "–"
+        cpu_ratio = f"{cpu / ref['cpu']:.2f}" if ref and ref["cpu"] and cpu is not None else "–"
+        non2xx = sum(r.non2xx for r in runs)
+        sock: dict[str, int] = {}
+        for r in runs:
+            for k, v in r.socket_errors.items():
+                sock[k] = sock.get(k, 0) + v
+        probs = [p for r in runs for p in r.problems if not p.startswith("process exited")]
+        flags = []
+        if non2xx:
+            flags.append(f"{non2xx} non-2xx")
+        if sock:
+            flags.append("socket " + ", ".join(f"{k} {v}" for k, v in sock.items()))
+        if t.died:
+            flags.append("process died")
+            notes.append(f"**{t.label}**: {t.died}")
+        if probs:
+            flags.append(f"{len(probs)} log warnings/errors")
+        err = "⚠ " + "; ".join(flags) if flags else "0"
+        if probs:
+            notes.append(f"**{t.label}** log/process problems:\n" + "\n".join(probs[:10]))
+        lines.append(
+            f"| {t.label} | {rps:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
+            f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | {err} |"
+        )
+    rounds = f"median of {args.runs} interleaved runs" if args.runs > 1 else "1 run"
+    head = (
+        f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {rounds}; "
+        f"proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE}; "
+        f"CPU µs/req = proxy process utime+stime / requests."
+    )
+    out = head + "\n\n" + "\n".join(lines)
+    if notes:
+        out += "\n\n" + "\n\n".join(notes)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    keys = ["direct", "nginx", *(v.key for v in SIDECAR_VARIANTS)]
+    p = argparse.ArgumentParser(
+        description="direct vs nginx reverse proxy vs sidecar, wrk-driven, pinned.",
+    )
+    p.add_argument("-d", "--duration", type=float, help="seconds per wrk run (default 10)")
+    p.add_argument("-c", "--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("-n", "--runs", type=int, help="interleaved runs per config (default 3)")
+    p.add_argument("--warmup", type=float, help="seconds of unmeasured wrk first (default 1)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: defaults become 1 run of 3 s after 0.5 s warm-up",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(keys),
+        help=f"comma-separated configs to run (default: all of {', '.join(keys)})",
+    )
+    p.add_argument(
+        "--sidecar-bin",
+        default=str(DEFAULT_SIDECAR),
+        help="sidecar executable (default .venv/bin/sidecar)",
+    )
+    p.add_argument(
+        "--sidecar-args", default="", help="extra arguments appended to every `sidecar run`"
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=YAML",
+        help="extra sidecar variant: a YAML/JSON mapping deep-merged into the base config, "
+        "e.g. 'retries={upstreams: {up: {retries: {attempts: 2}}}}' (repeatable)",
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for sidecar /readyz (default 10)",
+    )
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    args = p.parse_args(argv)
+    for name, normal, quick in (("duration", 10.0, 3.0), ("runs", 3, 1), ("warmup", 1.0, 0.5)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else normal)
+    return args
+
+
+def build_variants(args: argparse.Namespace) -> list[SidecarVariant]:
+    wanted = {k.strip() for k in args.only.split(",") if k.strip()}
+    known = {"direct", "nginx", *(v.key for v in SIDECAR_VARIANTS)}
+    unknown = wanted - known
+    if unknown:
+        sys.exit(f"--only: unknown config(s) {sorted(unknown)}; known: {sorted(known)}")
+    variants = [v for v in SIDECAR_VARIANTS if v.key in wanted]
+    for i, spec in enumerate(args.variant):
+        label, sep, text = spec.partition("=")
+        extra = yaml.safe_load(text) if sep else None
+        if not isinstance(extra, dict):
+            sys.exit(f"--variant {spec!r}: expected LABEL=<YAML mapping>")
+        variants.append(SidecarVariant(f"variant{i}", f"sidecar ({label})", extra))
+    return variants
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if len(os.sched_getaffinity(0)) < 2 or not {PROXY_CORE, LOAD_CORE} <= os.sched_getaffinity(0):
+        sys.exit(f"needs cores {PROXY_CORE} and {LOAD_CORE}; have {os.sched_getaffinity(0)}")
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found on PATH")
+    wanted = {k.strip() for k in args.only.split(",")}
+    variants = build_variants(args)
+    os.sched_setaffinity(0, {LOAD_CORE})  # keep this script off the proxy's core
+
+    # SIGTERM/SIGHUP → the same clean-up path as Ctrl-C.
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+    tmp = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
+    procs = Processes()
+    try:
+        return _run(args, wanted, variants, tmp, procs)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        procs.close()
+        if args.keep_tmp:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _step(msg: str) -> Iterator[None]:
+    print(f"{msg} ...", end="", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    yield
+    print(f" {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
+def _run(
+    args: argparse.Namespace,
+    wanted: set[str],
+    variants: list[SidecarVariant],
+    tmp: Path,
+    procs: Processes,
+) -> int:
+    targets: list[Target] = []
+    up_port = free_port()
+    with _step(f"upstream nginx on 127.0.0.1:{up_port}, core {LOAD_CORE}"):
+        _, up_log = start_nginx(
+            procs, tmp, "upstream", NGINX_UPSTREAM.format(port=up_port), LOAD_CORE
+        )
+        err = wait_http(f"http://127.0.0.1:{up_port}/", 10, BODY)
+        if err:
+            raise RuntimeError(f"upstream nginx not answering: {err}\n{tail(up_log)}")
+    if "direct" in wanted:
+        targets.append(Target("direct", "direct (no proxy)", f"http://127.0.0.1:{up_port}/", []))
+    if "nginx" in wanted:
+        port = free_port()
+        with _step(f"nginx reverse proxy on 127.0.0.1:{port}, core {PROXY_CORE}"):
+            body = NGINX_PROXY.format(port=port, upstream_port=up_port)
+            master, log = start_nginx(procs, tmp, "proxy", body, PROXY_CORE)
+            workers = nginx_workers(master.pid)
+            t = Target("nginx", "nginx reverse proxy", f"http://127.0.0.1:{port}/", workers)
+            t.proc, t.log = master, log
+            t.broken = wait_http(t.url, 10, BODY, proc=master)
+            targets.append(t)
+    extra_args = shlex.split(args.sidecar_args)
+    for v in variants:
+        with _step(f"{v.label}, core {PROXY_CORE}"):
+            t = start_sidecar(
+                procs, tmp, v, up_port, args.sidecar_bin, extra_args, args.ready_timeout
+            )
+            if t.broken is None:
+                err = wait_http(t.url, 5, BODY, proc=t.proc)
+                if err is not None:
+                    t.broken = f"GET {t.url} did not return 200 {BODY!r}: {err}\n{tail(t.log)}"
+            targets.append(t)
+
+    results: dict[str, list[RunResult]] = {}
+    for rnd in range(args.runs):
+        for t in targets:
+            if t.broken or t.died:
+                continue
+            r = run_wrk(t, args.connections, args.duration, args.warmup)
+            results.setdefault(t.key, []).append(r)
+            cpu = "–" if r.cpu_us_per_req is None else f"{r.cpu_us_per_req:.1f}"
+            line = (
+                f"[{rnd + 1}/{args.runs}] {t.label:32} {r.rps:10,.0f} rps  "
+                f"p50 {fmt_us(r.p50_us):>9}  p99 {fmt_us(r.p99_us):>9}  cpu {cpu:>6} µs/req"
+            )
+            if r.errors:
+                line += f"  non-2xx {r.non2xx} socket {r.socket_errors}"
+            print(line, file=sys.stderr, flush=True)
+            for p in r.problems:
+                print(f"    ! {p}", file=sys.stderr)
+            if t.proc is not None and t.proc.poll() is not None:
+                t.died = f"exited with {t.proc.returncode} during run {rnd + 1}; log tail:\n"
+                t.died += tail(t.log)
+                print(f"    ! {t.died}", file=sys.stderr)
+    print()
+    print(report(targets, results, args))
+    return 1 if any(t.broken or t.died for t in targets) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
