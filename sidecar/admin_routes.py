@@ -1,0 +1,65 @@
+"""The built-in admin routes, registered through ``sidecar_register_admin_routes``.
+
+- ``/healthz``: 200 while the process serves (liveness);
+- ``/readyz``: 200 once started, 503 while starting or draining (readiness);
+- ``/metrics``: Prometheus text exposition of this sidecar's registry;
+- ``/config``: the running config as JSON, secrets shown only as their references;
+- ``/upstreams``: each upstream, its adapter, policies and connection-pool state;
+- ``/plugins``: the loaded plugins, where they came from and what they registered.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .admin import SIDECAR
+from .hookspecs import hookimpl
+from .registry import AdminRouteRegistry
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    state = sidecar.state
+    return web.json_response({"status": state}, status=200 if state == "ready" else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SIDECAR].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIDECAR].redacted_config(), dumps=_dumps)
+
+
+async def upstreams(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIDECAR].describe_upstreams(), dumps=_dumps)
+
+
+async def plugins(request: web.Request) -> web.Response:
+    host = request.app[SIDECAR].plugin_host
+    return web.json_response(
+        [{"name": p.name, "source": p.source, "registered": p.registered} for p in host.plugins()],
+        dumps=_dumps,
+    )
+
+
+def _dumps(obj: object) -> str:
+    import json
+
+    return json.dumps(obj, indent=2) + "\n"
+
+
+@hookimpl(trylast=True)
+def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
+    registry.add("GET", "/healthz", healthz)
+    registry.add("GET", "/readyz", readyz)
+    registry.add("GET", "/metrics", metrics)
+    registry.add("GET", "/config", config)
+    registry.add("GET", "/upstreams", upstreams)
+    registry.add("GET", "/plugins", plugins)

@@ -1,0 +1,298 @@
+"""The :class:`Sidecar`: owns the plugin host, the frozen config, listeners and adapters.
+
+It composes every route's handler once (start-up and each reload), starts the admin port and the
+HTTP listener, swaps the route table on reload, and drains on shutdown. Several sidecars can run
+in one process (tests do): nothing here is module-global; each has its own metrics registry.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Sidecar"]
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+from pydantic import BaseModel
+
+from .admin import AdminServer
+from .chain import Filter, Handler, compose
+from .config import DEFAULT_CONFIG_NAME, SidecarConfig, load_config, validate_plugin_sections
+from .config.models import RouteConfig
+from .config.types import split_address
+from .errors import ConfigError, ConfigProblem, PluginError
+from .listeners.http import HttpListener
+from .plugins import PluginHost, make_plugin_host
+from .registry import Adapter, AdapterServices, RouteContext
+from .routing import ExplicitRoute, Route, RouteTable
+from .telemetry.metrics import Metrics
+
+log = logging.getLogger("sidecar")
+
+
+class Sidecar:
+    """One running sidecar. ``async with Sidecar(config) as s:`` starts and drains it."""
+
+    def __init__(
+        self,
+        config: SidecarConfig,
+        *,
+        config_path: str | None = None,
+        plugin_host: PluginHost | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.config_name = config_path or DEFAULT_CONFIG_NAME
+        self.plugin_host = plugin_host or make_plugin_host(config.plugins.disabled)
+        self.metrics = Metrics()
+        self.state = "starting"
+        self.adapters: dict[str, Adapter] = {}
+        self.plugin_sections: dict[str, BaseModel] = {}
+        self.http: HttpListener | None = None
+        self.admin: AdminServer | None = None
+        self._stack = AsyncExitStack()
+        self._reload_lock = asyncio.Lock()
+        self.stopped = asyncio.Event()
+
+    # --- composition -------------------------------------------------------------------------
+
+    def _validate(self, config: SidecarConfig) -> dict[str, BaseModel]:
+        regs = self.plugin_host.registries
+        adapter_models = {r.name: r.item.options_model for r in regs.adapters.registrations()}
+        models = {r.name: r.item for r in regs.config.registrations()}
+        return validate_plugin_sections(config, models, adapter_models, self.config_name)
+
+    def _chain(self, ctx: RouteContext, terminal: Handler) -> Handler:
+        filters: list[Filter] = []
+        for reg in self.plugin_host.registries.filters.ordered():
+            try:
+                f = reg.item(ctx)
+            except ConfigError:
+                raise
+            except LookupError as e:  # a secret reference that cannot be resolved
+                raise ConfigError(
+                    [ConfigProblem(self.config_name, f"upstreams.{ctx.upstream_name}", str(e))]
+                ) from None
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {reg.owner!r}: filter {reg.name!r} failed for route {ctx.route!r}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            if f is not None:
+                filters.append(f)
+        return compose(filters, terminal)
+
+    def _context(
+        self,
+        config: SidecarConfig,
+        sections: dict[str, BaseModel],
+        route: str,
+        upstream: str,
+        route_config: RouteConfig | None = None,
+    ) -> RouteContext:
+        return RouteContext(
+            route=route,
+            upstream_name=upstream,
+            upstream=config.upstreams[upstream],
+            config=config,
+            metrics=self.metrics,
+            route_config=route_config,
+            plugin_sections=sections,
+            rescue_hook=self.plugin_host.rescue_hook(),
+        )
+
+    def _compose(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> RouteTable:
+        terminals: dict[str, Handler] = {}
+        by_upstream: dict[str, Route] = {}
+        for name, up in config.upstreams.items():
+            adapter = self.adapters[up.adapter]
+            try:
+                terminals[name] = adapter.handler(name, up)
+            except Exception as e:
+                raise PluginError(
+                    f"adapter {up.adapter!r} failed to build upstream {name!r}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            ctx = self._context(config, sections, name, name)
+            by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
+        explicit = []
+        for i, rc in enumerate(config.routes):
+            rname = rc.name or f"route-{i}"
+            ctx = self._context(config, sections, rname, rc.upstream, rc)
+            route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
+            explicit.append(
+                ExplicitRoute(
+                    route,
+                    rc.match.path_prefix,
+                    rc.match.host.lower() if rc.match.host else None,
+                    tuple(rc.match.headers.items()),
+                    rc.prefix_rewrite,
+                )
+            )
+        return RouteTable(by_upstream, explicit)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Validate, build and listen. Raises ConfigError/PluginError/OSError on failure."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        self.plugin_sections = self._validate(config)
+        services = AdapterServices(self.metrics, logging.getLogger("sidecar.adapter"))
+        for reg in self.plugin_host.registries.adapters.registrations():
+            try:
+                self.adapters[reg.name] = reg.item(services)
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {reg.owner!r}: adapter {reg.name!r} failed to start: {e}"
+                ) from e
+        self._stack.push_async_callback(self._close_adapters)
+        # lifespans are entered before listeners accept and exited after they drained
+        for life in self.plugin_host.registries.lifespans.registrations():
+            try:
+                await self._stack.enter_async_context(life.item(self))
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {life.owner!r}: lifespan {life.name!r} failed at start-up: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        table = self._compose(config, self.plugin_sections)
+        self.admin = AdminServer(self, self.plugin_host.registries.admin_routes)
+        host, port = split_address(config.admin.address)
+        await _listen("admin", config.admin.address, self.admin.start(host, port))
+        self._stack.push_async_callback(self.admin.stop)
+        self.http = HttpListener(config.http, table, self.metrics)
+        host, port = split_address(config.http.address)
+        await _listen("http", config.http.address, self.http.start(host, port))
+        self.state = "ready"
+        log.info(
+            "sidecar ready",
+            extra={
+                "fields": {
+                    "admin": f"{host_of(config.admin.address)}:{self.admin.port}",
+                    "http": f"{host}:{self.http.port}",
+                    "upstreams": sorted(config.upstreams),
+                    "config": self.config_name,
+                }
+            },
+        )
+
+    async def _close_adapters(self) -> None:
+        for adapter in self.adapters.values():
+            try:
+                await adapter.aclose()
+            except Exception:
+                log.exception("adapter failed to close")
+
+    async def drain(self) -> None:
+        """Graceful stop (SIGTERM): not ready → stop accepting → finish in flight → close."""
+        if self.state == "stopped":
+            return
+        self.state = "draining"
+        grace = self.config.shutdown.drain_timeout
+        if self.http is not None:
+            # 1. stop accepting; idle keep-alive connections close now, busy ones after their
+            #    response (which says "Connection: close")
+            self.http.stop_accepting()
+            # 2. in-flight calls get the grace period, then the stragglers are cut
+            left = await self.http.drain(grace)
+            if left:
+                log.warning(
+                    "drain timeout: connections cut", extra={"fields": {"connections": left}}
+                )
+        # 3. adapters, lifespans (reverse order) and the admin port
+        await self._stack.aclose()
+        self.state = "stopped"
+        self.stopped.set()
+
+    async def __aenter__(self) -> Sidecar:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drain()
+
+    # --- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the config file; swap routes if valid, keep the old ones if not."""
+        async with self._reload_lock:
+            try:
+                config = load_config(self.config_path)
+                sections = self._validate(config)
+                table = self._compose(config, sections)
+            except ConfigError as e:
+                for p in e.problems:
+                    log.error("config refused", extra={"fields": {"problem": str(p)}})
+                self.metrics.config_reloads.labels("refused").inc()
+                return False
+            except PluginError as e:
+                log.error("config refused", extra={"fields": {"problem": str(e)}})
+                self.metrics.config_reloads.labels("refused").inc()
+                return False
+            old = self.config
+            for key in ("admin", "http", "plugins"):
+                if getattr(old, key) != getattr(config, key):
+                    log.warning(
+                        f"changes under '{key}' take effect after a restart",
+                        extra={"fields": {"key": key}},
+                    )
+            self.config = config
+            self.plugin_sections = sections
+            if self.http is not None:
+                # new calls take the new table; in-flight calls finish on the handlers they hold
+                self.http.routes = table
+            for adapter in self.adapters.values():
+                await adapter.retire(config.upstreams)
+            self.metrics.config_reloads.labels("ok").inc()
+            log.info("config reloaded", extra={"fields": {"upstreams": sorted(config.upstreams)}})
+            return True
+
+    # --- views -------------------------------------------------------------------------------
+
+    def redacted_config(self) -> dict[str, Any]:
+        """The running config as JSON data; secrets appear only as their references."""
+        data: dict[str, Any] = self.config.model_dump(mode="json")
+        return data
+
+    def describe_upstreams(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, up in self.config.upstreams.items():
+            info: dict[str, Any] = {
+                "adapter": up.adapter,
+                "url": up.url,
+                "timeout_s": up.timeout,
+            }
+            adapter = self.adapters.get(up.adapter)
+            if adapter is not None:
+                info.update(adapter.describe(name))
+            out[name] = info
+        return out
+
+    @property
+    def http_port(self) -> int:
+        assert self.http is not None
+        return self.http.port
+
+    @property
+    def admin_port(self) -> int:
+        assert self.admin is not None
+        return self.admin.port
+
+
+def host_of(address: str) -> str:
+    return split_address(address)[0]
+
+
+async def _listen(what: str, address: str, start: Any) -> None:
+    try:
+        await start
+    except OSError as e:
+        raise OSError(e.errno, f"cannot listen on {address} ({what}): {e.strerror}") from None

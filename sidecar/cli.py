@@ -1,0 +1,103 @@
+"""The ``sidecar`` command: ``run``, ``check``, ``plugins``.
+
+Exit codes: 0 ok; 2 the config was refused (each problem printed as ``file: key.path: reason``);
+1 anything else that stopped start-up (a plugin failed, a port was taken), with the reason.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import sys
+
+from .config import load_config
+from .errors import ConfigError, PluginError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sidecar", description="A lightweight service proxy.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the sidecar (the embedded default without -c)")
+    run.add_argument("-c", "--config", help="YAML config file")
+    check = sub.add_parser("check", help="validate a config file and exit")
+    check.add_argument("-c", "--config", required=True, help="YAML config file")
+    plugins = sub.add_parser("plugins", help="list loaded plugins and what they registered")
+    plugins.add_argument("-c", "--config", help="YAML config file (for plugins.disabled)")
+    return p
+
+
+def _refused(e: ConfigError) -> int:
+    for problem in e.problems:
+        print(problem, file=sys.stderr)
+    return 2
+
+
+def cmd_check(path: str) -> int:
+    from .app import Sidecar
+
+    try:
+        config = load_config(path)
+        Sidecar(config, config_path=path)._validate(config)
+    except ConfigError as e:
+        return _refused(e)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok ({len(config.upstreams)} upstreams, {len(config.routes)} routes)")
+    return 0
+
+
+def cmd_plugins(path: str | None) -> int:
+    from .plugins import make_plugin_host
+
+    try:
+        config = load_config(path)
+        host = make_plugin_host(config.plugins.disabled)
+    except ConfigError as e:
+        return _refused(e)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for info in host.plugins():
+        print(f"{info.name}  [{info.source}]")
+        for item in info.registered:
+            print(f"    {item}")
+    return 0
+
+
+def cmd_run(path: str | None) -> int:
+    from . import loops
+    from .app import Sidecar
+    from .lifecycle import serve
+    from .telemetry.logs import configure_logging
+
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        return _refused(e)
+    configure_logging(config.telemetry.log_level)
+    try:
+        sidecar = Sidecar(config, config_path=path)
+        loops.run(serve(sidecar))
+    except ConfigError as e:
+        return _refused(e)
+    except (PluginError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return cmd_check(args.config)
+    if args.command == "plugins":
+        return cmd_plugins(args.config)
+    return cmd_run(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

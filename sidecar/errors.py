@@ -1,0 +1,127 @@
+"""Typed errors of the sidecar.
+
+Every failure the sidecar itself decides (as opposed to an answer the upstream gave) is a
+:class:`SidecarError` subclass carrying an HTTP status, a gRPC status code and a short stable
+``code`` that reaches the app in the ``x-sidecar-error`` header. Library exceptions are translated
+into these at the boundary that called the library (httpcore's habit); they become responses in
+exactly one place, the outermost ``rescue`` filter.
+
+This module is flat on purpose: one base, one class per reason.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "BodyTooLarge",
+    "ConfigError",
+    "ConfigProblem",
+    "HeadersTooLarge",
+    "NoRoute",
+    "Overloaded",
+    "PluginError",
+    "RegistryConflict",
+    "RequestTimeout",
+    "SidecarError",
+    "UpstreamConnectError",
+    "UpstreamProtocolError",
+    "UpstreamReset",
+    "UpstreamTimeout",
+    "UriTooLong",
+]
+
+from dataclasses import dataclass
+
+
+class SidecarError(Exception):
+    """A decision of the sidecar that ends a call with a synthetic response."""
+
+    status: int = 500
+    grpc_code: int = 13  # INTERNAL
+    code: str = "internal"
+    #: whether the client connection must be closed after the response (malformed input).
+    close_connection: bool = False
+    #: extra response headers, e.g. ``Retry-After``.
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, detail: str = "", *, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+        if headers:
+            self.headers = headers
+
+
+class BadRequest(SidecarError):
+    status, grpc_code, code, close_connection = 400, 3, "bad_request", True
+
+
+class RequestTimeout(SidecarError):
+    status, grpc_code, code, close_connection = 408, 4, "request_timeout", True
+
+
+class UriTooLong(SidecarError):
+    status, grpc_code, code, close_connection = 414, 3, "uri_too_long", True
+
+
+class HeadersTooLarge(SidecarError):
+    status, grpc_code, code, close_connection = 431, 8, "headers_too_large", True
+
+
+class BodyTooLarge(SidecarError):
+    status, grpc_code, code, close_connection = 413, 8, "body_too_large", True
+
+
+class NoRoute(SidecarError):
+    status, grpc_code, code = 404, 12, "no_route"  # UNIMPLEMENTED
+
+
+class Overloaded(SidecarError):
+    status, grpc_code, code = 503, 14, "overloaded"  # UNAVAILABLE
+
+
+class UpstreamConnectError(SidecarError):
+    status, grpc_code, code = 502, 14, "upstream_connect"
+
+
+class UpstreamReset(SidecarError):
+    status, grpc_code, code = 502, 14, "upstream_reset"
+
+
+class UpstreamProtocolError(SidecarError):
+    status, grpc_code, code = 502, 13, "upstream_protocol"
+
+
+class UpstreamTimeout(SidecarError):
+    status, grpc_code, code = 504, 4, "upstream_timeout"  # DEADLINE_EXCEEDED
+
+
+class PluginError(Exception):
+    """A plugin failed while the sidecar was starting or reloading; the message names it."""
+
+
+class RegistryConflict(Exception):
+    """Two plugins registered the same name; the message names both owners."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One problem in a config file: where it is and why it is wrong."""
+
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}: {self.path}: {self.reason}"
+            if self.path
+            else f"{self.file}: {self.reason}"
+        )
+
+
+class ConfigError(Exception):
+    """A config was refused; ``problems`` lists every reason, each with file and key path."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems

@@ -1,0 +1,65 @@
+"""``rescue``: the one place errors become responses (outermost filter).
+
+A :class:`~sidecar.errors.SidecarError` becomes its status with ``x-sidecar-error: <code>`` and a
+one-line body; anything else is offered to the ``sidecar_rescue`` hook, then becomes a 500
+``internal`` and is logged with the route, so a buggy filter never kills the process or the
+connection. Cancellation (the app went away) is not an error and passes through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..chain import Filter, Handler
+from ..errors import SidecarError
+from ..exchange import Exchange, Headers, Response
+from ..registry import RouteContext
+
+log = logging.getLogger("sidecar.rescue")
+
+RescueHook = Callable[[Exchange, BaseException], "Response | None"]
+
+
+def error_response(error: SidecarError) -> Response:
+    headers = Headers.wrap(
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("x-sidecar-error", error.code),
+            *error.headers,
+        ]
+    )
+    resp = Response(error.status, headers, f"{error.code}: {error.detail}\n".encode())
+    resp.close = error.close_connection
+    return resp
+
+
+def make_rescue(hook: RescueHook | None, route: str) -> Filter:
+    async def rescue(exchange: Exchange, call_next: Handler) -> Response:
+        try:
+            return await call_next(exchange)
+        except SidecarError as e:
+            return error_response(e)
+        except Exception as e:
+            if hook is not None:
+                try:
+                    resp = hook(exchange, e)
+                except Exception:
+                    log.exception(
+                        "a sidecar_rescue hook raised", extra={"fields": {"route": route}}
+                    )
+                    resp = None
+                if resp is not None:
+                    return resp
+            log.error(
+                "unexpected error while handling a call",
+                exc_info=e,
+                extra={"fields": {"route": route, "upstream": exchange.upstream}},
+            )
+            return error_response(SidecarError("unexpected error in the sidecar"))
+
+    return rescue
+
+
+def factory(ctx: RouteContext) -> Filter:
+    return make_rescue(ctx.rescue_hook, ctx.route)

@@ -1,0 +1,143 @@
+"""Path normalisation and the route table.
+
+Routing happens on the normalised path (DESIGN §7), in this order:
+
+1. explicit ``routes`` from the config, first match wins (path prefix on segment boundaries, host,
+   exact header values);
+2. ``Host: <upstream>`` (port ignored): the path is forwarded unchanged;
+3. ``/<upstream>/<rest>``: the first segment names the upstream and is stripped.
+
+Only configured upstreams are reachable. Normalisation decodes percent-encoded unreserved
+characters, resolves ``.``/``..`` segments (never above the root) and merges repeated slashes; a
+path with an encoded ``/`` or ``\\`` is refused, because an upstream decoding it later would see a
+different path than the one routing and policy matched.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Route", "RouteTable", "normalize_path"]
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .chain import Handler
+from .errors import BadRequest, NoRoute
+from .exchange import Headers
+
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _pct(m: re.Match[str]) -> str:
+    byte = int(m.group(1), 16)
+    if byte in _UNRESERVED:
+        return chr(byte)
+    if byte in (0x2F, 0x5C):
+        raise NoRoute("the path contains an encoded '/' or '\\', which is refused")
+    if byte == 0:
+        raise BadRequest("the path contains an encoded NUL")
+    return "%" + m.group(1).upper()
+
+
+def normalize_path(path: str) -> str:
+    """RFC 3986 §6.2.2 normalisation plus merged slashes; raises for hostile paths."""
+    if not path.startswith("/"):
+        raise BadRequest("the request target must start with '/'")
+    if "\\" in path:
+        raise NoRoute("the path contains a '\\', which is refused")
+    if "%" in path:
+        path = _PCT.sub(_pct, path)
+    if "/." not in path and "//" not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for seg in segments[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg == "." or seg == "":
+            continue
+        else:
+            out.append(seg)
+    trailing = segments[-1] in ("", ".", "..") and len(out) > 0
+    return "/" + "/".join(out) + ("/" if trailing else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A resolved destination: the composed handler and how to rewrite the path."""
+
+    name: str
+    upstream: str
+    handler: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class ExplicitRoute:
+    route: Route
+    path_prefix: str | None
+    host: str | None
+    headers: tuple[tuple[str, str], ...]
+    prefix_rewrite: str | None
+
+
+class RouteTable:
+    """Immutable once built; a reload builds a new one and swaps it in."""
+
+    def __init__(
+        self,
+        by_upstream: dict[str, Route],
+        explicit: Sequence[ExplicitRoute] = (),
+    ) -> None:
+        self.by_upstream = by_upstream
+        self.explicit = tuple(explicit)
+
+    def resolve(self, path: str, host: str | None, headers: Headers) -> tuple[Route, str]:
+        """The route for a normalised ``path`` and the path to forward."""
+        if self.explicit:
+            hit = self._explicit(path, host, headers)
+            if hit is not None:
+                return hit
+        if host:
+            name = host.rpartition(":")[0] if host[-1:].isdigit() and ":" in host else host
+            route = self.by_upstream.get(name.lower())
+            if route is not None:
+                return route, path
+        end = path.find("/", 1)
+        first = path[1:] if end < 0 else path[1:end]
+        route = self.by_upstream.get(first)
+        if route is None:
+            raise NoRoute(
+                f"no upstream or route matches {path!r}"
+                if first
+                else "no upstream named in the path"
+            )
+        return route, ("/" if end < 0 else path[end:])
+
+    def _explicit(self, path: str, host: str | None, headers: Headers) -> tuple[Route, str] | None:
+        bare_host = None
+        if host:
+            bare_host = (
+                host.rpartition(":")[0] if host[-1:].isdigit() and ":" in host else host
+            ).lower()
+        for r in self.explicit:
+            prefix = r.path_prefix
+            if (
+                prefix is not None
+                and prefix != "/"
+                and not (path == prefix or path.startswith(prefix + "/"))
+            ):
+                continue
+            if r.host is not None and r.host != bare_host:
+                continue
+            if r.headers and not all(headers.get(k) == v for k, v in r.headers):
+                continue
+            forwarded = path
+            if prefix is not None and r.prefix_rewrite is not None:
+                rest = path[len(prefix) :] if prefix != "/" else path
+                forwarded = (r.prefix_rewrite.rstrip("/") + rest) or "/"
+                if not forwarded.startswith("/"):
+                    forwarded = "/" + forwarded
+            return r.route, forwarded
+        return None

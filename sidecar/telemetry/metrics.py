@@ -1,0 +1,146 @@
+"""Prometheus metric families, one registry per :class:`~sidecar.app.Sidecar` (DESIGN §8).
+
+Label sets are bounded: listener, upstream and route names come from the config, ``code`` is the
+HTTP status. Hot-path users resolve labelled children once and keep them (``labels()`` costs a
+lock and a dict lookup), see :class:`RouteMetrics`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Metrics", "RouteMetrics"]
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+#: Latency buckets (seconds) fit for a local proxy: sub-millisecond to the 15 s default timeout.
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    30.0,
+)
+
+
+class _PoolCollector:
+    """Reads connection-pool sizes at scrape time, so the data path never updates a gauge."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Iterable[tuple[str, str, int]]]] = []
+
+    def collect(self) -> Iterable[Any]:
+        fam = GaugeMetricFamily(
+            "sidecar_upstream_connections",
+            "Open connections to each upstream by state (idle, busy).",
+            labels=["upstream", "state"],
+        )
+        for source in self.sources:
+            for upstream, state, count in source():
+                fam.add_metric([upstream, state], count)
+        yield fam
+
+
+class Metrics:
+    """All metric families of one sidecar."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "sidecar_requests",
+            "Calls answered, by listener, upstream, route and status code.",
+            ["listener", "upstream", "route", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "sidecar_request_duration_seconds",
+            "Time from the request head to the response head, by listener, upstream and route.",
+            ["listener", "upstream", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "sidecar_requests_in_flight",
+            "Calls in progress, by listener and upstream.",
+            ["listener", "upstream"],
+            registry=r,
+        )
+        self.upstream_attempts = Counter(
+            "sidecar_upstream_attempts",
+            "Requests sent to upstreams, by upstream and outcome.",
+            ["upstream", "outcome"],
+            registry=r,
+        )
+        self.connections_opened = Counter(
+            "sidecar_upstream_connections_opened",
+            "Upstream connections opened, by upstream.",
+            ["upstream"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "sidecar_errors",
+            "Synthetic error responses, by listener, upstream and reason.",
+            ["listener", "upstream", "reason"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "sidecar_config_reloads",
+            "Config reloads, by result (ok, refused).",
+            ["result"],
+            registry=r,
+        )
+        self.downstream_connections = Gauge(
+            "sidecar_downstream_connections",
+            "Open app connections, by listener.",
+            ["listener"],
+            registry=r,
+        )
+        self.pools = _PoolCollector()
+        r.register(self.pools)
+        ProcessCollector(registry=r)
+
+    def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
+        return RouteMetrics(self, listener, upstream, route)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RouteMetrics:
+    """Pre-resolved children for one route: the data path never calls ``labels()`` twice."""
+
+    __slots__ = ("_codes", "_metrics", "duration", "in_flight", "labels")
+
+    def __init__(self, metrics: Metrics, listener: str, upstream: str, route: str) -> None:
+        self._metrics = metrics
+        self.labels = (listener, upstream, route)
+        self.duration = metrics.duration.labels(listener, upstream, route)
+        self.in_flight = metrics.in_flight.labels(listener, upstream)
+        self._codes: dict[int, Any] = {}
+
+    def count(self, status: int) -> None:
+        child = self._codes.get(status)
+        if child is None:
+            child = self._codes[status] = self._metrics.requests.labels(*self.labels, str(status))
+        child.inc()
