@@ -698,7 +698,7 @@ class HttpListener:
                 conn.close()
 
     async def drain(self, grace: float) -> int:
-        """Wait up to ``grace`` seconds for connections to finish; abort the rest. Returns how many."""
+        """Wait up to ``grace`` seconds for connections to finish; abort the rest; say how many."""
         if self._all_closed is not None and self.connections:
             self._all_closed.clear()
             if not self.connections:
