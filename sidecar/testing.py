@@ -1,0 +1,340 @@
+"""Test helpers for plugin authors (and the sidecar's own tests).
+
+- :func:`isolated_plugin_host`: a plugin host with the built-ins and your plugins, no entry points;
+- :func:`make_exchange` and :func:`responder`: drive a filter or adapter with no sockets;
+- :class:`FakeUpstream`: a real HTTP server on 127.0.0.1 that records requests and answers as told;
+- :func:`running_sidecar`: a real sidecar in this event loop on ephemeral ports;
+- :class:`SidecarProcess`: ``sidecar run`` as a child process (signals, exit codes).
+
+Loaded as a pytest plugin (entry point ``pytest11``), it also provides the fixtures
+``plugin_host``, ``fake_upstream`` and ``sidecar_factory``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FakeUpstream",
+    "RecordedRequest",
+    "SidecarProcess",
+    "isolated_plugin_host",
+    "make_exchange",
+    "responder",
+    "running_sidecar",
+]
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from .app import Sidecar
+from .config import parse_config
+from .exchange import Body, Exchange, Headers, Response
+from .plugins import PluginHost, make_plugin_host
+
+
+def isolated_plugin_host(*plugins: object, builtins: bool = True) -> PluginHost:
+    """A plugin host with the built-ins (unless ``builtins=False``) and ``plugins``, registered
+    under their ``__name__`` (or ``name`` attribute); installed entry points are not loaded."""
+    named = [
+        (getattr(p, "__name__", None) or getattr(p, "name", None) or repr(p), p) for p in plugins
+    ]
+    if builtins:
+        return make_plugin_host(load_entry_points=False, extra_plugins=named)
+    return make_plugin_host(load_entry_points=False, extra_plugins=named, builtins=())
+
+
+def make_exchange(
+    method: str = "GET",
+    path: str = "/",
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    body: Body = b"",
+    *,
+    query: str = "",
+    client: str = "127.0.0.1:40000",
+    upstream: str = "test",
+    route: str = "test",
+) -> Exchange:
+    """An :class:`Exchange` as a listener would build it (header names lower-cased)."""
+    if headers is None:
+        pairs: list[tuple[str, str]] = []
+    elif isinstance(headers, Mapping):
+        pairs = [(k.lower(), v) for k, v in headers.items()]
+    else:
+        pairs = [(k.lower(), v) for k, v in headers]
+    length = len(body) if isinstance(body, bytes) else None
+    ex = Exchange(
+        method,
+        path,
+        Headers(pairs),
+        query=query,
+        body=body,
+        body_length=length,
+        client=client,
+        start=time.perf_counter(),
+    )
+    ex.upstream = upstream
+    ex.route = route
+    return ex
+
+
+def responder(
+    status: int = 200,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    seen: list[Exchange] | None = None,
+) -> Callable[[Exchange], Awaitable[Response]]:
+    """A stub ``call_next`` that answers every exchange the same way and records it in ``seen``."""
+
+    async def call_next(exchange: Exchange) -> Response:
+        if seen is not None:
+            seen.append(exchange)
+        return Response(status, Headers((headers or {}).items()), body)
+
+    return call_next
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path_qs: str
+    headers: dict[str, str]
+    body: bytes
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+UpstreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeUpstream:
+    """An aiohttp server on 127.0.0.1 that records every request.
+
+    By default it answers ``200 ok``; set ``handler`` (an aiohttp handler) to answer otherwise.
+    ``async with FakeUpstream() as up: ... up.url ... up.requests``.
+    """
+
+    def __init__(self, handler: UpstreamHandler | None = None, *, ssl_context: Any = None) -> None:
+        self.handler = handler
+        self.requests: list[RecordedRequest] = []
+        self._ssl = ssl_context
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(
+            RecordedRequest(
+                request.method,
+                request.path_qs,
+                dict(request.headers),
+                body,
+                [(k, v) for k, v in request.headers.items()],
+            )
+        )
+        if self.handler is not None:
+            return await self.handler(request)
+        return web.Response(text="ok")
+
+    async def start(self) -> FakeUpstream:
+        app = web.Application(client_max_size=1 << 34)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeUpstream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _config_text(config: Mapping[str, Any] | str) -> str:
+    if isinstance(config, str):
+        return config
+    data = dict(config)
+    data.setdefault("admin", {"address": "127.0.0.1:0"})
+    data.setdefault("http", {"address": "127.0.0.1:0"})
+    return yaml.safe_dump(data)
+
+
+@asynccontextmanager
+async def running_sidecar(
+    config: Mapping[str, Any] | str,
+    *,
+    plugins: Iterable[object] = (),
+    config_path: str | None = None,
+) -> AsyncIterator[Sidecar]:
+    """Start a sidecar in this event loop (admin and HTTP on ephemeral ports unless given).
+
+    ``config`` is a dict in the file's shape or YAML text. The sidecar drains on exit.
+    """
+    text = _config_text(config)
+    cfg = parse_config(text, config_path or "<test>")
+    host = isolated_plugin_host(*plugins)
+    sidecar = Sidecar(cfg, config_path=config_path, plugin_host=host)
+    await sidecar.start()
+    try:
+        yield sidecar
+    finally:
+        await sidecar.drain()
+
+
+class SidecarProcess:
+    """``sidecar run -c FILE`` as a child process; ports are read from its "ready" log line.
+
+    ``with SidecarProcess(config) as p: p.http_url ... p.terminate()``. ``config`` is a dict
+    (admin/http default to ephemeral ports) or YAML text. Output goes to ``p.log_path``.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        ready_timeout: float = 15.0,
+        args: Iterable[str] = (),
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sidecar-test-"))
+        self.config_path = self.dir / "sidecar.yaml"
+        self.config_path.write_text(_config_text(config))
+        self.log_path = self.dir / "stderr.log"
+        self.stdout_path = self.dir / "stdout.log"
+        self.env = {**os.environ, **(env or {})}
+        self.ready_timeout = ready_timeout
+        self.args = list(args)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http_port = 0
+        self.admin_port = 0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self) -> SidecarProcess:
+        exe = Path(sys.executable).with_name("sidecar")
+        cmd = [str(exe), "run", "-c", str(self.config_path), *self.args]
+        with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            for line in self.log_lines():
+                if line.get("msg") == "sidecar ready":
+                    self.admin_port = int(str(line["admin"]).rpartition(":")[2])
+                    self.http_port = int(str(line["http"]).rpartition(":")[2])
+                    return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"sidecar exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+                )
+            time.sleep(0.02)
+        self.kill()
+        raise TimeoutError(
+            f"sidecar not ready in {self.ready_timeout}s:\n{self.log_path.read_text()}"
+        )
+
+    def log_lines(self, stdout: bool = False) -> list[dict[str, Any]]:
+        """The JSON lines logged so far (stderr: the sidecar's log; stdout: the access log)."""
+        path = self.stdout_path if stdout else self.log_path
+        out = []
+        for raw in path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"msg": raw, "unparsed": True})
+        return out
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> SidecarProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+# --- pytest fixtures (this module is a pytest11 plugin) ---------------------------------------
+
+
+@pytest.fixture
+def plugin_host() -> Callable[..., PluginHost]:
+    """``plugin_host(MyPlugin)``: an isolated plugin host with the built-ins and yours."""
+    return isolated_plugin_host
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeUpstream]:
+    """A started :class:`FakeUpstream` answering ``200 ok``; set ``.handler`` to change that."""
+    async with FakeUpstream() as up:
+        yield up
+
+
+@pytest.fixture
+def sidecar_factory() -> Callable[..., Any]:
+    """``async with sidecar_factory(config, plugins=[...]) as s:`` → a running sidecar."""
+    return running_sidecar
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """Poll ``predicate`` until true; raise ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """Like :func:`wait_until`, without blocking the event loop."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(interval)
