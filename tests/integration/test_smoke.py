@@ -20,7 +20,7 @@ async def test_get_through_prefix_route_reaches_upstream_with_prefix_stripped() 
 
 
 async def test_embedded_default_echo_route_answers_without_any_upstream() -> None:
-    """`sidecar run` with no file: the demo `echo` upstream answers and shows the injected header."""
+    """`sidecar run` with no file: the demo `echo` upstream answers, showing the injected header."""
     from sidecar.config import load_config
 
     text = load_config(None).model_dump(mode="json")
