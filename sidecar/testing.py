@@ -18,6 +18,7 @@ __all__ = [
     "SidecarProcess",
     "isolated_plugin_host",
     "make_exchange",
+    "make_route_context",
     "responder",
     "running_sidecar",
 ]
@@ -44,6 +45,8 @@ from .app import Sidecar
 from .config import parse_config
 from .exchange import Body, Exchange, Headers, Response
 from .plugins import PluginHost, make_plugin_host
+from .registry import RouteContext
+from .telemetry.metrics import Metrics
 
 
 def isolated_plugin_host(*plugins: object, builtins: bool = True) -> PluginHost:
@@ -89,6 +92,36 @@ def make_exchange(
     ex.upstream = upstream
     ex.route = route
     return ex
+
+
+def make_route_context(
+    upstream: Mapping[str, Any] | None = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    name: str = "test",
+    route: str | None = None,
+    metrics: Metrics | None = None,
+    rescue_hook: Callable[[Exchange, BaseException], Response | None] | None = None,
+) -> RouteContext:
+    """The :class:`RouteContext` a filter factory gets for upstream ``name`` (no sockets).
+
+    ``upstream`` is that upstream's section (default: a plain ``http`` upstream); ``config`` the
+    rest of the file's shape (``telemetry``, ``plugins``...). Pass ``metrics`` to read what the
+    filter recorded.
+    """
+    data: dict[str, Any] = dict(config or {})
+    ups = dict(data.get("upstreams") or {})
+    ups[name] = dict(upstream or {"url": "http://127.0.0.1:9"})
+    data["upstreams"] = ups
+    cfg = parse_config(yaml.safe_dump(data), "<test>")
+    return RouteContext(
+        route=route or name,
+        upstream_name=name,
+        upstream=cfg.upstreams[name],
+        config=cfg,
+        metrics=metrics if metrics is not None else Metrics(),
+        rescue_hook=rescue_hook,
+    )
 
 
 def responder(

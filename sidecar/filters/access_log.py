@@ -1,18 +1,28 @@
 """``access_log``: one JSON line per call on the ``sidecar.access`` logger (stdout).
 
-Fields: method, path (never the query, which may carry credentials), upstream, route, status,
-duration to the last body byte, bytes sent, client, and the sidecar's decision (``error``: the
-``x-sidecar-error`` reason) when it made one. Successful calls are sampled by
-``telemetry.access_log.sample_ratio``; errors and sidecar decisions are always logged.
+Fields: ``method``, ``path`` (as forwarded, route prefix stripped; never the query, which may carry
+credentials), ``upstream``, ``route``, ``status``, ``duration_ms`` (to the last body byte written),
+``bytes_sent`` (response body bytes written to the app), ``client``, ``error`` (the
+``x-sidecar-error`` reason) when the sidecar decided the answer, and ``aborted`` when the response
+was cut short (the app went away, or the drain grace ran out: status 499).
 
-When the access logger is not enabled for INFO at compose time the filter is left out of the chain
-entirely, except that sidecar decisions still get a WARNING line.
+Levels: a call the sidecar decided, a 5xx and an aborted call are WARNING; the rest INFO, sampled
+by ``telemetry.access_log.sample_ratio``.
+
+Cost, decided once when the chain is composed: with the access log disabled or its logger above
+WARNING the filter is left out of the chain; above INFO the chain gets :func:`_errors_only`, which
+for a successful call costs one ``try`` (free in CPython 3.11), a status comparison and a type
+check, and builds nothing unless the body streams (it may yet be cut short).
+
+Not here: log formatting and where lines go (:mod:`sidecar.telemetry.logs`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -24,20 +34,17 @@ from ..telemetry.logs import ACCESS_LOGGER
 
 log = logging.getLogger(ACCESS_LOGGER)
 
+#: Status logged for a call whose app connection went away before the answer (nginx's habit).
+CLIENT_CLOSED = 499
 
-def factory(ctx: RouteContext) -> Filter | None:
-    cfg = ctx.config.telemetry.access_log
-    if not cfg.enabled:
-        return None
-    info = log.isEnabledFor(logging.INFO)
-    warn = log.isEnabledFor(logging.WARNING)
-    if not warn:
-        return None
-    ratio = cfg.sample_ratio
-    upstream, route = ctx.upstream_name, ctx.route
-    rand = random.random
+Writer = Callable[[Exchange, int, int, "str | None", bool], None]
 
-    def line(exchange: Exchange, status: int, sent: int, error: str | None, ok: bool) -> None:
+
+def _writer(upstream: str, route: str) -> Writer:
+    def write(exchange: Exchange, status: int, sent: int, error: str | None, ok: bool) -> None:
+        level = logging.WARNING if error or status >= 500 or not ok else logging.INFO
+        if not log.isEnabledFor(level):
+            return
         fields: dict[str, Any] = {
             "method": exchange.method,
             "path": exchange.path,
@@ -52,29 +59,80 @@ def factory(ctx: RouteContext) -> Filter | None:
             fields["error"] = error
         if not ok:
             fields["aborted"] = True
-        level = logging.WARNING if error or status >= 500 or not ok else logging.INFO
-        if log.isEnabledFor(level):
-            log.log(level, "access", extra={"fields": fields})
+        log.log(level, "access", extra={"fields": fields})
+
+    return write
+
+
+def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool = False) -> None:
+    """Write the line once the listener has sent (or abandoned) the body: bytes and true end.
+
+    With ``failures``, only a body cut short gets its line (a call sampled out, or INFO off).
+    """
+    status = resp.status
+
+    def done(ok: bool, sent: int) -> None:
+        if not (failures and ok):
+            write(exchange, status, sent, None, ok)
+
+    if resp.on_complete is None:
+        resp.on_complete = [done]
+    else:
+        resp.on_complete.append(done)
+
+
+def _every_call(write: Writer, ratio: float) -> Filter:
+    rand = random.random
 
     async def access_log(exchange: Exchange, call_next: Handler) -> Response:
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
-            line(exchange, e.status, 0, e.code, True)
+            write(exchange, e.status, 0, e.code, True)
+            raise
+        except asyncio.CancelledError:
+            write(exchange, CLIENT_CLOSED, 0, None, False)
             raise
         except Exception:
-            line(exchange, 500, 0, "internal", True)
+            write(exchange, 500, 0, "internal", True)  # rescue answers it with 500 internal
             raise
-        if not info or (ratio < 1.0 and resp.status < 500 and rand() >= ratio):
-            return resp
-
-        def done(ok: bool, sent: int) -> None:
-            line(exchange, resp.status, sent, None, ok)
-
-        if resp.on_complete is None:
-            resp.on_complete = [done]
-        else:
-            resp.on_complete.append(done)
+        # sampling drops successful calls only: a 5xx is always worth its line
+        if ratio >= 1.0 or resp.status >= 500 or rand() < ratio:
+            _when_sent(resp, write, exchange)
+        elif not isinstance(resp.body, bytes):
+            _when_sent(resp, write, exchange, failures=True)  # a stream may still be cut short
         return resp
 
     return access_log
+
+
+def _errors_only(write: Writer) -> Filter:
+    async def access_log(exchange: Exchange, call_next: Handler) -> Response:
+        try:
+            resp = await call_next(exchange)
+        except SidecarError as e:
+            write(exchange, e.status, 0, e.code, True)
+            raise
+        except asyncio.CancelledError:
+            write(exchange, CLIENT_CLOSED, 0, None, False)
+            raise
+        except Exception:
+            write(exchange, 500, 0, "internal", True)
+            raise
+        if resp.status >= 500:
+            _when_sent(resp, write, exchange)
+        elif not isinstance(resp.body, bytes):
+            _when_sent(resp, write, exchange, failures=True)  # a stream may still be cut short
+        return resp
+
+    return access_log
+
+
+def factory(ctx: RouteContext) -> Filter | None:
+    cfg = ctx.config.telemetry.access_log
+    if not cfg.enabled or not log.isEnabledFor(logging.WARNING):
+        return None
+    write = _writer(ctx.upstream_name, ctx.route)
+    if not log.isEnabledFor(logging.INFO) or cfg.sample_ratio == 0.0:
+        return _errors_only(write)
+    return _every_call(write, cfg.sample_ratio)

@@ -1,17 +1,30 @@
 """``metrics``: count every call and time it to the response head, per route.
 
+What it records, per call: ``sidecar_requests_total{listener,upstream,route,code}`` with the status
+the app gets (a sidecar decision counts with its own status, an unexpected error as 500, a call
+whose app went away as 499), ``sidecar_request_duration_seconds``, and
+``sidecar_requests_in_flight`` up for the call's duration; a sidecar decision also bumps
+``sidecar_errors_total{listener,upstream,reason}``.
+
 Children are resolved when the chain is composed (:class:`~sidecar.telemetry.metrics.RouteMetrics`),
-so a call costs a clock read, a gauge up/down, one histogram observe and one counter bump.
+so a successful call costs a clock read, a gauge up/down, one histogram observe and one counter
+bump: no ``labels()`` lookup. Not here: the metric families themselves
+(:mod:`sidecar.telemetry.metrics`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
+from typing import Any
 
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..registry import RouteContext
+
+#: Status counted for a call whose app connection went away first (nginx's 499).
+CLIENT_CLOSED = 499
 
 
 def factory(ctx: RouteContext) -> Filter:
@@ -20,6 +33,15 @@ def factory(ctx: RouteContext) -> Filter:
     inc, dec = rm.in_flight.inc, rm.in_flight.dec
     count = rm.count
     errors = ctx.metrics.errors
+    listener, upstream = ctx.listener, ctx.upstream_name
+    # reason -> child; bounded by the set of SidecarError codes
+    reasons: dict[str, Any] = {}
+
+    def error(reason: str) -> None:
+        child = reasons.get(reason)
+        if child is None:
+            child = reasons[reason] = errors.labels(listener, upstream, reason)
+        child.inc()
 
     async def metrics(exchange: Exchange, call_next: Handler) -> Response:
         inc()
@@ -27,10 +49,14 @@ def factory(ctx: RouteContext) -> Filter:
             resp = await call_next(exchange)
         except SidecarError as e:
             count(e.status)
-            errors.labels(ctx.listener, ctx.upstream_name, e.code).inc()
+            error(e.code)
+            raise
+        except asyncio.CancelledError:
+            count(CLIENT_CLOSED)
             raise
         except Exception:
-            count(500)
+            count(500)  # the rescue filter answers it with 500 internal
+            error("internal")
             raise
         finally:
             dec()

@@ -1,30 +1,66 @@
 """``request_headers``: set the upstream's configured ``request_headers`` on every call.
 
 Values replace whatever the app sent under the same name. Secret references are resolved when the
-chain is composed (start-up, reload), so a missing secret fails then, with its key path, and never
-per call; the values never reach a log or ``/config``.
+chain is composed (start-up, reload), so a missing secret fails then, with its key path
+(``upstreams.<name>.request_headers.<header>``), and never per call. A value that could split the
+request head (CR, LF, NUL, or a character outside latin-1) is refused the same way. No message
+here ever contains a value: only the reference (``{env: NAME}``) and the key path.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..chain import Filter, Handler
 from ..config.types import SecretRef
 from ..exchange import Exchange, Response
 from ..registry import RouteContext
 
+#: Field-value octets RFC 9110 §5.5 allows (visible latin-1, space, tab).
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+class UnusableHeaderValue(LookupError):
+    """A configured header value cannot be used; ``key_path`` is relative to the upstream.
+
+    The sidecar reports it as a config problem at ``upstreams.<name>.<key_path>``.
+    """
+
+    def __init__(self, key_path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key_path = key_path
+
+
+def _value(name: str, value: str | SecretRef) -> str:
+    key = f"request_headers.{name}"
+    if isinstance(value, SecretRef):
+        try:
+            revealed = value.reveal()
+        except LookupError as e:
+            raise UnusableHeaderValue(key, str(e)) from None
+        what = (
+            f"the secret {{env: {value.env}}}"
+            if value.env
+            else f"the secret {{file: {value.file}}}"
+        )
+    else:
+        revealed, what = value, "the value"
+    if not _FIELD_VALUE.fullmatch(revealed):
+        # never show the value: it may be a credential
+        raise UnusableHeaderValue(key, f"{what} contains a control or non-latin-1 character")
+    return revealed
+
 
 def factory(ctx: RouteContext) -> Filter | None:
     configured = ctx.upstream.request_headers
     if not configured:
         return None
-    pairs = [
-        (name, value.reveal() if isinstance(value, SecretRef) else value)
-        for name, value in configured.items()
-    ]
+    pairs = [(name, _value(name, value)) for name, value in configured.items()]
     names = frozenset(name for name, _ in pairs)
 
     async def request_headers(exchange: Exchange, call_next: Handler) -> Response:
         items = exchange.headers.items()
+        # in place: the exchange's Headers wraps the listener's list without a copy
         items[:] = [kv for kv in items if kv[0] not in names]
         items.extend(pairs)
         return await call_next(exchange)

@@ -2,7 +2,9 @@
 
 Sets ``exchange.deadline`` (loop time) for the filters and adapter below, which bound their own
 waits by it, and cancels the work below when it passes: the app gets 504 ``upstream_timeout``.
-It covers the call up to the response head; a streaming body is bounded by idle timeouts.
+A deadline already on the exchange (a gRPC ``grpc-timeout``, an outer filter's) wins when it is
+shorter. It covers the call up to the response head; a streaming body is bounded by idle timeouts.
+Not here: per-attempt timeouts (the adapter's ``response_header_timeout``, retry filters).
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ def factory(ctx: RouteContext) -> Filter:
     budget = ctx.upstream.timeout
 
     async def timeout(exchange: Exchange, call_next: Handler) -> Response:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
+        now = asyncio.get_running_loop().time()
+        deadline = now + budget
         if exchange.deadline is not None and exchange.deadline < deadline:
             deadline = exchange.deadline  # a shorter deadline from the app wins
         exchange.deadline = deadline
+        cm = asyncio.timeout_at(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with cm:
                 return await call_next(exchange)
         except TimeoutError:
-            raise UpstreamTimeout(f"no response from upstream within {budget:g}s") from None
+            if not cm.expired():
+                raise  # someone else's timeout, untranslated: a bug below, rescue says so
+            raise UpstreamTimeout(
+                f"no response from upstream within {round(max(deadline - now, 0.0), 3):g}s"
+            ) from None
 
     return timeout
