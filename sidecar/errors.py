@@ -99,7 +99,7 @@ class PluginError(Exception):
     """A plugin failed while the sidecar was starting or reloading; the message names it."""
 
 
-class RegistryConflict(Exception):
+class RegistryConflict(PluginError):
     """Two plugins registered the same name; the message names both owners."""
 
 
