@@ -71,8 +71,11 @@ class Sidecar:
             except ConfigError:
                 raise
             except LookupError as e:  # a secret reference that cannot be resolved
+                # a filter may say where under the upstream the problem is (``key_path``)
+                where = f"upstreams.{ctx.upstream_name}"
+                key = getattr(e, "key_path", None)
                 raise ConfigError(
-                    [ConfigProblem(self.config_name, f"upstreams.{ctx.upstream_name}", str(e))]
+                    [ConfigProblem(self.config_name, f"{where}.{key}" if key else where, str(e))]
                 ) from None
             except Exception as e:
                 raise PluginError(
@@ -154,6 +157,12 @@ class Sidecar:
                     f"plugin {reg.owner!r}: adapter {reg.name!r} failed to start: {e}"
                 ) from e
         self._stack.push_async_callback(self._close_adapters)
+        # the admin port comes up first, so probes see 503 on /readyz (not a refused connection)
+        # while lifespans and composition run, and it goes down last (after lifespans exited)
+        self.admin = AdminServer(self, self.plugin_host.registries.admin_routes)
+        host, port = split_address(config.admin.address)
+        await _listen("admin", config.admin.address, self.admin.start(host, port))
+        self._stack.push_async_callback(self.admin.stop)
         # lifespans are entered before listeners accept and exited after they drained
         for life in self.plugin_host.registries.lifespans.registrations():
             try:
@@ -164,10 +173,6 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         table = self._compose(config, self.plugin_sections)
-        self.admin = AdminServer(self, self.plugin_host.registries.admin_routes)
-        host, port = split_address(config.admin.address)
-        await _listen("admin", config.admin.address, self.admin.start(host, port))
-        self._stack.push_async_callback(self.admin.stop)
         self.http = HttpListener(config.http, table, self.metrics)
         host, port = split_address(config.http.address)
         await _listen("http", config.http.address, self.http.start(host, port))
@@ -192,25 +197,37 @@ class Sidecar:
                 log.exception("adapter failed to close")
 
     async def drain(self) -> None:
-        """Graceful stop (SIGTERM): not ready → stop accepting → finish in flight → close."""
-        if self.state == "stopped":
+        """Graceful stop (SIGTERM), in uvicorn's order; a second call waits for the first.
+
+        The grace (``shutdown.drain_timeout``) bounds the wait for in-flight calls; what runs past
+        it is cut, and the sidecar still stops cleanly (the process exits 0).
+        """
+        if self.state in ("draining", "stopped"):
+            await self.stopped.wait()
             return
+        # 0. not ready: /readyz answers 503 from now on (the admin port stays up to the end)
         self.state = "draining"
         grace = self.config.shutdown.drain_timeout
-        if self.http is not None:
-            # 1. stop accepting; idle keep-alive connections close now, busy ones after their
-            #    response (which says "Connection: close")
-            self.http.stop_accepting()
-            # 2. in-flight calls get the grace period, then the stragglers are cut
-            left = await self.http.drain(grace)
-            if left:
-                log.warning(
-                    "drain timeout: connections cut", extra={"fields": {"connections": left}}
-                )
-        # 3. adapters, lifespans (reverse order) and the admin port
-        await self._stack.aclose()
-        self.state = "stopped"
-        self.stopped.set()
+        try:
+            if self.http is not None:
+                # 1. stop accepting; busy connections answer with "Connection: close" and close,
+                #    idle keep-alive ones close after a short quiet period (see stop_accepting)
+                self.http.stop_accepting()
+                # 2. wait for in-flight calls, bounded by the grace; 3. then cut the stragglers
+                #    and wait (bounded) for their tasks to unwind, so no call still holds an
+                #    upstream connection when the adapters close their pools below
+                left = await self.http.drain(grace)
+                if left:
+                    log.warning(
+                        "drain timeout: connections cut",
+                        extra={"fields": {"connections": left, "grace_s": grace}},
+                    )
+        finally:
+            # 4. exit lifespans (reverse order), then the admin port, then the adapters' pools:
+            #    the reverse of start-up
+            await self._stack.aclose()
+            self.state = "stopped"
+            self.stopped.set()
 
     async def __aenter__(self) -> Sidecar:
         await self.start()

@@ -53,6 +53,10 @@ BODY_LOW_WATER = 64 * 1024
 COLLECT_LIMIT = 64 * 1024
 #: Requests queued behind the one in progress on a pipelining connection before reading pauses.
 MAX_PIPELINED = 16
+#: On drain, idle keep-alive connections are closed after this quiet period (see stop_accepting).
+DRAIN_IDLE_QUIET = 0.25
+#: After the grace, cancelled calls get this long to unwind before the sidecar closes pools.
+DRAIN_UNWIND = 1.0
 
 _IDLE, _HEAD, _BUSY = 0, 1, 2
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -647,6 +651,7 @@ class HttpListener:
         self.now = 0.0
         self._ticker: asyncio.Task[None] | None = None
         self._all_closed: asyncio.Event | None = None
+        self._close_idle: asyncio.TimerHandle | None = None
         self._conn_gauge = metrics.downstream_connections.labels(name)
         self._unrouted = metrics.requests
         self._unrouted_errors = metrics.errors
@@ -692,7 +697,15 @@ class HttpListener:
         self.draining = True
         if self.server is not None:
             self.server.close()
-        # idle keep-alive connections are closed now; busy ones after their response
+        # Busy connections close after their response (it says "Connection: close"). Idle
+        # keep-alive ones close after a short quiet period rather than at once: a request the app
+        # sent just before the drain began may still be unread in the socket buffer, and closing
+        # under it would fail a call that started before the signal (the keep-alive close race).
+        self._close_idle = asyncio.get_running_loop().call_later(
+            DRAIN_IDLE_QUIET, self._close_idle_connections
+        )
+
+    def _close_idle_connections(self) -> None:
         for conn in list(self.connections):
             if conn.state == _IDLE:
                 conn.close()
@@ -709,10 +722,19 @@ class HttpListener:
             except TimeoutError:
                 pass
         left = len(self.connections)
+        workers = []
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-            conn.connection_lost(None)
+            conn.connection_lost(None)  # cancels the connection's worker task
+            if conn.worker is not None and not conn.worker.done():
+                workers.append(conn.worker)
+        if self._close_idle is not None:
+            self._close_idle.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
+        if workers:
+            # let cancelled calls unwind (their adapter aborts the upstream connection) before
+            # the caller closes pools under them; a call that ignores cancellation is not awaited
+            await asyncio.wait(workers, timeout=DRAIN_UNWIND)
         return left
