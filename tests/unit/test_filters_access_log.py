@@ -1,0 +1,188 @@
+"""The ``access_log`` filter: one JSON line per call, cheap when only failures are wanted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from sidecar.chain import Filter
+from sidecar.errors import UpstreamConnectError, UpstreamTimeout
+from sidecar.exchange import Exchange, Response
+from sidecar.filters import access_log
+from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
+from sidecar.testing import make_exchange, make_route_context, responder
+
+FIELDS = {"method", "path", "upstream", "route", "status", "duration_ms", "bytes_sent", "client"}
+
+
+class JsonLines(logging.Handler):
+    """Collects what the access logger writes, formatted exactly as on stdout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def lines() -> Iterator[JsonLines]:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler = JsonLines()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def make(**access: Any) -> Filter:
+    ctx = make_route_context(
+        name="pay", route="pay-route", config={"telemetry": {"access_log": access}}
+    )
+    f = access_log.factory(ctx)
+    assert f is not None
+    return f
+
+
+def sent(resp: Response, ok: bool = True) -> None:
+    """What the listener does once the body is written (or abandoned)."""
+    n = len(resp.body) if isinstance(resp.body, bytes) else 0
+    for cb in resp.on_complete or ():
+        cb(ok, n)
+
+
+def raising(error: BaseException):  # type: ignore[no-untyped-def]
+    async def call_next(exchange: Exchange) -> Response:
+        raise error
+
+    return call_next
+
+
+async def test_one_json_line_per_call_with_the_documented_fields(lines: JsonLines) -> None:
+    """An operator gets method, path, upstream, route, status, duration, bytes and client."""
+    f = make()
+    ex = make_exchange("POST", "/charges/7", client="127.0.0.1:5555")
+    resp = await f(ex, responder(201, b"created!"))
+    assert lines.lines == []  # written when the body has been sent, not before
+    sent(resp)
+    (line,) = lines.lines
+    assert FIELDS <= set(line)
+    assert line["level"] == "info" and line["logger"] == "sidecar.access"
+    assert line["method"] == "POST" and line["path"] == "/charges/7"
+    assert (line["upstream"], line["route"]) == ("pay", "pay-route")
+    assert (line["status"], line["bytes_sent"], line["client"]) == (201, 8, "127.0.0.1:5555")
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert "error" not in line and "aborted" not in line
+
+
+async def test_never_logs_the_query_string(lines: JsonLines) -> None:
+    """Query strings carry API keys and tokens; the access log must not keep them."""
+    f = make()
+    resp = await f(make_exchange(path="/v1/x", query="api_key=hunter2&x=1"), responder())
+    sent(resp)
+    raw = json.dumps(lines.lines)
+    assert "hunter2" not in raw and "api_key" not in raw
+    assert lines.lines[0]["path"] == "/v1/x"
+
+
+async def test_sidecar_decisions_and_failures_are_warnings_with_the_reason(
+    lines: JsonLines,
+) -> None:
+    """A sidecar decision says its reason; 5xx, bugs and cut-short bodies stand out as warnings."""
+    f = make()
+    with pytest.raises(UpstreamTimeout):
+        await f(make_exchange(), raising(UpstreamTimeout("slow")))
+    with pytest.raises(KeyError):
+        await f(make_exchange(), raising(KeyError("bug")))
+    sent(await f(make_exchange(), responder(503)))
+    sent(await f(make_exchange(), responder(200, b"part")), ok=False)
+    sent(await f(make_exchange(), responder(404)))
+    got = [(x["level"], x["status"], x.get("error"), x.get("aborted")) for x in lines.lines]
+    assert got == [
+        ("warning", 504, "upstream_timeout", None),
+        ("warning", 500, "internal", None),
+        ("warning", 503, None, None),
+        ("warning", 200, None, True),
+        ("info", 404, None, None),  # the upstream's own 4xx is an ordinary answer
+    ]
+
+
+async def test_a_call_whose_app_went_away_is_logged_as_499_aborted(lines: JsonLines) -> None:
+    """Cancelled calls (app disconnected, drain grace over) still leave their line."""
+    f = make()
+    with pytest.raises(asyncio.CancelledError):
+        await f(make_exchange(), raising(asyncio.CancelledError()))
+    (line,) = lines.lines
+    assert (line["level"], line["status"], line["aborted"]) == ("warning", 499, True)
+
+
+async def test_sampling_drops_successes_only(
+    lines: JsonLines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sample_ratio` thins out successful calls; errors are always logged."""
+    draws = iter([0.1, 0.9, 0.2, 0.8] * 10)
+    monkeypatch.setattr(access_log.random, "random", lambda: next(draws))
+    f = make(sample_ratio=0.5)
+    for _ in range(4):
+        sent(await f(make_exchange(), responder(200)))
+    assert len(lines.lines) == 2
+    with pytest.raises(UpstreamConnectError):
+        await f(make_exchange(), raising(UpstreamConnectError("down")))
+    sent(await f(make_exchange(), responder(502)))
+    assert [x["status"] for x in lines.lines[2:]] == [502, 502]
+    none = make(sample_ratio=0.0)
+    sent(await none(make_exchange(), responder(200)))
+    assert len(lines.lines) == 4
+
+
+async def test_above_info_a_success_builds_nothing_but_errors_still_log(
+    lines: JsonLines,
+) -> None:
+    """With the log level at warning, a successful call pays no callback and writes no line."""
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+    f = make()
+    resp = await f(make_exchange(), responder(200, b"ok"))
+    assert resp.on_complete is None
+    sent(resp)
+    with pytest.raises(UpstreamTimeout):
+        await f(make_exchange(), raising(UpstreamTimeout("slow")))
+    sent(await f(make_exchange(), responder(502)))
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"chunk"
+
+    async def streaming(exchange: Exchange) -> Response:
+        return Response(200, body=stream(), length=None)
+
+    sent(await f(make_exchange(), streaming))  # a stream sent in full: nothing
+    sent(await f(make_exchange(), streaming), ok=False)  # a stream cut short: a warning
+    assert [(x["level"], x["status"], x.get("aborted")) for x in lines.lines] == [
+        ("warning", 504, None),
+        ("warning", 502, None),
+        ("warning", 200, True),
+    ]
+
+
+async def test_left_out_of_the_chain_when_disabled_or_above_warning() -> None:
+    """Access logging off costs nothing at all: the filter is not composed in."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    old = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        ctx = make_route_context(config={"telemetry": {"access_log": {"enabled": False}}})
+        assert access_log.factory(ctx) is None
+        logger.setLevel(logging.ERROR)
+        assert access_log.factory(make_route_context()) is None
+    finally:
+        logger.setLevel(old)
