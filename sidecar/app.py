@@ -103,6 +103,7 @@ class Sidecar:
             route_config=route_config,
             plugin_sections=sections,
             rescue_hook=self.plugin_host.rescue_hook(),
+            blame=self.plugin_host.blame,
         )
 
     def _compose(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> RouteTable:

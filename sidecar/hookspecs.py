@@ -1,17 +1,35 @@
 """Every hook a sidecar plugin can implement, grouped by when it runs.
 
-Hooks run at start-up and on config reload, never per request (the one exception is
-:func:`sidecar_rescue`, called only when a call failed with an error nobody typed). Registration
-hooks receive a registry and call ``registry.add(...)``; the host tells the registry which plugin is
-calling, so a duplicate name is refused with both owners named.
+This module is the contract with plugin authors: each hook is named ``sidecar_*``, typed, and
+says when it is called, what it receives, and whether the first result ends the call (pytest's
+``hookspec.py`` habit). It holds declarations only; the calls are made by
+:class:`~sidecar.plugins.PluginHost`.
 
-Implement a hook with ``@sidecar.hookimpl`` in a module or class registered under the ``sidecar``
-entry-point group. Each hook is documented in ``docs/plugins.md`` too; a test fails when one is not.
+Hooks run when the plugin host is built (once per process), never per request; the one exception
+is :func:`sidecar_rescue`, called only when a call failed with an error nobody typed. Registration
+hooks receive a registry and call ``registry.add(...)``; the host calls them one plugin at a time
+and tells the registry who is calling, so a duplicate name is refused with both owners named and
+an exception names the plugin that raised it.
+
+Implement a hook with ``@sidecar.hookimpl`` (a function named ``sidecar_*`` without the decorator
+counts too, as in pytest) in a module or class registered under the ``sidecar`` entry-point group.
+``tryfirst``/``trylast`` order the calls; wrappers are refused (the host calls each
+implementation itself).
+Every hook here is documented in ``docs/plugins.md``; a test fails when one is not.
 """
 
 from __future__ import annotations
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "sidecar_declare_config",
+    "sidecar_register_adapters",
+    "sidecar_register_admin_routes",
+    "sidecar_register_filters",
+    "sidecar_register_lifespans",
+    "sidecar_rescue",
+]
 
 from typing import TYPE_CHECKING
 
@@ -27,48 +45,72 @@ if TYPE_CHECKING:
         LifespanRegistry,
     )
 
+#: Marks the declarations below; the project name is also the entry-point group.
 hookspec = pluggy.HookspecMarker("sidecar")
+#: Marks a plugin's implementation: ``@hookimpl``, ``@hookimpl(trylast=True)``.
 hookimpl = pluggy.HookimplMarker("sidecar")
 
 
-# --- declaring -------------------------------------------------------------------------------
+# --- declaring: called once when the plugin host is built, before any config is validated ----
 
 
 @hookspec
 def sidecar_declare_config(registry: ConfigRegistry) -> None:
     """Declare the plugin's config section: ``registry.add("name", Model)``.
 
-    Called once when the plugin host is built, before any config is validated. ``plugins.<name>``
-    in the config file is validated with ``Model`` (a pydantic model; use ``extra="forbid"`` so
-    typos fail), and the validated instance reaches the plugin's factories through
-    ``RouteContext.plugin_config("name")``. A section nobody declared is a config error.
-    All implementations are called.
+    When: once, when the plugin host is built, before the config file is validated (so
+    ``sidecar check`` validates plugin sections too).
+
+    :param registry: ``add(name, model)`` where ``model`` is a pydantic model class. Use
+        ``extra="forbid"`` so a typo fails. ``plugins.<name>`` in the config file is validated
+        with it at start-up and on each reload; a problem is reported like any other config
+        problem (``sidecar.yaml: plugins.<name>.<key>: unknown key``, exit 2). The validated
+        instance reaches the plugin's factories as ``RouteContext.plugin_config(name, Model)``;
+        an absent section is the model's defaults. A section nobody declared is a config error
+        (unless its name is listed in ``plugins.disabled``).
+
+    Every implementation is called. A section name taken twice is refused with both owners named.
     """
 
 
-# --- registering -----------------------------------------------------------------------------
+# --- registering: called once when the plugin host is built ----------------------------------
 
 
 @hookspec
 def sidecar_register_adapters(registry: AdapterRegistry) -> None:
     """Register protocol adapters: ``registry.add("name", AdapterClass)``.
 
-    Called once when the plugin host is built. An adapter class is constructed once per running
-    sidecar with its :class:`~sidecar.registry.AdapterServices` and builds the terminal handler of
-    each upstream whose ``adapter:`` names it. ``AdapterClass.options_model`` (or ``None``)
-    validates ``upstreams.<name>.options``. All implementations are called.
+    When: once, when the plugin host is built.
+
+    :param registry: ``add(name, adapter_class)``. ``adapter_class`` subclasses
+        :class:`~sidecar.registry.Adapter`; it is constructed once per running sidecar with its
+        :class:`~sidecar.registry.AdapterServices` and builds the terminal handler of each
+        upstream whose ``adapter:`` names it (at start-up and on each reload).
+        ``adapter_class.options_model`` (a pydantic model, or ``None``) validates
+        ``upstreams.<name>.options``.
+
+    Every implementation is called. An adapter name taken twice is refused with both owners named;
+    to replace a built-in adapter, disable its plugin (``plugins.disabled``) and register yours.
     """
 
 
 @hookspec
 def sidecar_register_filters(registry: FilterRegistry) -> None:
-    """Register filters: ``registry.add("name", factory, order=500)``.
+    """Register filters: ``registry.add("name", factory, order=ORDER_DEFAULT)``.
 
-    Called once when the plugin host is built. ``factory(ctx: RouteContext)`` is called once per
-    route whenever route handlers are composed (start-up and each reload) and returns a
-    ``Filter`` or ``None`` when the filter has nothing to do on that route. Filters are placed by
-    ``order`` (lower is outer; see ``sidecar.registry.ORDER_*`` for the built-ins' places).
-    All implementations are called.
+    When: once, when the plugin host is built.
+
+    :param registry: ``add(name, factory, order)``. ``factory(ctx: RouteContext)`` is called once
+        per route whenever route handlers are composed (start-up and each reload) and returns a
+        ``Filter`` (``async (exchange, call_next) -> Response``) or ``None`` when the filter has
+        nothing to do on that route, which costs that route nothing per request. ``order`` places
+        the filter in every chain: lower is outer (runs earlier on the way out, later on the way
+        back); the built-ins' places are ``sidecar.ORDER_*``.
+
+    Every implementation is called. A filter name taken twice is refused with both owners named.
+    A factory that raises stops start-up (or refuses the reload) naming the plugin and the route;
+    a filter that raises while handling a call makes that call a 500 and is logged with the
+    plugin's and the filter's name.
     """
 
 
@@ -76,10 +118,16 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
 def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
     """Register start-up/shutdown work: ``registry.add("name", factory)``.
 
-    ``factory(sidecar)`` returns an async context manager, entered in registration order when the
-    sidecar starts (before listeners accept) and exited in reverse order after they drained. An
-    exception while entering stops start-up with the plugin's name in the message.
-    All implementations are called.
+    When: once, when the plugin host is built; the factories run when a sidecar starts.
+
+    :param registry: ``add(name, factory)``. ``factory(sidecar)`` returns an async context
+        manager. It is entered in registration order when the sidecar starts, after adapters are
+        built and before any listener accepts, and exited in reverse order after the listeners
+        drained. An exception while entering stops start-up with the plugin's name in the message
+        (``sidecar run`` exits 1); one while exiting is logged with the plugin's name and the
+        other lifespans are still exited.
+
+    Every implementation is called. A lifespan name taken twice is refused with both owners named.
     """
 
 
@@ -87,21 +135,34 @@ def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
 def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
     """Add routes to the admin port: ``registry.add("GET", "/path", handler)``.
 
-    ``handler`` is an aiohttp handler ``async (request) -> web.Response``; the running
-    :class:`~sidecar.app.Sidecar` is at ``request.app[SIDECAR]``. A path taken twice is refused
-    with both owners named. All implementations are called.
+    When: once, when the plugin host is built; the routes are served by each running sidecar.
+
+    :param registry: ``add(method, path, handler)``. ``handler`` is an aiohttp handler
+        ``async (request) -> web.StreamResponse``; the running :class:`~sidecar.app.Sidecar` is
+        ``request.app[sidecar.admin.SIDECAR]``. A handler that raises answers 500 and is logged
+        with the plugin's name; ``aiohttp.web.HTTPException`` passes through as usual.
+
+    Every implementation is called. A method and path taken twice is refused with both owners
+    named.
     """
 
 
-# --- per failed call -------------------------------------------------------------------------
+# --- per failed call: the only hook that may run while serving --------------------------------
 
 
 @hookspec(firstresult=True)
 def sidecar_rescue(exchange: Exchange, error: BaseException) -> Response | None:
-    """Turn an unexpected error into a response; return ``None`` to let the next plugin try.
+    """Turn an unexpected error into a response, or return ``None`` to let the next plugin try.
 
-    Called by the outermost ``rescue`` filter only when a call raised something that is not a
-    :class:`~sidecar.errors.SidecarError` (those have their own response). The first non-``None``
-    result is used; with none, the app gets ``500`` and ``x-sidecar-error: internal``. Must not
-    raise; keep it cheap. Stops at the first result.
+    When: by the outermost ``rescue`` filter, only when a call raised something that is not a
+    :class:`~sidecar.errors.SidecarError` (those become their own response without asking).
+
+    :param exchange: the call that failed, as the filter that raised left it.
+    :param error: the exception.
+    :returns: a :class:`~sidecar.exchange.Response` for the app, or ``None``.
+
+    Stops at the first non-``None`` result. With none, the app gets ``500`` with
+    ``x-sidecar-error: internal`` and the error is logged with the route and the plugin whose code
+    raised it. Keep it cheap and do not raise: an implementation that raises is logged with its
+    plugin's name and the next one is tried.
     """

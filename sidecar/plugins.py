@@ -1,22 +1,40 @@
 """The plugin host: a typed facade over pluggy's ``PluginManager``.
 
-:func:`make_plugin_host` assembles it in a fixed order: hookspecs → block the plugins the config
-disables → load ``sidecar`` entry points (third-party distributions) → register the built-ins →
-``check_pending()`` (a hook implementation with no spec is a typo, and fails start-up).
+:func:`make_plugin_host` assembles it in a fixed order, each step for a reason:
 
-Registration hooks are called one plugin at a time so each registry knows who is adding, and so a
-plugin that raises is named in the error that stops start-up.
+1. add the hookspecs, so every plugin registered after is validated against them;
+2. block the plugins ``plugins.disabled`` names, so a disabled plugin is never even imported;
+3. load the ``sidecar`` entry points (third-party distributions, ``plugins/*``);
+4. register the built-ins, by module name, with the same hooks (their defaults are ``trylast``);
+5. ``check_pending()``: a hook implementation with no spec is a typo and fails start-up, naming
+   the plugin and the closest hook name.
+
+Then every registration hook is called one plugin at a time, so each registry knows who is
+adding and a plugin that raises is named in the error that stops start-up. Not here: what the
+registrations mean (:mod:`sidecar.app` composes routes from them).
 """
 
 from __future__ import annotations
 
-__all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "Registries", "make_plugin_host"]
+__all__ = [
+    "BUILTIN",
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginHost",
+    "PluginInfo",
+    "Registries",
+    "make_plugin_host",
+]
 
+import difflib
 import importlib
+import inspect
+import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from types import CodeType, FrameType, ModuleType
+from typing import Any, cast
 
 import pluggy
 
@@ -32,6 +50,8 @@ from .registry import (
     _Registry,
 )
 
+log = logging.getLogger("sidecar.plugins")
+
 #: Built-in plugins, registered by module name like any other plugin (defaults are plugins).
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.adapters.http",
@@ -41,14 +61,18 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 ENTRY_POINT_GROUP = "sidecar"
+BUILTIN = "built-in"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PluginInfo:
+    """One loaded plugin, as ``sidecar plugins`` and ``/plugins`` show it."""
+
     name: str
-    #: ``"built-in"`` or ``"<distribution> <version>"``.
+    #: ``"built-in"``, ``"<distribution> <version>"`` or ``"in-process"`` (tests, embedders).
     source: str
-    registered: list[str] = field(default_factory=list)
+    #: what it registered: ``"filter hello (order 500)"``, ``"config plugins.hello"``...
+    registered: list[str]
 
 
 @dataclass
@@ -62,27 +86,68 @@ class Registries:
     admin_routes: AdminRouteRegistry
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus pytest's rule: a ``sidecar_*`` function is a hook implementation
+    even without ``@hookimpl``, so a forgotten decorator or a misspelt name fails at start-up
+    instead of being silently ignored."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith("sidecar_"):
+            attr = inspect.getattr_static(plugin, name, None)
+            if inspect.isfunction(attr) or isinstance(attr, staticmethod | classmethod):
+                return pluggy.HookimplOpts(
+                    wrapper=False,
+                    hookwrapper=False,
+                    optionalhook=False,
+                    tryfirst=False,
+                    trylast=False,
+                    specname=None,
+                )
+        return opts
+
+
 class PluginHost:
     """Typed access to the plugins; built by :func:`make_plugin_host`."""
 
-    def __init__(self, pm: pluggy.PluginManager, sources: dict[str, str]) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, sources: dict[str, str], disabled: Iterable[str] = ()
+    ) -> None:
         self.pm = pm
         self._sources = sources
+        #: names in ``plugins.disabled``, in the order given.
+        self.disabled: tuple[str, ...] = tuple(dict.fromkeys(disabled))
         self.registries = self._collect()
+        self._hook_code = {
+            impl.function.__code__: impl.plugin_name
+            for caller in vars(pm.hook).values()
+            if isinstance(caller, pluggy.HookCaller)
+            for impl in caller.get_hookimpls()
+            if hasattr(impl.function, "__code__")
+        }
+        self._modules = _plugin_modules(pm)
+
+    def source(self, name: str) -> str:
+        """Where plugin ``name`` came from (see :attr:`PluginInfo.source`)."""
+        return self._sources.get(name, BUILTIN)
 
     def _call_each(self, hook_name: str, registry: _Registry[Any]) -> None:
         caller = getattr(self.pm.hook, hook_name)
-        # pluggy calls implementations last-registered first; keep that order.
+        # pluggy calls implementations from the end of this list (tryfirst ... trylast)
         for impl in reversed(caller.get_hookimpls()):
-            registry.owner = impl.plugin_name
+            name = impl.plugin_name
+            registry.owner = name
+            kwargs = {"registry": registry} if "registry" in impl.argnames else {}
             try:
-                impl.function(registry=registry)
+                impl.function(**kwargs)
             except RegistryConflict:
                 raise
             except Exception as e:
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(e).__name__}: {e}"
+                    f"plugin {name!r} ({self.source(name)}) failed in {hook_name}: "
+                    f"{type(e).__name__}: {e}"
                 ) from e
+        registry.close()
 
     def _collect(self) -> Registries:
         regs = Registries(
@@ -100,35 +165,138 @@ class PluginHost:
         return regs
 
     def plugins(self) -> list[PluginInfo]:
-        """Each loaded plugin, where it came from, and what it registered."""
+        """Each loaded plugin (registration order), where it came from, what it registered."""
         r = self.registries
+        rescuers = {i.plugin_name for i in self.pm.hook.sidecar_rescue.get_hookimpls()}
         out = []
-        for name, _plugin in self.pm.list_name_plugin():
-            if name is None or self.pm.is_blocked(name):
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked
                 continue
-            registered = [f"adapter {n}" for n in r.adapters.by_owner(name)]
-            registered += [f"filter {n}" for n in r.filters.by_owner(name)]
-            registered += [f"config plugins.{n}" for n in r.config.by_owner(name)]
-            registered += [f"lifespan {n}" for n in r.lifespans.by_owner(name)]
-            registered += [f"admin {n}" for n in r.admin_routes.by_owner(name)]
-            if self.pm.hook.sidecar_rescue.get_hookimpls() and any(
-                i.plugin_name == name for i in self.pm.hook.sidecar_rescue.get_hookimpls()
-            ):
-                registered.append("rescue")
-            out.append(PluginInfo(name, self._sources.get(name, "built-in"), registered))
+            registered = [f"adapter {x.name}" for x in r.adapters.by_owner(name)]
+            registered += [f"filter {x.name} (order {x.order})" for x in r.filters.by_owner(name)]
+            registered += [f"config plugins.{x.name}" for x in r.config.by_owner(name)]
+            registered += [f"lifespan {x.name}" for x in r.lifespans.by_owner(name)]
+            registered += [f"admin {x.name}" for x in r.admin_routes.by_owner(name)]
+            if name in rescuers:
+                registered.append("rescue hook")
+            out.append(PluginInfo(name, self.source(name), registered))
         return out
 
     def rescue_hook(self) -> Callable[[Exchange, BaseException], Response | None] | None:
-        """The ``sidecar_rescue`` caller, or ``None`` when no plugin implements it."""
-        caller = self.pm.hook.sidecar_rescue
-        if not caller.get_hookimpls():
+        """``sidecar_rescue`` as one callable, or ``None`` when no plugin implements it.
+
+        Implementations are called one by one (not through pluggy) so one that raises is logged
+        with its plugin's name and the next one still gets its chance.
+        """
+        impls = [
+            (i.plugin_name, i.function, tuple(i.argnames))
+            for i in reversed(self.pm.hook.sidecar_rescue.get_hookimpls())
+        ]
+        if not impls:
             return None
 
         def rescue(exchange: Exchange, error: BaseException) -> Response | None:
-            result: Response | None = caller(exchange=exchange, error=error)
-            return result
+            args: dict[str, object] = {"exchange": exchange, "error": error}
+            for name, function, argnames in impls:
+                try:
+                    resp = cast("Response | None", function(**{a: args[a] for a in argnames}))
+                except Exception:
+                    log.exception(
+                        f"plugin {name!r}: sidecar_rescue raised",
+                        extra={"fields": {"plugin": name, "route": exchange.route}},
+                    )
+                    continue
+                if resp is not None:
+                    return resp
+            return None
 
         return rescue
+
+    def blame(self, error: BaseException) -> dict[str, str] | None:
+        """The plugin whose code raised ``error``: ``{"plugin": name[, "filter": name]}``.
+
+        Walks the traceback from where it was raised outwards and stops at the first frame that
+        belongs to a plugin: a filter some factory built, a hook implementation, or a module of a
+        plugin's package. Runs only when a call failed, never on the request path.
+        """
+        frames: list[FrameType] = []
+        tb = error.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        filters = self.registries.filters.code_owners
+        for frame in reversed(frames):
+            code: CodeType = frame.f_code
+            hit = filters.get(code)
+            if hit is not None:
+                return {"plugin": hit[0], "filter": hit[1]}
+            owner = self._hook_code.get(code) or _module_owner(
+                self._modules, str(frame.f_globals.get("__name__", ""))
+            )
+            if owner is not None:
+                return {"plugin": owner}
+        return None
+
+
+def _plugin_modules(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Module (or package) name → the one plugin it belongs to; shared modules are left out."""
+    seen: dict[str, list[str]] = {}
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        if isinstance(plugin, ModuleType):
+            module = plugin.__name__
+        else:
+            module = getattr(plugin if isinstance(plugin, type) else type(plugin), "__module__", "")
+        if module:
+            seen.setdefault(module, []).append(name)
+    return {m: names[0] for m, names in seen.items() if len(names) == 1}
+
+
+def _module_owner(modules: dict[str, str], module: str) -> str | None:
+    while module:
+        owner = modules.get(module)
+        if owner is not None:
+            return owner
+        module = module.rpartition(".")[0]
+    return None
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, source: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except Exception as e:
+        raise PluginError(f"plugin {name!r} ({source}) failed to register: {e}") from e
+
+
+def _entry_points() -> list[EntryPoint]:
+    # by name, so the call order of hooks does not depend on the order of sys.path
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _check_pending(pm: pluggy.PluginManager, sources: dict[str, str]) -> None:
+    specs = [
+        n for n, c in vars(pm.hook).items() if isinstance(c, pluggy.HookCaller) and c.has_spec()
+    ]
+    for hook_name, caller in vars(pm.hook).items():
+        if not isinstance(caller, pluggy.HookCaller):
+            continue
+        for impl in caller.get_hookimpls():
+            name = impl.plugin_name
+            where = f"plugin {name!r} ({sources.get(name, BUILTIN)})"
+            if not caller.has_spec() and not impl.optionalhook:
+                close = difflib.get_close_matches(hook_name, specs, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise PluginError(f"{where} implements {hook_name!r}, which is no hook{hint}")
+            if impl.wrapper or impl.hookwrapper:
+                raise PluginError(
+                    f"{where}: {hook_name} is a wrapper; sidecar hooks take plain implementations"
+                )
+    try:
+        pm.check_pending()  # pluggy's own check, should it ever check more than the loop above
+    except pluggy.PluginValidationError as e:
+        name = pm.get_name(e.plugin) or repr(e.plugin)
+        raise PluginError(f"plugin {name!r}: {e}") from e
 
 
 def make_plugin_host(
@@ -138,44 +306,62 @@ def make_plugin_host(
     extra_plugins: Iterable[tuple[str, object]] = (),
     builtins: Iterable[str] = BUILTIN_PLUGINS,
 ) -> PluginHost:
-    """Build the plugin host. ``extra_plugins`` (name, plugin) are registered after the
-    built-ins; tests and embedders use it instead of entry points."""
-    pm = pluggy.PluginManager("sidecar")
-    # 1. hookspecs
+    """Build the plugin host (raises :class:`~sidecar.errors.PluginError` naming the plugin).
+
+    ``disabled`` names entry points or built-in modules that must not load. ``extra_plugins``
+    ``(name, plugin)`` are registered after the built-ins; tests and embedders use it instead of
+    entry points.
+    """
+    disabled = tuple(dict.fromkeys(disabled))
+    builtins = tuple(builtins)
+    extra_plugins = tuple(extra_plugins)
+    pm = _PluginManager(ENTRY_POINT_GROUP)
+    # 1. specs first: registering a plugin validates its implementations against them
     pm.add_hookspecs(hookspecs)
-    # 2. block what the config disables, before anything can register under that name
+    # 2. block before loading anything, so a disabled plugin is never imported
     for name in disabled:
         pm.set_blocked(name)
     sources: dict[str, str] = {}
-    # 3. third-party plugins from entry points
+    known = {*builtins, *(name for name, _ in extra_plugins)}
+    # 3. third-party plugins (and plugins/*) from the entry-point group
     if load_entry_points:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+        for ep in _entry_points():
+            known.add(ep.name)
+            if pm.is_blocked(ep.name):
                 continue
             dist = ep.dist
             source = f"{dist.name} {dist.version}" if dist is not None else "entry point"
+            if ep.name in sources:
+                if sources[ep.name] == source:
+                    continue  # the same distribution found twice on sys.path
+                raise PluginError(
+                    f"plugin name {ep.name!r} is taken twice: by {sources[ep.name]} and by {source}"
+                )
             try:
                 plugin = ep.load()
-                pm.register(plugin, name=ep.name)
             except Exception as e:
                 raise PluginError(
                     f"plugin {ep.name!r} ({source}) failed to load: {type(e).__name__}: {e}"
                 ) from e
+            _register(pm, plugin, ep.name, source)
             sources[ep.name] = source
-    # 4. built-ins: the same hooks as everyone else
+    # 4. built-ins after them: the same hooks as everyone else
     for module_name in builtins:
         if pm.is_blocked(module_name):
             continue
-        pm.register(importlib.import_module(module_name), name=module_name)
+        _register(pm, importlib.import_module(module_name), module_name, BUILTIN)
+        sources[module_name] = BUILTIN
     for name, plugin in extra_plugins:
-        try:
-            pm.register(plugin, name=name)
-        except Exception as e:
-            raise PluginError(f"plugin {name!r} failed to register: {e}") from e
+        if pm.is_blocked(name):
+            continue
+        _register(pm, plugin, name, "in-process")
         sources[name] = "in-process"
-    # 5. a hookimpl without a spec is a typo: refuse it now
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as e:
-        raise PluginError(f"plugin {e.plugin!r}: {e}") from e
-    return PluginHost(pm, sources)
+    # 5. an implementation with no spec is a typo: refuse it now, naming the plugin
+    _check_pending(pm, sources)
+    unknown = [n for n in disabled if n not in known]
+    if unknown and load_entry_points:
+        log.warning(
+            "plugins.disabled names no installed plugin",
+            extra={"fields": {"names": unknown, "installed": sorted(known)}},
+        )
+    return PluginHost(pm, sources, disabled)

@@ -2,7 +2,14 @@
 
 A registry records, for every name, what was registered and which plugin registered it; a second
 registration of a name raises :class:`~sidecar.errors.RegistryConflict` naming both owners (tox's
-``register.add_run_env`` habit). The plugin host sets ``owner`` before calling each plugin.
+``register.add_run_env`` habit). The plugin host sets ``owner`` before calling each plugin and
+closes the registries once every plugin was called, so nothing registers while serving.
+
+What a registry stores is what the plugin gave, wrapped where the sidecar must be able to name the
+plugin later: filter factories remember the code of the filters they build (so an error raised in
+one is logged with its plugin's name), lifespans log a failing exit with their names, and admin
+handlers answer a 500 naming their plugin instead of dying in aiohttp's generic handler. None of
+these wrappers is on the request path of the data plane.
 """
 
 from __future__ import annotations
@@ -11,25 +18,31 @@ __all__ = [
     "ORDER_ACCESS_LOG",
     "ORDER_DEFAULT",
     "ORDER_METRICS",
+    "ORDER_REQUEST_HEADERS",
     "ORDER_RESCUE",
     "ORDER_TIMEOUT",
     "Adapter",
     "AdapterRegistry",
     "AdapterServices",
+    "AdminHandler",
     "AdminRouteRegistry",
     "ConfigRegistry",
     "FilterFactory",
     "FilterRegistry",
+    "LifespanFactory",
     "LifespanRegistry",
     "Registration",
     "RouteContext",
 ]
 
+import functools
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from types import CodeType, TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -45,6 +58,9 @@ if TYPE_CHECKING:
     from .telemetry.metrics import Metrics
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger("sidecar.plugins")
 
 # Where built-in filters sit in every chain (lower is outer). Plugins pick a number between;
 # the reasons for this order are in sidecar/filters/__init__.py.
@@ -68,10 +84,16 @@ class _Registry(Generic[T]):
     kind: ClassVar[str] = "item"
 
     def __init__(self) -> None:
+        #: the plugin whose hook is being called; set by the plugin host.
         self.owner = "<unknown>"
+        self.closed = False
         self._items: dict[str, Registration[T]] = {}
 
     def _add(self, name: str, item: T, order: int = 0) -> None:
+        if self.closed:
+            raise RuntimeError(
+                f"{self.kind} {name!r}: registries are filled only inside registration hooks"
+            )
         prior = self._items.get(name)
         if prior is not None:
             raise RegistryConflict(
@@ -79,6 +101,10 @@ class _Registry(Generic[T]):
                 f"and by plugin {self.owner!r}"
             )
         self._items[name] = Registration(name, item, self.owner, order)
+
+    def close(self) -> None:
+        """Refuse any later ``add`` (called once every plugin registered)."""
+        self.closed = True
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
@@ -89,11 +115,13 @@ class _Registry(Generic[T]):
     def registrations(self) -> list[Registration[T]]:
         return list(self._items.values())
 
-    def by_owner(self, owner: str) -> list[str]:
-        return [r.name for r in self._items.values() if r.owner == owner]
+    def by_owner(self, owner: str) -> list[Registration[T]]:
+        return [r for r in self._items.values() if r.owner == owner]
 
 
 class ConfigRegistry(_Registry[type[BaseModel]]):
+    """``plugins.<name>`` sections and the models that validate them."""
+
     kind = "config section"
 
     def add(self, name: str, model: type[BaseModel]) -> None:
@@ -138,6 +166,8 @@ class Adapter:
 
 
 class AdapterRegistry(_Registry[type[Adapter]]):
+    """Adapter classes by the name ``upstreams.<u>.adapter`` uses."""
+
     kind = "adapter"
 
     def add(self, name: str, adapter: type[Adapter]) -> None:
@@ -160,20 +190,69 @@ class RouteContext:
     plugin_sections: Mapping[str, BaseModel] = field(default_factory=dict)
     #: the ``sidecar_rescue`` hook caller, ``None`` when no plugin implements it.
     rescue_hook: Callable[[Exchange, BaseException], Response | None] | None = None
+    #: names the plugin whose code raised an error (``{"plugin": ..., "filter": ...}``), for logs.
+    blame: Callable[[BaseException], dict[str, str] | None] | None = None
 
-    def plugin_config(self, name: str) -> Any:
-        """The validated ``plugins.<name>`` section (the declared model's defaults if absent)."""
-        return self.plugin_sections.get(name)
+    @overload
+    def plugin_config(self, name: str) -> Any: ...
+
+    @overload
+    def plugin_config(self, name: str, model: type[M]) -> M: ...
+
+    def plugin_config(self, name: str, model: type[M] | None = None) -> Any:
+        """The validated ``plugins.<name>`` section (the declared model's defaults if absent).
+
+        With ``model``, the result is typed and checked: ``ctx.plugin_config("hello", Hello)``.
+        """
+        section = self.plugin_sections.get(name)
+        if model is not None and not isinstance(section, model):
+            raise RuntimeError(
+                f"no config section {name!r} of type {model.__name__} was declared "
+                f"(declare it in sidecar_declare_config)"
+            )
+        return section
 
 
 FilterFactory = Callable[[RouteContext], "Filter | None"]
 
 
+def code_of(obj: object) -> CodeType | None:
+    """The code object that runs when ``obj`` is called (function, partial or callable object)."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    code = getattr(obj, "__code__", None)
+    if code is None:
+        code = getattr(inspect.getattr_static(type(obj), "__call__", None), "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
 class FilterRegistry(_Registry[FilterFactory]):
+    """Filter factories and their places in the chain (``order``, lower is outer)."""
+
     kind = "filter"
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: code of each filter a factory built → (plugin, filter name). Filled as chains are
+        #: composed, read only when a call failed; closures share code, so it stays small.
+        self.code_owners: dict[CodeType, tuple[str, str]] = {}
+
     def add(self, name: str, factory: FilterFactory, order: int = ORDER_DEFAULT) -> None:
-        self._add(name, factory, order)
+        self._add(name, self._recording(name, factory), order)
+
+    def _recording(self, name: str, factory: FilterFactory) -> FilterFactory:
+        owner, codes = self.owner, self.code_owners
+
+        @functools.wraps(factory)
+        def build(ctx: RouteContext) -> Filter | None:
+            f = factory(ctx)
+            if f is not None:
+                code = code_of(f)
+                if code is not None:
+                    codes[code] = (owner, name)
+            return f
+
+        return build
 
     def ordered(self) -> list[Registration[FilterFactory]]:
         return sorted(self._items.values(), key=lambda r: r.order)
@@ -182,18 +261,70 @@ class FilterRegistry(_Registry[FilterFactory]):
 LifespanFactory = Callable[["Sidecar"], AbstractAsyncContextManager[Any]]
 
 
+class _NamedLifespan(AbstractAsyncContextManager[Any]):
+    """A plugin's lifespan whose failing exit is logged with its names, not raised."""
+
+    def __init__(self, inner: AbstractAsyncContextManager[Any], owner: str, name: str) -> None:
+        self.inner, self.owner, self.name = inner, owner, name
+
+    async def __aenter__(self) -> Any:
+        return await self.inner.__aenter__()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            return await self.inner.__aexit__(et, e, tb)
+        except Exception:
+            # shutdown goes on: the other lifespans and the admin port still need closing
+            log.exception(
+                f"plugin {self.owner!r}: lifespan {self.name!r} failed at shutdown",
+                extra={"fields": {"plugin": self.owner, "lifespan": self.name}},
+            )
+            return False
+
+
 class LifespanRegistry(_Registry[LifespanFactory]):
+    """Async context managers entered at start-up, exited in reverse after draining."""
+
     kind = "lifespan"
 
     def add(self, name: str, factory: LifespanFactory) -> None:
-        self._add(name, factory)
+        owner = self.owner
+
+        def named(sidecar: Sidecar) -> AbstractAsyncContextManager[Any]:
+            return _NamedLifespan(factory(sidecar), owner, name)
+
+        self._add(name, named)
 
 
-AdminHandler = Callable[["web.Request"], Any]
+AdminHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
 
 class AdminRouteRegistry(_Registry[AdminHandler]):
+    """Admin-port routes, keyed ``"METHOD /path"``."""
+
     kind = "admin route"
 
     def add(self, method: str, path: str, handler: AdminHandler) -> None:
-        self._add(f"{method.upper()} {path}", handler)
+        key = f"{method.upper()} {path}"
+        self._add(key, _guarded(handler, self.owner, key))
+
+
+def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
+    from aiohttp import web  # imported when an admin route is added; the data path never is
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's way of answering 404, redirects...
+        except Exception:
+            log.exception(
+                f"plugin {owner!r}: admin route {key!r} failed",
+                extra={"fields": {"plugin": owner, "route": key}},
+            )
+            return web.json_response({"error": "internal", "plugin": owner}, status=500)
+
+    return guarded

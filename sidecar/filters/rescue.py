@@ -19,6 +19,7 @@ from ..registry import RouteContext
 log = logging.getLogger("sidecar.rescue")
 
 RescueHook = Callable[[Exchange, BaseException], "Response | None"]
+Blame = Callable[[BaseException], "dict[str, str] | None"]
 
 
 def error_response(error: SidecarError) -> Response:
@@ -34,7 +35,7 @@ def error_response(error: SidecarError) -> Response:
     return resp
 
 
-def make_rescue(hook: RescueHook | None, route: str) -> Filter:
+def make_rescue(hook: RescueHook | None, route: str, blame: Blame | None = None) -> Filter:
     async def rescue(exchange: Exchange, call_next: Handler) -> Response:
         try:
             return await call_next(exchange)
@@ -51,10 +52,13 @@ def make_rescue(hook: RescueHook | None, route: str) -> Filter:
                     resp = None
                 if resp is not None:
                     return resp
+            fields = {"route": route, "upstream": exchange.upstream}
+            # name the plugin whose code raised (found from the traceback, only on this path)
+            who = blame(e) if blame is not None else None
+            if who:
+                fields.update(who)
             log.error(
-                "unexpected error while handling a call",
-                exc_info=e,
-                extra={"fields": {"route": route, "upstream": exchange.upstream}},
+                "unexpected error while handling a call", exc_info=e, extra={"fields": fields}
             )
             return error_response(SidecarError("unexpected error in the sidecar"))
 
@@ -62,4 +66,4 @@ def make_rescue(hook: RescueHook | None, route: str) -> Filter:
 
 
 def factory(ctx: RouteContext) -> Filter:
-    return make_rescue(ctx.rescue_hook, ctx.route)
+    return make_rescue(ctx.rescue_hook, ctx.route, ctx.blame)
