@@ -4,45 +4,43 @@ For each upstream it keeps one bounded keep-alive :class:`~sidecar.upstream.pool
 the terminal handler of its routes: write the request head (``Host`` rewritten to the upstream,
 ``X-Forwarded-For`` appended), stream the body with back-pressure, return the response when its
 head arrives. Pools are keyed by everything a connection depends on, so a reload that leaves an
-upstream's address and TLS alone keeps its warm connections.
+upstream's address and TLS alone keeps its warm connections; a pool built for a reload is only
+put in service (and the one it replaces closed) once that reload's route table is live.
 
 A request on a reused connection that fails before any response byte (the upstream closed the idle
-connection as we wrote: the keep-alive race) is sent once more on a fresh connection when its body
-is replayable; this is not a retry policy (that comes with the resilience filters).
+connection as we wrote: the keep-alive race) is sent once more on a fresh connection when that is
+safe: the body is in memory and the method is idempotent or the request has an
+``Idempotency-Key`` (the upstream may have read the request before closing). This is not a retry
+policy; that comes with the resilience filters.
 """
 
 from __future__ import annotations
 
-__all__ = ["HttpAdapter"]
+__all__ = ["HttpAdapter", "make_client_ssl_context"]
 
 import asyncio
-import ssl
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..chain import Handler
-from ..config.models import UpstreamConfig, UpstreamTLS
+from ..config.models import UpstreamConfig
 from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
 from ..hookspecs import hookimpl
 from ..registry import Adapter, AdapterRegistry, AdapterServices
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool
+from ..upstream.tls import client_ssl_context
 
+#: kept under its old name for callers outside this module
+make_client_ssl_context = client_ssl_context
 
-def make_client_ssl_context(tls: UpstreamTLS | None) -> ssl.SSLContext:
-    """A client context: system CAs or ``tls.ca``, host name checks, optional client cert."""
-    ctx = ssl.create_default_context(cafile=tls.ca if tls is not None else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    if tls is not None:
-        if tls.cert is not None:
-            ctx.load_cert_chain(tls.cert, tls.key)
-        if not tls.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+#: methods a keep-alive-race resend may repeat (RFC 9110 §9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+_PoolEntry = tuple[tuple[Any, ...], Pool]
 
 
 def _pool_key(up: UpstreamConfig) -> tuple[Any, ...]:
@@ -50,10 +48,15 @@ def _pool_key(up: UpstreamConfig) -> tuple[Any, ...]:
 
 
 class HttpAdapter(Adapter):
+    #: the adapter name upstreams use to pick this adapter.
+    name = "http"
+
     def __init__(self, services: AdapterServices) -> None:
         super().__init__(services)
-        self.pools: dict[str, tuple[tuple[Any, ...], Pool]] = {}
-        self._retired: list[Pool] = []
+        #: pools the live route table uses, by upstream name.
+        self.pools: dict[str, _PoolEntry] = {}
+        #: pools built for a reload whose route table is not live yet (see :meth:`retire`).
+        self._pending: dict[str, _PoolEntry] = {}
         self._sweeper: asyncio.Task[None] | None = None
         services.metrics.pools.sources.append(self._pool_stats)
 
@@ -66,9 +69,10 @@ class HttpAdapter(Adapter):
 
     def _pool(self, name: str, up: UpstreamConfig) -> Pool:
         key = _pool_key(up)
-        have = self.pools.get(name)
-        if have is not None and have[0] == key:
-            return have[1]
+        for table in (self.pools, self._pending):
+            have = table.get(name)
+            if have is not None and have[0] == key:
+                return have[1]
         assert up.url is not None
         parts = urlsplit(up.url)
         https = parts.scheme == "https"
@@ -80,7 +84,7 @@ class HttpAdapter(Adapter):
             name,
             host,
             port,
-            ssl_context=make_client_ssl_context(up.tls) if https else None,
+            ssl_context=client_ssl_context(up.tls) if https else None,
             server_hostname=server_name,
             max_connections=up.pool.max_connections,
             max_idle=up.pool.max_idle,
@@ -88,9 +92,14 @@ class HttpAdapter(Adapter):
             connect_timeout=up.connect_timeout,
             on_open=opened.inc,
         )
-        if have is not None:
-            self._retired.append(have[1])
-        self.pools[name] = (key, pool)
+        if name in self.pools:
+            # a reload changed the address or TLS: in service once the new table is live
+            stale = self._pending.get(name)
+            if stale is not None:
+                stale[1].close()  # built by a reload that was refused: never used
+            self._pending[name] = (key, pool)
+        else:
+            self.pools[name] = (key, pool)
         return pool
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
@@ -100,12 +109,12 @@ class HttpAdapter(Adapter):
         assert upstream.url is not None
         parts = urlsplit(upstream.url)
         base = parts.path.rstrip("/")
-        host_header = upstream.host or parts.netloc
+        host_line = f"host: {upstream.host or parts.netloc}\r\n"
         head_timeout = upstream.response_header_timeout
         attempts = self.services.metrics.upstream_attempts
         ok_attempt = attempts.labels(name, "response").inc
         failed = {
-            code: attempts.labels(name, code)
+            code: attempts.labels(name, code).inc
             for code in (
                 "upstream_connect",
                 "upstream_reset",
@@ -114,7 +123,6 @@ class HttpAdapter(Adapter):
                 "overloaded",
             )
         }
-        host_line = f"host: {host_header}\r\n"
 
         def head(ex: Exchange, length: int | None) -> bytes:
             out = [f"{ex.method} {base}{ex.target} HTTP/1.1\r\n", host_line]
@@ -123,7 +131,7 @@ class HttpAdapter(Adapter):
                 if k == "host":
                     continue
                 if k == "x-forwarded-for":
-                    xff = v
+                    xff = v if xff is None else f"{xff}, {v}"
                     continue
                 out.append(f"{k}: {v}\r\n")
             ip = ex.client.rpartition(":")[0] if ex.client else ""
@@ -141,45 +149,53 @@ class HttpAdapter(Adapter):
                 out.append("\r\n")
             return "".join(out).encode("latin-1")
 
-        async def send(ex: Exchange) -> Response:
+        async def attempt(ex: Exchange, conn: UpstreamConnection) -> Response:
+            """One request on ``conn``; on any failure the connection is closed, not reused."""
+            fut = conn.begin(ex.method == "HEAD")
+            transport = conn.transport
+            assert transport is not None
             body = ex.body
-            for attempt in (0, 1):
-                conn, reused = await pool.acquire()
-                fut = conn.begin(ex.method == "HEAD")
-                transport = conn.transport
-                assert transport is not None
-                try:
-                    if isinstance(body, bytes):
-                        transport.write(head(ex, len(body)) + body if body else head(ex, len(body)))
-                        conn.request_sent = True
-                        resp = await _wait_head(fut, head_timeout)
-                    else:
-                        resp = await _stream_request(
-                            conn,
-                            fut,
-                            head(ex, ex.body_length),
-                            body,
-                            ex.body_length is None,
-                            head_timeout,
-                        )
-                except UpstreamReset:
-                    conn.abort()
-                    if attempt == 0 and reused and not conn.got_bytes and isinstance(body, bytes):
-                        continue  # the keep-alive race: the upstream closed it as we wrote
-                    failed["upstream_reset"].inc()
+            try:
+                if isinstance(body, bytes):
+                    h = head(ex, len(body))
+                    transport.write(h + body if body else h)
+                    conn.request_sent = True
+                    resp = await _wait_head(fut, head_timeout)
+                else:
+                    length = ex.body_length
+                    _start_streaming(conn, fut, head(ex, length), body, length is None)
+                    resp = await _wait_head(fut, head_timeout)
+            except SidecarError as e:
+                conn.abort()
+                count = failed.get(e.code)
+                if count is not None:
+                    count()
+                raise
+            except BaseException:
+                conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                raise
+            ok_attempt()
+            return resp
+
+        async def acquire(fresh: bool) -> tuple[UpstreamConnection, bool]:
+            try:
+                return await pool.acquire(fresh)
+            except SidecarError as e:
+                count = failed.get(e.code)
+                if count is not None:
+                    count()
+                raise
+
+        async def send(ex: Exchange) -> Response:
+            conn, reused = await acquire(False)
+            try:
+                return await attempt(ex, conn)
+            except UpstreamReset:
+                if not (reused and not conn.got_bytes and _replayable(ex)):
                     raise
-                except SidecarError as e:
-                    conn.abort()
-                    counter = failed.get(e.code)
-                    if counter is not None:
-                        counter.inc()
-                    raise
-                except BaseException:
-                    conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
-                    raise
-                ok_attempt()
-                return resp
-            raise AssertionError("unreachable")
+            # the keep-alive race: the upstream closed an idle connection as we wrote on it
+            conn, _ = await acquire(True)
+            return await attempt(ex, conn)
 
         return send
 
@@ -192,11 +208,27 @@ class HttpAdapter(Adapter):
                 pool.sweep(now)
 
     async def retire(self, live: Mapping[str, UpstreamConfig]) -> None:
-        for name in [n for n in self.pools if n not in live or live[n].adapter != "http"]:
-            self._retired.append(self.pools.pop(name)[1])
-        for pool in self._retired:
-            pool.close()
-        self._retired.clear()
+        """The route table built from ``live`` is in service: keep its pools, close the rest.
+
+        In-flight calls on the old table finish on the pools they hold: a closed pool lets busy
+        connections end their exchange and closes them then.
+        """
+        keep: dict[str, _PoolEntry] = {}
+        for name, up in live.items():
+            if up.adapter != self.name:
+                continue
+            key = _pool_key(up)
+            for table in (self._pending, self.pools):
+                have = table.get(name)
+                if have is not None and have[0] == key:
+                    keep[name] = have
+                    break
+        for table in (self.pools, self._pending):
+            for name, entry in table.items():
+                if keep.get(name) is not entry:
+                    entry[1].close()
+        self.pools = keep
+        self._pending = {}
 
     def describe(self, name: str) -> dict[str, Any]:
         have = self.pools.get(name)
@@ -213,12 +245,21 @@ class HttpAdapter(Adapter):
         }
 
     async def aclose(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for _, pool in self.pools.values():
-            pool.close()
-        for pool in self._retired:
-            pool.close()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        for table in (self.pools, self._pending):
+            for _, pool in table.values():
+                pool.close()
+
+
+def _replayable(ex: Exchange) -> bool:
+    """Whether a request that may have reached the upstream can be sent again unchanged."""
+    if not isinstance(ex.body, bytes):
+        return False  # a stream was consumed by the first attempt
+    return ex.method in IDEMPOTENT or "idempotency-key" in ex.headers
 
 
 async def _wait_head(fut: asyncio.Future[Response], limit: float | None) -> Response:
@@ -231,18 +272,19 @@ async def _wait_head(fut: asyncio.Future[Response], limit: float | None) -> Resp
         raise UpstreamTimeout(f"no response head from upstream within {limit:g}s") from None
 
 
-async def _stream_request(
+def _start_streaming(
     conn: UpstreamConnection,
     fut: asyncio.Future[Response],
     head: bytes,
-    body: Any,
+    body: AsyncIterator[bytes],
     chunked: bool,
-    head_timeout: float | None,
-) -> Response:
-    """Send head and streaming body while waiting for the response head.
+) -> None:
+    """Send the head, then pump the body in a task owned by ``conn``; the caller waits for
+    ``fut``, the response head.
 
-    The upstream may answer before the body is complete (an early 413, say): the response is
-    returned at once, the pump goes on in the background and the connection is not reused.
+    The upstream may answer before the body is complete (an early 413, say): the caller gets the
+    response at once, the pump goes on and the connection is not reused (``request_sent`` stays
+    false until the pump ends). The pump stops when the connection closes.
     """
     transport = conn.transport
     assert transport is not None
@@ -260,27 +302,34 @@ async def _stream_request(
                 transport.write(chunk)
             if conn.write_paused:
                 await conn.drain()
-        if chunked and not conn.closed:
+        if conn.closed:
+            return
+        if chunked:
             transport.write(b"0\r\n\r\n")
         conn.request_sent = True
 
-    task = asyncio.get_running_loop().create_task(pump())
+    task = conn.pump = asyncio.get_running_loop().create_task(pump())
+    task.add_done_callback(_pumped(conn, fut))
 
-    def pumped(t: asyncio.Task[None]) -> None:
+
+def _pumped(
+    conn: UpstreamConnection, fut: asyncio.Future[Response]
+) -> Callable[[asyncio.Task[None]], None]:
+    def done(t: asyncio.Task[None]) -> None:
+        conn.pump = None
         if t.cancelled():
             return
         err = t.exception()
         if err is not None:
+            # the app's body failed (cut, too large) or the upstream went away: the exchange
+            # cannot complete; the caller waiting for the head gets the reason
             if not fut.done():
-                fut.set_exception(err)
+                fut.set_exception(
+                    err if isinstance(err, SidecarError) else UpstreamReset(f"request body: {err}")
+                )
             conn.abort()
 
-    task.add_done_callback(pumped)
-    try:
-        return await _wait_head(fut, head_timeout)
-    except BaseException:
-        task.cancel()
-        raise
+    return done
 
 
 @hookimpl(trylast=True)

@@ -1,15 +1,18 @@
 """One keep-alive HTTP/1.1 connection to an upstream: asyncio Protocol + httptools response parser.
 
-A connection carries one exchange at a time. :meth:`UpstreamConnection.request` writes the request
-(head and body, streaming with back-pressure) and returns the response once its head is parsed.
-A response whose body arrived with the head comes back with a ``bytes`` body and the connection is
-already free for the next call; a longer body streams through :class:`UpstreamBody`, which pauses
-reading from the upstream while the app is slow.
+A connection carries one exchange at a time. The adapter calls :meth:`UpstreamConnection.begin`,
+writes the request, and awaits the returned future for the response head. A response whose body
+arrived with its head comes back with a ``bytes`` body and the connection is already back in its
+pool; a longer body streams through :class:`UpstreamBody`, which pauses reading from the upstream
+while the app is slow (so the sidecar never holds more than about ``BODY_HIGH_WATER`` of it).
 
-The upstream is not trusted: its response is parsed strictly, limited (header size and count),
-stripped of hop-by-hop headers, and anything malformed becomes ``upstream_protocol`` (502) with the
-connection closed. Library and socket errors become typed :mod:`sidecar.errors` here, and nowhere
-else.
+The upstream is not trusted: its response is parsed strictly (llhttp), limited (head size, header
+count), stripped of hop-by-hop headers, and anything malformed, ambiguous or unasked for (a second
+response, ``101``, a transfer coding we would have to hide) becomes ``upstream_protocol`` (502) with
+the connection closed, never reused. Socket and parser errors become typed :mod:`sidecar.errors`
+here and nowhere else.
+
+Not here: which connection to use (:mod:`sidecar.upstream.pool`) or what to write (the adapter).
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset
 from ..exchange import Headers, Response
 from ..http1 import HOP_BY_HOP, hop_by_hop_names
 
-#: Response-body bytes buffered before reading from the upstream pauses.
+#: Response-body bytes buffered before reading from the upstream pauses (resumes below LOW).
 BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
+#: Status line and headers of one response; llhttp buffers a header until it ends, so this is
+#: checked on raw bytes too, or an endless header line would grow memory without bound.
 MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 MAX_RESPONSE_HEADERS = 200
+
+_NO_BODY = (204, 304)
 
 
 class UpstreamBody:
@@ -41,6 +48,7 @@ class UpstreamBody:
     __slots__ = ("_conn", "_error", "_waiter", "chunks", "eof", "size")
 
     def __init__(self, conn: UpstreamConnection) -> None:
+        #: the connection while the body is still arriving (``None`` once complete or failed).
         self._conn: UpstreamConnection | None = conn
         self.chunks: deque[bytes] = deque()
         self.size = 0
@@ -78,7 +86,7 @@ class UpstreamBody:
             if self.eof:
                 raise StopAsyncIteration
             if self._error is not None:
-                raise self._error
+                raise self._error  # what did arrive was handed over first: the app sees a cut
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -110,27 +118,42 @@ class UpstreamConnection(asyncio.Protocol):
         self._on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        #: the transport is gone (set in ``connection_lost``).
         self.closed = False
+        #: checked out of the pool for an exchange.
         self.busy = False
+        #: may carry another exchange after this one (cleared on any doubt, never set again).
         self.reusable = True
-        self.idle_since = 0.0
+        #: counted by the pool (set once ``create_connection`` handed it over).
+        self.pooled = False
+        #: loop time after which an idle connection is not used again (set by the pool).
+        self.expires = 0.0
+        #: seconds the upstream said it keeps an idle connection (``Keep-Alive: timeout=N``).
+        self.keep_alive_hint: float | None = None
         self.requests = 0
         self.write_paused = False
+        #: the whole request was written (a response that ends before it makes reuse unsafe).
+        self.request_sent = True
+        #: a task writing a streaming request body; cancelled when the connection closes.
+        self.pump: asyncio.Task[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
         self._hdrs: list[tuple[str, str]] = []
         self._hdr_bytes = 0
+        self._raw_head_bytes = 0
         self._parts: list[bytes] | None = None
         self._body: UpstreamBody | None = None
+        #: an exchange is waiting for its final (non-1xx) response to end.
+        self._awaiting = False
+        self._in_head = False
         self._head_ready = False
-        self._complete = False
+        self._done = False
         self._head_only = False
         self._got_bytes = False
         self._read_paused = False
         self._error: SidecarError | None = None
         self._close_delimited = False
-        self.request_sent = True
 
     # --- transport events --------------------------------------------------------------------
 
@@ -144,11 +167,16 @@ class UpstreamConnection(asyncio.Protocol):
                 pass
 
     def connection_lost(self, exc: Exception | None) -> None:
-        was_closed = self.closed
+        if self.closed:
+            return
         self.closed = True
-        if self.busy:
-            if self._close_delimited and self._head_ready and not self._complete:
-                self.on_message_complete()  # read-until-close body ends here
+        self.reusable = False
+        if self._awaiting:
+            if self._close_delimited and self._resp is not None and exc is None:
+                self._done = True  # a read-until-close body ends here, cleanly (FIN, not RST)
+                if self._head_ready:
+                    self._deliver_head()
+                self._finish()
             else:
                 self._fail(
                     UpstreamReset(
@@ -157,16 +185,16 @@ class UpstreamConnection(asyncio.Protocol):
                         else "upstream closed the connection before responding"
                     )
                 )
-        if not was_closed:
-            self._on_lost(self)
+        pump = self.pump
+        if pump is not None and not pump.done():
+            pump.cancel()
         w = self._drain
         if w is not None and not w.done():
-            w.set_exception(
-                UpstreamReset("upstream closed the connection while receiving the body")
-            )
+            w.set_exception(UpstreamReset("upstream closed the connection while receiving"))
+        self._on_lost(self)
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too
+        return None  # half-closed by the upstream: close our side too
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -188,7 +216,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy:
+        if not self._awaiting:
             # bytes nobody asked for: the upstream is confused, never reuse this connection
             self.abort()
             return
@@ -196,68 +224,106 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamProtocolError("upstream switched protocols unasked"))
-            self.abort()
+            self._refuse(UpstreamProtocolError("upstream switched protocols unasked"))
             return
         except httptools.HttpParserError as e:
-            err = self._error or UpstreamProtocolError(f"malformed response from upstream: {e}")
-            self._fail(err)
-            self.abort()
+            self._refuse(self._error or UpstreamProtocolError(f"malformed response: {e}"))
             return
+        if self._in_head:
+            # llhttp holds a header line until it ends: bound what it may hold
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > MAX_RESPONSE_HEADER_BYTES:
+                self._refuse(
+                    UpstreamProtocolError(
+                        f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes"
+                    )
+                )
+                return
         if self._head_ready:
             self._deliver_head()
+        if self._done:
+            self._finish()
 
     # --- parser callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done or not self._awaiting:
+            self._error = UpstreamProtocolError("upstream sent more than one response")
+            raise self._error
         self._hdrs = []
         self._hdr_bytes = 0
+        self._raw_head_bytes = 0
+        self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hdr_bytes += len(name) + len(value) + 4
-        if self._hdr_bytes > MAX_RESPONSE_HEADER_BYTES or len(self._hdrs) >= MAX_RESPONSE_HEADERS:
-            self._error = UpstreamProtocolError("upstream response headers over the limit")
+        if self._hdr_bytes > MAX_RESPONSE_HEADER_BYTES:
+            self._error = UpstreamProtocolError(
+                f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes"
+            )
+            raise self._error
+        if len(self._hdrs) >= MAX_RESPONSE_HEADERS:
+            self._error = UpstreamProtocolError(
+                f"upstream response has more than {MAX_RESPONSE_HEADERS} headers"
+            )
             raise self._error
         self._hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        self._in_head = False
+        parser = self.parser
+        status = parser.get_status_code()
+        if parser.get_http_version() not in ("1.1", "1.0") or status > 599:
+            self._error = UpstreamProtocolError(
+                f"upstream answered HTTP/{parser.get_http_version()} {status}"
+            )
+            raise self._error
         if status < 200:
             if status == 101:
                 self._error = UpstreamProtocolError("upstream switched protocols unasked")
                 raise self._error
             return  # interim response (100 Continue, 103 Early Hints): skip it
         hdrs = self._hdrs
-        connection: list[str] = []
+        connection: list[str] | None = None
         length: int | None = None
         chunked = False
         for name, value in hdrs:
-            if name == "connection":
-                connection.append(value)
-            elif name == "content-length":
-                length = int(value)  # llhttp validated it
+            if name == "content-length":
+                length = int(value)  # llhttp rejected anything but one run of digits
             elif name == "transfer-encoding":
+                if value.strip().lower() != "chunked":
+                    # a coding we would strip with the header and hand over undecoded
+                    self._error = UpstreamProtocolError(
+                        f"unsupported transfer-encoding from upstream: {value}"
+                    )
+                    raise self._error
                 chunked = True
+            elif name == "connection":
+                if connection is None:
+                    connection = []
+                connection.append(value)
+            elif name == "keep-alive":
+                self.keep_alive_hint = _keep_alive_timeout(value)
         drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
         if any(name in drop for name, _ in hdrs):
             hdrs = [kv for kv in hdrs if kv[0] not in drop]
-        if not self.parser.should_keep_alive():
+        if not parser.should_keep_alive():
             self.reusable = False
-        no_body = self._head_only or status in (204, 304)
-        if chunked and not no_body:
+        if self._head_only or status in _NO_BODY:
+            if status == 204:
+                length = None  # 204 has no length; HEAD and 304 keep the GET's
+        elif chunked:
             length = None
-        elif length is None and not no_body:
+        elif length is None:
             self._close_delimited = True  # body runs until the upstream closes
             self.reusable = False
-        if status == 204:
-            length = None
         self._resp = Response(status, Headers.wrap(hdrs), b"", length)
         self._parts = []
         self._head_ready = True
         if self._head_only:
             # llhttp cannot be told a HEAD response has no body: the message ends here and the
             # parser, now waiting for a body that never comes, is replaced in _finish().
-            self._complete = True
+            self._done = True
 
     def on_body(self, body: bytes) -> None:
         if self._body is not None:
@@ -266,16 +332,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._parts.append(body)
 
     def on_message_complete(self) -> None:
-        if self._resp is None:
-            return  # end of an interim (1xx) response
-        self._complete = True
-        if self._head_ready:
-            self._deliver_head()
-        elif self._body is not None:
-            body = self._body
-            self._body = None
-            self._finish()
-            body.feed_eof()
+        if self._resp is not None:  # else the end of an interim (1xx) response
+            self._done = True
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -283,40 +341,55 @@ class UpstreamConnection(asyncio.Protocol):
         """After a read: hand the response head over, with the whole body if it is here."""
         self._head_ready = False
         resp = self._resp
-        head = self._head
         assert resp is not None
         parts = self._parts or []
         self._parts = None
-        if self._complete:
+        if self._done:
             resp.body = b"".join(parts) if len(parts) != 1 else parts[0]
-            if resp.length is None and not self._head_only and resp.status not in (204, 304):
+            if resp.length is None and not self._head_only and resp.status not in _NO_BODY:
                 resp.length = len(resp.body)
-            self._finish()
         else:
             body = self._body = UpstreamBody(self)
             for p in parts:
                 body.feed(p)
             resp.body = body
+        head = self._head
         if head is not None and not head.done():
             head.set_result(resp)
 
     def _finish(self) -> None:
         """The response is complete: give the connection back if it can carry another call."""
+        body = self._body
+        self._body = None
         self._resp = None
-        self._complete = False
+        self._done = False
+        self._awaiting = False
         self._close_delimited = False
-        self.busy = False
         if self._head_only:
             self.parser = httptools.HttpResponseParser(self)
         if self._read_paused:
             self.resume_reading()
+        if body is not None:
+            body.feed_eof()
         if self.reusable and self.request_sent and not self.closed:
             self._on_free(self)
         else:
-            self.abort()
+            self.abort()  # the pool forgets it in connection_lost
+
+    def _refuse(self, error: SidecarError) -> None:
+        """A protocol violation: fail the exchange unless its response was already whole."""
+        self.reusable = False
+        if self._done:  # trailing garbage after a complete response: deliver it, drop the conn
+            if self._head_ready:
+                self._deliver_head()
+            self._finish()
+            return
+        self._fail(error)
+        self.abort()
 
     def _fail(self, error: SidecarError) -> None:
         self.reusable = False
+        self._awaiting = False
         head = self._head
         if head is not None and not head.done():
             head.set_exception(error)
@@ -327,24 +400,31 @@ class UpstreamConnection(asyncio.Protocol):
 
     def begin(self, head_only: bool) -> asyncio.Future[Response]:
         """Start an exchange; the returned future resolves with the response head."""
-        self.busy = True
         self.requests += 1
         self._head_only = head_only
         self._got_bytes = False
         self._error = None
         self._resp = None
         self._body = None
+        self._done = False
+        self._head_ready = False
+        self._in_head = False
+        self._awaiting = True
         self.request_sent = False
-        self._head = asyncio.get_running_loop().create_future()
-        return self._head
+        self._head = head = asyncio.get_running_loop().create_future()
+        if self.closed:
+            head.set_exception(UpstreamReset("upstream closed the connection before responding"))
+        return head
 
     @property
     def got_bytes(self) -> bool:
+        """Whether any response byte arrived for the current exchange."""
         return self._got_bytes
 
     async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its low-water mark."""
         if self.closed:
-            raise UpstreamReset("upstream closed the connection while receiving the body")
+            raise UpstreamReset("upstream closed the connection while receiving")
         self._drain = asyncio.get_running_loop().create_future()
         try:
             await self._drain
@@ -359,3 +439,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def describe(self) -> dict[str, Any]:
         return {"busy": self.busy, "requests": self.requests}
+
+
+def _keep_alive_timeout(value: str) -> float | None:
+    """``timeout=N`` of a ``Keep-Alive`` header (RFC 2068 §19.7.1), if present and sane."""
+    for param in value.split(","):
+        key, _, num = param.partition("=")
+        if key.strip().lower() == "timeout":
+            try:
+                seconds = float(num.strip())
+            except ValueError:
+                return None
+            return seconds if 0 <= seconds < 86_400 else None
+    return None

@@ -2,10 +2,13 @@
 
 At most ``max_connections`` connections are open; at most ``max_idle`` of them wait idle for reuse
 (most recently used first, so a burst's extra connections age out) and none longer than
-``idle_timeout``. A call that finds the pool full waits in a FIFO for a free connection until
-its connect timeout, then gets 503 ``overloaded``: never an unbounded queue.
+``idle_timeout``, or than the upstream said it keeps them (``Keep-Alive: timeout=N``, less a
+margin: reusing a connection the upstream is closing is the keep-alive race). A call that finds
+the pool full waits in a FIFO for a free connection until its connect timeout, then gets 503
+``overloaded``: never an unbounded queue.
 
-Connect errors become :class:`~sidecar.errors.UpstreamConnectError` here.
+Connect and TLS errors become :class:`~sidecar.errors.UpstreamConnectError` here. Not here: what
+is written on a connection (:mod:`sidecar.upstream.connection`, the adapter).
 """
 
 from __future__ import annotations
@@ -15,12 +18,19 @@ __all__ = ["Pool"]
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 
 from ..errors import Overloaded, UpstreamConnectError
 from .connection import UpstreamConnection
+from .tls import describe_tls_error
+
+#: A waiter gets a free connection (``UpstreamConnection``) or a free slot to connect (``None``).
+_Handed = UpstreamConnection | None
 
 
 class Pool:
+    """Connections to ``host:port``; see the module docstring for the bounds."""
+
     def __init__(
         self,
         name: str,
@@ -33,88 +43,128 @@ class Pool:
         max_idle: int = 64,
         idle_timeout: float = 60.0,
         connect_timeout: float = 5.0,
-        on_open: object = None,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.host = host
         self.port = port
         self.ssl = ssl_context
-        self.server_hostname = server_hostname
+        self.server_hostname = server_hostname if ssl_context is not None else None
         self.max_connections = max_connections
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        #: idle connections, most recently used last (``acquire`` pops from the end).
         self.idle: list[UpstreamConnection] = []
+        #: connections open or being opened (idle + busy + connecting).
         self.open = 0
-        self.waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
+        self.waiters: deque[asyncio.Future[_Handed]] = deque()
         self.closed = False
         self.opened_total = 0
         self._on_open = on_open
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool]:
-        """A connection for one exchange and whether it was reused (may have gone stale)."""
+    def _factory(self) -> UpstreamConnection:
+        return UpstreamConnection(self._free, self._lost)
+
+    async def acquire(self, fresh: bool = False) -> tuple[UpstreamConnection, bool]:
+        """A connection for one exchange and whether it was reused (it may have gone stale).
+
+        ``fresh`` skips idle connections (a resend after the keep-alive race).
+        """
         idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
+        if idle and not fresh:
+            loop = self._loop or asyncio.get_running_loop()
+            now = loop.time()
+            while idle:
+                conn = idle.pop()
+                if not conn.reusable:
+                    continue  # closing; connection_lost has not run yet
+                if now >= conn.expires:
+                    conn.abort()  # the upstream may be closing it right now
+                    continue
+                conn.busy = True
                 return conn, True
         if self.open < self.max_connections:
             return await self._connect(), False
-        waiter: asyncio.Future[UpstreamConnection | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        return await self._wait()
+
+    async def _wait(self) -> tuple[UpstreamConnection, bool]:
+        waiter: asyncio.Future[_Handed] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 handed = await waiter
-        except TimeoutError:
-            raise Overloaded(
-                f"all {self.max_connections} connections to upstream {self.name!r} are busy"
-            ) from None
-        finally:
-            if not waiter.done():
+        except BaseException as e:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # handed over just as the wait timed out or was cancelled: pass it on
+                self._pass_on(waiter.result())
+            else:
                 waiter.cancel()
-            try:
-                self.waiters.remove(waiter)
-            except ValueError:
-                pass
-        if handed is None:  # a slot freed up: open a new connection in it
-            return await self._connect(), False
+                try:
+                    self.waiters.remove(waiter)
+                except ValueError:
+                    pass
+            if isinstance(e, TimeoutError):
+                raise Overloaded(
+                    f"all {self.max_connections} connections to upstream {self.name!r} are busy"
+                    f" (waited {self.connect_timeout:g}s)"
+                ) from None
+            raise
+        if handed is None:  # a slot freed up (and was reserved for us): connect in it
+            return await self._connect(reserved=True), False
         return handed, True
 
-    async def _connect(self) -> UpstreamConnection:
-        self.open += 1
-        loop = asyncio.get_running_loop()
+    def _pass_on(self, handed: _Handed) -> None:
+        if handed is None:
+            self.open -= 1  # the slot reserved for us
+            self._hand_slot()
+        else:
+            self._free(handed)
+
+    async def _connect(self, reserved: bool = False) -> UpstreamConnection:
+        if not reserved:
+            self.open += 1  # reserve the slot now: the connect awaits
+        loop = self._loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(self._free, self._lost),
+                    self._factory,
                     self.host,
                     self.port,
                     ssl=self.ssl,
-                    server_hostname=self.server_hostname if self.ssl is not None else None,
+                    server_hostname=self.server_hostname,
                 )
         except BaseException as e:
             self.open -= 1
             self._hand_slot()
-            if isinstance(e, TimeoutError):
-                raise UpstreamConnectError(
-                    f"connect to {self.host}:{self.port} timed out after {self.connect_timeout:g}s"
-                ) from None
-            if isinstance(e, ssl.SSLError):
-                raise UpstreamConnectError(
-                    f"TLS handshake with {self.host}:{self.port} failed: {e.reason or e}"
-                ) from None
-            if isinstance(e, OSError):
-                reason = e.strerror or str(e)
-                raise UpstreamConnectError(
-                    f"connect to {self.host}:{self.port} failed: {reason}"
-                ) from None
-            raise
+            raise self._connect_error(e) from None
+        conn.pooled = True
+        if conn.closed:  # closed by the upstream before we could use it
+            self.open -= 1
+            self._hand_slot()
+            raise UpstreamConnectError(
+                f"upstream {self.host}:{self.port} closed the connection right after connect"
+            )
+        conn.busy = True
         self.opened_total += 1
-        if callable(self._on_open):
+        if self._on_open is not None:
             self._on_open()
         return conn
+
+    def _connect_error(self, e: BaseException) -> BaseException:
+        where = f"{self.host}:{self.port}"
+        if isinstance(e, TimeoutError):
+            return UpstreamConnectError(
+                f"connect to {where} timed out after {self.connect_timeout:g}s"
+            )
+        if isinstance(e, ssl.SSLError):
+            return UpstreamConnectError(describe_tls_error(e, where, self.server_hostname))
+        if isinstance(e, ConnectionError) and self.ssl is not None:
+            return UpstreamConnectError(f"TLS handshake with {where} failed: {e}")
+        if isinstance(e, OSError):
+            return UpstreamConnectError(f"connect to {where} failed: {e.strerror or e}")
+        return e  # cancellation and the like pass through unchanged
 
     def _free(self, conn: UpstreamConnection) -> None:
         """A connection finished an exchange and can carry another."""
@@ -124,17 +174,26 @@ class Pool:
         while self.waiters:
             w = self.waiters.popleft()
             if not w.done():
-                conn.busy = True
-                w.set_result(conn)
+                w.set_result(conn)  # it stays busy: the waiter owns it now
                 return
-        if len(self.idle) < self.max_idle:
-            conn.idle_since = asyncio.get_running_loop().time()
-            self.idle.append(conn)
-        else:
+        conn.busy = False
+        if len(self.idle) >= self.max_idle:
             conn.abort()
+            return
+        keep = self.idle_timeout
+        hint = conn.keep_alive_hint
+        if hint is not None:
+            # leave a margin so we never send on a connection the upstream is about to close
+            hint = hint - 1.0 if hint >= 2.0 else hint / 2
+            keep = min(keep, hint)
+        loop = self._loop or asyncio.get_running_loop()
+        conn.expires = loop.time() + keep
+        self.idle.append(conn)
 
     def _lost(self, conn: UpstreamConnection) -> None:
         """A connection closed (either side): forget it and let a waiter open another."""
+        if not conn.pooled:
+            return  # never handed over by create_connection; _connect accounted for it
         self.open -= 1
         try:
             self.idle.remove(conn)
@@ -146,29 +205,32 @@ class Pool:
         while self.waiters and self.open < self.max_connections:
             w = self.waiters.popleft()
             if not w.done():
+                self.open += 1  # reserved for the waiter, who connects in it
                 w.set_result(None)
                 return
 
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than ``idle_timeout`` (called about once a second)."""
-        if not self.idle:
+        """Close idle connections past their expiry (called about once a second)."""
+        idle = self.idle
+        if not idle or min(c.expires for c in idle) > now:
             return
-        limit = now - self.idle_timeout
-        stale = [c for c in self.idle if c.idle_since < limit]
+        stale = [c for c in idle if c.expires <= now]
+        idle[:] = [c for c in idle if c.expires > now]
         for conn in stale:
             conn.abort()
 
     def stats(self) -> tuple[int, int]:
-        """``(idle, busy)`` connection counts."""
+        """``(idle, busy)`` connection counts (connections being opened count as busy)."""
         idle = len(self.idle)
         return idle, self.open - idle
 
     def close(self) -> None:
+        """Stop pooling: idle connections close now, busy ones when their exchange ends."""
         self.closed = True
-        for conn in list(self.idle):
+        idle, self.idle = self.idle, []
+        for conn in idle:
             conn.abort()
-        self.idle.clear()
-        for w in self.waiters:
+        waiters, self.waiters = self.waiters, deque()
+        for w in waiters:
             if not w.done():
                 w.set_exception(UpstreamConnectError(f"upstream {self.name!r} was removed"))
-        self.waiters.clear()
