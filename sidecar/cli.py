@@ -59,10 +59,15 @@ def cmd_plugins(path: str | None) -> int:
     except PluginError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    # one block per loaded plugin: name, where it came from, then what it registered
     for info in host.plugins():
-        print(f"{info.name}  [{info.source}]")
+        print(f"{info.name}  ({info.source})")
         for item in info.registered:
             print(f"    {item}")
+    for name in host.disabled:
+        print(f"{name}  (disabled by plugins.disabled)")
+    chain = ", ".join(r.name for r in host.registries.filters.ordered())
+    print(f"filters, outermost first: {chain}")
     return 0
 
 
