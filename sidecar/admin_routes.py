@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .admin import SIDECAR
 from .hookspecs import hookimpl
@@ -30,7 +30,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[SIDECAR].metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # the 0.0.4 text format, which every Prometheus version and compatible scraper reads (our
+    # names are plain ASCII, so the body is the same as prometheus_client's newer 1.0.0 text)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 async def config(request: web.Request) -> web.Response:
