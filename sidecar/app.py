@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from .admin import AdminServer
 from .chain import Filter, Handler, compose
 from .config import DEFAULT_CONFIG_NAME, SidecarConfig, load_config, validate_plugin_sections
+from .config.changes import split_changes
+from .config.loader import PluginSchemas
 from .config.models import RouteConfig
 from .config.types import split_address
 from .errors import ConfigError, ConfigProblem, PluginError
@@ -240,38 +242,79 @@ class Sidecar:
     # --- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Re-read the config file; swap routes if valid, keep the old ones if not."""
+        """Re-read the config file; swap the route table if valid, keep the old one if not.
+
+        Returns whether the new config is in effect. New calls take the new route table; calls in
+        flight finish on the handlers they already hold. A refused config is logged problem by
+        problem (the same ``file: key.path: reason`` lines ``sidecar check`` prints) and counted
+        in ``sidecar_config_reloads_total{result="refused"}``. Changes that need a restart
+        (listener addresses, ``plugins.disabled``) are logged and left as they were.
+        """
         async with self._reload_lock:
+            if self.state != "ready":
+                log.warning("reload skipped", extra={"fields": {"state": self.state}})
+                return False
+            if self.config_path is None:
+                log.warning("reload skipped: running on the embedded default, no file to re-read")
+                return False
             try:
-                config = load_config(self.config_path)
+                # file and secret reads happen off the event loop; composing happens on it
+                # (adapters may start tasks)
+                new = await asyncio.to_thread(
+                    load_config,
+                    self.config_path,
+                    schemas=PluginSchemas.of(self.plugin_host.registries),
+                )
+                config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
                 table = self._compose(config, sections)
-            except ConfigError as e:
-                for p in e.problems:
-                    log.error("config refused", extra={"fields": {"problem": str(p)}})
-                self.metrics.config_reloads.labels("refused").inc()
+            except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
+                self._refused(e)
                 return False
-            except PluginError as e:
-                log.error("config refused", extra={"fields": {"problem": str(e)}})
-                self.metrics.config_reloads.labels("refused").inc()
-                return False
-            old = self.config
-            for key in ("admin", "http", "plugins"):
-                if getattr(old, key) != getattr(config, key):
-                    log.warning(
-                        f"changes under '{key}' take effect after a restart",
-                        extra={"fields": {"key": key}},
-                    )
+            if restart_only:
+                log.warning(
+                    "these changes take effect after a restart; the old values stay until then",
+                    extra={"fields": {"keys": restart_only}},
+                )
             self.config = config
             self.plugin_sections = sections
             if self.http is not None:
                 # new calls take the new table; in-flight calls finish on the handlers they hold
                 self.http.routes = table
             for adapter in self.adapters.values():
-                await adapter.retire(config.upstreams)
+                try:
+                    # pools no upstream uses any more: idle connections close now, busy ones
+                    # when their call is done
+                    await adapter.retire(config.upstreams)
+                except Exception:
+                    log.exception("adapter failed to retire old connections")
             self.metrics.config_reloads.labels("ok").inc()
-            log.info("config reloaded", extra={"fields": {"upstreams": sorted(config.upstreams)}})
+            log.info(
+                "config reloaded",
+                extra={"fields": {"file": self.config_name, "upstreams": sorted(config.upstreams)}},
+            )
             return True
+
+    def _refused(self, error: Exception) -> None:
+        if isinstance(error, ConfigError):
+            for p in error.problems:
+                log.error(
+                    "config refused",
+                    extra={
+                        "fields": {
+                            "problem": str(p),
+                            "file": p.file,
+                            "key": p.path,
+                            "reason": p.reason,
+                        }
+                    },
+                )
+        elif isinstance(error, PluginError):
+            log.error("config refused", extra={"fields": {"problem": str(error)}})
+        else:
+            log.error("config refused: unexpected error while reloading", exc_info=error)
+        log.error("the old config keeps serving", extra={"fields": {"file": self.config_name}})
+        self.metrics.config_reloads.labels("refused").inc()
 
     # --- views -------------------------------------------------------------------------------
 

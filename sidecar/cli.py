@@ -10,9 +10,13 @@ __all__ = ["main"]
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
-from .config import load_config
+from .config import PluginSchemas, SidecarConfig, load_config, load_data, validate_data
 from .errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from .plugins import PluginHost
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,12 +37,32 @@ def _refused(e: ConfigError) -> int:
     return 2
 
 
-def cmd_check(path: str) -> int:
-    from .app import Sidecar
+def load_checked(path: str | None) -> tuple[SidecarConfig, PluginHost]:
+    """The config at ``path`` validated as ``run`` uses it, and the plugin host it selects.
 
+    The file is read first (``plugins.disabled`` decides which plugins load), then validated once
+    with every loaded plugin's section and adapter-options models, so each problem in the file,
+    the core's and the plugins', is reported in the same pass.
+    """
+    from .plugins import make_plugin_host
+
+    data, name = load_data(path)
+    host = make_plugin_host(_disabled(data))
+    config = validate_data(data, name, PluginSchemas.of(host.registries))
+    return config, host
+
+
+def _disabled(data: dict[str, Any]) -> list[str]:
+    plugins = data.get("plugins")
+    disabled = plugins.get("disabled") if isinstance(plugins, dict) else None
+    if isinstance(disabled, list):
+        return [d for d in disabled if isinstance(d, str)]
+    return []  # anything else is reported by validation
+
+
+def cmd_check(path: str) -> int:
     try:
-        config = load_config(path)
-        Sidecar(config, config_path=path)._validate(config)
+        config, _ = load_checked(path)
     except ConfigError as e:
         return _refused(e)
     except PluginError as e:
@@ -78,12 +102,15 @@ def cmd_run(path: str | None) -> int:
     from .telemetry.logs import configure_logging
 
     try:
-        config = load_config(path)
+        config, host = load_checked(path)
     except ConfigError as e:
         return _refused(e)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     configure_logging(config.telemetry.log_level)
     try:
-        sidecar = Sidecar(config, config_path=path)
+        sidecar = Sidecar(config, config_path=path, plugin_host=host)
         loops.run(serve(sidecar))
     except ConfigError as e:
         return _refused(e)

@@ -2,73 +2,106 @@
 
 - SIGTERM / SIGINT: drain (``Sidecar.drain``) and return, so the process exits 0;
 - SIGHUP: reload the config file;
-- the config file changing on disk (a Kubernetes ConfigMap swaps a symlink): reload too.
+- the config file changing on disk: reload too. The file is polled with ``stat`` (no inotify:
+  it works on every filesystem and in every container). ``stat`` follows symlinks, so a
+  Kubernetes ConfigMap update, which points the ``..data`` symlink at a new directory, is seen as
+  a new inode even though the path the sidecar was given never changed.
+
+Signal handlers are installed before start-up, so a SIGHUP that arrives while the sidecar is
+starting is kept for after it started (instead of killing the process, SIGHUP's default), and a
+SIGTERM then makes it drain as soon as it is up. What this module is not: the reload itself
+(:meth:`Sidecar.reload`) or the drain steps (:meth:`Sidecar.drain`).
 """
 
 from __future__ import annotations
 
-__all__ = ["serve"]
+__all__ = ["WATCH_INTERVAL", "serve", "watch_file"]
 
 import asyncio
 import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from .app import Sidecar
 
 log = logging.getLogger("sidecar")
 
-#: How often the config file is checked for changes.
+#: How often (seconds) the config file is checked for changes.
 WATCH_INTERVAL = 1.0
 
+Fingerprint = tuple[int, int, int, int, int]
 
-def _fingerprint(path: str) -> tuple[int, int, int] | None:
+
+def fingerprint(path: str) -> Fingerprint | None:
+    """What changes when the file's content may have: ``None`` while the file is missing."""
     try:
-        st = os.stat(path)  # follows symlinks, so a swapped ConfigMap link is seen
+        st = os.stat(path)  # follows symlinks: a swapped ConfigMap link gives a new inode
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-async def _watch(sidecar: Sidecar, path: str) -> None:
-    seen = _fingerprint(path)
+async def watch_file(
+    path: str, changed: Callable[[], None], interval: float = WATCH_INTERVAL
+) -> None:
+    """Call ``changed()`` each time ``path`` is seen to change; runs until cancelled.
+
+    A file that disappears is not a change (an editor or kubelet is mid-swap); when it comes
+    back different, it is.
+    """
+    seen = fingerprint(path)
     while True:
-        await asyncio.sleep(WATCH_INTERVAL)
-        now = _fingerprint(path)
+        await asyncio.sleep(interval)
+        now = fingerprint(path)
         if now is not None and now != seen:
             seen = now
             log.info("config file changed", extra={"fields": {"file": path}})
+            changed()
+
+
+async def _reloader(sidecar: Sidecar, wanted: asyncio.Event) -> None:
+    """One reload at a time; triggers that arrive during a reload are coalesced into one more."""
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        try:
             await sidecar.reload()
+        except Exception:  # Sidecar.reload refuses bad configs itself; this is a bug
+            log.exception("config reload failed")
 
 
 async def serve(sidecar: Sidecar) -> None:
     """Start, serve until SIGTERM/SIGINT, then drain."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def on_hup() -> None:
-        t = loop.create_task(sidecar.reload())
-        reloads.add(t)
-        t.add_done_callback(reloads.discard)
-
-    await sidecar.start()
+    reload_wanted = asyncio.Event()
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
-    watcher = None
-    if sidecar.config_path is not None:
-        watcher = loop.create_task(_watch(sidecar, sidecar.config_path))
+    loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    tasks: list[asyncio.Task[None]] = []
+    started = False
     try:
+        await sidecar.start()  # cleans up after itself when it fails
+        started = True
+        # both tasks are owned here and cancelled before the drain starts
+        tasks.append(loop.create_task(_reloader(sidecar, reload_wanted)))
+        if sidecar.config_path is not None:
+            tasks.append(loop.create_task(watch_file(sidecar.config_path, reload_wanted.set)))
         await stop.wait()
         log.info("draining", extra={"fields": {"grace_s": sidecar.config.shutdown.drain_timeout}})
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        # 1. no more reloads: a config swap during the drain would only race it
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                await task
+        for sig in handled:
             loop.remove_signal_handler(sig)
-        await sidecar.drain()
+        # 2. the drain itself
+        if started:
+            await sidecar.drain()
     log.info("stopped")

@@ -1,18 +1,36 @@
-"""Configuration: the file's models, its loader and the value types it uses."""
+"""Configuration: the file's models, its loader and the value types it uses.
+
+- :mod:`.source`: text → data (strict YAML, ``${ENV}`` substitution);
+- :mod:`.models`: the frozen pydantic models of the file's shape (DESIGN §5);
+- :mod:`.types`: durations, sizes, addresses, header values, secret references;
+- :mod:`.problems`: validation errors in plain English, with key paths;
+- :mod:`.loader`: all of it together, plus cross-checks, plugin sections and secrets.
+"""
 
 from __future__ import annotations
 
-from .loader import DEFAULT_CONFIG_NAME, load_config, parse_config, validate_plugin_sections
+from .loader import (
+    DEFAULT_CONFIG_NAME,
+    PluginSchemas,
+    load_config,
+    load_data,
+    parse_config,
+    validate_data,
+    validate_plugin_sections,
+)
 from .models import RouteConfig, SidecarConfig, UpstreamConfig
 from .types import SecretRef
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "PluginSchemas",
     "RouteConfig",
     "SecretRef",
     "SidecarConfig",
     "UpstreamConfig",
     "load_config",
+    "load_data",
     "parse_config",
+    "validate_data",
     "validate_plugin_sections",
 ]

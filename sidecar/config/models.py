@@ -8,6 +8,8 @@ plugin declares (see :mod:`sidecar.config.loader`). Features of later issues add
 from __future__ import annotations
 
 __all__ = [
+    "RESERVED_HEADERS",
+    "UPSTREAM_NAME",
     "AccessLogConfig",
     "AdminConfig",
     "HttpListenerConfig",
@@ -24,80 +26,177 @@ __all__ = [
 ]
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from .types import Address, Duration, SecretField, Size
+from .types import (
+    Duration,
+    HeaderValue,
+    HeaderValueOrSecret,
+    LoopbackAddress,
+    PositiveDuration,
+    Size,
+    show,
+)
 
-#: Upstream names appear as the first path segment (``/payments/...``) and in metric labels.
-UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+#: Upstream names appear as the first path segment (``/payments/...``), are matched against the
+#: ``Host`` header (case-insensitively, hence lowercase) and label metrics.
+UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+#: Route names label metrics and logs.
+ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+#: An HTTP field name (RFC 9110 §5.1 token).
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: Headers the sidecar itself owns on the way upstream: setting them from config would break
+#: message framing (content-length, transfer-encoding), the connection (hop-by-hop) or routing
+#: (host has its own key, ``upstreams.<name>.host``).
+RESERVED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _header_name(name: str) -> str:
+    if not HEADER_NAME.match(name):
+        raise PydanticCustomError("header_name", "not a header name: {got}", {"got": show(name)})
+    return name.lower()
+
+
+def _configurable_header_name(name: str) -> str:
+    name = _header_name(name)
+    if name in RESERVED_HEADERS:
+        raise PydanticCustomError(
+            "header_name", "the sidecar sets {got} itself; it cannot be configured", {"got": name}
+        )
+    return name
+
+
+def _upstream_name(name: str) -> str:
+    if not UPSTREAM_NAME.match(name):
+        raise PydanticCustomError(
+            "upstream_name",
+            "an upstream name is lowercase letters, digits, '.', '_' or '-' "
+            "(it is matched against paths and Host headers), got {got}",
+            {"got": show(name)},
+        )
+    return name
+
+
+#: Header names are compared without case, so they are kept lowercase.
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+ConfigurableHeaderName = Annotated[str, AfterValidator(_configurable_header_name)]
+UpstreamName = Annotated[str, AfterValidator(_upstream_name)]
+
+
+def _no_twice(raw: Any) -> Any:
+    """Two spellings of one header name (``X-Key`` and ``x-key``) would silently collapse."""
+    if isinstance(raw, dict):
+        seen: dict[str, str] = {}
+        for key in raw:
+            if isinstance(key, str):
+                prior = seen.setdefault(key.lower(), key)
+                if prior != key:
+                    raise PydanticCustomError(
+                        "header_name",
+                        "{a} and {b} are the same header (names ignore case)",
+                        {"a": show(prior), "b": show(key)},
+                    )
+    return raw
 
 
 class Model(BaseModel):
+    """Base of every config section: frozen, and unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AdminConfig(Model):
-    address: Address = "127.0.0.1:15000"
+    """``admin:``: the ops port (``/healthz``, ``/readyz``, ``/metrics``, ``/config``...)."""
+
+    #: loopback only: ``/config`` and the plugin routes are not for the network.
+    address: LoopbackAddress = "127.0.0.1:15000"
 
 
 class HttpListenerConfig(Model):
-    """The app-facing HTTP/1.1 egress listener."""
+    """``http:``: the app-facing HTTP/1.1 egress listener."""
 
-    address: Address = "127.0.0.1:15001"
+    #: loopback only: whoever reaches it calls upstreams with the sidecar's credentials.
+    address: LoopbackAddress = "127.0.0.1:15001"
     #: total size of the request line and headers (431 past it).
-    max_header_bytes: Size = 60 * 1024
+    max_header_bytes: Size = Field(60 * 1024, ge=1024)
     #: number of request headers (431 past it).
     max_headers: int = Field(100, ge=1, le=10_000)
     #: request-target length (414 past it).
-    max_uri_bytes: Size = 8 * 1024
+    max_uri_bytes: Size = Field(8 * 1024, ge=256)
     #: request body limit (413 past it); ``null`` streams bodies of any size.
     max_request_body: Size | None = None
     #: time allowed to receive a complete request head once it started (408 past it).
-    header_timeout: Duration = 10.0
+    header_timeout: PositiveDuration = 10.0
     #: an idle keep-alive connection is closed after this long.
-    idle_timeout: Duration = 60.0
+    idle_timeout: PositiveDuration = 60.0
     #: concurrent app connections; past it new ones wait in the kernel's accept queue.
     max_connections: int = Field(10_000, ge=1)
 
 
 class ShutdownConfig(Model):
-    #: on SIGTERM, in-flight calls get this long to finish before they are cut.
+    """``shutdown:``: what SIGTERM does."""
+
+    #: in-flight calls get this long to finish before they are cut (0: cut at once).
     drain_timeout: Duration = 20.0
 
 
 class AccessLogConfig(Model):
+    """``telemetry.access_log:``: one JSON line per call on stdout."""
+
     enabled: bool = True
     #: fraction of successful calls logged (errors and sidecar decisions are always logged).
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class TelemetryConfig(Model):
-    #: level of the sidecar's own JSON log (``debug``, ``info``, ``warning``, ``error``).
+    """``telemetry:``: the sidecar's own log and the access log (tracing comes later)."""
+
+    #: level of the sidecar's own JSON log on stderr.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: AccessLogConfig = AccessLogConfig()
 
 
 class PoolConfig(Model):
-    """The bounded keep-alive connection pool of one upstream."""
+    """``upstreams.<name>.pool:``: the bounded keep-alive connection pool of one upstream."""
 
-    #: connections open at once (idle + busy); a call past it waits up to ``connect_timeout``.
-    max_connections: int = Field(512, ge=1, le=100_000)
+    #: connections open at once (idle + busy): with HTTP/1.1 this is the upstream's in-flight
+    #: limit (DESIGN §6: 1024). A call past it waits up to ``connect_timeout``, then gets 503.
+    max_connections: int = Field(1024, ge=1, le=100_000)
     #: idle connections kept for reuse.
     max_idle: int = Field(64, ge=0, le=100_000)
     #: an idle connection is closed after this long.
-    idle_timeout: Duration = 60.0
+    idle_timeout: PositiveDuration = 60.0
 
 
 class UpstreamTLS(Model):
-    """TLS toward the upstream (``https://`` URLs)."""
+    """``upstreams.<name>.tls:``: TLS toward the upstream (``https://`` URLs)."""
 
-    #: CA bundle to verify the server; system CAs when unset.
+    #: CA bundle to verify the server; the system CAs when unset.
     ca: str | None = None
-    #: client certificate and key (mTLS).
+    #: client certificate and key (mTLS), given together.
     cert: str | None = None
     key: str | None = None
     #: SNI and the name checked in the server certificate; the URL's host when unset.
@@ -113,23 +212,25 @@ class UpstreamTLS(Model):
 
 
 class UpstreamConfig(Model):
-    """A named destination (``upstreams.<name>``)."""
+    """``upstreams.<name>:``: a named destination."""
 
-    #: ``http://host:port`` or ``https://host:port`` (optionally with a base path).
+    #: where it is: ``http://host:port`` or ``https://host:port``, optionally with a base path
+    #: that is prepended to every forwarded path. Which schemes work is the adapter's call.
     url: str | None = None
     #: the adapter that speaks to it: ``http`` unless said otherwise.
     adapter: str = "http"
-    #: the whole call's budget, all attempts included.
-    timeout: Duration = 15.0
-    connect_timeout: Duration = 5.0
-    #: time to wait for the upstream's response head once the request was sent.
-    response_header_timeout: Duration | None = None
+    #: the whole call's budget, all attempts included (DESIGN §6: 15 s).
+    timeout: PositiveDuration = 15.0
+    #: time to open a connection (TCP and TLS), and to wait for a free one when the pool is full.
+    connect_timeout: PositiveDuration = 5.0
+    #: time to wait for the response head once the request was sent; unset: only ``timeout``.
+    response_header_timeout: PositiveDuration | None = None
     pool: PoolConfig = PoolConfig()
     tls: UpstreamTLS | None = None
     #: ``Host`` sent upstream; the URL's authority when unset.
-    host: str | None = None
-    #: headers added to every request (replacing the app's); values may be secret references.
-    request_headers: dict[str, str | SecretField] = {}
+    host: HeaderValue | None = None
+    #: headers set on every request (replacing the app's); values may be secret references.
+    request_headers: dict[ConfigurableHeaderName, HeaderValueOrSecret] = {}
     #: adapter-specific options, validated by the adapter's own model.
     options: dict[str, Any] = {}
 
@@ -138,66 +239,108 @@ class UpstreamConfig(Model):
     def _url(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        parts = urlsplit(v)
-        if not parts.scheme or not parts.hostname:
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or not parts.scheme or not parts.hostname or " " in v:
             raise PydanticCustomError(
-                "url", 'expected a URL like "http://host:port", got "{got}"', {"got": v}
+                "url", 'expected a URL like "http://host:port", got {got}', {"got": show(v)}
             )
-        if parts.query or parts.fragment or parts.username:
+        if "@" in parts.netloc:
+            # the message does not repeat the URL: it holds a credential
             raise PydanticCustomError(
-                "url", "an upstream URL has no query, fragment or credentials: {got}", {"got": v}
+                "url",
+                "an upstream URL carries no credentials: put them in request_headers "
+                "as a secret reference ({env: NAME} or {file: PATH})",
+            )
+        if parts.query or parts.fragment:
+            raise PydanticCustomError(
+                "url", "an upstream URL has no query or fragment, got {got}", {"got": show(v)}
             )
         return v
 
-    @field_validator("request_headers")
-    @classmethod
-    def _header_names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-                raise PydanticCustomError("header", "not a header name: {got}", {"got": name})
-        return {k.lower(): val for k, val in v.items()}
+    _request_headers_once = field_validator("request_headers", mode="before")(_no_twice)
 
 
 class RouteMatch(Model):
-    """All given conditions must hold."""
+    """``routes[i].match:``: all given conditions must hold."""
 
     #: path prefix on segment boundaries: ``/pay`` matches ``/pay`` and ``/pay/x``, not ``/payx``.
     path_prefix: str | None = None
     #: ``Host`` (port ignored, case-insensitive).
     host: str | None = None
-    #: exact header values.
-    headers: dict[str, str] = {}
+    #: exact header values (names ignore case).
+    headers: dict[HeaderName, HeaderValue] = {}
 
     @field_validator("path_prefix")
     @classmethod
     def _prefix(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("/"):
+        if v is None:
+            return None
+        if not v.startswith("/"):
             raise PydanticCustomError(
-                "prefix", 'a path prefix starts with "/", got "{got}"', {"got": v}
+                "prefix", 'a path prefix starts with "/", got {got}', {"got": show(v)}
             )
-        return v.rstrip("/") or "/" if v is not None else None
+        return v.rstrip("/") or "/"
 
-    @field_validator("headers")
+    @field_validator("host")
     @classmethod
-    def _lower(cls, v: dict[str, str]) -> dict[str, str]:
-        return {k.lower(): val for k, val in v.items()}
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v or any(c in v for c in "/ \t@"):
+            raise PydanticCustomError(
+                "host", 'expected a host name like "api.example.com", got {got}', {"got": show(v)}
+            )
+        return v.lower()
+
+    _headers_once = field_validator("headers", mode="before")(_no_twice)
 
 
 class RouteConfig(Model):
-    """An explicit route; ``/<upstream>/...`` and ``Host: <upstream>`` work without one."""
+    """``routes[i]:``: an explicit route; ``/<upstream>/...`` and ``Host: <upstream>`` work
+    without one. Explicit routes are tried first, in file order; the first match wins."""
 
+    #: labels metrics and logs; ``route-<i>`` when unset.
     name: str | None = None
     match: RouteMatch
+    #: the upstream it sends to (a name under ``upstreams``).
     upstream: str
     #: replace the matched ``path_prefix`` with this before forwarding (kept when unset).
     prefix_rewrite: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not ROUTE_NAME.match(v):
+            raise PydanticCustomError(
+                "route_name",
+                "a route name is letters, digits, '.', '_' or '-', got {got}",
+                {"got": show(v)},
+            )
+        return v
+
+    @field_validator("prefix_rewrite")
+    @classmethod
+    def _rewrite(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise PydanticCustomError(
+                "prefix", 'a prefix rewrite starts with "/", got {got}', {"got": show(v)}
+            )
+        return v
+
 
 class PluginsConfig(BaseModel):
-    """``plugins:``: ``disabled`` plus one section per plugin that declares config."""
+    """``plugins:``: ``disabled`` plus one section per plugin that declares config.
+
+    The sections stay raw here; the loader validates each with the model its plugin declares.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
+    #: plugin names (entry-point or module names) never loaded.
     disabled: list[str] = []
 
     def section(self, name: str) -> Any:
@@ -205,22 +348,19 @@ class PluginsConfig(BaseModel):
 
 
 class SidecarConfig(Model):
+    """The whole file. A section left empty (``upstreams:`` with nothing under it) is defaults."""
+
     admin: AdminConfig = AdminConfig()
     http: HttpListenerConfig = HttpListenerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
-    upstreams: dict[str, UpstreamConfig] = {}
+    upstreams: dict[UpstreamName, UpstreamConfig] = {}
     routes: list[RouteConfig] = []
     plugins: PluginsConfig = PluginsConfig()
 
-    @field_validator("upstreams")
+    @model_validator(mode="before")
     @classmethod
-    def _names(cls, v: dict[str, UpstreamConfig]) -> dict[str, UpstreamConfig]:
-        for name in v:
-            if not UPSTREAM_NAME.match(name):
-                raise PydanticCustomError(
-                    "upstream_name",
-                    "upstream name {got} must be letters, digits, '.', '_' or '-'",
-                    {"got": repr(name)},
-                )
-        return v
+    def _empty_sections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
+        return data

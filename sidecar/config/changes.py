@@ -1,0 +1,58 @@
+"""What a reload can change in a running sidecar, and what waits for a restart.
+
+A reload swaps the route table: upstreams, routes, policies, plugin sections and the access log
+take effect for new calls. Listening sockets, the set of loaded plugins and the log level were
+fixed at start-up, so changes to them are reported and the old values stay in effect (and in
+``/config``, which shows what is running) until the process restarts.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RESTART_ONLY", "split_changes"]
+
+from typing import Any
+
+from .models import SidecarConfig
+
+#: Key paths fixed at start-up. A whole section (``http``) covers every key under it: the
+#: listener reads its limits when it starts.
+RESTART_ONLY: tuple[tuple[str, ...], ...] = (
+    ("admin",),
+    ("http",),
+    ("telemetry", "log_level"),
+    ("plugins", "disabled"),
+)
+
+
+def split_changes(old: SidecarConfig, new: SidecarConfig) -> tuple[SidecarConfig, list[str]]:
+    """``new`` with the restart-only keys kept as in ``old``, and the key paths that changed
+    there (``http.address``, ``plugins.disabled``): those need a restart."""
+    changed: list[str] = []
+    effective = new
+    for path in RESTART_ONLY:
+        before, after = _get(old, path), _get(new, path)
+        if before == after:
+            continue
+        changed += _leaf_changes(before, after, ".".join(path))
+        effective = _put(effective, path, before)
+    return effective, changed
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _put(obj: Any, path: tuple[str, ...], value: Any) -> Any:
+    if len(path) == 1:
+        return obj.model_copy(update={path[0]: value})
+    inner = _put(getattr(obj, path[0]), path[1:], value)
+    return obj.model_copy(update={path[0]: inner})
+
+
+def _leaf_changes(before: Any, after: Any, where: str) -> list[str]:
+    fields = getattr(type(before), "model_fields", None)
+    if fields is None or type(before) is not type(after):
+        return [where]
+    return [f"{where}.{name}" for name in fields if getattr(before, name) != getattr(after, name)]
