@@ -23,7 +23,9 @@ from .config.changes import split_changes
 from .config.loader import PluginSchemas
 from .config.models import RouteConfig
 from .config.types import split_address
-from .errors import ConfigError, ConfigProblem, PluginError
+from .errors import ConfigError, ConfigProblem, PluginError, SidecarError
+from .exchange import Exchange
+from .filters import access_log
 from .listeners.http import HttpListener
 from .plugins import PluginHost, make_plugin_host
 from .registry import Adapter, AdapterServices, RouteContext
@@ -177,6 +179,7 @@ class Sidecar:
                 ) from e
         table = self._compose(config, self.plugin_sections)
         self.http = HttpListener(config.http, table, self.metrics)
+        self.http.on_unrouted = self._log_unrouted
         host, port = split_address(config.http.address)
         await _listen("http", config.http.address, self.http.start(host, port))
         self.state = "ready"
@@ -191,6 +194,11 @@ class Sidecar:
                 }
             },
         )
+
+    def _log_unrouted(self, exchange: Exchange, error: SidecarError) -> None:
+        # read per unrouted call (an error path): a reload may turn the access log on or off
+        if self.config.telemetry.access_log.enabled:
+            access_log.unrouted(exchange, error)
 
     async def _close_adapters(self) -> None:
         for adapter in self.adapters.values():

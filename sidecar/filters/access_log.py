@@ -128,6 +128,14 @@ def _errors_only(write: Writer) -> Filter:
     return access_log
 
 
+_unrouted = _writer("", "")
+
+
+def unrouted(exchange: Exchange, error: SidecarError) -> None:
+    """The line of a call no route took (404 ``no_route``): the listener answered it itself."""
+    _unrouted(exchange, error.status, 0, error.code, True)
+
+
 def factory(ctx: RouteContext) -> Filter | None:
     cfg = ctx.config.telemetry.access_log
     if not cfg.enabled or not log.isEnabledFor(logging.WARNING):
