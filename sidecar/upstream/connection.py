@@ -21,13 +21,14 @@ __all__ = ["UpstreamBody", "UpstreamConnection"]
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import httptools
 
-from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset
+from ..errors import SidecarError, UpstreamConnectError, UpstreamProtocolError, UpstreamReset
 from ..exchange import Headers, Response
 from ..http1 import HOP_BY_HOP, hop_by_hop_names
 
@@ -177,14 +178,11 @@ class UpstreamConnection(asyncio.Protocol):
                 if self._head_ready:
                     self._deliver_head()
                 self._finish()
+            elif isinstance(exc, ssl.SSLError) and not self._got_bytes:
+                # TLS 1.3 servers refuse a client certificate after the handshake, with an alert
+                self._fail(UpstreamConnectError(f"TLS error from upstream: {exc.reason or exc}"))
             else:
-                self._fail(
-                    UpstreamReset(
-                        "upstream closed the connection before the response was complete"
-                        if self._got_bytes
-                        else "upstream closed the connection before responding"
-                    )
-                )
+                self._fail(UpstreamReset(self._reset_reason()))
         pump = self.pump
         if pump is not None and not pump.done():
             pump.cancel()
@@ -192,6 +190,17 @@ class UpstreamConnection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_exception(UpstreamReset("upstream closed the connection while receiving"))
         self._on_lost(self)
+
+    def _reset_reason(self) -> str:
+        if self._got_bytes:
+            return "upstream closed the connection before the response was complete"
+        if self.requests == 1 and self.transport is not None:
+            if self.transport.get_extra_info("ssl_object") is not None:
+                return (
+                    "upstream closed the TLS connection right after the handshake, before "
+                    "responding (as when it refuses the client certificate)"
+                )
+        return "upstream closed the connection before responding"
 
     def eof_received(self) -> bool | None:
         return None  # half-closed by the upstream: close our side too

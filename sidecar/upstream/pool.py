@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = ["Pool"]
 
 import asyncio
+import os
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -163,7 +164,9 @@ class Pool:
         if isinstance(e, ConnectionError) and self.ssl is not None:
             return UpstreamConnectError(f"TLS handshake with {where} failed: {e}")
         if isinstance(e, OSError):
-            return UpstreamConnectError(f"connect to {where} failed: {e.strerror or e}")
+            # asyncio's strerror is "Connect call failed (addr)": the errno says why
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            return UpstreamConnectError(f"connect to {where} failed: {reason}")
         return e  # cancellation and the like pass through unchanged
 
     def _free(self, conn: UpstreamConnection) -> None:
