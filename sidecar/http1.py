@@ -2,14 +2,31 @@
 
 Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are removed before a message is
 forwarded in either direction, together with every header the ``Connection`` header names.
-Status lines are built once, at import.
+Status lines are built once, at import. The request-target and ``Host`` checks here are the ones
+llhttp (strict mode) leaves to its user; they are pure functions so they are tested without sockets.
+
+Not here: parsing itself (llhttp via httptools does that) or routing (:mod:`sidecar.routing`).
 """
 
 from __future__ import annotations
 
-__all__ = ["HOP_BY_HOP", "STATUS_LINES", "hop_by_hop_names", "status_line"]
+__all__ = [
+    "FRAMING",
+    "HOP_BY_HOP",
+    "STATUS_LINES",
+    "hop_by_hop_names",
+    "parse_absolute_target",
+    "split_origin_target",
+    "status_line",
+    "valid_host",
+]
 
+import re
 from http import HTTPStatus
+
+import httptools
+
+from .errors import BadRequest
 
 #: Removed from every forwarded message. ``content-length``/``transfer-encoding`` are framing,
 #: re-derived by whoever writes the message next.
@@ -29,10 +46,18 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+#: Headers a writer derives itself; a response header list carrying them is not trusted for them.
+FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 STATUS_LINES: dict[int, bytes] = {
     code: f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\n".encode() for code in range(100, 600)
 }
+
+#: ``Host``: an IP literal or a reg-name (RFC 3986 §3.2.2), then an optional port. No userinfo,
+#: no path, no whitespace: anything else is a request that means different things to different
+#: parsers, which is how Host-based routing gets tricked.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
 
 
 def status_line(status: int) -> bytes:
@@ -48,3 +73,43 @@ def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
         return HOP_BY_HOP
     named = {t.strip().lower() for v in connection_values for t in v.split(",") if t.strip()}
     return HOP_BY_HOP | named
+
+
+def valid_host(value: str) -> bool:
+    """Whether ``value`` is a well-formed ``Host`` header value (host and optional port)."""
+    return _HOST.fullmatch(value) is not None
+
+
+def split_origin_target(target: str) -> tuple[str, str]:
+    """``/path?query#fragment`` → ``(path, query)``; fragments are not sent (RFC 9110 §4.2.4)."""
+    path, _, query = target.partition("?")
+    if "#" in query:
+        query = query.partition("#")[0]
+    elif "#" in path:
+        path = path.partition("#")[0]
+    return path, query
+
+
+def parse_absolute_target(target: bytes) -> tuple[str, str, str]:
+    """``http://host[:port]/path?query`` → ``(host, path, query)``, or :class:`BadRequest`.
+
+    The authority replaces ``Host`` (RFC 9112 §3.2.2). Only ``http``/``https`` are accepted and
+    credentials in the target are refused: the sidecar is not a forward proxy for other schemes.
+    """
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise BadRequest("malformed request target") from None
+    scheme = (url.schema or b"").lower()
+    if scheme not in (b"http", b"https"):
+        raise BadRequest("only http:// request targets are accepted")
+    if url.userinfo:
+        raise BadRequest("credentials in the request target are refused")
+    host = (url.host or b"").decode("latin-1")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal, written as in Host
+    if not host or not valid_host(host):
+        raise BadRequest("malformed host in the request target")
+    path = (url.path or b"/").decode("latin-1")
+    query = (url.query or b"").decode("latin-1")
+    return host, path, query

@@ -7,10 +7,17 @@ Routing happens on the normalised path (DESIGN §7), in this order:
 2. ``Host: <upstream>`` (port ignored): the path is forwarded unchanged;
 3. ``/<upstream>/<rest>``: the first segment names the upstream and is stripped.
 
+An absolute-form request (``GET http://payments/x``, an app using the sidecar as its HTTP proxy)
+routes by its authority only: an explicit route with a matching ``host`` or an upstream of that
+name, never the path fallback, so ``http://evil.example/payments/`` is a 404 and not a detour.
+
 Only configured upstreams are reachable. Normalisation decodes percent-encoded unreserved
 characters, resolves ``.``/``..`` segments (never above the root) and merges repeated slashes; a
-path with an encoded ``/`` or ``\\`` is refused, because an upstream decoding it later would see a
-different path than the one routing and policy matched.
+path with an encoded ``/`` or ``\\``, or a dot segment carrying ``;`` parameters (``..;``, which
+some servers resolve as ``..``), is refused, because an upstream decoding it later would see a
+different path than the one routing and policy matched. The query is never touched.
+
+Not here: parsing the request target (:mod:`sidecar.http1`) or what a route does.
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ def normalize_path(path: str) -> str:
         elif seg == "." or seg == "":
             continue
         else:
+            if seg[0] == "." and seg.partition(";")[0] in (".", ".."):
+                raise NoRoute(
+                    "the path contains a dot segment with ';' parameters, which is refused"
+                )
             out.append(seg)
     trailing = segments[-1] in ("", ".", "..") and len(out) > 0
     return "/" + "/".join(out) + ("/" if trailing else "")
@@ -93,17 +104,23 @@ class RouteTable:
         self.by_upstream = by_upstream
         self.explicit = tuple(explicit)
 
-    def resolve(self, path: str, host: str | None, headers: Headers) -> tuple[Route, str]:
-        """The route for a normalised ``path`` and the path to forward."""
+    def resolve(
+        self, path: str, host: str | None, headers: Headers, *, authority_only: bool = False
+    ) -> tuple[Route, str]:
+        """The route for a normalised ``path`` and the path to forward.
+
+        ``authority_only`` (absolute-form targets): route by ``host`` alone, no path fallback.
+        """
         if self.explicit:
-            hit = self._explicit(path, host, headers)
+            hit = self._explicit(path, host, headers, authority_only)
             if hit is not None:
                 return hit
         if host:
-            name = host.rpartition(":")[0] if host[-1:].isdigit() and ":" in host else host
-            route = self.by_upstream.get(name.lower())
+            route = self.by_upstream.get(_bare(host))
             if route is not None:
                 return route, path
+        if authority_only:
+            raise NoRoute(f"no upstream or route for the authority {host!r}")
         end = path.find("/", 1)
         first = path[1:] if end < 0 else path[1:end]
         route = self.by_upstream.get(first)
@@ -115,13 +132,13 @@ class RouteTable:
             )
         return route, ("/" if end < 0 else path[end:])
 
-    def _explicit(self, path: str, host: str | None, headers: Headers) -> tuple[Route, str] | None:
-        bare_host = None
-        if host:
-            bare_host = (
-                host.rpartition(":")[0] if host[-1:].isdigit() and ":" in host else host
-            ).lower()
+    def _explicit(
+        self, path: str, host: str | None, headers: Headers, authority_only: bool
+    ) -> tuple[Route, str] | None:
+        bare_host = _bare(host) if host else None
         for r in self.explicit:
+            if authority_only and r.host is None:
+                continue
             prefix = r.path_prefix
             if (
                 prefix is not None
@@ -141,3 +158,10 @@ class RouteTable:
                     forwarded = "/" + forwarded
             return r.route, forwarded
         return None
+
+
+def _bare(host: str) -> str:
+    """``Host`` without its port, lower-cased: ``Payments:8080`` → ``payments``."""
+    if host[-1:].isdigit() and ":" in host:
+        host = host.rpartition(":")[0]
+    return host.lower()
