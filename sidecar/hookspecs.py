@@ -123,9 +123,9 @@ def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
     :param registry: ``add(name, factory)``. ``factory(sidecar)`` returns an async context
         manager. It is entered in registration order when the sidecar starts, after adapters are
         built and before the HTTP listener accepts calls (the admin port is up, ``/readyz`` says
-        503), and exited in reverse order after the listeners drained. An exception while entering stops start-up with the plugin's name in the message
-        (``sidecar run`` exits 1); one while exiting is logged with the plugin's name and the
-        other lifespans are still exited.
+        503), and exited in reverse order after the listeners drained. An exception while
+        entering stops start-up with the plugin's name in the message (``sidecar run`` exits 1);
+        one while exiting is logged with the plugin's name and the other lifespans still exit.
 
     Every implementation is called. A lifespan name taken twice is refused with both owners named.
     """

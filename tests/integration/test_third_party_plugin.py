@@ -317,8 +317,10 @@ async def test_admin_route_and_adapter_errors_name_their_plugin() -> None:
     assert [r.fields["plugin"] for r in rescued] == ["gadget"]  # type: ignore[attr-defined]
 
 
-async def test_plugin_config_reaches_the_filter_in_process() -> None:
-    """The same plugin registered in-process (`sidecar.testing`) behaves as the installed one."""
+async def test_plugin_author_fixtures_run_the_plugin_in_process(
+    fake_upstream: FakeUpstream, sidecar_factory: Any
+) -> None:
+    """`sidecar.testing`'s pytest fixtures run a plugin as the installed one runs (docs example)."""
     from pydantic import BaseModel, ConfigDict
 
     class Greeting(BaseModel):
@@ -346,7 +348,11 @@ async def test_plugin_config_reaches_the_filter_in_process() -> None:
 
             registry.add("hello", make)
 
-    config = {"upstreams": {"echo": {"adapter": "echo"}}, "plugins": {"hello": {"greeting": "hey"}}}
-    async with running_sidecar(config, plugins=[Hello()]) as s, httpx.AsyncClient() as client:
-        r = await client.get(f"http://127.0.0.1:{s.http_port}/echo/")
-    assert r.headers["x-hello"] == "hey"
+    config = {
+        "upstreams": {"up": {"url": fake_upstream.url}},
+        "plugins": {"hello": {"greeting": "hey"}},
+    }
+    async with sidecar_factory(config, plugins=[Hello()]) as s, httpx.AsyncClient() as client:
+        r = await client.get(f"http://127.0.0.1:{s.http_port}/up/")
+    assert (r.status_code, r.headers["x-hello"]) == (200, "hey")
+    assert len(fake_upstream.requests) == 1

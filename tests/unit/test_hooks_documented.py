@@ -1,4 +1,4 @@
-"""Every hook a plugin can implement is documented, where plugin authors look (datasette's habit)."""
+"""Every hook a plugin can implement is documented where plugin authors look (datasette)."""
 
 from __future__ import annotations
 
