@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -266,6 +267,8 @@ class SidecarProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.http_port = 0
         self.admin_port = 0
+        # with fixed ports, readiness is /readyz answering 200 (works at any log level)
+        self._fixed = _fixed_ports(self.config_path.read_text())
 
     @property
     def http_url(self) -> str:
@@ -287,6 +290,9 @@ class SidecarProcess:
                     self.admin_port = int(str(line["admin"]).rpartition(":")[2])
                     self.http_port = int(str(line["http"]).rpartition(":")[2])
                     return self
+            if self._fixed is not None and _answers_ready(self._fixed[0]):
+                self.admin_port, self.http_port = self._fixed[1], self._fixed[2]
+                return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"sidecar exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
@@ -329,6 +335,26 @@ class SidecarProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _fixed_ports(text: str) -> tuple[str, int, int] | None:
+    """``(admin address, admin port, http port)`` when the config names both ports, else None."""
+    try:
+        data = yaml.safe_load(text) or {}
+        admin = str(data["admin"]["address"])
+        admin_port = int(admin.rpartition(":")[2])
+        http_port = int(str(data["http"]["address"]).rpartition(":")[2])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+    return (admin, admin_port, http_port) if admin_port and http_port else None
+
+
+def _answers_ready(admin: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as r:  # noqa: S310
+            return bool(r.status == 200)
+    except OSError:  # refused, not ready yet (HTTPError 503), timed out
+        return False
 
 
 # --- pytest fixtures (this module is a pytest11 plugin) ---------------------------------------
