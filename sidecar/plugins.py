@@ -33,12 +33,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from types import CodeType, FrameType, ModuleType
 from typing import Any, cast
 
 import pluggy
 
 from . import hookspecs
+from .blame import Blame
 from .errors import PluginError, RegistryConflict
 from .exchange import Exchange, Response
 from .registry import (
@@ -118,14 +118,7 @@ class PluginHost:
         #: names in ``plugins.disabled``, in the order given.
         self.disabled: tuple[str, ...] = tuple(dict.fromkeys(disabled))
         self.registries = self._collect()
-        self._hook_code = {
-            impl.function.__code__: impl.plugin_name
-            for caller in vars(pm.hook).values()
-            if isinstance(caller, pluggy.HookCaller)
-            for impl in caller.get_hookimpls()
-            if hasattr(impl.function, "__code__")
-        }
-        self._modules = _plugin_modules(pm)
+        self._blame = Blame(pm, self.registries.filters)
 
     def source(self, name: str) -> str:
         """Where plugin ``name`` came from (see :attr:`PluginInfo.source`)."""
@@ -215,51 +208,9 @@ class PluginHost:
     def blame(self, error: BaseException) -> dict[str, str] | None:
         """The plugin whose code raised ``error``: ``{"plugin": name[, "filter": name]}``.
 
-        Walks the traceback from where it was raised outwards and stops at the first frame that
-        belongs to a plugin: a filter some factory built, a hook implementation, or a module of a
-        plugin's package. Runs only when a call failed, never on the request path.
+        Found from the traceback (see :mod:`sidecar.blame`), only when a call failed.
         """
-        frames: list[FrameType] = []
-        tb = error.__traceback__
-        while tb is not None:
-            frames.append(tb.tb_frame)
-            tb = tb.tb_next
-        filters = self.registries.filters.code_owners
-        for frame in reversed(frames):
-            code: CodeType = frame.f_code
-            hit = filters.get(code)
-            if hit is not None:
-                return {"plugin": hit[0], "filter": hit[1]}
-            owner = self._hook_code.get(code) or _module_owner(
-                self._modules, str(frame.f_globals.get("__name__", ""))
-            )
-            if owner is not None:
-                return {"plugin": owner}
-        return None
-
-
-def _plugin_modules(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Module (or package) name → the one plugin it belongs to; shared modules are left out."""
-    seen: dict[str, list[str]] = {}
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
-        if isinstance(plugin, ModuleType):
-            module = plugin.__name__
-        else:
-            module = getattr(plugin if isinstance(plugin, type) else type(plugin), "__module__", "")
-        if module:
-            seen.setdefault(module, []).append(name)
-    return {m: names[0] for m, names in seen.items() if len(names) == 1}
-
-
-def _module_owner(modules: dict[str, str], module: str) -> str | None:
-    while module:
-        owner = modules.get(module)
-        if owner is not None:
-            return owner
-        module = module.rpartition(".")[0]
-    return None
+        return self._blame(error)
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str, source: str) -> None:
@@ -360,8 +311,9 @@ def make_plugin_host(
     _check_pending(pm, sources)
     unknown = [n for n in disabled if n not in known]
     if unknown and load_entry_points:
+        # a warning, not an error: one config may serve images with different plugins installed
         log.warning(
-            "plugins.disabled names no installed plugin",
+            f"plugins.disabled names no installed plugin: {', '.join(unknown)}",
             extra={"fields": {"names": unknown, "installed": sorted(known)}},
         )
     return PluginHost(pm, sources, disabled)

@@ -183,7 +183,7 @@ def test_disabling_an_unknown_name_is_a_warning_not_an_error(
     with records("sidecar.plugins") as seen:
         host = make_plugin_host(["helo"])
     assert host.disabled == ("helo",)
-    assert [r.getMessage() for r in seen] == ["plugins.disabled names no installed plugin"]
+    assert [r.getMessage() for r in seen] == ["plugins.disabled names no installed plugin: helo"]
 
 
 def test_same_plugin_name_from_two_distributions_is_refused(
