@@ -30,6 +30,9 @@ log = logging.getLogger("sidecar")
 
 #: How often (seconds) the config file is checked for changes.
 WATCH_INTERVAL = 1.0
+#: After a change is seen, the file must look the same twice this far apart (bounded tries).
+SETTLE_INTERVAL = 0.1
+SETTLE_CHECKS = 10
 
 Fingerprint = tuple[int, int, int, int, int]
 
@@ -55,10 +58,21 @@ async def watch_file(
     while True:
         await asyncio.sleep(interval)
         now = fingerprint(path)
-        if now is not None and now != seen:
-            seen = now
-            log.info("config file changed", extra={"fields": {"file": path}})
-            changed()
+        if now is None or now == seen:
+            continue
+        # a file rewritten in place (``>``) is briefly empty or half-written: wait until two
+        # looks agree, so the reload reads what the writer finished
+        for _ in range(SETTLE_CHECKS):
+            await asyncio.sleep(SETTLE_INTERVAL)
+            again = fingerprint(path)
+            if again == now:
+                break
+            now = again
+        if now is None:
+            continue
+        seen = now
+        log.info("config file changed", extra={"fields": {"file": path}})
+        changed()
 
 
 async def _reloader(sidecar: Sidecar, wanted: asyncio.Event) -> None:
