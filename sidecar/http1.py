@@ -82,11 +82,9 @@ def valid_host(value: str) -> bool:
 
 def split_origin_target(target: str) -> tuple[str, str]:
     """``/path?query#fragment`` → ``(path, query)``; fragments are not sent (RFC 9110 §4.2.4)."""
+    if "#" in target:
+        target = target.partition("#")[0]
     path, _, query = target.partition("?")
-    if "#" in query:
-        query = query.partition("#")[0]
-    elif "#" in path:
-        path = path.partition("#")[0]
     return path, query
 
 
