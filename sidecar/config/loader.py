@@ -156,7 +156,7 @@ def validate_plugin_sections(
     """Validate ``plugins.<name>`` and ``upstreams.<u>.options`` of a validated config against the
     declared models; returns the validated sections (each plugin's defaults when absent)."""
     data = {
-        "plugins": dict(config.plugins.model_extra or {}),
+        "plugins": {**(config.plugins.model_extra or {}), "disabled": config.plugins.disabled},
         "upstreams": {
             name: {"adapter": up.adapter, "options": up.options}
             for name, up in config.upstreams.items()
