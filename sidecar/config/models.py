@@ -152,8 +152,6 @@ class HttpListenerConfig(Model):
     header_timeout: PositiveDuration = 10.0
     #: an idle keep-alive connection is closed after this long.
     idle_timeout: PositiveDuration = 60.0
-    #: concurrent app connections; past it new ones wait in the kernel's accept queue.
-    max_connections: int = Field(10_000, ge=1)
 
 
 class ShutdownConfig(Model):

@@ -14,6 +14,7 @@ from sidecar.config import (
     SecretRef,
     SidecarConfig,
     load_config,
+    models,
     parse_config,
     validate_plugin_sections,
 )
@@ -221,3 +222,55 @@ def test_reload_of_reloadable_keys_needs_no_restart() -> None:
     effective, restart = split_changes(old, new)
     assert restart == []
     assert effective == new
+
+
+def _documented_example() -> str:
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    return doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_complete_example_is_valid_and_sets_every_key() -> None:
+    """docs/configuration.md's example is a real config and leaves no key undocumented."""
+    example = parse_config(_documented_example(), "example", {}, resolve_secrets=False)
+    written: dict[type[BaseModel], set[str]] = {}
+
+    def collect(obj: object) -> None:
+        if isinstance(obj, BaseModel) and not isinstance(obj, SecretRef):
+            written.setdefault(type(obj), set()).update(obj.model_fields_set)
+            for name in type(obj).model_fields:
+                collect(getattr(obj, name))
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                collect(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                collect(value)
+
+    collect(example)
+    missing = {
+        f"{model.__name__}.{name}"
+        for model, names in written.items()
+        for name in model.model_fields
+        if name not in names
+    }
+    assert missing == set()
+    sections = {
+        cls
+        for cls in vars(models).values()
+        if isinstance(cls, type)
+        and issubclass(cls, BaseModel)
+        and cls.__module__ == models.__name__
+        and cls is not models.Model
+    }
+    assert set(written) == sections  # every section of the file appears in the example
+
+
+def test_the_documented_defaults_are_the_real_defaults() -> None:
+    """Where the example shows a default, it is the value the sidecar uses when it is left out."""
+    example = parse_config(_documented_example(), "example", {}, resolve_secrets=False)
+    defaults = parse_config("upstreams: {payments: {url: 'http://p'}}\n", "d", {})
+    for section in ("admin", "http", "shutdown", "telemetry"):
+        assert getattr(example, section) == getattr(defaults, section), section
+    shown, default = example.upstreams["payments"], defaults.upstreams["payments"]
+    for key in ("timeout", "connect_timeout", "response_header_timeout", "host", "pool"):
+        assert getattr(shown, key) == getattr(default, key), key
