@@ -1,0 +1,193 @@
+"""Reading upstream responses on one connection: framing, reuse decisions and back-pressure,
+driven byte by byte through an in-memory transport (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar.errors import UpstreamProtocolError, UpstreamReset
+from sidecar.upstream.connection import (
+    BODY_HIGH_WATER,
+    MAX_RESPONSE_HEADER_BYTES,
+    UpstreamBody,
+)
+from tests.unit.fake_transport import respond, settle, standalone
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def _read(body: object) -> bytes:
+    assert isinstance(body, UpstreamBody)
+    return b"".join([chunk async for chunk in body])
+
+
+async def test_a_response_split_into_single_bytes_is_read_whole() -> None:
+    """TCP may deliver a response one byte at a time: the result is the same."""
+    conn, _, events = standalone()
+    fut = conn.begin(False)
+    conn.request_sent = True
+    data = b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    for i in range(len(data)):
+        conn.data_received(data[i : i + 1])
+    resp = fut.result()
+    assert resp.status == 200 and resp.headers.get("x-a") == "1"
+    assert await _read(resp.body) == b"abc"
+    assert events == ["free"]
+
+
+async def test_a_body_that_arrives_with_its_head_is_bytes_and_frees_the_connection() -> None:
+    """The common small response costs no stream: the body is bytes and the connection is free
+    before the caller even resumes."""
+    conn, _, events = standalone()
+    resp = respond(conn, OK).result()
+    assert resp.body == b"ok" and resp.length == 2
+    assert events == ["free"] and conn.reusable
+
+
+async def test_a_second_response_in_the_same_read_poisons_the_connection() -> None:
+    """Bytes after a complete response are never kept for the next request: the first response
+    is delivered and the connection is closed."""
+    conn, transport, events = standalone()
+    resp = respond(conn, OK + OK).result()
+    assert resp.body == b"ok"
+    assert not conn.reusable and transport.closed and "free" not in events
+
+
+async def test_interim_responses_are_skipped() -> None:
+    """1xx responses before the final one are read and dropped."""
+    conn, _, _ = standalone()
+    fut = respond(conn, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: x\r\n\r\n" + OK)
+    resp = fut.result()
+    assert resp.status == 200 and resp.body == b"ok" and conn.reusable
+
+
+async def test_head_response_ends_at_its_headers_and_the_next_exchange_parses() -> None:
+    """A HEAD answer announces a length but has no body; the connection carries on."""
+    conn, _, events = standalone()
+    head = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n", head_only=True)
+    assert head.result().length == 1000 and head.result().body == b""
+    assert respond(conn, OK).result().body == b"ok"
+    assert events == ["free", "free"]
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_no_body_statuses_end_at_their_headers(status: int) -> None:
+    """204 and 304 have no body whatever their headers say."""
+    conn, _, events = standalone()
+    resp = respond(conn, b"HTTP/1.1 %d X\r\ncontent-length: 5\r\n\r\n" % status).result()
+    assert resp.status == status and resp.body == b""
+    assert resp.length == (None if status == 204 else 5)
+    assert respond(conn, OK).result().body == b"ok"
+
+
+async def test_close_delimited_body_is_complete_at_fin_but_truncated_at_reset() -> None:
+    """A body that runs until close: a clean close ends it, a reset cuts it (the app must see a
+    cut, not a short body that looks whole)."""
+    conn, _, _ = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npart").result()
+    conn.connection_lost(None)
+    assert await _read(resp.body) == b"part"
+
+    conn, _, _ = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\npart").result()
+    conn.connection_lost(ConnectionResetError(104, "reset"))
+    with pytest.raises(UpstreamReset):
+        await _read(resp.body)
+
+
+async def test_a_length_delimited_body_cut_short_fails_the_stream() -> None:
+    """Fewer bytes than Content-Length, then close: the body stream raises after what arrived."""
+    conn, _, _ = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").result()
+    conn.connection_lost(None)
+    assert isinstance(resp.body, UpstreamBody)
+    assert await resp.body.__anext__() == b"abc"
+    with pytest.raises(UpstreamReset, match="before the response was complete"):
+        await resp.body.__anext__()
+
+
+async def test_closed_before_any_byte_is_a_reset() -> None:
+    """An upstream that closes without answering: `upstream_reset`, before responding."""
+    conn, _, _ = standalone()
+    fut = conn.begin(False)
+    conn.connection_lost(None)
+    with pytest.raises(UpstreamReset, match="before responding"):
+        fut.result()
+    assert not conn.got_bytes
+
+
+async def test_a_response_before_the_request_was_fully_sent_is_not_reused() -> None:
+    """An early answer (413 mid-upload) leaves the request half-written: the connection closes."""
+    conn, transport, events = standalone()
+    fut = conn.begin(False)  # request_sent stays False: the body is still being pumped
+    conn.data_received(b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n")
+    assert fut.result().status == 413
+    assert transport.closed and "free" not in events
+
+
+async def test_reading_pauses_while_the_app_is_slow_and_resumes_as_it_reads() -> None:
+    """Back-pressure: past the high-water mark the sidecar stops reading from the upstream."""
+    conn, transport, _ = standalone()
+    size = 4 * BODY_HIGH_WATER
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size).result()
+    block = b"x" * 65536
+    while transport.reading:
+        conn.data_received(block)
+    body = resp.body
+    assert isinstance(body, UpstreamBody)
+    assert body.size <= BODY_HIGH_WATER + len(block)
+    while not transport.reading:
+        await body.__anext__()
+    assert body.size < BODY_HIGH_WATER
+
+
+async def test_an_endless_header_line_is_refused_at_the_limit() -> None:
+    """llhttp buffers a header until its line ends: the raw head is bounded too."""
+    conn, transport, _ = standalone()
+    fut = conn.begin(False)
+    conn.request_sent = True
+    conn.data_received(b"HTTP/1.1 200 OK\r\nx-big: ")
+    while not fut.done():
+        conn.data_received(b"v" * 4096)
+        assert len(b"".join(transport.written)) == 0
+    with pytest.raises(UpstreamProtocolError, match="over"):
+        fut.result()
+    assert transport.closed
+    assert conn._raw_head_bytes <= MAX_RESPONSE_HEADER_BYTES + 4096
+
+
+async def test_bytes_while_idle_close_the_connection() -> None:
+    """An upstream that speaks unasked on an idle connection is not trusted again."""
+    conn, transport, events = standalone()
+    respond(conn, OK)
+    conn.data_received(b"HTTP/1.1 200 OK\r\n")
+    await settle()
+    assert transport.closed and events == ["free", "lost"]
+
+
+async def test_app_going_away_mid_body_closes_the_connection() -> None:
+    """`aclose()` on an unfinished body (the app hung up) closes the upstream connection."""
+    conn, transport, events = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").result()
+    assert isinstance(resp.body, UpstreamBody)
+    await resp.body.aclose()
+    await settle()
+    assert transport.closed and events == ["lost"]
+
+
+async def test_keep_alive_timeout_hint_is_read() -> None:
+    """The upstream's idle timeout (`Keep-Alive: timeout=N`) is remembered for the pool."""
+    conn, _, _ = standalone()
+    respond(conn, b"HTTP/1.1 200 OK\r\nkeep-alive: max=5, timeout=7\r\ncontent-length: 0\r\n\r\n")
+    assert conn.keep_alive_hint == 7.0
+
+
+async def test_begin_on_a_closed_connection_fails_at_once() -> None:
+    """A connection lost between checkout and use fails fast, never hangs."""
+    conn, transport, _ = standalone()
+    transport.close()
+    await settle()
+    with pytest.raises(UpstreamReset):
+        await asyncio.wait_for(conn.begin(False), 1)
