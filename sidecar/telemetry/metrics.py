@@ -1,15 +1,23 @@
 """Prometheus metric families, one registry per :class:`~sidecar.app.Sidecar` (DESIGN §8).
 
-Label sets are bounded: listener, upstream and route names come from the config, ``code`` is the
-HTTP status. Hot-path users resolve labelled children once and keep them (``labels()`` costs a
-lock and a dict lookup), see :class:`RouteMetrics`.
+Label sets are bounded: listener, upstream and route names come from the config (a call no route
+took has ``upstream=""`` and ``route=""``), ``code`` is the 3-digit status the app got, ``reason``
+and ``outcome`` are :mod:`sidecar.errors` codes, ``state`` is ``idle``/``busy``. Nothing from a
+request (path, header, client address) ever becomes a label. Hot-path users resolve labelled
+children once and keep them (``labels()`` costs a lock and a dict lookup), see
+:class:`RouteMetrics`; pool sizes are read at scrape time, never updated per call.
+
+Not here: which filter records what (:mod:`sidecar.filters.metrics`), serving ``/metrics``
+(:mod:`sidecar.admin_routes`). ``docs/operations.md`` lists every family.
 """
 
 from __future__ import annotations
 
 __all__ = ["Metrics", "RouteMetrics"]
 
+import platform
 from collections.abc import Callable, Iterable
+from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+from ..loops import loop_name
 
 #: Latency buckets (seconds) fit for a local proxy: sub-millisecond to the 15 s default timeout.
 DURATION_BUCKETS = (
@@ -41,6 +51,13 @@ DURATION_BUCKETS = (
     15.0,
     30.0,
 )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sidecar")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
 
 
 class _PoolCollector:
@@ -118,6 +135,13 @@ class Metrics:
         )
         self.pools = _PoolCollector()
         r.register(self.pools)
+        build = Gauge(
+            "sidecar_build_info",
+            "Always 1; the labels say which sidecar version runs on which Python and event loop.",
+            ["version", "python", "loop"],
+            registry=r,
+        )
+        build.labels(_version(), platform.python_version(), loop_name()).set(1)
         ProcessCollector(registry=r)
 
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:

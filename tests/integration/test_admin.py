@@ -162,6 +162,7 @@ async def test_metrics_count_real_calls_by_route_and_code() -> None:
     assert fams["sidecar_requests"].type == "counter"
     assert fams[hist].type == "histogram"
     assert fams["sidecar_requests_in_flight"].type == "gauge"
+    assert metric(text, "sidecar_build_info") == 1
     # process metrics come with every scrape
     assert (metric(text, "process_resident_memory_bytes") or 0) > 0
     assert metric(text, "process_cpu_seconds_total") is not None
