@@ -358,3 +358,28 @@ async def test_a_large_body_nobody_reads_does_not_stall_the_connection(
             assert await c.closed()
         else:
             assert (await c.response()).body == b"path=/next"
+
+
+async def test_trailer_in_a_body_that_arrives_with_its_head_is_not_forwarded(
+    upstream: FakeUpstream,
+) -> None:
+    """A whole chunked request in one write: its trailer never becomes an upstream header."""
+    req = (
+        f"POST /up/echo HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\nX-Trailer: sneaky\r\nHost: evil.example\r\n\r\n"
+    )
+    async with running_sidecar(_cfg(upstream)) as s, await RawConnection.open(s.http_port) as c:
+        await c.send(req.encode())
+        assert (await c.response()).body == b"abc"
+    seen = [k.lower() for k in upstream.requests[0].headers]
+    assert "x-trailer" not in seen and seen.count("host") == 1
+
+
+async def test_x_forwarded_for_sent_twice_keeps_every_hop(upstream: FakeUpstream) -> None:
+    """Two `X-Forwarded-For` lines are one list (RFC 9110 §5.3): every hop is kept, ours last."""
+    extra = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2\r\n"
+    async with running_sidecar(_cfg(upstream)) as s, await RawConnection.open(s.http_port) as c:
+        await c.send(get("/up/x", extra=extra))
+        await c.response()
+    xff = [v for k, v in upstream.requests[0].raw_headers if k.lower() == "x-forwarded-for"]
+    assert ", ".join(xff) == "203.0.113.7, 198.51.100.2, 127.0.0.1"
