@@ -4,7 +4,9 @@
 - :mod:`.models`: the frozen pydantic models of the file's shape (DESIGN §5);
 - :mod:`.types`: durations, sizes, addresses, header values, secret references;
 - :mod:`.problems`: validation errors in plain English, with key paths;
-- :mod:`.loader`: all of it together, plus cross-checks, plugin sections and secrets.
+- :mod:`.checks`: checks across keys, and secrets read once;
+- :mod:`.loader`: all of it together, plus plugin sections;
+- :mod:`.changes`: what a reload applies and what waits for a restart.
 """
 
 from __future__ import annotations

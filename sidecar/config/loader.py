@@ -7,8 +7,8 @@ expected a duration like "2s", got "fast"``). When the models refuse part of the
 that did validate are still cross-checked (a route naming an upstream that does not exist), and
 the plugin sections are still validated against the models their plugins declare.
 
-Secret references are read once here, so a missing or unusable secret is a config problem at its
-key path, at start-up, on reload and in ``sidecar check``; the messages name the reference only.
+Secret references are read once at load (:mod:`.checks`), so a missing or unusable secret is a
+config problem at its key path, at start-up, on reload and in ``sidecar check``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ __all__ = [
     "validate_plugin_sections",
 ]
 
-import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, ConfigProblem
-from .models import RouteConfig, SidecarConfig, UpstreamConfig
+from .checks import cross_check, secret_problems, valid_parts
+from .models import SidecarConfig
 from .problems import validation_problems
-from .source import key_path, read_data
-from .types import SecretRef, show
+from .source import read_data
+from .types import show
 
 if TYPE_CHECKING:
     from ..plugins import Registries
@@ -128,20 +128,20 @@ def validate_data(
     except ValidationError as e:
         config = None
         problems += validation_problems(e, file, model=SidecarConfig)
-    parts = _valid_parts(data, config)
-    problems += _cross_check(parts, file)
+    parts = valid_parts(data, config)
+    problems += cross_check(parts, file)
     sections: dict[str, BaseModel] = {}
     if schemas is not None:
         sections, more = _plugin_problems(data, schemas, file)
         problems += more
     if resolve_secrets:
         if config is not None:
-            problems += _secret_problems(config, (), file)
+            problems += secret_problems(config, (), file)
         else:  # the parts that validated: a missing secret is worth knowing in the same pass
             for name, up in parts.upstreams.items():
-                problems += _secret_problems(up, ("upstreams", name), file)
+                problems += secret_problems(up, ("upstreams", name), file)
         for name, section in sections.items():
-            problems += _secret_problems(section, ("plugins", name), file)
+            problems += secret_problems(section, ("plugins", name), file)
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -166,113 +166,6 @@ def validate_plugin_sections(
     if problems:
         raise ConfigError(problems)
     return sections
-
-
-# --- cross-checks: what one key cannot know about another -------------------------------------
-
-
-@dataclass
-class _Parts:
-    """The parts of the file that validated, for checks across keys when the whole did not."""
-
-    #: every upstream name in the file (``None``: ``upstreams`` is not even a mapping).
-    names: set[str] | None
-    upstreams: dict[str, UpstreamConfig]
-    routes: list[tuple[int, RouteConfig]]
-
-
-def _valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> _Parts:
-    if config is not None:
-        return _Parts(set(config.upstreams), dict(config.upstreams), list(enumerate(config.routes)))
-    raw_upstreams = data.get("upstreams")
-    names = {str(n) for n in raw_upstreams} if isinstance(raw_upstreams, dict) else None
-    routes = []
-    raw_routes = data.get("routes")
-    for i, raw in enumerate(raw_routes if isinstance(raw_routes, list) else []):
-        try:
-            routes.append((i, RouteConfig.model_validate(raw)))
-        except ValidationError:
-            pass  # already reported
-    return _Parts(names, _valid_entries(raw_upstreams, UpstreamConfig), routes)
-
-
-def _cross_check(parts: _Parts, file: str) -> list[ConfigProblem]:
-    problems = []
-    for name, up in parts.upstreams.items():
-        problems += _check_upstream(name, up, file)
-    seen: dict[str, int] = {}
-    for i, route in parts.routes:
-        where = f"routes[{i}]"
-        if parts.names is not None and route.upstream not in parts.names:
-            problems.append(
-                ConfigProblem(
-                    file,
-                    f"{where}.upstream",
-                    f"no upstream named {show(route.upstream)}{_hint(route.upstream, parts.names)}",
-                )
-            )
-        m = route.match
-        if m.path_prefix is None and m.host is None and not m.headers:
-            problems.append(
-                ConfigProblem(
-                    file, f"{where}.match", "matches nothing: give path_prefix, host or headers"
-                )
-            )
-        if route.prefix_rewrite is not None and m.path_prefix is None:
-            problems.append(
-                ConfigProblem(
-                    file,
-                    f"{where}.prefix_rewrite",
-                    "rewrites a prefix, but match has no path_prefix",
-                )
-            )
-        if route.name is not None:
-            first = seen.setdefault(route.name, i)
-            if first != i:
-                problems.append(
-                    ConfigProblem(
-                        file, f"{where}.name", f"{show(route.name)} is also routes[{first}].name"
-                    )
-                )
-    return problems
-
-
-def _hint(name: str, names: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {show(close[0])}?)"
-    return f" (upstreams: {', '.join(sorted(names))})" if names else " (none are configured)"
-
-
-def _valid_entries(raw: Any, model: type[UpstreamConfig]) -> dict[str, UpstreamConfig]:
-    out = {}
-    if isinstance(raw, dict):
-        for name, value in raw.items():
-            try:
-                out[name] = model.model_validate(value)
-            except ValidationError:
-                pass  # already reported
-    return out
-
-
-def _check_upstream(name: str, up: UpstreamConfig, file: str) -> list[ConfigProblem]:
-    if up.adapter != "http":
-        return []  # other adapters check their own URLs
-    where = f"upstreams.{name}"
-    if up.url is None:
-        return [ConfigProblem(file, f"{where}.url", "required key is missing (the http adapter)")]
-    scheme = up.url.split(":", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        return [
-            ConfigProblem(
-                file,
-                f"{where}.url",
-                f"the http adapter speaks http:// or https://, got {show(up.url)}",
-            )
-        ]
-    if scheme == "http" and up.tls is not None:
-        return [ConfigProblem(file, f"{where}.tls", "tls is set but the URL is http://")]
-    return []
 
 
 # --- plugin sections and adapter options ------------------------------------------------------
@@ -342,32 +235,3 @@ def _plugin_problems(
                     e, file, ("upstreams", uname, "options"), model_or_none
                 )
     return sections, problems
-
-
-# --- secrets ----------------------------------------------------------------------------------
-
-
-def _secret_problems(obj: Any, loc: tuple[str | int, ...], file: str) -> list[ConfigProblem]:
-    problems = []
-    for where, ref in _secret_refs(obj, loc):
-        try:
-            ref.reveal()
-        except LookupError as e:  # the message names the reference, never the value
-            problems.append(ConfigProblem(file, key_path(where), str(e)))
-    return problems
-
-
-def _secret_refs(
-    obj: Any, loc: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], SecretRef]]:
-    if isinstance(obj, SecretRef):
-        yield loc, obj
-    elif isinstance(obj, BaseModel):
-        for name in type(obj).model_fields:
-            yield from _secret_refs(getattr(obj, name), (*loc, name))
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _secret_refs(v, (*loc, str(k)))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            yield from _secret_refs(v, (*loc, i))

@@ -1,0 +1,153 @@
+"""The checks the models cannot make alone: across keys, and secrets read once.
+
+Cross-checks run on the parts of the file that validated, so a route naming an unknown upstream
+is reported in the same pass as a typo elsewhere. Secrets are read here (``SecretRef.reveal``),
+so a missing or unusable one is a problem at its key path; messages name the reference only.
+Not here: plugin sections (the loader, which knows the plugins' models).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Parts", "cross_check", "secret_problems", "valid_parts"]
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigProblem
+from .models import RouteConfig, SidecarConfig, UpstreamConfig
+from .source import key_path
+from .types import SecretRef, show
+
+
+@dataclass
+class Parts:
+    """The parts of the file that validated, for checks across keys when the whole did not."""
+
+    #: every upstream name in the file (``None``: ``upstreams`` is not even a mapping).
+    names: set[str] | None
+    upstreams: dict[str, UpstreamConfig]
+    routes: list[tuple[int, RouteConfig]]
+
+
+def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
+    if config is not None:
+        return Parts(set(config.upstreams), dict(config.upstreams), list(enumerate(config.routes)))
+    raw_upstreams = data.get("upstreams")
+    names = {str(n) for n in raw_upstreams} if isinstance(raw_upstreams, dict) else None
+    routes = []
+    raw_routes = data.get("routes")
+    for i, raw in enumerate(raw_routes if isinstance(raw_routes, list) else []):
+        try:
+            routes.append((i, RouteConfig.model_validate(raw)))
+        except ValidationError:
+            pass  # already reported
+    return Parts(names, _valid_entries(raw_upstreams, UpstreamConfig), routes)
+
+
+def cross_check(parts: Parts, file: str) -> list[ConfigProblem]:
+    problems = []
+    for name, up in parts.upstreams.items():
+        problems += _check_upstream(name, up, file)
+    seen: dict[str, int] = {}
+    for i, route in parts.routes:
+        where = f"routes[{i}]"
+        if parts.names is not None and route.upstream not in parts.names:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"{where}.upstream",
+                    f"no upstream named {show(route.upstream)}{_hint(route.upstream, parts.names)}",
+                )
+            )
+        m = route.match
+        if m.path_prefix is None and m.host is None and not m.headers:
+            problems.append(
+                ConfigProblem(
+                    file, f"{where}.match", "matches nothing: give path_prefix, host or headers"
+                )
+            )
+        if route.prefix_rewrite is not None and m.path_prefix is None:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"{where}.prefix_rewrite",
+                    "rewrites a prefix, but match has no path_prefix",
+                )
+            )
+        if route.name is not None:
+            first = seen.setdefault(route.name, i)
+            if first != i:
+                problems.append(
+                    ConfigProblem(
+                        file, f"{where}.name", f"{show(route.name)} is also routes[{first}].name"
+                    )
+                )
+    return problems
+
+
+def _hint(name: str, names: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {show(close[0])}?)"
+    return f" (upstreams: {', '.join(sorted(names))})" if names else " (none are configured)"
+
+
+def _valid_entries(raw: Any, model: type[UpstreamConfig]) -> dict[str, UpstreamConfig]:
+    out = {}
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            try:
+                out[name] = model.model_validate(value)
+            except ValidationError:
+                pass  # already reported
+    return out
+
+
+def _check_upstream(name: str, up: UpstreamConfig, file: str) -> list[ConfigProblem]:
+    if up.adapter != "http":
+        return []  # other adapters check their own URLs
+    where = f"upstreams.{name}"
+    if up.url is None:
+        return [ConfigProblem(file, f"{where}.url", "required key is missing (the http adapter)")]
+    scheme = up.url.split(":", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        return [
+            ConfigProblem(
+                file,
+                f"{where}.url",
+                f"the http adapter speaks http:// or https://, got {show(up.url)}",
+            )
+        ]
+    if scheme == "http" and up.tls is not None:
+        return [ConfigProblem(file, f"{where}.tls", "tls is set but the URL is http://")]
+    return []
+
+
+def secret_problems(obj: Any, loc: tuple[str | int, ...], file: str) -> list[ConfigProblem]:
+    problems = []
+    for where, ref in _secret_refs(obj, loc):
+        try:
+            ref.reveal()
+        except LookupError as e:  # the message names the reference, never the value
+            problems.append(ConfigProblem(file, key_path(where), str(e)))
+    return problems
+
+
+def _secret_refs(
+    obj: Any, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], SecretRef]]:
+    if isinstance(obj, SecretRef):
+        yield loc, obj
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _secret_refs(getattr(obj, name), (*loc, name))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _secret_refs(v, (*loc, str(k)))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _secret_refs(v, (*loc, i))
