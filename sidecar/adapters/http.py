@@ -149,53 +149,57 @@ class HttpAdapter(Adapter):
                 out.append("\r\n")
             return "".join(out).encode("latin-1")
 
-        async def attempt(ex: Exchange, conn: UpstreamConnection) -> Response:
-            """One request on ``conn``; on any failure the connection is closed, not reused."""
-            fut = conn.begin(ex.method == "HEAD")
-            transport = conn.transport
-            assert transport is not None
-            body = ex.body
-            try:
-                if isinstance(body, bytes):
-                    h = head(ex, len(body))
-                    transport.write(h + body if body else h)
-                    conn.request_sent = True
-                    resp = await _wait_head(fut, head_timeout)
-                else:
-                    length = ex.body_length
-                    _start_streaming(conn, fut, head(ex, length), body, length is None)
-                    resp = await _wait_head(fut, head_timeout)
-            except SidecarError as e:
-                conn.abort()
-                count = failed.get(e.code)
-                if count is not None:
-                    count()
-                raise
-            except BaseException:
-                conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
-                raise
-            ok_attempt()
-            return resp
-
-        async def acquire(fresh: bool) -> tuple[UpstreamConnection, bool]:
-            try:
-                return await pool.acquire(fresh)
-            except SidecarError as e:
-                count = failed.get(e.code)
-                if count is not None:
-                    count()
-                raise
+        def count_failure(e: SidecarError) -> None:
+            count = failed.get(e.code)
+            if count is not None:
+                count()
 
         async def send(ex: Exchange) -> Response:
-            conn, reused = await acquire(False)
-            try:
-                return await attempt(ex, conn)
-            except UpstreamReset:
-                if not (reused and not conn.got_bytes and _replayable(ex)):
+            # one coroutine frame per call: acquire, write, wait for the head; a loop only for
+            # the keep-alive race resend
+            fresh = False
+            while True:
+                try:
+                    conn, reused = await pool.acquire(fresh)
+                except SidecarError as e:
+                    count_failure(e)
                     raise
-            # the keep-alive race: the upstream closed an idle connection as we wrote on it
-            conn, _ = await acquire(True)
-            return await attempt(ex, conn)
+                fut = conn.begin(ex.method == "HEAD")
+                transport = conn.transport
+                assert transport is not None
+                body = ex.body
+                try:
+                    if isinstance(body, bytes):
+                        h = head(ex, len(body))
+                        transport.write(h + body if body else h)
+                        conn.request_sent = True
+                    else:
+                        length = ex.body_length
+                        _start_streaming(conn, fut, head(ex, length), body, length is None)
+                    if head_timeout is None:
+                        resp = await fut
+                    else:
+                        resp = await _wait_head(fut, head_timeout)
+                except SidecarError as e:
+                    conn.abort()  # on any failure the connection is closed, never reused
+                    count_failure(e)
+                    if (
+                        isinstance(e, UpstreamReset)
+                        and not fresh
+                        and reused
+                        and not conn.got_bytes
+                        and _replayable(ex)
+                    ):
+                        # the keep-alive race: the upstream closed an idle connection as we
+                        # wrote on it; send once more on a new connection
+                        fresh = True
+                        continue
+                    raise
+                except BaseException:
+                    conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                    raise
+                ok_attempt()
+                return resp
 
         return send
 

@@ -28,7 +28,13 @@ from typing import Any, cast
 
 import httptools
 
-from ..errors import SidecarError, UpstreamConnectError, UpstreamProtocolError, UpstreamReset
+from ..errors import (
+    SidecarError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
 from ..exchange import Headers, Response
 from ..http1 import HOP_BY_HOP, hop_by_hop_names
 
@@ -39,6 +45,9 @@ BODY_LOW_WATER = 64 * 1024
 #: checked on raw bytes too, or an endless header line would grow memory without bound.
 MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 MAX_RESPONSE_HEADERS = 200
+#: A response body that stalls this long mid-stream is cut (Envoy's stream idle timeout). Long
+#: enough for server-sent events with sparse keep-alive comments.
+BODY_IDLE_TIMEOUT = 300.0
 
 _NO_BODY = (204, 304)
 
@@ -70,9 +79,16 @@ class UpstreamBody:
         self._wake()
 
     def fail(self, error: SidecarError) -> None:
-        self._error = error
+        if self._error is None:  # the first reason is the true one
+            self._error = error
         self._conn = None
         self._wake()
+
+    def _stalled(self) -> None:
+        conn = self._conn
+        self.fail(UpstreamTimeout(f"upstream body stalled for {BODY_IDLE_TIMEOUT:g}s"))
+        if conn is not None:
+            conn.abort()
 
     def _wake(self) -> None:
         w = self._waiter
@@ -88,10 +104,14 @@ class UpstreamBody:
                 raise StopAsyncIteration
             if self._error is not None:
                 raise self._error  # what did arrive was handed over first: the app sees a cut
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            # only a wait that really blocks pays for a timer (reading is not paused here)
+            timer = loop.call_later(BODY_IDLE_TIMEOUT, self._stalled)
             try:
                 await self._waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         data = self.chunks.popleft()
         self.size -= len(data)

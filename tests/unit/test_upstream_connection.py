@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from sidecar.errors import UpstreamProtocolError, UpstreamReset
+from sidecar.errors import UpstreamProtocolError, UpstreamReset, UpstreamTimeout
+from sidecar.upstream import connection
 from sidecar.upstream.connection import (
     BODY_HIGH_WATER,
     MAX_RESPONSE_HEADER_BYTES,
@@ -191,3 +192,18 @@ async def test_begin_on_a_closed_connection_fails_at_once() -> None:
     await settle()
     with pytest.raises(UpstreamReset):
         await asyncio.wait_for(conn.begin(False), 1)
+
+
+async def test_a_body_that_stalls_mid_stream_is_cut_after_the_idle_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upstream that stops sending mid-body does not hold the app forever."""
+    monkeypatch.setattr(connection, "BODY_IDLE_TIMEOUT", 0.05)
+    conn, transport, _ = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").result()
+    assert isinstance(resp.body, UpstreamBody)
+    assert await resp.body.__anext__() == b"abc"
+    with pytest.raises(UpstreamTimeout, match="stalled"):
+        await asyncio.wait_for(resp.body.__anext__(), 5)
+    await settle()
+    assert transport.closed
