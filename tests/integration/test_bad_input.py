@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from sidecar.app import Sidecar
-from sidecar.testing import FakeUpstream, SidecarProcess, running_sidecar
+from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until, running_sidecar
 
 from .raw_http import KeepAliveProber, RawConnection, RawResponse, get, send_and_read
 
@@ -417,3 +417,33 @@ async def test_sidecar_process_survives_every_malformed_request() -> None:
             resp, _ = await send_and_read(proc.http_port, get(extra="Connection: close\r\n"))
             assert resp.status == 200
             assert proc.proc is not None and proc.proc.poll() is None
+
+
+def _workers() -> int:
+    return sum(
+        1
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "HttpConnection.work"
+    )
+
+
+async def test_every_way_a_connection_ends_leaves_no_worker_or_connection(env: Env) -> None:
+    """Refused, closed by the app mid-request, `Connection: close`, idle: nothing is left over."""
+    http = env.sidecar.http
+    assert http is not None
+    async with await RawConnection.open(env.port) as conn:
+        await conn.send(get())
+        await conn.response()
+        assert _workers() == 1 and len(http.connections) == 1  # what is counted below
+    for _, raw, _, _ in MALFORMED:
+        await send_and_read(env.port, raw)
+    for _ in range(5):
+        await send_and_read(env.port, get(extra="Connection: close\r\n"))
+        async with await RawConnection.open(env.port) as conn:  # the app leaves mid-head
+            await conn.send(b"GET /up/ HTTP/1.1\r\nHo")
+        async with await RawConnection.open(env.port) as conn:  # keep-alive, then leaves
+            await conn.send(get())
+            await conn.response()
+        async with await RawConnection.open(env.port) as conn:  # leaves while answered
+            await conn.send(get("/up/") + get("/up/") + get("/up/"))
+    await async_wait_until(lambda: not http.connections and _workers() == 0, 5.0)
