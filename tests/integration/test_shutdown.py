@@ -186,3 +186,27 @@ async def test_a_call_running_past_the_grace_is_cut_and_the_process_still_exits_
     cut_line = [x for x in logs if x["msg"] == "drain timeout: connections cut"]
     assert cut_line and cut_line[0]["connections"] == 1
     assert [(x["status"], x.get("aborted")) for x in access] == [(499, True)]
+
+
+async def test_a_second_sigterm_during_the_drain_stops_at_once() -> None:
+    """An operator who cannot wait for the grace can insist (exit status 143, as documented)."""
+    release = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="too late")
+
+    async with FakeUpstream(stuck) as up:
+        config = {"shutdown": {"drain_timeout": "30s"}, "upstreams": {"up": {"url": up.url}}}
+        try:
+            with SidecarProcess(config) as p:
+                async with httpx.AsyncClient(timeout=20) as c:
+                    call = asyncio.create_task(c.get(f"{p.http_url}/up/stuck"))
+                    await async_wait_until(lambda: len(up.requests) == 1)
+                    p.send(signal.SIGTERM)
+                    assert await readiness_went_503(p.admin_url)
+                    p.send(signal.SIGTERM)
+                    assert await wait_exit(p, 10) == -signal.SIGTERM
+                    call.cancel()
+        finally:
+            release.set()
