@@ -261,3 +261,20 @@ async def test_secret_reaches_the_upstream_but_no_admin_page_log_or_error_body()
     assert any(x.get("path") == "/charge" for x in p.log_lines(stdout=True))
     for text in [*seen, logs]:
         assert SECRET not in text
+
+
+def test_every_metric_family_is_documented() -> None:
+    """An operator finds each family `/metrics` exports, with its labels, in docs/operations.md."""
+    from pathlib import Path
+
+    from sidecar.telemetry.metrics import Metrics
+
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    for family in Metrics().registry.collect():
+        if not family.name.startswith("sidecar_"):
+            continue
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        assert f"`{name}`" in doc, name
+        labels = {k for s in family.samples for k in s.labels if k != "le"}
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}`"))
+        assert all(f"`{label}`" in row for label in labels), (name, labels)
