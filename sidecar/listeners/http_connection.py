@@ -19,8 +19,9 @@ last request). A connection that closes after a response first half-closes and d
 app still sends for a moment (lingering close), so the kernel does not answer unread input with a
 reset that would destroy the response the app has not read yet.
 
-Not here: routing decisions (:mod:`sidecar.routing`), the listening socket and timers
-(:mod:`sidecar.listeners.http`), filters, or anything upstream-specific.
+Not here: response framing (:mod:`sidecar.listeners.http_response`), routing decisions
+(:mod:`sidecar.routing`), the listening socket and timers (:mod:`sidecar.listeners.http`),
+filters, or anything upstream-specific.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 import socket
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -47,9 +48,7 @@ from ..errors import (
 from ..exchange import Exchange, Headers, Response
 from ..filters.rescue import error_response
 from ..http1 import (
-    FRAMING,
     HOP_BY_HOP,
-    STATUS_LINES,
     hop_by_hop_names,
     parse_absolute_target,
     split_origin_target,
@@ -57,6 +56,7 @@ from ..http1 import (
 )
 from ..routing import normalize_path
 from .http_body import RequestBody
+from .http_response import REFUSED, refusal_bytes, write_response
 
 if TYPE_CHECKING:
     from .http import HttpListener
@@ -75,7 +75,6 @@ LINGER_SECONDS = 2.0
 IDLE, HEAD, BUSY, LINGER = 0, 1, 2, 3
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NO_BODY_STATUS = frozenset({204, 304})
 
 
 class _Refused(Exception):
@@ -475,7 +474,7 @@ class HttpConnection(asyncio.Protocol):
                     self.queue_paused = False
                     self._update_reading()
                 if isinstance(item, Response):  # a refusal owed after earlier requests
-                    await self.write_response(_REFUSED, item)
+                    await write_response(self, REFUSED, item)
                     break
                 if not await self.answer(item):
                     break
@@ -517,103 +516,9 @@ class HttpConnection(asyncio.Protocol):
             )
             resp = error_response(SidecarError("unexpected error in the sidecar"))
             resp.close = True
-        return await self.write_response(ex, resp)
+        return await write_response(self, ex, resp)
 
     # --- responses ---------------------------------------------------------------------------
-
-    async def write_response(self, ex: Exchange, resp: Response) -> bool:
-        """Frame and write ``resp``; ``False`` when the connection must close after it."""
-        transport = self.transport
-        if transport is None or self.closed:
-            await _abandon(resp)
-            return False
-        status = resp.status
-        keep = (
-            ex.keep_alive
-            and not resp.close
-            and not self.listener.draining
-            # the app is still sending a body nobody read: the connection cannot be reused
-            and self.body_incomplete is not ex
-        )
-        line = STATUS_LINES.get(status) if status >= 200 else None
-        if line is None:
-            # an interim or out-of-range status as the final answer would desynchronise the app
-            log.error("a handler returned status %s; sent 502 instead", status)
-            await _abandon(resp)
-            status = 502
-            line = STATUS_LINES[502]
-            resp.body = b""
-        out = [line]
-        for name, value in resp.headers:
-            if name not in FRAMING:
-                out.append(f"{name}: {value}\r\n".encode("latin-1"))
-        body = resp.body
-        no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS
-        length = len(body) if isinstance(body, bytes) and not no_body else resp.length
-        chunked = False
-        if status == 204 or (status == 304 and not length):
-            pass  # no body and no length to announce
-        elif length is not None:
-            out.append(b"content-length: %d\r\n" % length)
-        elif not no_body:
-            if ex.http_version == "1.1":
-                chunked = True
-                out.append(b"transfer-encoding: chunked\r\n")
-            else:
-                keep = False  # an HTTP/1.0 app reads until the close
-        if not keep:
-            out.append(b"connection: close\r\n")
-        elif ex.http_version == "1.0":
-            out.append(b"connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        if isinstance(body, bytes):
-            if body and not no_body:
-                out.append(body)
-            transport.write(b"".join(out))
-            _complete(resp, True, 0 if no_body else len(body))
-            return keep
-        transport.write(b"".join(out))
-        if no_body:
-            await _abandon(resp)
-            _complete(resp, True, 0)
-            return keep
-        return await self._stream_body(ex, resp, body, chunked) and keep
-
-    async def _stream_body(self, ex: Exchange, resp: Response, body: Any, chunked: bool) -> bool:
-        transport = self.transport
-        assert transport is not None
-        sent = 0
-        ok = False
-        try:
-            async for chunk in body:
-                if not chunk:
-                    continue
-                sent += len(chunk)
-                if chunked:
-                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                else:
-                    transport.write(chunk)
-                if self.write_paused:
-                    await self.drain()
-            if chunked:
-                transport.write(b"0\r\n\r\n")
-            ok = resp.length is None or sent == resp.length
-        except (asyncio.CancelledError, ConnectionError):
-            raise
-        except SidecarError as e:
-            log.info(
-                "response body aborted",
-                extra={"fields": {"upstream": ex.upstream, "reason": e.code, "detail": e.detail}},
-            )
-        except Exception:
-            log.exception(
-                "response body stream failed", extra={"fields": {"upstream": ex.upstream}}
-            )
-        finally:
-            if not ok:
-                await _abandon(resp)
-            _complete(resp, ok, sent)
-        return ok
 
     async def drain(self) -> None:
         """Wait until the app reads what was written; an app that stops reading is cut off."""
@@ -651,15 +556,8 @@ class HttpConnection(asyncio.Protocol):
             if w is not None and not w.done():
                 w.set_result(None)
             return
-        transport = self.transport
-        if transport is not None:
-            head = [STATUS_LINES[error.status]]
-            for name, value in resp.headers:
-                head.append(f"{name}: {value}\r\n".encode("latin-1"))
-            assert isinstance(resp.body, bytes)
-            head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(resp.body))
-            head.append(resp.body)
-            transport.write(b"".join(head))
+        if self.transport is not None:
+            self.transport.write(refusal_bytes(error.status, resp))
         self.finish()
 
     def finish(self) -> None:
@@ -705,28 +603,3 @@ class HttpConnection(asyncio.Protocol):
                 self.close()
         elif state == LINGER and now - self.since > LINGER_SECONDS:
             self.close(abort=True)
-
-
-#: stands in for the request a queued refusal answers (it was never parsed into one).
-_REFUSED = Exchange("GET", "/", Headers())
-
-
-def _complete(resp: Response, ok: bool, sent: int) -> None:
-    callbacks = resp.on_complete
-    if callbacks:
-        for cb in callbacks:
-            try:
-                cb(ok, sent)
-            except Exception:
-                log.exception("on_complete callback failed")
-
-
-async def _abandon(resp: Response) -> None:
-    body = resp.body
-    if not isinstance(body, bytes):
-        aclose: Any = getattr(body, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
-                pass

@@ -1,0 +1,163 @@
+"""Writing responses to the app: HTTP/1.1 framing, and the refusal a malformed request gets.
+
+A response is framed by what is known about its body, never by headers a handler set:
+``Content-Length`` when the length is known, chunked for a stream of unknown length to an HTTP/1.1
+app, close-delimited to an HTTP/1.0 one. HEAD, 204 and 304 answers carry no body (HEAD and 304
+keep the length the GET would have had); a handler's interim (1xx) or out-of-range status as a
+final answer becomes a 502, since it would desynchronise the app. A streamed body that ends short
+of its announced length closes the connection, so the app sees a truncated answer, not a wrong one.
+
+Not here: deciding to close (the connection does, from what this returns), or what the response
+says.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REFUSED", "abandon", "refusal_bytes", "write_response"]
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SidecarError
+from ..exchange import Exchange, Headers, Response
+from ..http1 import FRAMING, STATUS_LINES
+
+if TYPE_CHECKING:
+    from .http_connection import HttpConnection
+
+log = logging.getLogger("sidecar.listener")
+
+_NO_BODY_STATUS = frozenset({204, 304})
+
+#: stands in for the request a queued refusal answers (it was never parsed into one).
+REFUSED = Exchange("GET", "/", Headers())
+
+
+async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> bool:
+    """Frame and write ``resp``; ``False`` when the connection must close after it."""
+    transport = conn.transport
+    if transport is None or conn.closed:
+        await abandon(resp)
+        return False
+    status = resp.status
+    keep = (
+        ex.keep_alive
+        and not resp.close
+        and not conn.listener.draining
+        # the app is still sending a body nobody read: the connection cannot be reused
+        and conn.body_incomplete is not ex
+    )
+    line = STATUS_LINES.get(status) if status >= 200 else None
+    if line is None:
+        # an interim or out-of-range status as the final answer would desynchronise the app
+        log.error("a handler returned status %s; sent 502 instead", status)
+        await abandon(resp)
+        status = 502
+        line = STATUS_LINES[502]
+        resp.body = b""
+    out = [line]
+    for name, value in resp.headers:
+        if name not in FRAMING:
+            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+    body = resp.body
+    no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS
+    length = len(body) if isinstance(body, bytes) and not no_body else resp.length
+    chunked = False
+    if status == 204 or (status == 304 and not length):
+        pass  # no body and no length to announce
+    elif length is not None:
+        out.append(b"content-length: %d\r\n" % length)
+    elif not no_body:
+        if ex.http_version == "1.1":
+            chunked = True
+            out.append(b"transfer-encoding: chunked\r\n")
+        else:
+            keep = False  # an HTTP/1.0 app reads until the close
+    if not keep:
+        out.append(b"connection: close\r\n")
+    elif ex.http_version == "1.0":
+        out.append(b"connection: keep-alive\r\n")
+    out.append(b"\r\n")
+    if isinstance(body, bytes):
+        if body and not no_body:
+            out.append(body)
+        transport.write(b"".join(out))
+        _complete(resp, True, 0 if no_body else len(body))
+        return keep
+    transport.write(b"".join(out))
+    if no_body:
+        await abandon(resp)
+        _complete(resp, True, 0)
+        return keep
+    return await _stream_body(conn, ex, resp, body, chunked) and keep
+
+
+async def _stream_body(
+    conn: HttpConnection, ex: Exchange, resp: Response, body: Any, chunked: bool
+) -> bool:
+    transport = conn.transport
+    assert transport is not None
+    sent = 0
+    ok = False
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue
+            sent += len(chunk)
+            if chunked:
+                transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                transport.write(chunk)
+            if conn.write_paused:
+                await conn.drain()
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        ok = resp.length is None or sent == resp.length
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except SidecarError as e:
+        log.info(
+            "response body aborted",
+            extra={"fields": {"upstream": ex.upstream, "reason": e.code, "detail": e.detail}},
+        )
+    except Exception:
+        log.exception("response body stream failed", extra={"fields": {"upstream": ex.upstream}})
+    finally:
+        if not ok:
+            await abandon(resp)
+        _complete(resp, ok, sent)
+    return ok
+
+
+def refusal_bytes(status: int, resp: Response) -> bytes:
+    """The whole refusal (``resp`` from ``error_response``), closing, ready for one write."""
+    head = [STATUS_LINES[status]]
+    for name, value in resp.headers:
+        head.append(f"{name}: {value}\r\n".encode("latin-1"))
+    assert isinstance(resp.body, bytes)
+    head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(resp.body))
+    head.append(resp.body)
+    return b"".join(head)
+
+
+def _complete(resp: Response, ok: bool, sent: int) -> None:
+    callbacks = resp.on_complete
+    if callbacks:
+        for cb in callbacks:
+            try:
+                cb(ok, sent)
+            except Exception:
+                log.exception("on_complete callback failed")
+
+
+async def abandon(resp: Response) -> None:
+    """Close a response body that will not be written (its upstream connection is not reused)."""
+    body = resp.body
+    if not isinstance(body, bytes):
+        aclose: Any = getattr(body, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
+                pass
