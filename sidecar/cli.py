@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["main"]
 
 import argparse
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,11 @@ def cmd_plugins(path: str | None) -> int:
 
 
 def cmd_run(path: str | None) -> int:
+    # SIGHUP's default action kills the process: until serve() installs its handler, a SIGHUP
+    # (a reload asked for while starting) is remembered and served once the sidecar is up
+    early_hup: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: early_hup.append(signum))
+
     from . import loops
     from .app import Sidecar
     from .lifecycle import serve
@@ -111,7 +117,7 @@ def cmd_run(path: str | None) -> int:
     configure_logging(config.telemetry.log_level)
     try:
         sidecar = Sidecar(config, config_path=path, plugin_host=host)
-        loops.run(serve(sidecar))
+        loops.run(serve(sidecar, reload_requested=lambda: bool(early_hup)))
     except ConfigError as e:
         return _refused(e)
     except (PluginError, OSError) as e:

@@ -86,8 +86,12 @@ async def _reloader(sidecar: Sidecar, wanted: asyncio.Event) -> None:
             log.exception("config reload failed")
 
 
-async def serve(sidecar: Sidecar) -> None:
-    """Start, serve until SIGTERM/SIGINT, then drain."""
+async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None = None) -> None:
+    """Start, serve until SIGTERM/SIGINT, then drain.
+
+    ``reload_requested()`` says whether a SIGHUP arrived before this was called (the CLI catches
+    them from its first line); if so, the sidecar reloads once it has started.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reload_wanted = asyncio.Event()
@@ -95,6 +99,8 @@ async def serve(sidecar: Sidecar) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    if reload_requested is not None and reload_requested():
+        reload_wanted.set()
     tasks: list[asyncio.Task[None]] = []
     started = False
     try:

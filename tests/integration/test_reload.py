@@ -9,6 +9,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -329,3 +331,60 @@ def test_a_bad_edit_is_refused_in_the_log_and_the_old_config_keeps_serving() -> 
         assert metric(p, "ok") == "1.0"
         assert metric(p, "refused") == "1.0"
         assert p.terminate() == 0
+
+
+SLOW_START_PLUGIN = """
+import asyncio, contextlib, os
+from sidecar import hookimpl
+
+@contextlib.asynccontextmanager
+async def slow(sidecar):
+    folder = os.environ["SLOW_START_DIR"]
+    open(os.path.join(folder, "entered"), "w").close()
+    while not os.path.exists(os.path.join(folder, "release")):
+        await asyncio.sleep(0.02)
+    yield
+
+@hookimpl
+def sidecar_register_lifespans(registry):
+    registry.add("slow", slow)
+"""
+
+
+def test_sighup_while_starting_is_served_after_start_not_fatal(tmp_path: Path) -> None:
+    """A reload asked for while the sidecar starts (SIGHUP kills by default) waits for start-up."""
+    # a plugin whose start-up waits for a file holds the sidecar in "starting" for as long as
+    # the test needs; a dist-info on PYTHONPATH makes it an installed plugin without pip
+    site = tmp_path / "site"
+    info = site / "sidecar_slow_start-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "sidecar_slow_start.py").write_text(SLOW_START_PLUGIN)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: sidecar-slow-start\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[sidecar]\nslow_start = sidecar_slow_start\n")
+    config = tmp_path / "sidecar.yaml"
+    write(config, echo_config("v1"))
+    env = {**os.environ, "PYTHONPATH": str(site), "SLOW_START_DIR": str(tmp_path)}
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(  # noqa: S603
+            [str(Path(sys.executable).with_name("sidecar")), "run", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+    try:
+        wait_for(lambda: (tmp_path / "entered").exists())
+        proc.send_signal(signal.SIGHUP)
+        (tmp_path / "release").touch()
+        messages = lambda: [json.loads(line)["msg"] for line in log.read_text().splitlines()]  # noqa: E731
+        wait_for(lambda: "config reloaded" in messages())
+        assert proc.poll() is None
+        assert messages().index("sidecar ready") < messages().index("config reloaded")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
