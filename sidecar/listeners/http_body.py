@@ -73,6 +73,10 @@ class RequestBody:
     def failed(self) -> bool:
         return self._error is not None
 
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
     def _wake(self) -> None:
         w = self._waiter
         if w is not None and not w.done():

@@ -491,6 +491,14 @@ class HttpConnection(asyncio.Protocol):
     async def answer(self, ex: Exchange) -> bool:
         """Route, handle and write one response; ``False`` when the connection must close."""
         listener = self.listener
+        body = ex.body
+        if type(body) is RequestBody and isinstance(body.error, SidecarError):
+            # its body broke (malformed, over the limit) while it waited behind earlier
+            # requests: refuse it here rather than start a doomed call upstream
+            listener.count_unrouted(body.error)
+            resp = error_response(body.error)
+            resp.close = True
+            return await write_response(self, ex, resp)
         try:
             path = normalize_path(ex.path)
             af = self.absolute_form

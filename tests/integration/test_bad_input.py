@@ -17,6 +17,7 @@ from sidecar.app import Sidecar
 from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until, running_sidecar
 
 from .raw_http import KeepAliveProber, RawConnection, RawResponse, get, send_and_read
+from .raw_upstream import RawUpstream, UpstreamConn, ok_response
 
 H = "Host: 127.0.0.1\r\n"
 LIMIT = 1024  # http.max_request_body in these tests
@@ -447,3 +448,34 @@ async def test_every_way_a_connection_ends_leaves_no_worker_or_connection(env: E
         async with await RawConnection.open(env.port) as conn:  # leaves while answered
             await conn.send(get("/up/") + get("/up/") + get("/up/"))
     await async_wait_until(lambda: not http.connections and _workers() == 0, 5.0)
+
+
+async def test_broken_body_behind_a_slow_request_is_refused_without_reaching_upstream() -> None:
+    """A pipelined upload whose chunking breaks while it waits is refused in order, never sent."""
+    lines: list[bytes] = []
+
+    async def script(conn: UpstreamConn) -> None:
+        while True:  # record every request line that reaches the upstream, body or not
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+            lines.append(head.split(b"\r\n", 1)[0])
+            await asyncio.sleep(0.3)
+            await conn.send(ok_response())
+
+    async with RawUpstream(script) as up, running_sidecar(_cfg(up)) as s:
+        http = s.http
+        assert http is not None
+        async with await RawConnection.open(s.http_port) as conn:
+            await conn.send(
+                get("/up/slow")
+                + _req(f"POST /up/upload HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n")
+                + b"3\r\nabc\r\n"
+            )
+            # the upload is dispatched (streaming) and queued behind /slow
+            await async_wait_until(lambda: any(len(c.queue) == 1 for c in http.connections))
+            await conn.send(b"zz\r\n")
+            first = await conn.response()
+            refusal = await conn.response()
+            closed = await conn.closed()
+    assert first.status == 200
+    _assert_refusal(refusal, closed, 400, "bad_request")
+    assert lines == [b"GET /slow HTTP/1.1"]
