@@ -102,6 +102,8 @@ class RouteTable:
         explicit: Sequence[ExplicitRoute] = (),
     ) -> None:
         self.by_upstream = by_upstream
+        #: ``Host`` is case-insensitive (RFC 9110 §4.2.3), upstream names in paths are not
+        self.by_host = {name.lower(): route for name, route in by_upstream.items()}
         self.explicit = tuple(explicit)
 
     def resolve(
@@ -116,7 +118,7 @@ class RouteTable:
             if hit is not None:
                 return hit
         if host:
-            route = self.by_upstream.get(_bare(host))
+            route = self.by_host.get(_bare(host))
             if route is not None:
                 return route, path
         if authority_only:

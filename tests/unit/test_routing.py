@@ -142,3 +142,10 @@ def test_explicit_host_route_matches_host_without_port_and_is_used_for_absolute_
     with pytest.raises(NoRoute):
         _resolve(table, "/x", "evil.example", authority_only=True)
     assert _resolve(table, "/x", "evil.example") == ("any", "/x")
+
+
+def test_host_routing_finds_upstreams_whose_names_have_capitals() -> None:
+    """`Host` is case-insensitive, so `Host: payments` reaches an upstream named `Payments`."""
+    table = RouteTable({"Payments": _route("Payments")})
+    assert _resolve(table, "/x", "payments:443") == ("Payments", "/x")
+    assert _resolve(table, "/Payments/x") == ("Payments", "/x")
