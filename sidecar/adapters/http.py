@@ -16,7 +16,7 @@ policy; that comes with the resilience filters.
 
 from __future__ import annotations
 
-__all__ = ["HttpAdapter", "make_client_ssl_context"]
+__all__ = ["HttpAdapter"]
 
 import asyncio
 import contextlib
@@ -33,9 +33,6 @@ from ..registry import Adapter, AdapterRegistry, AdapterServices
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool
 from ..upstream.tls import client_ssl_context
-
-#: kept under its old name for callers outside this module
-make_client_ssl_context = client_ssl_context
 
 #: methods a keep-alive-race resend may repeat (RFC 9110 §9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})

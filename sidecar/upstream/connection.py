@@ -3,8 +3,8 @@
 A connection carries one exchange at a time. The adapter calls :meth:`UpstreamConnection.begin`,
 writes the request, and awaits the returned future for the response head. A response whose body
 arrived with its head comes back with a ``bytes`` body and the connection is already back in its
-pool; a longer body streams through :class:`UpstreamBody`, which pauses reading from the upstream
-while the app is slow (so the sidecar never holds more than about ``BODY_HIGH_WATER`` of it).
+pool; a longer body streams through :class:`~sidecar.upstream.body.UpstreamBody`, which pauses
+reading from the upstream while the app is slow.
 
 The upstream is not trusted: its response is parsed strictly (llhttp), limited (head size, header
 count), stripped of hop-by-hop headers, and anything malformed, ambiguous or unasked for (a second
@@ -22,109 +22,21 @@ __all__ = ["UpstreamBody", "UpstreamConnection"]
 import asyncio
 import socket
 import ssl
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
 import httptools
 
-from ..errors import (
-    SidecarError,
-    UpstreamConnectError,
-    UpstreamProtocolError,
-    UpstreamReset,
-    UpstreamTimeout,
-)
+from ..errors import SidecarError, UpstreamConnectError, UpstreamProtocolError, UpstreamReset
 from ..exchange import Headers, Response
 from ..http1 import HOP_BY_HOP, hop_by_hop_names
+from .body import UpstreamBody
 
-#: Response-body bytes buffered before reading from the upstream pauses (resumes below LOW).
-BODY_HIGH_WATER = 256 * 1024
-BODY_LOW_WATER = 64 * 1024
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
 #: checked on raw bytes too, or an endless header line would grow memory without bound.
 MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 MAX_RESPONSE_HEADERS = 200
-#: A response body that stalls this long mid-stream is cut (Envoy's stream idle timeout). Long
-#: enough for server-sent events with sparse keep-alive comments.
-BODY_IDLE_TIMEOUT = 300.0
-
 _NO_BODY = (204, 304)
-
-
-class UpstreamBody:
-    """A response body streaming from the upstream. An ``AsyncIterator[bytes]``."""
-
-    __slots__ = ("_conn", "_error", "_waiter", "chunks", "eof", "size")
-
-    def __init__(self, conn: UpstreamConnection) -> None:
-        #: the connection while the body is still arriving (``None`` once complete or failed).
-        self._conn: UpstreamConnection | None = conn
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.eof = False
-        self._error: SidecarError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
-        if self.size > BODY_HIGH_WATER and self._conn is not None:
-            self._conn.pause_reading()
-        self._wake()
-
-    def feed_eof(self) -> None:
-        self.eof = True
-        self._conn = None  # the connection went back to the pool; buffered chunks stay here
-        self._wake()
-
-    def fail(self, error: SidecarError) -> None:
-        if self._error is None:  # the first reason is the true one
-            self._error = error
-        self._conn = None
-        self._wake()
-
-    def _stalled(self) -> None:
-        conn = self._conn
-        self.fail(UpstreamTimeout(f"upstream body stalled for {BODY_IDLE_TIMEOUT:g}s"))
-        if conn is not None:
-            conn.abort()
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self.chunks:
-            if self.eof:
-                raise StopAsyncIteration
-            if self._error is not None:
-                raise self._error  # what did arrive was handed over first: the app sees a cut
-            loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
-            # only a wait that really blocks pays for a timer (reading is not paused here)
-            timer = loop.call_later(BODY_IDLE_TIMEOUT, self._stalled)
-            try:
-                await self._waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        data = self.chunks.popleft()
-        self.size -= len(data)
-        if self.size < BODY_LOW_WATER and self._conn is not None:
-            self._conn.resume_reading()
-        return data
-
-    async def aclose(self) -> None:
-        """The app went away before the end: the connection cannot be reused."""
-        conn = self._conn
-        if conn is not None and not self.eof:
-            self._conn = None
-            conn.abort()
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -8,12 +8,9 @@ import asyncio
 import pytest
 
 from sidecar.errors import UpstreamProtocolError, UpstreamReset, UpstreamTimeout
-from sidecar.upstream import connection
-from sidecar.upstream.connection import (
-    BODY_HIGH_WATER,
-    MAX_RESPONSE_HEADER_BYTES,
-    UpstreamBody,
-)
+from sidecar.upstream import body as body_module
+from sidecar.upstream.body import BODY_HIGH_WATER, UpstreamBody
+from sidecar.upstream.connection import MAX_RESPONSE_HEADER_BYTES
 from tests.unit.fake_transport import respond, settle, standalone
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -198,7 +195,7 @@ async def test_a_body_that_stalls_mid_stream_is_cut_after_the_idle_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An upstream that stops sending mid-body does not hold the app forever."""
-    monkeypatch.setattr(connection, "BODY_IDLE_TIMEOUT", 0.05)
+    monkeypatch.setattr(body_module, "BODY_IDLE_TIMEOUT", 0.05)
     conn, transport, _ = standalone()
     resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").result()
     assert isinstance(resp.body, UpstreamBody)
