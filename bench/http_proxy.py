@@ -47,6 +47,7 @@ PROXY_CORE = 0
 LOAD_CORE = 1
 BODY = b"hello\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOISY_PCT = 10.0  # other load above this (% of one core) during a run gets a warning
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class RunResult:
     p99_us: float
     requests: int
     cpu_us_per_req: float | None
+    foreign_pct: float  # CPU of processes not part of the benchmark, % of one core
     non2xx: int
     socket_errors: dict[str, int]
     problems: list[str]
@@ -442,14 +444,51 @@ def run_reaped(argv: list[str], timeout: float) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def run_wrk(target: Target, connections: int, duration: float, warmup: float) -> RunResult:
+def busy_ticks() -> int:
+    """CPU ticks spent in processes (user, nice, system) on all CPUs, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[1]) + int(fields[2]) + int(fields[3])
+
+
+def own_ticks(roots: Sequence[int]) -> int:
+    """CPU ticks of the benchmark's own processes: these trees, this script, reaped children."""
+    t = os.times()
+    own = (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
+    return round(own) + sum(tree_cpu(roots).values())
+
+
+def other_load(own_roots: list[int], seconds: float = 1.0) -> float:
+    """CPU used by processes outside the benchmark over ``seconds``, in % of one core."""
+    busy0, own0, t0 = busy_ticks(), own_ticks(own_roots), time.monotonic()
+    time.sleep(seconds)
+    busy1, own1, t1 = busy_ticks(), own_ticks(own_roots), time.monotonic()
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0) * 100)
+
+
+def wait_quiet(own_roots: list[int], max_pct: float, timeout: float) -> float:
+    """Wait (up to ``timeout``) until other processes use at most ``max_pct`` of a core."""
+    deadline = time.monotonic() + timeout
+    load = other_load(own_roots)
+    if load > max_pct:
+        print(f"    waiting for other load ({load:.0f} %) to drop ...", file=sys.stderr)
+    while load > max_pct and time.monotonic() < deadline:
+        load = other_load(own_roots)
+    return load
+
+
+def run_wrk(
+    target: Target, connections: int, duration: float, warmup: float, own_roots: list[int]
+) -> RunResult:
     if warmup > 0:
         run_reaped(wrk_argv(target.url, connections, warmup, latency=False), warmup + 30)
     if target.log is not None and target.log.exists():
         os.truncate(target.log, 0)  # keep only this run's output (the access log can be big)
     before = tree_cpu(target.cpu_pids)
+    busy0, own0, t0 = busy_ticks(), own_ticks(own_roots), time.monotonic()
     rc, out, err = run_reaped(wrk_argv(target.url, connections, duration), duration + 60)
     after = tree_cpu(target.cpu_pids)
+    busy1, own1, t1 = busy_ticks(), own_ticks(own_roots), time.monotonic()
+    foreign = max(0.0, ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0) * 100)
     if rc != 0:
         raise RuntimeError(f"wrk failed ({rc}):\n{out}\n{err}")
     rps, p50, p99, requests, non2xx, sock = parse_wrk(out)
@@ -460,14 +499,19 @@ def run_wrk(target: Target, connections: int, duration: float, warmup: float) ->
     if target.proc is not None and target.proc.poll() is not None:
         problems.append(f"process exited with {target.proc.returncode}")
     if target.log is not None:
-        problems += scan_log(target.log)
-    return RunResult(rps, p50, p99, requests, cpu, non2xx, sock, problems)
+        problems += scan_log(target.log, connections)
+    return RunResult(rps, p50, p99, requests, cpu, foreign, non2xx, sock, problems)
 
 
-def scan_log(log: Path) -> list[str]:
-    """Warnings/errors/tracebacks the proxy logged during the run (access log lines skipped)."""
+def scan_log(log: Path, connections: int) -> list[str]:
+    """Warnings/errors/tracebacks the proxy logged during the run (access log lines skipped).
+
+    Up to ``connections`` access-log records of client aborts (status 499) are expected: wrk
+    closes its connections with requests in flight when the run ends.
+    """
     found: list[str] = []
-    count = 0
+    count = aborts = 0
+    first_abort = ""
     with log.open("rb") as f:
         for raw in f:
             line = raw.decode(errors="replace").rstrip()
@@ -477,6 +521,10 @@ def scan_log(log: Path) -> list[str]:
                     rec = json.loads(line)
                     if isinstance(rec, dict):
                         level = str(rec.get("level") or rec.get("levelname") or "").lower()
+                        if rec.get("status") == 499:
+                            aborts += 1
+                            first_abort = first_abort or line[:300]
+                            continue
             if level in ("warning", "warn", "error", "critical", "fatal") or (
                 level is None and re.search(r"Traceback|Error|Exception|\b(warn|error)\b", line)
             ):
@@ -485,6 +533,11 @@ def scan_log(log: Path) -> list[str]:
                     found.append(line[:300])
     if count > len(found):
         found.append(f"... {count - len(found)} more such log lines")
+    if aborts > connections:
+        found.append(
+            f"{aborts} client aborts (499) logged, more than the {connections} requests wrk "
+            f"can have in flight when it stops; first: {first_abort}"
+        )
     return found
 
 
@@ -513,14 +566,15 @@ def report(
         }
     ref = med.get("nginx")
     lines = [
-        "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx | other load "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     notes: list[str] = []
     for t in targets:
         runs = results.get(t.key, [])
         if t.broken:
-            lines.append(f"| {t.label} | – | – | – | – | – | – | ⚠ FAILED (see below) |")
+            lines.append(f"| {t.label} | – | – | – | – | – | – | – | ⚠ FAILED (see below) |")
             notes.append(f"**{t.label}**: {t.broken}")
             continue
         if not runs:
@@ -551,7 +605,8 @@ def report(
             notes.append(f"**{t.label}** log/process problems:\n" + "\n".join(probs[:10]))
         lines.append(
             f"| {t.label} | {rps:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
-            f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | {err} |"
+            f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | "
+            f"{max(r.foreign_pct for r in runs):.0f} % | {err} |"
         )
     rounds = f"median of {args.runs} interleaved runs" if args.runs > 1 else "1 run"
     head = (
@@ -560,6 +615,13 @@ def report(
         f"CPU µs/req = proxy process utime+stime / requests."
     )
     out = head + "\n\n" + "\n".join(lines)
+    noisy = max((r.foreign_pct for rs in results.values() for r in rs), default=0.0)
+    if noisy > args.max_other_load:
+        notes.insert(
+            0,
+            f"⚠ other processes used up to {noisy:.0f} % of a core during a run "
+            "(column 'other load'): the machine was not quiet, numbers are unreliable.",
+        )
     if notes:
         out += "\n\n" + "\n\n".join(notes)
     return out
@@ -609,6 +671,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="seconds to wait for sidecar /readyz (default 10)",
+    )
+    p.add_argument(
+        "--max-other-load",
+        type=float,
+        default=NOISY_PCT,
+        help="CPU of processes outside the benchmark, in %% of one core, above which a run "
+        "waits for quiet first and is repeated (default %(default)g; 100 = never)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=3, help="repeats of a noisy run (default %(default)s)"
+    )
+    p.add_argument(
+        "--quiet-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for quiet before a run (default %(default)g)",
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
@@ -721,12 +799,24 @@ def _run(
         for t in targets:
             if t.broken or t.died:
                 continue
-            r = run_wrk(t, args.connections, args.duration, args.warmup)
+            own = [p.pid for p in procs.procs]
+            for attempt in range(args.retries + 1):
+                if args.max_other_load < 100:
+                    wait_quiet(own, args.max_other_load, args.quiet_timeout)
+                r = run_wrk(t, args.connections, args.duration, args.warmup, own)
+                if r.foreign_pct <= args.max_other_load or attempt == args.retries:
+                    break
+                print(
+                    f"    {t.label}: other load {r.foreign_pct:.0f} % during the run; "
+                    f"again ({attempt + 1}/{args.retries})",
+                    file=sys.stderr,
+                )
             results.setdefault(t.key, []).append(r)
             cpu = "–" if r.cpu_us_per_req is None else f"{r.cpu_us_per_req:.1f}"
             line = (
                 f"[{rnd + 1}/{args.runs}] {t.label:32} {r.rps:10,.0f} rps  "
-                f"p50 {fmt_us(r.p50_us):>9}  p99 {fmt_us(r.p99_us):>9}  cpu {cpu:>6} µs/req"
+                f"p50 {fmt_us(r.p50_us):>9}  p99 {fmt_us(r.p99_us):>9}  cpu {cpu:>6} µs/req  "
+                f"other load {r.foreign_pct:3.0f} %"
             )
             if r.errors:
                 line += f"  non-2xx {r.non2xx} socket {r.socket_errors}"
