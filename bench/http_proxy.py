@@ -47,6 +47,7 @@ PROXY_CORE = 0
 LOAD_CORE = 1
 BODY = b"hello\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL when stopping a process
 NOISY_PCT = 10.0  # other load above this (% of one core) during a run gets a warning
 
 
@@ -106,6 +107,7 @@ class RunResult:
     requests: int
     cpu_us_per_req: float | None
     foreign_pct: float  # CPU of processes not part of the benchmark, % of one core
+    core_us_per_req: float  # everything core 0 did (processes + irq + softirq) per request
     non2xx: int
     socket_errors: dict[str, int]
     problems: list[str]
@@ -258,12 +260,24 @@ class Processes:
         descendants = children_of(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
+        name = Path(str(proc.args[3] if proc.args[0] == "taskset" else proc.args[0])).name
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            print(
+                f"note: {name} (pid {proc.pid}) still running {STOP_TIMEOUT:g} s after "
+                "SIGTERM; killed",
+                file=sys.stderr,
+            )
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             proc.wait(timeout=5)
+        else:
+            if proc.returncode != 0:
+                print(
+                    f"note: {name} (pid {proc.pid}) exited with {proc.returncode} on SIGTERM",
+                    file=sys.stderr,
+                )
         for pid in descendants:  # e.g. nginx workers, if the master died without them
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -444,6 +458,15 @@ def run_reaped(argv: list[str], timeout: float) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def core_ticks(core: int) -> int:
+    """All non-idle ticks of one CPU (user, nice, system, irq, softirq, steal)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            f = [int(x) for x in line.split()[1:]]
+            return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
+    raise RuntimeError(f"cpu{core} not in /proc/stat")
+
+
 def busy_ticks() -> int:
     """CPU ticks spent in processes (user, nice, system) on all CPUs, from /proc/stat."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
@@ -485,8 +508,10 @@ def run_wrk(
         os.truncate(target.log, 0)  # keep only this run's output (the access log can be big)
     before = tree_cpu(target.cpu_pids)
     busy0, own0, t0 = busy_ticks(), own_ticks(own_roots), time.monotonic()
+    core0 = core_ticks(PROXY_CORE)
     rc, out, err = run_reaped(wrk_argv(target.url, connections, duration), duration + 60)
     after = tree_cpu(target.cpu_pids)
+    core1 = core_ticks(PROXY_CORE)
     busy1, own1, t1 = busy_ticks(), own_ticks(own_roots), time.monotonic()
     foreign = max(0.0, ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0) * 100)
     if rc != 0:
@@ -500,7 +525,12 @@ def run_wrk(
         problems.append(f"process exited with {target.proc.returncode}")
     if target.log is not None:
         problems += scan_log(target.log, connections)
-    return RunResult(rps, p50, p99, requests, cpu, foreign, non2xx, sock, problems)
+    core = (core1 - core0) / CLK_TCK * 1e6 / requests if requests else 0.0
+    # Anything else on the proxy's core (incl. irq/softirq of other traffic) is other load too.
+    proxy_ticks = sum(after[p] - before.get(p, 0) for p in after)
+    residual = (core1 - core0 - proxy_ticks) / CLK_TCK / (t1 - t0) * 100
+    foreign = max(foreign, residual)
+    return RunResult(rps, p50, p99, requests, cpu, foreign, core, non2xx, sock, problems)
 
 
 def scan_log(log: Path, connections: int) -> list[str]:
@@ -546,6 +576,8 @@ def scan_log(log: Path, connections: int) -> list[str]:
 
 
 def fmt_us(us: float) -> str:
+    if us >= 1e6:
+        return f"{us / 1e6:.2f} s"
     return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
 
 
