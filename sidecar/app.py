@@ -11,6 +11,7 @@ __all__ = ["Sidecar"]
 
 import asyncio
 import logging
+from collections.abc import Callable, Hashable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -58,6 +59,10 @@ class Sidecar:
         self._stack = AsyncExitStack()
         self._reload_lock = asyncio.Lock()
         self.stopped = asyncio.Event()
+        # per-upstream policy state (breakers, limiters) of the live table, and of the one
+        # being composed: (kind, upstream) → (config key, object)
+        self._shared: dict[tuple[str, str], tuple[Hashable, Any]] = {}
+        self._shared_next: dict[tuple[str, str], tuple[Hashable, Any]] = {}
 
     # --- composition -------------------------------------------------------------------------
 
@@ -98,19 +103,46 @@ class Sidecar:
         upstream: str,
         route_config: RouteConfig | None = None,
     ) -> RouteContext:
+        up = config.upstreams[upstream]
+        if route_config is not None:
+            # per-route overrides are merged once, here: filters only ever read ``ctx.upstream``
+            updates = {
+                key: value
+                for key in RouteConfig.OVERRIDES
+                if (value := getattr(route_config, key)) is not None
+            }
+            if updates:
+                up = up.model_copy(update=updates)
         return RouteContext(
             route=route,
             upstream_name=upstream,
-            upstream=config.upstreams[upstream],
+            upstream=up,
             config=config,
             metrics=self.metrics,
             route_config=route_config,
             plugin_sections=sections,
             rescue_hook=self.plugin_host.rescue_hook(),
             blame=self.plugin_host.blame,
+            classify=self.adapters[up.adapter].classifier(upstream, up),
+            share=self._share,
         )
 
+    def _share(self, kind: str, upstream: str, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """Shared per-upstream state for the chains being composed (see RouteContext.shared).
+
+        Composition fills ``_shared_next``; it replaces ``_shared`` only when the new route
+        table goes live, so a refused reload leaves the running state alone."""
+        slot = (kind, upstream)
+        have = self._shared_next.get(slot) or self._shared.get(slot)
+        if have is not None and have[0] == key:
+            obj = have[1]
+        else:
+            obj = factory()
+        self._shared_next[slot] = (key, obj)
+        return obj
+
     def _compose(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> RouteTable:
+        self._shared_next = {}
         terminals: dict[str, Handler] = {}
         by_upstream: dict[str, Route] = {}
         for name, up in config.upstreams.items():
@@ -178,6 +210,7 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         table = self._compose(config, self.plugin_sections)
+        self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
         self.http.on_unrouted = self._log_unrouted
         host, port = split_address(config.http.address)
@@ -286,6 +319,7 @@ class Sidecar:
                 )
             self.config = config
             self.plugin_sections = sections
+            self._shared = self._shared_next
             if self.http is not None:
                 # new calls take the new table; in-flight calls finish on the handlers they hold
                 self.http.routes = table

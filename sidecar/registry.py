@@ -16,10 +16,15 @@ from __future__ import annotations
 
 __all__ = [
     "ORDER_ACCESS_LOG",
+    "ORDER_CIRCUIT_BREAKER",
+    "ORDER_CONCURRENCY",
     "ORDER_DEFAULT",
+    "ORDER_GLOBAL_RATE_LIMIT",
     "ORDER_METRICS",
+    "ORDER_RATE_LIMIT",
     "ORDER_REQUEST_HEADERS",
     "ORDER_RESCUE",
+    "ORDER_RETRY",
     "ORDER_TIMEOUT",
     "Adapter",
     "AdapterRegistry",
@@ -38,7 +43,7 @@ __all__ = [
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import CodeType, TracebackType
@@ -47,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 from pydantic import BaseModel
 
 from .errors import RegistryConflict
+from .outcomes import Classifier, classify_http
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -67,8 +73,13 @@ log = logging.getLogger("sidecar.plugins")
 ORDER_RESCUE = 0
 ORDER_ACCESS_LOG = 100
 ORDER_METRICS = 300
+ORDER_RATE_LIMIT = 350
+ORDER_GLOBAL_RATE_LIMIT = 360
+ORDER_CONCURRENCY = 400
 ORDER_DEFAULT = 500
 ORDER_TIMEOUT = 800
+ORDER_RETRY = 820
+ORDER_CIRCUIT_BREAKER = 840
 ORDER_REQUEST_HEADERS = 900
 
 
@@ -154,6 +165,12 @@ class Adapter:
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
         raise NotImplementedError
 
+    def classifier(self, name: str, upstream: UpstreamConfig) -> Classifier:
+        """How this adapter's calls ended, as condition names retry and the breaker match
+        (:mod:`sidecar.outcomes`). The default knows the sidecar's transport errors and HTTP
+        statuses; protocols with their own failure signals override it."""
+        return classify_http
+
     async def retire(self, live: Mapping[str, UpstreamConfig]) -> None:
         """Close what no upstream in ``live`` uses any more (after a reload drained)."""
 
@@ -192,6 +209,20 @@ class RouteContext:
     rescue_hook: Callable[[Exchange, BaseException], Response | None] | None = None
     #: names the plugin whose code raised an error (``{"plugin": ..., "filter": ...}``), for logs.
     blame: Callable[[BaseException], dict[str, str] | None] | None = None
+    #: the upstream adapter's classifier (:mod:`sidecar.outcomes`).
+    classify: Classifier = classify_http
+    #: state shared by every route of the upstream and kept across reloads (see :meth:`shared`).
+    share: Callable[[str, str, Hashable, Callable[[], Any]], Any] | None = None
+
+    def shared(self, kind: str, key: Hashable, factory: Callable[[], T]) -> T:
+        """One object per (``kind``, upstream) for all routes of the upstream, kept across
+        reloads while ``key`` (typically the policy's config) stays equal: a circuit breaker's
+        state survives a reload that does not change it. Without a sidecar (unit tests), a new
+        object each time."""
+        if self.share is None:
+            return factory()
+        result: T = self.share(kind, self.upstream_name, key, factory)
+        return result
 
     @overload
     def plugin_config(self, name: str) -> Any: ...

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,6 +39,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .base import Model
+from .policies import (
+    CircuitBreakerPolicy,
+    ConcurrencyPolicy,
+    GlobalRateLimitPolicy,
+    RateLimitBackendConfig,
+    RateLimitPolicy,
+    RetryPolicy,
+)
 from .types import (
     Duration,
     HeaderValue,
@@ -120,12 +129,6 @@ def _no_twice(raw: Any) -> Any:
                         {"a": show(prior), "b": show(key)},
                     )
     return raw
-
-
-class Model(BaseModel):
-    """Base of every config section: frozen, and unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AdminConfig(Model):
@@ -229,6 +232,13 @@ class UpstreamConfig(Model):
     host: HeaderValue | None = None
     #: headers set on every request (replacing the app's); values may be secret references.
     request_headers: dict[ConfigurableHeaderName, HeaderValueOrSecret] = {}
+    #: resilience policies (DESIGN §6; docs/resilience.md). Retries, the breaker and the
+    #: concurrency limit are on by default; rate limits only when configured.
+    retry: RetryPolicy = RetryPolicy()
+    circuit_breaker: CircuitBreakerPolicy = CircuitBreakerPolicy()
+    concurrency: ConcurrencyPolicy = ConcurrencyPolicy()
+    rate_limit: RateLimitPolicy | None = None
+    global_rate_limit: GlobalRateLimitPolicy | None = None
     #: adapter-specific options, validated by the adapter's own model.
     options: dict[str, Any] = {}
 
@@ -308,6 +318,15 @@ class RouteConfig(Model):
     upstream: str
     #: replace the matched ``path_prefix`` with this before forwarding (kept when unset).
     prefix_rewrite: str | None = None
+    #: per-route overrides of the upstream's policies (unset: the upstream's). The breaker and
+    #: the concurrency limit protect the upstream as a whole, so they are per upstream only.
+    timeout: PositiveDuration | None = None
+    retry: RetryPolicy | None = None
+    rate_limit: RateLimitPolicy | None = None
+    global_rate_limit: GlobalRateLimitPolicy | None = None
+
+    #: the keys above that override the upstream's.
+    OVERRIDES: ClassVar[tuple[str, ...]] = ("timeout", "retry", "rate_limit", "global_rate_limit")
 
     @field_validator("name")
     @classmethod
@@ -352,6 +371,8 @@ class SidecarConfig(Model):
     http: HttpListenerConfig = HttpListenerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    #: where global rate limits are decided, by name (``upstreams.X.global_rate_limit.backend``).
+    ratelimit_backends: dict[str, RateLimitBackendConfig] = {}
     upstreams: dict[UpstreamName, UpstreamConfig] = {}
     routes: list[RouteConfig] = []
     plugins: PluginsConfig = PluginsConfig()

@@ -97,8 +97,9 @@ CASES: list[tuple[str, str, list[str]]] = [
         f"upstreams: {{p: {{{UP}, on: [503]}}}}\n",
         [
             "sidecar.yaml: upstreams.p.on: unknown key (this section takes: adapter, "
-            "connect_timeout, host, options, pool, request_headers, response_header_timeout, "
-            "timeout, tls, url)"
+            "circuit_breaker, concurrency, connect_timeout, global_rate_limit, host, options, "
+            "pool, rate_limit, request_headers, response_header_timeout, retry, timeout, tls, "
+            "url)"
         ],
     ),
     # --- wrong types

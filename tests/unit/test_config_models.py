@@ -16,6 +16,7 @@ from sidecar.config import (
     load_config,
     models,
     parse_config,
+    policies,
     validate_plugin_sections,
 )
 from sidecar.config.changes import split_changes
@@ -256,11 +257,11 @@ def test_the_documented_complete_example_is_valid_and_sets_every_key() -> None:
     assert missing == set()
     sections = {
         cls
-        for cls in vars(models).values()
+        for module in (models, policies)
+        for cls in vars(module).values()
         if isinstance(cls, type)
         and issubclass(cls, BaseModel)
-        and cls.__module__ == models.__name__
-        and cls is not models.Model
+        and cls.__module__ == module.__name__
     }
     assert set(written) == sections  # every section of the file appears in the example
 
@@ -272,5 +273,14 @@ def test_the_documented_defaults_are_the_real_defaults() -> None:
     for section in ("admin", "http", "shutdown", "telemetry"):
         assert getattr(example, section) == getattr(defaults, section), section
     shown, default = example.upstreams["payments"], defaults.upstreams["payments"]
-    for key in ("timeout", "connect_timeout", "response_header_timeout", "host", "pool"):
+    for key in (
+        "timeout",
+        "connect_timeout",
+        "response_header_timeout",
+        "host",
+        "pool",
+        "retry",
+        "circuit_breaker",
+        "concurrency",
+    ):
         assert getattr(shown, key) == getattr(default, key), key

@@ -1,0 +1,235 @@
+"""Resilience policy sections: ``retry``, ``circuit_breaker``, ``concurrency``, ``rate_limit``,
+``global_rate_limit`` (per upstream, the first three and the limits overridable per route) and
+``ratelimit_backends`` (top level).
+
+Defaults are DESIGN §6: retries, the breaker and the concurrency limit are on with bounded
+defaults; rate limits are off unless configured. Every policy has ``enabled`` so it can be turned
+off explicitly. Conditions (``retry.on``, ``circuit_breaker.failure_on``) are names the adapter's
+classifier produces: ``connect-failure``, ``reset``, ``timeout``, ``protocol``, a status code
+(``503``) or a class (``5xx``); adapters may add their own (gRPC: ``unavailable``...).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Backoff",
+    "CircuitBreakerPolicy",
+    "ConcurrencyPolicy",
+    "GlobalRateLimitPolicy",
+    "Rate",
+    "RateLimitBackendConfig",
+    "RateLimitPolicy",
+    "RetryBudget",
+    "RetryPolicy",
+]
+
+import re
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic_core import PydanticCustomError
+
+from .base import Model
+from .types import Duration, PositiveDuration, Size, show
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|second|m|min|minute|h|hour)\s*$")
+_PERIODS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+class RateValue(NamedTuple):
+    """``requests`` per ``period`` seconds (``100/s`` → (100, 1.0))."""
+
+    requests: float
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.period
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "min", 3600.0: "h", 0.001: "ms"}.get(self.period)
+        n = int(self.requests) if self.requests == int(self.requests) else self.requests
+        return f"{n}/{unit}" if unit else f"{n}/{self.period}s"
+
+
+def parse_rate(value: Any) -> RateValue:
+    if isinstance(value, RateValue):
+        return value
+    if isinstance(value, str):
+        m = _RATE.match(value)
+        if m and float(m.group(1)) > 0:
+            return RateValue(float(m.group(1)), _PERIODS[m.group(2)])
+    raise PydanticCustomError(
+        "rate", 'expected a rate like "100/s" or "1000/min", got {got}', {"got": show(value)}
+    )
+
+
+Rate = Annotated[RateValue, BeforeValidator(parse_rate), PlainSerializer(str)]
+
+#: Condition names every adapter's classifier may produce (plus status codes and ``Nxx``).
+KNOWN_CONDITIONS = frozenset({"connect-failure", "reset", "timeout", "protocol"})
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+def _condition(value: Any) -> str:
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int) and 100 <= value <= 599:
+        return str(value)
+    elif isinstance(value, str):
+        v = value.strip().lower()
+        if v.isdigit() and 100 <= int(v) <= 599:
+            return v
+        if _STATUS_CLASS.match(v) or re.fullmatch(r"[a-z][a-z0-9_-]*", v):
+            return v
+    raise PydanticCustomError(
+        "condition",
+        "expected a condition like connect-failure, reset, timeout, 503 or 5xx, got {got}",
+        {"got": show(value)},
+    )
+
+
+Condition = Annotated[str, BeforeValidator(_condition)]
+
+
+class Backoff(Model):
+    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, base·2ⁿ))."""
+
+    base: PositiveDuration = 0.025
+    max: PositiveDuration = 0.25
+
+
+class RetryBudget(Model):
+    """Retries may add at most ``ratio`` of the upstream's requests over ``window``, but
+    ``min_concurrent`` retries in flight are always allowed (Linkerd/Finagle budgets)."""
+
+    ratio: float = Field(0.2, ge=0.0, le=10.0)
+    min_concurrent: int = Field(3, ge=0, le=10_000)
+    window: PositiveDuration = 10.0
+
+
+class RetryPolicy(Model):
+    """``upstreams.<name>.retry`` (and ``routes[i].retry``)."""
+
+    enabled: bool = True
+    #: attempts in all, the first included (3 = 2 retries).
+    attempts: int = Field(3, ge=1, le=10)
+    #: each attempt's own budget; unset: only the overall ``timeout``.
+    per_try_timeout: PositiveDuration | None = None
+    backoff: Backoff = Backoff()
+    #: what is retried (the adapter's condition names).
+    on: list[Condition] = ["connect-failure", "reset", "502", "503", "504"]
+    #: POST/PATCH (and other non-idempotent methods) retried without an ``Idempotency-Key``.
+    non_idempotent: bool = False
+    #: request bodies up to this size are kept for replay; larger or unknown-length ones are not
+    #: retried.
+    buffer: Size = Field(64 * 1024, le=16 * 1024 * 1024)
+    #: wait what the upstream's ``Retry-After`` asks (if it fits the deadline).
+    honor_retry_after: bool = True
+    budget: RetryBudget = RetryBudget()
+
+
+class CircuitBreakerPolicy(Model):
+    """``upstreams.<name>.circuit_breaker``: closed → open → half-open → closed."""
+
+    enabled: bool = True
+    #: trip after this many failures in a row.
+    consecutive_failures: int = Field(5, ge=1, le=100_000)
+    #: also trip when the failure ratio over ``window`` reaches this (with ``min_requests``).
+    failure_ratio: float | None = Field(None, gt=0.0, le=1.0)
+    window: PositiveDuration = 10.0
+    min_requests: int = Field(20, ge=1)
+    #: how long it stays open the first time; each re-open doubles it up to ``max_open_for``.
+    open_for: PositiveDuration = 30.0
+    max_open_for: PositiveDuration = 300.0
+    #: trial requests let through while half-open.
+    half_open_requests: int = Field(1, ge=1, le=1000)
+    #: what counts as a failure (the adapter's condition names).
+    failure_on: list[Condition] = ["connect-failure", "reset", "timeout", "protocol", "5xx"]
+
+
+class ConcurrencyPolicy(Model):
+    """``upstreams.<name>.concurrency``: in-flight calls to the upstream (load shedding)."""
+
+    enabled: bool = True
+    max_in_flight: int = Field(1024, ge=1, le=1_000_000)
+    #: calls allowed to wait for a slot (0: shed at once with 503 ``overloaded``).
+    queue: int = Field(0, ge=0, le=100_000)
+    #: how long a queued call waits before it is shed.
+    max_wait: Duration = 0.0
+
+
+RateKey = Annotated[
+    str, Field(pattern=r"^(upstream|route|peer|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+]
+
+
+class RateLimitPolicy(Model):
+    """``upstreams.<name>.rate_limit``: a local token bucket (and ``routes[i].rate_limit``)."""
+
+    enabled: bool = True
+    rate: Rate
+    #: bucket size: requests allowed at once after a quiet spell; ``rate`` per second if unset.
+    burst: int | None = Field(None, ge=1)
+    #: what one bucket counts: ``upstream``, ``route``, ``peer`` (the app's address) or
+    #: ``header:<name>`` (one bucket per value; a missing header shares one bucket).
+    key: RateKey = "upstream"
+    #: buckets kept (least recently used dropped first).
+    max_keys: int = Field(10_000, ge=1, le=1_000_000)
+    #: ``reject``: 429 at once; ``wait``: wait up to ``max_wait`` for a token, then 429.
+    on_limit: Literal["reject", "wait"] = "reject"
+    max_wait: Duration = 1.0
+    #: count what would be limited, limit nothing.
+    shadow: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+
+class GlobalRateLimitPolicy(Model):
+    """``upstreams.<name>.global_rate_limit``: one limit shared by every replica."""
+
+    enabled: bool = True
+    #: a name under ``ratelimit_backends``.
+    backend: str
+    rate: Rate
+    #: extra requests allowed at once (GCRA tolerance); ``rate`` per second if unset.
+    burst: int | None = Field(None, ge=1)
+    key: RateKey = "upstream"
+    shadow: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+
+class RateLimitBackendConfig(Model):
+    """``ratelimit_backends.<name>``: where global limits are decided."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    #: a registered backend type: ``redis`` (built in) or a plugin's.
+    type: str
+    #: e.g. ``redis://host:6379/0``.
+    url: str | None = None
+    #: time budget of one decision; past it the ``on_error`` rule applies.
+    timeout: PositiveDuration = 0.020
+    #: backend slow or down: ``allow`` (fail open, the default) or ``deny`` (fail closed, 503).
+    on_error: Literal["allow", "deny"] = "allow"
+
+    def options(self) -> dict[str, Any]:
+        """Backend-specific keys beyond the common ones (validated by the backend)."""
+        return dict(self.model_extra or {})
