@@ -39,6 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..http1 import HOP_BY_HOP
 from .base import Model
 from .policies import (
     CircuitBreakerPolicy,
@@ -68,19 +69,7 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: Headers the sidecar itself owns on the way upstream: setting them from config would break
 #: message framing (content-length, transfer-encoding), the connection (hop-by-hop) or routing
 #: (host has its own key, ``upstreams.<name>.host``).
-RESERVED_HEADERS = frozenset(
-    {
-        "connection",
-        "content-length",
-        "host",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+RESERVED_HEADERS = HOP_BY_HOP | {"host"}
 
 
 def _header_name(name: str) -> str:
