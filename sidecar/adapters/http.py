@@ -84,7 +84,7 @@ class HttpAdapter(Adapter):
             ssl_context=client_ssl_context(up.tls) if https else None,
             server_hostname=server_name,
             max_connections=up.pool.max_connections,
-            max_idle=up.pool.max_idle,
+            max_idle=up.pool.max_idle,  # None: up to max_connections
             idle_timeout=up.pool.idle_timeout,
             connect_timeout=up.connect_timeout,
             on_open=opened.inc,

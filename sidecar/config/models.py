@@ -175,8 +175,9 @@ class PoolConfig(Model):
     #: connections open at once (idle + busy): with HTTP/1.1 this is the upstream's in-flight
     #: limit (DESIGN §6: 1024). A call past it waits up to ``connect_timeout``, then gets 503.
     max_connections: int = Field(1024, ge=1, le=100_000)
-    #: idle connections kept for reuse.
-    max_idle: int = Field(64, ge=0, le=100_000)
+    #: idle connections kept for reuse; unset: up to ``max_connections`` (Envoy's way: idle
+    #: ones close on ``idle_timeout`` only, so a load above a fixed cap does not churn them).
+    max_idle: int | None = Field(None, ge=0, le=100_000)
     #: an idle connection is closed after this long.
     idle_timeout: PositiveDuration = 60.0
 

@@ -1,11 +1,11 @@
 """A bounded keep-alive connection pool for one upstream address.
 
-At most ``max_connections`` connections are open; at most ``max_idle`` of them wait idle for reuse
-(most recently used first, so a burst's extra connections age out) and none longer than
-``idle_timeout``, or than the upstream said it keeps them (``Keep-Alive: timeout=N``, less a
-margin: reusing a connection the upstream is closing is the keep-alive race). A call that finds
-the pool full waits in a FIFO for a free connection until its connect timeout, then gets 503
-``overloaded``: never an unbounded queue.
+At most ``max_connections`` connections are open; at most ``max_idle`` of them (by default all of
+them) wait idle for reuse, most recently used first, so a burst's extra connections age out: none
+waits longer than ``idle_timeout``, or than the upstream said it keeps them (``Keep-Alive:
+timeout=N``, less a margin: reusing a connection the upstream is closing is the keep-alive race).
+A call that finds the pool full waits in a FIFO for a free connection until its connect timeout,
+then gets 503 ``overloaded``: never an unbounded queue.
 
 Connect and TLS errors become :class:`~sidecar.errors.UpstreamConnectError` here. Not here: what
 is written on a connection (:mod:`sidecar.upstream.connection`, the adapter).
@@ -41,7 +41,7 @@ class Pool:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         max_connections: int = 512,
-        max_idle: int = 64,
+        max_idle: int | None = None,
         idle_timeout: float = 60.0,
         connect_timeout: float = 5.0,
         on_open: Callable[[], None] | None = None,
@@ -52,7 +52,10 @@ class Pool:
         self.ssl = ssl_context
         self.server_hostname = server_hostname if ssl_context is not None else None
         self.max_connections = max_connections
-        self.max_idle = max_idle
+        # Closing a connection that could be idle costs a connect per call as soon as more calls
+        # are in flight than the cap (measured: half the calls reconnected at 400 concurrent
+        # with a cap of 64), so by default only idle_timeout closes idle connections (Envoy).
+        self.max_idle = max_connections if max_idle is None else max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         #: idle connections, most recently used last (``acquire`` pops from the end).

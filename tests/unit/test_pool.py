@@ -118,6 +118,29 @@ async def test_only_max_idle_connections_are_kept(connector: FakeConnector) -> N
     assert [c.closed for c in conns] == [False, True, True]
 
 
+async def test_by_default_every_connection_of_a_burst_stays_for_reuse(
+    connector: FakeConnector,
+) -> None:
+    """With more calls in flight than any fixed idle cap, connections are reused, not reopened."""
+    pool = Pool("up", "127.0.0.1", 8080, max_connections=100, connect_timeout=0.05)
+    conns = [(await pool.acquire())[0] for _ in range(100)]
+    for c in conns:
+        _finish(c)
+    await settle()
+    assert len(pool.idle) == 100 and not any(c.closed for c in conns)
+    again = [await pool.acquire() for _ in range(100)]
+    assert all(reused for _, reused in again) and len(connector.made) == 100
+
+
+async def test_the_default_pool_config_keeps_idle_connections_up_to_max_connections() -> None:
+    """`pool.max_idle` unset means as many idle connections as `max_connections` allows."""
+    adapter = HttpAdapter(AdapterServices(Metrics(), logging.getLogger("test")))
+    up = UpstreamConfig(url="http://127.0.0.1:9", pool={"max_connections": 300})
+    pool = adapter._pool("up", up)
+    assert pool.max_idle == 300
+    pool.close()
+
+
 async def test_most_recently_used_idle_connection_is_reused_first(
     connector: FakeConnector,
 ) -> None:
