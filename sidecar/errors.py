@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "BodyTooLarge",
+    "CircuitOpen",
     "ConfigError",
     "ConfigProblem",
     "HeadersTooLarge",
@@ -77,6 +78,12 @@ class NoRoute(SidecarError):
 
 class Overloaded(SidecarError):
     status, grpc_code, code = 503, 14, "overloaded"  # UNAVAILABLE
+
+
+class CircuitOpen(SidecarError):
+    """The upstream's circuit breaker is open: refused without calling it (``Retry-After``)."""
+
+    status, grpc_code, code = 503, 14, "circuit_open"  # UNAVAILABLE
 
 
 class UpstreamConnectError(SidecarError):

@@ -26,7 +26,14 @@ __all__ = [
 import re
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .base import Model
@@ -140,7 +147,14 @@ class RetryPolicy(Model):
 
 
 class CircuitBreakerPolicy(Model):
-    """``upstreams.<name>.circuit_breaker``: closed → open → half-open → closed."""
+    """``upstreams.<name>.circuit_breaker``: closed → open → half-open → closed.
+
+    Closed, it trips after ``consecutive_failures`` failures in a row, or (with ``failure_ratio``)
+    when that share of the calls over ``window`` failed and there were at least ``min_requests``.
+    Open, every call is refused at once (503 ``circuit_open``) for ``open_for``; then it lets
+    ``half_open_requests`` trial calls through: that many successes close it, one failure opens it
+    again for twice as long as the last time, up to ``max_open_for``.
+    """
 
     enabled: bool = True
     #: trip after this many failures in a row.
@@ -152,21 +166,34 @@ class CircuitBreakerPolicy(Model):
     #: how long it stays open the first time; each re-open doubles it up to ``max_open_for``.
     open_for: PositiveDuration = 30.0
     max_open_for: PositiveDuration = 300.0
-    #: trial requests let through while half-open.
+    #: trial calls let through at once while half-open; this many successes close the breaker.
     half_open_requests: int = Field(1, ge=1, le=1000)
     #: what counts as a failure (the adapter's condition names).
     failure_on: list[Condition] = ["connect-failure", "reset", "timeout", "protocol", "5xx"]
 
+    @model_validator(mode="after")
+    def _cap(self) -> CircuitBreakerPolicy:
+        if self.max_open_for < self.open_for:
+            raise PydanticCustomError(
+                "open_for_cap", "max_open_for must be at least open_for (it caps its growth)"
+            )
+        return self
+
 
 class ConcurrencyPolicy(Model):
-    """``upstreams.<name>.concurrency``: in-flight calls to the upstream (load shedding)."""
+    """``upstreams.<name>.concurrency``: in-flight calls to the upstream (load shedding).
+
+    A call holds its slot until the upstream's response head (or error) is back. Past
+    ``max_in_flight`` a call is refused at once with 503 ``overloaded``, unless ``queue`` allows
+    it to wait (first come, first served) for up to ``max_wait``.
+    """
 
     enabled: bool = True
     max_in_flight: int = Field(1024, ge=1, le=1_000_000)
     #: calls allowed to wait for a slot (0: shed at once with 503 ``overloaded``).
     queue: int = Field(0, ge=0, le=100_000)
     #: how long a queued call waits before it is shed.
-    max_wait: Duration = 0.0
+    max_wait: PositiveDuration = 1.0
 
 
 RateKey = Annotated[

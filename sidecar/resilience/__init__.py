@@ -1,0 +1,1 @@
+"""Resilience policy state shared by the resilience filters: breakers, limiters, budgets, buckets."""
