@@ -23,8 +23,10 @@ __all__ = [
     "RetryPolicy",
 ]
 
+import math
 import re
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -37,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .base import Model
-from .types import Duration, PositiveDuration, Size, show
+from .types import Duration, PositiveDuration, SecretField, Size, show
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {
@@ -216,6 +218,8 @@ class RateLimitPolicy(Model):
     #: ``reject``: 429 at once; ``wait``: wait up to ``max_wait`` for a token, then 429.
     on_limit: Literal["reject", "wait"] = "reject"
     max_wait: Duration = 1.0
+    #: calls waiting for a token at once (``wait``), all keys together; past it: 429 at once.
+    max_waiting: int = Field(1000, ge=1, le=1_000_000)
     #: count what would be limited, limit nothing.
     shadow: bool = False
 
@@ -223,6 +227,11 @@ class RateLimitPolicy(Model):
     @classmethod
     def _lower(cls, v: str) -> str:
         return v.lower()
+
+    @property
+    def bucket_size(self) -> int:
+        """``burst``, or one second's worth of ``rate`` (at least 1)."""
+        return self.burst or max(1, math.ceil(self.rate.per_second))
 
 
 class GlobalRateLimitPolicy(Model):
@@ -235,6 +244,7 @@ class GlobalRateLimitPolicy(Model):
     #: extra requests allowed at once (GCRA tolerance); ``rate`` per second if unset.
     burst: int | None = Field(None, ge=1)
     key: RateKey = "upstream"
+    #: count what would be limited, limit nothing.
     shadow: bool = False
 
     @field_validator("key")
@@ -242,16 +252,24 @@ class GlobalRateLimitPolicy(Model):
     def _lower(cls, v: str) -> str:
         return v.lower()
 
+    @property
+    def bucket_size(self) -> int:
+        """``burst``, or one second's worth of ``rate`` (at least 1)."""
+        return self.burst or max(1, math.ceil(self.rate.per_second))
+
 
 class RateLimitBackendConfig(Model):
     """``ratelimit_backends.<name>``: where global limits are decided."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    #: a registered backend type: ``redis`` (built in) or a plugin's.
+    #: a registered backend type: ``local``, ``redis`` (built in) or a plugin's.
     type: str
-    #: e.g. ``redis://host:6379/0``.
+    #: e.g. ``redis://host:6379/0``; which schemes work is the backend's call. No password here:
+    #: ``/config`` shows the URL.
     url: str | None = None
+    #: the backend's password, by reference (``{env: NAME}`` or ``{file: PATH}``).
+    password: SecretField | None = None
     #: time budget of one decision; past it the ``on_error`` rule applies.
     timeout: PositiveDuration = 0.020
     #: backend slow or down: ``allow`` (fail open, the default) or ``deny`` (fail closed, 503).
@@ -260,3 +278,21 @@ class RateLimitBackendConfig(Model):
     def options(self) -> dict[str, Any]:
         """Backend-specific keys beyond the common ones (validated by the backend)."""
         return dict(self.model_extra or {})
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            password = urlsplit(v).password
+        except ValueError:
+            password = None
+        if password is not None:
+            # the message does not repeat the URL: it holds a credential
+            raise PydanticCustomError(
+                "url",
+                "a backend URL carries no password: give it as password: {env: NAME} "
+                "or {file: PATH}",
+            )
+        return v

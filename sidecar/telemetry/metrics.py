@@ -143,6 +143,30 @@ class Metrics:
         )
         build.labels(_version(), platform.python_version(), loop_name()).set(1)
         ProcessCollector(registry=r)
+        # rate limits (sidecar.filters.rate_limit, sidecar.filters.global_rate_limit,
+        # sidecar.ratelimit.guard): mode is what happened to the call (reject: 429, wait:
+        # delayed then sent, shadow: would have been limited); backend is a ratelimit_backends name
+        self.rate_limited = Counter(
+            "sidecar_rate_limited",
+            "Calls a rate limit rejected, delayed or (shadow) would have limited, by upstream, "
+            "route, scope (local, global) and mode (reject, wait, shadow).",
+            ["upstream", "route", "scope", "mode"],
+            registry=r,
+        )
+        self.ratelimit_backend_errors = Counter(
+            "sidecar_ratelimit_backend_errors",
+            "Calls a rate-limit backend could not decide in time (error, timeout, or during an "
+            "outage), decided by its on_error rule instead, by backend.",
+            ["backend"],
+            registry=r,
+        )
+        self.ratelimit_backend_duration = Histogram(
+            "sidecar_ratelimit_backend_duration_seconds",
+            "Round-trip time of one rate-limit backend decision, by backend.",
+            ["backend"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=r,
+        )
 
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
         return RouteMetrics(self, listener, upstream, route)

@@ -1,0 +1,104 @@
+"""The ``redis`` rate-limit backend: one limit shared by every replica, decided in Redis.
+
+Each decision is one round trip: ``EVALSHA`` of a small Lua script (GCRA) that reads the key's
+theoretical arrival time, admits or refuses the call, and writes the new time with an expiry, all
+atomically on the server. The script uses the server's clock (``TIME``), so replicas with
+skewed clocks still share one limit. When the server does not know the script yet (``NOSCRIPT``:
+first use, a restart, ``SCRIPT FLUSH``) the call falls back to ``EVAL`` with the source, which
+also caches it for the next ``EVALSHA``.
+
+One connection pool per backend (redis-py asyncio), bounded (``max_connections``; a call waits
+for a free connection within its time budget); no retries inside redis-py (the budget and the
+outage rules are :mod:`.guard`'s). Times inside the script are integer microseconds, so the
+arithmetic is exact in Lua's doubles.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GCRA_SCRIPT", "RedisBackend", "RedisOptions"]
+
+import hashlib
+from typing import Any
+
+from pydantic import Field
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError
+
+from ..config.base import Model
+from ..config.policies import RateLimitBackendConfig
+from ..config.types import PositiveDuration
+from .backend import Decision, Limit, RateLimitBackend
+
+#: KEYS[1]: the bucket. ARGV[1]: emission interval (µs, integer). ARGV[2]: burst (calls).
+#: Returns {allowed (0|1), remaining calls, µs until a call would be allowed}.
+GCRA_SCRIPT = """
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local new_tat = tat + interval
+local over = new_tat - now - interval * burst
+if over > 0 then
+  return {0, 0, over}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat),
+           'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor(-over / interval), 0}
+"""
+GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
+
+
+class RedisOptions(Model):
+    """Keys of a ``redis`` backend beside ``type``, ``url``, ``password``, ``timeout``..."""
+
+    #: prepended to every key the sidecar writes.
+    key_prefix: str = "sidecar:rl:"
+    #: connections open at once to the server (a call waits for a free one within its budget).
+    max_connections: int = Field(64, ge=1, le=10_000)
+    #: bound on opening one connection (the decision's own budget is usually shorter).
+    connect_timeout: PositiveDuration = 1.0
+
+
+class RedisBackend(RateLimitBackend):
+    options_model = RedisOptions
+    url_schemes = ("redis", "rediss", "unix")
+
+    def __init__(self, name: str, config: RateLimitBackendConfig) -> None:
+        super().__init__(name, config)
+        opts = self.options
+        assert isinstance(opts, RedisOptions)
+        self.prefix = opts.key_prefix
+        password = config.password.reveal() if config.password is not None else None
+        assert config.url is not None  # the config check requires it (url_schemes)
+        self._pool = BlockingConnectionPool.from_url(
+            config.url,
+            max_connections=opts.max_connections,
+            timeout=None,  # the decision's budget bounds the wait for a connection
+            socket_connect_timeout=opts.connect_timeout,
+            socket_timeout=max(opts.connect_timeout, config.timeout),
+            password=password,
+        )
+        self._redis = Redis(connection_pool=self._pool)
+        # the bucket parameters of each Limit, as the script takes them (built once)
+        self._args: dict[Limit, tuple[int, int]] = {}
+
+    async def decide(self, key: str, limit: Limit) -> Decision:
+        args = self._args.get(limit)
+        if args is None:
+            args = self._args[limit] = (max(1, round(limit.interval * 1e6)), limit.burst)
+        full_key = self.prefix + key
+        try:
+            res = await self._redis.evalsha(GCRA_SHA, 1, full_key, *args)
+        except NoScriptError:
+            res = await self._redis.eval(GCRA_SCRIPT, 1, full_key, *args)
+        allowed, remaining, wait_us = res
+        return Decision(bool(allowed), int(remaining), int(wait_us) / 1e6)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._pool.disconnect()
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.config.type, "url": self.config.url, "key_prefix": self.prefix}
