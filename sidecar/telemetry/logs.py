@@ -1,5 +1,6 @@
 """Structured JSON logs: one object per line, the sidecar's own log on stderr, the access log on
-stdout (so a log shipper can route them apart without parsing).
+stdout (so a log shipper can route them apart without parsing). The access log's lines are
+built by the filter itself and written in batches by :mod:`sidecar.telemetry.access_writer`.
 
 Each record becomes ``{"ts", "level", "logger", "msg", ...fields}``; pass fields with
 ``log.info("msg", extra={"fields": {...}})``. An exception's traceback goes under ``exception``.
@@ -10,18 +11,39 @@ formats secrets: callers pass references, never values.
 
 from __future__ import annotations
 
-__all__ = ["ACCESS_LOGGER", "JsonFormatter", "configure_logging"]
+__all__ = ["ACCESS_LOGGER", "JsonFormatter", "configure_logging", "timestamp"]
 
+import atexit
 import json
 import logging
 import sys
 import time
 from typing import Any
 
+from . import access_writer
+
 ACCESS_LOGGER = "sidecar.access"
 
 #: Marks the handlers :func:`configure_logging` installs, so calling it again replaces only them.
 _OURS = "_sidecar_handler"
+_exit_hooked = False
+
+
+#: (second, its formatted prefix): one ``strftime`` per second, not per line. One tuple, so a
+#: thread never sees a second with another second's prefix.
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def timestamp(created: float) -> str:
+    """``created`` (``time.time()``) as ``2026-11-26T10:14:38.663Z``: UTC, milliseconds."""
+    global _ts_cache
+    sec = int(created)
+    cached_sec, prefix = _ts_cache
+    if sec != cached_sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_cache = (sec, prefix)
+    # the milliseconds as logging computes LogRecord.msecs
+    return f"{prefix}.{int((created - sec) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,8 +51,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -73,6 +94,13 @@ def configure_logging(level: str = "info") -> None:
     access.setLevel(lvl)
     access.propagate = False
     _install(access, _handler(sys.stdout))
+    # the access_log filter writes its lines through this, batched off the event loop; the
+    # logger keeps its level (the filter reads it) and its handler (for anything else using it)
+    access_writer.install(access_writer.AccessLogWriter())
+    global _exit_hooked
+    if not _exit_hooked:
+        _exit_hooked = True
+        atexit.register(access_writer.install, None)  # writes the last lines, stops the thread
     # libraries (asyncio's "Task exception was never retrieved", aiohttp's server errors)
     root = logging.getLogger()
     root.setLevel(max(lvl, logging.WARNING))

@@ -28,9 +28,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..loops import loop_name
+from . import access_writer
 
 #: Latency buckets (seconds) fit for a local proxy: sub-millisecond to the 15 s default timeout.
 DURATION_BUCKETS = (
@@ -76,6 +77,17 @@ class _PoolCollector:
             for upstream, state, count in source():
                 fam.add_metric([upstream, state], count)
         yield fam
+
+
+class _AccessLogCollector:
+    """Access-log lines the process lost (stdout did not keep up), read at scrape time."""
+
+    def collect(self) -> Iterable[Any]:
+        yield CounterMetricFamily(
+            "sidecar_access_log_dropped",
+            "Access-log lines dropped because stdout did not keep up (or failed).",
+            value=access_writer.dropped_total(),
+        )
 
 
 class Metrics:
@@ -135,6 +147,7 @@ class Metrics:
         )
         self.pools = _PoolCollector()
         r.register(self.pools)
+        r.register(_AccessLogCollector())
         build = Gauge(
             "sidecar_build_info",
             "Always 1; the labels say which sidecar version runs on which Python and event loop.",

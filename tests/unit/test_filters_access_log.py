@@ -14,6 +14,7 @@ from sidecar.chain import Filter
 from sidecar.errors import UpstreamConnectError, UpstreamTimeout
 from sidecar.exchange import Exchange, Response
 from sidecar.filters import access_log
+from sidecar.telemetry import access_writer
 from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
 from sidecar.testing import make_exchange, make_route_context, responder
 
@@ -26,23 +27,54 @@ class JsonLines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(JsonFormatter())
-        self.lines: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
+        self.records.append(json.loads(self.format(record)))
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        return self.records
 
 
-@pytest.fixture
-def lines() -> Iterator[JsonLines]:
+class WrittenLines:
+    """Collects what the process's access-log writer (``sidecar run``) puts on stdout."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.writer = access_writer.AccessLogWriter(self._write)
+
+    def _write(self, data: bytes) -> int:
+        self.out += data
+        return len(data)
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        self.writer.flush()
+        return [json.loads(x) for x in self.out.decode().splitlines()]
+
+
+@pytest.fixture(params=["logging", "writer"])
+def lines(request: pytest.FixtureRequest) -> Iterator[JsonLines | WrittenLines]:
+    """Both ways a line is written: the ``sidecar.access`` logger, and the batched writer."""
     logger = logging.getLogger(ACCESS_LOGGER)
-    handler = JsonLines()
     old_level = logger.level
-    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    if request.param == "logging":
+        handler = JsonLines()
+        logger.addHandler(handler)
+        try:
+            yield handler
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+        return
+    written = WrittenLines()
+    access_writer.install(written.writer)
     try:
-        yield handler
+        yield written
     finally:
-        logger.removeHandler(handler)
+        access_writer.install(None)
         logger.setLevel(old_level)
 
 
@@ -69,7 +101,9 @@ def raising(error: BaseException):  # type: ignore[no-untyped-def]
     return call_next
 
 
-async def test_one_json_line_per_call_with_the_documented_fields(lines: JsonLines) -> None:
+async def test_one_json_line_per_call_with_the_documented_fields(
+    lines: JsonLines | WrittenLines,
+) -> None:
     """An operator gets method, path, upstream, route, status, duration, bytes and client."""
     f = make()
     ex = make_exchange("POST", "/charges/7", client="127.0.0.1:5555")
@@ -86,7 +120,7 @@ async def test_one_json_line_per_call_with_the_documented_fields(lines: JsonLine
     assert "error" not in line and "aborted" not in line
 
 
-async def test_never_logs_the_query_string(lines: JsonLines) -> None:
+async def test_never_logs_the_query_string(lines: JsonLines | WrittenLines) -> None:
     """Query strings carry API keys and tokens; the access log must not keep them."""
     f = make()
     resp = await f(make_exchange(path="/v1/x", query="api_key=hunter2&x=1"), responder())
@@ -97,7 +131,7 @@ async def test_never_logs_the_query_string(lines: JsonLines) -> None:
 
 
 async def test_sidecar_decisions_and_failures_are_warnings_with_the_reason(
-    lines: JsonLines,
+    lines: JsonLines | WrittenLines,
 ) -> None:
     """A sidecar decision says its reason; 5xx, bugs and cut-short bodies stand out as warnings."""
     f = make()
@@ -118,7 +152,9 @@ async def test_sidecar_decisions_and_failures_are_warnings_with_the_reason(
     ]
 
 
-async def test_a_call_whose_app_went_away_is_logged_as_499_aborted(lines: JsonLines) -> None:
+async def test_a_call_whose_app_went_away_is_logged_as_499_aborted(
+    lines: JsonLines | WrittenLines,
+) -> None:
     """Cancelled calls (app disconnected, drain grace over) still leave their line."""
     f = make()
     with pytest.raises(asyncio.CancelledError):
@@ -128,7 +164,7 @@ async def test_a_call_whose_app_went_away_is_logged_as_499_aborted(lines: JsonLi
 
 
 async def test_sampling_drops_successes_only(
-    lines: JsonLines, monkeypatch: pytest.MonkeyPatch
+    lines: JsonLines | WrittenLines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`sample_ratio` thins out successful calls; errors are always logged."""
     draws = iter([0.1, 0.9, 0.2, 0.8] * 10)
@@ -147,7 +183,7 @@ async def test_sampling_drops_successes_only(
 
 
 async def test_above_info_a_success_builds_nothing_but_errors_still_log(
-    lines: JsonLines,
+    lines: JsonLines | WrittenLines,
 ) -> None:
     """With the log level at warning, a successful call pays no callback and writes no line."""
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
