@@ -30,6 +30,7 @@ from .filters import access_log
 from .listeners.http import HttpListener
 from .plugins import PluginHost, make_plugin_host
 from .registry import Adapter, AdapterServices, RouteContext
+from .resilience.views import PolicyStateCollector, describe_policies
 from .routing import ExplicitRoute, Route, RouteTable
 from .telemetry.metrics import Metrics
 
@@ -63,6 +64,8 @@ class Sidecar:
         # being composed: (kind, upstream) → (config key, object)
         self._shared: dict[tuple[str, str], tuple[Hashable, Any]] = {}
         self._shared_next: dict[tuple[str, str], tuple[Hashable, Any]] = {}
+        # their gauges (circuit state, concurrency in flight...) are read when /metrics is scraped
+        self.metrics.registry.register(PolicyStateCollector(lambda: self._shared))
 
     # --- composition -------------------------------------------------------------------------
 
@@ -376,6 +379,8 @@ class Sidecar:
             adapter = self.adapters.get(up.adapter)
             if adapter is not None:
                 info.update(adapter.describe(name))
+            # live state of each policy object shared by the upstream's routes (breaker, limits)
+            info["policies"] = describe_policies(self._shared, name)
             out[name] = info
         return out
 

@@ -7,8 +7,13 @@ Chain order, outermost first, and why:
   everything that decides, but inside rescue so a rescued error still gets its line from the
   error itself.
 - ``metrics`` (300): counts what the app gets (retries inside it are one call).
+- ``concurrency`` (400): one slot per app call, whatever its retries; inside the rate limits so
+  a call they refuse never holds a slot, outside the deadline so a queued wait is its own
+  (``max_wait``).
 - plugin filters (default 500), later resilience and auth filters.
 - ``timeout`` (800): the overall deadline covers every attempt below it.
+- ``circuit_breaker`` (840): inside ``retry``, so every attempt passes it and an open breaker
+  ends the retries; right above the adapter, so it judges only what the upstream did.
 - ``request_headers`` (900): configured headers are set last so no filter above can undo them.
 """
 
@@ -17,13 +22,15 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from ..registry import (
     ORDER_ACCESS_LOG,
+    ORDER_CIRCUIT_BREAKER,
+    ORDER_CONCURRENCY,
     ORDER_METRICS,
     ORDER_REQUEST_HEADERS,
     ORDER_RESCUE,
     ORDER_TIMEOUT,
     FilterRegistry,
 )
-from . import access_log, metrics, request_headers, rescue, timeout
+from . import access_log, circuit_breaker, concurrency, metrics, request_headers, rescue, timeout
 
 
 @hookimpl(trylast=True)
@@ -31,5 +38,7 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("rescue", rescue.factory, order=ORDER_RESCUE)
     registry.add("access_log", access_log.factory, order=ORDER_ACCESS_LOG)
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
+    registry.add("concurrency", concurrency.factory, order=ORDER_CONCURRENCY)
     registry.add("timeout", timeout.factory, order=ORDER_TIMEOUT)
+    registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
     registry.add("request_headers", request_headers.factory, order=ORDER_REQUEST_HEADERS)

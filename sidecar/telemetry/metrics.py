@@ -156,6 +156,20 @@ class Metrics:
         )
         build.labels(_version(), platform.python_version(), loop_name()).set(1)
         ProcessCollector(registry=r)
+        # circuit breaker and load shedding (their gauges are read at scrape time from the live
+        # policy objects: sidecar.resilience.views)
+        self.circuit_transitions = Counter(
+            "sidecar_circuit_transitions",
+            "Circuit breaker transitions, by upstream and the state entered.",
+            ["upstream", "to"],
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "sidecar_overloaded",
+            "Calls shed by the upstream's concurrency limit, by reason (limit, max_wait).",
+            ["upstream", "reason"],
+            registry=r,
+        )
         # rate limits (sidecar.filters.rate_limit, sidecar.filters.global_rate_limit,
         # sidecar.ratelimit.guard): mode is what happened to the call (reject: 429, wait:
         # delayed then sent, shadow: would have been limited); backend is a ratelimit_backends name

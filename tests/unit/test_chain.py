@@ -91,15 +91,10 @@ def test_builtin_orders_leave_plugin_filters_between_metrics_and_timeout() -> No
         plugin("mine", ("early", ORDER_METRICS + 1), ("plain", ORDER_DEFAULT))
     )
     names = [r.name for r in host.registries.filters.ordered()]
-    assert names == [
-        "rescue",
-        "access_log",
-        "metrics",
-        "early",
-        "plain",
-        "timeout",
-        "request_headers",
-    ]
+    expected = ["rescue", "access_log", "metrics", "early", "plain", "timeout", "request_headers"]
+    # the resilience filters sit between these (their places: sidecar/filters/__init__.py)
+    assert [n for n in names if n in expected] == expected
+    assert names[0] == "rescue" and names[-1] == "request_headers"
 
 
 def plugin(name: str, *filters: tuple[str, int], factory: Any = None) -> object:
