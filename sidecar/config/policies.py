@@ -112,18 +112,26 @@ Condition = Annotated[str, BeforeValidator(_condition)]
 
 
 class Backoff(Model):
-    """Full-jitter exponential backoff: attempt n waits uniform(0, min(max, base·2ⁿ))."""
+    """Full-jitter exponential backoff: retry n waits uniform(0, min(max, base·2ⁿ⁻¹))."""
 
     base: PositiveDuration = 0.025
     max: PositiveDuration = 0.25
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.max < self.base:
+            raise PydanticCustomError("backoff", "max must be at least base")
+        return self
+
 
 class RetryBudget(Model):
-    """Retries may add at most ``ratio`` of the upstream's requests over ``window``, but
-    ``min_concurrent`` retries in flight are always allowed (Linkerd/Finagle budgets)."""
+    """Retries of one upstream are at most ``ratio`` × its requests + ``min_retries`` over the
+    last ``window`` (Finagle/Linkerd budgets): a failing upstream gets at most that share of
+    extra calls, and a quiet one still gets a few retries."""
 
     ratio: float = Field(0.2, ge=0.0, le=10.0)
-    min_concurrent: int = Field(3, ge=0, le=10_000)
+    #: retries always allowed per window, however few requests it saw.
+    min_retries: int = Field(3, ge=0, le=10_000)
     window: PositiveDuration = 10.0
 
 
@@ -136,8 +144,9 @@ class RetryPolicy(Model):
     #: each attempt's own budget; unset: only the overall ``timeout``.
     per_try_timeout: PositiveDuration | None = None
     backoff: Backoff = Backoff()
-    #: what is retried (the adapter's condition names).
-    on: list[Condition] = ["connect-failure", "reset", "502", "503", "504"]
+    #: what is retried (the adapter's condition names). ``timeout`` is an attempt cut by
+    #: ``per_try_timeout`` or ``response_header_timeout`` (the overall deadline leaves no time).
+    on: list[Condition] = ["connect-failure", "reset", "timeout", "502", "503", "504"]
     #: POST/PATCH (and other non-idempotent methods) retried without an ``Idempotency-Key``.
     non_idempotent: bool = False
     #: request bodies up to this size are kept for replay; larger or unknown-length ones are not

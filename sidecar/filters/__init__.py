@@ -12,6 +12,9 @@ Chain order, outermost first, and why:
   (``max_wait``).
 - plugin filters (default 500), later resilience and auth filters.
 - ``timeout`` (800): the overall deadline covers every attempt below it.
+- ``retry`` (820): inside the deadline (which bounds its waits) and outside the breaker, so every
+  attempt passes the breaker and an open breaker stops the retries; outside ``request_headers``
+  and the adapter, which run again for each attempt.
 - ``circuit_breaker`` (840): inside ``retry``, so every attempt passes it and an open breaker
   ends the retries; right above the adapter, so it judges only what the upstream did.
 - ``request_headers`` (900): configured headers are set last so no filter above can undo them.
@@ -27,10 +30,20 @@ from ..registry import (
     ORDER_METRICS,
     ORDER_REQUEST_HEADERS,
     ORDER_RESCUE,
+    ORDER_RETRY,
     ORDER_TIMEOUT,
     FilterRegistry,
 )
-from . import access_log, circuit_breaker, concurrency, metrics, request_headers, rescue, timeout
+from . import (
+    access_log,
+    circuit_breaker,
+    concurrency,
+    metrics,
+    request_headers,
+    rescue,
+    retry,
+    timeout,
+)
 
 
 @hookimpl(trylast=True)
@@ -40,5 +53,6 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
     registry.add("concurrency", concurrency.factory, order=ORDER_CONCURRENCY)
     registry.add("timeout", timeout.factory, order=ORDER_TIMEOUT)
+    registry.add("retry", retry.factory, order=ORDER_RETRY)
     registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
     registry.add("request_headers", request_headers.factory, order=ORDER_REQUEST_HEADERS)

@@ -2,7 +2,8 @@
 
 Fields: ``method``, ``path`` (as forwarded, route prefix stripped; never the query, which may carry
 credentials), ``upstream``, ``route``, ``status``, ``duration_ms`` (to the last body byte written),
-``bytes_sent`` (response body bytes written to the app), ``client``, ``error`` (the
+``bytes_sent`` (response body bytes written to the app), ``client``, ``attempts`` (upstream
+attempts, only on a call that was retried), ``error`` (the
 ``x-sidecar-error`` reason) when the sidecar decided the answer, and ``aborted`` when the response
 was cut short (the app went away, or the drain grace ran out: status 499).
 
@@ -40,6 +41,7 @@ from ..exchange import Exchange, Response
 from ..registry import RouteContext
 from ..telemetry import access_writer
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
+from .retry import ATTEMPTS
 
 log = logging.getLogger(ACCESS_LOGGER)
 
@@ -86,6 +88,9 @@ def _line_writer(upstream: str, route: str, put: Callable[[str], None]) -> Write
             f'"duration_ms": {float(duration)!r}, "bytes_sent": {int(sent)}, '
             f'"client": {_json_str(exchange.client)}'
         )
+        attempts = exchange.stash.get(ATTEMPTS)  # set only when the call was retried
+        if attempts is not None:
+            line += f', "attempts": {int(attempts)}'
         if error:
             line += f', "error": {_json_str(error)}'
         put(line + (', "aborted": true}\n' if not ok else "}\n"))
@@ -108,6 +113,9 @@ def _record_writer(upstream: str, route: str) -> Writer:
             "bytes_sent": sent,
             "client": exchange.client,
         }
+        attempts = exchange.stash.get(ATTEMPTS)  # set only when the call was retried
+        if attempts is not None:
+            fields["attempts"] = attempts
         if error:
             fields["error"] = error
         if not ok:

@@ -170,6 +170,20 @@ class Metrics:
             ["upstream", "reason"],
             registry=r,
         )
+        # retries (sidecar.filters.retry): condition is a name from the route's retry.on,
+        # reason one of the retry filter's SKIP_REASONS
+        self.retries = Counter(
+            "sidecar_retries",
+            "Retries sent, by upstream, route and the condition that caused them.",
+            ["upstream", "route", "condition"],
+            registry=r,
+        )
+        self.retries_skipped = Counter(
+            "sidecar_retries_skipped",
+            "Retryable failures not retried, by upstream, route and reason.",
+            ["upstream", "route", "reason"],
+            registry=r,
+        )
         # rate limits (sidecar.filters.rate_limit, sidecar.filters.global_rate_limit,
         # sidecar.ratelimit.guard): mode is what happened to the call (reject: 429, wait:
         # delayed then sent, shadow: would have been limited); backend is a ratelimit_backends name

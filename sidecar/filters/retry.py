@@ -1,0 +1,185 @@
+"""``retry``: send a failed call again when that is safe, useful and affordable.
+
+On the way back from the adapter, the outcome is classified by the upstream adapter's classifier
+(``ctx.classify``: condition names such as ``connect-failure``, ``reset``, ``timeout``, ``503``).
+A call is sent again only when every one of these holds, checked in this order:
+
+1. an outcome condition is listed in ``retry.on``, and attempts are left (``retry.attempts``
+   counts the first one);
+2. repeating it is safe (:mod:`sidecar.resilience.idempotency`) and its body can be replayed
+   (:mod:`sidecar.resilience.replay`: bodies up to ``retry.buffer``);
+3. the wait fits the deadline: full-jitter backoff, or the upstream's ``Retry-After`` when it sent
+   one (a ``Retry-After`` that ends past the deadline means no retry: its answer goes back);
+4. the upstream's retry budget allows it (:mod:`sidecar.resilience.retry_budget`).
+
+A response is retried only before this filter returns it, so never after any byte reached the
+app; a response given up for a retry has its body closed, so its connection is not reused
+mid-body. ``retry.per_try_timeout`` bounds each attempt (never past the overall deadline, which
+the ``timeout`` filter above sets); an attempt it cuts ends with condition ``timeout``.
+
+Counted: ``sidecar_retries_total{condition}`` per retry, ``sidecar_retries_skipped_total{reason}``
+per retryable failure not retried (``non_idempotent``, ``body_too_large``, ``deadline``,
+``retry_after``, ``budget``); a retried call's access-log line says how many ``attempts`` it
+made (:data:`ATTEMPTS`). Off (``enabled: false``, or one attempt without a per-try timeout): not
+in the chain at all.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ATTEMPTS", "SKIP_REASONS", "factory", "make_retry"]
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from ..chain import Filter, Handler
+from ..errors import SidecarError, UpstreamTimeout
+from ..exchange import Exchange, Response, StashKey
+from ..registry import RouteContext
+from ..resilience.backoff import FullJitterBackoff, parse_retry_after
+from ..resilience.idempotency import may_repeat
+from ..resilience.replay import make_replayable
+from ..resilience.retry_budget import SlidingRetryBudget
+
+#: attempts a call made, set only when it made more than one (the access log reads it).
+ATTEMPTS: StashKey[int] = StashKey("retry.attempts")
+
+#: why a retryable failure was not retried (``sidecar_retries_skipped_total{reason}``).
+SKIP_REASONS = ("non_idempotent", "body_too_large", "deadline", "retry_after", "budget")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def factory(ctx: RouteContext) -> Filter | None:
+    return make_retry(ctx)
+
+
+def make_retry(
+    ctx: RouteContext,
+    *,
+    rand: Callable[[], float] = random.random,
+    sleep: Sleep = asyncio.sleep,
+    wall: Callable[[], float] = time.time,
+) -> Filter | None:
+    """The retry filter of one route; ``rand``, ``sleep`` and ``wall`` (the clock HTTP-dates are
+    measured against) are for tests."""
+    policy = ctx.upstream.retry
+    if not policy.enabled or (policy.attempts == 1 and policy.per_try_timeout is None):
+        return None
+    attempts = policy.attempts
+    per_try = policy.per_try_timeout
+    on = frozenset(policy.on)
+    non_idempotent = policy.non_idempotent
+    limit = policy.buffer
+    honor_retry_after = policy.honor_retry_after
+    classify = ctx.classify
+    backoff = FullJitterBackoff(policy.backoff.base, policy.backoff.max, rand)
+    b = policy.budget
+    # one budget per upstream, whichever route the call took (kept across reloads that leave
+    # the budget's settings alone)
+    budget = ctx.shared(
+        "retry_budget", b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window)
+    )
+    labels = (ctx.upstream_name, ctx.route)
+    retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}
+    skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
+
+    def wait_before(
+        exchange: Exchange, attempt: int, response: Response | None, blocked: str | None
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or ``None``: no retry (counted why)."""
+        if blocked is not None:
+            skipped[blocked]()
+            return None
+        delay = backoff.delay(attempt)
+        reason = "deadline"
+        if honor_retry_after and response is not None:
+            value = response.headers.get("retry-after")
+            if value is not None:
+                asked = parse_retry_after(value, wall())
+                if asked is not None:
+                    delay, reason = asked, "retry_after"
+        deadline = exchange.deadline
+        if deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
+            skipped[reason]()
+            return None
+        if not budget.try_retry():
+            skipped["budget"]()
+            return None
+        return delay
+
+    async def retry(exchange: Exchange, call_next: Handler) -> Response:
+        budget.record_request()
+        # decided before the first attempt: a stream must be buffered before it is sent, or
+        # left alone to be sent once
+        blocked: str | None = None
+        if not may_repeat(exchange, non_idempotent):
+            blocked = "non_idempotent"
+        elif isinstance(exchange.body, bytes):
+            if len(exchange.body) > limit:
+                blocked = "body_too_large"
+        elif not await make_replayable(exchange, limit):
+            blocked = "body_too_large"
+        attempt = 1
+        while True:
+            response: Response | None = None
+            error: SidecarError | None = None
+            try:
+                if per_try is None:
+                    response = await call_next(exchange)
+                else:
+                    response = await _bounded(call_next, exchange, per_try)
+            except SidecarError as e:
+                error = e
+            conditions = classify(response, error)
+            delay: float | None = None
+            if conditions and attempt < attempts:
+                matched = next((c for c in conditions if c in on), None)
+                if matched is not None:
+                    delay = wait_before(exchange, attempt, response, blocked)
+                    if delay is not None:
+                        retried[matched]()
+            if delay is None:
+                if error is not None:
+                    raise error
+                assert response is not None
+                return response
+            if response is not None:
+                await _discard(response)
+            if delay > 0:
+                await sleep(delay)
+            attempt += 1
+            exchange.stash[ATTEMPTS] = attempt
+
+    return retry
+
+
+async def _bounded(call_next: Handler, exchange: Exchange, per_try: float) -> Response:
+    """One attempt bounded by ``per_try`` unless the overall deadline comes first (then the
+    ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
+    deadline = exchange.deadline
+    if deadline is not None and deadline - asyncio.get_running_loop().time() <= per_try:
+        return await call_next(exchange)
+    cm = asyncio.timeout(per_try)
+    try:
+        async with cm:
+            return await call_next(exchange)
+    except TimeoutError:
+        if not cm.expired():
+            raise  # not ours: the timeout filter or a bug below says what it is
+        raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
+
+
+async def _discard(response: Response) -> None:
+    """Give up a response for a retry: close a streaming body (its connection must not be reused
+    mid-body) and tell whoever waits for its end that it was abandoned."""
+    body = response.body
+    if not isinstance(body, bytes):
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
+    callbacks, response.on_complete = response.on_complete, None
+    if callbacks:
+        for done in callbacks:
+            done(False, 0)
