@@ -64,6 +64,8 @@ class Sidecar:
         # being composed: (kind, upstream) → (config key, object)
         self._shared: dict[tuple[str, str], tuple[Hashable, Any]] = {}
         self._shared_next: dict[tuple[str, str], tuple[Hashable, Any]] = {}
+        #: objects lifespans publish for filter factories (``RouteContext.resources``)
+        self.resources: dict[str, Any] = {}
         # their gauges (circuit state, concurrency in flight...) are read when /metrics is scraped
         self.metrics.registry.register(PolicyStateCollector(lambda: self._shared))
 
@@ -73,7 +75,10 @@ class Sidecar:
         regs = self.plugin_host.registries
         adapter_models = {r.name: r.item.options_model for r in regs.adapters.registrations()}
         models = {r.name: r.item for r in regs.config.registrations()}
-        return validate_plugin_sections(config, models, adapter_models, self.config_name)
+        backends = {r.name: r.item for r in regs.ratelimit_backends.registrations()}
+        return validate_plugin_sections(
+            config, models, adapter_models, self.config_name, ratelimit_backends=backends
+        )
 
     def _chain(self, ctx: RouteContext, terminal: Handler) -> Handler:
         filters: list[Filter] = []
@@ -128,6 +133,7 @@ class Sidecar:
             blame=self.plugin_host.blame,
             classify=self.adapters[up.adapter].classifier(upstream, up),
             share=self._share,
+            resources=self.resources,
         )
 
     def _share(self, kind: str, upstream: str, key: Hashable, factory: Callable[[], Any]) -> Any:

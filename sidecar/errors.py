@@ -21,6 +21,8 @@ __all__ = [
     "NoRoute",
     "Overloaded",
     "PluginError",
+    "RateLimitUnavailable",
+    "RateLimited",
     "RegistryConflict",
     "RequestTimeout",
     "SidecarError",
@@ -84,6 +86,18 @@ class CircuitOpen(SidecarError):
     """The upstream's circuit breaker is open: refused without calling it (``Retry-After``)."""
 
     status, grpc_code, code = 503, 14, "circuit_open"  # UNAVAILABLE
+
+
+class RateLimited(SidecarError):
+    """A rate limit refused the call (``Retry-After``, ``RateLimit-Policy``, ``RateLimit``)."""
+
+    status, grpc_code, code = 429, 8, "rate_limited"  # RESOURCE_EXHAUSTED
+
+
+class RateLimitUnavailable(SidecarError):
+    """A global limit's backend could not decide and its ``on_error`` is ``deny``."""
+
+    status, grpc_code, code = 503, 14, "ratelimit_unavailable"  # UNAVAILABLE
 
 
 class UpstreamConnectError(SidecarError):

@@ -28,6 +28,7 @@ __all__ = [
     "sidecar_register_admin_routes",
     "sidecar_register_filters",
     "sidecar_register_lifespans",
+    "sidecar_register_ratelimit_backends",
     "sidecar_rescue",
 ]
 
@@ -37,6 +38,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .exchange import Exchange, Response
+    from .ratelimit.backend import RateLimitBackendRegistry
     from .registry import (
         AdapterRegistry,
         AdminRouteRegistry,
@@ -111,6 +113,26 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     A factory that raises stops start-up (or refuses the reload) naming the plugin and the route;
     a filter that raises while handling a call makes that call a 500 and is logged with the
     plugin's and the filter's name.
+    """
+
+
+@hookspec
+def sidecar_register_ratelimit_backends(registry: RateLimitBackendRegistry) -> None:
+    """Register rate-limit backend types: ``registry.add("name", BackendClass)``.
+
+    When: once, when the plugin host is built.
+
+    :param registry: ``add(name, backend_class)``. ``backend_class`` subclasses
+        :class:`~sidecar.ratelimit.RateLimitBackend`; ``ratelimit_backends.<b>.type: <name>``
+        in the config uses it, and each such backend is constructed once per running sidecar,
+        started when the sidecar starts and closed after it drained. It implements
+        ``async decide(key, limit) -> Decision``; the sidecar bounds each decision by the
+        backend's ``timeout`` and applies ``on_error`` when it raises or runs late.
+        ``backend_class.options_model`` (a pydantic model, or ``None``) validates the backend's
+        own keys; ``backend_class.url_schemes`` says which ``url`` schemes it takes. The
+        built-in types are ``local`` and ``redis``.
+
+    Every implementation is called. A type name taken twice is refused with both owners named.
     """
 
 

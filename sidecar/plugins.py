@@ -41,6 +41,7 @@ from . import hookspecs
 from .blame import Blame
 from .errors import PluginError, RegistryConflict
 from .exchange import Exchange, Response
+from .ratelimit.backend import RateLimitBackendRegistry
 from .registry import (
     AdapterRegistry,
     AdminRouteRegistry,
@@ -58,6 +59,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.adapters.echo",
     "sidecar.filters",
     "sidecar.admin_routes",
+    "sidecar.ratelimit.plugin",
 )
 
 ENTRY_POINT_GROUP = "sidecar"
@@ -84,6 +86,7 @@ class Registries:
     filters: FilterRegistry
     lifespans: LifespanRegistry
     admin_routes: AdminRouteRegistry
+    ratelimit_backends: RateLimitBackendRegistry
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -149,12 +152,14 @@ class PluginHost:
             FilterRegistry(),
             LifespanRegistry(),
             AdminRouteRegistry(),
+            RateLimitBackendRegistry(),
         )
         self._call_each("sidecar_declare_config", regs.config)
         self._call_each("sidecar_register_adapters", regs.adapters)
         self._call_each("sidecar_register_filters", regs.filters)
         self._call_each("sidecar_register_lifespans", regs.lifespans)
         self._call_each("sidecar_register_admin_routes", regs.admin_routes)
+        self._call_each("sidecar_register_ratelimit_backends", regs.ratelimit_backends)
         return regs
 
     def plugins(self) -> list[PluginInfo]:
@@ -170,6 +175,9 @@ class PluginHost:
             registered += [f"config plugins.{x.name}" for x in r.config.by_owner(name)]
             registered += [f"lifespan {x.name}" for x in r.lifespans.by_owner(name)]
             registered += [f"admin {x.name}" for x in r.admin_routes.by_owner(name)]
+            registered += [
+                f"ratelimit backend {x.name}" for x in r.ratelimit_backends.by_owner(name)
+            ]
             if name in rescuers:
                 registered.append("rescue hook")
             out.append(PluginInfo(name, self.source(name), registered))

@@ -213,6 +213,9 @@ class RouteContext:
     classify: Classifier = classify_http
     #: state shared by every route of the upstream and kept across reloads (see :meth:`shared`).
     share: Callable[[str, str, Hashable, Callable[[], Any]], Any] | None = None
+    #: per-sidecar objects that lifespans publish in ``sidecar.resources`` (the live rate-limit
+    #: backends...), read by factories; empty without a sidecar (unit tests pass their own).
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
     def shared(self, kind: str, key: Hashable, factory: Callable[[], T]) -> T:
         """One object per (``kind``, upstream) for all routes of the upstream, kept across

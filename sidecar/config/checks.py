@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigProblem
 from .models import RouteConfig, SidecarConfig, UpstreamConfig
+from .policies import GlobalRateLimitPolicy
 from .source import key_path
 from .types import SecretRef, show
 
@@ -31,11 +32,20 @@ class Parts:
     names: set[str] | None
     upstreams: dict[str, UpstreamConfig]
     routes: list[tuple[int, RouteConfig]]
+    #: every ``ratelimit_backends`` name in the file (``None``: not even a mapping).
+    backends: set[str] | None = None
 
 
 def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
     if config is not None:
-        return Parts(set(config.upstreams), dict(config.upstreams), list(enumerate(config.routes)))
+        return Parts(
+            set(config.upstreams),
+            dict(config.upstreams),
+            list(enumerate(config.routes)),
+            set(config.ratelimit_backends),
+        )
+    raw_backends = data.get("ratelimit_backends", {})
+    backends = {str(n) for n in raw_backends} if isinstance(raw_backends, dict) else None
     raw_upstreams = data.get("upstreams")
     names = {str(n) for n in raw_upstreams} if isinstance(raw_upstreams, dict) else None
     routes = []
@@ -45,16 +55,18 @@ def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
             routes.append((i, RouteConfig.model_validate(raw)))
         except ValidationError:
             pass  # already reported
-    return Parts(names, _valid_entries(raw_upstreams, UpstreamConfig), routes)
+    return Parts(names, _valid_entries(raw_upstreams, UpstreamConfig), routes, backends)
 
 
 def cross_check(parts: Parts, file: str) -> list[ConfigProblem]:
     problems = []
     for name, up in parts.upstreams.items():
         problems += _check_upstream(name, up, file)
+        problems += _check_backend(f"upstreams.{name}", up.global_rate_limit, parts, file)
     seen: dict[str, int] = {}
     for i, route in parts.routes:
         where = f"routes[{i}]"
+        problems += _check_backend(where, route.global_rate_limit, parts, file)
         if parts.names is not None and route.upstream not in parts.names:
             problems.append(
                 ConfigProblem(
@@ -94,6 +106,22 @@ def _hint(name: str, names: set[str]) -> str:
     if close:
         return f" (did you mean {show(close[0])}?)"
     return f" (upstreams: {', '.join(sorted(names))})" if names else " (none are configured)"
+
+
+def _check_backend(
+    where: str, policy: GlobalRateLimitPolicy | None, parts: Parts, file: str
+) -> list[ConfigProblem]:
+    """``global_rate_limit.backend`` names a configured ``ratelimit_backends`` entry."""
+    if policy is None or parts.backends is None or policy.backend in parts.backends:
+        return []
+    names = ", ".join(sorted(parts.backends)) or "none are configured"
+    return [
+        ConfigProblem(
+            file,
+            f"{where}.global_rate_limit.backend",
+            f"no backend named {show(policy.backend)} under ratelimit_backends ({names})",
+        )
+    ]
 
 
 def _valid_entries(raw: Any, model: type[UpstreamConfig]) -> dict[str, UpstreamConfig]:

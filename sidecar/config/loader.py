@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, ConfigProblem
+from ..ratelimit.checks import backend_problems
 from .checks import cross_check, secret_problems, valid_parts
 from .models import SidecarConfig
 from .problems import validation_problems
@@ -41,6 +42,7 @@ from .types import show
 
 if TYPE_CHECKING:
     from ..plugins import Registries
+    from ..ratelimit.backend import RateLimitBackend
 
 DEFAULT_CONFIG_NAME = "<embedded default>"
 
@@ -52,12 +54,15 @@ class PluginSchemas:
     sections: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     #: adapter name → the model of ``upstreams.<u>.options`` (``None``: takes no options).
     adapters: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
+    #: rate-limit backend types by name (``None``: ``ratelimit_backends`` types not checked).
+    ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None
 
     @classmethod
     def of(cls, registries: Registries) -> PluginSchemas:
         return cls(
             {r.name: r.item for r in registries.config.registrations()},
             {r.name: r.item.options_model for r in registries.adapters.registrations()},
+            {r.name: r.item for r in registries.ratelimit_backends.registrations()},
         )
 
 
@@ -152,6 +157,7 @@ def validate_plugin_sections(
     models: Mapping[str, type[BaseModel]],
     adapter_models: Mapping[str, type[BaseModel] | None],
     file: str,
+    ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None,
 ) -> dict[str, BaseModel]:
     """Validate ``plugins.<name>`` and ``upstreams.<u>.options`` of a validated config against the
     declared models; returns the validated sections (each plugin's defaults when absent)."""
@@ -161,8 +167,13 @@ def validate_plugin_sections(
             name: {"adapter": up.adapter, "options": up.options}
             for name, up in config.upstreams.items()
         },
+        "ratelimit_backends": {
+            name: {"type": b.type, "url": b.url, **b.options()}
+            for name, b in config.ratelimit_backends.items()
+        },
     }
-    sections, problems = _plugin_problems(data, PluginSchemas(models, adapter_models), file)
+    schemas = PluginSchemas(models, adapter_models, ratelimit_backends)
+    sections, problems = _plugin_problems(data, schemas, file)
     if problems:
         raise ConfigError(problems)
     return sections
@@ -234,4 +245,8 @@ def _plugin_problems(
                 problems += validation_problems(
                     e, file, ("upstreams", uname, "options"), model_or_none
                 )
+    if schemas.ratelimit_backends is not None:
+        problems += backend_problems(
+            data.get("ratelimit_backends"), schemas.ratelimit_backends, file
+        )
     return sections, problems

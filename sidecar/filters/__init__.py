@@ -7,6 +7,10 @@ Chain order, outermost first, and why:
   everything that decides, but inside rescue so a rescued error still gets its line from the
   error itself.
 - ``metrics`` (300): counts what the app gets (retries inside it are one call).
+- ``rate_limit`` (350): the local bucket; inside ``metrics`` and the access log so a 429 is
+  counted and logged, first among the decisions because it is the cheapest (no I/O).
+- ``global_rate_limit`` (360): right inside the local bucket, so a call it already refused costs
+  no backend round trip; outside the concurrency limit, so a refused call never holds a slot.
 - ``concurrency`` (400): one slot per app call, whatever its retries; inside the rate limits so
   a call they refuse never holds a slot, outside the deadline so a queued wait is its own
   (``max_wait``).
@@ -27,7 +31,9 @@ from ..registry import (
     ORDER_ACCESS_LOG,
     ORDER_CIRCUIT_BREAKER,
     ORDER_CONCURRENCY,
+    ORDER_GLOBAL_RATE_LIMIT,
     ORDER_METRICS,
+    ORDER_RATE_LIMIT,
     ORDER_REQUEST_HEADERS,
     ORDER_RESCUE,
     ORDER_RETRY,
@@ -38,7 +44,9 @@ from . import (
     access_log,
     circuit_breaker,
     concurrency,
+    global_rate_limit,
     metrics,
+    rate_limit,
     request_headers,
     rescue,
     retry,
@@ -51,6 +59,8 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("rescue", rescue.factory, order=ORDER_RESCUE)
     registry.add("access_log", access_log.factory, order=ORDER_ACCESS_LOG)
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
+    registry.add("rate_limit", rate_limit.factory, order=ORDER_RATE_LIMIT)
+    registry.add("global_rate_limit", global_rate_limit.factory, order=ORDER_GLOBAL_RATE_LIMIT)
     registry.add("concurrency", concurrency.factory, order=ORDER_CONCURRENCY)
     registry.add("timeout", timeout.factory, order=ORDER_TIMEOUT)
     registry.add("retry", retry.factory, order=ORDER_RETRY)

@@ -61,6 +61,16 @@ class GuardedBackend:
     def available(self) -> bool:
         return self._down_since is None
 
+    async def start(self, bound: float = 2.0) -> None:
+        """Start the backend (at most ``bound`` seconds). A backend that cannot start begins in
+        an outage (logged once) instead of stopping the sidecar: global limits follow
+        ``on_error`` until it answers."""
+        try:
+            async with asyncio.timeout(bound):
+                await self.backend.start()
+        except Exception as e:
+            self._failed(e, count=False)
+
     async def decide(self, key: str, limit: Limit) -> Decision | None:
         """The backend's decision, or ``None`` when it has none in time (apply ``on_error``)."""
         probe = False
@@ -86,16 +96,17 @@ class GuardedBackend:
             self._recovered()
         return decision
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: Exception, count: bool = True) -> None:
         now = self._clock()
-        self._errors.inc()
-        self._unchecked += 1
+        if count:
+            self._errors.inc()
+            self._unchecked += 1
         self._retry_at = now + self._retry_interval
         if self._down_since is not None:
             return  # logged when the outage began
         self._down_since = now
         reason = (
-            f"no answer within {self.budget * 1000:g} ms"
+            "no answer in time"
             if isinstance(error, TimeoutError)
             else f"{type(error).__name__}: {error}"
         )

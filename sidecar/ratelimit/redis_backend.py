@@ -84,6 +84,10 @@ class RedisBackend(RateLimitBackend):
         # the bucket parameters of each Limit, as the script takes them (built once)
         self._args: dict[Limit, tuple[int, int]] = {}
 
+    async def start(self) -> None:
+        # one connection opened and the script loaded now, so the first call pays neither
+        await self._redis.script_load(GCRA_SCRIPT)
+
     async def decide(self, key: str, limit: Limit) -> Decision:
         args = self._args.get(limit)
         if args is None:
