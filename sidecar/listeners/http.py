@@ -102,6 +102,10 @@ class HttpListener:
         self.draining = True
         if self.server is not None:
             self.server.close()
+        # Requests already read (pipelined behind the one in flight) are still answered, the
+        # last with "Connection: close"; nothing after them is read.
+        for conn in list(self.connections):
+            conn.begin_drain()
         # Busy connections close after their response (it says "Connection: close"); closing
         # ones finish their linger. Idle keep-alive ones close after a short quiet period rather
         # than at once: a request the app sent just before the drain began may still be unread

@@ -258,6 +258,10 @@ class HttpConnection(asyncio.Protocol):
     # --- parser callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.listener.draining:
+            # a request that starts once the drain began (a keep-alive race on an idle
+            # connection) is answered, and is the last one on this connection
+            self.last_request = True
         self.url = b""
         self.hdrs = []
         self.hdr_bytes = 0
@@ -479,8 +483,10 @@ class HttpConnection(asyncio.Protocol):
                 if not await self.answer(item):
                     break
                 if not queue and self.stream is None:
-                    if self.input_closed or self.listener.draining:
-                        break  # past the last request, or shutting down: nothing more comes
+                    if self.input_closed or (self.listener.draining and not self.mid_message):
+                        # past the last request, or shutting down with no request still
+                        # arriving (write_response said Connection: close): nothing more comes
+                        break
                     self.state = HEAD if self.in_head else IDLE
                     self.since = self.listener.now
         except (asyncio.CancelledError, ConnectionError):
@@ -525,6 +531,26 @@ class HttpConnection(asyncio.Protocol):
             resp = error_response(SidecarError("unexpected error in the sidecar"))
             resp.close = True
         return await write_response(self, ex, resp)
+
+    def begin_drain(self) -> None:
+        """Shutting down: answer what was already read, then close (the listener calls this).
+
+        The requests queued behind the one in flight are answered, the last with
+        ``Connection: close`` (see ``more_owed``); a request still arriving is received and
+        answered too; nothing after those is read. An idle connection keeps reading until the
+        listener closes it, so a request that raced the drain is still answered.
+        """
+        if self.closed or self.input_closed:
+            return
+        if self.mid_message:
+            self.last_request = True  # on_message_complete closes input after it
+        elif self.queue or self.state == BUSY:
+            self.input_closed = True
+            self._update_reading()
+
+    def more_owed(self) -> bool:
+        """Whether responses are owed after the one being written (dispatched or arriving)."""
+        return bool(self.queue) or (self.mid_message and not self.input_closed)
 
     # --- responses ---------------------------------------------------------------------------
 

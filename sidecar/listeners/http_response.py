@@ -44,9 +44,10 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     keep = (
         ex.keep_alive
         and not resp.close
-        and not conn.listener.draining
         # the app is still sending a body nobody read: the connection cannot be reused
         and conn.body_incomplete is not ex
+        # draining: requests already read are answered, the last one says Connection: close
+        and (not conn.listener.draining or conn.more_owed())
     )
     line = STATUS_LINES.get(status) if status >= 200 else None
     if line is None:

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until
 
+from .raw_http import RawConnection, get
+
 SLOW = 0.3  # seconds the upstream takes to answer
 
 
@@ -210,3 +212,35 @@ async def test_a_second_sigterm_during_the_drain_stops_at_once() -> None:
                     call.cancel()
         finally:
             release.set()
+
+
+async def test_pipelined_requests_read_before_the_drain_are_answered_the_last_with_close() -> None:
+    """Requests an app pipelined behind a slow call before SIGTERM are answered, not dropped;
+    the last says `Connection: close`, and a request sent after the drain began is not read."""
+    release = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path == "/hold":
+            await release.wait()
+        return web.Response(text=f"answer {request.path}")
+
+    async with FakeUpstream(answer) as up:
+        config = {"shutdown": {"drain_timeout": "20s"}, "upstreams": {"up": {"url": up.url}}}
+        try:
+            with SidecarProcess(config) as p:
+                async with await RawConnection.open(p.http_port) as c:
+                    await c.send(get("/up/hold") + get("/up/second"))
+                    await async_wait_until(lambda: len(up.requests) == 1)  # /second is queued
+                    p.send(signal.SIGTERM)
+                    assert await readiness_went_503(p.admin_url)
+                    await c.send(get("/up/third"))  # after the drain began: never read
+                    release.set()
+                    first, second = await c.response(), await c.response()
+                    assert await c.closed()
+                assert await wait_exit(p, 10) == 0
+        finally:
+            release.set()
+    assert (first.status, first.body, first.header("connection")) == (200, b"answer /hold", None)
+    assert (second.status, second.body) == (200, b"answer /second")
+    assert second.header("connection") == "close"
+    assert [r.path_qs for r in up.requests] == ["/hold", "/second"]
