@@ -67,10 +67,29 @@ def status_line(status: int) -> bytes:
     return line
 
 
+#: ``hop_by_hop_names`` of one ``Connection`` value, for the few values peers really send
+#: (``keep-alive``, ``close``...): computed once each, not per message. Bounded: values come
+#: from the network.
+_ONE_VALUE: dict[str, frozenset[str]] = {}
+_ONE_VALUE_MAX = 64
+
+
 def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
     """``HOP_BY_HOP`` plus the tokens of ``Connection`` header values."""
     if not connection_values:
         return HOP_BY_HOP
+    if len(connection_values) == 1:
+        value = connection_values[0]
+        names = _ONE_VALUE.get(value)
+        if names is None:
+            names = _names(connection_values)
+            if len(_ONE_VALUE) < _ONE_VALUE_MAX:
+                _ONE_VALUE[value] = names
+        return names
+    return _names(connection_values)
+
+
+def _names(connection_values: list[str]) -> frozenset[str]:
     named = {t.strip().lower() for v in connection_values for t in v.split(",") if t.strip()}
     return HOP_BY_HOP | named
 

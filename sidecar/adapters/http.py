@@ -122,16 +122,19 @@ class HttpAdapter(Adapter):
         }
 
         def head(ex: Exchange, length: int | None) -> bytes:
-            out = [f"{ex.method} {base}{ex.target} HTTP/1.1\r\n", host_line]
+            query = ex.query
+            target = f"{ex.path}?{query}" if query else ex.path
+            out = [f"{ex.method} {base}{target} HTTP/1.1\r\n", host_line]
             xff = None
-            for k, v in ex.headers:
+            for k, v in ex.headers.items():
                 if k == "host":
                     continue
                 if k == "x-forwarded-for":
                     xff = v if xff is None else f"{xff}, {v}"
                     continue
                 out.append(f"{k}: {v}\r\n")
-            ip = ex.client.rpartition(":")[0] if ex.client else ""
+            client = ex.client
+            ip = client.rpartition(":")[0] if client else ""
             if ip:
                 out.append(
                     f"x-forwarded-for: {xff}, {ip}\r\n" if xff else f"x-forwarded-for: {ip}\r\n"
@@ -156,11 +159,15 @@ class HttpAdapter(Adapter):
             # the keep-alive race resend
             fresh = False
             while True:
-                try:
-                    conn, reused = await pool.acquire(fresh)
-                except SidecarError as e:
-                    count_failure(e)
-                    raise
+                conn = None if fresh else pool.take_idle()  # no coroutine when one is idle
+                if conn is not None:
+                    reused = True
+                else:
+                    try:
+                        conn, reused = await pool.acquire(fresh)
+                    except SidecarError as e:
+                        count_failure(e)
+                        raise
                 fut = conn.begin(ex.method == "HEAD")
                 transport = conn.transport
                 assert transport is not None

@@ -75,6 +75,8 @@ LINGER_SECONDS = 2.0
 IDLE, HEAD, BUSY, LINGER = 0, 1, 2, 3
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: request methods as llhttp reports them (bytes) → ``str``, filled as they are seen.
+_METHODS: dict[bytes, str] = {}
 
 
 class _Refused(Exception):
@@ -133,6 +135,8 @@ class HttpConnection(asyncio.Protocol):
         self.body_incomplete: Exchange | None = None
         #: absolute-form requests (routed by their authority only); usually ``None``.
         self.absolute_form: set[Exchange] | None = None
+        #: the last ``Host`` value found well-formed (checked once per connection, not per call).
+        self.valid_host: str | None = None
 
     # --- connection events -------------------------------------------------------------------
 
@@ -351,7 +355,11 @@ class HttpConnection(asyncio.Protocol):
         version = p.get_http_version()
         if version != "1.1" and version != "1.0":
             raise BadRequest(f"HTTP/{version} is not supported")
-        method = p.get_method().decode("ascii")
+        raw_method = p.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            # llhttp accepts only the methods it knows: this stays a few dozen entries
+            method = _METHODS[raw_method] = raw_method.decode("ascii")
         if method == "CONNECT":
             raise BadRequest("CONNECT is not supported: call http://127.0.0.1:PORT/<upstream>/...")
         hdrs = self.hdrs
@@ -360,11 +368,15 @@ class HttpConnection(asyncio.Protocol):
         connection: list[str] = []
         content_length: str | None = None
         te: str | None = None
+        hop = False
         for name, value in hdrs:
             if name == "host":
                 hosts += 1
                 host = value
-            elif name == "connection":
+            elif name not in HOP_BY_HOP:
+                continue  # one set lookup for the ordinary headers
+            hop = True
+            if name == "connection":
                 connection.append(value)
             elif name == "content-length":
                 content_length = value
@@ -380,8 +392,10 @@ class HttpConnection(asyncio.Protocol):
                 raise BadRequest("more than one Host header")
             if version == "1.1":
                 raise BadRequest("HTTP/1.1 request without a Host header")
-        elif host is None or not valid_host(host):
-            raise BadRequest("malformed Host header")
+        elif host != self.valid_host:  # an app sends the same Host on every request
+            if host is None or not valid_host(host):
+                raise BadRequest("malformed Host header")
+            self.valid_host = host
         if te is not None:
             # llhttp refuses most bad codings; "gzip, chunked" it lets through, and a 1.0
             # request with Transfer-Encoding has faulty framing (RFC 9112 §6.1)
@@ -401,8 +415,8 @@ class HttpConnection(asyncio.Protocol):
         else:
             host, path, query = parse_absolute_target(url)
             absolute = True
-        drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
-        if any(name in drop for name, _ in hdrs):
+        if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
+            drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
             hdrs = [kv for kv in hdrs if kv[0] not in drop]
         body_length: int | None
         if te is not None:

@@ -57,10 +57,11 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
         status = 502
         line = STATUS_LINES[502]
         resp.body = b""
-    out = [line]
-    for name, value in resp.headers:
-        if name not in FRAMING:
-            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+    # the header lines as one str, encoded once
+    fields = "".join(
+        [f"{name}: {value}\r\n" for name, value in resp.headers if name not in FRAMING]
+    )
+    out = [line, fields.encode("latin-1")]
     body = resp.body
     no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS
     length = len(body) if isinstance(body, bytes) and not no_body else resp.length
@@ -84,7 +85,8 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
         if body and not no_body:
             out.append(body)
         transport.write(b"".join(out))
-        _complete(resp, True, 0 if no_body else len(body))
+        if resp.on_complete:
+            _complete(resp, True, 0 if no_body else len(body))
         return keep
     transport.write(b"".join(out))
     if no_body:

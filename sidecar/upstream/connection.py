@@ -197,18 +197,19 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._hdr_bytes += len(name) + len(value) + 4
-        if self._hdr_bytes > MAX_RESPONSE_HEADER_BYTES:
+        size = self._hdr_bytes = self._hdr_bytes + len(name) + len(value) + 4
+        if size > MAX_RESPONSE_HEADER_BYTES:
             self._error = UpstreamProtocolError(
                 f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes"
             )
             raise self._error
-        if len(self._hdrs) >= MAX_RESPONSE_HEADERS:
+        hdrs = self._hdrs
+        if len(hdrs) >= MAX_RESPONSE_HEADERS:
             self._error = UpstreamProtocolError(
                 f"upstream response has more than {MAX_RESPONSE_HEADERS} headers"
             )
             raise self._error
-        self._hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -228,7 +229,11 @@ class UpstreamConnection(asyncio.Protocol):
         connection: list[str] | None = None
         length: int | None = None
         chunked = False
+        hop = False
         for name, value in hdrs:
+            if name not in HOP_BY_HOP:
+                continue  # one set lookup for the ordinary headers
+            hop = True
             if name == "content-length":
                 length = int(value)  # llhttp rejected anything but one run of digits
             elif name == "transfer-encoding":
@@ -245,8 +250,8 @@ class UpstreamConnection(asyncio.Protocol):
                 connection.append(value)
             elif name == "keep-alive":
                 self.keep_alive_hint = _keep_alive_timeout(value)
-        drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
-        if any(name in drop for name, _ in hdrs):
+        if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
+            drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
             hdrs = [kv for kv in hdrs if kv[0] not in drop]
         if not parser.should_keep_alive():
             self.reusable = False

@@ -71,13 +71,13 @@ class Pool:
     def _factory(self) -> UpstreamConnection:
         return UpstreamConnection(self._free, self._lost)
 
-    async def acquire(self, fresh: bool = False) -> tuple[UpstreamConnection, bool]:
-        """A connection for one exchange and whether it was reused (it may have gone stale).
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle connection for one exchange, if one is fit for reuse; never waits.
 
-        ``fresh`` skips idle connections (a resend after the keep-alive race).
+        The common case of :meth:`acquire` without a coroutine: the adapter tries this first.
         """
         idle = self.idle
-        if idle and not fresh:
+        if idle:
             loop = self._loop or asyncio.get_running_loop()
             now = loop.time()
             while idle:
@@ -88,6 +88,17 @@ class Pool:
                     conn.abort()  # the upstream may be closing it right now
                     continue
                 conn.busy = True
+                return conn
+        return None
+
+    async def acquire(self, fresh: bool = False) -> tuple[UpstreamConnection, bool]:
+        """A connection for one exchange and whether it was reused (it may have gone stale).
+
+        ``fresh`` skips idle connections (a resend after the keep-alive race).
+        """
+        if not fresh:
+            conn = self.take_idle()
+            if conn is not None:
                 return conn, True
         if self.open < self.max_connections:
             return await self._connect(), False
