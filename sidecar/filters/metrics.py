@@ -8,7 +8,8 @@ whose app went away as 499), ``sidecar_request_duration_seconds``, and
 
 Children are resolved when the chain is composed (:class:`~sidecar.telemetry.metrics.RouteMetrics`),
 so a successful call costs a clock read, a gauge up/down, one histogram observe and one counter
-bump: no ``labels()`` lookup. Not here: the metric families themselves
+bump: no ``labels()`` lookup, and no lock (:mod:`sidecar.telemetry.families`: plain numbers
+updated on the event loop). Not here: the metric families themselves
 (:mod:`sidecar.telemetry.metrics`).
 """
 
@@ -30,7 +31,7 @@ CLIENT_CLOSED = 499
 def factory(ctx: RouteContext) -> Filter:
     rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
     observe = rm.duration.observe
-    inc, dec = rm.in_flight.inc, rm.in_flight.dec
+    in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no method call
     count = rm.count
     errors = ctx.metrics.errors
     listener, upstream = ctx.listener, ctx.upstream_name
@@ -44,7 +45,7 @@ def factory(ctx: RouteContext) -> Filter:
         child.inc()
 
     async def metrics(exchange: Exchange, call_next: Handler) -> Response:
-        inc()
+        in_flight.value += 1
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
@@ -59,7 +60,7 @@ def factory(ctx: RouteContext) -> Filter:
             error("internal")
             raise
         finally:
-            dec()
+            in_flight.value -= 1
             observe(perf_counter() - exchange.start)
         count(resp.status)
         return resp

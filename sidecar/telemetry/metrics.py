@@ -4,8 +4,9 @@ Label sets are bounded: listener, upstream and route names come from the config 
 took has ``upstream=""`` and ``route=""``), ``code`` is the 3-digit status the app got, ``reason``
 and ``outcome`` are :mod:`sidecar.errors` codes, ``state`` is ``idle``/``busy``. Nothing from a
 request (path, header, client address) ever becomes a label. Hot-path users resolve labelled
-children once and keep them (``labels()`` costs a lock and a dict lookup), see
-:class:`RouteMetrics`; pool sizes are read at scrape time, never updated per call.
+children once and keep them (``labels()`` is a dict lookup), see :class:`RouteMetrics`; the
+families every call updates are lock-free (:mod:`sidecar.telemetry.families`); pool sizes are
+read at scrape time, never updated per call.
 
 Not here: which filter records what (:mod:`sidecar.filters.metrics`), serving ``/metrics``
 (:mod:`sidecar.admin_routes`). ``docs/operations.md`` lists every family.
@@ -32,6 +33,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..loops import loop_name
 from . import access_writer
+from .families import (
+    CounterChild,
+    GaugeChild,
+    HistogramChild,
+    LoopCounter,
+    LoopGauge,
+    LoopHistogram,
+)
 
 #: Latency buckets (seconds) fit for a local proxy: sub-millisecond to the 15 s default timeout.
 DURATION_BUCKETS = (
@@ -96,43 +105,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+        # updated on every call: lock-free families (sidecar.telemetry.families), same exposition
+        self.requests = LoopCounter(
             "sidecar_requests",
             "Calls answered, by listener, upstream, route and status code.",
             ["listener", "upstream", "route", "code"],
-            registry=r,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "sidecar_request_duration_seconds",
             "Time from the request head to the response head, by listener, upstream and route.",
             ["listener", "upstream", "route"],
             buckets=DURATION_BUCKETS,
-            registry=r,
         )
-        self.in_flight = Gauge(
+        self.in_flight = LoopGauge(
             "sidecar_requests_in_flight",
             "Calls in progress, by listener and upstream.",
             ["listener", "upstream"],
-            registry=r,
         )
-        self.upstream_attempts = Counter(
+        self.upstream_attempts = LoopCounter(
             "sidecar_upstream_attempts",
             "Requests sent to upstreams, by upstream and outcome.",
             ["upstream", "outcome"],
-            registry=r,
         )
+        for family in (self.requests, self.duration, self.in_flight, self.upstream_attempts):
+            r.register(family)
         self.connections_opened = Counter(
             "sidecar_upstream_connections_opened",
             "Upstream connections opened, by upstream.",
             ["upstream"],
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = LoopCounter(
             "sidecar_errors",
             "Synthetic error responses, by listener, upstream and reason.",
             ["listener", "upstream", "reason"],
-            registry=r,
         )
+        r.register(self.errors)
         self.config_reloads = Counter(
             "sidecar_config_reloads",
             "Config reloads, by result (ok, refused).",
@@ -224,12 +232,12 @@ class RouteMetrics:
     def __init__(self, metrics: Metrics, listener: str, upstream: str, route: str) -> None:
         self._metrics = metrics
         self.labels = (listener, upstream, route)
-        self.duration = metrics.duration.labels(listener, upstream, route)
-        self.in_flight = metrics.in_flight.labels(listener, upstream)
-        self._codes: dict[int, Any] = {}
+        self.duration: HistogramChild = metrics.duration.labels(listener, upstream, route)
+        self.in_flight: GaugeChild = metrics.in_flight.labels(listener, upstream)
+        self._codes: dict[int, CounterChild] = {}
 
     def count(self, status: int) -> None:
         child = self._codes.get(status)
         if child is None:
             child = self._codes[status] = self._metrics.requests.labels(*self.labels, str(status))
-        child.inc()
+        child.value += 1
