@@ -68,6 +68,9 @@ class SidecarVariant:
     label: str
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     args: tuple[str, ...] = ()
+    #: servers the variant needs, started once by the bench (pinned with wrk and the upstream):
+    #: ``"redis"`` → a private redis-server whose URL the config reads as ``${BENCH_REDIS_URL}``
+    services: tuple[str, ...] = ()
 
 
 # Add variants here (later issues: e.g. a "full resilience chain" with extra upstream keys).
@@ -82,7 +85,21 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
         label="sidecar (access log on)",
         config={"telemetry": {"log_level": "info"}},
     ),
+    SidecarVariant(
+        key="sidecar-redis",
+        label="sidecar + global rate limit (redis)",
+        # a rate no run reaches: every call pays the Redis round trip, none is refused
+        config={
+            "telemetry": {"log_level": "warning"},
+            "ratelimit_backends": {"bench": {"type": "redis", "url": "${BENCH_REDIS_URL}"}},
+            "upstreams": {"up": {"global_rate_limit": {"backend": "bench", "rate": "1000000/s"}}},
+        },
+        services=("redis",),
+    ),
 ]
+
+#: Variants whose added latency over another variant the report states: (variant, baseline).
+ADDED_LATENCY = [("sidecar-redis", "sidecar")]
 
 
 @dataclasses.dataclass
@@ -353,6 +370,32 @@ def nginx_workers(master: int, timeout: float = 5.0) -> list[int]:
     raise RuntimeError(f"nginx master {master} has no worker process")
 
 
+def start_redis(procs: Processes, tmp: Path, core: int | None) -> str:
+    """A private redis-server (no persistence) on a free port; returns its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server not found (scripts/setup --test installs it)")
+    port = free_port()
+    conf = tmp / "redis.conf"
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndaemonize no\ndir {tmp}\n'
+    )
+    log = tmp / "redis.out"
+    proc = procs.start([exe, str(conf)], core, log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not answer PING:\n{tail(log)}")
+        time.sleep(0.02)
+
+
 def sidecar_config(
     variant: SidecarVariant, admin_port: int, http_port: int, upstream_port: int
 ) -> dict[str, Any]:
@@ -373,6 +416,7 @@ def start_sidecar(
     sidecar_bin: str,
     extra_args: list[str],
     ready_timeout: float,
+    env: dict[str, str] | None = None,
 ) -> Target:
     admin_port, http_port = free_port(), free_port()
     cfg = sidecar_config(variant, admin_port, http_port, upstream_port)
@@ -382,7 +426,7 @@ def start_sidecar(
     argv = [sidecar_bin, "run", "-c", str(cfg_path), *variant.args, *extra_args]
     target = Target(variant.key, variant.label, f"http://127.0.0.1:{http_port}/up/", [], log=log)
     try:
-        proc = procs.start(argv, PROXY_CORE, log)
+        proc = procs.start(argv, PROXY_CORE, log, env={**os.environ, **(env or {})})
     except OSError as e:
         target.broken = f"cannot start {shlex.join(argv)}: {e}"
         return target
@@ -647,6 +691,17 @@ def report(
         f"CPU µs/req = proxy process utime+stime / requests."
     )
     out = head + "\n\n" + "\n".join(lines)
+    labels = {t.key: t.label for t in targets}
+    for key, base in ADDED_LATENCY:
+        if key in med and base in med:
+            m, b = med[key], med[base]
+            assert m["p50"] is not None and b["p50"] is not None
+            assert m["p99"] is not None and b["p99"] is not None
+            out += (
+                f"\n\n{labels[key]} adds {fmt_us(m['p50'] - b['p50'])} at p50 and "
+                f"{fmt_us(m['p99'] - b['p99'])} at p99 over {labels[base]} "
+                f"(RPS {(m['rps'] or 0) / (b['rps'] or 1):.2f}×)."
+            )
     noisy = max((r.foreign_pct for rs in results.values() for r in rs), default=0.0)
     if noisy > args.max_other_load:
         notes.insert(
@@ -815,10 +870,21 @@ def _run(
             t.broken = wait_http(t.url, 10, BODY, proc=master)
             targets.append(t)
     extra_args = shlex.split(args.sidecar_args)
+    service_env: dict[str, str] = {}
+    if any("redis" in v.services for v in variants):
+        with _step(f"redis-server, core {LOAD_CORE}"):
+            service_env["BENCH_REDIS_URL"] = start_redis(procs, tmp, LOAD_CORE)
     for v in variants:
         with _step(f"{v.label}, core {PROXY_CORE}"):
             t = start_sidecar(
-                procs, tmp, v, up_port, args.sidecar_bin, extra_args, args.ready_timeout
+                procs,
+                tmp,
+                v,
+                up_port,
+                args.sidecar_bin,
+                extra_args,
+                args.ready_timeout,
+                service_env,
             )
             if t.broken is None:
                 err = wait_http(t.url, 5, BODY, proc=t.proc)

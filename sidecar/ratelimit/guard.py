@@ -8,7 +8,10 @@ no decision, and the caller applies ``on_error`` (``allow``: fail open, the defa
 
 A failing backend is not asked again for :data:`RETRY_INTERVAL` (so a dead Redis is not hammered
 and calls do not each pay the budget); then one call at a time probes it while the others keep
-being decided by ``on_error``, until a probe succeeds. The outage is logged once when it starts
+being decided by ``on_error``, until a probe succeeds. A call that runs out of budget while the
+backend answered other calls in the meantime is only late, not an outage (a sidecar whose own
+event loop is saturated sees that): it is decided by ``on_error`` and counted, and the backend
+stays in use. The outage is logged once when it starts
 and once when it ends. Decision round-trip times go to
 ``sidecar_ratelimit_backend_duration_seconds{backend}``.
 """
@@ -56,6 +59,7 @@ class GuardedBackend:
         self._retry_at = 0.0
         self._probing = False
         self._unchecked = 0  # calls decided by on_error during the current outage
+        self._answered_at = 0.0  # perf_counter() when the backend last answered
 
     @property
     def available(self) -> bool:
@@ -86,12 +90,18 @@ class GuardedBackend:
                 decision = await self.backend.decide(key, limit)
         except Exception as e:  # TimeoutError (the budget) or whatever the backend raised
             self._observe(time.perf_counter() - start)
+            if isinstance(e, TimeoutError) and self._answered_at > start and not probe:
+                # the backend answered other calls meanwhile: it is up, this call was late
+                # (typically this sidecar's own loop is saturated). Undecided, but no outage.
+                self._errors.inc()
+                return None
             self._failed(e)
             return None
         finally:
             if probe:
                 self._probing = False
-        self._observe(time.perf_counter() - start)
+        self._answered_at = done = time.perf_counter()
+        self._observe(done - start)
         if self._down_since is not None:
             self._recovered()
         return decision

@@ -7,16 +7,21 @@ skewed clocks still share one limit. When the server does not know the script ye
 first use, a restart, ``SCRIPT FLUSH``) the call falls back to ``EVAL`` with the source, which
 also caches it for the next ``EVALSHA``.
 
-One connection pool per backend (redis-py asyncio), bounded (``max_connections``; a call waits
-for a free connection within its time budget); no retries inside redis-py (the budget and the
-outage rules are :mod:`.guard`'s). Times inside the script are integer microseconds, so the
-arithmetic is exact in Lua's doubles.
+Decisions asked in the same event-loop turn go out together in one pipeline (still one script
+and one round trip per decision, but one write and one pool checkout per batch): under
+concurrency this cuts redis-py's CPU per decision by more than half. One connection pool per
+backend (redis-py asyncio), bounded (``max_connections``; a batch waits for a free connection
+within its callers' budget); no retries inside redis-py (the budget and the outage rules are
+:mod:`.guard`'s: a caller that gives up leaves its batch to finish or fail on its own). Times
+inside the script are integer microseconds, so the arithmetic is exact in Lua's doubles; rates
+above 1,000,000/s are counted as 1,000,000/s.
 """
 
 from __future__ import annotations
 
 __all__ = ["GCRA_SCRIPT", "RedisBackend", "RedisOptions"]
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -48,6 +53,10 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat),
 return {1, math.floor(-over / interval), 0}
 """
 GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
+
+
+#: one decision waiting for its batch: full key, script arguments, where the answer goes
+_Pending = tuple[str, tuple[int, int], "asyncio.Future[Decision]"]
 
 
 class RedisOptions(Model):
@@ -83,6 +92,9 @@ class RedisBackend(RateLimitBackend):
         self._redis = Redis(connection_pool=self._pool)
         # the bucket parameters of each Limit, as the script takes them (built once)
         self._args: dict[Limit, tuple[int, int]] = {}
+        self._pending: list[_Pending] = []
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # one connection opened and the script loaded now, so the first call pays neither
@@ -92,15 +104,52 @@ class RedisBackend(RateLimitBackend):
         args = self._args.get(limit)
         if args is None:
             args = self._args[limit] = (max(1, round(limit.interval * 1e6)), limit.burst)
-        full_key = self.prefix + key
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._pending.append((self.prefix + key, args, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._flush_scheduled = False
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
         try:
-            res = await self._redis.evalsha(GCRA_SHA, 1, full_key, *args)
-        except NoScriptError:
-            res = await self._redis.eval(GCRA_SCRIPT, 1, full_key, *args)
-        allowed, remaining, wait_us = res
-        return Decision(bool(allowed), int(remaining), int(wait_us) / 1e6)
+            pipe = self._redis.pipeline(transaction=False)
+            for key, args, _ in batch:
+                pipe.evalsha(GCRA_SHA, 1, key, *args)
+            results = await pipe.execute(raise_on_error=False)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:
+                pipe = self._redis.pipeline(transaction=False)
+                for i in missing:
+                    key, args, _ = batch[i]
+                    pipe.eval(GCRA_SCRIPT, 1, key, *args)
+                for i, r in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+                    results[i] = r
+        except Exception as e:
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for (_, _, fut), res in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, Exception):
+                fut.set_exception(res)
+            else:
+                allowed, remaining, wait_us = res
+                fut.set_result(Decision(bool(allowed), int(remaining), int(wait_us) / 1e6))
 
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
         await self._pool.disconnect()
 

@@ -150,6 +150,28 @@ async def test_while_one_probe_is_out_the_other_calls_do_not_wait_for_it() -> No
     assert len(backend.calls) == 2
 
 
+async def test_a_late_answer_while_others_are_answered_is_not_an_outage(
+    records: list[logging.LogRecord],
+) -> None:
+    """One call over budget while the backend keeps answering (a saturated sidecar): that call
+    is decided by on_error, but the backend stays in use and nothing is logged."""
+
+    class SlowOnce(ScriptedBackend):
+        async def decide(self, key: str, limit: Limit) -> Decision:
+            if key == "slow":
+                await asyncio.sleep(0.1)  # past the 10 ms budget
+            return await super().decide(key, limit)
+
+    backend, metrics = SlowOnce(), Metrics()
+    guard = GuardedBackend(backend, metrics)
+    slow = asyncio.create_task(guard.decide("slow", LIMIT))
+    await asyncio.sleep(0)
+    assert await guard.decide("fast", LIMIT) == Decision(True, 3)  # answered meanwhile
+    assert await slow is None
+    assert guard.available and records == [] and errors(metrics) == 1
+    assert await guard.decide("fast", LIMIT) == Decision(True, 3)
+
+
 async def test_a_backend_that_cannot_start_begins_in_an_outage(
     records: list[logging.LogRecord],
 ) -> None:
