@@ -17,7 +17,7 @@ import httpx
 from aiohttp import web
 
 from sidecar.app import Sidecar
-from sidecar.testing import FakeUpstream, running_sidecar
+from sidecar.testing import FakeUpstream, SidecarProcess, running_sidecar
 from tests.integration.raw_upstream import RawUpstream, UpstreamConn, answer_each, ok_response
 
 FAST = {"base": "1ms", "max": "2ms"}
@@ -110,6 +110,21 @@ async def test_a_503_storm_is_retried_up_to_attempts_and_the_app_gets_the_last_5
         assert retries(s, "503") == 2
 
 
+async def test_the_access_log_line_says_how_many_attempts_a_call_made() -> None:
+    """An operator reading the access log sees that a call was retried, and how often."""
+    async with FakeUpstream(storm([503, 503, 200, 200])) as up:
+        with SidecarProcess(config(up.url)) as p:
+            async with httpx.AsyncClient(base_url=p.http_url, timeout=10.0) as c:
+                assert (await c.get("/up/retried")).status_code == 200
+                assert (await c.get("/up/first-time")).status_code == 200
+            deadline = time.monotonic() + 10
+            while len(p.log_lines(stdout=True)) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            lines = {line["path"]: line for line in p.log_lines(stdout=True)}
+    assert lines["/retried"]["attempts"] == 3
+    assert "attempts" not in lines["/first-time"]
+
+
 async def test_a_post_without_idempotency_key_is_never_retried() -> None:
     """The upstream may have acted on the POST already: it is sent exactly once."""
     async with FakeUpstream(storm([503])) as up, running_sidecar(config(up.url)) as s:
@@ -172,9 +187,8 @@ async def test_the_budget_caps_retries_under_a_failing_upstream() -> None:
         assert 40 <= sent <= 0.2 * 200 + 3
         assert len(up.requests) == 200 + sent
         assert skipped(s, "budget") > 100
-        budget = s.describe_upstreams()["up"].get("policies", {}).get("retry_budget")
-        if budget is not None:  # shown once /upstreams lists policy state
-            assert budget["requests"] == 200 and budget["retries"] == sent
+        budget = s.describe_upstreams()["up"]["policies"]["retry_budget"]  # as on /upstreams
+        assert budget["requests"] == 200 and budget["retries"] == sent
 
 
 async def test_retry_after_is_honoured() -> None:
