@@ -38,6 +38,7 @@ from ..errors import SidecarError, UpstreamTimeout
 from ..exchange import Exchange, Response, StashKey
 from ..registry import RouteContext
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
+from ..resilience.deadlines import DeadlineWheel
 from ..resilience.idempotency import may_repeat
 from ..resilience.replay import make_replayable
 from ..resilience.retry_budget import SlidingRetryBudget
@@ -82,6 +83,7 @@ def make_retry(
         "retry_budget", b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window)
     )
     labels = (ctx.upstream_name, ctx.route)
+    wheel = DeadlineWheel()  # per-try timers (coarse: see sidecar.resilience.deadlines)
     retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}
     skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
 
@@ -129,7 +131,7 @@ def make_retry(
                 if per_try is None:
                     response = await call_next(exchange)
                 else:
-                    response = await _bounded(call_next, exchange, per_try)
+                    response = await _bounded(call_next, exchange, per_try, wheel)
             except SidecarError as e:
                 error = e
             conditions = classify(response, error)
@@ -155,20 +157,33 @@ def make_retry(
     return retry
 
 
-async def _bounded(call_next: Handler, exchange: Exchange, per_try: float) -> Response:
+async def _bounded(
+    call_next: Handler, exchange: Exchange, per_try: float, wheel: DeadlineWheel
+) -> Response:
     """One attempt bounded by ``per_try`` unless the overall deadline comes first (then the
     ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
     deadline = exchange.deadline
-    if deadline is not None and deadline - asyncio.get_running_loop().time() <= per_try:
+    if deadline is not None and deadline - now <= per_try:
         return await call_next(exchange)
-    cm = asyncio.timeout(per_try)
+    task = asyncio.current_task(loop)
+    assert task is not None
+    entry = wheel.add(loop, task, now + per_try)
     try:
-        async with cm:
-            return await call_next(exchange)
-    except TimeoutError:
-        if not cm.expired():
-            raise  # not ours: the timeout filter or a bug below says what it is
-        raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
+        response = await call_next(exchange)
+    except asyncio.CancelledError:
+        # ours only if nothing else (the overall deadline, the app leaving) cancelled too
+        if wheel.remove(entry) and task.uncancel() == 0:
+            raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
+        raise
+    except BaseException:
+        if wheel.remove(entry):
+            task.uncancel()
+        raise
+    if wheel.remove(entry):
+        task.uncancel()
+    return response
 
 
 async def _discard(response: Response) -> None:

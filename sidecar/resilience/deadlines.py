@@ -1,0 +1,111 @@
+"""Coarse deadlines: one loop timer per wheel cancels the calls whose deadline has passed.
+
+``asyncio.timeout`` costs about 4 µs per call (a ``Timeout`` object, a ``TimerHandle`` pushed on
+the loop's heap, an async enter and exit), a tenth of the proxy's CPU per request, for a deadline
+that almost never fires. Here a call joins a bucket of ``tick`` (5 ms) width and leaves it when it
+ends: a small object, a set add and a set discard. One loop timer per wheel is armed for the
+earliest bucket; when it fires, every call in the due buckets is cancelled and the timer is
+re-armed for the next bucket. A deadline fires at most ``tick`` (plus loop latency) late, never
+early. The timer is armed for the earliest bucket that still holds a call, so while calls end
+in time it rarely fires at all.
+
+The caller turns the cancellation into its own error, as ``asyncio.timeout`` does, and only when
+the deadline was the sole reason for it (``task.uncancel() == 0``): an app that went away at the
+same moment stays a cancellation. Not here: what a timeout means to the call (the ``timeout`` and
+``retry`` filters decide that).
+"""
+
+from __future__ import annotations
+
+__all__ = ["TICK", "Deadline", "DeadlineWheel"]
+
+import asyncio
+import heapq
+
+#: bucket width (seconds): how late a deadline may fire at most, before loop latency.
+TICK = 0.005
+#: a timer may run a hair before its time (the loop's clock resolution): due buckets are those
+#: up to this much ahead.
+_EARLY = 1e-6
+
+
+class Deadline:
+    """One call's registration: its task, its bucket and whether the deadline fired."""
+
+    __slots__ = ("fired", "slot", "task")
+
+    def __init__(self, task: asyncio.Task[object], slot: int) -> None:
+        self.task = task
+        self.slot = slot
+        self.fired = False
+
+
+class DeadlineWheel:
+    """Deadlines of many calls on one event loop, checked by one timer."""
+
+    __slots__ = ("_buckets", "_due", "_handle", "_heap", "_loop", "tick")
+
+    def __init__(self, tick: float = TICK) -> None:
+        self.tick = tick
+        self._buckets: dict[int, set[Deadline]] = {}
+        #: bucket slots in time order (a slot may appear twice or be gone: checked when popped).
+        self._heap: list[int] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._due: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], deadline: float
+    ) -> Deadline:
+        """Cancel ``task`` once ``loop.time()`` passes ``deadline`` unless :meth:`remove` comes
+        first."""
+        slot = int(deadline / self.tick) + 1  # the first bucket boundary after the deadline
+        entry = Deadline(task, slot)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = set()
+            heapq.heappush(self._heap, slot)
+            if self._due is None or slot < self._due or loop is not self._loop:
+                self._arm(loop, slot)
+        bucket.add(entry)
+        return entry
+
+    def remove(self, entry: Deadline) -> bool:
+        """The call ended: forget it. Returns whether its deadline fired (the task was
+        cancelled for it)."""
+        bucket = self._buckets.get(entry.slot)
+        if bucket is not None:
+            bucket.discard(entry)
+            if not bucket:
+                del self._buckets[entry.slot]
+        return entry.fired
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, slot: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._loop = loop
+        self._due = slot
+        self._handle = loop.call_at(slot * self.tick, self._fire)
+
+    def _fire(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._handle = self._due = None
+        now = (loop.time() + _EARLY) / self.tick
+        heap, buckets = self._heap, self._buckets
+        while heap and heap[0] <= now:
+            bucket = buckets.pop(heapq.heappop(heap), None)
+            if bucket:
+                for entry in bucket:
+                    entry.fired = True
+                    entry.task.cancel()
+        # buckets emptied by calls that ended in time are gone: skip them, so the next timer is
+        # for a bucket that still holds a call
+        while heap and heap[0] not in buckets:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(loop, heap[0])
+
+    def __len__(self) -> int:
+        """Calls registered (for tests and leak checks)."""
+        return sum(len(b) for b in self._buckets.values())
