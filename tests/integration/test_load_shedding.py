@@ -69,6 +69,7 @@ async def test_n_plus_k_concurrent_calls_exactly_k_are_shed_at_once() -> None:
         }
         async with running_sidecar(cfg) as s, client(s) as c:
             calls = [asyncio.create_task(c.get(f"/slow/{i}")) for i in range(7)]
+            await async_wait_until(lambda: len(held.arrived) == 4, WAIT)
             await async_wait_until(lambda: sum(t.done() for t in calls) == 3, WAIT)
             shed = [t.result() for t in calls if t.done()]
             for r in shed:
