@@ -289,3 +289,34 @@ async def test_one_breaker_per_upstream_across_routes_kept_across_an_unrelated_r
             r = await c.get("/pay/e")
             assert r.status_code == 503 and "x-sidecar-error" not in r.headers
             assert len(up.requests) == 3
+
+
+async def test_calls_cut_by_the_timeout_count_as_failures() -> None:
+    """An upstream that stalls past `timeout` is a failing upstream: the breaker opens."""
+    stop = asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        await asyncio.wait_for(stop.wait(), WAIT)
+        return web.Response(text="late")
+
+    async with FakeUpstream(stalls) as up:
+        cfg = {
+            "upstreams": {
+                "pay": {
+                    "url": up.url,
+                    "timeout": "100ms",
+                    "retry": {"enabled": False},
+                    "circuit_breaker": {"consecutive_failures": 2},
+                }
+            }
+        }
+        try:
+            async with (
+                running_sidecar(cfg) as s,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.http_port}", timeout=WAIT) as c,
+            ):
+                codes = [(await c.get("/pay/")).headers["x-sidecar-error"] for _ in range(3)]
+                assert codes == ["upstream_timeout", "upstream_timeout", "circuit_open"]
+                assert len(up.requests) == 2
+        finally:
+            stop.set()
