@@ -75,6 +75,8 @@ class AccessLogWriter:
         self._io = threading.Lock()  # one batch written at a time, in order
         self._wake = threading.Event()
         self._closing = False
+        #: the thread was woken for the current batch (a hint: a lost race costs one more set).
+        self._kicked = False
         self._thread = threading.Thread(target=self._run, name="sidecar-access-log", daemon=True)
         self._thread.start()
 
@@ -88,7 +90,10 @@ class AccessLogWriter:
                 return
             self._lines.append(line)
             self._size = size
-        if size >= self._batch_bytes:
+        if size >= self._batch_bytes and not self._kicked:
+            # once per batch: Event.set is a lock and a notify, and the thread may take a few
+            # ms (the GIL switch interval) to come for the batch
+            self._kicked = True
             self._wake.set()
 
     @property
@@ -124,6 +129,7 @@ class AccessLogWriter:
             with self._lock:
                 lines, self._lines = self._lines, []
                 self._size = 0
+                self._kicked = False
             if lines:
                 self._write_all("".join(lines).encode("utf-8"), len(lines))
             lost = self.dropped + self.failed
