@@ -170,6 +170,9 @@ async def _bounded(
     task = asyncio.current_task(loop)
     assert task is not None
     entry = wheel.add(loop, task, now + per_try)
+    # the attempt sees its own, earlier deadline: filters below (the breaker) bound their waits
+    # by it and can tell a per-try cut from the app going away
+    exchange.deadline = now + per_try
     try:
         response = await call_next(exchange)
     except asyncio.CancelledError:
@@ -181,6 +184,8 @@ async def _bounded(
         if wheel.remove(entry):
             task.uncancel()
         raise
+    finally:
+        exchange.deadline = deadline
     if wheel.remove(entry):
         task.uncancel()
     return response

@@ -320,3 +320,38 @@ async def test_calls_cut_by_the_timeout_count_as_failures() -> None:
                 assert len(up.requests) == 2
         finally:
             stop.set()
+
+
+async def test_attempts_cut_by_per_try_timeout_count_as_failures() -> None:
+    """A stalling upstream trips the breaker through per-try timeouts, not only overall ones."""
+
+    released = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        async with asyncio.timeout(WAIT):
+            await released.wait()
+        return web.Response(text="late")
+
+    async with FakeUpstream(stall) as up:
+        cfg = {
+            "upstreams": {
+                "pay": {
+                    "url": up.url,
+                    "timeout": "5s",
+                    "retry": {"attempts": 2, "per_try_timeout": "100ms", "on": ["timeout"]},
+                    "circuit_breaker": {"consecutive_failures": 2, "open_for": "30s"},
+                }
+            }
+        }
+        async with (
+            running_sidecar(cfg) as s,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.http_port}", timeout=WAIT) as c,
+        ):
+            first = await c.get("/pay/x")  # two attempts, each cut at 100 ms: two failures
+            assert first.status_code == 504
+            assert breaker_state(s)["state"] == "open"
+            calls = len(up.requests)
+            rejected = await c.get("/pay/x")
+            assert rejected.headers["x-sidecar-error"] == "circuit_open"
+            assert len(up.requests) == calls
+            released.set()
