@@ -74,15 +74,37 @@ class SidecarVariant:
 
 
 # Add variants here (later issues: e.g. a "full resilience chain" with extra upstream keys).
+#: Retries, the breaker and the concurrency limit are on by default (DESIGN §6): the "plain"
+#: variant turns them off to price the proxy alone; "full chain" adds a local rate limit.
+_POLICIES_OFF = {
+    "retry": {"enabled": False},
+    "circuit_breaker": {"enabled": False},
+    "concurrency": {"enabled": False},
+}
+
 SIDECAR_VARIANTS: list[SidecarVariant] = [
     SidecarVariant(
+        key="sidecar-plain",
+        label="sidecar, plain proxy (no policies, log level warning)",
+        config={"telemetry": {"log_level": "warning"}, "upstreams": {"up": _POLICIES_OFF}},
+    ),
+    SidecarVariant(
         key="sidecar",
-        label="sidecar (log level warning)",
+        label="sidecar, defaults (retry, breaker, concurrency limit; log level warning)",
         config={"telemetry": {"log_level": "warning"}},
     ),
     SidecarVariant(
+        key="sidecar-full",
+        label="sidecar, full resilience chain (defaults + local rate limit)",
+        # a rate no run reaches: every call takes a token, none is refused
+        config={
+            "telemetry": {"log_level": "warning"},
+            "upstreams": {"up": {"rate_limit": {"rate": "10000000/s"}}},
+        },
+    ),
+    SidecarVariant(
         key="sidecar-log",
-        label="sidecar (access log on)",
+        label="sidecar, defaults + access log on",
         config={"telemetry": {"log_level": "info"}},
     ),
     SidecarVariant(
@@ -98,8 +120,12 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
     ),
 ]
 
-#: Variants whose added latency over another variant the report states: (variant, baseline).
-ADDED_LATENCY = [("sidecar-redis", "sidecar")]
+#: Variants whose added latency (and RPS ratio) over another variant the report states.
+ADDED_LATENCY = [
+    ("sidecar", "sidecar-plain"),
+    ("sidecar-full", "sidecar-plain"),
+    ("sidecar-redis", "sidecar"),
+]
 
 
 @dataclasses.dataclass
