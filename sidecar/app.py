@@ -76,8 +76,14 @@ class Sidecar:
         adapter_models = {r.name: r.item.options_model for r in regs.adapters.registrations()}
         models = {r.name: r.item for r in regs.config.registrations()}
         backends = {r.name: r.item for r in regs.ratelimit_backends.registrations()}
+        credentials = {r.name: r.item for r in regs.credentials.registrations()}
         return validate_plugin_sections(
-            config, models, adapter_models, self.config_name, ratelimit_backends=backends
+            config,
+            models,
+            adapter_models,
+            self.config_name,
+            ratelimit_backends=backends,
+            credentials=credentials,
         )
 
     def _chain(self, ctx: RouteContext, terminal: Handler) -> Handler:

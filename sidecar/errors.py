@@ -17,6 +17,7 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "ConfigProblem",
+    "CredentialsUnavailable",
     "HeadersTooLarge",
     "NoRoute",
     "Overloaded",
@@ -26,6 +27,7 @@ __all__ = [
     "RegistryConflict",
     "RequestTimeout",
     "SidecarError",
+    "SignatureInvalid",
     "UpstreamConnectError",
     "UpstreamProtocolError",
     "UpstreamReset",
@@ -98,6 +100,19 @@ class RateLimitUnavailable(SidecarError):
     """A global limit's backend could not decide and its ``on_error`` is ``deny``."""
 
     status, grpc_code, code = 503, 14, "ratelimit_unavailable"  # UNAVAILABLE
+
+
+class CredentialsUnavailable(SidecarError):
+    """The upstream's credential cannot be had: no valid token is cached and the identity
+    provider fails (an expired token is never sent instead)."""
+
+    status, grpc_code, code = 503, 14, "credentials_unavailable"  # UNAVAILABLE
+
+
+class SignatureInvalid(SidecarError):
+    """An inbound request's HMAC signature or timestamp did not verify (or was a replay)."""
+
+    status, grpc_code, code = 401, 16, "signature_invalid"  # UNAUTHENTICATED
 
 
 class UpstreamConnectError(SidecarError):

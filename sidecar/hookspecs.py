@@ -26,6 +26,7 @@ __all__ = [
     "sidecar_declare_config",
     "sidecar_register_adapters",
     "sidecar_register_admin_routes",
+    "sidecar_register_credentials",
     "sidecar_register_filters",
     "sidecar_register_lifespans",
     "sidecar_register_ratelimit_backends",
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .auth.provider import CredentialRegistry
     from .exchange import Exchange, Response
     from .ratelimit.backend import RateLimitBackendRegistry
     from .registry import (
@@ -131,6 +133,26 @@ def sidecar_register_ratelimit_backends(registry: RateLimitBackendRegistry) -> N
         ``backend_class.options_model`` (a pydantic model, or ``None``) validates the backend's
         own keys; ``backend_class.url_schemes`` says which ``url`` schemes it takes. The
         built-in types are ``local`` and ``redis``.
+
+    Every implementation is called. A type name taken twice is refused with both owners named.
+    """
+
+
+@hookspec
+def sidecar_register_credentials(registry: CredentialRegistry) -> None:
+    """Register credential provider types: ``registry.add("name", ProviderClass)``.
+
+    When: once, when the plugin host is built.
+
+    :param registry: ``add(name, provider_class)``. ``provider_class`` subclasses
+        :class:`~sidecar.auth.CredentialProvider`; ``upstreams.<u>.auth.type: <name>`` in the
+        config uses it. ``provider_class.settings_model`` (a pydantic model) validates the keys
+        of ``upstreams.<u>.auth`` beside ``type`` and ``pass_through`` (each problem at its key
+        path, by ``sidecar check`` too). One instance is built per upstream when routes are
+        composed, and kept across reloads that leave the upstream's ``auth`` alone; it puts the
+        credential on each call (``inject`` or ``async apply``), replacing the app's. The
+        built-in types are ``api_key``, ``bearer``, ``basic``, ``oauth2_client_credentials`` and
+        ``hmac``.
 
     Every implementation is called. A type name taken twice is refused with both owners named.
     """

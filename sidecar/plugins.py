@@ -38,6 +38,7 @@ from typing import Any, cast
 import pluggy
 
 from . import hookspecs
+from .auth.provider import CredentialRegistry
 from .blame import Blame
 from .errors import PluginError, RegistryConflict
 from .exchange import Exchange, Response
@@ -60,6 +61,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.filters",
     "sidecar.admin_routes",
     "sidecar.ratelimit.plugin",
+    "sidecar.auth.plugin",
 )
 
 ENTRY_POINT_GROUP = "sidecar"
@@ -87,6 +89,7 @@ class Registries:
     lifespans: LifespanRegistry
     admin_routes: AdminRouteRegistry
     ratelimit_backends: RateLimitBackendRegistry
+    credentials: CredentialRegistry
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -153,6 +156,7 @@ class PluginHost:
             LifespanRegistry(),
             AdminRouteRegistry(),
             RateLimitBackendRegistry(),
+            CredentialRegistry(),
         )
         self._call_each("sidecar_declare_config", regs.config)
         self._call_each("sidecar_register_adapters", regs.adapters)
@@ -160,6 +164,7 @@ class PluginHost:
         self._call_each("sidecar_register_lifespans", regs.lifespans)
         self._call_each("sidecar_register_admin_routes", regs.admin_routes)
         self._call_each("sidecar_register_ratelimit_backends", regs.ratelimit_backends)
+        self._call_each("sidecar_register_credentials", regs.credentials)
         return regs
 
     def plugins(self) -> list[PluginInfo]:
@@ -178,6 +183,7 @@ class PluginHost:
             registered += [
                 f"ratelimit backend {x.name}" for x in r.ratelimit_backends.by_owner(name)
             ]
+            registered += [f"credential provider {x.name}" for x in r.credentials.by_owner(name)]
             if name in rescuers:
                 registered.append("rescue hook")
             out.append(PluginInfo(name, self.source(name), registered))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "ORDER_ACCESS_LOG",
+    "ORDER_AUTH",
     "ORDER_CIRCUIT_BREAKER",
     "ORDER_CONCURRENCY",
     "ORDER_DEFAULT",
@@ -26,6 +27,7 @@ __all__ = [
     "ORDER_RESCUE",
     "ORDER_RETRY",
     "ORDER_TIMEOUT",
+    "ORDER_VERIFY_HMAC",
     "Adapter",
     "AdapterRegistry",
     "AdapterServices",
@@ -73,6 +75,7 @@ log = logging.getLogger("sidecar.plugins")
 ORDER_RESCUE = 0
 ORDER_ACCESS_LOG = 100
 ORDER_METRICS = 300
+ORDER_VERIFY_HMAC = 320
 ORDER_RATE_LIMIT = 350
 ORDER_GLOBAL_RATE_LIMIT = 360
 ORDER_CONCURRENCY = 400
@@ -80,6 +83,7 @@ ORDER_DEFAULT = 500
 ORDER_TIMEOUT = 800
 ORDER_RETRY = 820
 ORDER_CIRCUIT_BREAKER = 840
+ORDER_AUTH = 860
 ORDER_REQUEST_HEADERS = 900
 
 

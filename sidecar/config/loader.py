@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..auth.checks import auth_problems
 from ..errors import ConfigError, ConfigProblem
 from ..ratelimit.checks import backend_problems
 from .checks import cross_check, secret_problems, valid_parts
@@ -41,6 +42,7 @@ from .source import read_data
 from .types import show
 
 if TYPE_CHECKING:
+    from ..auth.provider import CredentialProvider
     from ..plugins import Registries
     from ..ratelimit.backend import RateLimitBackend
 
@@ -56,6 +58,8 @@ class PluginSchemas:
     adapters: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
     #: rate-limit backend types by name (``None``: ``ratelimit_backends`` types not checked).
     ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None
+    #: credential provider types by name (``None``: ``upstreams.<u>.auth`` not checked).
+    credentials: Mapping[str, type[CredentialProvider]] | None = None
 
     @classmethod
     def of(cls, registries: Registries) -> PluginSchemas:
@@ -63,6 +67,7 @@ class PluginSchemas:
             {r.name: r.item for r in registries.config.registrations()},
             {r.name: r.item.options_model for r in registries.adapters.registrations()},
             {r.name: r.item for r in registries.ratelimit_backends.registrations()},
+            {r.name: r.item for r in registries.credentials.registrations()},
         )
 
 
@@ -158,13 +163,19 @@ def validate_plugin_sections(
     adapter_models: Mapping[str, type[BaseModel] | None],
     file: str,
     ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None,
+    credentials: Mapping[str, type[CredentialProvider]] | None = None,
 ) -> dict[str, BaseModel]:
     """Validate ``plugins.<name>`` and ``upstreams.<u>.options`` of a validated config against the
     declared models; returns the validated sections (each plugin's defaults when absent)."""
     data = {
         "plugins": {**(config.plugins.model_extra or {}), "disabled": config.plugins.disabled},
         "upstreams": {
-            name: {"adapter": up.adapter, "options": up.options}
+            name: {
+                "adapter": up.adapter,
+                "options": up.options,
+                "auth": up.auth.model_dump() if up.auth is not None else None,
+                "request_headers": up.request_headers,
+            }
             for name, up in config.upstreams.items()
         },
         "ratelimit_backends": {
@@ -172,7 +183,7 @@ def validate_plugin_sections(
             for name, b in config.ratelimit_backends.items()
         },
     }
-    schemas = PluginSchemas(models, adapter_models, ratelimit_backends)
+    schemas = PluginSchemas(models, adapter_models, ratelimit_backends, credentials)
     sections, problems = _plugin_problems(data, schemas, file)
     if problems:
         raise ConfigError(problems)
@@ -249,4 +260,6 @@ def _plugin_problems(
         problems += backend_problems(
             data.get("ratelimit_backends"), schemas.ratelimit_backends, file
         )
+    if schemas.credentials is not None:
+        problems += auth_problems(upstreams, schemas.credentials, file)
     return sections, problems

@@ -42,12 +42,14 @@ from pydantic_core import PydanticCustomError
 from ..http1 import HOP_BY_HOP
 from .base import Model
 from .policies import (
+    AuthPolicy,
     CircuitBreakerPolicy,
     ConcurrencyPolicy,
     GlobalRateLimitPolicy,
     RateLimitBackendConfig,
     RateLimitPolicy,
     RetryPolicy,
+    VerifyHmacPolicy,
 )
 from .types import (
     Duration,
@@ -229,6 +231,10 @@ class UpstreamConfig(Model):
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy()
     rate_limit: RateLimitPolicy | None = None
     global_rate_limit: GlobalRateLimitPolicy | None = None
+    #: the credential put on every call (docs/credentials.md); none when unset.
+    auth: AuthPolicy | None = None
+    #: inbound verification of signed calls (webhooks); off when unset.
+    verify_hmac: VerifyHmacPolicy | None = None
     #: adapter-specific options, validated by the adapter's own model.
     options: dict[str, Any] = {}
 
@@ -314,9 +320,16 @@ class RouteConfig(Model):
     retry: RetryPolicy | None = None
     rate_limit: RateLimitPolicy | None = None
     global_rate_limit: GlobalRateLimitPolicy | None = None
+    verify_hmac: VerifyHmacPolicy | None = None
 
     #: the keys above that override the upstream's.
-    OVERRIDES: ClassVar[tuple[str, ...]] = ("timeout", "retry", "rate_limit", "global_rate_limit")
+    OVERRIDES: ClassVar[tuple[str, ...]] = (
+        "timeout",
+        "retry",
+        "rate_limit",
+        "global_rate_limit",
+        "verify_hmac",
+    )
 
     @field_validator("name")
     @classmethod

@@ -12,6 +12,7 @@ classifier produces: ``connect-failure``, ``reset``, ``timeout``, ``protocol``, 
 from __future__ import annotations
 
 __all__ = [
+    "AuthPolicy",
     "Backoff",
     "CircuitBreakerPolicy",
     "ConcurrencyPolicy",
@@ -21,6 +22,8 @@ __all__ = [
     "RateLimitPolicy",
     "RetryBudget",
     "RetryPolicy",
+    "SecretByReference",
+    "VerifyHmacPolicy",
 ]
 
 import math
@@ -39,7 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .base import Model
-from .types import Duration, PositiveDuration, SecretField, Size, show
+from .types import Duration, PositiveDuration, SecretField, SecretRef, Size, show
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {
@@ -305,3 +308,79 @@ class RateLimitBackendConfig(Model):
                 "or {file: PATH}",
             )
         return v
+
+
+# --- credentials (docs/credentials.md) ---------------------------------------------------------
+
+
+def _by_reference(value: Any) -> Any:
+    """A secret is a reference; anything else is refused without repeating it (a value written
+    inline here would be a secret in the file, and then in this very message)."""
+    if isinstance(value, dict | SecretRef):
+        return value
+    raise PydanticCustomError(
+        "secret_ref",
+        "a secret is given by reference, {env: NAME} or {file: PATH}, never inline "
+        "(the value is not repeated here)",
+    )
+
+
+#: A secret field that takes only ``{env: NAME}`` / ``{file: PATH}``.
+SecretByReference = Annotated[SecretRef, BeforeValidator(_by_reference)]
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _header_name(value: Any) -> Any:
+    if isinstance(value, str) and _HEADER_NAME.match(value):
+        return value.lower()
+    raise PydanticCustomError("header_name", "not a header name: {got}", {"got": show(value)})
+
+
+#: A request header the sidecar reads (names ignore case, so kept lower-case).
+ReadHeaderName = Annotated[str, BeforeValidator(_header_name)]
+
+
+class AuthPolicy(Model):
+    """``upstreams.<name>.auth``: the credential the sidecar puts on every call.
+
+    ``type`` names a registered credential provider (``api_key``, ``bearer``, ``basic``,
+    ``oauth2_client_credentials``, ``hmac`` are built in; plugins add more); the provider's own
+    keys sit beside it and are validated by the provider's model (:mod:`sidecar.auth.checks`),
+    each problem at its key path (``upstreams.x.auth.token_url``).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    #: when the app sent the credential the provider sets (its header), forward the app's
+    #: unchanged and inject nothing; false (the default): the app's is always replaced.
+    pass_through: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """The provider's own keys (everything but ``type`` and ``pass_through``)."""
+        return dict(self.model_extra or {})
+
+
+class VerifyHmacPolicy(Model):
+    """``upstreams.<name>.verify_hmac`` (and ``routes[i].verify_hmac``): inbound webhook
+    verification. A call must carry a fresh timestamp and an HMAC-SHA256 signature of it, the
+    method, the path and the body (the string-to-sign of docs/credentials.md); otherwise 401
+    ``signature_invalid``. A signature seen before within the window is a replay, refused too.
+    """
+
+    enabled: bool = True
+    #: the shared secret, by reference (a file is re-read when it changes).
+    secret: SecretByReference
+    #: the header carrying ``<prefix><hex signature>``.
+    header: ReadHeaderName = "x-signature"
+    #: the header carrying the Unix time (seconds) the sender signed at.
+    timestamp_header: ReadHeaderName = "x-timestamp"
+    #: what comes before the hex digits in ``header``.
+    prefix: str = "sha256="
+    #: how far the timestamp may be from the sidecar's clock, either way.
+    max_skew: PositiveDuration = 300.0
+    #: the body is read whole to be verified: larger ones are refused (413).
+    max_body: Size = Field(1024 * 1024, ge=0, le=64 * 1024 * 1024)
+    #: signatures remembered to refuse replays within ``max_skew`` (oldest forgotten first);
+    #: 0 turns replay protection off.
+    replay_cache: int = Field(10_000, ge=0, le=10_000_000)

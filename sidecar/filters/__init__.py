@@ -7,6 +7,9 @@ Chain order, outermost first, and why:
   everything that decides, but inside rescue so a rescued error still gets its line from the
   error itself.
 - ``metrics`` (300): counts what the app gets (retries inside it are one call).
+- ``verify_hmac`` (320, :mod:`sidecar.auth.verify`): inbound signature checks, right inside
+  ``metrics`` so refusals are counted and logged, before the rate limits and the concurrency
+  limit so an unsigned call takes no token and no slot from the signed ones.
 - ``rate_limit`` (350): the local bucket; inside ``metrics`` and the access log so a 429 is
   counted and logged, first among the decisions because it is the cheapest (no I/O).
 - ``global_rate_limit`` (360): right inside the local bucket, so a call it already refused costs
@@ -14,21 +17,27 @@ Chain order, outermost first, and why:
 - ``concurrency`` (400): one slot per app call, whatever its retries; inside the rate limits so
   a call they refuse never holds a slot, outside the deadline so a queued wait is its own
   (``max_wait``).
-- plugin filters (default 500), later resilience and auth filters.
+- plugin filters (default 500).
 - ``timeout`` (800): the overall deadline covers every attempt below it.
 - ``retry`` (820): inside the deadline (which bounds its waits) and outside the breaker, so every
   attempt passes the breaker and an open breaker stops the retries; outside ``request_headers``
   and the adapter, which run again for each attempt.
 - ``circuit_breaker`` (840): inside ``retry``, so every attempt passes it and an open breaker
   ends the retries; right above the adapter, so it judges only what the upstream did.
+- ``auth`` (860, :mod:`sidecar.auth.filter`): inside ``retry`` so every attempt gets a credential
+  taken when it is sent (and a signer finds the body already replayable); inside the breaker so
+  an open breaker refuses before a token is fetched; it replaces the app's credential.
 - ``request_headers`` (900): configured headers are set last so no filter above can undo them.
 """
 
 from __future__ import annotations
 
+from ..auth import filter as auth_filter
+from ..auth import verify as verify_hmac
 from ..hookspecs import hookimpl
 from ..registry import (
     ORDER_ACCESS_LOG,
+    ORDER_AUTH,
     ORDER_CIRCUIT_BREAKER,
     ORDER_CONCURRENCY,
     ORDER_GLOBAL_RATE_LIMIT,
@@ -38,6 +47,7 @@ from ..registry import (
     ORDER_RESCUE,
     ORDER_RETRY,
     ORDER_TIMEOUT,
+    ORDER_VERIFY_HMAC,
     FilterRegistry,
 )
 from . import (
@@ -59,10 +69,12 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("rescue", rescue.factory, order=ORDER_RESCUE)
     registry.add("access_log", access_log.factory, order=ORDER_ACCESS_LOG)
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
+    registry.add("verify_hmac", verify_hmac.factory, order=ORDER_VERIFY_HMAC)
     registry.add("rate_limit", rate_limit.factory, order=ORDER_RATE_LIMIT)
     registry.add("global_rate_limit", global_rate_limit.factory, order=ORDER_GLOBAL_RATE_LIMIT)
     registry.add("concurrency", concurrency.factory, order=ORDER_CONCURRENCY)
     registry.add("timeout", timeout.factory, order=ORDER_TIMEOUT)
     registry.add("retry", retry.factory, order=ORDER_RETRY)
     registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
+    registry.add("auth", auth_filter.factory, order=ORDER_AUTH)
     registry.add("request_headers", request_headers.factory, order=ORDER_REQUEST_HEADERS)

@@ -216,6 +216,27 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=r,
         )
+        # credentials (sidecar.auth): result is ok, rejected (the IdP answered an error),
+        # unreachable (no answer) or invalid (an answer that is no token); reason one of
+        # sidecar.auth.verify.REASONS. The token expiry gauge is read at scrape time.
+        self.tokens_refreshed = Counter(
+            "sidecar_tokens_refreshed",
+            "OAuth2 token fetches, by upstream and result (ok, rejected, unreachable, invalid).",
+            ["upstream", "result"],
+            registry=r,
+        )
+        self.credentials_unavailable = Counter(
+            "sidecar_credentials_unavailable",
+            "Calls answered 503 credentials_unavailable (no valid token, the IdP failing).",
+            ["upstream"],
+            registry=r,
+        )
+        self.signatures_rejected = Counter(
+            "sidecar_signatures_rejected",
+            "Calls verify_hmac refused, by upstream, route and reason.",
+            ["upstream", "route", "reason"],
+            registry=r,
+        )
 
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
         return RouteMetrics(self, listener, upstream, route)

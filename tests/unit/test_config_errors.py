@@ -96,10 +96,10 @@ CASES: list[tuple[str, str, list[str]]] = [
         "yaml-1.1-on-is-a-key-not-true",
         f"upstreams: {{p: {{{UP}, on: [503]}}}}\n",
         [
-            "sidecar.yaml: upstreams.p.on: unknown key (this section takes: adapter, "
+            "sidecar.yaml: upstreams.p.on: unknown key (this section takes: adapter, auth, "
             "circuit_breaker, concurrency, connect_timeout, global_rate_limit, host, options, "
             "pool, rate_limit, request_headers, response_header_timeout, retry, timeout, tls, "
-            "url)"
+            "url, verify_hmac)"
         ],
     ),
     # --- wrong types

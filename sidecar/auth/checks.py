@@ -1,0 +1,73 @@
+"""Config checks of ``upstreams.<u>.auth`` that need the registered provider types.
+
+``auth.type`` must name a registered provider; the keys beside it are validated with that
+provider's ``settings_model`` and its secret references are read, each problem reported with the
+file and key path (``sidecar.yaml: upstreams.pay.auth.token_url: required key is missing``), like
+every config problem: the loader calls this with the plugin schemas, so ``sidecar check`` and a
+reload say the same as start-up. An upstream whose ``request_headers`` also sets the header the
+provider sets is refused too: one of the two would silently lose.
+"""
+
+from __future__ import annotations
+
+__all__ = ["auth_problems"]
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..config.checks import secret_problems
+from ..config.policies import AuthPolicy
+from ..config.problems import validation_problems
+from ..config.types import show
+from ..errors import ConfigProblem
+
+if TYPE_CHECKING:
+    from .provider import CredentialProvider
+
+_COMMON = frozenset(AuthPolicy.model_fields)
+
+
+def auth_problems(
+    raw_upstreams: Any, types: Mapping[str, type[CredentialProvider]], file: str
+) -> list[ConfigProblem]:
+    """Problems of every upstream's ``auth`` (raw data) against the registered provider types."""
+    problems: list[ConfigProblem] = []
+    for name, up in (raw_upstreams if isinstance(raw_upstreams, dict) else {}).items():
+        auth = up.get("auth") if isinstance(up, dict) else None
+        if not isinstance(auth, dict) or not isinstance(auth.get("type"), str):
+            continue  # absent, or reported by the models
+        where = ("upstreams", str(name), "auth")
+        kind: str = auth["type"]
+        cls = types.get(kind)
+        if cls is None:
+            registered = ", ".join(sorted(types)) or "none"
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"upstreams.{name}.auth.type",
+                    f"no credential provider named {show(kind)} (registered: {registered})",
+                )
+            )
+            continue
+        options = {k: v for k, v in auth.items() if k not in _COMMON}
+        try:
+            settings = cls.settings_model.model_validate(options)
+        except ValidationError as e:
+            problems += validation_problems(e, file, where, cls.settings_model)
+            continue
+        problems += secret_problems(settings, where, file)
+        header = cls.header_of(settings)
+        configured = up.get("request_headers")
+        if header is not None and isinstance(configured, dict):
+            for key in configured:
+                if isinstance(key, str) and key.lower() == header:
+                    problems.append(
+                        ConfigProblem(
+                            file,
+                            f"upstreams.{name}.request_headers.{key}",
+                            f"auth ({kind}) sets {header} already: remove one of the two",
+                        )
+                    )
+    return problems

@@ -1,0 +1,122 @@
+"""``auth``: put the upstream's credential on every attempt (order 860).
+
+Where it sits, and why (:mod:`sidecar.filters` lists every filter's place): inside ``retry``
+(820) and the circuit breaker (840), so each attempt carries a credential taken when it is sent
+(a token renewed between two attempts is used by the second), the body is already replayable
+when a signer needs it, and an open breaker refuses a call before any token is fetched; outside
+``request_headers`` (900), which an operator may still use to override it on purpose.
+
+Per call: with ``pass_through``, a call carrying the provider's header (or query parameter) is
+forwarded as the app sent it; otherwise the provider **replaces** whatever the app sent under
+that name. A provider that needs no I/O (api_key, bearer, basic) costs one plain function call.
+When the upstream answers 401 to a renewable credential (OAuth2), the provider renews it and
+the call is sent once more, if its body is still in memory (replayable); otherwise, or when no
+different credential can be had, the app gets the upstream's 401.
+
+``CredentialsUnavailable`` (no valid token and the IdP failing) ends the call with 503
+``credentials_unavailable`` and counts ``sidecar_credentials_unavailable_total``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["factory", "make_auth_filter"]
+
+from collections.abc import Callable
+
+from ..chain import Filter, Handler
+from ..errors import CredentialsUnavailable
+from ..exchange import Exchange, Response
+from ..registry import RouteContext
+from .broker import RESOURCE, CredentialBroker
+from .provider import CredentialProvider
+
+
+def factory(ctx: RouteContext) -> Filter | None:
+    auth = ctx.upstream.auth
+    if auth is None:
+        return None
+    broker = ctx.resources.get(RESOURCE)
+    if not isinstance(broker, CredentialBroker):
+        raise RuntimeError(
+            "upstream auth needs the credential broker (the 'credentials' lifespan of "
+            "sidecar.auth.plugin), which is not running"
+        )
+    provider = broker.provider(ctx)
+    assert provider is not None
+    count: Callable[[], None] | None = None
+    if type(provider).apply is not CredentialProvider.apply:  # only these can be unavailable
+        count = ctx.metrics.credentials_unavailable.labels(ctx.upstream_name).inc
+    return make_auth_filter(provider, pass_through=auth.pass_through, on_unavailable=count)
+
+
+def make_auth_filter(
+    provider: CredentialProvider,
+    *,
+    pass_through: bool = False,
+    on_unavailable: Callable[[], None] | None = None,
+) -> Filter:
+    """The filter of one route; ``on_unavailable()`` is called for each 503 it causes."""
+    kind = type(provider)
+    supplied = provider.supplied
+    count = on_unavailable or _nothing
+    renewable = kind.unauthorized is not CredentialProvider.unauthorized
+
+    if kind.apply is CredentialProvider.apply and not renewable:
+        inject = provider.inject
+        if not pass_through:
+
+            async def auth_static(exchange: Exchange, call_next: Handler) -> Response:
+                inject(exchange)
+                return await call_next(exchange)
+
+            return auth_static
+
+        async def auth_static_pass(exchange: Exchange, call_next: Handler) -> Response:
+            if not supplied(exchange):
+                inject(exchange)
+            return await call_next(exchange)
+
+        return auth_static_pass
+
+    apply = provider.apply
+
+    async def auth(exchange: Exchange, call_next: Handler) -> Response:
+        if pass_through and supplied(exchange):
+            return await call_next(exchange)
+        try:
+            grant = await apply(exchange)
+        except CredentialsUnavailable:
+            count()
+            raise
+        response = await call_next(exchange)
+        if response.status != 401 or not renewable or not isinstance(exchange.body, bytes):
+            return response
+        if not await provider.unauthorized(grant):
+            return response  # nothing better to send: the app gets the upstream's 401
+        await _discard(response)
+        try:
+            await apply(exchange)
+        except CredentialsUnavailable:
+            count()
+            raise
+        return await call_next(exchange)
+
+    return auth
+
+
+def _nothing() -> None:
+    return None
+
+
+async def _discard(response: Response) -> None:
+    """Give up a 401 for the second try: close a streaming body (its connection must not be
+    reused mid-body) and tell whoever waits for its end that it was abandoned."""
+    body = response.body
+    if not isinstance(body, bytes):
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
+    callbacks, response.on_complete = response.on_complete, None
+    if callbacks:
+        for done in callbacks:
+            done(False, 0)
