@@ -220,6 +220,8 @@ class TokenSource:
         )
 
     def _failed(self, error: TokenFetchError) -> None:
+        if self._refresher is None:  # keep trying in the background, so calls find a token
+            self._start_refresher()
         self._failures += 1
         self.failed += 1
         self.last_error = error.reason
