@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ..config.checks import secret_problems
 from ..config.policies import AuthPolicy
 from ..config.problems import validation_problems
-from ..config.types import show
+from ..config.types import SecretRef, show
 from ..errors import ConfigProblem
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def auth_problems(
             settings = cls.settings_model.model_validate(options)
         except ValidationError as e:
             problems += validation_problems(e, file, where, cls.settings_model)
+            problems += _raw_secret_problems(options, where, file)
             continue
         problems += secret_problems(settings, where, file)
         header = cls.header_of(settings)
@@ -71,3 +72,18 @@ def auth_problems(
                         )
                     )
     return problems
+
+
+def _raw_secret_problems(
+    options: dict[str, Any], where: tuple[str, ...], file: str
+) -> list[ConfigProblem]:
+    """Secret references among keys of a section its model refused: a missing secret is worth
+    knowing in the same pass as a typo."""
+    refs = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and set(value) in ({"env"}, {"file"}):
+            try:
+                refs[key] = SecretRef.model_validate(value)
+            except ValidationError:
+                pass  # reported by the model
+    return secret_problems(refs, where, file) if refs else []

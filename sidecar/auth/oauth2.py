@@ -226,7 +226,7 @@ class OAuth2ClientCredentials(CredentialProvider):
                 allow_redirects=False,
             ) as resp:
                 status = resp.status
-                body = await resp.content.read(MAX_TOKEN_RESPONSE + 1)
+                body = await _read_bounded(resp.content, MAX_TOKEN_RESPONSE + 1)
         except TimeoutError:
             raise TokenFetchError(
                 "unreachable", f"no answer from the token endpoint within {s.timeout:g}s"
@@ -292,6 +292,18 @@ def _parse(status: int, body: bytes) -> tuple[str, float | None]:
         except ValueError:
             expires_in = None
     return token, expires_in
+
+
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes (a longer one is cut there, and refused by the caller)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(16 * 1024):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)
 
 
 def _ssl_context(ca: str) -> ssl.SSLContext:

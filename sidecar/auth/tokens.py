@@ -10,10 +10,11 @@ DESIGN §6:
 - **single-flight**: one fetch at a time, however many calls wait; they all get its result.
 - **never stale**: a token counts as expired a little before the IdP said (10 % of its lifetime,
   at most 30 s, measured from when it was *asked for*), and an expired token is never returned.
-- **IdP failures** are retried with exponential backoff (jittered) while calls still use the
-  valid token; once it has expired, a call that finds the IdP still failing (or inside the
-  backoff) gets :class:`~sidecar.errors.CredentialsUnavailable` (503) at once rather than
-  waiting for the next attempt, and never the old token.
+- **IdP failures** are retried in the background with exponential backoff (jittered) while
+  calls still use the valid token; once it has expired, a call that finds the IdP still failing
+  (or inside the backoff) gets :class:`~sidecar.errors.CredentialsUnavailable` (503) at once
+  rather than waiting for the next attempt, and never the old token. The background retries go
+  on (also after a first fetch that failed), so the token is back as soon as the IdP is.
 - **idle**: a source nobody used for a whole token lifetime stops renewing (the next call fetches
   again), so an upstream that a reload removed stops costing IdP calls.
 

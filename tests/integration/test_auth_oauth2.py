@@ -351,3 +351,23 @@ async def test_upstreams_and_metrics_show_the_token_state_without_the_token(
     assert auth["token"]["fetched"] == 1 and 50 < auth["token"]["valid_for_s"] <= 54
     assert gauge is not None and 50 < gauge <= 54 and ok == 1.0
     assert "tok-1" not in str(view)
+
+
+async def test_a_slow_or_unreachable_token_endpoint_is_a_clear_503(
+    idp: TokenEndpoint, upstream: tuple[Upstream, FakeUpstream]
+) -> None:
+    """No token and no answer from the IdP (in time, or at all): 503 saying which."""
+    idp.delay = 1
+    slow = config(idp, upstream[1].url, timeout="200ms")
+    down = config(idp, upstream[1].url, token_url="http://127.0.0.1:1/token")
+    async with running_sidecar(slow) as s, httpx.AsyncClient() as c:
+        r = await c.get(f"http://127.0.0.1:{s.http_port}/pay/x")
+        counted = await metric(
+            c, s.admin_port, 'sidecar_tokens_refreshed_total{result="unreachable",upstream="pay"}'
+        )
+    assert r.status_code == 503 and "no answer from the token endpoint within 0.2s" in r.text
+    assert counted == 1.0
+    async with running_sidecar(down) as s, httpx.AsyncClient() as c:
+        r = await c.get(f"http://127.0.0.1:{s.http_port}/pay/x")
+    assert r.status_code == 503 and "cannot reach the token endpoint" in r.text
+    assert upstream[0].seen == []
