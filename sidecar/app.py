@@ -22,17 +22,22 @@ from .chain import Filter, Handler, compose
 from .config import DEFAULT_CONFIG_NAME, SidecarConfig, load_config, validate_plugin_sections
 from .config.changes import split_changes
 from .config.loader import PluginSchemas
-from .config.models import RouteConfig
+from .config.models import RouteConfig, UpstreamConfig
 from .config.types import split_address
 from .errors import ConfigError, ConfigProblem, PluginError, SidecarError
 from .exchange import Exchange
 from .filters import access_log
+from .listeners import inbound_routes
 from .listeners.http import HttpListener
+from .listeners.inbound import InboundListener
 from .plugins import PluginHost, make_plugin_host
 from .registry import Adapter, AdapterServices, RouteContext
 from .resilience.views import PolicyStateCollector, describe_policies
 from .routing import ExplicitRoute, Route, RouteTable
 from .telemetry.metrics import Metrics
+from .tls.contexts import server_material
+from .tls.identity import RESOURCE as INBOUND_TLS
+from .tls.material import TlsMaterial
 
 log = logging.getLogger("sidecar")
 
@@ -56,6 +61,8 @@ class Sidecar:
         self.adapters: dict[str, Adapter] = {}
         self.plugin_sections: dict[str, BaseModel] = {}
         self.http: HttpListener | None = None
+        #: the mTLS listener in front of the app (``inbound``), when configured.
+        self.inbound: InboundListener | None = None
         self.admin: AdminServer | None = None
         self._stack = AsyncExitStack()
         self._reload_lock = asyncio.Lock()
@@ -116,8 +123,12 @@ class Sidecar:
         route: str,
         upstream: str,
         route_config: RouteConfig | None = None,
+        *,
+        up: UpstreamConfig | None = None,
+        listener: str = "http",
     ) -> RouteContext:
-        up = config.upstreams[upstream]
+        if up is None:
+            up = config.upstreams[upstream]
         if route_config is not None:
             # per-route overrides are merged once, here: filters only ever read ``ctx.upstream``
             updates = {
@@ -133,6 +144,7 @@ class Sidecar:
             upstream=up,
             config=config,
             metrics=self.metrics,
+            listener=listener,
             route_config=route_config,
             plugin_sections=sections,
             rescue_hook=self.plugin_host.rescue_hook(),
@@ -187,6 +199,50 @@ class Sidecar:
             )
         return RouteTable(by_upstream, explicit)
 
+    def _compose_inbound(
+        self, config: SidecarConfig, sections: dict[str, BaseModel]
+    ) -> tuple[RouteTable, TlsMaterial] | None:
+        """The inbound listener's routes, each ending at the local app (listeners/inbound_routes),
+        and its TLS material: the live one while ``inbound.tls`` names the same files."""
+        cfg = config.inbound
+        if cfg is None:
+            return None
+        live = self.inbound.tls if self.inbound is not None else None
+        files = (cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
+        material = live if live is not None and live.files == files else None
+        if material is None:
+            material = server_material(cfg.tls, self.config_name)  # ConfigError naming the file
+        # the identity header filter reads the sidecar's own ID from it
+        self.resources[INBOUND_TLS] = material
+        app = inbound_routes.app_upstream(cfg)
+        adapter = self.adapters.get(app.adapter)
+        if adapter is None:
+            raise PluginError("the inbound listener needs the http adapter, which is disabled")
+        try:
+            terminal = adapter.handler(inbound_routes.APP, app)
+        except Exception as e:
+            raise PluginError(
+                f"adapter {app.adapter!r} failed to build the inbound app ({cfg.app}): "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        explicit = []
+        for spec in inbound_routes.routes(cfg):
+            ctx = self._context(
+                config, sections, spec.name, inbound_routes.APP, up=app, listener="inbound"
+            )
+            route = Route(spec.name, inbound_routes.APP, self._chain(ctx, terminal))
+            m = spec.match
+            explicit.append(
+                ExplicitRoute(
+                    route,
+                    m.path_prefix if m is not None else "/",  # the default route: everything
+                    m.host if m is not None else None,
+                    tuple(m.headers.items()) if m is not None else (),
+                    None,  # paths reach the app unchanged
+                )
+            )
+        return RouteTable({}, explicit), material
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -225,23 +281,45 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         table = self._compose(config, self.plugin_sections)
+        inbound = self._compose_inbound(config, self.plugin_sections)
         self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
         self.http.on_unrouted = self._log_unrouted
         host, port = split_address(config.http.address)
         await _listen("http", config.http.address, self.http.start(host, port))
+        fields = {
+            "admin": f"{host_of(config.admin.address)}:{self.admin.port}",
+            "http": f"{host}:{self.http.port}",
+        }
+        if inbound is not None and config.inbound is not None:
+            await self._start_inbound(config.inbound.address, *inbound)
+            assert self.inbound is not None
+            fields["inbound"] = f"{host_of(config.inbound.address)}:{self.inbound.port}"
         self.state = "ready"
         log.info(
             "sidecar ready",
             extra={
                 "fields": {
-                    "admin": f"{host_of(config.admin.address)}:{self.admin.port}",
-                    "http": f"{host}:{self.http.port}",
+                    **fields,
                     "upstreams": sorted(config.upstreams),
                     "config": self.config_name,
                 }
             },
         )
+
+    async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
+        assert self.config.inbound is not None and self.http is not None
+        self.inbound = InboundListener(self.config.inbound, table, self.metrics, tls)
+        self.inbound.on_unrouted = self._log_unrouted
+        host, port = split_address(address)
+        try:
+            await _listen("inbound", address, self.inbound.start(host, port))
+        except BaseException:
+            # the http listener is up already: close it too (nothing else would)
+            self.inbound = None
+            self.http.stop_accepting()
+            await self.http.drain(0)
+            raise
 
     def _log_unrouted(self, exchange: Exchange, error: SidecarError) -> None:
         # read per unrouted call (an error path): a reload may turn the access log on or off
@@ -268,14 +346,16 @@ class Sidecar:
         self.state = "draining"
         grace = self.config.shutdown.drain_timeout
         try:
-            if self.http is not None:
+            listeners = [x for x in (self.http, self.inbound) if x is not None]
+            if listeners:
                 # 1. stop accepting; busy connections answer with "Connection: close" and close,
                 #    idle keep-alive ones close after a short quiet period (see stop_accepting)
-                self.http.stop_accepting()
+                for listener in listeners:
+                    listener.stop_accepting()
                 # 2. wait for in-flight calls, bounded by the grace; 3. then cut the stragglers
                 #    and wait (bounded) for their tasks to unwind, so no call still holds an
                 #    upstream connection when the adapters close their pools below
-                left = await self.http.drain(grace)
+                left = sum(await asyncio.gather(*(x.drain(grace) for x in listeners)))
                 if left:
                     log.warning(
                         "drain timeout: connections cut",
@@ -324,6 +404,7 @@ class Sidecar:
                 config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
                 table = self._compose(config, sections)
+                inbound = self._compose_inbound(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
                 self._refused(e)
                 return False
@@ -338,11 +419,16 @@ class Sidecar:
             if self.http is not None:
                 # new calls take the new table; in-flight calls finish on the handlers they hold
                 self.http.routes = table
+            live: dict[str, UpstreamConfig] = dict(config.upstreams)
+            if self.inbound is not None and inbound is not None and config.inbound is not None:
+                # new handshakes take the new files (if they moved), new calls the new routes
+                self.inbound.routes, self.inbound.tls = inbound
+                live[inbound_routes.APP] = inbound_routes.app_upstream(config.inbound)
             for adapter in self.adapters.values():
                 try:
                     # pools no upstream uses any more: idle connections close now, busy ones
                     # when their call is done
-                    await adapter.retire(config.upstreams)
+                    await adapter.retire(live)
                 except Exception:
                     log.exception("adapter failed to retire old connections")
             self.metrics.config_reloads.labels("ok").inc()
@@ -400,6 +486,11 @@ class Sidecar:
     def http_port(self) -> int:
         assert self.http is not None
         return self.http.port
+
+    @property
+    def inbound_port(self) -> int:
+        assert self.inbound is not None
+        return self.inbound.port
 
     @property
     def admin_port(self) -> int:

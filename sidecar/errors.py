@@ -21,6 +21,7 @@ __all__ = [
     "HeadersTooLarge",
     "NoRoute",
     "Overloaded",
+    "PeerNotAllowed",
     "PluginError",
     "RateLimitUnavailable",
     "RateLimited",
@@ -113,6 +114,12 @@ class SignatureInvalid(SidecarError):
     """An inbound request's HMAC signature or timestamp did not verify (or was a replay)."""
 
     status, grpc_code, code = 401, 16, "signature_invalid"  # UNAUTHENTICATED
+
+
+class PeerNotAllowed(SidecarError):
+    """An inbound call's verified peer (its SPIFFE ID) is not on the route's allow-list."""
+
+    status, grpc_code, code = 403, 7, "peer_not_allowed"  # PERMISSION_DENIED
 
 
 class UpstreamConnectError(SidecarError):

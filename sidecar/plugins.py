@@ -62,6 +62,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.admin_routes",
     "sidecar.ratelimit.plugin",
     "sidecar.auth.plugin",
+    "sidecar.tls.plugin",
 )
 
 ENTRY_POINT_GROUP = "sidecar"

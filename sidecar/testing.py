@@ -267,6 +267,8 @@ class SidecarProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.http_port = 0
         self.admin_port = 0
+        #: the inbound mTLS listener's port, when the config has one (from the "ready" line).
+        self.inbound_port = 0
         # with fixed ports, readiness is /readyz answering 200 (works at any log level)
         self._fixed = _fixed_ports(self.config_path.read_text())
 
@@ -289,6 +291,8 @@ class SidecarProcess:
                 if line.get("msg") == "sidecar ready":
                     self.admin_port = int(str(line["admin"]).rpartition(":")[2])
                     self.http_port = int(str(line["http"]).rpartition(":")[2])
+                    if "inbound" in line:
+                        self.inbound_port = int(str(line["inbound"]).rpartition(":")[2])
                     return self
             if self._fixed is not None and _answers_ready(self._fixed[0]):
                 self.admin_port, self.http_port = self._fixed[1], self._fixed[2]

@@ -21,6 +21,20 @@ RESTART_ONLY: tuple[tuple[str, ...], ...] = (
     ("http",),
     ("telemetry", "log_level"),
     ("plugins", "disabled"),
+    # the inbound listener's socket and limits; its routes, allow-lists, app and certificate
+    # files are reloaded (whether it exists at all is a restart-only change too, see below)
+    *(
+        ("inbound", key)
+        for key in (
+            "address",
+            "max_header_bytes",
+            "max_headers",
+            "max_uri_bytes",
+            "max_request_body",
+            "header_timeout",
+            "idle_timeout",
+        )
+    ),
 )
 
 
@@ -29,7 +43,13 @@ def split_changes(old: SidecarConfig, new: SidecarConfig) -> tuple[SidecarConfig
     there (``http.address``, ``plugins.disabled``): those need a restart."""
     changed: list[str] = []
     effective = new
+    if (old.inbound is None) != (new.inbound is None):
+        # a listener appears or goes away: its socket is opened at start-up only
+        changed.append("inbound")
+        effective = effective.model_copy(update={"inbound": old.inbound})
     for path in RESTART_ONLY:
+        if path[0] == "inbound" and (old.inbound is None or new.inbound is None):
+            continue
         before, after = _get(old, path), _get(new, path)
         if before == after:
             continue

@@ -13,6 +13,9 @@ __all__ = [
     "AccessLogConfig",
     "AdminConfig",
     "HttpListenerConfig",
+    "InboundConfig",
+    "InboundRoute",
+    "InboundTLS",
     "Model",
     "PluginsConfig",
     "PoolConfig",
@@ -40,6 +43,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..http1 import HOP_BY_HOP
+from ..tls.spiffe import SpiffeError, parse_pattern
 from .base import Model
 from .policies import (
     AuthPolicy,
@@ -52,6 +56,7 @@ from .policies import (
     VerifyHmacPolicy,
 )
 from .types import (
+    Address,
     Duration,
     HeaderValue,
     HeaderValueOrSecret,
@@ -99,6 +104,16 @@ def _upstream_name(name: str) -> str:
         )
     return name
 
+
+def _spiffe_pattern(value: str) -> str:
+    try:
+        return parse_pattern(value)
+    except SpiffeError as e:
+        raise PydanticCustomError("spiffe_id", "{reason}", {"reason": str(e)}) from None
+
+
+#: A SPIFFE ID or a ``*``-suffix pattern of them (``spiffe://cluster.local/ns/shop/sa/*``).
+SpiffePattern = Annotated[str, AfterValidator(_spiffe_pattern)]
 
 #: Header names are compared without case, so they are kept lowercase.
 HeaderName = Annotated[str, AfterValidator(_header_name)]
@@ -196,11 +211,18 @@ class UpstreamTLS(Model):
     server_name: str | None = None
     #: verify the server certificate and host name. Turning this off is for tests only.
     verify: bool = True
+    #: the SPIFFE ID the server must present (exact, or a ``*``-suffix pattern), checked after
+    #: the handshake instead of the host name (docs/mtls.md); unset: the host name is checked.
+    spiffe_id: SpiffePattern | None = None
 
     @model_validator(mode="after")
     def _pair(self) -> UpstreamTLS:
         if (self.cert is None) != (self.key is None):
             raise PydanticCustomError("tls_pair", "cert and key must be given together")
+        if self.spiffe_id is not None and not self.verify:
+            raise PydanticCustomError(
+                "tls_spiffe", "spiffe_id needs verify: true (an unverified ID proves nothing)"
+            )
         return self
 
 
@@ -352,6 +374,79 @@ class RouteConfig(Model):
         return v
 
 
+class InboundTLS(Model):
+    """``inbound.tls:``: the listener's certificate, and the CA its peers' certificates must
+    come from. The files are re-read when they change (rotation, docs/mtls.md)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+class InboundRoute(Model):
+    """``inbound.routes[i]:``: a part of the app with its own allow-list. Tried in file order,
+    the first match wins; a call no route matches gets ``inbound.allow``."""
+
+    #: labels metrics and logs; ``inbound-<i>`` when unset.
+    name: str | None = None
+    match: RouteMatch
+    #: the peers (SPIFFE IDs or ``*``-suffix patterns) this route lets through.
+    allow: list[SpiffePattern]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not ROUTE_NAME.match(v):
+            raise PydanticCustomError(
+                "route_name",
+                "a route name is letters, digits, '.', '_' or '-', got {got}",
+                {"got": show(v)},
+            )
+        return v
+
+
+class InboundConfig(HttpListenerConfig):
+    """``inbound:``: the mTLS listener in front of the local app (docs/mtls.md). Its limits and
+    timeouts are the ``http`` listener's keys, with the same defaults."""
+
+    #: the only listener that may bind a pod address: peers call it.
+    address: Address = "0.0.0.0:15006"
+    #: where the app listens (plain HTTP, on the loopback as a rule).
+    app: Address
+    tls: InboundTLS
+    #: the peers (SPIFFE IDs or ``*``-suffix patterns) allowed where no route says otherwise.
+    allow: list[SpiffePattern]
+    routes: list[InboundRoute] = []
+    #: the header that tells the app who called (``By=<our ID>;URI=<peer ID>``); whatever a
+    #: peer sent under this name is removed first.
+    identity_header: ConfigurableHeaderName = "x-forwarded-client-cert"
+    #: the whole call to the app.
+    timeout: PositiveDuration = 15.0
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, routes: list[InboundRoute]) -> list[InboundRoute]:
+        seen: dict[str, int] = {}
+        for i, route in enumerate(routes):
+            m = route.match
+            if m.path_prefix is None and m.host is None and not m.headers:
+                raise PydanticCustomError(
+                    "inbound_route",
+                    "routes[{i}].match matches nothing: give path_prefix, host or headers",
+                    {"i": i},
+                )
+            name = route.name or f"inbound-{i}"
+            first = seen.setdefault(name, i)
+            if first != i or name == "inbound":
+                raise PydanticCustomError(
+                    "inbound_route",
+                    "routes[{i}].name: {name} is taken (by routes[{first}], or by the default "
+                    'route "inbound")',
+                    {"i": i, "name": show(name), "first": first},
+                )
+        return routes
+
+
 class PluginsConfig(BaseModel):
     """``plugins:``: ``disabled`` plus one section per plugin that declares config.
 
@@ -372,6 +467,8 @@ class SidecarConfig(Model):
 
     admin: AdminConfig = AdminConfig()
     http: HttpListenerConfig = HttpListenerConfig()
+    #: the mTLS listener in front of the app; none when unset.
+    inbound: InboundConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     #: where global rate limits are decided, by name (``upstreams.X.global_rate_limit.backend``).

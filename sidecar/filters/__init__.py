@@ -7,6 +7,9 @@ Chain order, outermost first, and why:
   everything that decides, but inside rescue so a rescued error still gets its line from the
   error itself.
 - ``metrics`` (300): counts what the app gets (retries inside it are one call).
+- ``peer_allow`` (310, :mod:`sidecar.tls.peer`, inbound listener only): a peer whose SPIFFE ID
+  is not on the route's allow-list gets 403; right inside ``metrics`` so the refusal is counted
+  and logged, before every other decision so such a peer takes no token and no slot.
 - ``verify_hmac`` (320, :mod:`sidecar.auth.verify`): inbound signature checks, right inside
   ``metrics`` so refusals are counted and logged, before the rate limits and the concurrency
   limit so an unsigned call takes no token and no slot from the signed ones.
@@ -27,6 +30,9 @@ Chain order, outermost first, and why:
 - ``auth`` (860, :mod:`sidecar.auth.filter`): inside ``retry`` so every attempt gets a credential
   taken when it is sent (and a signer finds the body already replayable); inside the breaker so
   an open breaker refuses before a token is fetched; it replaces the app's credential.
+- ``identity_header`` (890, :mod:`sidecar.tls.identity`, inbound listener only): the verified
+  peer identity for the app, set inside every other filter so none can replace or forge it
+  (``request_headers`` comes after it, and inbound routes have none).
 - ``request_headers`` (900): configured headers are set last so no filter above can undo them.
 """
 
@@ -41,7 +47,9 @@ from ..registry import (
     ORDER_CIRCUIT_BREAKER,
     ORDER_CONCURRENCY,
     ORDER_GLOBAL_RATE_LIMIT,
+    ORDER_IDENTITY_HEADER,
     ORDER_METRICS,
+    ORDER_PEER_ALLOW,
     ORDER_RATE_LIMIT,
     ORDER_REQUEST_HEADERS,
     ORDER_RESCUE,
@@ -50,6 +58,8 @@ from ..registry import (
     ORDER_VERIFY_HMAC,
     FilterRegistry,
 )
+from ..tls import identity as identity_header
+from ..tls import peer as peer_allow
 from . import (
     access_log,
     circuit_breaker,
@@ -69,6 +79,7 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("rescue", rescue.factory, order=ORDER_RESCUE)
     registry.add("access_log", access_log.factory, order=ORDER_ACCESS_LOG)
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
+    registry.add("peer_allow", peer_allow.factory, order=ORDER_PEER_ALLOW)
     registry.add("verify_hmac", verify_hmac.factory, order=ORDER_VERIFY_HMAC)
     registry.add("rate_limit", rate_limit.factory, order=ORDER_RATE_LIMIT)
     registry.add("global_rate_limit", global_rate_limit.factory, order=ORDER_GLOBAL_RATE_LIMIT)
@@ -78,3 +89,4 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
     registry.add("auth", auth_filter.factory, order=ORDER_AUTH)
     registry.add("request_headers", request_headers.factory, order=ORDER_REQUEST_HEADERS)
+    registry.add("identity_header", identity_header.factory, order=ORDER_IDENTITY_HEADER)

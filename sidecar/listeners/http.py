@@ -64,10 +64,14 @@ class HttpListener:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
         self._all_closed = asyncio.Event()
+        await self._listen(loop, host, port)
+        self._ticker = loop.create_task(self._tick())
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        """Open the listening socket (the inbound listener overrides this: TLS comes first)."""
         self.server = await loop.create_server(
             lambda: HttpConnection(self), host, port, reuse_address=True, backlog=1024
         )
-        self._ticker = loop.create_task(self._tick())
 
     @property
     def port(self) -> int:

@@ -238,6 +238,16 @@ class Metrics:
             registry=r,
         )
 
+        # mTLS (sidecar.listeners.inbound): reason is one of a bounded set (no_certificate,
+        # untrusted, expired, plain_http, timeout...); the certificate expiry gauge is read at
+        # scrape time (sidecar.tls.expiry)
+        self.tls_handshake_failures = Counter(
+            "sidecar_tls_handshake_failures",
+            "TLS handshakes the inbound listener refused or lost, by listener and reason.",
+            ["listener", "reason"],
+            registry=r,
+        )
+
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
         return RouteMetrics(self, listener, upstream, route)
 

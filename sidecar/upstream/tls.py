@@ -3,7 +3,10 @@
 The context verifies the server against the system CAs or ``tls.ca``, checks the host name
 (``tls.server_name`` or the URL's host, also sent as SNI), offers only HTTP/1.1 over ALPN and
 presents a client certificate when ``tls.cert``/``tls.key`` are set (mTLS). It is built once per
-pool. Not here: the inbound mTLS listener, certificate rotation or SPIFFE checks.
+pool; when it is built from files (``tls.ca``, ``tls.cert``) or checks a SPIFFE ID
+(``tls.spiffe_id``) it is a :class:`~sidecar.tls.contexts.RotatingClientContext`, which follows
+rotated files and checks the server's SPIFFE ID after the handshake. Not here: the inbound mTLS
+listener.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ __all__ = ["client_ssl_context", "describe_tls_error"]
 import ssl
 
 from ..config.models import UpstreamTLS
+from ..tls.contexts import RotatingClientContext
 
 
 def client_ssl_context(tls: UpstreamTLS | None) -> ssl.SSLContext:
     """A client context: system CAs or ``tls.ca``, host name checks, optional client cert."""
+    if tls is not None and (tls.ca or tls.cert or tls.spiffe_id):
+        return RotatingClientContext(tls)
     ctx = ssl.create_default_context(cafile=tls.ca if tls is not None else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])

@@ -71,7 +71,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         "upstreams: {p: {url: 'https://p', tls: {cafile: /ca}}}\n",
         [
             "sidecar.yaml: upstreams.p.tls.cafile: unknown key "
-            "(this section takes: ca, cert, key, server_name, verify)"
+            "(this section takes: ca, cert, key, server_name, spiffe_id, verify)"
         ],
     ),
     (
