@@ -42,7 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .base import Model
-from .types import Duration, PositiveDuration, SecretField, SecretRef, Size, show
+from .types import Duration, PositiveDuration, SecretRef, Size, show
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {
@@ -270,6 +270,22 @@ class GlobalRateLimitPolicy(Model):
         return self.burst or max(1, math.ceil(self.rate.per_second))
 
 
+def _by_reference(value: Any) -> Any:
+    """A secret is a reference; anything else is refused without repeating it (a value written
+    inline here would be a secret in the file, and then in this very message)."""
+    if isinstance(value, dict | SecretRef):
+        return value
+    raise PydanticCustomError(
+        "secret_ref",
+        "a secret is given by reference, {env: NAME} or {file: PATH}, never inline "
+        "(the value is not repeated here)",
+    )
+
+
+#: A secret field that takes only ``{env: NAME}`` / ``{file: PATH}``.
+SecretByReference = Annotated[SecretRef, BeforeValidator(_by_reference)]
+
+
 class RateLimitBackendConfig(Model):
     """``ratelimit_backends.<name>``: where global limits are decided."""
 
@@ -281,7 +297,7 @@ class RateLimitBackendConfig(Model):
     #: ``/config`` shows the URL.
     url: str | None = None
     #: the backend's password, by reference (``{env: NAME}`` or ``{file: PATH}``).
-    password: SecretField | None = None
+    password: SecretByReference | None = None
     #: time budget of one decision; past it the ``on_error`` rule applies.
     timeout: PositiveDuration = 0.020
     #: backend slow or down: ``allow`` (fail open, the default) or ``deny`` (fail closed, 503).
@@ -313,20 +329,6 @@ class RateLimitBackendConfig(Model):
 # --- credentials (docs/credentials.md) ---------------------------------------------------------
 
 
-def _by_reference(value: Any) -> Any:
-    """A secret is a reference; anything else is refused without repeating it (a value written
-    inline here would be a secret in the file, and then in this very message)."""
-    if isinstance(value, dict | SecretRef):
-        return value
-    raise PydanticCustomError(
-        "secret_ref",
-        "a secret is given by reference, {env: NAME} or {file: PATH}, never inline "
-        "(the value is not repeated here)",
-    )
-
-
-#: A secret field that takes only ``{env: NAME}`` / ``{file: PATH}``.
-SecretByReference = Annotated[SecretRef, BeforeValidator(_by_reference)]
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
