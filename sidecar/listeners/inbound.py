@@ -57,8 +57,8 @@ def handshake_failure(error: BaseException) -> tuple[str, str]:
     """``(reason, detail)`` of a failed handshake: a short, bounded reason for the metric and a
     sentence for the log."""
     if isinstance(error, ssl.SSLCertVerificationError):
-        detail = f"client certificate refused: {error.verify_message}"
-        code = error.verify_code
+        detail = f"client certificate refused: {getattr(error, 'verify_message', error)}"
+        code = getattr(error, "verify_code", 0)
         if code == 10:
             return "expired", detail
         if code == 9:
@@ -67,7 +67,7 @@ def handshake_failure(error: BaseException) -> tuple[str, str]:
             return "untrusted", detail
         return "verify_failed", detail
     if isinstance(error, ssl.SSLError):
-        why = error.reason or ""
+        why = getattr(error, "reason", None) or ""
         text = error.strerror or str(error)
         if why == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
             return "no_certificate", "the peer presented no client certificate"

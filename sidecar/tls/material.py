@@ -114,7 +114,7 @@ class TlsMaterial:
         self.files = tuple(files)
         self.labels = dict(labels)
         self.cert_path = cert_path
-        self._interval = min_interval
+        self.min_interval = min_interval
         self._clock = clock
         self._stamp = self._stamps()
         self.context, self.info = build()
@@ -130,7 +130,7 @@ class TlsMaterial:
         """Rebuild the context if a file changed (checked at most once per ``min_interval``
         unless ``force``); whether new material is now in use."""
         now = self._clock()
-        if not force and now - self._checked < self._interval:
+        if not force and now - self._checked < self.min_interval:
             return False
         self._checked = now
         stamp = self._stamps()
