@@ -49,10 +49,15 @@ def load_checked(path: str | None) -> tuple[SidecarConfig, PluginHost]:
     the core's and the plugins', is reported in the same pass.
     """
     from .plugins import make_plugin_host
+    from .tls.checks import tls_problems
 
     data, name = load_data(path)
     host = make_plugin_host(_disabled(data))
     config = validate_data(data, name, PluginSchemas.of(host.registries))
+    # certificate files are read like secrets: a missing or mismatched one is a config problem
+    problems = tls_problems(config, name)
+    if problems:
+        raise ConfigError(problems)
     return config, host
 
 

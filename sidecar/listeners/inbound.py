@@ -207,11 +207,17 @@ class InboundListener(HttpListener):
 
     def stop_accepting(self) -> None:
         super().stop_accepting()
-        for task in (self._acceptor, self._watcher):
-            if task is not None:
-                task.cancel()
-        if self.sock is not None:
-            self.sock.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        sock = self.sock
+        if self._acceptor is not None and not self._acceptor.done():
+            # the socket closes once the acceptor unregistered it from the loop: closing it
+            # under a pending accept could let a new socket reuse the descriptor first
+            if sock is not None:
+                self._acceptor.add_done_callback(lambda _: sock.close())
+            self._acceptor.cancel()
+        elif sock is not None:
+            sock.close()
         # a handshake still in progress carries no request yet: it is refused like a late
         # connection would be
         for task in list(self.handshakes):

@@ -8,6 +8,7 @@ call to the app (a FakeUpstream that records headers) with the verified identity
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from aiohttp import web
 
 from sidecar.testing import (
     FakeUpstream,
@@ -340,3 +342,29 @@ async def test_a_certificate_close_to_expiry_is_a_metric_and_a_warning(
 
 
 EXPIRES_SOON = "certificate expires soon: rotate it before it does"
+
+
+async def test_a_drain_finishes_inbound_calls_in_flight_and_accepts_no_new_ones(
+    mesh: Mesh,
+) -> None:
+    """On SIGTERM a peer's call in progress still gets the app's answer; new peers are turned
+    away."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        started.set()
+        await release.wait()
+        return web.Response(text="done")
+
+    async with FakeUpstream(slow) as app, running_sidecar(inbound(mesh, app, [WEB])) as s:
+        port = s.inbound_port
+        call = asyncio.create_task(get(port, mesh.client(mesh.web), "/slow"))
+        await asyncio.wait_for(started.wait(), 5)
+        drain = asyncio.create_task(s.drain())
+        await async_wait_until(lambda: s.state == "draining", 5)
+        with pytest.raises(httpx.ConnectError):
+            await get(port, mesh.client(mesh.web))
+        release.set()
+        r = await asyncio.wait_for(call, 5)
+        await asyncio.wait_for(drain, 5)
+    assert r.status_code == 200 and r.text == "done"

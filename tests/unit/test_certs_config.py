@@ -3,14 +3,18 @@ reload can change, and how the section becomes routes to the app."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+from sidecar.cli import main
 from sidecar.config import parse_config
 from sidecar.config.changes import split_changes
 from sidecar.config.models import SidecarConfig
 from sidecar.errors import ConfigError
 from sidecar.listeners import inbound_routes
+from sidecar.tls.certs import init_ca, issue
 
 BASE = {
     "address": "0.0.0.0:15006",
@@ -164,3 +168,37 @@ def test_inbound_routes_come_first_and_the_default_route_takes_the_rest() -> Non
     assert inbound_routes.allow_list(full, "inbound-1") == ()
     assert inbound_routes.allow_list(full, "nope") is None
     assert inbound_routes.allow_list(config(), "inbound") is None
+
+
+def test_check_reads_every_certificate_file_like_run_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sidecar check` finds a key that is not the certificate's, or a missing CA, at its key."""
+    init_ca(tmp_path / "ca")
+    issue(tmp_path / "ca", "spiffe://cluster.local/ns/pay/sa/payments", tmp_path / "payments")
+    issue(tmp_path / "ca", "spiffe://cluster.local/ns/shop/sa/web", tmp_path / "web")
+    good = {
+        "cert": str(tmp_path / "payments" / "tls.crt"),
+        "key": str(tmp_path / "payments" / "tls.key"),
+        "ca": str(tmp_path / "ca" / "ca.crt"),
+    }
+    data = {
+        "inbound": {**BASE, "tls": {**good, "key": str(tmp_path / "web" / "tls.key")}},
+        "upstreams": {
+            "ok": {"url": "https://ok", "tls": good},
+            "p": {"url": "https://p", "tls": {"ca": str(tmp_path / "none.crt")}},
+        },
+    }
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check", "-c", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: inbound.tls.key: {tmp_path}/web/tls.key: it is not the private key of the "
+        "certificate",
+        f"{path}: upstreams.p.tls.ca: {tmp_path}/none.crt: cannot read it: No such file or "
+        "directory",
+    ]
+    data["inbound"] = {**BASE, "tls": good}
+    data["upstreams"] = {"ok": {"url": "https://ok", "tls": good}}
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check", "-c", str(path)]) == 0
