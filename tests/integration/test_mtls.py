@@ -31,7 +31,15 @@ from sidecar.testing import (
 )
 from sidecar.tls import plugin as tls_plugin
 
-from .mtls_pki import Pki, Records, Workload, client_context
+from .mtls_pki import (
+    Pki,
+    Records,
+    Workload,
+    client_context,
+    file_fingerprint,
+    fingerprint_of,
+    request,
+)
 
 PAYMENTS = "spiffe://cluster.local/ns/pay/sa/payments"
 WEB = "spiffe://cluster.local/ns/shop/sa/web"
@@ -368,3 +376,40 @@ async def test_a_drain_finishes_inbound_calls_in_flight_and_accepts_no_new_ones(
         r = await asyncio.wait_for(call, 5)
         await asyncio.wait_for(drain, 5)
     assert r.status_code == 200 and r.text == "done"
+
+
+async def test_a_reload_can_move_the_certificate_files_and_a_bad_move_is_refused(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """New paths in `inbound.tls` take effect on reload; paths to unusable files are refused and
+    the listener keeps serving the certificate it has."""
+    path = tmp_path / "sidecar.yaml"
+    moved = mesh.pki.workload("moved", PAYMENTS, out=tmp_path / "v2")
+    async with FakeUpstream() as app:
+
+        def write(tls: dict[str, str]) -> str:
+            cfg = _with_ephemeral_ports(inbound(mesh, app, [WEB]))
+            cfg["inbound"]["tls"] = tls
+            text = yaml.safe_dump(cfg)
+            path.write_text(text)
+            return text
+
+        async with running_sidecar(write(mesh.payments.tls()), config_path=str(path)) as s:
+            write({**moved.tls(), "key": mesh.web.key})  # not the certificate's key
+            assert not await s.reload()
+            before = await served(s.inbound_port, mesh)
+            write(moved.tls())
+            assert await s.reload()
+            after = await served(s.inbound_port, mesh)
+    assert before == file_fingerprint(mesh.payments.cert)
+    assert after == file_fingerprint(moved.cert)
+
+
+async def served(port: int, mesh: Mesh) -> str:
+    """The fingerprint of the certificate a new connection is served (after a 200)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=mesh.client(mesh.web))
+    try:
+        assert (await request(reader, writer, "/"))[0] == 200
+        return fingerprint_of(writer)
+    finally:
+        writer.close()

@@ -80,8 +80,13 @@ async def test_an_upstream_with_the_expected_spiffe_id_is_called_with_our_certif
     async with Upstream(pki.workload("payments", PAYMENTS)) as up:
         async with running_sidecar(upstream(up.fake.url, web_, spiffe_id=expected)) as s:
             r = await call(s.http_port)
+            left = s.metrics.registry.get_sample_value(
+                "sidecar_certificate_expiry_seconds",
+                {"listener": "", "upstream": "payments", "spiffe_id": WEB},
+            )
     assert r.status_code == 200 and r.text == "paid"
     assert up.clients == [file_fingerprint(web_.cert)]
+    assert left is not None and 23 * 3600 < left <= 24 * 3600  # the client certificate's
 
 
 async def test_an_upstream_with_another_spiffe_id_is_refused_before_the_request_is_sent(
