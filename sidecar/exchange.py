@@ -195,6 +195,11 @@ class Exchange:
             s = self._stash = Stash()
         return s
 
+    def peek(self, key: StashKey[T]) -> T | None:
+        """``stash.get(key)`` without creating the stash: for readers on every call."""
+        s = self._stash
+        return None if s is None else s.get(key)
+
     @property
     def target(self) -> str:
         """Path and query as sent on the request line."""

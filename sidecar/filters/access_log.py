@@ -88,7 +88,7 @@ def _line_writer(upstream: str, route: str, put: Callable[[str], None]) -> Write
             f'"duration_ms": {float(duration)!r}, "bytes_sent": {int(sent)}, '
             f'"client": {_json_str(exchange.client)}'
         )
-        attempts = exchange.stash.get(ATTEMPTS)  # set only when the call was retried
+        attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
         if attempts is not None:
             line += f', "attempts": {int(attempts)}'
         if error:
@@ -113,7 +113,7 @@ def _record_writer(upstream: str, route: str) -> Writer:
             "bytes_sent": sent,
             "client": exchange.client,
         }
-        attempts = exchange.stash.get(ATTEMPTS)  # set only when the call was retried
+        attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
         if attempts is not None:
             fields["attempts"] = attempts
         if error:
