@@ -225,8 +225,10 @@ class InboundListener(HttpListener):
 
     async def drain(self, grace: float) -> int:
         left = await super().drain(grace)
+        # stop_accepting cancelled them already; a drain without it must not wait forever
         for task in (self._acceptor, self._watcher, *self.handshakes):
             if task is not None:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         return left

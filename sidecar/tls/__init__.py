@@ -7,7 +7,8 @@
   client with an optional SPIFFE check) and the material that follows rotated files;
 - :mod:`.peer` / :mod:`.identity`: the inbound routes' filters (peer allow-list, identity header);
 - :mod:`.expiry` / :mod:`.plugin`: the certificate expiry metric and warnings, as a built-in
-  plugin; :mod:`.cli`: the ``sidecar certs`` commands.
+  plugin; :mod:`.checks`: certificate files checked when a config is loaded; :mod:`.cli`: the
+  ``sidecar certs`` commands.
 
 The inbound listener itself is :mod:`sidecar.listeners.inbound`. Importing this package imports
 nothing else: the config models use :mod:`.spiffe` alone.
