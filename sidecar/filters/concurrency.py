@@ -42,6 +42,22 @@ def factory(ctx: RouteContext) -> Filter | None:
     limit = limiter.limit
     wait, release = limiter.wait, limiter.release
 
+    if not limiter.queue_size:
+        # no queue (the default): nobody ever waits for a slot, so giving one back is a
+        # decrement (``release`` would look for a waiter first: a method call per request)
+
+        async def concurrency_no_queue(exchange: Exchange, call_next: Handler) -> Response:
+            if limiter.in_flight < limit:
+                limiter.in_flight += 1
+            else:
+                await wait()  # raises Overloaded: there is no queue
+            try:
+                return await call_next(exchange)
+            finally:
+                limiter.in_flight -= 1
+
+        return concurrency_no_queue
+
     async def concurrency(exchange: Exchange, call_next: Handler) -> Response:
         if limiter.in_flight < limit:
             limiter.in_flight += 1

@@ -95,6 +95,19 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
 
         return shadow_rate_limit
 
+    take = buckets.take
+    if p.on_limit == "reject" and isinstance(key_of, str):
+        key = key_of
+
+        async def rate_limit_one_key(exchange: Exchange, call_next: Handler) -> Response:
+            # one bucket for every call (key upstream or route): nothing to work out per call
+            wait = take(key, clock())
+            if wait:
+                raise refuse(wait)
+            return await call_next(exchange)
+
+        return rate_limit_one_key
+
     if p.on_limit == "reject":
 
         async def rate_limit(exchange: Exchange, call_next: Handler) -> Response:

@@ -39,7 +39,7 @@ from ..exchange import Exchange, Response, StashKey
 from ..registry import RouteContext
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
 from ..resilience.deadlines import DeadlineWheel
-from ..resilience.idempotency import may_repeat
+from ..resilience.idempotency import IDEMPOTENT_METHODS
 from ..resilience.replay import make_replayable
 from ..resilience.retry_budget import SlidingRetryBudget
 
@@ -86,6 +86,7 @@ def make_retry(
     wheel = DeadlineWheel()  # per-try timers (coarse: see sidecar.resilience.deadlines)
     retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}
     skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
+    record_request = budget.record_request
 
     def wait_before(
         exchange: Exchange, attempt: int, response: Response | None, blocked: str | None
@@ -112,28 +113,49 @@ def make_retry(
         return delay
 
     async def retry(exchange: Exchange, call_next: Handler) -> Response:
-        budget.record_request()
+        record_request()
         # decided before the first attempt: a stream must be buffered before it is sent, or
-        # left alone to be sent once
+        # left alone to be sent once (may_repeat inlined: this runs on every call)
         blocked: str | None = None
-        if not may_repeat(exchange, non_idempotent):
+        body = exchange.body
+        if not (
+            non_idempotent
+            or exchange.method in IDEMPOTENT_METHODS
+            or "idempotency-key" in exchange.headers
+        ):
             blocked = "non_idempotent"
-        elif isinstance(exchange.body, bytes):
-            if len(exchange.body) > limit:
+        elif isinstance(body, bytes):
+            if len(body) > limit:
                 blocked = "body_too_large"
         elif not await make_replayable(exchange, limit):
             blocked = "body_too_large"
+        # the first attempt; a success costs no more than this (the loop is a coroutine of its
+        # own, entered only when the outcome has a condition)
+        response: Response | None
+        error: SidecarError | None
+        try:
+            if per_try is None:
+                response = await call_next(exchange)
+            else:
+                response = await _bounded(call_next, exchange, per_try, wheel)
+        except SidecarError as e:
+            response, error = None, e
+        else:
+            if not classify(response, None):
+                return response
+            error = None
+        return await again(exchange, call_next, blocked, response, error)
+
+    async def again(
+        exchange: Exchange,
+        call_next: Handler,
+        blocked: str | None,
+        response: Response | None,
+        error: SidecarError | None,
+    ) -> Response:
+        """The first attempt's outcome had a condition: retry while it is worth it."""
         attempt = 1
         while True:
-            response: Response | None = None
-            error: SidecarError | None = None
-            try:
-                if per_try is None:
-                    response = await call_next(exchange)
-                else:
-                    response = await _bounded(call_next, exchange, per_try, wheel)
-            except SidecarError as e:
-                error = e
             conditions = classify(response, error)
             delay: float | None = None
             if conditions and attempt < attempts:
@@ -153,6 +175,14 @@ def make_retry(
                 await sleep(delay)
             attempt += 1
             exchange.stash[ATTEMPTS] = attempt
+            response = error = None
+            try:
+                if per_try is None:
+                    response = await call_next(exchange)
+                else:
+                    response = await _bounded(call_next, exchange, per_try, wheel)
+            except SidecarError as e:
+                error = e
 
     return retry
 

@@ -29,6 +29,7 @@ class SlidingRetryBudget:
     __slots__ = (
         "_clock",
         "_epoch",
+        "_next",
         "_req",
         "_ret",
         "_width",
@@ -57,6 +58,8 @@ class SlidingRetryBudget:
         self._ret = [0] * buckets
         self._clock = clock
         self._epoch = int(clock() / self._width)
+        #: when the current bucket ends (clock time): before it, a request skips the roll
+        self._next = (self._epoch + 1) * self._width
         #: requests and retries in the window (the sums of the buckets).
         self.requests = 0
         self.retries = 0
@@ -76,11 +79,15 @@ class SlidingRetryBudget:
                 self.retries -= ret[i]
                 req[i] = ret[i] = 0
             self._epoch = epoch
+            self._next = (epoch + 1) * self._width
         return self._epoch % n
 
     def record_request(self) -> None:
         """A call reached the retry filter (counted once, whatever its attempts)."""
-        self._req[self._advance()] += 1
+        # every call comes here: the bucket roll (a method call) only when the bucket changed
+        if self._clock() >= self._next:
+            self._advance()
+        self._req[self._epoch % len(self._req)] += 1
         self.requests += 1
 
     def try_retry(self) -> bool:
