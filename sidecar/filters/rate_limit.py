@@ -87,35 +87,38 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
 
     if p.shadow:
 
-        async def shadow_rate_limit(exchange: Exchange, call_next: Handler) -> Response:
+        def shadow_rate_limit(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
             key = key_of if isinstance(key_of, str) else key_of(exchange)
             if buckets.take(key, clock()):
                 shadowed()
-            return await call_next(exchange)
+            return call_next(exchange)
 
         return shadow_rate_limit
 
+    # The reject filters decide before the call and do nothing after it: plain functions that
+    # hand back the rest of the chain's awaitable, so the chain has no coroutine frame of theirs
+    # (each frame costs on every resumption of the call, not only once). A refusal is raised
+    # when awaited, like any filter's.
     take = buckets.take
-    if p.on_limit == "reject" and isinstance(key_of, str):
-        key = key_of
-
-        async def rate_limit_one_key(exchange: Exchange, call_next: Handler) -> Response:
-            # one bucket for every call (key upstream or route): nothing to work out per call
-            wait = take(key, clock())
-            if wait:
-                raise refuse(wait)
-            return await call_next(exchange)
-
-        return rate_limit_one_key
-
     if p.on_limit == "reject":
+        if isinstance(key_of, str):
+            key = key_of
 
-        async def rate_limit(exchange: Exchange, call_next: Handler) -> Response:
-            key = key_of if isinstance(key_of, str) else key_of(exchange)
-            wait = buckets.take(key, clock())
+            def rate_limit_one_key(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
+                # one bucket for every call (key upstream or route): nothing to work out per call
+                wait = take(key, clock())
+                if wait:
+                    return _raise(refuse(wait))
+                return call_next(exchange)
+
+            return rate_limit_one_key
+        key_fn = key_of
+
+        def rate_limit(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
+            wait = take(key_fn(exchange), clock())
             if wait:
-                raise refuse(wait)
-            return await call_next(exchange)
+                return _raise(refuse(wait))
+            return call_next(exchange)
 
         return rate_limit
 
@@ -151,6 +154,10 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
         return await call_next(exchange)
 
     return rate_limit_wait
+
+
+async def _raise(error: RateLimited) -> Response:
+    raise error
 
 
 def factory(ctx: RouteContext) -> Filter | None:
