@@ -15,7 +15,7 @@ Header names are lower-case ``str``; values are ``str`` (latin-1, as HTTP/1.1 de
 
 from __future__ import annotations
 
-__all__ = ["Body", "Exchange", "Headers", "Response", "StashKey", "read_body"]
+__all__ = ["Body", "Exchange", "Headers", "Response", "StashKey", "discard", "read_body"]
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, cast
@@ -259,3 +259,18 @@ async def read_body(exchange: Exchange, limit: int) -> bytes:
     exchange.body = data
     exchange.body_length = len(data)
     return data
+
+
+async def discard(response: Response) -> None:
+    """Give up a response that will not reach the app (a retry, a renewed credential): close a
+    streaming body, so its connection is not reused mid-body, and tell whoever waits for its end
+    (``on_complete``) that it was abandoned."""
+    body = response.body
+    if not isinstance(body, bytes):
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
+    callbacks, response.on_complete = response.on_complete, None
+    if callbacks:
+        for done in callbacks:
+            done(False, 0)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from ..chain import Filter, Handler
 from ..errors import CredentialsUnavailable
-from ..exchange import Exchange, Response
+from ..exchange import Exchange, Response, discard
 from ..registry import RouteContext
 from .broker import RESOURCE, CredentialBroker
 from .provider import CredentialProvider
@@ -93,7 +93,7 @@ def make_auth_filter(
             return response
         if not await provider.unauthorized(grant):
             return response  # nothing better to send: the app gets the upstream's 401
-        await _discard(response)
+        await discard(response)
         try:
             await apply(exchange)
         except CredentialsUnavailable:
@@ -106,17 +106,3 @@ def make_auth_filter(
 
 def _nothing() -> None:
     return None
-
-
-async def _discard(response: Response) -> None:
-    """Give up a 401 for the second try: close a streaming body (its connection must not be
-    reused mid-body) and tell whoever waits for its end that it was abandoned."""
-    body = response.body
-    if not isinstance(body, bytes):
-        close = getattr(body, "aclose", None)
-        if close is not None:
-            await close()
-    callbacks, response.on_complete = response.on_complete, None
-    if callbacks:
-        for done in callbacks:
-            done(False, 0)

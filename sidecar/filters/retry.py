@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 
 from ..chain import Filter, Handler
 from ..errors import SidecarError, UpstreamTimeout
-from ..exchange import Exchange, Response, StashKey
+from ..exchange import Exchange, Response, StashKey, discard
 from ..registry import RouteContext
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
 from ..resilience.deadlines import DeadlineWheel
@@ -170,7 +170,7 @@ def make_retry(
                 assert response is not None
                 return response
             if response is not None:
-                await _discard(response)
+                await discard(response)
             if delay > 0:
                 await sleep(delay)
             attempt += 1
@@ -219,17 +219,3 @@ async def _bounded(
     if wheel.remove(entry):
         task.uncancel()
     return response
-
-
-async def _discard(response: Response) -> None:
-    """Give up a response for a retry: close a streaming body (its connection must not be reused
-    mid-body) and tell whoever waits for its end that it was abandoned."""
-    body = response.body
-    if not isinstance(body, bytes):
-        close = getattr(body, "aclose", None)
-        if close is not None:
-            await close()
-    callbacks, response.on_complete = response.on_complete, None
-    if callbacks:
-        for done in callbacks:
-            done(False, 0)
