@@ -30,6 +30,7 @@ __all__ = [
     "SidecarError",
     "SignatureInvalid",
     "UpstreamConnectError",
+    "UpstreamTLSError",
     "UpstreamProtocolError",
     "UpstreamReset",
     "UpstreamTimeout",
@@ -124,6 +125,15 @@ class PeerNotAllowed(SidecarError):
 
 class UpstreamConnectError(SidecarError):
     status, grpc_code, code = 502, 14, "upstream_connect"
+
+
+class UpstreamTLSError(UpstreamConnectError):
+    """The TLS handshake or the peer's identity was refused (bad certificate, wrong name or
+    SPIFFE ID). The app sees ``upstream_connect`` like any connect failure; policies see the
+    condition ``tls``: trying the same peer again will not help, so it is not retried by
+    default, while the breaker still counts it."""
+
+    conditions = ("tls",)
 
 
 class UpstreamReset(SidecarError):

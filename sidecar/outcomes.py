@@ -30,7 +30,11 @@ _STATUS: dict[int, tuple[str, ...]] = {
 
 
 def conditions_of_error(error: BaseException) -> tuple[str, ...]:
-    """Conditions of a typed sidecar error (``code`` attribute); ``()`` for anything else."""
+    """Conditions of a typed sidecar error: its own ``conditions`` if it names them (a TLS
+    refusal is ``tls``), else by its ``code``; ``()`` for anything else."""
+    own: tuple[str, ...] | None = getattr(error, "conditions", None)
+    if own is not None:
+        return own
     return _ERRORS.get(getattr(error, "code", ""), ())
 
 

@@ -89,7 +89,7 @@ def parse_rate(value: Any) -> RateValue:
 Rate = Annotated[RateValue, BeforeValidator(parse_rate), PlainSerializer(str)]
 
 #: Condition names every adapter's classifier may produce (plus status codes and ``Nxx``).
-KNOWN_CONDITIONS = frozenset({"connect-failure", "reset", "timeout", "protocol"})
+KNOWN_CONDITIONS = frozenset({"connect-failure", "tls", "reset", "timeout", "protocol"})
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 
 
@@ -183,7 +183,14 @@ class CircuitBreakerPolicy(Model):
     #: trial calls let through at once while half-open; this many successes close the breaker.
     half_open_requests: int = Field(1, ge=1, le=1000)
     #: what counts as a failure (the adapter's condition names).
-    failure_on: list[Condition] = ["connect-failure", "reset", "timeout", "protocol", "5xx"]
+    failure_on: list[Condition] = [
+        "connect-failure",
+        "tls",
+        "reset",
+        "timeout",
+        "protocol",
+        "5xx",
+    ]
 
     @model_validator(mode="after")
     def _cap(self) -> CircuitBreakerPolicy:

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import httptools
 
-from ..errors import SidecarError, UpstreamConnectError, UpstreamProtocolError, UpstreamReset
+from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset, UpstreamTLSError
 from ..exchange import Headers, Response
 from ..http1 import HOP_BY_HOP, hop_by_hop_names
 from .body import UpstreamBody
@@ -112,7 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._finish()
             elif isinstance(exc, ssl.SSLError) and not self._got_bytes:
                 # TLS 1.3 servers refuse a client certificate after the handshake, with an alert
-                self._fail(UpstreamConnectError(f"TLS error from upstream: {exc.reason or exc}"))
+                self._fail(UpstreamTLSError(f"TLS error from upstream: {exc.reason or exc}"))
             else:
                 self._fail(UpstreamReset(self._reset_reason()))
         pump = self.pump

@@ -21,7 +21,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 
-from ..errors import Overloaded, UpstreamConnectError
+from ..errors import Overloaded, UpstreamConnectError, UpstreamTLSError
 from .connection import UpstreamConnection
 from .tls import describe_tls_error
 
@@ -174,7 +174,7 @@ class Pool:
                 f"connect to {where} timed out after {self.connect_timeout:g}s"
             )
         if isinstance(e, ssl.SSLError):
-            return UpstreamConnectError(describe_tls_error(e, where, self.server_hostname))
+            return UpstreamTLSError(describe_tls_error(e, where, self.server_hostname))
         if isinstance(e, ConnectionError) and self.ssl is not None:
             return UpstreamConnectError(f"TLS handshake with {where} failed: {e}")
         if isinstance(e, OSError):

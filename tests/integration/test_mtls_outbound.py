@@ -152,3 +152,28 @@ async def test_a_rotated_client_certificate_is_presented_on_new_connections(pki:
                     assert (await call(s.http_port)).status_code == 200
                     await asyncio.sleep(0.05)
     assert up.clients[0] == first and first != second
+
+
+async def test_a_refused_server_identity_is_not_retried_but_counts_for_the_breaker(
+    pki: Pki,
+) -> None:
+    """The same peer would refuse again: with default retries a SPIFFE mismatch is one attempt,
+    and the breaker (condition `tls`) still opens on it."""
+    web_ = pki.workload("web", WEB)
+    other = "spiffe://cluster.local/ns/pay/sa/refunds"
+    async with Upstream(pki.workload("payments", PAYMENTS)) as up:
+        cfg = upstream(up.fake.url, web_, spiffe_id=other)
+        del cfg["upstreams"]["payments"]["retry"]  # the default policy: 3 attempts
+        cfg["upstreams"]["payments"]["circuit_breaker"] = {"consecutive_failures": 2}
+        async with running_sidecar(cfg) as s:
+            first = await call(s.http_port)
+            attempts = s.metrics.registry.get_sample_value(
+                "sidecar_upstream_attempts_total",
+                {"upstream": "payments", "outcome": "upstream_connect"},
+            )
+            await call(s.http_port)
+            third = await call(s.http_port)
+    assert first.headers["x-sidecar-error"] == "upstream_connect"
+    assert attempts == 1
+    assert third.headers["x-sidecar-error"] == "circuit_open"
+    assert up.clients == []
