@@ -11,8 +11,8 @@ Levels: a call the sidecar decided, a 5xx and an aborted call are WARNING; the r
 by ``telemetry.access_log.sample_ratio``.
 
 Cost, decided once when the chain is composed: with the access log disabled or its logger above
-WARNING the filter is left out of the chain; above INFO the chain gets :func:`_errors_only`, which
-for a successful call costs one ``try`` (free in CPython 3.11), a status comparison and a type
+WARNING the filter is left out of the chain; above INFO (or with ``sample_ratio: 0``) a successful
+call costs one ``try`` (free in CPython 3.11), a status comparison and a type
 check, and builds nothing unless the body streams (it may yet be cut short).
 
 Where lines go, decided once per composed chain: with the process's access-log writer installed
@@ -142,8 +142,12 @@ def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool
         resp.on_complete.append(done)
 
 
-def _every_call(write: Writer, ratio: float) -> Filter:
+def _make_filter(write: Writer, ratio: float) -> Filter:
+    """``ratio`` of successful calls get a line (0: errors only, 1: every call); 5xx, sidecar
+    decisions and cut calls always do."""
     rand = random.random
+    every = ratio >= 1.0
+    sampled = 0.0 < ratio < 1.0
 
     async def access_log(exchange: Exchange, call_next: Handler) -> Response:
         try:
@@ -158,29 +162,7 @@ def _every_call(write: Writer, ratio: float) -> Filter:
             write(exchange, 500, 0, "internal", True)  # rescue answers it with 500 internal
             raise
         # sampling drops successful calls only: a 5xx is always worth its line
-        if ratio >= 1.0 or resp.status >= 500 or rand() < ratio:
-            _when_sent(resp, write, exchange)
-        elif not isinstance(resp.body, bytes):
-            _when_sent(resp, write, exchange, failures=True)  # a stream may still be cut short
-        return resp
-
-    return access_log
-
-
-def _errors_only(write: Writer) -> Filter:
-    async def access_log(exchange: Exchange, call_next: Handler) -> Response:
-        try:
-            resp = await call_next(exchange)
-        except SidecarError as e:
-            write(exchange, e.status, 0, e.code, True)
-            raise
-        except asyncio.CancelledError:
-            write(exchange, CLIENT_CLOSED, 0, None, False)
-            raise
-        except Exception:
-            write(exchange, 500, 0, "internal", True)
-            raise
-        if resp.status >= 500:
+        if every or resp.status >= 500 or (sampled and rand() < ratio):
             _when_sent(resp, write, exchange)
         elif not isinstance(resp.body, bytes):
             _when_sent(resp, write, exchange, failures=True)  # a stream may still be cut short
@@ -200,6 +182,5 @@ def factory(ctx: RouteContext) -> Filter | None:
     if not cfg.enabled or not log.isEnabledFor(logging.WARNING):
         return None
     write = _writer(ctx.upstream_name, ctx.route)
-    if not log.isEnabledFor(logging.INFO) or cfg.sample_ratio == 0.0:
-        return _errors_only(write)
-    return _every_call(write, cfg.sample_ratio)
+    # above INFO only the WARNING lines (errors, decisions, cut calls) are written
+    return _make_filter(write, cfg.sample_ratio if log.isEnabledFor(logging.INFO) else 0.0)
