@@ -27,6 +27,7 @@ from .config.types import split_address
 from .errors import ConfigError, ConfigProblem, PluginError, SidecarError
 from .exchange import Exchange
 from .filters import access_log
+from .health import UpstreamHealthCollector
 from .listeners import inbound_routes
 from .listeners.http import HttpListener
 from .listeners.inbound import InboundListener
@@ -75,6 +76,7 @@ class Sidecar:
         self.resources: dict[str, Any] = {}
         # their gauges (circuit state, concurrency in flight...) are read when /metrics is scraped
         self.metrics.registry.register(PolicyStateCollector(lambda: self._shared))
+        self.metrics.registry.register(UpstreamHealthCollector(self))
 
     # --- composition -------------------------------------------------------------------------
 
@@ -460,6 +462,12 @@ class Sidecar:
         self.metrics.config_reloads.labels("refused").inc()
 
     # --- views -------------------------------------------------------------------------------
+
+    @property
+    def shared_state(self) -> dict[tuple[str, str], tuple[Hashable, Any]]:
+        """The live route table's per-upstream policy objects: ``(kind, upstream) → (key, obj)``
+        (breakers, limiters; see ``RouteContext.shared``). For views, never per call."""
+        return self._shared
 
     def redacted_config(self) -> dict[str, Any]:
         """The running config as JSON data; secrets appear only as their references."""

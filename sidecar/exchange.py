@@ -212,7 +212,7 @@ class Exchange:
 class Response:
     """What a handler returns: status, headers and a body (bytes or stream)."""
 
-    __slots__ = ("body", "close", "headers", "length", "on_complete", "status")
+    __slots__ = ("body", "close", "headers", "length", "on_complete", "status", "trailers")
 
     def __init__(
         self,
@@ -232,6 +232,10 @@ class Response:
         self.on_complete: list[Callable[[bool, int], None]] | None = None
         #: close the app's connection after this response (malformed input, draining).
         self.close = False
+        #: trailing fields, known once the body was read to its end (gRPC: ``grpc-status``,
+        #: ``grpc-message`` and the trailing metadata, see :mod:`sidecar.grpc.wire`); ``None``
+        #: for a response without trailers.
+        self.trailers: Headers | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status} length={self.length}>"

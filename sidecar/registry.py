@@ -29,6 +29,8 @@ __all__ = [
     "ORDER_RESCUE",
     "ORDER_RETRY",
     "ORDER_TIMEOUT",
+    "ORDER_TRACING",
+    "ORDER_UPSTREAM_SPAN",
     "ORDER_VERIFY_HMAC",
     "Adapter",
     "AdapterRegistry",
@@ -76,6 +78,7 @@ log = logging.getLogger("sidecar.plugins")
 # the reasons for this order are in sidecar/filters/__init__.py.
 ORDER_RESCUE = 0
 ORDER_ACCESS_LOG = 100
+ORDER_TRACING = 200
 ORDER_METRICS = 300
 ORDER_PEER_ALLOW = 310
 ORDER_VERIFY_HMAC = 320
@@ -87,6 +90,7 @@ ORDER_TIMEOUT = 800
 ORDER_RETRY = 820
 ORDER_CIRCUIT_BREAKER = 840
 ORDER_AUTH = 860
+ORDER_UPSTREAM_SPAN = 880
 ORDER_IDENTITY_HEADER = 890
 ORDER_REQUEST_HEADERS = 900
 
@@ -185,6 +189,12 @@ class Adapter:
     def describe(self, name: str) -> dict[str, Any]:
         """State of one upstream for ``/upstreams`` (pool sizes, health...)."""
         return {}
+
+    def health(self, name: str) -> bool | None:
+        """Whether the upstream can be reached now (``False``: a channel in transient failure),
+        ``None`` when the adapter does not track it. Read by :mod:`sidecar.health`, never per
+        call."""
+        return None
 
     async def aclose(self) -> None:
         """Close every connection (shutdown)."""

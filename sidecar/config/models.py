@@ -12,6 +12,7 @@ __all__ = [
     "UPSTREAM_NAME",
     "AccessLogConfig",
     "AdminConfig",
+    "GrpcListenerConfig",
     "HttpListenerConfig",
     "InboundConfig",
     "InboundRoute",
@@ -24,6 +25,7 @@ __all__ = [
     "ShutdownConfig",
     "SidecarConfig",
     "TelemetryConfig",
+    "TracingConfig",
     "UpstreamConfig",
     "UpstreamTLS",
 ]
@@ -105,6 +107,20 @@ def _upstream_name(name: str) -> str:
     return name
 
 
+#: A fully qualified protobuf service name.
+GRPC_SERVICE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _grpc_service(name: str) -> str:
+    if not GRPC_SERVICE.match(name):
+        raise PydanticCustomError(
+            "grpc_service",
+            'expected a fully qualified gRPC service name like "payments.v1.Payments", got {got}',
+            {"got": show(name)},
+        )
+    return name
+
+
 def _spiffe_pattern(value: str) -> str:
     try:
         return parse_pattern(value)
@@ -119,6 +135,7 @@ SpiffePattern = Annotated[str, AfterValidator(_spiffe_pattern)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
 ConfigurableHeaderName = Annotated[str, AfterValidator(_configurable_header_name)]
 UpstreamName = Annotated[str, AfterValidator(_upstream_name)]
+GrpcServiceName = Annotated[str, AfterValidator(_grpc_service)]
 
 
 def _no_twice(raw: Any) -> Any:
@@ -163,6 +180,24 @@ class HttpListenerConfig(Model):
     idle_timeout: PositiveDuration = 60.0
 
 
+class GrpcListenerConfig(Model):
+    """``grpc:``: the app-facing gRPC egress listener (docs/grpc.md)."""
+
+    #: ``false``: no gRPC port at all.
+    enabled: bool = True
+    #: loopback only, like ``http``.
+    address: LoopbackAddress = "127.0.0.1:15002"
+    #: largest message the app may send (RESOURCE_EXHAUSTED past it); a 4 MiB payload plus its
+    #: framing fits the default.
+    max_receive_message_size: Size = Field(8 * 1024 * 1024, ge=1024)
+    #: largest message passed back to the app.
+    max_send_message_size: Size = Field(8 * 1024 * 1024, ge=1024)
+    #: request metadata size (names and values) an app may send.
+    max_metadata_size: Size = Field(60 * 1024, ge=1024)
+    #: streams (calls) in flight on one app connection.
+    max_concurrent_streams: int = Field(1024, ge=1, le=100_000)
+
+
 class ShutdownConfig(Model):
     """``shutdown:``: what SIGTERM does."""
 
@@ -176,14 +211,48 @@ class AccessLogConfig(Model):
     enabled: bool = True
     #: fraction of successful calls logged (errors and sidecar decisions are always logged).
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    #: ``warning``: only calls the sidecar decided, 5xx and cut calls get a line.
+    level: Literal["info", "warning"] = "info"
+
+
+class TracingConfig(Model):
+    """``telemetry.tracing:``: OpenTelemetry spans exported over OTLP (docs/observability.md).
+
+    A key left unset takes the standard ``OTEL_*`` environment variable, then the OTel default.
+    """
+
+    #: ``false`` (or ``OTEL_SDK_DISABLED=true``): no tracing objects at all.
+    enabled: bool = True
+    #: OTLP transport; unset: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``_PROTOCOL``, else grpc.
+    protocol: Literal["grpc", "http/protobuf"] | None = None
+    #: collector address; unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``_ENDPOINT``, else
+    #: ``http://localhost:4317`` (grpc) or ``http://localhost:4318/v1/traces`` (http/protobuf).
+    endpoint: str | None = None
+    #: parent-based ratio sampler's ratio for new traces; unset: ``OTEL_TRACES_SAMPLER_ARG``,
+    #: else 1.0. A call with a sampled parent is always sampled.
+    sample_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    #: ``service.name``; unset: ``OTEL_SERVICE_NAME``, else ``sidecar``.
+    service_name: str | None = None
+    #: headers sent to the collector (values may be secret references).
+    headers: dict[ConfigurableHeaderName, HeaderValueOrSecret] = {}
+    #: one export's timeout.
+    export_timeout: PositiveDuration = 10.0
+    #: spans kept waiting for export; past it new spans are dropped (and counted).
+    max_queue_size: int = Field(2048, ge=1, le=1_000_000)
+    #: spans per export request.
+    max_export_batch_size: int = Field(512, ge=1, le=100_000)
+    #: time between exports.
+    schedule_delay: PositiveDuration = 5.0
 
 
 class TelemetryConfig(Model):
-    """``telemetry:``: the sidecar's own log and the access log (tracing comes later)."""
+    """``telemetry:``: the sidecar's own log, the access log and tracing."""
 
     #: level of the sidecar's own JSON log on stderr.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: AccessLogConfig = AccessLogConfig()
+    #: off when unset.
+    tracing: TracingConfig | None = None
 
 
 class PoolConfig(Model):
@@ -253,6 +322,8 @@ class UpstreamConfig(Model):
     concurrency: ConcurrencyPolicy = ConcurrencyPolicy()
     rate_limit: RateLimitPolicy | None = None
     global_rate_limit: GlobalRateLimitPolicy | None = None
+    #: fully qualified gRPC services (``payments.v1.Payments``) the gRPC listener routes here.
+    services: list[GrpcServiceName] = []
     #: the credential put on every call (docs/credentials.md); none when unset.
     auth: AuthPolicy | None = None
     #: inbound verification of signed calls (webhooks); off when unset.
@@ -467,6 +538,7 @@ class SidecarConfig(Model):
 
     admin: AdminConfig = AdminConfig()
     http: HttpListenerConfig = HttpListenerConfig()
+    grpc: GrpcListenerConfig = GrpcListenerConfig()
     #: the mTLS listener in front of the app; none when unset.
     inbound: InboundConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -483,3 +555,17 @@ class SidecarConfig(Model):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
         return data
+
+    @model_validator(mode="after")
+    def _services_once(self) -> SidecarConfig:
+        owner: dict[str, str] = {}
+        for name, up in self.upstreams.items():
+            for service in up.services:
+                prior = owner.setdefault(service, name)
+                if prior != name:
+                    raise PydanticCustomError(
+                        "grpc_service",
+                        "gRPC service {service} is routed to two upstreams: {a} and {b}",
+                        {"service": service, "a": prior, "b": name},
+                    )
+        return self

@@ -16,7 +16,7 @@ updated on the event loop). Not here: the metric families themselves
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 from ..chain import Filter, Handler
@@ -34,15 +34,30 @@ def factory(ctx: RouteContext) -> Filter:
     in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no method call
     count = rm.count
     errors = ctx.metrics.errors
-    listener, upstream = ctx.listener, ctx.upstream_name
+    recent = ctx.metrics.recent_errors.append
+    listener, upstream, route = ctx.listener, ctx.upstream_name, ctx.route
     # reason -> child; bounded by the set of SidecarError codes
     reasons: dict[str, Any] = {}
 
-    def error(reason: str) -> None:
+    def error(exchange: Exchange, reason: str, status: int, detail: str) -> None:
         child = reasons.get(reason)
         if child is None:
             child = reasons[reason] = errors.labels(listener, upstream, reason)
         child.inc()
+        # the dashboard's "recent errors" (bounded deque; an error path only)
+        recent(
+            {
+                "ts": time(),
+                "listener": listener,
+                "upstream": upstream,
+                "route": route,
+                "reason": reason,
+                "status": status,
+                "method": exchange.method,
+                "path": exchange.path[:200],
+                "detail": detail[:200],
+            }
+        )
 
     async def metrics(exchange: Exchange, call_next: Handler) -> Response:
         in_flight.value += 1
@@ -50,14 +65,14 @@ def factory(ctx: RouteContext) -> Filter:
             resp = await call_next(exchange)
         except SidecarError as e:
             count(e.status)
-            error(e.code)
+            error(exchange, e.code, e.status, e.detail)
             raise
         except asyncio.CancelledError:
             count(CLIENT_CLOSED)
             raise
         except Exception:
             count(500)  # the rescue filter answers it with 500 internal
-            error("internal")
+            error(exchange, "internal", 500, "unexpected error in the sidecar")
             raise
         finally:
             in_flight.value -= 1

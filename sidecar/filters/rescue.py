@@ -4,6 +4,10 @@ A :class:`~sidecar.errors.SidecarError` becomes its status with ``x-sidecar-erro
 one-line body; anything else is offered to the ``sidecar_rescue`` hook, then becomes a 500
 ``internal`` and is logged with the route, so a buggy filter never kills the process or the
 connection. Cancellation (the app went away) is not an error and passes through.
+
+On the gRPC listener the same decisions become gRPC answers (the error's gRPC code, and
+``x-sidecar-error`` in the trailing metadata: :func:`sidecar.grpc.wire.error_response`), chosen
+once per chain.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response
+from ..grpc import wire
 from ..registry import RouteContext
 
 log = logging.getLogger("sidecar.rescue")
@@ -35,12 +40,18 @@ def error_response(error: SidecarError) -> Response:
     return resp
 
 
-def make_rescue(hook: RescueHook | None, route: str, blame: Blame | None = None) -> Filter:
+def make_rescue(
+    hook: RescueHook | None,
+    route: str,
+    blame: Blame | None = None,
+    answer: Callable[[SidecarError], Response] = error_response,
+) -> Filter:
+
     async def rescue(exchange: Exchange, call_next: Handler) -> Response:
         try:
             return await call_next(exchange)
         except SidecarError as e:
-            return error_response(e)
+            return answer(e)
         except Exception as e:
             if hook is not None:
                 try:
@@ -60,10 +71,11 @@ def make_rescue(hook: RescueHook | None, route: str, blame: Blame | None = None)
             log.error(
                 "unexpected error while handling a call", exc_info=e, extra={"fields": fields}
             )
-            return error_response(SidecarError("unexpected error in the sidecar"))
+            return answer(SidecarError("unexpected error in the sidecar"))
 
     return rescue
 
 
 def factory(ctx: RouteContext) -> Filter:
-    return make_rescue(ctx.rescue_hook, ctx.route, ctx.blame)
+    answer = wire.error_response if ctx.listener == wire.GRPC_LISTENER else error_response
+    return make_rescue(ctx.rescue_hook, ctx.route, ctx.blame, answer)

@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = ["Metrics", "RouteMetrics"]
 
 import platform
+from collections import deque
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
@@ -61,6 +62,10 @@ DURATION_BUCKETS = (
     15.0,
     30.0,
 )
+
+
+#: sidecar decisions kept for the dashboard's "recent errors".
+RECENT_ERRORS = 50
 
 
 def _version() -> str:
@@ -141,6 +146,9 @@ class Metrics:
             ["listener", "upstream", "reason"],
         )
         r.register(self.errors)
+        #: the latest sidecar decisions (synthetic error answers), newest last, for the
+        #: dashboard: appended by the metrics filter on its error path only, bounded.
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
         self.config_reloads = Counter(
             "sidecar_config_reloads",
             "Config reloads, by result (ok, refused).",

@@ -98,8 +98,8 @@ CASES: list[tuple[str, str, list[str]]] = [
         [
             "sidecar.yaml: upstreams.p.on: unknown key (this section takes: adapter, auth, "
             "circuit_breaker, concurrency, connect_timeout, global_rate_limit, host, options, "
-            "pool, rate_limit, request_headers, response_header_timeout, retry, timeout, tls, "
-            "url, verify_hmac)"
+            "pool, rate_limit, request_headers, response_header_timeout, retry, services, timeout, "
+            "tls, url, verify_hmac)"
         ],
     ),
     # --- wrong types

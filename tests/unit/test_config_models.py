@@ -20,6 +20,7 @@ from sidecar.config import (
     validate_plugin_sections,
 )
 from sidecar.config.changes import split_changes
+from sidecar.config.models import TracingConfig
 from sidecar.errors import ConfigError
 
 SECRET = "s3cr3t-Tok3n-9f8e7d"  # distinctive: grep-able in any output
@@ -270,8 +271,15 @@ def test_the_documented_defaults_are_the_real_defaults() -> None:
     """Where the example shows a default, it is the value the sidecar uses when it is left out."""
     example = parse_config(_documented_example(), "example", {}, resolve_secrets=False)
     defaults = parse_config("upstreams: {payments: {url: 'http://p'}}\n", "d", {})
-    for section in ("admin", "http", "shutdown", "telemetry"):
+    for section in ("admin", "http", "grpc", "shutdown"):
         assert getattr(example, section) == getattr(defaults, section), section
+    # tracing is off by default: the example turns it on, with defaults except where it points
+    assert example.telemetry.model_copy(update={"tracing": None}) == defaults.telemetry
+    assert defaults.telemetry.tracing is None and example.telemetry.tracing is not None
+    shown_tracing = example.telemetry.tracing.model_copy(
+        update={"protocol": None, "endpoint": None, "sample_ratio": None}
+    )
+    assert shown_tracing == TracingConfig()
     shown, default = example.upstreams["payments"], defaults.upstreams["payments"]
     for key in (
         "timeout",
