@@ -4,7 +4,8 @@
 another header; ``query: api_key`` sends it as ``?api_key=<key>`` instead (percent-encoded,
 appended to the app's query). Either way the app's own value under that name is removed first
 (unless ``pass_through``). The key is a secret reference; a file is re-read when it changes.
-The access log never shows the query, so a key there is not logged.
+The access log never shows the query, so a key there is not logged. A gRPC call has no query:
+``query`` is refused on an upstream of the ``grpc`` adapter.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class ApiKey(CredentialProvider):
     @classmethod
     def header_of(cls, settings: ApiKeySettings) -> str | None:
         return settings.header if settings.query is None else None
+
+    @classmethod
+    def grpc_refusal(cls, settings: ApiKeySettings) -> str | None:
+        if settings.query is None:
+            return None
+        return "a gRPC call has no query string: send the key in a header (drop query)"
 
     def supplied(self, exchange: Exchange) -> bool:
         if self._param is None:

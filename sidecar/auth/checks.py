@@ -5,7 +5,9 @@ provider's ``settings_model`` and its secret references are read, each problem r
 file and key path (``sidecar.yaml: upstreams.pay.auth.token_url: required key is missing``), like
 every config problem: the loader calls this with the plugin schemas, so ``sidecar check`` and a
 reload say the same as start-up. An upstream whose ``request_headers`` also sets the header the
-provider sets is refused too: one of the two would silently lose.
+provider sets is refused too: one of the two would silently lose. So is a provider that cannot
+credential a gRPC call (``hmac`` signs an HTTP body; an ``api_key`` sent as a query parameter)
+on an upstream of the ``grpc`` adapter.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def auth_problems(
             problems += _raw_secret_problems(options, where, file)
             continue
         problems += secret_problems(settings, where, file)
+        refusal = cls.grpc_refusal(settings) if up.get("adapter") == "grpc" else None
+        if refusal is not None:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"upstreams.{name}.auth",
+                    f"{show(kind)} cannot credential a gRPC call: {refusal}",
+                )
+            )
         header = cls.header_of(settings)
         configured = up.get("request_headers")
         if header is not None and isinstance(configured, dict):

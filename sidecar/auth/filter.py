@@ -13,6 +13,11 @@ When the upstream answers 401 to a renewable credential (OAuth2), the provider r
 the call is sent once more, if its body is still in memory (replayable); otherwise, or when no
 different credential can be had, the app gets the upstream's 401.
 
+Over gRPC the refusal is UNAUTHENTICATED (a trailers-only answer) and the call is sent once more
+when its request messages could be kept (:class:`~sidecar.resilience.replay.MessageReplay`, up
+to ``retry.buffer``; the retry filter's buffer when there is one); a renewable provider then
+keeps each call's messages as they are sent.
+
 ``CredentialsUnavailable`` (no valid token and the IdP failing) ends the call with 503
 ``credentials_unavailable`` and counts ``sidecar_credentials_unavailable_total``.
 """
@@ -26,7 +31,9 @@ from collections.abc import Callable
 from ..chain import Filter, Handler
 from ..errors import CredentialsUnavailable
 from ..exchange import Exchange, Response, discard
+from ..grpc.wire import GRPC_LISTENER, grpc_status
 from ..registry import RouteContext
+from ..resilience.replay import message_replay
 from .broker import RESOURCE, CredentialBroker
 from .provider import CredentialProvider
 
@@ -46,7 +53,10 @@ def factory(ctx: RouteContext) -> Filter | None:
     count: Callable[[], None] | None = None
     if type(provider).apply is not CredentialProvider.apply:  # only these can be unavailable
         count = ctx.metrics.credentials_unavailable.labels(ctx.upstream_name).inc
-    return make_auth_filter(provider, pass_through=auth.pass_through, on_unavailable=count)
+    grpc_buffer = ctx.upstream.retry.buffer if ctx.listener == GRPC_LISTENER else None
+    return make_auth_filter(
+        provider, pass_through=auth.pass_through, on_unavailable=count, grpc_buffer=grpc_buffer
+    )
 
 
 def make_auth_filter(
@@ -54,8 +64,11 @@ def make_auth_filter(
     *,
     pass_through: bool = False,
     on_unavailable: Callable[[], None] | None = None,
+    grpc_buffer: int | None = None,
 ) -> Filter:
-    """The filter of one route; ``on_unavailable()`` is called for each 503 it causes."""
+    """The filter of one route; ``on_unavailable()`` is called for each 503 it causes.
+    ``grpc_buffer``: a route of the gRPC listener, whose messages are kept up to that many bytes
+    to be sent again after UNAUTHENTICATED."""
     kind = type(provider)
     supplied = provider.supplied
     count = on_unavailable or _nothing
@@ -79,6 +92,8 @@ def make_auth_filter(
         return auth_static_pass
 
     apply = provider.apply
+    if renewable and grpc_buffer is not None:
+        return _renewing_grpc(provider, pass_through, count, grpc_buffer)
 
     async def auth(exchange: Exchange, call_next: Handler) -> Response:
         if pass_through and supplied(exchange):
@@ -102,6 +117,45 @@ def make_auth_filter(
         return await call_next(exchange)
 
     return auth
+
+
+def _renewing_grpc(
+    provider: CredentialProvider, pass_through: bool, count: Callable[[], None], limit: int
+) -> Filter:
+    """The renewing filter of a gRPC route: UNAUTHENTICATED is gRPC's 401."""
+    apply, supplied = provider.apply, provider.supplied
+
+    async def auth_grpc(exchange: Exchange, call_next: Handler) -> Response:
+        if pass_through and supplied(exchange):
+            return await call_next(exchange)
+        try:
+            grant = await apply(exchange)
+        except CredentialsUnavailable:
+            count()
+            raise
+        replay = message_replay(exchange, limit)
+        response = await call_next(exchange)
+        if grpc_status(response) != _UNAUTHENTICATED or (
+            replay is not None and not replay.replayable
+        ):
+            return response
+        if not await provider.unauthorized(grant):
+            return response  # nothing better to send: the app gets the upstream's refusal
+        await discard(response)
+        try:
+            await apply(exchange)
+        except CredentialsUnavailable:
+            count()
+            raise
+        if replay is not None:
+            exchange.body = replay.attempt()
+        return await call_next(exchange)
+
+    return auth_grpc
+
+
+#: gRPC's UNAUTHENTICATED status code.
+_UNAUTHENTICATED = 16
 
 
 def _nothing() -> None:

@@ -18,6 +18,10 @@ that is already in memory (most are) costs nothing; a streamed one is read first
 the limit is refused with 413 ``body_too_large`` and a reason naming ``auth.max_body`` before it
 is sent, never streamed unsigned: an upstream that checks signatures would refuse it anyway, and
 one that does not should not be given a call that only looks signed.
+
+**Not for gRPC upstreams** (refused at load time): the string-to-sign is an HTTP request's, and
+a gRPC call's body is a stream of messages that may not even be complete when the call starts.
+Signing messages one by one would be a new scheme no receiver checks.
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class HmacSigner(CredentialProvider):
     @classmethod
     def header_of(cls, settings: HmacSettings) -> str | None:
         return settings.header
+
+    @classmethod
+    def grpc_refusal(cls, settings: HmacSettings) -> str | None:
+        return "it signs an HTTP request's body, and a gRPC call's body is a stream of messages"
 
     async def apply(self, exchange: Exchange) -> None:
         body = exchange.body

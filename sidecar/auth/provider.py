@@ -91,6 +91,15 @@ class CredentialProvider:
         """The header a provider with ``settings`` sets (config checks use it too)."""
         return None
 
+    @classmethod
+    def grpc_refusal(cls, settings: Any) -> str | None:
+        """Why a provider with ``settings`` cannot credential a gRPC call, ``None`` when it can.
+        A gRPC call's metadata are headers, but it has no query string and its body is a stream
+        of messages, not one HTTP body (:mod:`sidecar.grpc.wire`): a provider that puts its
+        credential elsewhere than a header says why, and the config of an upstream of the
+        ``grpc`` adapter that uses it is refused with that reason."""
+        return None
+
     def supplied(self, exchange: Exchange) -> bool:
         """Whether the app sent this credential itself (``pass_through`` then forwards it)."""
         return self.header is not None and self.header in exchange.headers

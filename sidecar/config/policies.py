@@ -6,7 +6,8 @@ Defaults are DESIGN §6: retries, the breaker and the concurrency limit are on w
 defaults; rate limits are off unless configured. Every policy has ``enabled`` so it can be turned
 off explicitly. Conditions (``retry.on``, ``circuit_breaker.failure_on``) are names the adapter's
 classifier produces: ``connect-failure``, ``reset``, ``timeout``, ``protocol``, a status code
-(``503``) or a class (``5xx``); adapters may add their own (gRPC: ``unavailable``...).
+(``503``) or a class (``5xx``), a gRPC status name (``unavailable``, ``deadline-exceeded``; also
+accepted as gRPC spells them, ``DEADLINE_EXCEEDED``); adapters may add their own names.
 """
 
 from __future__ import annotations
@@ -90,6 +91,27 @@ Rate = Annotated[RateValue, BeforeValidator(parse_rate), PlainSerializer(str)]
 
 #: Condition names every adapter's classifier may produce (plus status codes and ``Nxx``).
 KNOWN_CONDITIONS = frozenset({"connect-failure", "tls", "reset", "timeout", "protocol"})
+#: The gRPC adapter's conditions: the non-OK status codes' names (:mod:`sidecar.grpc.wire`).
+GRPC_CONDITIONS = frozenset(
+    {
+        "cancelled",
+        "unknown",
+        "invalid-argument",
+        "deadline-exceeded",
+        "not-found",
+        "already-exists",
+        "permission-denied",
+        "resource-exhausted",
+        "failed-precondition",
+        "aborted",
+        "out-of-range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data-loss",
+        "unauthenticated",
+    }
+)
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 
 
@@ -99,14 +121,16 @@ def _condition(value: Any) -> str:
     elif isinstance(value, int) and 100 <= value <= 599:
         return str(value)
     elif isinstance(value, str):
-        v = value.strip().lower()
+        # gRPC writes its codes RESOURCE_EXHAUSTED (service configs, Envoy's docs): same name
+        v = value.strip().lower().replace("_", "-")
         if v.isdigit() and 100 <= int(v) <= 599:
             return v
         if _STATUS_CLASS.match(v) or re.fullmatch(r"[a-z][a-z0-9_-]*", v):
             return v
     raise PydanticCustomError(
         "condition",
-        "expected a condition like connect-failure, reset, timeout, 503 or 5xx, got {got}",
+        "expected a condition like connect-failure, reset, timeout, 503, 5xx or unavailable, "
+        "got {got}",
         {"got": show(value)},
     )
 
@@ -148,8 +172,17 @@ class RetryPolicy(Model):
     per_try_timeout: PositiveDuration | None = None
     backoff: Backoff = Backoff()
     #: what is retried (the adapter's condition names). ``timeout`` is an attempt cut by
-    #: ``per_try_timeout`` or ``response_header_timeout`` (the overall deadline leaves no time).
-    on: list[Condition] = ["connect-failure", "reset", "timeout", "502", "503", "504"]
+    #: ``per_try_timeout`` or ``response_header_timeout`` (the overall deadline leaves no time);
+    #: ``unavailable`` is gRPC's UNAVAILABLE (the only code gRFC A6 deems safe by itself).
+    on: list[Condition] = [
+        "connect-failure",
+        "reset",
+        "timeout",
+        "502",
+        "503",
+        "504",
+        "unavailable",
+    ]
     #: POST/PATCH (and other non-idempotent methods) retried without an ``Idempotency-Key``.
     non_idempotent: bool = False
     #: request bodies up to this size are kept for replay; larger or unknown-length ones are not
@@ -182,7 +215,10 @@ class CircuitBreakerPolicy(Model):
     max_open_for: PositiveDuration = 300.0
     #: trial calls let through at once while half-open; this many successes close the breaker.
     half_open_requests: int = Field(1, ge=1, le=1000)
-    #: what counts as a failure (the adapter's condition names).
+    #: what counts as a failure (the adapter's condition names). The gRPC codes are those
+    #: that say the upstream itself failed (Envoy's outlier detection maps them to 5xx); codes
+    #: about the call (NOT_FOUND, INVALID_ARGUMENT...) or the caller (RESOURCE_EXHAUSTED,
+    #: UNAUTHENTICATED, CANCELLED) are answers, not failures.
     failure_on: list[Condition] = [
         "connect-failure",
         "tls",
@@ -190,6 +226,11 @@ class CircuitBreakerPolicy(Model):
         "timeout",
         "protocol",
         "5xx",
+        "unavailable",
+        "deadline-exceeded",
+        "internal",
+        "unknown",
+        "data-loss",
     ]
 
     @model_validator(mode="after")

@@ -17,6 +17,17 @@ app; a response given up for a retry has its body closed, so its connection is n
 mid-body. ``retry.per_try_timeout`` bounds each attempt (never past the overall deadline, which
 the ``timeout`` filter above sets); an attempt it cuts ends with condition ``timeout``.
 
+**gRPC** (routes of the ``grpc`` listener, chosen when the chain is composed), per gRFC A6:
+conditions are the adapter's status-code names (``unavailable`` by default); HTTP's idempotency
+rule does not apply (every gRPC call is a POST; a status such as UNAVAILABLE says the server did
+not act on it, so the codes in ``retry.on`` are what makes a retry safe); the request messages are
+kept as they are sent, boundaries intact (:class:`~sidecar.resilience.replay.MessageReplay`, up to
+``retry.buffer``: a longer stream commits the call and is not retried); an answer with initial
+metadata or a message has already reached the app's side of the call and is never retried, only
+a trailers-only answer or an error is. The server's ``grpc-retry-pushback-ms`` trailing metadata
+plays ``Retry-After``'s part (a malformed or negative one means no retry, as A6 says), and each
+retry carries ``grpc-previous-rpc-attempts``.
+
 Counted: ``sidecar_retries_total{condition}`` per retry, ``sidecar_retries_skipped_total{reason}``
 per retryable failure not retried (``non_idempotent``, ``body_too_large``, ``deadline``,
 ``retry_after``, ``budget``); a retried call's access-log line says how many ``attempts`` it
@@ -26,7 +37,7 @@ in the chain at all.
 
 from __future__ import annotations
 
-__all__ = ["ATTEMPTS", "SKIP_REASONS", "factory", "make_retry"]
+__all__ = ["ATTEMPTS", "PREVIOUS_ATTEMPTS", "PUSHBACK", "SKIP_REASONS", "factory", "make_retry"]
 
 import asyncio
 import random
@@ -36,11 +47,12 @@ from collections.abc import Awaitable, Callable
 from ..chain import Filter, Handler
 from ..errors import SidecarError, UpstreamTimeout
 from ..exchange import Exchange, Response, StashKey, discard
+from ..grpc.wire import GRPC_LISTENER
 from ..registry import RouteContext
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
 from ..resilience.deadlines import DeadlineWheel
 from ..resilience.idempotency import IDEMPOTENT_METHODS
-from ..resilience.replay import make_replayable
+from ..resilience.replay import MessageReplay, make_replayable
 from ..resilience.retry_budget import SlidingRetryBudget
 
 #: attempts a call made, set only when it made more than one (the access log reads it).
@@ -50,6 +62,11 @@ ATTEMPTS: StashKey[int] = StashKey("retry.attempts")
 SKIP_REASONS = ("non_idempotent", "body_too_large", "deadline", "retry_after", "budget")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+#: gRPC's ``Retry-After`` (gRFC A6): milliseconds, in the trailing metadata.
+PUSHBACK = "grpc-retry-pushback-ms"
+#: the count of earlier attempts gRPC puts on a retried call (gRFC A6).
+PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
 
 
 def factory(ctx: RouteContext) -> Filter | None:
@@ -87,6 +104,19 @@ def make_retry(
     retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}
     skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
     record_request = budget.record_request
+    grpc = ctx.listener == GRPC_LISTENER
+
+    def asked(response: Response) -> float | None:
+        """Seconds the upstream asked to wait (negative: asked not to retry), ``None``: unsaid."""
+        if grpc:
+            trailers = response.trailers
+            pushback = trailers.get(PUSHBACK) if trailers is not None else None
+            if pushback is None:
+                return None
+            ms = pushback.strip()
+            return int(ms) / 1000 if ms.isascii() and ms.isdigit() else -1.0
+        value = response.headers.get("retry-after")
+        return None if value is None else parse_retry_after(value, wall())
 
     def wait_before(
         exchange: Exchange, attempt: int, response: Response | None, blocked: str | None
@@ -98,11 +128,12 @@ def make_retry(
         delay = backoff.delay(attempt)
         reason = "deadline"
         if honor_retry_after and response is not None:
-            value = response.headers.get("retry-after")
-            if value is not None:
-                asked = parse_retry_after(value, wall())
-                if asked is not None:
-                    delay, reason = asked, "retry_after"
+            wait = asked(response)
+            if wait is not None:
+                if wait < 0:
+                    skipped["retry_after"]()
+                    return None
+                delay, reason = wait, "retry_after"
         deadline = exchange.deadline
         if deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
             skipped[reason]()
@@ -144,7 +175,35 @@ def make_retry(
             if not classify(response, None):
                 return response
             error = None
-        return await again(exchange, call_next, blocked, response, error)
+        return await again(exchange, call_next, blocked, response, error, None)
+
+    async def retry_grpc(exchange: Exchange, call_next: Handler) -> Response:
+        record_request()
+        # no idempotency rule (see the module); the messages are kept as they are sent
+        blocked: str | None = None
+        replay: MessageReplay | None = None
+        body = exchange.body
+        if isinstance(body, bytes):
+            if len(body) > limit:
+                blocked = "body_too_large"
+        else:
+            replay = MessageReplay(body, limit)
+            exchange.body = replay.attempt()
+        response: Response | None
+        error: SidecarError | None
+        try:
+            if per_try is None:
+                response = await call_next(exchange)
+            else:
+                response = await _bounded(call_next, exchange, per_try, wheel)
+        except SidecarError as e:
+            response, error = None, e
+        else:
+            # a stream whose status is still to come classifies as a success: it is committed
+            if not classify(response, None):
+                return response
+            error = None
+        return await again(exchange, call_next, blocked, response, error, replay)
 
     async def again(
         exchange: Exchange,
@@ -152,10 +211,13 @@ def make_retry(
         blocked: str | None,
         response: Response | None,
         error: SidecarError | None,
+        replay: MessageReplay | None,
     ) -> Response:
         """The first attempt's outcome had a condition: retry while it is worth it."""
         attempt = 1
         while True:
+            if replay is not None and blocked is None and not replay.replayable:
+                blocked = "body_too_large"  # the app's stream outgrew the buffer
             conditions = classify(response, error)
             delay: float | None = None
             if conditions and attempt < attempts:
@@ -175,6 +237,10 @@ def make_retry(
                 await sleep(delay)
             attempt += 1
             exchange.stash[ATTEMPTS] = attempt
+            if replay is not None:
+                exchange.body = replay.attempt()
+            if grpc:
+                exchange.headers.set(PREVIOUS_ATTEMPTS, str(attempt - 1))
             response = error = None
             try:
                 if per_try is None:
@@ -184,7 +250,7 @@ def make_retry(
             except SidecarError as e:
                 error = e
 
-    return retry
+    return retry_grpc if grpc else retry
 
 
 async def _bounded(

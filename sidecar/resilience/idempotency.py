@@ -7,6 +7,12 @@ methods we do not know) is retried only when the app made it safe with an ``Idem
 header (the IETF draft Stripe and others follow: the upstream deduplicates by key) or the operator
 said so with ``retry.non_idempotent: true``. Not here: whether the body can be replayed
 (:mod:`.replay`).
+
+**gRPC calls are not judged here.** Every gRPC call is an HTTP POST, so this rule would never
+retry one; gRFC A6 decides by status code instead: a code such as UNAVAILABLE means the server did
+not act on the call, so the codes an operator lists in ``retry.on`` are what makes a gRPC retry
+safe (adding ``aborted`` or ``resource-exhausted`` there is saying the service's methods may be
+repeated after them). The retry filter of a ``grpc`` listener's route never calls this module.
 """
 
 from __future__ import annotations
