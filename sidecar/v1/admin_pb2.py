@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sidecar/v1/admin.proto\x12\nsidecar.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x12\n\x10GetStatusRequest\")\n\x08Listener\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x9c\x01\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.sidecar.v1.State\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x63onfig_file\x18\x04 \x01(\t\x12\'\n\tlisteners\x18\x05 \x03(\x0b\x32\x14.sidecar.v1.Listener\"\x16\n\x14ListUpstreamsRequest\"@\n\x15ListUpstreamsResponse\x12\'\n\tupstreams\x18\x01 \x03(\x0b\x32\x14.sidecar.v1.Upstream\"\xbe\x02\n\x08Upstream\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\"\n\x06health\x18\x04 \x01(\x0e\x32\x12.sidecar.v1.Health\x12\x10\n\x08services\x18\x05 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x33\n\x0f\x63ircuit_breaker\x18\x07 \x01(\x0b\x32\x1a.sidecar.v1.CircuitBreaker\x12,\n\x0b\x63oncurrency\x18\x08 \x01(\x0b\x32\x17.sidecar.v1.Concurrency\x12*\n\x0brate_limits\x18\t \x03(\x0b\x32\x15.sidecar.v1.RateLimit\x12(\n\x07\x64\x65tails\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\x82\x02\n\x0e\x43ircuitBreaker\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .sidecar.v1.CircuitBreaker.State\x12\x1c\n\x14\x63onsecutive_failures\x18\x02 \x01(\r\x12\x12\n\ntrip_after\x18\x03 \x01(\r\x12\x18\n\x10open_for_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14half_open_in_seconds\x18\x05 \x01(\x01\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_CLOSED\x10\x01\x12\x0e\n\nSTATE_OPEN\x10\x02\x12\x13\n\x0fSTATE_HALF_OPEN\x10\x03\"7\n\x0b\x43oncurrency\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x15\n\rmax_in_flight\x18\x02 \x01(\r\"\x87\x01\n\tRateLimit\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06global\x18\x02 \x01(\x08\x12\x0c\n\x04rate\x18\x03 \x01(\t\x12\r\n\x05\x62urst\x18\x04 \x01(\r\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x0e\n\x06shadow\x18\x06 \x01(\x08\x12\x10\n\x08on_limit\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\"\x0f\n\rReloadRequest\"M\n\x0eReloadResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x18\n\x10restart_required\x18\x03 \x03(\t*j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_STARTING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x12\n\x0eSTATE_DRAINING\x10\x03\x12\x11\n\rSTATE_STOPPED\x10\x04*F\n\x06Health\x12\x12\n\x0eHEALTH_UNKNOWN\x10\x00\x12\x12\n\x0eHEALTH_HEALTHY\x10\x01\x12\x14\n\x10HEALTH_UNHEALTHY\x10\x02\x32\xe8\x01\n\x05\x41\x64min\x12H\n\tGetStatus\x12\x1c.sidecar.v1.GetStatusRequest\x1a\x1d.sidecar.v1.GetStatusResponse\x12T\n\rListUpstreams\x12 .sidecar.v1.ListUpstreamsRequest\x1a!.sidecar.v1.ListUpstreamsResponse\x12?\n\x06Reload\x12\x19.sidecar.v1.ReloadRequest\x1a\x1a.sidecar.v1.ReloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sidecar/v1/admin.proto\x12\nsidecar.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x12\n\x10GetStatusRequest\")\n\x08Listener\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x9c\x01\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.sidecar.v1.State\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x13\n\x0b\x63onfig_file\x18\x04 \x01(\t\x12\'\n\tlisteners\x18\x05 \x03(\x0b\x32\x14.sidecar.v1.Listener\"\x16\n\x14ListUpstreamsRequest\"@\n\x15ListUpstreamsResponse\x12\'\n\tupstreams\x18\x01 \x03(\x0b\x32\x14.sidecar.v1.Upstream\"\xbe\x02\n\x08Upstream\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\"\n\x06health\x18\x04 \x01(\x0e\x32\x12.sidecar.v1.Health\x12\x10\n\x08services\x18\x05 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\x33\n\x0f\x63ircuit_breaker\x18\x07 \x01(\x0b\x32\x1a.sidecar.v1.CircuitBreaker\x12,\n\x0b\x63oncurrency\x18\x08 \x01(\x0b\x32\x17.sidecar.v1.Concurrency\x12*\n\x0brate_limits\x18\t \x03(\x0b\x32\x15.sidecar.v1.RateLimit\x12(\n\x07\x64\x65tails\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"\x82\x02\n\x0e\x43ircuitBreaker\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .sidecar.v1.CircuitBreaker.State\x12\x1c\n\x14\x63onsecutive_failures\x18\x02 \x01(\r\x12\x12\n\ntrip_after\x18\x03 \x01(\r\x12\x18\n\x10open_for_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14half_open_in_seconds\x18\x05 \x01(\x01\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_CLOSED\x10\x01\x12\x0e\n\nSTATE_OPEN\x10\x02\x12\x13\n\x0fSTATE_HALF_OPEN\x10\x03\"7\n\x0b\x43oncurrency\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x15\n\rmax_in_flight\x18\x02 \x01(\r\"\x8a\x01\n\tRateLimit\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tis_global\x18\x02 \x01(\x08\x12\x0c\n\x04rate\x18\x03 \x01(\t\x12\r\n\x05\x62urst\x18\x04 \x01(\r\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x0e\n\x06shadow\x18\x06 \x01(\x08\x12\x10\n\x08on_limit\x18\x07 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x08 \x01(\t\"\x0f\n\rReloadRequest\"M\n\x0eReloadResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x18\n\x10restart_required\x18\x03 \x03(\t*j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_STARTING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x12\n\x0eSTATE_DRAINING\x10\x03\x12\x11\n\rSTATE_STOPPED\x10\x04*F\n\x06Health\x12\x12\n\x0eHEALTH_UNKNOWN\x10\x00\x12\x12\n\x0eHEALTH_HEALTHY\x10\x01\x12\x14\n\x10HEALTH_UNHEALTHY\x10\x02\x32\xe8\x01\n\x05\x41\x64min\x12H\n\tGetStatus\x12\x1c.sidecar.v1.GetStatusRequest\x1a\x1d.sidecar.v1.GetStatusResponse\x12T\n\rListUpstreams\x12 .sidecar.v1.ListUpstreamsRequest\x1a!.sidecar.v1.ListUpstreamsResponse\x12?\n\x06Reload\x12\x19.sidecar.v1.ReloadRequest\x1a\x1a.sidecar.v1.ReloadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sidecar.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=1253
-  _globals['_STATE']._serialized_end=1359
-  _globals['_HEALTH']._serialized_start=1361
-  _globals['_HEALTH']._serialized_end=1431
+  _globals['_STATE']._serialized_start=1256
+  _globals['_STATE']._serialized_end=1362
+  _globals['_HEALTH']._serialized_start=1364
+  _globals['_HEALTH']._serialized_end=1434
   _globals['_GETSTATUSREQUEST']._serialized_start=68
   _globals['_GETSTATUSREQUEST']._serialized_end=86
   _globals['_LISTENER']._serialized_start=88
@@ -55,11 +55,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONCURRENCY']._serialized_start=962
   _globals['_CONCURRENCY']._serialized_end=1017
   _globals['_RATELIMIT']._serialized_start=1020
-  _globals['_RATELIMIT']._serialized_end=1155
-  _globals['_RELOADREQUEST']._serialized_start=1157
-  _globals['_RELOADREQUEST']._serialized_end=1172
-  _globals['_RELOADRESPONSE']._serialized_start=1174
-  _globals['_RELOADRESPONSE']._serialized_end=1251
-  _globals['_ADMIN']._serialized_start=1434
-  _globals['_ADMIN']._serialized_end=1666
+  _globals['_RATELIMIT']._serialized_end=1158
+  _globals['_RELOADREQUEST']._serialized_start=1160
+  _globals['_RELOADREQUEST']._serialized_end=1175
+  _globals['_RELOADRESPONSE']._serialized_start=1177
+  _globals['_RELOADRESPONSE']._serialized_end=1254
+  _globals['_ADMIN']._serialized_start=1437
+  _globals['_ADMIN']._serialized_end=1669
 # @@protoc_insertion_point(module_scope)

@@ -123,9 +123,9 @@ class Concurrency(_message.Message):
     def __init__(self, in_flight: _Optional[int] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
 
 class RateLimit(_message.Message):
-    __slots__ = ("scope", "rate", "burst", "key", "shadow", "on_limit", "backend")
+    __slots__ = ("scope", "is_global", "rate", "burst", "key", "shadow", "on_limit", "backend")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
-    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    IS_GLOBAL_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
     BURST_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,13 +133,14 @@ class RateLimit(_message.Message):
     ON_LIMIT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     scope: str
+    is_global: bool
     rate: str
     burst: int
     key: str
     shadow: bool
     on_limit: str
     backend: str
-    def __init__(self, scope: _Optional[str] = ..., rate: _Optional[str] = ..., burst: _Optional[int] = ..., key: _Optional[str] = ..., shadow: _Optional[bool] = ..., on_limit: _Optional[str] = ..., backend: _Optional[str] = ..., **kwargs) -> None: ...
+    def __init__(self, scope: _Optional[str] = ..., is_global: _Optional[bool] = ..., rate: _Optional[str] = ..., burst: _Optional[int] = ..., key: _Optional[str] = ..., shadow: _Optional[bool] = ..., on_limit: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class ReloadRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,158 @@
+"""``sidecar.v1.Admin`` (``proto/sidecar/v1/admin.proto``): status, upstreams and config reload
+over gRPC, the same facts the admin port shows (``/readyz``, ``/upstreams``) plus a reload.
+
+Everything is read from the running :class:`~sidecar.app.Sidecar` when asked: nothing here is
+on the request path. ``ListUpstreams`` types the parts of ``Sidecar.describe_upstreams()`` a
+client branches on (health, breaker state, in-flight calls, rate limits) and carries the whole
+entry as JSON in ``details``. ``Reload`` runs :meth:`Sidecar.reload` (one at a time, like SIGHUP)
+and reports why a config was refused (:mod:`sidecar.grpc.reload_report`).
+
+The gRPC port binds loopback only (like the admin port); nothing here is authenticated.
+Not here: the health service (:mod:`sidecar.grpc.health_service`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["AdminApi"]
+
+import json
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..config.types import split_address
+from ..filters.circuit_breaker import KIND as BREAKER
+from ..filters.concurrency import KIND as CONCURRENCY
+from ..health import HEALTHY, UNHEALTHY, upstream_health
+from ..v1 import admin_pb2, admin_pb2_grpc
+from .reload_report import ReloadReport
+
+if TYPE_CHECKING:
+    from ..app import Sidecar
+
+_STATES = {
+    "starting": admin_pb2.STATE_STARTING,
+    "ready": admin_pb2.STATE_READY,
+    "draining": admin_pb2.STATE_DRAINING,
+    "stopped": admin_pb2.STATE_STOPPED,
+}
+_HEALTH = {HEALTHY: admin_pb2.HEALTH_HEALTHY, UNHEALTHY: admin_pb2.HEALTH_UNHEALTHY}
+_BREAKER = admin_pb2.CircuitBreaker
+_BREAKER_STATES = {
+    "closed": _BREAKER.STATE_CLOSED,
+    "open": _BREAKER.STATE_OPEN,
+    "half-open": _BREAKER.STATE_HALF_OPEN,
+}
+_RATE_LIMITS = ("rate_limit", "global_rate_limit")
+
+
+class AdminApi:
+    """The ``sidecar.v1.Admin`` servicer of one sidecar."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+        self._started = time.monotonic()
+
+    def add_to(self, server: Any) -> None:
+        admin_pb2_grpc.add_AdminServicer_to_server(self, server)
+
+    async def GetStatus(  # noqa: N802 - gRPC method name
+        self, request: admin_pb2.GetStatusRequest, context: Any
+    ) -> admin_pb2.GetStatusResponse:
+        s = self._sidecar
+        return admin_pb2.GetStatusResponse(
+            version=__version__,
+            state=_STATES.get(s.state, admin_pb2.STATE_UNSPECIFIED),
+            uptime_seconds=round(time.monotonic() - self._started, 3),
+            config_file=s.config_name,
+            listeners=[admin_pb2.Listener(name=n, address=a) for n, a in listeners(s)],
+        )
+
+    async def ListUpstreams(  # noqa: N802
+        self, request: admin_pb2.ListUpstreamsRequest, context: Any
+    ) -> admin_pb2.ListUpstreamsResponse:
+        s = self._sidecar
+        health = upstream_health(s)
+        described = s.describe_upstreams()
+        out = admin_pb2.ListUpstreamsResponse()
+        for name, up in s.config.upstreams.items():
+            info: dict[str, Any] = described.get(name, {})
+            msg = out.upstreams.add(
+                name=name,
+                adapter=up.adapter,
+                url=up.url or "",
+                health=_HEALTH.get(health.get(name, ""), admin_pb2.HEALTH_UNKNOWN),
+                services=up.services,
+                timeout_seconds=up.timeout or 0.0,
+            )
+            policies: Mapping[str, Any] = info.get("policies", {})
+            _fill_breaker(msg, policies.get(BREAKER))
+            _fill_concurrency(msg, policies.get(CONCURRENCY))
+            for scope, state in policies.items():
+                if scope.split("@", 1)[0] in _RATE_LIMITS and isinstance(state, Mapping):
+                    msg.rate_limits.append(_rate_limit(scope, state))
+            # JSON round trip: Struct takes JSON types only (tuples, numbers as keys... do not)
+            msg.details.update(json.loads(json.dumps(info, default=str)))
+        return out
+
+    async def Reload(  # noqa: N802
+        self, request: admin_pb2.ReloadRequest, context: Any
+    ) -> admin_pb2.ReloadResponse:
+        with ReloadReport() as report:
+            applied = await self._sidecar.reload()
+        return admin_pb2.ReloadResponse(
+            applied=applied,
+            # an applied reload's warnings (a pool that failed to retire) are in the log
+            problems=[] if applied else report.problems or ["refused; the log says why"],
+            restart_required=report.restart_required,
+        )
+
+
+def listeners(sidecar: Sidecar) -> list[tuple[str, str]]:
+    """``(name, "host:port")`` of every port the sidecar listens on, in a fixed order."""
+    config = sidecar.config
+    out: list[tuple[str, str]] = []
+    bound: list[tuple[str, str, Any]] = [
+        ("admin", config.admin.address, sidecar.admin),
+        ("http", config.http.address, sidecar.http),
+        ("grpc", config.grpc.address, getattr(sidecar, "grpc", None)),
+        ("inbound", config.inbound.address if config.inbound else "", sidecar.inbound),
+    ]
+    for name, address, listener in bound:
+        port = getattr(listener, "port", None)
+        if isinstance(port, int) and port:
+            out.append((name, f"{split_address(address)[0]}:{port}"))
+    return out
+
+
+def _fill_breaker(msg: admin_pb2.Upstream, state: Any) -> None:
+    if not isinstance(state, Mapping) or "state" not in state:
+        return
+    b = msg.circuit_breaker
+    b.state = _BREAKER_STATES.get(state["state"], _BREAKER.STATE_UNSPECIFIED)
+    b.consecutive_failures = int(state.get("consecutive_failures", 0))
+    b.trip_after = int(state.get("trip_after", 0))
+    b.open_for_seconds = float(state.get("open_for_s", 0.0))
+    b.half_open_in_seconds = float(state.get("half_open_in_s", 0.0))
+
+
+def _fill_concurrency(msg: admin_pb2.Upstream, state: Any) -> None:
+    if not isinstance(state, Mapping) or "in_flight" not in state:
+        return
+    msg.concurrency.in_flight = int(state["in_flight"])
+    msg.concurrency.max_in_flight = int(state.get("max_in_flight", 0))
+
+
+def _rate_limit(scope: str, state: Mapping[str, Any]) -> admin_pb2.RateLimit:
+    return admin_pb2.RateLimit(
+        scope=scope,
+        # a global limit's state names its backend; a local one's does not
+        is_global="backend" in state,
+        rate=str(state.get("rate", "")),
+        burst=int(state.get("burst", 0)),
+        key=str(state.get("key", "")),
+        shadow=bool(state.get("shadow", False)),
+        on_limit=str(state.get("on_limit", "")),
+        backend=str(state.get("backend", "")),
+    )
