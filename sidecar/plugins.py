@@ -63,6 +63,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.ratelimit.plugin",
     "sidecar.auth.plugin",
     "sidecar.tls.plugin",
+    "sidecar.telemetry.tracing",
 )
 
 ENTRY_POINT_GROUP = "sidecar"

@@ -1,9 +1,9 @@
 """What a reload can change in a running sidecar, and what waits for a restart.
 
 A reload swaps the route table: upstreams, routes, policies, plugin sections and the access log
-take effect for new calls. Listening sockets, the set of loaded plugins and the log level were
-fixed at start-up, so changes to them are reported and the old values stay in effect (and in
-``/config``, which shows what is running) until the process restarts.
+take effect for new calls. Listening sockets, the set of loaded plugins, the log level and
+tracing were fixed at start-up, so changes to them are reported and the old values stay in
+effect (and in ``/config``, which shows what is running) until the process restarts.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ RESTART_ONLY: tuple[tuple[str, ...], ...] = (
     ("admin",),
     ("http",),
     ("telemetry", "log_level"),
+    # the tracer provider (exporter, sampler, resource) is built once, at start-up
+    ("telemetry", "tracing"),
     ("plugins", "disabled"),
     # the inbound listener's socket and limits; its routes, allow-lists, app and certificate
     # files are reloaded (whether it exists at all is a restart-only change too, see below)

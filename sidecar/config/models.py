@@ -228,21 +228,25 @@ class TracingConfig(Model):
     #: collector address; unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``_ENDPOINT``, else
     #: ``http://localhost:4317`` (grpc) or ``http://localhost:4318/v1/traces`` (http/protobuf).
     endpoint: str | None = None
-    #: parent-based ratio sampler's ratio for new traces; unset: ``OTEL_TRACES_SAMPLER_ARG``,
-    #: else 1.0. A call with a sampled parent is always sampled.
+    #: parent-based ratio sampler's ratio for new traces (a call with a sampled parent is always
+    #: sampled); unset: ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``, else 1.0.
     sample_ratio: float | None = Field(None, ge=0.0, le=1.0)
-    #: ``service.name``; unset: ``OTEL_SERVICE_NAME``, else ``sidecar``.
+    #: ``service.name``; unset: ``OTEL_SERVICE_NAME``, then ``OTEL_RESOURCE_ATTRIBUTES``, else
+    #: ``sidecar``.
     service_name: str | None = None
-    #: headers sent to the collector (values may be secret references).
+    #: headers sent to the collector (values may be secret references); empty:
+    #: ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``.
     headers: dict[ConfigurableHeaderName, HeaderValueOrSecret] = {}
-    #: one export's timeout.
-    export_timeout: PositiveDuration = 10.0
-    #: spans kept waiting for export; past it new spans are dropped (and counted).
-    max_queue_size: int = Field(2048, ge=1, le=1_000_000)
-    #: spans per export request.
-    max_export_batch_size: int = Field(512, ge=1, le=100_000)
-    #: time between exports.
-    schedule_delay: PositiveDuration = 5.0
+    #: one export request's timeout (retries included); unset:
+    #: ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT`` (ms), else 10 s.
+    export_timeout: PositiveDuration | None = None
+    #: spans kept waiting for export; past it new spans are dropped (and counted); unset:
+    #: ``OTEL_BSP_MAX_QUEUE_SIZE``, else 2048.
+    max_queue_size: int | None = Field(None, ge=1, le=1_000_000)
+    #: spans per export request; unset: ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, else 512.
+    max_export_batch_size: int | None = Field(None, ge=1, le=100_000)
+    #: time between exports; unset: ``OTEL_BSP_SCHEDULE_DELAY`` (ms), else 5 s.
+    schedule_delay: PositiveDuration | None = None
 
 
 class TelemetryConfig(Model):

@@ -6,6 +6,9 @@ Chain order, outermost first, and why:
 - ``access_log`` (100): one line per call including sidecar decisions, so it sits outside
   everything that decides, but inside rescue so a rescued error still gets its line from the
   error itself.
+- ``tracing`` (200, :mod:`.tracing`): the SERVER span. Inside the access log, so the log line
+  can carry the trace id it stashes; outside ``metrics`` and every decision, so the span covers
+  the whole call and records each decision (rate limit, breaker, overload...) on the way back.
 - ``metrics`` (300): counts what the app gets (retries inside it are one call).
 - ``peer_allow`` (310, :mod:`sidecar.tls.peer`, inbound listener only): a peer whose SPIFFE ID
   is not on the route's allow-list gets 403; right inside ``metrics`` so the refusal is counted
@@ -30,6 +33,10 @@ Chain order, outermost first, and why:
 - ``auth`` (860, :mod:`sidecar.auth.filter`): inside ``retry`` so every attempt gets a credential
   taken when it is sent (and a signer finds the body already replayable); inside the breaker so
   an open breaker refuses before a token is fetched; it replaces the app's credential.
+- ``upstream_span`` (880, :mod:`.tracing`): a CLIENT span per attempt. Inside ``retry`` so
+  each attempt is its own (sibling) span, inside the breaker so an open breaker makes none (the
+  SERVER span records the decision), inside ``auth`` so the span times the request as sent;
+  above ``request_headers``, so a ``traceparent`` set there by config would still win.
 - ``identity_header`` (890, :mod:`sidecar.tls.identity`, inbound listener only): the verified
   peer identity for the app, set inside every other filter so none can replace or forge it
   (``request_headers`` comes after it, and inbound routes have none).
@@ -55,6 +62,8 @@ from ..registry import (
     ORDER_RESCUE,
     ORDER_RETRY,
     ORDER_TIMEOUT,
+    ORDER_TRACING,
+    ORDER_UPSTREAM_SPAN,
     ORDER_VERIFY_HMAC,
     FilterRegistry,
 )
@@ -71,6 +80,7 @@ from . import (
     rescue,
     retry,
     timeout,
+    tracing,
 )
 
 
@@ -78,6 +88,7 @@ from . import (
 def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("rescue", rescue.factory, order=ORDER_RESCUE)
     registry.add("access_log", access_log.factory, order=ORDER_ACCESS_LOG)
+    registry.add("tracing", tracing.server_factory, order=ORDER_TRACING)
     registry.add("metrics", metrics.factory, order=ORDER_METRICS)
     registry.add("peer_allow", peer_allow.factory, order=ORDER_PEER_ALLOW)
     registry.add("verify_hmac", verify_hmac.factory, order=ORDER_VERIFY_HMAC)
@@ -88,5 +99,6 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("retry", retry.factory, order=ORDER_RETRY)
     registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
     registry.add("auth", auth_filter.factory, order=ORDER_AUTH)
+    registry.add("upstream_span", tracing.upstream_factory, order=ORDER_UPSTREAM_SPAN)
     registry.add("request_headers", request_headers.factory, order=ORDER_REQUEST_HEADERS)
     registry.add("identity_header", identity_header.factory, order=ORDER_IDENTITY_HEADER)

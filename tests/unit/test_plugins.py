@@ -385,7 +385,7 @@ def test_cli_plugins_prints_each_plugin_its_source_and_registrations(
     )
     assert "sidecar.adapters.echo  (disabled by plugins.disabled)\n" in out
     last = out.splitlines()[-1]
-    assert last.startswith("filters, outermost first: rescue, access_log, metrics, ")
+    assert last.startswith("filters, outermost first: rescue, access_log, tracing, metrics, ")
     names = last.partition(": ")[2].split(", ")
     # the plugin's filter (order 500) between the built-ins it was placed between
     assert names.index("metrics") < names.index("hello") < names.index("timeout")
