@@ -5,7 +5,8 @@
 - ``/metrics``: Prometheus text exposition of this sidecar's registry;
 - ``/config``: the running config as JSON, secrets shown only as their references;
 - ``/upstreams``: each upstream, its adapter, policies and connection-pool state;
-- ``/plugins``: the loaded plugins, where they came from and what they registered.
+- ``/plugins``: the loaded plugins, where they came from and what they registered;
+- ``/dashboard``, ``/dashboard/data``: the live dashboard and its JSON (:mod:`sidecar.dashboard`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .admin import SIDECAR
+from .dashboard import endpoints as dashboard
 from .hookspecs import hookimpl
 from .registry import AdminRouteRegistry
 
@@ -65,3 +67,5 @@ def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
     registry.add("GET", "/config", config)
     registry.add("GET", "/upstreams", upstreams)
     registry.add("GET", "/plugins", plugins)
+    registry.add("GET", "/dashboard", dashboard.page)
+    registry.add("GET", "/dashboard/data", dashboard.data)
