@@ -34,6 +34,8 @@ class SeenCall:
     #: the call was cancelled (by the app, the sidecar, or its deadline) while being handled.
     cancelled: bool = False
     cancelled_at: float | None = None
+    #: the status code this call was told to end with by ``EchoUpstream.fail_next`` (0: none).
+    scripted_code: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def meta(self, key: str) -> Any:
@@ -51,6 +53,8 @@ class _Echo(echo_pb2_grpc.EchoServicer):
             context.time_remaining(),
         )
         self.up.calls.append(seen)
+        if self.up.fail_next:
+            seen.scripted_code = self.up.fail_next.pop(0)
         return seen
 
     def _answer(self, req: echo_pb2.EchoRequest, seen: SeenCall, index: int) -> Any:
@@ -83,14 +87,15 @@ class _Echo(echo_pb2_grpc.EchoServicer):
     async def _fail(
         self, req: echo_pb2.EchoRequest, seen: SeenCall, context: grpc.aio.ServicerContext
     ) -> None:
-        if not req.fail_code:
+        code = seen.scripted_code or req.fail_code
+        if not code:
             return
         trailing = [(k, v) for k, v in (context.trailing_metadata() or ())]
         trailing.append(("fail-marker", "yes"))
         if req.fail_details_bin:
             trailing.append(("grpc-status-details-bin", req.fail_details_bin))
         context.set_trailing_metadata(trailing)
-        await context.abort(grpc.StatusCode(_code(req.fail_code)), req.fail_details)
+        await context.abort(grpc.StatusCode(_code(code)), req.fail_details)
 
     async def _run(
         self, seen: SeenCall, context: grpc.aio.ServicerContext, body: Callable[[], Any]
@@ -196,6 +201,9 @@ class EchoUpstream:
         options: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.calls: list[SeenCall] = []
+        #: status codes the next calls end with, one per call, whatever their requests say
+        #: (an upstream that fails N calls, then recovers: retries, the breaker).
+        self.fail_next: list[int] = []
         self.tls = tls
         self.port = port
         self.options = options or []
