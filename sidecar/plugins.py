@@ -60,6 +60,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.adapters.echo",
     "sidecar.filters",
     "sidecar.admin_routes",
+    "sidecar.metrics_port",
     "sidecar.ratelimit.plugin",
     "sidecar.auth.plugin",
     "sidecar.tls.plugin",

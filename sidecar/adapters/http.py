@@ -108,18 +108,10 @@ class HttpAdapter(Adapter):
         base = parts.path.rstrip("/")
         host_line = f"host: {upstream.host or parts.netloc}\r\n"
         head_timeout = upstream.response_header_timeout
-        attempts = self.services.metrics.upstream_attempts
-        ok_attempt = attempts.labels(name, "response").inc
-        failed = {
-            code: attempts.labels(name, code).inc
-            for code in (
-                "upstream_connect",
-                "upstream_reset",
-                "upstream_protocol",
-                "upstream_timeout",
-                "overloaded",
-            )
-        }
+        # every attempt counts once with its outcome: a response, the error that ended it, or
+        # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
+        attempts = self.services.metrics.attempts(name)
+        ok_attempt, count_failure = attempts.response, attempts.failed
 
         def head(ex: Exchange, length: int | None) -> bytes:
             query = ex.query
@@ -149,11 +141,6 @@ class HttpAdapter(Adapter):
                 out.append("\r\n")
             return "".join(out).encode("latin-1")
 
-        def count_failure(e: SidecarError) -> None:
-            count = failed.get(e.code)
-            if count is not None:
-                count()
-
         async def send(ex: Exchange) -> Response:
             # one coroutine frame per call: acquire, write, wait for the head; a loop only for
             # the keep-alive race resend
@@ -165,7 +152,7 @@ class HttpAdapter(Adapter):
                 else:
                     try:
                         conn, reused = await pool.acquire(fresh)
-                    except SidecarError as e:
+                    except BaseException as e:
                         count_failure(e)
                         raise
                 fut = conn.begin(ex.method == "HEAD")
@@ -199,8 +186,9 @@ class HttpAdapter(Adapter):
                         fresh = True
                         continue
                     raise
-                except BaseException:
+                except BaseException as e:
                     conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                    count_failure(e)
                     raise
                 ok_attempt()
                 return resp

@@ -1,19 +1,26 @@
 """``access_log``: one JSON line per call on the ``sidecar.access`` logger (stdout).
 
-Fields: ``method``, ``path`` (as forwarded, route prefix stripped; never the query, which may carry
-credentials), ``upstream``, ``route``, ``status``, ``duration_ms`` (to the last body byte written),
-``bytes_sent`` (response body bytes written to the app), ``client``, ``attempts`` (upstream
-attempts, only on a call that was retried), ``error`` (the
-``x-sidecar-error`` reason) when the sidecar decided the answer, and ``aborted`` when the response
-was cut short (the app went away, or the drain grace ran out: status 499).
+Fields, in this order: ``listener`` (``http``, ``grpc``, ``inbound``), ``method``, ``path`` (as
+forwarded, route prefix stripped; never the query, which may carry credentials), ``upstream``,
+``route``, ``status`` (what the app got; on the gRPC listener the HTTP status, 200 for every
+answered call, and ``grpc_status`` the gRPC status code), ``duration_ms`` (to the last body byte
+written), ``bytes_received`` (request body bytes from the app: the body's length when it was in
+memory, else its ``Content-Length``; absent for a streamed body of unknown length, as gRPC's
+are), ``bytes_sent`` (response body bytes written to the app), ``client``, then when they apply:
+``trace_id`` (the trace the call belongs to: the tracing filter's, else the app's
+``traceparent``), ``attempts`` (upstream attempts, only on a call that was retried), ``decision``
+(:mod:`sidecar.telemetry.decisions`: a rate-limit wait or shadow, a backend that failed open),
+``error`` (the ``x-sidecar-error`` reason) when the sidecar decided the answer, and ``aborted``
+when the response was cut short (the app went away, or the drain grace ran out: status 499).
 
-Levels: a call the sidecar decided, a 5xx and an aborted call are WARNING; the rest INFO, sampled
-by ``telemetry.access_log.sample_ratio``.
+Levels: a call the sidecar decided, a 5xx, a gRPC server-side failure (:data:`GRPC_FAILURES`)
+and an aborted call are WARNING; the rest INFO, sampled by ``telemetry.access_log.sample_ratio``.
+``telemetry.access_log.level: warning`` keeps the WARNING lines only (a reload may change it).
 
 Cost, decided once when the chain is composed: with the access log disabled or its logger above
-WARNING the filter is left out of the chain; above INFO (or with ``sample_ratio: 0``) a successful
-call costs one ``try`` (free in CPython 3.11), a status comparison and a type
-check, and builds nothing unless the body streams (it may yet be cut short).
+WARNING the filter is left out of the chain; at level ``warning`` (or with ``sample_ratio: 0``) a
+successful call costs one ``try`` (free in CPython 3.11), a status comparison and a type check,
+and builds nothing unless the body streams (it may yet be cut short).
 
 Where lines go, decided once per composed chain: with the process's access-log writer installed
 (``sidecar run``), the filter builds the JSON line itself, byte for byte what
@@ -38,27 +45,58 @@ from typing import Any
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
+from ..grpc.wire import GRPC_LISTENER, grpc_status
 from ..registry import RouteContext
 from ..telemetry import access_writer
+from ..telemetry.decisions import DECISION
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
+from ..telemetry.trace_ids import TRACE_ID, trace_id_from_traceparent
 from .retry import ATTEMPTS
 
 log = logging.getLogger(ACCESS_LOGGER)
 
 #: Status logged for a call whose app connection went away before the answer (nginx's habit).
 CLIENT_CLOSED = 499
+#: gRPC status codes that are the server side's failure, logged as WARNING like an HTTP 5xx:
+#: UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, DATA_LOSS. The rest (NOT_FOUND,
+#: INVALID_ARGUMENT...) are ordinary answers, like a 4xx.
+GRPC_FAILURES = frozenset({2, 4, 13, 14, 15})
+_GRPC_CANCELLED, _GRPC_INTERNAL = 1, 13
+# JSON pieces of the fast line writer (no backslash may appear in an f-string expression)
+_GRPC_FIELD = '"grpc_status": '
+_RECEIVED_FIELD = '"bytes_received": '
+_END, _END_ABORTED = "}\n", ', "aborted": true}\n'
 
-Writer = Callable[[Exchange, int, int, "str | None", bool], None]
+#: ``(exchange, status, bytes_sent, error, ok, grpc_status)``
+Writer = Callable[[Exchange, int, int, "str | None", bool, "int | None"], None]
 
 
-def _writer(upstream: str, route: str) -> Writer:
+def _is_warning(status: int, error: str | None, ok: bool, grpc: int | None) -> bool:
+    return bool(error) or status >= 500 or not ok or (grpc is not None and grpc in GRPC_FAILURES)
+
+
+def _received(exchange: Exchange) -> int | None:
+    body = exchange.body
+    return len(body) if type(body) is bytes else exchange.body_length
+
+
+def _trace_id(exchange: Exchange) -> str | None:
+    # the tracing filter's id when it runs; else the app's own traceparent (a header scan: a
+    # dozen pairs), so lines join up with the app's traces even with tracing off
+    trace = exchange.peek(TRACE_ID)
+    if trace is None:
+        trace = trace_id_from_traceparent(exchange.headers.get("traceparent"))
+    return trace
+
+
+def _writer(listener: str, upstream: str, route: str) -> Writer:
     sink = access_writer.current()
     if sink is not None:
-        return _line_writer(upstream, route, sink.write)
-    return _record_writer(upstream, route)
+        return _line_writer(listener, upstream, route, sink.write)
+    return _record_writer(listener, upstream, route)
 
 
-def _line_writer(upstream: str, route: str, put: Callable[[str], None]) -> Writer:
+def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], None]) -> Writer:
     """Build the JSON line directly: ``JsonFormatter``'s output for the same record.
 
     ``json.dumps`` (what the formatter uses, ``ensure_ascii`` on) escapes strings with
@@ -66,13 +104,18 @@ def _line_writer(upstream: str, route: str, put: Callable[[str], None]) -> Write
     ``float.__repr__``, and separates with ``", "`` and ``": "``; so does this.
     """
     enabled = log.isEnabledFor
-    info_head = '{"ts": "%s", "level": "info", "logger": "sidecar.access", "msg": "access", '
-    warning_head = info_head.replace('"info"', '"warning"')
+    info_head = (
+        '{"ts": "%s", "level": "info", "logger": "sidecar.access", "msg": "access", '
+        + f'"listener": {_json_str(listener)}, "method": '.replace("%", "%%")
+    )
+    warning_head = info_head.replace('"info"', '"warning"', 1)
     where = f', "upstream": {_json_str(upstream)}, "route": {_json_str(route)}, "status": '
     info, warning = logging.INFO, logging.WARNING
 
-    def write(exchange: Exchange, status: int, sent: int, error: str | None, ok: bool) -> None:
-        if error or status >= 500 or not ok:
+    def write(
+        exchange: Exchange, status: int, sent: int, error: str | None, ok: bool, grpc: int | None
+    ) -> None:
+        if error or status >= 500 or not ok or (grpc is not None and grpc in GRPC_FAILURES):
             if not enabled(warning):
                 return
             head = warning_head
@@ -81,41 +124,65 @@ def _line_writer(upstream: str, route: str, put: Callable[[str], None]) -> Write
                 return
             head = info_head
         duration = round((perf_counter() - exchange.start) * 1000, 3)
-        line = (
-            f"{head % timestamp(time())}"
-            f'"method": {_json_str(exchange.method)}, "path": {_json_str(exchange.path)}'
-            f"{where}{int(status)}, "
-            f'"duration_ms": {float(duration)!r}, "bytes_sent": {int(sent)}, '
-            f'"client": {_json_str(exchange.client)}'
-        )
+        received = _received(exchange)
+        # the optional fields: usually none applies, and nothing is built for them
+        tail = ""
+        trace = _trace_id(exchange)
+        if trace is not None:
+            tail = f', "trace_id": {_json_str(trace)}'
         attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
         if attempts is not None:
-            line += f', "attempts": {int(attempts)}'
+            tail += f', "attempts": {int(attempts)}'
+        decision = exchange.peek(DECISION)
+        if decision is not None:
+            tail += f', "decision": {_json_str(decision)}'
         if error:
-            line += f', "error": {_json_str(error)}'
-        put(line + (', "aborted": true}\n' if not ok else "}\n"))
+            tail += f', "error": {_json_str(error)}'
+        put(
+            f"{head % timestamp(time())}{_json_str(exchange.method)}, "
+            f'"path": {_json_str(exchange.path)}{where}{int(status)}'
+            f"{'' if grpc is None else f', {_GRPC_FIELD}{int(grpc)}'}"
+            f', "duration_ms": {float(duration)!r}'
+            f"{'' if received is None else f', {_RECEIVED_FIELD}{int(received)}'}"
+            f', "bytes_sent": {int(sent)}, "client": {_json_str(exchange.client)}{tail}'
+            f"{_END if ok else _END_ABORTED}"
+        )
 
     return write
 
 
-def _record_writer(upstream: str, route: str) -> Writer:
-    def write(exchange: Exchange, status: int, sent: int, error: str | None, ok: bool) -> None:
-        level = logging.WARNING if error or status >= 500 or not ok else logging.INFO
+def _record_writer(listener: str, upstream: str, route: str) -> Writer:
+    def write(
+        exchange: Exchange, status: int, sent: int, error: str | None, ok: bool, grpc: int | None
+    ) -> None:
+        level = logging.WARNING if _is_warning(status, error, ok, grpc) else logging.INFO
         if not log.isEnabledFor(level):
             return
         fields: dict[str, Any] = {
+            "listener": listener,
             "method": exchange.method,
             "path": exchange.path,
             "upstream": upstream,
             "route": route,
             "status": status,
-            "duration_ms": round((perf_counter() - exchange.start) * 1000, 3),
-            "bytes_sent": sent,
-            "client": exchange.client,
         }
+        if grpc is not None:
+            fields["grpc_status"] = grpc
+        fields["duration_ms"] = round((perf_counter() - exchange.start) * 1000, 3)
+        received = _received(exchange)
+        if received is not None:
+            fields["bytes_received"] = received
+        fields["bytes_sent"] = sent
+        fields["client"] = exchange.client
+        trace = _trace_id(exchange)
+        if trace is not None:
+            fields["trace_id"] = trace
         attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
         if attempts is not None:
             fields["attempts"] = attempts
+        decision = exchange.peek(DECISION)
+        if decision is not None:
+            fields["decision"] = decision
         if error:
             fields["error"] = error
         if not ok:
@@ -134,8 +201,27 @@ def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool
 
     def done(ok: bool, sent: int) -> None:
         if not (failures and ok):
-            write(exchange, status, sent, None, ok)
+            write(exchange, status, sent, None, ok, None)
 
+    _on_complete(resp, done)
+
+
+def _when_grpc_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool) -> None:
+    """The gRPC listener's line, once the trailers are out: the status is only known then.
+
+    With ``failures``, only a call cut short or ending in one of :data:`GRPC_FAILURES` gets it.
+    """
+
+    def done(ok: bool, sent: int) -> None:
+        code = grpc_status(resp)  # None: the call was cut before its trailers
+        if failures and ok and code not in GRPC_FAILURES:
+            return
+        write(exchange, resp.status, sent, None, ok, code)
+
+    _on_complete(resp, done)
+
+
+def _on_complete(resp: Response, done: Callable[[bool, int], None]) -> None:
     if resp.on_complete is None:
         resp.on_complete = [done]
     else:
@@ -153,13 +239,13 @@ def _make_filter(write: Writer, ratio: float) -> Filter:
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
-            write(exchange, e.status, 0, e.code, True)
+            write(exchange, e.status, 0, e.code, True, None)
             raise
         except asyncio.CancelledError:
-            write(exchange, CLIENT_CLOSED, 0, None, False)
+            write(exchange, CLIENT_CLOSED, 0, None, False, None)
             raise
         except Exception:
-            write(exchange, 500, 0, "internal", True)  # rescue answers it with 500 internal
+            write(exchange, 500, 0, "internal", True, None)  # rescue answers it with 500 internal
             raise
         # sampling drops successful calls only: a 5xx is always worth its line
         if every or resp.status >= 500 or (sampled and rand() < ratio):
@@ -171,16 +257,51 @@ def _make_filter(write: Writer, ratio: float) -> Filter:
     return access_log
 
 
+def _make_grpc_filter(write: Writer, ratio: float) -> Filter:
+    """The gRPC listener's: the line comes once the trailers are out (``grpc_status``); a
+    sidecar decision says its gRPC code (``status`` 200: rescue answers it in gRPC terms)."""
+    rand = random.random
+    every = ratio >= 1.0
+    sampled = 0.0 < ratio < 1.0
+
+    async def access_log(exchange: Exchange, call_next: Handler) -> Response:
+        try:
+            resp = await call_next(exchange)
+        except SidecarError as e:
+            write(exchange, 200, 0, e.code, True, e.grpc_code)
+            raise
+        except asyncio.CancelledError:
+            write(exchange, CLIENT_CLOSED, 0, None, False, _GRPC_CANCELLED)
+            raise
+        except Exception:
+            write(exchange, 200, 0, "internal", True, _GRPC_INTERNAL)
+            raise
+        # sampling drops successful calls only; whether it succeeded is known at the end
+        _when_grpc_sent(resp, write, exchange, not (every or (sampled and rand() < ratio)))
+        return resp
+
+    return access_log
+
+
 def unrouted(exchange: Exchange, error: SidecarError) -> None:
     """The line of a call no route took (404 ``no_route``): the listener answered it itself."""
     # an error path: the writer is looked up per call, so it follows configure_logging
-    _writer("", "")(exchange, error.status, 0, error.code, True)
+    write = _writer(exchange.listener, "", "")
+    if exchange.listener == GRPC_LISTENER:  # answered in gRPC terms: HTTP 200, the code trails
+        write(exchange, 200, 0, error.code, True, error.grpc_code)
+    else:
+        write(exchange, error.status, 0, error.code, True, None)
 
 
 def factory(ctx: RouteContext) -> Filter | None:
     cfg = ctx.config.telemetry.access_log
     if not cfg.enabled or not log.isEnabledFor(logging.WARNING):
         return None
-    write = _writer(ctx.upstream_name, ctx.route)
-    # above INFO only the WARNING lines (errors, decisions, cut calls) are written
-    return _make_filter(write, cfg.sample_ratio if log.isEnabledFor(logging.INFO) else 0.0)
+    write = _writer(ctx.listener, ctx.upstream_name, ctx.route)
+    # at level warning (the config's, or the logger's) only the WARNING lines are written:
+    # errors, decisions, failures and cut calls
+    info = cfg.level == "info" and log.isEnabledFor(logging.INFO)
+    ratio = cfg.sample_ratio if info else 0.0
+    if ctx.listener == GRPC_LISTENER:
+        return _make_grpc_filter(write, ratio)
+    return _make_filter(write, ratio)

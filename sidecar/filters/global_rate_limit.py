@@ -32,6 +32,7 @@ from ..ratelimit.headers import limited_headers, policy_field
 from ..ratelimit.keys import key_function
 from ..ratelimit.live import live_backends
 from ..registry import RouteContext
+from ..telemetry.decisions import GLOBAL_RATE_LIMIT_FAIL_OPEN, GLOBAL_RATE_LIMIT_SHADOW, note
 from ..telemetry.metrics import Metrics
 
 POLICY_NAME = "global"
@@ -79,12 +80,15 @@ def make_filter(limiter: GlobalLimiter, metrics: Metrics, upstream: str, route: 
         decision = await decide(key, limit)
         if decision is None:  # no answer in time: the backend's on_error decides
             if fail_open or shadow:
+                if fail_open:
+                    note(exchange, GLOBAL_RATE_LIMIT_FAIL_OPEN)  # the access log's "decision"
                 return await call_next(exchange)
             raise RateLimitUnavailable(unavailable)
         if decision.allowed:
             return await call_next(exchange)
         if shadow:
             shadowed()
+            note(exchange, GLOBAL_RATE_LIMIT_SHADOW)  # the access log's "decision"
             return await call_next(exchange)
         rejected()
         raise RateLimited(

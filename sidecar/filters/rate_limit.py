@@ -35,6 +35,7 @@ from ..ratelimit.bucket import TokenBuckets
 from ..ratelimit.headers import limited_headers, policy_field
 from ..ratelimit.keys import key_function
 from ..registry import RouteContext
+from ..telemetry.decisions import RATE_LIMIT_SHADOW, RATE_LIMIT_WAIT, note
 from ..telemetry.metrics import Metrics
 
 POLICY_NAME = "local"
@@ -91,6 +92,7 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
             key = key_of if isinstance(key_of, str) else key_of(exchange)
             if buckets.take(key, clock()):
                 shadowed()
+                note(exchange, RATE_LIMIT_SHADOW)  # the access log's "decision"
             return call_next(exchange)
 
         return shadow_rate_limit
@@ -151,6 +153,7 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
         finally:
             limiter.waiting -= 1
         waited()
+        note(exchange, RATE_LIMIT_WAIT)  # the access log's "decision"
         return await call_next(exchange)
 
     return rate_limit_wait

@@ -2,11 +2,12 @@
 
 Label sets are bounded: listener, upstream and route names come from the config (a call no route
 took has ``upstream=""`` and ``route=""``), ``code`` is the 3-digit status the app got, ``reason``
-and ``outcome`` are :mod:`sidecar.errors` codes, ``state`` is ``idle``/``busy``. Nothing from a
-request (path, header, client address) ever becomes a label. Hot-path users resolve labelled
-children once and keep them (``labels()`` is a dict lookup), see :class:`RouteMetrics`; the
-families every call updates are lock-free (:mod:`sidecar.telemetry.families`); pool sizes are
-read at scrape time, never updated per call.
+is a :mod:`sidecar.errors` code, ``outcome`` one too or ``response``/``cancelled``, ``state`` is
+``idle``/``busy``. Nothing from a request (path, header, client address, trace id) ever becomes a
+label. Hot-path users resolve labelled children once and keep them (``labels()`` is a dict
+lookup), see :class:`RouteMetrics` and :class:`UpstreamAttempts`; the families every call updates
+are lock-free (:mod:`sidecar.telemetry.families`); pool sizes, breaker states, upstream health
+and the process families are read at scrape time, never updated per call.
 
 Not here: which filter records what (:mod:`sidecar.filters.metrics`), serving ``/metrics``
 (:mod:`sidecar.admin_routes`). ``docs/operations.md`` lists every family.
@@ -14,8 +15,9 @@ Not here: which filter records what (:mod:`sidecar.filters.metrics`), serving ``
 
 from __future__ import annotations
 
-__all__ = ["Metrics", "RouteMetrics"]
+__all__ = ["ATTEMPT_CANCELLED", "ATTEMPT_RESPONSE", "Metrics", "RouteMetrics", "UpstreamAttempts"]
 
+import asyncio
 import platform
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -26,12 +28,15 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..errors import SidecarError
 from ..loops import loop_name
 from . import access_writer
 from .families import (
@@ -63,6 +68,13 @@ DURATION_BUCKETS = (
     30.0,
 )
 
+
+#: ``sidecar_upstream_attempts_total{outcome}`` of an attempt that got a response (any status;
+#: for gRPC, any ``grpc-status``: the call was answered).
+ATTEMPT_RESPONSE = "response"
+#: ``outcome`` of an attempt given up before an answer: the call's deadline or a per-try timeout passed
+#: (they cancel the work below them), or the app went away.
+ATTEMPT_CANCELLED = "cancelled"
 
 #: sidecar decisions kept for the dashboard's "recent errors".
 RECENT_ERRORS = 50
@@ -171,7 +183,11 @@ class Metrics:
             registry=r,
         )
         build.labels(_version(), platform.python_version(), loop_name()).set(1)
+        # process_* (CPU, memory, fds), python_info and python_gc_*: read at scrape time, and
+        # per registry (none of them is in prometheus_client's global registry's way)
         ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         # circuit breaker and load shedding (their gauges are read at scrape time from the live
         # policy objects: sidecar.resilience.views)
         self.circuit_transitions = Counter(
@@ -259,6 +275,11 @@ class Metrics:
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
         return RouteMetrics(self, listener, upstream, route)
 
+    def attempts(self, upstream: str) -> UpstreamAttempts:
+        """``sidecar_upstream_attempts_total`` of one upstream, for its adapter (resolve it
+        when building the upstream's handler, not per call)."""
+        return UpstreamAttempts(self.upstream_attempts, upstream)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -280,3 +301,37 @@ class RouteMetrics:
         if child is None:
             child = self._codes[status] = self._metrics.requests.labels(*self.labels, str(status))
         child.value += 1
+
+
+class UpstreamAttempts:
+    """What an adapter counts: every request it sends (or tries to) to one upstream, once, with
+    its outcome. Call :attr:`response` when an answer came back (whatever its status),
+    :meth:`failed` with the exception that ended the attempt otherwise (connect, reset, timeout,
+    protocol error, pool full, cancelled). A resend (keep-alive race) is a second attempt."""
+
+    __slots__ = ("_family", "_outcomes", "_upstream", "response")
+
+    def __init__(self, family: LoopCounter, upstream: str) -> None:
+        self._family = family
+        self._upstream = upstream
+        #: the outcome children used so far; bounded by the set of SidecarError codes
+        self._outcomes: dict[str, CounterChild] = {}
+        #: count one attempt that got a response (a bound method: nothing looked up per call).
+        self.response: Callable[[], None] = self._child(ATTEMPT_RESPONSE).inc
+
+    def _child(self, outcome: str) -> CounterChild:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self._family.labels(self._upstream, outcome)
+        return child
+
+    def failed(self, error: BaseException) -> None:
+        """Count one attempt ``error`` ended: a :class:`SidecarError` by its code,
+        cancellation as ``cancelled``, anything else as ``internal``."""
+        if isinstance(error, SidecarError):
+            outcome = error.code
+        elif isinstance(error, asyncio.CancelledError):
+            outcome = ATTEMPT_CANCELLED
+        else:
+            outcome = "internal"
+        self._child(outcome).value += 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from typing import Any
 
 import httpx
+import yaml
 from aiohttp import web
 
 from sidecar.testing import FakeUpstream, SidecarProcess
@@ -19,7 +21,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-FIELDS = {"method", "path", "upstream", "route", "status", "duration_ms", "bytes_sent", "client"}
+FIELDS = {
+    "listener",
+    "method",
+    "path",
+    "upstream",
+    "route",
+    "status",
+    "duration_ms",
+    "bytes_received",
+    "bytes_sent",
+    "client",
+}
+EPHEMERAL = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
 
 
 async def wait_for_lines(p: SidecarProcess, n: int, limit: float = 10.0) -> list[dict[str, Any]]:
@@ -70,7 +84,7 @@ async def test_one_json_line_per_call_on_stdout_with_the_sidecars_decisions() ->
     assert len(lines) == len(calls)
     for line in lines:
         assert FIELDS <= set(line), line
-        assert line["logger"] == "sidecar.access"
+        assert line["logger"] == "sidecar.access" and line["listener"] == "http"
         assert line["client"].startswith("127.0.0.1:")
         assert line["duration_ms"] >= 0
     got = [
@@ -85,6 +99,7 @@ async def test_one_json_line_per_call_on_stdout_with_the_sidecars_decisions() ->
         ("GET", "/nowhere/x", "", 404, "no_route", "warning"),
     ]
     assert [x["bytes_sent"] for x in lines[:2]] == [10, 10]
+    assert [x["bytes_received"] for x in lines] == [5, 5, 5, 5, 5]
     assert lines[3]["duration_ms"] >= 190  # the 200 ms budget was spent (timers are ms-grained)
     assert "QueryS3cret" not in p.stdout_path.read_text()
     # the sidecar's own log: JSON lines on stderr, from start-up to the end
@@ -114,3 +129,77 @@ async def test_above_info_only_failed_calls_are_logged() -> None:
             assert p.terminate() == 0
             assert p.log_lines() == []  # nothing to say at warning on a clean start and stop
     assert [(x["status"], x.get("error")) for x in lines] == [(502, "upstream_connect")]
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_a_line_says_the_trace_the_retries_and_the_rate_limit_wait() -> None:
+    """An operator can join a line to the app's trace and see why a call was slow."""
+    seen: dict[str, int] = {}
+
+    async def answer(request: web.Request) -> web.Response:
+        seen[request.path] = seen.get(request.path, 0) + 1
+        if request.path == "/flaky" and seen[request.path] == 1:
+            return web.Response(status=503)  # the first attempt fails, the retry succeeds
+        return web.Response(text="fine")
+
+    async with FakeUpstream(answer) as up:
+        config = {
+            "upstreams": {
+                "up": {"url": up.url, "retry": {"backoff": {"base": "1ms", "max": "2ms"}}},
+                "paced": {
+                    "url": up.url,
+                    "rate_limit": {"rate": "5/s", "burst": 1, "on_limit": "wait"},
+                },
+            }
+        }
+        with SidecarProcess(config) as p:
+            async with httpx.AsyncClient() as c:
+                r = await c.post(
+                    f"{p.http_url}/up/traced",
+                    content=b"0123456789",
+                    headers={"traceparent": TRACEPARENT},
+                )
+                assert r.status_code == 200
+                assert (await c.get(f"{p.http_url}/up/flaky")).status_code == 200
+                for _ in range(2):  # the second waits ~200 ms for its token
+                    assert (await c.get(f"{p.http_url}/paced/x")).status_code == 200
+            lines = await wait_for_lines(p, 4)
+            assert p.terminate() == 0
+    traced, flaky, first, paced = lines
+    assert traced["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert (traced["bytes_received"], traced["bytes_sent"]) == (10, 4)
+    assert "attempts" not in traced and "decision" not in traced
+    assert flaky["attempts"] == 2 and flaky["status"] == 200 and "trace_id" not in flaky
+    assert "decision" not in first
+    assert paced["decision"] == "rate_limit:wait" and paced["level"] == "info"
+    assert paced["duration_ms"] >= 100
+
+
+async def test_a_reload_changes_the_access_log_level() -> None:
+    """`telemetry.access_log.level: warning` takes effect on reload: only failures are logged."""
+
+    def config(level: str) -> dict[str, Any]:
+        return {
+            **EPHEMERAL,
+            "telemetry": {"access_log": {"level": level}},
+            "upstreams": {"up": {"adapter": "echo"}, "down": {"url": "http://127.0.0.1:1"}},
+        }
+
+    with SidecarProcess(config("info")) as p:
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"{p.http_url}/up/before")).status_code == 200
+            await wait_for_lines(p, 1)
+            p.config_path.write_text(yaml.safe_dump(config("warning")))
+            p.send(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while not any(x.get("msg") == "config reloaded" for x in p.log_lines()):
+                assert time.monotonic() < deadline, p.log_path.read_text()
+                await asyncio.sleep(0.02)
+            assert (await c.get(f"{p.http_url}/up/after")).status_code == 200
+            assert (await c.get(f"{p.http_url}/down/after")).status_code == 502
+        lines = await wait_for_lines(p, 2)
+        assert p.terminate() == 0
+    assert [(x["path"], x["level"]) for x in lines] == [("/before", "info"), ("/after", "warning")]
+    assert lines[1]["error"] == "upstream_connect"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from sidecar.filters import access_log
-from sidecar.telemetry import access_writer
+from sidecar.filters.retry import ATTEMPTS
+from sidecar.telemetry import access_writer, decisions
 from sidecar.telemetry.access_writer import AccessLogWriter
 from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.trace_ids import TRACE_ID
 from sidecar.testing import make_exchange
 
 
@@ -137,10 +139,23 @@ def test_the_written_line_is_byte_for_byte_what_the_json_formatter_writes(
     now = 1795689278.6639
     monkeypatch.setattr(access_log, "time", lambda: now)
     monkeypatch.setattr(access_log, "perf_counter", lambda: 12.3456789)
-    ex = make_exchange("GET", '/q"uote\\/ü\u2028\x01', client="[::1]:5555")
+    ex = make_exchange("GET", '/q"uote\\/ü\u2028\x01', client="[::1]:5555", body=b"abc")
     ex.start = 10.0
+    # every optional field at once: a trace, a retried call, a decision
+    traced = make_exchange("POST", "/t", client="127.0.0.1:1", body=b"")
+    traced.start = 10.0
+    traced.stash[TRACE_ID] = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced.stash[ATTEMPTS] = 3
+    decisions.note(traced, decisions.RATE_LIMIT_WAIT)
+    decisions.note(traced, decisions.GLOBAL_RATE_LIMIT_SHADOW)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    streamed = make_exchange("PUT", "/s", client="127.0.0.1:2")
+    streamed.body, streamed.body_length = stream(), None  # chunked: no bytes_received
+    streamed.start = 10.0
     got: list[str] = []
-    fast = access_log._line_writer("up-1", "ro.ute", got.append)
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
@@ -152,23 +167,33 @@ def test_the_written_line_is_byte_for_byte_what_the_json_formatter_writes(
     logger.setLevel(logging.INFO)
     logger.addHandler(keep)
     try:
-        slow = access_log._record_writer("up-1", "ro.ute")
-        calls = [
-            (200, 10, None, True),
-            (504, 0, "upstream_timeout", True),
-            (200, 3, None, False),
-            (404, 0, "no_route", True),
-        ]
-        for call in calls:
-            fast(ex, *call)
-            slow(ex, *call)
+        for listener in ("http", "grpc", 'in"bound%s'):
+            fast = access_log._line_writer(listener, "up-1", "ro.ute", got.append)
+            slow = access_log._record_writer(listener, "up-1", "ro.ute")
+            calls = [
+                (ex, 200, 10, None, True, None),
+                (ex, 504, 0, "upstream_timeout", True, None),
+                (ex, 200, 3, None, False, None),
+                (ex, 404, 0, "no_route", True, None),
+                (traced, 200, 5, None, True, 0),
+                (traced, 200, 0, "rate_limited", True, 8),
+                (streamed, 200, 1, None, True, 14),
+            ]
+            for call in calls:
+                fast(*call)
+                slow(*call)
     finally:
         logger.removeHandler(keep)
         logger.setLevel(old)
     fmt = JsonFormatter()
     for rec in records:
         rec.created = now
+    assert len(got) == 21
     assert got == [fmt.format(rec) + "\n" for rec in records]
     # the timestamp as before: UTC to the millisecond, as LogRecord.msecs truncates it
     assert got[0].startswith('{"ts": "2026-11-26T10:34:38.663Z", "level": "info", ')
     assert got[2].endswith(', "aborted": true}\n')
+    assert '"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "attempts": 3, ' in got[4]
+    assert '"decision": "rate_limit:wait,global_rate_limit:shadow"' in got[4]
+    assert '"bytes_received"' not in got[6] and '"grpc_status": 14' in got[6]
+    assert '"level": "warning"' in got[6]  # UNAVAILABLE is the server side's failure

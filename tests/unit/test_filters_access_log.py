@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -11,14 +12,27 @@ from typing import Any
 import pytest
 
 from sidecar.chain import Filter
-from sidecar.errors import UpstreamConnectError, UpstreamTimeout
-from sidecar.exchange import Exchange, Response
+from sidecar.errors import RateLimited, UpstreamConnectError, UpstreamTimeout
+from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import access_log
-from sidecar.telemetry import access_writer
+from sidecar.filters.retry import ATTEMPTS
+from sidecar.telemetry import access_writer, decisions
 from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
+from sidecar.telemetry.trace_ids import TRACE_ID
 from sidecar.testing import make_exchange, make_route_context, responder
 
-FIELDS = {"method", "path", "upstream", "route", "status", "duration_ms", "bytes_sent", "client"}
+FIELDS = {
+    "listener",
+    "method",
+    "path",
+    "upstream",
+    "route",
+    "status",
+    "duration_ms",
+    "bytes_received",
+    "bytes_sent",
+    "client",
+}
 
 
 class JsonLines(logging.Handler):
@@ -78,11 +92,11 @@ def lines(request: pytest.FixtureRequest) -> Iterator[JsonLines | WrittenLines]:
         logger.setLevel(old_level)
 
 
-def make(**access: Any) -> Filter:
+def make(listener: str = "http", **access: Any) -> Filter:
     ctx = make_route_context(
         name="pay", route="pay-route", config={"telemetry": {"access_log": access}}
     )
-    f = access_log.factory(ctx)
+    f = access_log.factory(dataclasses.replace(ctx, listener=listener))
     assert f is not None
     return f
 
@@ -222,3 +236,122 @@ async def test_left_out_of_the_chain_when_disabled_or_above_warning() -> None:
         assert access_log.factory(make_route_context()) is None
     finally:
         logger.setLevel(old)
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_the_trace_id_comes_from_tracing_else_from_the_apps_traceparent(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """A line joins up with the call's trace: tracing's id, else the app's own traceparent."""
+    f = make()
+    traced = make_exchange(headers={"traceparent": TRACEPARENT})
+    traced.stash[TRACE_ID] = "4bf92f3577b34da6a3ce929d0e0e4736"  # tracing continued or began it
+    sent(await f(traced, responder()))
+    sent(await f(make_exchange(headers={"traceparent": TRACEPARENT}), responder()))
+    sent(await f(make_exchange(headers={"traceparent": "00-garbage"}), responder()))
+    sent(await f(make_exchange(), responder()))
+    assert [x.get("trace_id") for x in lines.lines] == [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+        None,
+        None,
+    ]
+
+
+async def test_bytes_received_and_sent_the_listener_attempts_and_decisions(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """An operator sees request and response sizes, where the call came in, retries and waits."""
+    f = make(listener="inbound")
+    retried = make_exchange("POST", "/up", body=b"0123456789")
+    retried.stash[ATTEMPTS] = 2
+    decisions.note(retried, decisions.RATE_LIMIT_WAIT)
+    sent(await f(retried, responder(200, b"ok")))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"abc"
+
+    declared = make_exchange("PUT", "/declared")
+    declared.body, declared.body_length = chunks(), 4096  # streamed with a Content-Length
+    sent(await f(declared, responder(200)))
+    chunked = make_exchange("PUT", "/chunked")
+    chunked.body, chunked.body_length = chunks(), None
+    sent(await f(chunked, responder(200)))
+    first, second, third = lines.lines
+    assert first["listener"] == "inbound"
+    assert (first["bytes_received"], first["bytes_sent"]) == (10, 2)
+    assert (first["attempts"], first["decision"]) == (2, "rate_limit:wait")
+    assert second["bytes_received"] == 4096 and "attempts" not in second
+    assert "bytes_received" not in third and "decision" not in third
+
+
+async def test_level_warning_in_the_config_keeps_only_the_failures(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """`telemetry.access_log.level: warning` drops successful calls, whatever the sampling."""
+    f = make(level="warning")
+    resp = await f(make_exchange(), responder(200, b"ok"))
+    assert resp.on_complete is None  # nothing built for a success
+    with pytest.raises(RateLimited):
+        await f(make_exchange(), raising(RateLimited("slow down")))
+    sent(await f(make_exchange(), responder(503)))
+    assert [(x["level"], x["status"], x.get("error")) for x in lines.lines] == [
+        ("warning", 429, "rate_limited"),
+        ("warning", 503, None),
+    ]
+
+
+def grpc_answer(code: int, body: bytes = b"") -> Response:
+    resp = Response(200, body=body)
+    resp.trailers = Headers([("grpc-status", str(code)), ("grpc-message", "")])
+    return resp
+
+
+async def test_grpc_calls_log_their_grpc_status_once_the_trailers_are_out(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """On the gRPC listener `status` is 200 and `grpc_status` says how the call ended."""
+    f = make(listener="grpc")
+
+    async def later(exchange: Exchange) -> Response:
+        return Response(200, body=b"msg")  # its trailers come with the end of the body
+
+    resp = await f(make_exchange("POST", "/pkg.Svc/Get"), later)
+    assert lines.lines == []
+    resp.trailers = Headers([("grpc-status", "5")])  # NOT_FOUND: an ordinary answer
+    sent(resp)
+    sent(await f(make_exchange("POST", "/pkg.Svc/Get"), lambda ex: _ready(grpc_answer(14))))
+    with pytest.raises(RateLimited):
+        await f(make_exchange("POST", "/pkg.Svc/Get"), raising(RateLimited("slow down")))
+    sent(await f(make_exchange("POST", "/pkg.Svc/Get"), lambda ex: _ready(grpc_answer(0))), False)
+    got = [
+        (x["listener"], x["level"], x["status"], x.get("grpc_status"), x.get("error"))
+        for x in lines.lines
+    ]
+    assert got == [
+        ("grpc", "info", 200, 5, None),
+        ("grpc", "warning", 200, 14, None),  # UNAVAILABLE: the server side failed
+        ("grpc", "warning", 200, 8, "rate_limited"),  # RESOURCE_EXHAUSTED, decided here
+        ("grpc", "warning", 200, 0, None),  # cut short
+    ]
+    assert lines.lines[-1]["aborted"] is True
+
+
+async def test_grpc_sampling_still_logs_every_failed_call(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """Sampled out or at level warning, a gRPC call that failed upstream still gets its line."""
+    for f in (make(listener="grpc", sample_ratio=0.0), make(listener="grpc", level="warning")):
+        for code in (0, 5, 13):
+            sent(
+                await f(
+                    make_exchange("POST", "/pkg.Svc/Get"), lambda ex, c=code: _ready(grpc_answer(c))
+                )
+            )
+    assert [x["grpc_status"] for x in lines.lines] == [13, 13]
+
+
+async def _ready(resp: Response) -> Response:
+    return resp

@@ -1,0 +1,75 @@
+"""The optional metrics port (``admin.metrics_address``): ``/metrics``, ``/healthz`` and ``/readyz``
+on an address Prometheus and the kubelet can reach, a built-in plugin (a lifespan).
+
+The admin port stays loopback-only (DESIGN §7: ``/config``, ``/upstreams`` and plugin routes
+describe the topology, and nothing there is authenticated), so a Prometheus in another pod
+cannot scrape it, nor can an ``httpGet`` probe reach it. This port serves only what is safe to
+expose on the pod network, the way Envoy and Linkerd expose their metrics and health port: the
+same handlers as the admin port, nothing else (every other path is 404). Off by default.
+
+It is up from just after the admin port (``/readyz`` says ``starting``) until the listeners have
+drained (``/readyz`` says ``draining`` meanwhile), then closes before the admin port. Its address
+is fixed at start-up, as all of ``admin`` is. A port that cannot be bound stops start-up
+(``sidecar run`` exits 1 naming this plugin and the address).
+
+Not here: the admin port (:mod:`sidecar.admin`), the handlers (:mod:`sidecar.admin_routes`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["METRICS_PORT_ROUTES", "metrics_port"]
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from . import admin_routes
+from .admin import SIDECAR
+from .config.types import split_address
+from .hookspecs import hookimpl
+from .registry import AdminHandler, LifespanRegistry
+
+if TYPE_CHECKING:
+    from .app import Sidecar
+
+log = logging.getLogger("sidecar")
+
+#: What the port serves: probes and the exposition, nothing that describes the topology.
+METRICS_PORT_ROUTES: tuple[tuple[str, AdminHandler], ...] = (
+    ("/metrics", admin_routes.metrics),
+    ("/healthz", admin_routes.healthz),
+    ("/readyz", admin_routes.readyz),
+)
+
+
+@asynccontextmanager
+async def metrics_port(sidecar: Sidecar) -> AsyncIterator[None]:
+    """Serve :data:`METRICS_PORT_ROUTES` on ``admin.metrics_address`` while the sidecar runs."""
+    address = sidecar.config.admin.metrics_address
+    if address is None:
+        yield
+        return
+    app = web.Application()
+    app[SIDECAR] = sidecar
+    for path, handler in METRICS_PORT_ROUTES:
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        host, port = split_address(address)
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as e:
+            raise OSError(e.errno, f"cannot listen on {address} (metrics): {e.strerror}") from None
+        log.info("metrics port up", extra={"fields": {"metrics": address}})
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@hookimpl(trylast=True)
+def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
+    registry.add("metrics_port", metrics_port)
