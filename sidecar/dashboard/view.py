@@ -57,6 +57,15 @@ def _statuses() -> dict[str, int]:
     return out
 
 
+def _failed(listener: str, code: str) -> bool:
+    if not code.isdigit():
+        return False
+    if listener == GRPC_LISTENER and len(code) <= 2:
+        return code != "0"  # a gRPC status: 0 is OK
+    # an HTTP status (a gRPC call counted before its listener reports gRPC codes, too)
+    return int(code) >= 500
+
+
 def _samples(family: Any, suffix: str) -> Iterable[tuple[dict[str, str], float]]:
     for metric in family.collect():
         for s in metric.samples:
@@ -71,11 +80,7 @@ def read_snapshot(metrics: Metrics, now: float) -> Snapshot:
     for labels, value in _samples(metrics.requests, "_total"):
         up, code = labels["upstream"], labels["code"]
         requests[up] += value
-        if labels["listener"] == GRPC_LISTENER:
-            failed = code != "0"
-        else:
-            failed = code.isdigit() and int(code) >= 500
-        if failed:
+        if _failed(labels["listener"], code):
             errors[up] += value
     # decisions answered below 500 (429 rate_limited, 401, 404 no_route...): errors all the same.
     # gRPC ones are counted above already (their code is not OK).

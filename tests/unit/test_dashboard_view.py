@@ -50,6 +50,13 @@ def test_grpc_calls_fail_on_any_non_ok_status() -> None:
     assert (counts.requests, counts.errors) == (5, 2)
 
 
+def test_grpc_calls_counted_with_http_statuses_fail_on_5xx_only() -> None:
+    """A gRPC call counted with an HTTP status (200 for every answer) is not taken for a failure."""
+    m = Metrics()
+    record(m, "inv", 200, 200, 503, listener="grpc")
+    assert read_snapshot(m, 0.0).upstreams["inv"].errors == 1
+
+
 def test_rejections_retries_and_latency_are_summed_per_upstream() -> None:
     """One row per upstream, whatever its routes: rejections only (not waits), every retry."""
     m = Metrics()
