@@ -158,7 +158,14 @@ async def test_no_secret_appears_in_logs_metrics_admin_pages_errors_or_check_out
                 async with asyncio.timeout(10):
                     while not any(x.get("msg") == "config reloaded" for x in p.log_lines()):
                         await asyncio.sleep(0.05)
-                for page in ("/config", "/upstreams", "/metrics", "/plugins", "/readyz"):
+                for page in (
+                    "/config",
+                    "/upstreams",
+                    "/metrics",
+                    "/plugins",
+                    "/readyz",
+                    "/dashboard/data",
+                ):
                     r = await c.get(p.admin_url + page)
                     assert r.status_code == 200
                     seen.append(r.text)
