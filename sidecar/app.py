@@ -24,9 +24,14 @@ from .config.changes import split_changes
 from .config.loader import PluginSchemas
 from .config.models import RouteConfig, UpstreamConfig
 from .config.types import split_address
-from .errors import ConfigError, ConfigProblem, PluginError, SidecarError
-from .exchange import Exchange
+from .errors import ConfigError, ConfigProblem, NoRoute, PluginError, SidecarError
+from .exchange import Exchange, Response
 from .filters import access_log
+from .grpc.adapter import GRPC_ADAPTER
+from .grpc.channels import ChannelConfigError
+from .grpc.listener import GrpcListener
+from .grpc.routes import GrpcRoutes
+from .grpc.wire import GRPC_LISTENER
 from .health import UpstreamHealthCollector
 from .listeners import inbound_routes
 from .listeners.http import HttpListener
@@ -62,6 +67,8 @@ class Sidecar:
         self.adapters: dict[str, Adapter] = {}
         self.plugin_sections: dict[str, BaseModel] = {}
         self.http: HttpListener | None = None
+        #: the gRPC egress listener (``grpc``), unless ``grpc.enabled`` is false.
+        self.grpc: GrpcListener | None = None
         #: the mTLS listener in front of the app (``inbound``), when configured.
         self.inbound: InboundListener | None = None
         self.admin: AdminServer | None = None
@@ -175,6 +182,10 @@ class Sidecar:
         terminals: dict[str, Handler] = {}
         by_upstream: dict[str, Route] = {}
         for name, up in config.upstreams.items():
+            if up.adapter == GRPC_ADAPTER:
+                # gRPC upstreams are the gRPC port's (_compose_grpc); here they answer clearly
+                by_upstream[name] = Route(name, name, _grpc_only(name, config))
+                continue
             adapter = self.adapters[up.adapter]
             try:
                 terminals[name] = adapter.handler(name, up)
@@ -187,6 +198,8 @@ class Sidecar:
             by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
         explicit = []
         for i, rc in enumerate(config.routes):
+            if rc.upstream not in terminals:
+                continue  # a route to a gRPC upstream: on the gRPC port only
             rname = rc.name or f"route-{i}"
             ctx = self._context(config, sections, rname, rc.upstream, rc)
             route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
@@ -200,6 +213,66 @@ class Sidecar:
                 )
             )
         return RouteTable(by_upstream, explicit)
+
+    def _compose_grpc(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> GrpcRoutes:
+        """The gRPC port's routes: one per upstream with ``adapter: grpc`` (reached by its
+        ``services`` or by an authority naming it), and the explicit routes to them; each chain
+        composed for the ``grpc`` listener (rescue answers in gRPC terms)."""
+        terminals: dict[str, Handler] = {}
+        by_upstream: dict[str, Route] = {}
+        services: dict[str, str] = {}
+        for name, up in config.upstreams.items():
+            if up.adapter != GRPC_ADAPTER:
+                if up.services:
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                self.config_name,
+                                f"upstreams.{name}.services",
+                                f"gRPC services are routed to upstreams with adapter: "
+                                f"{GRPC_ADAPTER}; this one uses {up.adapter!r}",
+                            )
+                        ]
+                    )
+                continue
+            adapter = self.adapters.get(GRPC_ADAPTER)
+            if adapter is None:
+                raise PluginError(f"upstream {name!r} needs the grpc adapter, which is disabled")
+            try:
+                terminals[name] = adapter.handler(name, up)
+            except ChannelConfigError as e:
+                raise ConfigError(
+                    [ConfigProblem(self.config_name, f"upstreams.{name}.{e.key}", str(e))]
+                ) from None
+            except OSError as e:  # a certificate file
+                raise ConfigError(
+                    [ConfigProblem(self.config_name, f"upstreams.{name}.tls", str(e))]
+                ) from None
+            except Exception as e:
+                raise PluginError(
+                    f"adapter {up.adapter!r} failed to build upstream {name!r}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            ctx = self._context(config, sections, name, name, listener=GRPC_LISTENER)
+            by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
+            services.update(dict.fromkeys(up.services, name))
+        explicit = []
+        for i, rc in enumerate(config.routes):
+            if rc.upstream not in terminals:
+                continue
+            rname = rc.name or f"route-{i}"
+            ctx = self._context(config, sections, rname, rc.upstream, rc, listener=GRPC_LISTENER)
+            route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
+            explicit.append(
+                ExplicitRoute(
+                    route,
+                    rc.match.path_prefix,
+                    rc.match.host.lower() if rc.match.host else None,
+                    tuple(rc.match.headers.items()),
+                    rc.prefix_rewrite,
+                )
+            )
+        return GrpcRoutes(by_upstream, services, explicit)
 
     def _compose_inbound(
         self, config: SidecarConfig, sections: dict[str, BaseModel]
@@ -283,6 +356,9 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         table = self._compose(config, self.plugin_sections)
+        grpc_table = None
+        if config.grpc.enabled:
+            grpc_table = self._compose_grpc(config, self.plugin_sections)
         inbound = self._compose_inbound(config, self.plugin_sections)
         self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
@@ -293,6 +369,10 @@ class Sidecar:
             "admin": f"{host_of(config.admin.address)}:{self.admin.port}",
             "http": f"{host}:{self.http.port}",
         }
+        if grpc_table is not None:
+            await self._start_grpc(config.grpc.address, grpc_table)
+            assert self.grpc is not None
+            fields["grpc"] = f"{host_of(config.grpc.address)}:{self.grpc.port}"
         if inbound is not None and config.inbound is not None:
             await self._start_inbound(config.inbound.address, *inbound)
             assert self.inbound is not None
@@ -309,6 +389,20 @@ class Sidecar:
             },
         )
 
+    async def _start_grpc(self, address: str, table: GrpcRoutes) -> None:
+        assert self.http is not None
+        self.grpc = GrpcListener(self.config.grpc, table, self.metrics, self)
+        self.grpc.on_unrouted = self._log_unrouted
+        host, port = split_address(address)
+        try:
+            await _listen("grpc", address, self.grpc.start(host, port))
+        except BaseException:
+            # the http listener is up already: close it too (nothing else would)
+            self.grpc = None
+            self.http.stop_accepting()
+            await self.http.drain(0)
+            raise
+
     async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
         assert self.config.inbound is not None and self.http is not None
         self.inbound = InboundListener(self.config.inbound, table, self.metrics, tls)
@@ -317,10 +411,13 @@ class Sidecar:
         try:
             await _listen("inbound", address, self.inbound.start(host, port))
         except BaseException:
-            # the http listener is up already: close it too (nothing else would)
+            # the other listeners are up already: close them too (nothing else would)
             self.inbound = None
             self.http.stop_accepting()
             await self.http.drain(0)
+            if self.grpc is not None:
+                self.grpc.stop_accepting()
+                await self.grpc.drain(0)
             raise
 
     def _log_unrouted(self, exchange: Exchange, error: SidecarError) -> None:
@@ -348,10 +445,13 @@ class Sidecar:
         self.state = "draining"
         grace = self.config.shutdown.drain_timeout
         try:
-            listeners = [x for x in (self.http, self.inbound) if x is not None]
+            listeners: list[HttpListener | GrpcListener] = [
+                x for x in (self.http, self.grpc, self.inbound) if x is not None
+            ]
             if listeners:
                 # 1. stop accepting; busy connections answer with "Connection: close" and close,
-                #    idle keep-alive ones close after a short quiet period (see stop_accepting)
+                #    idle keep-alive ones close after a short quiet period (see stop_accepting);
+                #    the gRPC server refuses new calls as its drain begins (in step 2, at once)
                 for listener in listeners:
                     listener.stop_accepting()
                 # 2. wait for in-flight calls, bounded by the grace; 3. then cut the stragglers
@@ -406,6 +506,7 @@ class Sidecar:
                 config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
                 table = self._compose(config, sections)
+                grpc_table = self._compose_grpc(config, sections) if self.grpc else None
                 inbound = self._compose_inbound(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
                 self._refused(e)
@@ -421,6 +522,8 @@ class Sidecar:
             if self.http is not None:
                 # new calls take the new table; in-flight calls finish on the handlers they hold
                 self.http.routes = table
+            if self.grpc is not None and grpc_table is not None:
+                self.grpc.routes = grpc_table
             live: dict[str, UpstreamConfig] = dict(config.upstreams)
             if self.inbound is not None and inbound is not None and config.inbound is not None:
                 # new handshakes take the new files (if they moved), new calls the new routes
@@ -496,6 +599,11 @@ class Sidecar:
         return self.http.port
 
     @property
+    def grpc_port(self) -> int:
+        assert self.grpc is not None
+        return self.grpc.port
+
+    @property
     def inbound_port(self) -> int:
         assert self.inbound is not None
         return self.inbound.port
@@ -515,3 +623,18 @@ async def _listen(what: str, address: str, start: Any) -> None:
         await start
     except OSError as e:
         raise OSError(e.errno, f"cannot listen on {address} ({what}): {e.strerror}") from None
+
+
+def _grpc_only(name: str, config: SidecarConfig) -> Handler:
+    """The HTTP port's answer for a gRPC upstream: a clear 404 pointing at the gRPC port."""
+    where = (
+        f"the gRPC port ({config.grpc.address})"
+        if config.grpc.enabled
+        else "the gRPC port, which is disabled (grpc.enabled: false)"
+    )
+    error = f"upstream {name!r} speaks gRPC: call it through {where}"
+
+    async def grpc_only(exchange: Exchange) -> Response:
+        raise NoRoute(error)
+
+    return grpc_only

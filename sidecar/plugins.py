@@ -58,6 +58,7 @@ log = logging.getLogger("sidecar.plugins")
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.adapters.http",
     "sidecar.adapters.echo",
+    "sidecar.grpc.adapter",
     "sidecar.filters",
     "sidecar.admin_routes",
     "sidecar.metrics_port",

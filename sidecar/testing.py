@@ -44,6 +44,7 @@ from aiohttp import web
 
 from .app import Sidecar
 from .config import parse_config
+from .config.models import GrpcListenerConfig
 from .exchange import Body, Exchange, Headers, Response
 from .plugins import PluginHost, make_plugin_host
 from .registry import RouteContext
@@ -210,12 +211,32 @@ class FakeUpstream:
         await self.stop()
 
 
+#: the gRPC port tests use unless they name another: many tests run sidecars at once, so none
+#: may bind the default (a config dumped from the defaults names it: it counts as unnamed).
+_GRPC_TEST_ADDRESS = "127.0.0.1:0"
+_GRPC_DEFAULT_ADDRESS = GrpcListenerConfig().address
+
+
 def _config_text(config: Mapping[str, Any] | str) -> str:
     if isinstance(config, str):
+        try:
+            data = yaml.safe_load(config)
+        except yaml.YAMLError:
+            return config  # a test of a broken file
+        if isinstance(data, dict) and data.get("grpc") is None:
+            return f"{config.rstrip()}\ngrpc: {{address: '{_GRPC_TEST_ADDRESS}'}}\n"
         return config
     data = dict(config)
     data.setdefault("admin", {"address": "127.0.0.1:0"})
     data.setdefault("http", {"address": "127.0.0.1:0"})
+    grpc = data.get("grpc")
+    if grpc is None:
+        data["grpc"] = {"address": _GRPC_TEST_ADDRESS}
+    elif isinstance(grpc, Mapping) and grpc.get("address", _GRPC_DEFAULT_ADDRESS) in (
+        _GRPC_DEFAULT_ADDRESS,
+        "localhost:15002",
+    ):
+        data["grpc"] = {**grpc, "address": _GRPC_TEST_ADDRESS}
     return yaml.safe_dump(data)
 
 
@@ -226,7 +247,7 @@ async def running_sidecar(
     plugins: Iterable[object] = (),
     config_path: str | None = None,
 ) -> AsyncIterator[Sidecar]:
-    """Start a sidecar in this event loop (admin and HTTP on ephemeral ports unless given).
+    """Start a sidecar in this event loop (admin, HTTP and gRPC on ephemeral ports unless given).
 
     ``config`` is a dict in the file's shape or YAML text. The sidecar drains on exit.
     """
@@ -245,7 +266,8 @@ class SidecarProcess:
     """``sidecar run -c FILE`` as a child process; ports are read from its "ready" log line.
 
     ``with SidecarProcess(config) as p: p.http_url ... p.terminate()``. ``config`` is a dict
-    (admin/http default to ephemeral ports) or YAML text. Output goes to ``p.log_path``.
+    (admin/http/grpc default to ephemeral ports) or YAML text (grpc added on an ephemeral port
+    when it has no ``grpc`` section). Output goes to ``p.log_path``.
     """
 
     def __init__(
@@ -269,6 +291,8 @@ class SidecarProcess:
         self.admin_port = 0
         #: the inbound mTLS listener's port, when the config has one (from the "ready" line).
         self.inbound_port = 0
+        #: the gRPC listener's port, unless ``grpc.enabled`` is false.
+        self.grpc_port = 0
         # with fixed ports, readiness is /readyz answering 200 (works at any log level)
         self._fixed = _fixed_ports(self.config_path.read_text())
 
@@ -279,6 +303,11 @@ class SidecarProcess:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """What a gRPC channel points at: ``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def start(self) -> SidecarProcess:
         exe = Path(sys.executable).with_name("sidecar")
@@ -293,6 +322,8 @@ class SidecarProcess:
                     self.http_port = int(str(line["http"]).rpartition(":")[2])
                     if "inbound" in line:
                         self.inbound_port = int(str(line["inbound"]).rpartition(":")[2])
+                    if "grpc" in line:
+                        self.grpc_port = int(str(line["grpc"]).rpartition(":")[2])
                     return self
             if self._fixed is not None and _answers_ready(self._fixed[0]):
                 self.admin_port, self.http_port = self._fixed[1], self._fixed[2]

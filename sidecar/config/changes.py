@@ -19,6 +19,8 @@ from .models import SidecarConfig
 RESTART_ONLY: tuple[tuple[str, ...], ...] = (
     ("admin",),
     ("http",),
+    # the gRPC listener: its socket and grpcio server options are set when it starts
+    ("grpc",),
     ("telemetry", "log_level"),
     # the tracer provider (exporter, sampler, resource) is built once, at start-up
     ("telemetry", "tracing"),

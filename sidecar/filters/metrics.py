@@ -6,6 +6,11 @@ whose app went away as 499), ``sidecar_request_duration_seconds``, and
 ``sidecar_requests_in_flight`` up for the call's duration; a sidecar decision also bumps
 ``sidecar_errors_total{listener,upstream,reason}``.
 
+On the gRPC listener ``code`` is the gRPC status code the app got, in decimal (``"0"``,
+``"14"``; a call the app cancelled ``"1"``), counted when the call ends, since a streamed
+answer's status comes last: the filter adds an ``on_complete`` callback, which the listener runs.
+The HTTP path does not pay for it (the variant is chosen when the chain is composed).
+
 Children are resolved when the chain is composed (:class:`~sidecar.telemetry.metrics.RouteMetrics`),
 so a successful call costs a clock read, a gauge up/down, one histogram observe and one counter
 bump: no ``labels()`` lookup, and no lock (:mod:`sidecar.telemetry.families`: plain numbers
@@ -22,13 +27,18 @@ from typing import Any
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
+from ..grpc.wire import GRPC_LISTENER, grpc_status
 from ..registry import RouteContext
 
 #: Status counted for a call whose app connection went away first (nginx's 499).
 CLIENT_CLOSED = 499
+#: gRPC codes counted for a call the app cancelled, and for one the rescue filter answers.
+GRPC_CANCELLED, GRPC_INTERNAL = 1, 13
 
 
 def factory(ctx: RouteContext) -> Filter:
+    if ctx.listener == GRPC_LISTENER:
+        return _grpc_factory(ctx)
     rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
     observe = rm.duration.observe
     in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no method call
@@ -81,3 +91,75 @@ def factory(ctx: RouteContext) -> Filter:
         return resp
 
     return metrics
+
+
+def _grpc_factory(ctx: RouteContext) -> Filter:
+    """The gRPC listener's: ``code`` is the gRPC status code the app got (``"0"``, ``"14"``),
+    counted when the call ends (its trailers are known only then: the listener runs
+    ``on_complete``); the duration is still to the response head."""
+    rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
+    observe = rm.duration.observe
+    in_flight = rm.in_flight
+    count = rm.count
+    errors = ctx.metrics.errors
+    recent = ctx.metrics.recent_errors.append
+    listener, upstream, route = ctx.listener, ctx.upstream_name, ctx.route
+    reasons: dict[str, Any] = {}
+
+    def error(exchange: Exchange, reason: str, code: int, detail: str) -> None:
+        child = reasons.get(reason)
+        if child is None:
+            child = reasons[reason] = errors.labels(listener, upstream, reason)
+        child.inc()
+        recent(
+            {
+                "ts": time(),
+                "listener": listener,
+                "upstream": upstream,
+                "route": route,
+                "reason": reason,
+                "status": code,
+                "method": exchange.method,
+                "path": exchange.path[:200],
+                "detail": detail[:200],
+            }
+        )
+
+    async def metrics(exchange: Exchange, call_next: Handler) -> Response:
+        in_flight.value += 1
+        try:
+            resp = await call_next(exchange)
+        except SidecarError as e:
+            count(e.grpc_code)
+            error(exchange, e.code, e.grpc_code, e.detail)
+            raise
+        except asyncio.CancelledError:
+            count(GRPC_CANCELLED)
+            raise
+        except Exception:
+            count(GRPC_INTERNAL)
+            error(exchange, "internal", GRPC_INTERNAL, "unexpected error in the sidecar")
+            raise
+        finally:
+            in_flight.value -= 1
+            observe(perf_counter() - exchange.start)
+
+        def done(ok: bool, sent: int) -> None:
+            count(_code_of(resp, ok))
+
+        callbacks = resp.on_complete
+        if callbacks is None:
+            resp.on_complete = [done]
+        else:
+            callbacks.append(done)
+        return resp
+
+    return metrics
+
+
+def _code_of(resp: Response, ok: bool) -> int:
+    """The code the app got; a call cut before its status counts as CANCELLED."""
+    code = grpc_status(resp)
+    if code is None:
+        return GRPC_INTERNAL if ok else GRPC_CANCELLED
+    return code

@@ -33,7 +33,11 @@ FIELDS = {
     "bytes_sent",
     "client",
 }
-EPHEMERAL = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
+EPHEMERAL = {
+    "admin": {"address": "127.0.0.1:0"},
+    "http": {"address": "127.0.0.1:0"},
+    "grpc": {"address": "127.0.0.1:0"},
+}
 
 
 async def wait_for_lines(p: SidecarProcess, n: int, limit: float = 10.0) -> list[dict[str, Any]]:

@@ -72,7 +72,11 @@ class SlowStart:
 async def test_readyz_is_503_while_starting_and_healthz_already_answers() -> None:
     """A slow start-up (token prefetch, say) reads as "not ready", not as a dead process."""
     plugin = SlowStart()
-    cfg = parse_config("admin: {address: 127.0.0.1:0}\nhttp: {address: 127.0.0.1:0}\n", "<t>")
+    cfg = parse_config(
+        "admin: {address: 127.0.0.1:0}\nhttp: {address: 127.0.0.1:0}\n"
+        "grpc: {address: 127.0.0.1:0}\n",
+        "<t>",
+    )
     sidecar = Sidecar(cfg, plugin_host=isolated_plugin_host(plugin))
     starting = asyncio.create_task(sidecar.start())
     try:

@@ -21,7 +21,12 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def write(path: Path, config: dict[str, Any]) -> str:
-    config = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}, **config}
+    config = {
+        "admin": {"address": "127.0.0.1:0"},
+        "http": {"address": "127.0.0.1:0"},
+        "grpc": {"address": "127.0.0.1:0"},
+        **config,
+    }
     path.write_text(yaml.safe_dump(config))
     return path.read_text()
 

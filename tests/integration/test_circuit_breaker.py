@@ -253,6 +253,7 @@ async def test_one_breaker_per_upstream_across_routes_kept_across_an_unrelated_r
         data: dict[str, Any] = {
             "admin": {"address": "127.0.0.1:0"},
             "http": {"address": "127.0.0.1:0"},
+            "grpc": {"address": "127.0.0.1:0"},
             "upstreams": {
                 "pay": {
                     "url": up.url,

@@ -424,6 +424,7 @@ async def test_reload_with_a_new_url_moves_traffic_and_closes_the_old_pool(tmp_p
         def write(url: str) -> str:
             text = (
                 "admin: {address: 127.0.0.1:0}\nhttp: {address: 127.0.0.1:0}\n"
+                "grpc: {address: 127.0.0.1:0}\n"
                 f"upstreams: {{up: {{url: '{url}'}}}}\n"
             )
             path.write_text(text)

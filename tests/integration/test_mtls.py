@@ -280,7 +280,12 @@ async def test_refusals_are_logged_by_a_sidecar_process_with_their_reasons(
 
 
 def _with_ephemeral_ports(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}, **cfg}
+    return {
+        "admin": {"address": "127.0.0.1:0"},
+        "http": {"address": "127.0.0.1:0"},
+        "grpc": {"address": "127.0.0.1:0"},
+        **cfg,
+    }
 
 
 async def test_two_sidecars_speak_mtls_and_check_each_others_spiffe_ids(mesh: Mesh) -> None:

@@ -12,7 +12,11 @@ from sidecar import hookimpl
 from sidecar.ratelimit import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
 from sidecar.testing import running_sidecar
 
-EPHEMERAL = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
+EPHEMERAL = {
+    "admin": {"address": "127.0.0.1:0"},
+    "http": {"address": "127.0.0.1:0"},
+    "grpc": {"address": "127.0.0.1:0"},
+}
 
 
 class Ledger(RateLimitBackend):

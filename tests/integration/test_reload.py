@@ -27,7 +27,11 @@ from sidecar.telemetry.logs import JsonFormatter
 from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until, running_sidecar
 
 SECRET = "s3cr3t-Tok3n-9f8e7d"  # distinctive: grep-able in any output
-EPHEMERAL = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
+EPHEMERAL = {
+    "admin": {"address": "127.0.0.1:0"},
+    "http": {"address": "127.0.0.1:0"},
+    "grpc": {"address": "127.0.0.1:0"},
+}
 
 
 def write(path: Path, config: dict[str, Any]) -> None:
@@ -149,6 +153,7 @@ async def test_listener_and_plugin_changes_are_reported_as_needing_a_restart(
             yaml.safe_dump(
                 {
                     "admin": {"address": "127.0.0.1:0"},
+                    "grpc": {"address": "127.0.0.1:0"},
                     "http": {"address": "127.0.0.2:0", "max_headers": 50},
                     "plugins": {"disabled": ["nope"]},
                     "upstreams": {"b": {"adapter": "echo"}},

@@ -31,7 +31,11 @@ from sidecar.testing import FakeUpstream, SidecarProcess, running_sidecar, wait_
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SIDECAR = str(Path(sys.executable).with_name("sidecar"))
-EPHEMERAL = {"admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
+EPHEMERAL = {
+    "admin": {"address": "127.0.0.1:0"},
+    "http": {"address": "127.0.0.1:0"},
+    "grpc": {"address": "127.0.0.1:0"},
+}
 
 
 def pip_install(distribution: str, workdir: Path) -> dict[str, str]:
