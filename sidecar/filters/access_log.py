@@ -111,6 +111,7 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
     warning_head = info_head.replace('"info"', '"warning"', 1)
     where = f', "upstream": {_json_str(upstream)}, "route": {_json_str(route)}, "status": '
     info, warning = logging.INFO, logging.WARNING
+    peek = Exchange.peek
 
     def write(
         exchange: Exchange, status: int, sent: int, error: str | None, ok: bool, grpc: int | None
@@ -124,16 +125,21 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
                 return
             head = info_head
         duration = round((perf_counter() - exchange.start) * 1000, 3)
-        received = _received(exchange)
+        body = exchange.body  # (_received and _trace_id inlined: this runs on every line)
+        received = len(body) if type(body) is bytes else exchange.body_length
         # the optional fields: usually none applies, and nothing is built for them
         tail = ""
-        trace = _trace_id(exchange)
+        trace = peek(exchange, TRACE_ID)
+        if trace is None:
+            parent = exchange.headers.get("traceparent")
+            if parent is not None:
+                trace = trace_id_from_traceparent(parent)
         if trace is not None:
             tail = f', "trace_id": {_json_str(trace)}'
-        attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
+        attempts = peek(exchange, ATTEMPTS)  # set only when the call was retried
         if attempts is not None:
             tail += f', "attempts": {int(attempts)}'
-        decision = exchange.peek(DECISION)
+        decision = peek(exchange, DECISION)
         if decision is not None:
             tail += f', "decision": {_json_str(decision)}'
         if error:
