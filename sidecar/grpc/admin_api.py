@@ -116,7 +116,7 @@ def listeners(sidecar: Sidecar) -> list[tuple[str, str]]:
     bound: list[tuple[str, str, Any]] = [
         ("admin", config.admin.address, sidecar.admin),
         ("http", config.http.address, sidecar.http),
-        ("grpc", config.grpc.address, getattr(sidecar, "grpc", None)),
+        ("grpc", config.grpc.address, sidecar.grpc),
         ("inbound", config.inbound.address if config.inbound else "", sidecar.inbound),
     ]
     for name, address, listener in bound:

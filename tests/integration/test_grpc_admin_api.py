@@ -23,6 +23,7 @@ from sidecar.config import DEFAULT_CONFIG_NAME
 from sidecar.testing import FakeUpstream, running_sidecar
 from sidecar.v1 import admin_pb2, admin_pb2_grpc
 
+from .grpc_upstream import SERVICE, EchoUpstream
 from .sidecar_grpc import own_services
 from .test_circuit_breaker import Switchable
 
@@ -64,6 +65,7 @@ async def test_get_status_says_version_state_config_and_ports(tmp_path: Path) ->
         ports = {x.name: x.address for x in status.listeners}
         assert ports["admin"] == f"127.0.0.1:{s.admin_port}"
         assert ports["http"] == f"127.0.0.1:{s.http_port}"
+        assert s.grpc is not None and ports["grpc"] == f"127.0.0.1:{s.grpc.port}"
         assert "inbound" not in ports  # not configured
         later = await stub.GetStatus(admin_pb2.GetStatusRequest(), timeout=WAIT)
         assert later.uptime_seconds >= status.uptime_seconds
@@ -82,13 +84,13 @@ async def test_list_upstreams_shows_health_and_live_policy_state() -> None:
         return web.Response(text="ok")
 
     sick = Switchable()
-    async with FakeUpstream(sick) as bad, FakeUpstream(slow) as busy:
+    async with FakeUpstream(sick) as bad, FakeUpstream(slow) as busy, EchoUpstream() as echo:
         cfg = {
             **LISTENERS,
             "upstreams": {
+                "echo": {"adapter": "grpc", "url": echo.url, "services": [SERVICE]},
                 "pay": {
                     "url": bad.url,
-                    "services": ["pay.v1.Pay"],
                     "timeout": "2s",
                     "retry": {"enabled": False},
                     "circuit_breaker": {"consecutive_failures": 2, "open_for": "30s"},
@@ -104,8 +106,9 @@ async def test_list_upstreams_shows_health_and_live_policy_state() -> None:
         ):
             shown = await upstreams(stub)
             assert list(shown) == list(s.config.upstreams)  # config order
+            assert (shown["echo"].adapter, list(shown["echo"].services)) == ("grpc", [SERVICE])
             pay = shown["pay"]
-            assert (pay.adapter, pay.url, list(pay.services)) == ("http", bad.url, ["pay.v1.Pay"])
+            assert (pay.adapter, pay.url, list(pay.services)) == ("http", bad.url, [])
             assert pay.timeout_seconds == 2.0
             assert pay.health == admin_pb2.HEALTH_HEALTHY
             assert pay.circuit_breaker.state == Breaker.STATE_CLOSED

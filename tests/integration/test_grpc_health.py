@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.app import Sidecar
 from sidecar.testing import FakeUpstream, running_sidecar
+from tests.grpc_echo import echo_pb2, echo_pb2_grpc
 
+from .grpc_upstream import SERVICE, EchoUpstream
 from .sidecar_grpc import own_services
 from .test_circuit_breaker import Switchable, call_until
 
@@ -57,11 +59,12 @@ async def next_status(watch: Any) -> int:
 
 async def test_check_answers_overall_per_upstream_and_per_grpc_service() -> None:
     """A client asks about the sidecar, an upstream by name, or the gRPC service it calls."""
-    async with FakeUpstream() as up:
+    async with FakeUpstream() as up, EchoUpstream() as echo:
         cfg = {
             **LISTENERS,
             "upstreams": {
-                "pay": {"url": up.url, "services": ["pay.v1.Pay", "pay.v1.Refunds"]},
+                "pay": {"url": up.url},
+                "echo": {"adapter": "grpc", "url": echo.url, "services": [SERVICE, "echo.v1.Two"]},
                 # no breaker and an adapter that does not track connectivity: nothing is known
                 "blind": {"url": up.url, "circuit_breaker": {"enabled": False}},
             },
@@ -69,8 +72,9 @@ async def test_check_answers_overall_per_upstream_and_per_grpc_service() -> None
         async with running_sidecar(cfg) as s, health_client(s) as stub:
             assert await check(stub, "") == SERVING
             assert await check(stub, "pay") == SERVING
-            assert await check(stub, "pay.v1.Pay") == SERVING
-            assert await check(stub, "pay.v1.Refunds") == SERVING
+            assert await check(stub, "echo") == SERVING
+            assert await check(stub, SERVICE) == SERVING
+            assert await check(stub, "echo.v1.Two") == SERVING
             assert await check(stub, "blind") == UNKNOWN
             assert await check(stub, "sidecar.v1.Admin") == SERVING
             with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -83,14 +87,15 @@ async def test_check_answers_overall_per_upstream_and_per_grpc_service() -> None
                 "": SERVING,
                 "sidecar.v1.Admin": SERVING,
                 "pay": SERVING,
-                "pay.v1.Pay": SERVING,
-                "pay.v1.Refunds": SERVING,
+                "echo": SERVING,
+                SERVICE: SERVING,
+                "echo.v1.Two": SERVING,
                 "blind": UNKNOWN,
             }
 
 
-async def test_watch_sees_an_upstream_go_down_and_come_back() -> None:
-    """An app watching the service it calls learns when its breaker opens, and when it closes."""
+async def test_watch_sees_an_http_upstream_go_down_and_come_back() -> None:
+    """An app watching an upstream learns when its breaker opens, and when it closes again."""
     sick = Switchable()
     sick.healthy = True
     async with FakeUpstream(sick) as up, FakeUpstream() as other:
@@ -99,7 +104,6 @@ async def test_watch_sees_an_upstream_go_down_and_come_back() -> None:
             "upstreams": {
                 "pay": {
                     "url": up.url,
-                    "services": ["pay.v1.Pay"],
                     "retry": {"enabled": False},
                     "circuit_breaker": {"consecutive_failures": 2, "open_for": "200ms"},
                 },
@@ -111,7 +115,7 @@ async def test_watch_sees_an_upstream_go_down_and_come_back() -> None:
             health_client(s) as stub,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.http_port}", timeout=WAIT) as c,
         ):
-            watch = stub.Watch(health_pb2.HealthCheckRequest(service="pay.v1.Pay"))
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service="pay"))
             assert await next_status(watch) == SERVING
 
             sick.healthy = False
@@ -128,6 +132,90 @@ async def test_watch_sees_an_upstream_go_down_and_come_back() -> None:
             assert await next_status(watch) == SERVING
             assert await check(stub, "pay") == SERVING
             watch.cancel()
+
+
+async def test_watch_sees_a_grpc_upstream_go_down_and_come_back() -> None:
+    """An app watching the gRPC service it calls through the sidecar sees it fail and recover."""
+    async with EchoUpstream() as up:
+        cfg = {
+            **LISTENERS,
+            "upstreams": {
+                "echo": {
+                    "adapter": "grpc",
+                    "url": up.url,
+                    "services": [SERVICE],
+                    "retry": {"enabled": False},
+                    "circuit_breaker": {"consecutive_failures": 2, "open_for": "200ms"},
+                }
+            },
+        }
+        async with (
+            running_sidecar(cfg) as s,
+            own_services(s) as target,
+            grpc.aio.insecure_channel(target) as channel,
+        ):
+            stub = health_pb2_grpc.HealthStub(channel)
+            echo = echo_pb2_grpc.EchoStub(channel)  # the same port: health and the proxy
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+            assert await next_status(watch) == SERVING
+
+            up.fail_next = [grpc.StatusCode.UNAVAILABLE.value[0]] * 2
+            for _ in range(2):
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await echo.Unary(echo_pb2.EchoRequest(payload=b"x"), timeout=WAIT)
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert await next_status(watch) == NOT_SERVING
+            assert await check(stub, "echo") == NOT_SERVING
+            assert await check(stub, "") == SERVING
+
+            async with asyncio.timeout(WAIT):  # open for 0.2 s, then one trial call succeeds
+                while True:
+                    try:
+                        await echo.Unary(echo_pb2.EchoRequest(payload=b"x"), timeout=WAIT)
+                        break
+                    except grpc.aio.AioRpcError as refused:
+                        assert refused.code() == grpc.StatusCode.UNAVAILABLE
+                        await asyncio.sleep(0.02)
+            assert await next_status(watch) == SERVING
+            watch.cancel()
+
+
+async def test_a_grpc_upstream_that_cannot_be_reached_is_not_serving() -> None:
+    """Without a breaker, the channel's connectivity alone says the upstream is down."""
+    up = await EchoUpstream().start()
+    try:
+        cfg = {
+            **LISTENERS,
+            "upstreams": {
+                "echo": {
+                    "adapter": "grpc",
+                    "url": up.url,
+                    "services": [SERVICE],
+                    "retry": {"enabled": False},
+                    "circuit_breaker": {"enabled": False},
+                }
+            },
+        }
+        async with (
+            running_sidecar(cfg) as s,
+            own_services(s) as target,
+            grpc.aio.insecure_channel(target) as channel,
+        ):
+            stub = health_pb2_grpc.HealthStub(channel)
+            echo = echo_pb2_grpc.EchoStub(channel)
+            await echo.Unary(echo_pb2.EchoRequest(payload=b"x"), timeout=WAIT)
+            assert await check(stub, SERVICE) == SERVING  # its channel is connected
+
+            await up.stop()
+            with pytest.raises(grpc.aio.AioRpcError):  # the channel tries, and fails, to connect
+                await echo.Unary(echo_pb2.EchoRequest(payload=b"x"), timeout=WAIT)
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+            async with asyncio.timeout(WAIT):
+                while await next_status(watch) != NOT_SERVING:
+                    pass
+            watch.cancel()
+    finally:
+        await up.stop()
 
 
 async def test_an_upstream_removed_by_a_reload_goes_away(tmp_path: Path) -> None:
@@ -156,7 +244,11 @@ async def test_an_upstream_removed_by_a_reload_goes_away(tmp_path: Path) -> None
 async def test_everything_is_not_serving_while_draining_and_watches_end() -> None:
     """On SIGTERM watchers hear NOT_SERVING at once, and their streams end (not hold the drain)."""
     async with FakeUpstream() as up:
-        cfg = {**LISTENERS, "upstreams": {"pay": {"url": up.url}}}
+        cfg = {
+            **LISTENERS,
+            "shutdown": {"drain_timeout": "60s"},  # far longer than the test waits
+            "upstreams": {"pay": {"url": up.url}},
+        }
         async with running_sidecar(cfg) as s, health_client(s) as stub:
             overall = stub.Watch(health_pb2.HealthCheckRequest(service=""))
             pay = stub.Watch(health_pb2.HealthCheckRequest(service="pay"))
