@@ -72,8 +72,8 @@ DURATION_BUCKETS = (
 #: ``sidecar_upstream_attempts_total{outcome}`` of an attempt that got a response (any status;
 #: for gRPC, any ``grpc-status``: the call was answered).
 ATTEMPT_RESPONSE = "response"
-#: ``outcome`` of an attempt given up before an answer: the call's deadline or a per-try timeout passed
-#: (they cancel the work below them), or the app went away.
+#: ``outcome`` of an attempt given up before an answer: the call's deadline or a per-try
+#: timeout passed (they cancel the work below them), or the app went away.
 ATTEMPT_CANCELLED = "cancelled"
 
 #: sidecar decisions kept for the dashboard's "recent errors".
