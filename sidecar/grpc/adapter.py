@@ -161,6 +161,8 @@ class GrpcAdapter(Adapter):
         where = f"upstream {name!r} ({held.spec.target})"
         methods: dict[str, Any] = {}
         get_loop = asyncio.get_running_loop
+        attempts = self.services.metrics.attempts(name)
+        answered, failed = attempts.response, attempts.failed
 
         async def call_upstream(ex: Exchange) -> Response:
             loop = get_loop()
@@ -177,7 +179,13 @@ class GrpcAdapter(Adapter):
                     methods[ex.path] = method
             call = method(metadata=metadata, timeout=timeout)
             pump = loop.create_task(_send(call, ex.body))
-            return await _answer(call, pump, where, ex.deadline)
+            try:
+                response = await _answer(call, pump, where, ex.deadline)
+            except BaseException as e:
+                failed(e)  # the SidecarError's code, or cancelled
+                raise
+            answered()  # whatever its status: the upstream (or its status) answered
+            return response
 
         return call_upstream
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atests/grpc_echo/echo.proto\x12\x07\x65\x63ho.v1\"\xb1\x01\n\x0b\x45\x63hoRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tfail_code\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61il_details\x18\x03 \x01(\t\x12\x18\n\x10\x66\x61il_details_bin\x18\x04 \x01(\x0c\x12\x10\n\x08\x64\x65lay_ms\x18\x05 \x01(\r\x12\x0e\n\x06repeat\x18\x06 \x01(\r\x12\x15\n\recho_metadata\x18\x07 \x01(\x08\x12\x15\n\rresponse_size\x18\x08 \x01(\r\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x86\x01\n\x0c\x45\x63hoResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\r\x12\x10\n\x08received\x18\x03 \x01(\r\x12(\n\x08metadata\x18\x04 \x03(\x0b\x32\x16.echo.v1.MetadataEntry\x12\x1a\n\x12\x64\x65\x61\x64line_remaining\x18\x05 \x01(\x01\x32\xf3\x01\n\x04\x45\x63ho\x12\x34\n\x05Unary\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse\x12=\n\x0cServerStream\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse0\x01\x12=\n\x0c\x43lientStream\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse(\x01\x12\x37\n\x04\x42idi\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atests/grpc_echo/echo.proto\x12\x07\x65\x63ho.v1\"\xc9\x01\n\x0b\x45\x63hoRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tfail_code\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61il_details\x18\x03 \x01(\t\x12\x18\n\x10\x66\x61il_details_bin\x18\x04 \x01(\x0c\x12\x10\n\x08\x64\x65lay_ms\x18\x05 \x01(\r\x12\x0e\n\x06repeat\x18\x06 \x01(\r\x12\x15\n\recho_metadata\x18\x07 \x01(\x08\x12\x15\n\rresponse_size\x18\x08 \x01(\r\x12\x16\n\x0e\x65mpty_response\x18\t \x01(\x08\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x86\x01\n\x0c\x45\x63hoResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\r\n\x05index\x18\x02 \x01(\r\x12\x10\n\x08received\x18\x03 \x01(\r\x12(\n\x08metadata\x18\x04 \x03(\x0b\x32\x16.echo.v1.MetadataEntry\x12\x1a\n\x12\x64\x65\x61\x64line_remaining\x18\x05 \x01(\x01\x32\xf3\x01\n\x04\x45\x63ho\x12\x34\n\x05Unary\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse\x12=\n\x0cServerStream\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse0\x01\x12=\n\x0c\x43lientStream\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse(\x01\x12\x37\n\x04\x42idi\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tests.grpc_echo.echo_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ECHOREQUEST']._serialized_start=40
-  _globals['_ECHOREQUEST']._serialized_end=217
-  _globals['_METADATAENTRY']._serialized_start=219
-  _globals['_METADATAENTRY']._serialized_end=262
-  _globals['_ECHORESPONSE']._serialized_start=265
-  _globals['_ECHORESPONSE']._serialized_end=399
-  _globals['_ECHO']._serialized_start=402
-  _globals['_ECHO']._serialized_end=645
+  _globals['_ECHOREQUEST']._serialized_end=241
+  _globals['_METADATAENTRY']._serialized_start=243
+  _globals['_METADATAENTRY']._serialized_end=286
+  _globals['_ECHORESPONSE']._serialized_start=289
+  _globals['_ECHORESPONSE']._serialized_end=423
+  _globals['_ECHO']._serialized_start=426
+  _globals['_ECHO']._serialized_end=669
 # @@protoc_insertion_point(module_scope)

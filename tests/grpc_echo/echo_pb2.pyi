@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EchoRequest(_message.Message):
-    __slots__ = ("payload", "fail_code", "fail_details", "fail_details_bin", "delay_ms", "repeat", "echo_metadata", "response_size")
+    __slots__ = ("payload", "fail_code", "fail_details", "fail_details_bin", "delay_ms", "repeat", "echo_metadata", "response_size", "empty_response")
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     FAIL_CODE_FIELD_NUMBER: _ClassVar[int]
     FAIL_DETAILS_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class EchoRequest(_message.Message):
     REPEAT_FIELD_NUMBER: _ClassVar[int]
     ECHO_METADATA_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EMPTY_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     fail_code: int
     fail_details: str
@@ -24,7 +25,8 @@ class EchoRequest(_message.Message):
     repeat: int
     echo_metadata: bool
     response_size: int
-    def __init__(self, payload: _Optional[bytes] = ..., fail_code: _Optional[int] = ..., fail_details: _Optional[str] = ..., fail_details_bin: _Optional[bytes] = ..., delay_ms: _Optional[int] = ..., repeat: _Optional[int] = ..., echo_metadata: _Optional[bool] = ..., response_size: _Optional[int] = ...) -> None: ...
+    empty_response: bool
+    def __init__(self, payload: _Optional[bytes] = ..., fail_code: _Optional[int] = ..., fail_details: _Optional[str] = ..., fail_details_bin: _Optional[bytes] = ..., delay_ms: _Optional[int] = ..., repeat: _Optional[int] = ..., echo_metadata: _Optional[bool] = ..., response_size: _Optional[int] = ..., empty_response: _Optional[bool] = ...) -> None: ...
 
 class MetadataEntry(_message.Message):
     __slots__ = ("key", "value")

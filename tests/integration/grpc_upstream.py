@@ -31,6 +31,9 @@ class SeenCall:
     #: seconds left before the deadline when the call arrived, ``None`` without a deadline.
     deadline_remaining: float | None
     received: int = 0
+    #: response messages handed to grpcio (a write waits for flow control: a reader that
+    #: stops reading stops it).
+    sent: int = 0
     #: the call was cancelled (by the app, the sidecar, or its deadline) while being handled.
     cancelled: bool = False
     cancelled_at: float | None = None
@@ -58,6 +61,9 @@ class _Echo(echo_pb2_grpc.EchoServicer):
         return seen
 
     def _answer(self, req: echo_pb2.EchoRequest, seen: SeenCall, index: int) -> Any:
+        seen.sent += 1
+        if req.empty_response:
+            return echo_pb2.EchoResponse()
         payload = b"x" * req.response_size if req.response_size else req.payload
         return echo_pb2.EchoResponse(
             payload=payload,
