@@ -147,6 +147,25 @@ async def test_a_client_stream_is_replayed_whole_on_retry() -> None:
         assert [c.received for c in r.upstream.calls] == [4, 4]
 
 
+async def test_a_client_stream_longer_than_the_buffer_is_not_retried() -> None:
+    """Past `retry.buffer` the messages were not kept: the call goes once, whole, and the app
+    gets the upstream's UNAVAILABLE."""
+    async with rig(retry={"buffer": "1KiB"}) as r:
+        r.upstream.fail_next = [UNAVAILABLE]
+
+        async def messages() -> AsyncIterator[Any]:
+            for _ in range(3):
+                yield Req(payload=b"x" * 600)
+
+        error = await refused(r.stub.ClientStream(messages(), timeout=WAIT))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert [c.received for c in r.upstream.calls] == [3]
+        skipped = r.metric(
+            "sidecar_retries_skipped_total", upstream="echo", route="echo", reason="body_too_large"
+        )
+        assert skipped == 1
+
+
 async def test_a_bidi_ping_pong_is_retried_without_losing_or_repeating_a_message() -> None:
     """An app that waits for each answer before its next message: the failed attempt's writer is
     still waiting for that message when the retry starts; the retry gets every message once."""
