@@ -358,12 +358,12 @@ def _local_reason(code: int, details: str, deadline: float | None) -> str | None
             return "upstream_timeout"
         return None
     lowered = details.lower()
+    if code == 8 and "larger than max" in lowered:
+        return "body_too_large"  # (grpcio words it "Stream removed (... larger than max ...)")
     if code == 14 and any(words in lowered for words in _CONNECT_WORDS):
         return "upstream_connect"
     if any(words in lowered for words in _TRANSPORT_WORDS):
         return "upstream_reset"
-    if code == 8 and "larger than max" in lowered:
-        return "body_too_large"
     return None
 
 

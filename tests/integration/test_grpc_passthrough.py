@@ -334,6 +334,17 @@ async def test_a_message_over_the_limit_is_resource_exhausted() -> None:
     assert len(up.calls) == 1
 
 
+async def test_an_upstream_message_over_the_adapters_limit_is_resource_exhausted() -> None:
+    """An upstream message larger than ``options.max_receive_message_size`` ends the call with
+    RESOURCE_EXHAUSTED, saying which upstream and that the sidecar refused it."""
+    async with EchoUpstream() as up, through_sidecar(up) as (_, stub, _ch):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Unary(pb.EchoRequest(response_size=9 * MiB), timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "upstream 'echo'" in (err.value.details() or "")
+    assert dict(err.value.trailing_metadata() or ())["x-sidecar-error"] == "body_too_large"
+
+
 async def test_the_http_port_says_a_grpc_upstream_is_on_the_grpc_port() -> None:
     """An HTTP call to a gRPC upstream gets a 404 that says where to call it instead."""
     async with EchoUpstream() as up, through_sidecar(up) as (s, _stub, _ch):

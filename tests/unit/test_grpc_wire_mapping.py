@@ -200,6 +200,8 @@ async def test_grpcio_s_own_failures_are_told_from_the_upstream_s_answers() -> N
     assert _local_reason(4, "Deadline Exceeded", now - 1) == "upstream_timeout"
     assert _local_reason(4, "my own backend timed out", now + 10) is None
     assert _local_reason(8, "Received message larger than max (9 vs. 8)", None) == "body_too_large"
+    removed = "Stream removed (CLIENT: Received message larger than max (9 vs. 8))"
+    assert _local_reason(8, removed, None) == "body_too_large"
     assert _local_reason(8, "quota exceeded", None) is None
 
 
