@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -273,3 +274,15 @@ async def test_otel_sdk_disabled_turns_tracing_off(monkeypatch: pytest.MonkeyPat
         assert RESOURCE not in s.resources
         assert "traceparent" not in upstream.requests[0].headers
         assert s.metrics.registry.get_sample_value("sidecar_spans_exported_total") is None
+
+
+async def test_the_span_families_are_documented() -> None:
+    """An operator finds the span counters `/metrics` shows with tracing on in operations.md."""
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    async with setup() as (rx, upstream, s):
+        families = [f for f in s.metrics.registry.collect() if f.name.startswith("sidecar_spans")]
+    assert {f.name for f in families} == {"sidecar_spans_dropped", "sidecar_spans_exported"}
+    for family in families:
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{family.name}_total`"))
+        labels = {k for sample in family.samples for k in sample.labels}
+        assert all(f"`{label}`" in row for label in labels)
