@@ -118,6 +118,35 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
         },
         services=("redis",),
     ),
+    # tracing (docs/observability.md): off must cost nothing; on exports over OTLP/gRPC to a
+    # sink the bench starts (bench/otlp_sink.py, on the load core), so export CPU is counted
+    SidecarVariant(
+        key="sidecar-trace-off",
+        label="sidecar, defaults + tracing section, enabled: false",
+        config={"telemetry": {"log_level": "warning", "tracing": {"enabled": False}}},
+    ),
+    SidecarVariant(
+        key="sidecar-trace",
+        label="sidecar, defaults + tracing, every call sampled (OTLP/gRPC sink)",
+        config={
+            "telemetry": {
+                "log_level": "warning",
+                "tracing": {"endpoint": "${BENCH_OTLP_ENDPOINT}", "sample_ratio": 1.0},
+            }
+        },
+        services=("otlp",),
+    ),
+    SidecarVariant(
+        key="sidecar-trace-1pct",
+        label="sidecar, defaults + tracing, 1 % of calls sampled (OTLP/gRPC sink)",
+        config={
+            "telemetry": {
+                "log_level": "warning",
+                "tracing": {"endpoint": "${BENCH_OTLP_ENDPOINT}", "sample_ratio": 0.01},
+            }
+        },
+        services=("otlp",),
+    ),
 ]
 
 #: Variants whose added latency (and RPS ratio) over another variant the report states.
@@ -125,6 +154,9 @@ ADDED_LATENCY = [
     ("sidecar", "sidecar-plain"),
     ("sidecar-full", "sidecar-plain"),
     ("sidecar-redis", "sidecar"),
+    ("sidecar-trace-off", "sidecar"),
+    ("sidecar-trace", "sidecar"),
+    ("sidecar-trace-1pct", "sidecar"),
 ]
 
 
@@ -140,6 +172,7 @@ class Target:
     log: Path | None = None
     broken: str | None = None  # failed its start-up checks: never measured
     died: str | None = None  # its process exited during a run: later runs are skipped
+    admin: str | None = None  # a sidecar's admin URL (its /metrics is read after the runs)
 
 
 @dataclasses.dataclass
@@ -422,12 +455,61 @@ def start_redis(procs: Processes, tmp: Path, core: int | None) -> str:
         time.sleep(0.02)
 
 
+def start_otlp_sink(procs: Processes, tmp: Path, core: int | None) -> str:
+    """bench/otlp_sink.py (OTLP/gRPC, answers without decoding) on a free port; its URL."""
+    port = free_port()
+    log = tmp / "otlp_sink.out"
+    sink = Path(__file__).resolve().parent / "otlp_sink.py"
+    proc = procs.start([sys.executable, str(sink), "--port", str(port)], core, log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return f"http://127.0.0.1:{port}"
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the OTLP sink did not start:\n{tail(log)}")
+        time.sleep(0.02)
+
+
+def span_counts(targets: list[Target], variants: list[SidecarVariant]) -> str:
+    """What each traced sidecar exported and dropped (dropped spans cost less than exported
+    ones: a run that dropped many understates tracing's cost)."""
+    traced = {v.key for v in variants if "otlp" in v.services}
+    lines = []
+    for t in targets:
+        if t.key not in traced or t.admin is None or t.broken:
+            continue
+        try:
+            with urllib.request.urlopen(f"{t.admin}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except (OSError, urllib.error.URLError) as e:
+            lines.append(f"{t.label}: /metrics unreadable ({e})")
+            continue
+        counts = {}
+        for line in text.splitlines():
+            m = re.match(
+                r'sidecar_spans_(exported|dropped)_total(?:\{reason="(\w+)"\})? (\S+)', line
+            )
+            if m:
+                counts[m.group(2) or m.group(1)] = float(m.group(3))
+        lines.append(
+            f"{t.label}: spans exported {counts.get('exported', 0):,.0f}, dropped "
+            f"{counts.get('queue_full', 0):,.0f} (queue full), "
+            f"{counts.get('export_failed', 0):,.0f} (export failed)"
+        )
+    return "\n".join(lines)
+
+
 def sidecar_config(
     variant: SidecarVariant, admin_port: int, http_port: int, upstream_port: int
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
         "admin": {"address": f"127.0.0.1:{admin_port}"},
         "http": {"address": f"127.0.0.1:{http_port}"},
+        # each sidecar its own (idle) gRPC port: the default 15002 would collide between them
+        "grpc": {"address": f"127.0.0.1:{free_port()}"},
         "telemetry": {"log_level": "warning"},
         "upstreams": {"up": {"url": f"http://127.0.0.1:{upstream_port}"}},
     }
@@ -458,6 +540,7 @@ def start_sidecar(
         return target
     target.proc = proc
     target.cpu_pids = [proc.pid]
+    target.admin = f"http://127.0.0.1:{admin_port}"
     err = wait_http(f"http://127.0.0.1:{admin_port}/readyz", ready_timeout, proc=proc)
     if err is not None:
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "running"
@@ -900,6 +983,9 @@ def _run(
     if any("redis" in v.services for v in variants):
         with _step(f"redis-server, core {LOAD_CORE}"):
             service_env["BENCH_REDIS_URL"] = start_redis(procs, tmp, LOAD_CORE)
+    if any("otlp" in v.services for v in variants):
+        with _step(f"OTLP sink, core {LOAD_CORE}"):
+            service_env["BENCH_OTLP_ENDPOINT"] = start_otlp_sink(procs, tmp, LOAD_CORE)
     for v in variants:
         with _step(f"{v.label}, core {PROXY_CORE}"):
             t = start_sidecar(
@@ -953,6 +1039,9 @@ def _run(
                 print(f"    ! {t.died}", file=sys.stderr)
     print()
     print(report(targets, results, args))
+    spans = span_counts(targets, variants)
+    if spans:
+        print("\n" + spans)
     return 1 if any(t.broken or t.died for t in targets) else 0
 
 
