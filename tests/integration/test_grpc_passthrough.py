@@ -484,6 +484,47 @@ async def test_a_reload_that_moves_a_service_sends_new_calls_to_the_new_upstream
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+async def test_a_reload_that_moves_an_upstream_keeps_calls_in_flight_on_the_old_one(
+    tmp_path: Path,
+) -> None:
+    """A reload that points an upstream elsewhere sends new calls to the new address, while a
+    stream open before it finishes on the old one; an unchanged upstream keeps its channel."""
+    path = tmp_path / "sidecar.yaml"
+    base = {
+        "admin": {"address": "127.0.0.1:0"},
+        "http": {"address": "127.0.0.1:0"},
+        "grpc": {"address": "127.0.0.1:0"},
+    }
+
+    def write(url: str) -> str:
+        path.write_text(yaml.safe_dump({**base, "upstreams": {"echo": upstream_config(url)}}))
+        return path.read_text()
+
+    async with EchoUpstream() as old, EchoUpstream() as new:
+        async with running_sidecar(write(old.url), config_path=str(path)) as s:
+            adapter = s.adapters["grpc"]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+                stub = echo_pb2_grpc.EchoStub(channel)
+                stream = stub.Bidi(timeout=30)
+                await stream.write(pb.EchoRequest(payload=b"before"))
+                assert (await stream.read()).payload == b"before"
+                held = adapter.describe("echo")
+                assert await s.reload()  # same file: the channel stays
+                assert adapter.describe("echo") == held
+                write(new.url)
+                assert await s.reload()
+                assert adapter.describe("echo")["target"] == new.target
+                await stub.Unary(pb.EchoRequest(), timeout=10)
+                # the stream opened before the reload still works, on the old upstream
+                await stream.write(pb.EchoRequest(payload=b"after"))
+                assert (await stream.read()).payload == b"after"
+                await stream.done_writing()
+                assert await stream.code() == grpc.StatusCode.OK
+    assert [c.method for c in old.calls] == ["Bidi"]
+    assert old.calls[0].received == 2
+    assert [c.method for c in new.calls] == ["Unary"]
+
+
 async def test_sigterm_lets_an_in_flight_call_finish() -> None:
     """On SIGTERM a call in flight completes normally; the process then exits 0."""
     async with EchoUpstream() as up:
