@@ -166,7 +166,9 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
     # --- shutdown ----------------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        """Refuse new calls from now on (the server stops taking them when ``drain`` starts)."""
+        """Draining begins: the sidecar's health service turns NOT_SERVING and its ``Watch``
+        streams end. The server stops taking calls in :meth:`drain`, which the sidecar starts
+        right after (stopping grpcio's server and waiting for its calls are one step there)."""
         self.draining = True
         if self.services is not None:
             # health says NOT_SERVING and its Watch streams end, so they do not hold the grace
