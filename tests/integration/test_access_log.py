@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import time
 from typing import Any
 
+import grpc
 import httpx
+import pytest
 import yaml
 from aiohttp import web
 
-from sidecar.testing import FakeUpstream, SidecarProcess
+from sidecar.telemetry.logs import ACCESS_LOGGER
+from sidecar.testing import FakeUpstream, SidecarProcess, running_sidecar
+from tests.grpc_echo import echo_pb2 as pb
+from tests.grpc_echo import echo_pb2_grpc
+from tests.integration.grpc_upstream import SERVICE, EchoUpstream
 
 
 def free_port() -> int:
@@ -207,3 +214,48 @@ async def test_a_reload_changes_the_access_log_level() -> None:
         assert p.terminate() == 0
     assert [(x["path"], x["level"]) for x in lines] == [("/before", "info"), ("/after", "warning")]
     assert lines[1]["error"] == "upstream_connect"
+
+
+async def test_grpc_calls_log_their_grpc_status_and_trace(caplog: pytest.LogCaptureFixture) -> None:
+    """On the gRPC port a line says the gRPC status the app got; `status` is HTTP's 200."""
+    async with EchoUpstream() as up:
+        config = {
+            "upstreams": {
+                "echo": {
+                    "adapter": "grpc",
+                    "url": up.url,
+                    "services": [SERVICE],
+                    "retry": {"enabled": False},
+                }
+            }
+        }
+        with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+            async with running_sidecar(config) as s:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+                    stub = echo_pb2_grpc.EchoStub(channel)
+                    meta = (("traceparent", TRACEPARENT),)
+                    await stub.Unary(pb.EchoRequest(payload=b"hi"), metadata=meta, timeout=10)
+                    for code in (5, 14):
+                        with pytest.raises(grpc.aio.AioRpcError):
+                            await stub.Unary(pb.EchoRequest(fail_code=code), timeout=10)
+                    unknown = channel.unary_unary("/nowhere.v1.Nope/Call")
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await unknown(b"", timeout=10)
+                    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    lines = [
+        {"level": r.levelname.lower(), **r.fields}  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == ACCESS_LOGGER
+    ]
+    got = [
+        (x["listener"], x["path"], x["status"], x.get("grpc_status"), x["level"], x.get("error"))
+        for x in lines
+    ]
+    assert got == [
+        ("grpc", "/echo.v1.Echo/Unary", 200, 0, "info", None),
+        ("grpc", "/echo.v1.Echo/Unary", 200, 5, "info", None),  # NOT_FOUND: an answer
+        ("grpc", "/echo.v1.Echo/Unary", 200, 14, "warning", None),  # UNAVAILABLE: a failure
+        ("grpc", "/nowhere.v1.Nope/Call", 200, 12, "warning", "no_route"),
+    ]
+    assert lines[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert lines[0]["bytes_sent"] > 0 and "bytes_received" not in lines[0]  # messages stream
