@@ -38,7 +38,9 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     """Frame and write ``resp``; ``False`` when the connection must close after it."""
     transport = conn.transport
     if transport is None or conn.closed:
+        # the app went away first: its callbacks (access log, tracing) still hear the end
         await abandon(resp)
+        _complete(resp, False, 0)
         return False
     status = resp.status
     keep = (
