@@ -7,12 +7,13 @@ in one process (tests do): nothing here is module-global; each has its own metri
 
 from __future__ import annotations
 
-__all__ = ["Sidecar"]
+__all__ = ["ReloadResult", "Sidecar"]
 
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -46,6 +47,17 @@ from .tls.identity import RESOURCE as INBOUND_TLS
 from .tls.material import TlsMaterial
 
 log = logging.getLogger("sidecar")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What one reload did: whether the new config is in effect, the problems that refused it
+    (``file: key.path: reason``, as ``sidecar check`` prints them), and the changed keys that
+    wait for a restart (``http.address``...)."""
+
+    applied: bool
+    problems: tuple[str, ...] = ()
+    restart_required: tuple[str, ...] = ()
 
 
 class Sidecar:
@@ -480,9 +492,15 @@ class Sidecar:
     # --- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
+        """Re-read the config file (see :meth:`reload_result`); whether the new config is in
+        effect."""
+        return (await self.reload_result()).applied
+
+    async def reload_result(self) -> ReloadResult:
         """Re-read the config file; swap the route table if valid, keep the old one if not.
 
-        Returns whether the new config is in effect. New calls take the new route table; calls in
+        Says whether the new config is in effect, why not, and which changes wait for a restart
+        (the admin API's ``Reload`` answers with it). New calls take the new route table; calls in
         flight finish on the handlers they already hold. A refused config is logged problem by
         problem (the same ``file: key.path: reason`` lines ``sidecar check`` prints) and counted
         in ``sidecar_config_reloads_total{result="refused"}``. Changes that need a restart
@@ -491,10 +509,11 @@ class Sidecar:
         async with self._reload_lock:
             if self.state != "ready":
                 log.warning("reload skipped", extra={"fields": {"state": self.state}})
-                return False
+                return ReloadResult(False, (f"reload skipped: the sidecar is {self.state}",))
             if self.config_path is None:
-                log.warning("reload skipped: running on the embedded default, no file to re-read")
-                return False
+                why = "reload skipped: running on the embedded default, no file to re-read"
+                log.warning(why)
+                return ReloadResult(False, (why,))
             try:
                 # file and secret reads happen off the event loop; composing happens on it
                 # (adapters may start tasks)
@@ -509,8 +528,7 @@ class Sidecar:
                 grpc_table = self._compose_grpc(config, sections) if self.grpc else None
                 inbound = self._compose_inbound(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
-                self._refused(e)
-                return False
+                return ReloadResult(False, self._refused(e))
             if restart_only:
                 log.warning(
                     "these changes take effect after a restart; the old values stay until then",
@@ -541,10 +559,13 @@ class Sidecar:
                 "config reloaded",
                 extra={"fields": {"file": self.config_name, "upstreams": sorted(config.upstreams)}},
             )
-            return True
+            return ReloadResult(True, (), tuple(restart_only))
 
-    def _refused(self, error: Exception) -> None:
+    def _refused(self, error: Exception) -> tuple[str, ...]:
+        """Log why a reload was refused, count it, and give the reasons."""
+        problems: tuple[str, ...]
         if isinstance(error, ConfigError):
+            problems = tuple(str(p) for p in error.problems)
             for p in error.problems:
                 log.error(
                     "config refused",
@@ -558,11 +579,14 @@ class Sidecar:
                     },
                 )
         elif isinstance(error, PluginError):
+            problems = (str(error),)
             log.error("config refused", extra={"fields": {"problem": str(error)}})
         else:
+            problems = (f"unexpected error while reloading: {type(error).__name__}: {error}",)
             log.error("config refused: unexpected error while reloading", exc_info=error)
         log.error("the old config keeps serving", extra={"fields": {"file": self.config_name}})
         self.metrics.config_reloads.labels("refused").inc()
+        return problems
 
     # --- views -------------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ over gRPC, the same facts the admin port shows (``/readyz``, ``/upstreams``) plu
 Everything is read from the running :class:`~sidecar.app.Sidecar` when asked: nothing here is
 on the request path. ``ListUpstreams`` types the parts of ``Sidecar.describe_upstreams()`` a
 client branches on (health, breaker state, in-flight calls, rate limits) and carries the whole
-entry as JSON in ``details``. ``Reload`` runs :meth:`Sidecar.reload` (one at a time, like SIGHUP)
-and reports why a config was refused (:mod:`sidecar.grpc.reload_report`).
+entry as JSON in ``details``. ``Reload`` runs :meth:`Sidecar.reload_result
+<sidecar.app.Sidecar.reload_result>` (one at a time, like SIGHUP) and answers with what it says:
+applied or not, why a config was refused, which changes wait for a restart.
 
 The gRPC port binds loopback only (like the admin port); nothing here is authenticated.
 Not here: the health service (:mod:`sidecar.grpc.health_service`).
@@ -26,7 +27,6 @@ from ..filters.circuit_breaker import KIND as BREAKER
 from ..filters.concurrency import KIND as CONCURRENCY
 from ..health import HEALTHY, UNHEALTHY, upstream_health
 from ..v1 import admin_pb2, admin_pb2_grpc
-from .reload_report import ReloadReport
 
 if TYPE_CHECKING:
     from ..app import Sidecar
@@ -45,6 +45,8 @@ _BREAKER_STATES = {
     "half-open": _BREAKER.STATE_HALF_OPEN,
 }
 _RATE_LIMITS = ("rate_limit", "global_rate_limit")
+#: bound on the problems one Reload answer carries (a config may have many; the log has all)
+MAX_PROBLEMS = 100
 
 
 class AdminApi:
@@ -99,13 +101,11 @@ class AdminApi:
     async def Reload(  # noqa: N802
         self, request: admin_pb2.ReloadRequest, context: Any
     ) -> admin_pb2.ReloadResponse:
-        with ReloadReport() as report:
-            applied = await self._sidecar.reload()
+        result = await self._sidecar.reload_result()
         return admin_pb2.ReloadResponse(
-            applied=applied,
-            # an applied reload's warnings (a pool that failed to retire) are in the log
-            problems=[] if applied else report.problems or ["refused; the log says why"],
-            restart_required=report.restart_required,
+            applied=result.applied,
+            problems=result.problems[:MAX_PROBLEMS],
+            restart_required=result.restart_required,
         )
 
 
