@@ -11,6 +11,7 @@ __all__ = ["ReloadResult", "Sidecar"]
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class Sidecar:
         self.plugin_host = plugin_host or make_plugin_host(config.plugins.disabled)
         self.metrics = Metrics()
         self.state = "starting"
+        #: monotonic time this sidecar was created (``uptime``).
+        self.created = time.monotonic()
         self.adapters: dict[str, Adapter] = {}
         self.plugin_sections: dict[str, BaseModel] = {}
         self.http: HttpListener | None = None
@@ -589,6 +592,11 @@ class Sidecar:
         return problems
 
     # --- views -------------------------------------------------------------------------------
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since this sidecar was created (several may share a process)."""
+        return time.monotonic() - self.created
 
     @property
     def shared_state(self) -> dict[tuple[str, str], tuple[Hashable, Any]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 __all__ = ["UNROUTED", "build", "read_snapshot"]
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -209,7 +208,7 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
         "sidecar": {
             "state": sidecar.state,
             "version": _version(),
-            "uptime_s": round(process_uptime(), 1),
+            "uptime_s": round(sidecar.uptime, 1),
             "config": sidecar.config_name,
         },
         "generated_at": round(wall, 3),
@@ -227,21 +226,3 @@ def _version() -> str:
         return metadata.version("sidecar")
     except metadata.PackageNotFoundError:  # running from a source tree
         return "unknown"
-
-
-_IMPORTED = time.time()
-
-
-def process_uptime() -> float:
-    """Seconds since this process started (Linux ``/proc``), else since this module was loaded."""
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            # field 22 (after the parenthesised command, which may hold spaces): start time in
-            # clock ticks after boot
-            start_ticks = int(f.read().rpartition(b")")[2].split()[19])
-        with open("/proc/stat", "rb") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-        started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        started = _IMPORTED
-    return max(0.0, time.time() - started)

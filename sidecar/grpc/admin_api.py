@@ -17,7 +17,6 @@ from __future__ import annotations
 __all__ = ["AdminApi"]
 
 import json
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +53,6 @@ class AdminApi:
 
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
-        self._started = time.monotonic()
 
     def add_to(self, server: Any) -> None:
         admin_pb2_grpc.add_AdminServicer_to_server(self, server)
@@ -66,7 +64,7 @@ class AdminApi:
         return admin_pb2.GetStatusResponse(
             version=__version__,
             state=_STATES.get(s.state, admin_pb2.STATE_UNSPECIFIED),
-            uptime_seconds=round(time.monotonic() - self._started, 3),
+            uptime_seconds=round(s.uptime, 3),
             config_file=s.config_name,
             listeners=[admin_pb2.Listener(name=n, address=a) for n, a in listeners(s)],
         )
