@@ -7,12 +7,14 @@ spans), and publishes it as :data:`RESOURCE` in ``sidecar.resources`` before any
 composed; the tracing filters (:mod:`sidecar.filters.tracing`) read it there. With tracing off
 nothing is published, and those filters are left out of every chain.
 
-The provider: a parent-based sampler (or the ``OTEL_TRACES_SAMPLER`` named), the resource, and
-one :class:`~.span_export.BoundedBatchSpanProcessor` feeding an OTLP exporter over gRPC or
-HTTP/protobuf. At shutdown (after the listeners drained, so every call's spans have ended) what
-is queued gets up to :data:`FLUSH_TIMEOUT` seconds to reach the collector, then the exporter is
-closed. ``sidecar_spans_dropped_total`` and ``sidecar_spans_exported_total`` are read from the
-processor at scrape time.
+The provider: a parent-based sampler (or the ``OTEL_TRACES_SAMPLER`` named), whose decision
+the filters make first without it (:mod:`.head_sampling`, so an unsampled call never reaches
+the SDK), the resource, and one :class:`~.span_export.BoundedBatchSpanProcessor` feeding an OTLP
+exporter over gRPC (with the encoder of :mod:`.span_encoding`) or HTTP/protobuf. At shutdown
+(after the listeners drained, so every call's spans have ended) what is queued gets up to
+:data:`FLUSH_TIMEOUT` seconds to reach the collector, then the exporter is closed.
+``sidecar_spans_dropped_total`` and ``sidecar_spans_exported_total`` are read from the processor
+at scrape time.
 
 Changes to ``telemetry.tracing`` take effect at the next restart (``sidecar.config.changes``).
 """
@@ -45,6 +47,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from ..hookspecs import hookimpl
 from ..registry import LifespanRegistry
+from .head_sampling import DecidedTraceIds, HeadSampler, head_sampler
 from .span_export import BoundedBatchSpanProcessor
 from .tracing_settings import TracingSettings, resolve
 
@@ -61,12 +64,17 @@ FLUSH_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Tracing:
-    """What the tracing filters use: the sidecar's tracer, and the provider behind it."""
+    """What the tracing filters use: the sidecar's tracer, the provider behind it, and its
+    sampler's decision made without the SDK (unsampled calls never reach it)."""
 
     provider: TracerProvider
     tracer: Tracer
     processor: BoundedBatchSpanProcessor
     settings: TracingSettings
+    #: the provider's sampler, as the filters ask it before any span exists.
+    head: HeadSampler
+    #: the provider's id generator: a sampled new trace's id is the one decided on.
+    ids: DecidedTraceIds
 
 
 def make_sampler(name: str, ratio: float) -> Sampler:
@@ -87,11 +95,11 @@ def make_exporter(settings: TracingSettings) -> SpanExporter:
     """The OTLP exporter for ``settings.protocol`` (gRPC or HTTP/protobuf)."""
     headers = settings.headers or None
     if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
+        # the stock exporter, with an encoder a few times cheaper (its export thread shares
+        # the GIL with the event loop)
+        from .span_encoding import EncodingGrpcExporter
 
-        return GrpcExporter(
+        return EncodingGrpcExporter(
             endpoint=settings.endpoint,
             insecure=settings.endpoint.startswith("http://"),
             headers=headers,
@@ -114,15 +122,18 @@ def build_tracing(settings: TracingSettings, exporter: SpanExporter | None = Non
         max_export_batch_size=settings.max_export_batch_size,
         schedule_delay=settings.schedule_delay,
     )
+    ids = DecidedTraceIds()
     provider = TracerProvider(
         sampler=make_sampler(settings.sampler, settings.ratio),
         resource=Resource(settings.resource),
         # the lifespan shuts it down; an atexit hook would flush a second time, unbounded
         shutdown_on_exit=False,
+        id_generator=ids,
     )
     provider.add_span_processor(processor)
     version = settings.resource.get("service.version")
-    return Tracing(provider, provider.get_tracer("sidecar", version), processor, settings)
+    tracer = provider.get_tracer("sidecar", version)
+    return Tracing(provider, tracer, processor, settings, head_sampler(provider.sampler), ids)
 
 
 class SpanCounts:
