@@ -99,32 +99,34 @@ class SpanEncoder:
     def __init__(self) -> None:
         #: (tag, key, type, value) → the ``KeyValue`` field (the type: ``1 == True == 1.0``)
         self._attributes: dict[tuple[bytes, str, type, Any], bytes] = {}
-        #: scope → its ``InstrumentationScope`` field; resource → its ``Resource`` field
+        #: scope → its ``InstrumentationScope`` field
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
-        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        #: the last resource met, and its ``Resource`` field
+        self._resource_seen: Resource | None = None
+        self._resource_field = b""
 
     def encode_request(self, spans: Sequence[ReadableSpan]) -> bytes | None:
         """An ``ExportTraceServiceRequest`` holding ``spans``; ``None`` when one of them holds
         what this encoder does not write."""
-        # resource → scope → spans, in the order first met (as the stock encoder groups them)
-        groups: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+        # resource → scope → spans, in the order first met, as the stock encoder groups them
+        # (a provider's spans share one resource object: grouped by identity, not by value)
+        groups: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
         try:
             for span in spans:
                 resource = span.resource
-                by_scope = groups.get(id(resource))
-                if by_scope is None:
-                    by_scope = groups[id(resource)] = {}
-                    self._resource(resource)
+                group = groups.get(id(resource))
+                if group is None:
+                    group = groups[id(resource)] = (resource, {})
                 scope = span.instrumentation_scope or None
-                encoded = by_scope.get(scope)
+                encoded = group[1].get(scope)
                 if encoded is None:
-                    encoded = by_scope[scope] = []
+                    encoded = group[1][scope] = []
                 encoded.append(self._span(span))
+            heads = [self._resource(resource) for resource, _ in groups.values()]
         except Unencodable:
             return None
         out = []
-        for resource_id, by_scope in groups.items():
-            resource, head = self._resources[resource_id]
+        for head, (resource, by_scope) in zip(heads, groups.values(), strict=True):
             # ResourceSpans: resource (1), scope_spans (2), schema_url (3)
             body = [head]
             for scope, encoded in by_scope.items():
@@ -137,14 +139,13 @@ class SpanEncoder:
             out.append(_field(b"\x0a", b"".join(body)))
         return b"".join(out)
 
-    def _resource(self, resource: Resource) -> None:
-        """Keep ``resource``'s ``Resource`` field (a provider has one resource for life)."""
-        known = self._resources.get(id(resource))
-        if known is None or known[0] is not resource:
-            if len(self._resources) >= 16:
-                self._resources.clear()
+    def _resource(self, resource: Resource) -> bytes:
+        """``resource``'s ``Resource`` field, kept while batches come from it (a provider has
+        one resource for life)."""
+        if resource is not self._resource_seen:
             attributes = self._encode_attributes(b"\x0a", resource.attributes)
-            self._resources[id(resource)] = (resource, _field(b"\x0a", attributes))
+            self._resource_seen, self._resource_field = resource, _field(b"\x0a", attributes)
+        return self._resource_field
 
     def _scope(self, scope: InstrumentationScope | None) -> bytes:
         encoded = self._scopes.get(scope)

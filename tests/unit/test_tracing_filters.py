@@ -273,3 +273,138 @@ def test_tracing_off_puts_no_filter_in_the_chain() -> None:
     """With tracing off, a call pays nothing for it: neither filter is built."""
     ctx = context(None)
     assert server_factory(ctx) is None and upstream_factory(ctx) is None
+
+
+class CountingTracer:
+    """The sidecar's tracer, counting the spans the filters ask the SDK for."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.started = 0
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        self.started += 1
+        return self.tracer.start_span(*args, **kwargs)
+
+
+def counted(ratio: float) -> tuple[Tracing, CountingTracer]:
+    settings = resolve(TracingConfig(sample_ratio=ratio), {})
+    assert settings is not None
+    t = build_tracing(settings, InMemorySpanExporter())
+    counter = CountingTracer(t.tracer)
+    return dataclasses.replace(t, tracer=counter), counter  # type: ignore[arg-type]
+
+
+async def test_an_unsampled_call_makes_no_span_and_the_upstream_continues_the_apps_trace() -> None:
+    """At ratio 1.0 an app's unsampled trace is still never sampled, and costs no SDK span: the
+    upstream gets a valid traceparent in the app's trace (flags 00, a span id of its own), the
+    app's tracestate and baggage as sent, and the access log the app's trace id."""
+    t, counter = counted(1.0)
+    try:
+        up = Upstream()
+        handler = chain(context(t), up)
+        sent_ids = set()
+        for _ in range(50):
+            ex = make_exchange(
+                headers={
+                    "traceparent": f"00-{TRACE}-{PARENT}-00",
+                    "tracestate": "ven=1,other=2",
+                    "baggage": "k=v",
+                }
+            )
+            complete(await handler(ex))
+            assert ex.stash[TRACE_ID] == TRACE
+            sent = up.sent[-1]
+            (value,) = sent.get_all("traceparent")
+            version, trace_id, span_id, flags = value.split("-")
+            assert (version, trace_id, flags) == ("00", TRACE, "00")
+            assert len(span_id) == 16 and int(span_id, 16) and span_id != PARENT
+            sent_ids.add(span_id)
+            assert sent.get_all("tracestate") == ["ven=1,other=2"]
+            assert sent.get("baggage") == "k=v"
+        assert counter.started == 0 and spans(t) == []
+        assert len(sent_ids) == 50  # each call its own span id
+    finally:
+        t.processor.shutdown(1.0)
+
+
+async def test_an_unsampled_new_trace_drops_the_apps_stale_tracestate() -> None:
+    """A call without a valid traceparent, left out by the ratio, still starts a trace the
+    upstream continues (random-trace-id flag, as the SDK sets it) and the log can name."""
+    t, counter = counted(0.0)
+    try:
+        up = Upstream()
+        ex = make_exchange(headers={"traceparent": "garbage", "tracestate": "stale=1"})
+        complete(await chain(context(t), up)(ex))
+        (value,) = up.sent[0].get_all("traceparent")
+        _, trace_id, span_id, flags = value.split("-")
+        assert trace_id == ex.stash[TRACE_ID] and int(trace_id, 16) and int(span_id, 16)
+        assert flags == "02"
+        assert "tracestate" not in up.sent[0]
+        assert counter.started == 0
+    finally:
+        t.processor.shutdown(1.0)
+
+
+async def test_every_attempt_of_an_unsampled_call_sends_one_traceparent() -> None:
+    """Retries of an unsampled call each carry the call's traceparent once (never piled up)."""
+    t, counter = counted(0.0)
+    try:
+        ctx = context(
+            t, {"url": "http://pay", "retry": {"attempts": 3, "backoff": {"base": "1ms"}}}
+        )
+        retrying = retry.factory(ctx)
+        assert retrying is not None
+        up = Upstream(Response(503), Response(503), Response(200))
+        complete(await chain(ctx, up, retrying)(make_exchange()))
+        sent = [h.get_all("traceparent") for h in up.sent]
+        assert len(sent) == 3 and all(len(values) == 1 for values in sent)
+        assert len({values[0] for values in sent}) == 1
+        assert counter.started == 0
+    finally:
+        t.processor.shutdown(1.0)
+
+
+async def test_a_sampled_new_trace_is_the_trace_its_sampling_was_decided_on() -> None:
+    """At ratio 0.5, every exported trace's id is one the ratio keeps and every unsampled call's
+    is one it leaves out: the SDK's spans are in the trace the decision was made on."""
+    t, counter = counted(0.5)
+    head = t.head
+    try:
+        up = Upstream()
+        handler = chain(context(t), up)
+        unsampled = []
+        for _ in range(200):
+            ex = make_exchange()
+            complete(await handler(ex))
+            if up.sent[-1].get("traceparent", "").endswith("-02"):
+                unsampled.append(ex.stash[TRACE_ID])
+        servers = of_kind(t, SpanKind.SERVER)
+        assert 50 < len(servers) < 150 and len(servers) + len(unsampled) == 200
+        assert all(head.new_trace(s.context.trace_id) for s in servers)
+        assert not any(head.new_trace(int(trace_id, 16)) for trace_id in unsampled)
+        assert counter.started == 2 * len(servers)  # a SERVER and a CLIENT span each, no more
+        for server in servers:
+            assert server.context.trace_flags == 0x03  # sampled, random trace id
+    finally:
+        t.processor.shutdown(1.0)
+
+
+async def test_without_the_tracing_filter_the_client_span_filter_decides_alone(
+    live: Tracing,
+) -> None:
+    """A chain whose tracing filter a plugin replaced still traces its attempts: a sampled
+    parent gets a CLIENT span under it; an unsampled one only the traceparent."""
+    client = upstream_factory(context(live))
+    assert client is not None
+    up = Upstream()
+    handler = compose([client], up)
+    complete(await handler(make_exchange(headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})))
+    (span,) = spans(live)
+    assert span.kind is SpanKind.CLIENT and span.parent is not None
+    assert f"{span.parent.span_id:016x}" == PARENT
+    assert up.sent[0].get("traceparent") == f"00-{TRACE}-{span.context.span_id:016x}-01"
+    complete(await handler(make_exchange(headers={"traceparent": f"00-{TRACE}-{PARENT}-00"})))
+    assert len(spans(live)) == 1
+    assert up.sent[1].get("traceparent", "").startswith(f"00-{TRACE}-")
+    assert up.sent[1].get("traceparent", "").endswith("-00")

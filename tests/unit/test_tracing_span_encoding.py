@@ -1,0 +1,184 @@
+"""The OTLP encoding of the sidecar's spans: byte for byte what the stock OTLP encoder writes,
+for every kind of span the filters make, and the stock encoder's way for what it does not
+write."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from sidecar.chain import Filter, Handler, compose
+from sidecar.config.models import TracingConfig
+from sidecar.errors import RateLimited, UpstreamTimeout
+from sidecar.exchange import Exchange, Headers, Response
+from sidecar.filters import retry
+from sidecar.filters.tracing import server_factory, upstream_factory
+from sidecar.registry import RouteContext
+from sidecar.telemetry.span_encoding import MAX_CACHED, EncodingGrpcExporter, SpanEncoder
+from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
+from sidecar.telemetry.tracing_settings import resolve
+from sidecar.testing import make_exchange, make_route_context
+
+SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def live() -> Iterator[Tracing]:
+    settings = resolve(TracingConfig(sample_ratio=1.0), {"POD_NAME": "shop-1"})
+    assert settings is not None
+    t = build_tracing(settings, InMemorySpanExporter())
+    yield t
+    t.processor.shutdown(1.0)
+
+
+def ended(t: Tracing) -> Sequence[ReadableSpan]:
+    assert t.processor.force_flush(5_000)
+    exporter: InMemorySpanExporter = t.processor.exporter  # type: ignore[assignment]
+    return exporter.get_finished_spans()
+
+
+def stock(spans: Sequence[ReadableSpan]) -> bytes:
+    return encode_spans(spans).SerializeToString()  # type: ignore[no-any-return]
+
+
+async def test_the_sidecars_spans_encode_to_the_stock_encoders_bytes(live: Tracing) -> None:
+    """What reaches the collector is exactly what the OTLP exporter would have sent: HTTP and
+    gRPC calls, continued and new traces with tracestate, retries, decisions with their
+    events, errors, aborted bodies."""
+    http = make_route_context(
+        {"url": "http://pay.internal:8443/api", "retry": {"backoff": {"base": "1ms"}}}, name="pay"
+    )
+    http = dataclasses.replace(http, resources={RESOURCE: live})
+    grpc = make_route_context({"url": "grpc://inv:50051", "adapter": "grpc"}, name="inv")
+    grpc = dataclasses.replace(grpc, resources={RESOURCE: live}, listener="grpc")
+    retrying = retry.factory(http)
+    assert retrying is not None
+    answers: list[Response | BaseException] = [
+        Response(503),
+        Response(200),
+        Response(404),
+        RateLimited("over 10/s"),
+        UpstreamTimeout("slow: 2 s"),
+        ValueError("bug"),
+        Response(200),
+        Response(200),
+    ]
+
+    async def upstream(exchange: Exchange) -> Response:
+        answer = answers.pop(0) if answers else Response(200)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def handler(ctx: RouteContext, *middle: Filter) -> Handler:
+        server, client = server_factory(ctx), upstream_factory(ctx)
+        assert server is not None and client is not None
+        return compose([server, *middle, client], upstream)
+
+    calls = [
+        (
+            handler(http, retrying),
+            make_exchange("GET", "/charges/7", {"traceparent": SAMPLED, "tracestate": "ven=1,b=ü"}),
+        ),
+        (handler(http), make_exchange("BREW", "/pot", {})),
+        (handler(http), make_exchange("POST", "/refunds", {})),
+        (handler(http), make_exchange("GET", "/slow", {"traceparent": SAMPLED})),
+        (handler(http), make_exchange("DELETE", "/charges/ü/é", {})),
+        (handler(grpc), make_exchange("POST", "/inventory.v1.Inventory/Get", {})),
+        (handler(grpc), make_exchange("POST", "/inventory.v1.Inventory/List", {})),
+    ]
+    for call, exchange in calls:
+        try:
+            resp = await call(exchange)
+        except Exception:
+            continue
+        if exchange.path.endswith("List"):
+            resp.trailers = Headers([("grpc-status", "13")])
+        for done in resp.on_complete or ():
+            done(not exchange.path.endswith("refunds"), 2)
+    spans = ended(live)
+    assert len(spans) >= 14
+    assert {s.kind for s in spans} == {SpanKind.SERVER, SpanKind.CLIENT}
+    assert any(s.events for s in spans) and any(s.status.description for s in spans)
+    encoder = SpanEncoder()
+    assert encoder.encode_request(spans) == stock(spans)
+    assert encoder.encode_request(spans) == stock(spans)  # again, from its kept encodings
+    assert encoder.encode_request(spans[:1]) == stock(spans[:1])
+
+
+#: one provider for the spans made by hand, as the sidecar has one
+EXPORTER = InMemorySpanExporter()
+PROVIDER = TracerProvider(resource=Resource({"service.name": "x", "n": 3}), shutdown_on_exit=False)
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
+TRACER = PROVIDER.get_tracer("t", schema_url="https://opentelemetry.io/schemas/1.21.0")
+
+
+def made(attributes: dict[str, Any], links: Sequence[Link] = ()) -> ReadableSpan:
+    span = TRACER.start_span("", Context(), SpanKind.INTERNAL, attributes, links)
+    span.set_status(Status(StatusCode.OK))
+    span.add_event("e", {"k": 1.5})
+    span.end()
+    return EXPORTER.get_finished_spans()[-1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -1,
+        -(1 << 63),
+        (1 << 63) - 1,
+        300,
+        2.5,
+        -0.0,
+        True,
+        False,
+        "",
+        "ü" * 200,
+        b"\x00\x01",
+        ("a", "b"),
+        (1, -2),
+        (True,),
+        (),
+        (1.5, 2.5),
+    ],
+)
+def test_every_attribute_value_encodes_as_the_stock_encoder_does(value: object) -> None:
+    """Values of every type OTLP carries (negative ints, floats, bools, bytes, lists, empty
+    strings and names) are written as the stock encoder writes them."""
+    span = made({"a": value, "b": "x"})
+    assert SpanEncoder().encode_request([span]) == stock([span])
+
+
+def test_what_it_does_not_write_goes_through_the_stock_encoder() -> None:
+    """A link or an int past 64 bits: the gRPC exporter falls back to the stock encoder, so a
+    span is never sent wrong."""
+    linked = made({}, links=[Link(made({}).context)])
+    huge = made({"big": 1 << 64})
+    for span in (linked, huge):
+        assert SpanEncoder().encode_request([span]) is None
+    exporter = EncodingGrpcExporter(endpoint="http://127.0.0.1:9", insecure=True, timeout=1)
+    try:
+        assert exporter._translate_data([linked]) == encode_spans([linked])
+        plain = made({"a": "b"})
+        assert exporter._translate_data([plain]) == encode_spans([plain])
+    finally:
+        exporter.shutdown()
+
+
+def test_the_kept_encodings_are_bounded() -> None:
+    """Paths that never repeat do not grow the encoder's memory without bound."""
+    encoder = SpanEncoder()
+    spans = [made({"url.path": f"/item/{i}"}) for i in range(MAX_CACHED + 10)]
+    assert encoder.encode_request(spans) == stock(spans)
+    assert len(encoder._attributes) <= MAX_CACHED
