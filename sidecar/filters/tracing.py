@@ -37,7 +37,6 @@ __all__ = ["SERVER_SPAN", "UNSAMPLED", "server_factory", "upstream_factory"]
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.context import Context
@@ -49,7 +48,7 @@ from ..exchange import Exchange, Response, StashKey
 from ..grpc.wire import GRPC_LISTENER
 from ..registry import RouteContext
 from ..telemetry.head_sampling import HeadSampler, new_span_id, new_trace_id
-from ..telemetry.span_outcome import answered, cut, decided, failed
+from ..telemetry.span_outcome import Attributes, answered, cut, decided, failed
 from ..telemetry.trace_context import (
     EMPTY,
     drop_tracestate,
@@ -99,14 +98,13 @@ def _decide(exchange: Exchange, head: HeadSampler) -> Decided:
     return None
 
 
-def _start(
-    live: Tracing, name: str, parent: Context | int, kind: SpanKind, attrs: dict[str, Any]
-) -> Span:
-    """Start a sampled call's span under ``parent`` (an int: a new trace with that id)."""
+def _start(live: Tracing, name: str, parent: Context | int, kind: SpanKind) -> Span:
+    """Start a sampled call's span under ``parent`` (an int: a new trace with that id); its
+    attributes are set as it ends (:mod:`~sidecar.telemetry.span_outcome`)."""
     if isinstance(parent, int):
         live.ids.use(parent)  # the SDK draws the root span's trace id next
         parent = EMPTY
-    return live.tracer.start_span(name, parent, kind, attrs)
+    return live.tracer.start_span(name, parent, kind)
 
 
 def _names(label: str) -> dict[str, tuple[str, str]]:
@@ -115,25 +113,33 @@ def _names(label: str) -> dict[str, tuple[str, str]]:
 
 
 def _request_attributes(
-    exchange: Exchange, names: dict[str, tuple[str, str]], label: str, path_prefix: str
-) -> tuple[str, dict[str, Any]]:
-    """The span name and per-call attributes of an HTTP call."""
+    exchange: Exchange,
+    static: Attributes,
+    names: dict[str, tuple[str, str]],
+    label: str,
+    path_prefix: str,
+) -> tuple[str, Attributes]:
+    """The span name and attributes of an HTTP call: ``static``'s and the call's own."""
+    attrs = static.copy()
     method = exchange.method
     known = names.get(method)
     if known is None:
-        return f"HTTP {label}", {
-            "http.request.method": "_OTHER",
-            "http.request.method_original": method,
-            "url.path": path_prefix + exchange.path,
-        }
-    return known[0], {"http.request.method": known[1], "url.path": path_prefix + exchange.path}
+        attrs["http.request.method"] = "_OTHER"
+        attrs["http.request.method_original"] = method
+        name = f"HTTP {label}"
+    else:
+        name, attrs["http.request.method"] = known
+    attrs["url.path"] = path_prefix + exchange.path
+    return name, attrs
 
 
-def _rpc_attributes(exchange: Exchange) -> tuple[str, dict[str, Any]]:
-    """The span name (``package.Service/Method``) and ``rpc.*`` attributes of a gRPC call."""
+def _rpc_attributes(exchange: Exchange, static: Attributes) -> tuple[str, Attributes]:
+    """The span name (``package.Service/Method``) and attributes of a gRPC call: ``static``'s
+    and the ``rpc.*`` ones."""
+    attrs = static.copy()
     name = exchange.path[1:]
-    service, _, method = name.partition("/")
-    return name, {"rpc.service": service, "rpc.method": method}
+    attrs["rpc.service"], _, attrs["rpc.method"] = name.partition("/")
+    return name, attrs
 
 
 def server_factory(ctx: RouteContext) -> Filter | None:
@@ -143,7 +149,7 @@ def server_factory(ctx: RouteContext) -> Filter | None:
     head = live.head
     grpc = ctx.listener == GRPC_LISTENER
     route = ctx.route
-    static: dict[str, Any] = {
+    static: Attributes = {
         "sidecar.route": route,
         "sidecar.upstream": ctx.upstream_name,
         "sidecar.listener": ctx.listener,
@@ -160,25 +166,25 @@ def server_factory(ctx: RouteContext) -> Filter | None:
 
     async def traced(exchange: Exchange, call_next: Handler, parent: Context | int) -> Response:
         if grpc:
-            name, attrs = _rpc_attributes(exchange)
+            name, attrs = _rpc_attributes(exchange, static)
         else:
-            name, attrs = _request_attributes(exchange, names, route, "")
-        span = _start(live, name, parent, _SERVER, {**static, **attrs})
+            name, attrs = _request_attributes(exchange, static, names, route, "")
+        span = _start(live, name, parent, _SERVER)
         stash = exchange.stash
         stash[SERVER_SPAN] = span
         stash[TRACE_ID] = format(span.get_span_context().trace_id, "032x")
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
-            decided(span, e, grpc=grpc, server=True)
+            decided(span, attrs, e, grpc=grpc, server=True)
             raise
         except asyncio.CancelledError:
-            cut(span)
+            cut(span, attrs)
             raise
         except BaseException as e:
-            failed(span, e)
+            failed(span, attrs, e)
             raise
-        _end_with(resp, span, grpc=grpc, server=True)
+        _end_with(resp, span, attrs, grpc=grpc, server=True)
         return resp
 
     return tracing
@@ -190,7 +196,7 @@ def upstream_factory(ctx: RouteContext) -> Filter | None:
         return None
     head = live.head
     grpc = ctx.listener == GRPC_LISTENER or ctx.upstream.adapter == "grpc"
-    static: dict[str, Any] = {
+    static: Attributes = {
         "sidecar.route": ctx.route,
         "sidecar.upstream": ctx.upstream_name,
         "sidecar.listener": ctx.listener,
@@ -227,36 +233,37 @@ def upstream_factory(ctx: RouteContext) -> Filter | None:
 
     async def traced(exchange: Exchange, call_next: Handler, parent: Context | int) -> Response:
         if grpc:
-            name, attrs = _rpc_attributes(exchange)
+            name, attrs = _rpc_attributes(exchange, static)
         else:
-            name, attrs = _request_attributes(exchange, names, label, base_path)
-        attrs["sidecar.attempt"] = exchange.peek(ATTEMPTS) or 1  # set by retry from the 2nd on
-        span = _start(live, name, parent, _CLIENT, {**static, **attrs})
+            name, attrs = _request_attributes(exchange, static, names, label, base_path)
+        attempt = exchange.peek(ATTEMPTS) or 1  # set by retry from the 2nd attempt on
+        attrs["sidecar.attempt"] = attempt
+        span = _start(live, name, parent, _CLIENT)
         inject(exchange.headers, span.get_span_context())
         if not span.is_recording():
             return await call_next(exchange)
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
-            decided(span, e, grpc=grpc, server=False)
+            decided(span, attrs, e, grpc=grpc, server=False)
             raise
         except asyncio.CancelledError:
-            cut(span)
+            cut(span, attrs)
             raise
         except BaseException as e:
-            failed(span, e)
+            failed(span, attrs, e)
             raise
-        _end_with(resp, span, grpc=grpc, server=False)
+        _end_with(resp, span, attrs, grpc=grpc, server=False)
         return resp
 
     return upstream_span
 
 
-def _end_with(resp: Response, span: Span, *, grpc: bool, server: bool) -> None:
+def _end_with(resp: Response, span: Span, attrs: Attributes, *, grpc: bool, server: bool) -> None:
     """End ``span`` when ``resp`` is complete: its body delivered (or given up), trailers in."""
 
     def done(ok: bool, sent: int) -> None:
-        answered(span, resp, ok, grpc=grpc, server=server)
+        answered(span, attrs, resp, ok, grpc=grpc, server=server)
 
     if resp.on_complete is None:
         resp.on_complete = [done]

@@ -1,18 +1,25 @@
-"""OTLP's protobuf encoding of a batch of ended spans, written straight to bytes.
+"""OTLP's protobuf encoding of ended spans, written straight to bytes as each span ends.
 
 The OTLP exporters' own encoder builds a protobuf object for every span, attribute and value, in
 Python: about 40 µs a span, on the export thread, holding the GIL the event loop needs; a
-sampled call paid more for its two spans' encoding than for the spans themselves.
-:class:`SpanEncoder` writes the same bytes (``ExportTraceServiceRequest``, field for field, in
-the same order: a test holds it to the stock encoder's output) with a few joins per span, and
-keeps the encoding of each attribute it meets (bounded), since the route, upstream, method and
-status repeat on nearly every span. :class:`EncodingGrpcExporter` is the OTLP/gRPC exporter with
-this encoder (through its ``_translate_data`` hook); the HTTP/protobuf exporter has no such
-hook and keeps its own.
+sampled call paid more for its two spans' encoding than for the spans themselves. And the spans
+waiting in the export queue (hundreds, for tens of milliseconds) outlived two garbage
+collections each, so the collector promoted them to its oldest generation and walked the whole
+heap every few hundred calls to free them.
 
-A span this encoder does not write (links, maps or nested lists as attribute values: the
-sidecar makes none) sends its batch through the stock encoder instead. Not here: batching
-(:mod:`.span_export`), choosing the exporter (:mod:`.tracing`).
+:class:`SpanEncoder` writes each span's ``Span`` message when it ends (a few joins, with the
+encoding of each attribute it meets kept, bounded: the route, upstream, method and status
+repeat on nearly every span), so the queue holds bytes the collector never walks, and the
+export thread only frames a batch (:meth:`SpanEncoder.request`). The bytes are the stock
+encoder's, field for field and in the same order: a test holds them to it.
+:class:`EncodingGrpcExporter` is the OTLP/gRPC exporter built on it, for
+:class:`~.span_export.BoundedBatchSpanProcessor` (:class:`~.span_export.EncodingExporter`); the
+HTTP/protobuf exporter has no hook for it and keeps its own encoder.
+
+A span this encoder does not write (links, maps or nested lists as attribute values, a resource
+or scope other than the provider's: the sidecar makes none) is queued as it is and goes through
+the stock encoder. Not here: batching (:mod:`.span_export`), choosing the exporter
+(:mod:`.tracing`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from collections.abc import Mapping, Sequence
 from struct import Struct
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -94,71 +103,57 @@ def _string(tag: bytes, value: str) -> bytes:
 
 
 class SpanEncoder:
-    """Encodes batches for one exporter: its caches are not shared between threads."""
+    """Encodes the spans of one provider: its resource and scope are the first span's.
+
+    :meth:`encode_span` runs on the thread that ends spans (the event loop), :meth:`request` on
+    the export thread; the attribute cache is the first's alone.
+    """
 
     def __init__(self) -> None:
         #: (tag, key, type, value) → the ``KeyValue`` field (the type: ``1 == True == 1.0``)
         self._attributes: dict[tuple[bytes, str, type, Any], bytes] = {}
-        #: scope → its ``InstrumentationScope`` field
-        self._scopes: dict[InstrumentationScope | None, bytes] = {}
-        #: the last resource met, and its ``Resource`` field
-        self._resource_seen: Resource | None = None
-        self._resource_field = b""
+        #: the resource and scope of the spans encoded, and their fields, once known
+        self._resource: Resource | None = None
+        self._scope: InstrumentationScope | None = None
+        self._resource_field = self._scope_field = b""
 
-    def encode_request(self, spans: Sequence[ReadableSpan]) -> bytes | None:
-        """An ``ExportTraceServiceRequest`` holding ``spans``; ``None`` when one of them holds
-        what this encoder does not write."""
-        # resource → scope → spans, in the order first met, as the stock encoder groups them
-        # (a provider's spans share one resource object: grouped by identity, not by value)
-        groups: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
+    def encode_span(self, span: ReadableSpan) -> bytes | None:
+        """``span``'s ``Span`` message, or ``None`` when this encoder does not write it."""
+        resource, scope = span.resource, span.instrumentation_scope
+        if resource is not self._resource or scope is not self._scope:
+            if self._resource is not None or scope is None:
+                return None  # another provider's or tracer's: the stock encoder groups it
+            try:
+                self._pin(resource, scope)
+            except Unencodable:
+                return None
         try:
-            for span in spans:
-                resource = span.resource
-                group = groups.get(id(resource))
-                if group is None:
-                    group = groups[id(resource)] = (resource, {})
-                scope = span.instrumentation_scope or None
-                encoded = group[1].get(scope)
-                if encoded is None:
-                    encoded = group[1][scope] = []
-                encoded.append(self._span(span))
-            heads = [self._resource(resource) for resource, _ in groups.values()]
+            return self._span(span)
         except Unencodable:
             return None
-        out = []
-        for head, (resource, by_scope) in zip(heads, groups.values(), strict=True):
-            # ResourceSpans: resource (1), scope_spans (2), schema_url (3)
-            body = [head]
-            for scope, encoded in by_scope.items():
-                # ScopeSpans: scope (1), spans (2), schema_url (3)
-                scope_spans = [self._scope(scope), *[_field(b"\x12", s) for s in encoded]]
-                if scope is not None and scope.schema_url:
-                    scope_spans.append(_string(b"\x1a", scope.schema_url))
-                body.append(_field(b"\x12", b"".join(scope_spans)))
-            body.append(_string(b"\x1a", resource.schema_url))
-            out.append(_field(b"\x0a", b"".join(body)))
-        return b"".join(out)
 
-    def _resource(self, resource: Resource) -> bytes:
-        """``resource``'s ``Resource`` field, kept while batches come from it (a provider has
-        one resource for life)."""
-        if resource is not self._resource_seen:
-            attributes = self._encode_attributes(b"\x0a", resource.attributes)
-            self._resource_seen, self._resource_field = resource, _field(b"\x0a", attributes)
-        return self._resource_field
+    def request(self, spans: Sequence[bytes]) -> bytes:
+        """An ``ExportTraceServiceRequest`` holding ``spans`` (from :meth:`encode_span`)."""
+        if not spans:
+            return b""
+        # ScopeSpans: scope (1), spans (2), schema_url (3)
+        scope_spans = [self._scope_field, *[_field(b"\x12", s) for s in spans]]
+        assert self._scope is not None  # a span was encoded
+        scope_spans.append(_string(b"\x1a", self._scope.schema_url or ""))
+        # ResourceSpans: resource (1), scope_spans (2), schema_url (3)
+        body = self._resource_field + _field(b"\x12", b"".join(scope_spans))
+        assert self._resource is not None
+        body += _string(b"\x1a", self._resource.schema_url)
+        return _field(b"\x0a", body)  # ExportTraceServiceRequest: resource_spans (1)
 
-    def _scope(self, scope: InstrumentationScope | None) -> bytes:
-        encoded = self._scopes.get(scope)
-        if encoded is None:
-            # InstrumentationScope: name (1), version (2), attributes (3)
-            body = b""
-            if scope is not None:
-                body = _string(b"\x0a", scope.name) + _string(b"\x12", scope.version or "")
-                body += self._encode_attributes(b"\x1a", scope.attributes)
-            if len(self._scopes) >= 16:
-                self._scopes.clear()
-            encoded = self._scopes[scope] = _field(b"\x0a", body)
-        return encoded
+    def _pin(self, resource: Resource, scope: InstrumentationScope) -> None:
+        """Encode the resource and scope every span after this one shares."""
+        resource_field = _field(b"\x0a", self._encode_attributes(b"\x0a", resource.attributes))
+        # InstrumentationScope: name (1), version (2), attributes (3)
+        body = _string(b"\x0a", scope.name) + _string(b"\x12", scope.version or "")
+        body += self._encode_attributes(b"\x1a", scope.attributes)
+        self._resource_field, self._scope_field = resource_field, _field(b"\x0a", body)
+        self._resource, self._scope = resource, scope
 
     def _encode_attributes(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         """Each attribute as a ``KeyValue`` field ``tag``; kept for the next span."""
@@ -225,18 +220,35 @@ class SpanEncoder:
 
 
 class EncodingGrpcExporter(OTLPSpanExporter):
-    """The OTLP/gRPC span exporter, encoding with :class:`SpanEncoder` (on its export thread)."""
+    """The OTLP/gRPC span exporter, whose spans are encoded as they end.
+
+    :meth:`encode` is called by the processor as each span ends, :meth:`export_encoded` with a
+    batch of what it returned (or the spans it did not encode); :meth:`export`, for any other
+    processor, encodes a batch of spans itself.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._encoder = SpanEncoder()
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        encoded = self._encoder.encode_request(data)
-        if encoded is None:
-            request: ExportTraceServiceRequest = super()._translate_data(data)
-            return request
+    def encode(self, span: ReadableSpan) -> bytes | None:
+        return self._encoder.encode_span(span)
+
+    def export_encoded(self, batch: Sequence[bytes | ReadableSpan]) -> SpanExportResult:
+        result: SpanExportResult = self._export(batch)  # type: ignore[arg-type]
+        return result
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_encoded([self.encode(span) or span for span in spans])
+
+    def _translate_data(self, data: Sequence[bytes | ReadableSpan]) -> ExportTraceServiceRequest:
+        encoded = [item for item in data if isinstance(item, bytes)]
+        payload = self._encoder.request(encoded)
+        if len(encoded) < len(data):
+            spans = [item for item in data if not isinstance(item, bytes)]
+            # two serialized requests, one after the other, are one with both lists of spans
+            payload += encode_spans(spans).SerializeToString()
         # parsing the bytes back is C (upb): a tenth of what building the objects in Python costs
         request = ExportTraceServiceRequest()
-        request.ParseFromString(encoded)
+        request.ParseFromString(payload)
         return request

@@ -14,12 +14,16 @@ OpenTelemetry HTTP and RPC semantic conventions:
 - anything else raised: ``error.type`` is the exception's class, never its message;
 - a response cut short (the app went away, the deadline fired mid-body): ``sidecar.aborted``.
 
+Each takes the span's attributes so far (``attrs``, the caller's own dict), adds the outcome's
+and sets them all in one call as the span ends: the SDK validates and copies attributes, under
+a lock, per call, so a span gets them once rather than at its start and again at its end.
+
 Nothing from a header, a query string or a body is ever written on a span.
 """
 
 from __future__ import annotations
 
-__all__ = ["answered", "cut", "decided", "failed"]
+__all__ = ["Attributes", "answered", "cut", "decided", "failed"]
 
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -31,10 +35,14 @@ from ..grpc.wire import STATUS_NAMES, grpc_status
 _SERVER_GRPC_ERRORS = frozenset({2, 4, 12, 13, 14, 15})  # UNKNOWN ... DATA_LOSS
 _ERROR = Status(StatusCode.ERROR)
 
+#: A span's attributes, gathered by the caller until the span ends.
+Attributes = dict[str, str | int | bool]
 
-def answered(span: Span, resp: Response, ok: bool, *, grpc: bool, server: bool) -> None:
+
+def answered(
+    span: Span, attrs: Attributes, resp: Response, ok: bool, *, grpc: bool, server: bool
+) -> None:
     """End ``span`` for a call that got ``resp`` (``ok``: its body was fully delivered)."""
-    attrs: dict[str, str | int | bool] = {}
     error: str | None = None
     if grpc:
         code = grpc_status(resp)
@@ -52,33 +60,38 @@ def answered(span: Span, resp: Response, ok: bool, *, grpc: bool, server: bool) 
         span.set_status(_ERROR)
     if not ok:
         attrs["sidecar.aborted"] = True
-    span.set_attributes(attrs)  # one lock, not one per attribute
+    span.set_attributes(attrs)
     span.end()
 
 
-def decided(span: Span, error: SidecarError, *, grpc: bool, server: bool) -> None:
+def decided(
+    span: Span, attrs: Attributes, error: SidecarError, *, grpc: bool, server: bool
+) -> None:
     """End ``span`` for a call the sidecar answered itself (or an attempt it gave up)."""
     code = error.code
     span.add_event("sidecar.decision", {"sidecar.decision": code})
-    span.set_attribute("sidecar.decision", code)
-    span.set_attribute("error.type", code)
+    attrs["sidecar.decision"] = code
+    attrs["error.type"] = code
     if server:
         if grpc:
-            span.set_attribute("rpc.grpc.status_code", error.grpc_code)
+            attrs["rpc.grpc.status_code"] = error.grpc_code
         else:
-            span.set_attribute("http.response.status_code", error.status)
+            attrs["http.response.status_code"] = error.status
+    span.set_attributes(attrs)
     span.set_status(Status(StatusCode.ERROR, f"{code}: {error.detail}"))
     span.end()
 
 
-def failed(span: Span, error: BaseException) -> None:
+def failed(span: Span, attrs: Attributes, error: BaseException) -> None:
     """End ``span`` for an unexpected error (``rescue`` answers it with 500 internal)."""
-    span.set_attribute("error.type", type(error).__qualname__)
+    attrs["error.type"] = type(error).__qualname__
+    span.set_attributes(attrs)
     span.set_status(_ERROR)
     span.end()
 
 
-def cut(span: Span) -> None:
+def cut(span: Span, attrs: Attributes) -> None:
     """End ``span`` for a call cancelled before its answer (the app went away, the drain)."""
-    span.set_attribute("sidecar.aborted", True)
+    attrs["sidecar.aborted"] = True
+    span.set_attributes(attrs)
     span.end()

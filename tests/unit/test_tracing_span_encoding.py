@@ -13,7 +13,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
@@ -25,6 +25,7 @@ from sidecar.filters import retry
 from sidecar.filters.tracing import server_factory, upstream_factory
 from sidecar.registry import RouteContext
 from sidecar.telemetry.span_encoding import MAX_CACHED, EncodingGrpcExporter, SpanEncoder
+from sidecar.telemetry.span_export import BoundedBatchSpanProcessor, EncodingExporter
 from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
 from sidecar.telemetry.tracing_settings import resolve
 from sidecar.testing import make_exchange, make_route_context
@@ -49,6 +50,13 @@ def ended(t: Tracing) -> Sequence[ReadableSpan]:
 
 def stock(spans: Sequence[ReadableSpan]) -> bytes:
     return encode_spans(spans).SerializeToString()  # type: ignore[no-any-return]
+
+
+def encoded(encoder: SpanEncoder, spans: Sequence[ReadableSpan]) -> bytes:
+    """``spans`` encoded one by one as they would end, then framed as one request."""
+    each = [encoder.encode_span(span) for span in spans]
+    assert None not in each
+    return encoder.request(each)  # type: ignore[arg-type]
 
 
 async def test_the_sidecars_spans_encode_to_the_stock_encoders_bytes(live: Tracing) -> None:
@@ -111,9 +119,10 @@ async def test_the_sidecars_spans_encode_to_the_stock_encoders_bytes(live: Traci
     assert {s.kind for s in spans} == {SpanKind.SERVER, SpanKind.CLIENT}
     assert any(s.events for s in spans) and any(s.status.description for s in spans)
     encoder = SpanEncoder()
-    assert encoder.encode_request(spans) == stock(spans)
-    assert encoder.encode_request(spans) == stock(spans)  # again, from its kept encodings
-    assert encoder.encode_request(spans[:1]) == stock(spans[:1])
+    assert encoded(encoder, spans) == stock(spans)
+    assert encoded(encoder, spans) == stock(spans)  # again, from its kept encodings
+    assert encoded(encoder, spans[:1]) == stock(spans[:1])
+    assert encoder.request([]) == b""
 
 
 #: one provider for the spans made by hand, as the sidecar has one
@@ -157,21 +166,37 @@ def test_every_attribute_value_encodes_as_the_stock_encoder_does(value: object) 
     """Values of every type OTLP carries (negative ints, floats, bools, bytes, lists, empty
     strings and names) are written as the stock encoder writes them."""
     span = made({"a": value, "b": "x"})
-    assert SpanEncoder().encode_request([span]) == stock([span])
+    assert encoded(SpanEncoder(), [span]) == stock([span])
 
 
 def test_what_it_does_not_write_goes_through_the_stock_encoder() -> None:
-    """A link or an int past 64 bits: the gRPC exporter falls back to the stock encoder, so a
-    span is never sent wrong."""
+    """A link, an int past 64 bits, another tracer's span: queued as spans and sent through
+    the stock encoder, in the same request as the encoded ones, so none is sent wrong."""
+    plain = made({"a": "b"})
     linked = made({}, links=[Link(made({}).context)])
     huge = made({"big": 1 << 64})
-    for span in (linked, huge):
-        assert SpanEncoder().encode_request([span]) is None
+    other = PROVIDER.get_tracer("other").start_span("o")
+    other.end()
+    foreign = EXPORTER.get_finished_spans()[-1]
+    encoder = SpanEncoder()
+    assert encoder.encode_span(plain) is not None
+    for span in (linked, huge, foreign):
+        assert encoder.encode_span(span) is None
     exporter = EncodingGrpcExporter(endpoint="http://127.0.0.1:9", insecure=True, timeout=1)
     try:
-        assert exporter._translate_data([linked]) == encode_spans([linked])
-        plain = made({"a": "b"})
-        assert exporter._translate_data([plain]) == encode_spans([plain])
+        for batch in ([plain, linked, huge, foreign], [linked], [plain]):
+            queued = [exporter.encode(span) or span for span in batch]
+            request = exporter._translate_data(queued)
+            sent = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+            expected = [
+                s
+                for rs in encode_spans(batch).resource_spans
+                for ss in rs.scope_spans
+                for s in ss.spans
+            ]
+            assert sorted(sent, key=lambda s: s.span_id) == sorted(
+                expected, key=lambda s: s.span_id
+            )
     finally:
         exporter.shutdown()
 
@@ -180,5 +205,47 @@ def test_the_kept_encodings_are_bounded() -> None:
     """Paths that never repeat do not grow the encoder's memory without bound."""
     encoder = SpanEncoder()
     spans = [made({"url.path": f"/item/{i}"}) for i in range(MAX_CACHED + 10)]
-    assert encoder.encode_request(spans) == stock(spans)
+    assert encoded(encoder, spans) == stock(spans)
     assert len(encoder._attributes) <= MAX_CACHED
+
+
+class RecordingEncoder(SpanExporter):
+    """An encoding exporter that records what the processor queued and sent."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.encoder = SpanEncoder()
+        self.fail = fail
+        self.batches: list[list[bytes | ReadableSpan]] = []
+
+    def encode(self, span: ReadableSpan) -> bytes | None:
+        if self.fail:
+            raise RuntimeError("encoder bug")
+        return self.encoder.encode_span(span)
+
+    def export_encoded(self, batch: Sequence[bytes | ReadableSpan]) -> SpanExportResult:
+        self.batches.append(list(batch))
+        return SpanExportResult.SUCCESS
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise AssertionError("an encoding exporter gets export_encoded")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_queue_holds_bytes_for_an_encoding_exporter(fail: bool) -> None:
+    """Ended spans wait as bytes (never walked by the garbage collector); an encoder that
+    raises does not fail the call that ended the span: its spans are queued as they are."""
+    exporter = RecordingEncoder(fail)
+    processor = BoundedBatchSpanProcessor(exporter, max_export_batch_size=4, schedule_delay=60)
+    assert isinstance(exporter, EncodingExporter)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    try:
+        for _ in range(6):
+            provider.get_tracer("sidecar").start_span("s").end()
+        assert processor.force_flush(5_000)
+        sent = [item for batch in exporter.batches for item in batch]
+        assert len(sent) == 6 and processor.exported == 6
+        kinds = {type(item) for item in sent}
+        assert kinds == ({ReadableSpan} if fail else {bytes})
+    finally:
+        processor.shutdown(1.0)
