@@ -412,10 +412,8 @@ class Sidecar:
         try:
             await _listen("grpc", address, self.grpc.start(host, port))
         except BaseException:
-            # the http listener is up already: close it too (nothing else would)
             self.grpc = None
-            self.http.stop_accepting()
-            await self.http.drain(0)
+            await self._close_started_listeners()
             raise
 
     async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
@@ -426,14 +424,16 @@ class Sidecar:
         try:
             await _listen("inbound", address, self.inbound.start(host, port))
         except BaseException:
-            # the other listeners are up already: close them too (nothing else would)
             self.inbound = None
-            self.http.stop_accepting()
-            await self.http.drain(0)
-            if self.grpc is not None:
-                self.grpc.stop_accepting()
-                await self.grpc.drain(0)
+            await self._close_started_listeners()
             raise
+
+    async def _close_started_listeners(self) -> None:
+        """A listener failed to start after others did: close those (nothing else would)."""
+        for listener in (self.http, self.grpc):
+            if listener is not None:
+                listener.stop_accepting()
+                await listener.drain(0)
 
     def _log_unrouted(self, exchange: Exchange, error: SidecarError) -> None:
         # read per unrouted call (an error path): a reload may turn the access log on or off

@@ -21,6 +21,7 @@ updated on the event loop). Not here: the metric families themselves
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from time import perf_counter, time
 from typing import Any
 
@@ -36,13 +37,10 @@ CLIENT_CLOSED = 499
 GRPC_CANCELLED, GRPC_INTERNAL = 1, 13
 
 
-def factory(ctx: RouteContext) -> Filter:
-    if ctx.listener == GRPC_LISTENER:
-        return _grpc_factory(ctx)
-    rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
-    observe = rm.duration.observe
-    in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no method call
-    count = rm.count
+def _error_recorder(ctx: RouteContext) -> Callable[[Exchange, str, int, str], None]:
+    """``error(exchange, reason, status, detail)``: count a sidecar decision in
+    ``sidecar_errors_total`` and keep it for the dashboard's "recent errors" (a bounded deque).
+    ``status`` is what the app got: the HTTP status, or the gRPC code on the gRPC listener."""
     errors = ctx.metrics.errors
     recent = ctx.metrics.recent_errors.append
     listener, upstream, route = ctx.listener, ctx.upstream_name, ctx.route
@@ -54,7 +52,6 @@ def factory(ctx: RouteContext) -> Filter:
         if child is None:
             child = reasons[reason] = errors.labels(listener, upstream, reason)
         child.inc()
-        # the dashboard's "recent errors" (bounded deque; an error path only)
         recent(
             {
                 "ts": time(),
@@ -68,6 +65,18 @@ def factory(ctx: RouteContext) -> Filter:
                 "detail": detail[:200],
             }
         )
+
+    return error
+
+
+def factory(ctx: RouteContext) -> Filter:
+    if ctx.listener == GRPC_LISTENER:
+        return _grpc_factory(ctx)
+    rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
+    observe = rm.duration.observe
+    in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no method call
+    count = rm.count
+    error = _error_recorder(ctx)
 
     async def metrics(exchange: Exchange, call_next: Handler) -> Response:
         in_flight.value += 1
@@ -101,29 +110,7 @@ def _grpc_factory(ctx: RouteContext) -> Filter:
     observe = rm.duration.observe
     in_flight = rm.in_flight
     count = rm.count
-    errors = ctx.metrics.errors
-    recent = ctx.metrics.recent_errors.append
-    listener, upstream, route = ctx.listener, ctx.upstream_name, ctx.route
-    reasons: dict[str, Any] = {}
-
-    def error(exchange: Exchange, reason: str, code: int, detail: str) -> None:
-        child = reasons.get(reason)
-        if child is None:
-            child = reasons[reason] = errors.labels(listener, upstream, reason)
-        child.inc()
-        recent(
-            {
-                "ts": time(),
-                "listener": listener,
-                "upstream": upstream,
-                "route": route,
-                "reason": reason,
-                "status": code,
-                "method": exchange.method,
-                "path": exchange.path[:200],
-                "detail": detail[:200],
-            }
-        )
+    error = _error_recorder(ctx)
 
     async def metrics(exchange: Exchange, call_next: Handler) -> Response:
         in_flight.value += 1
