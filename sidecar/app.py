@@ -31,6 +31,7 @@ from .exchange import Exchange, Response
 from .filters import access_log
 from .grpc.adapter import GRPC_ADAPTER
 from .grpc.channels import ChannelConfigError
+from .grpc.h2_listener import H2GrpcListener
 from .grpc.listener import GrpcListener
 from .grpc.routes import GrpcRoutes
 from .grpc.wire import GRPC_LISTENER
@@ -83,7 +84,7 @@ class Sidecar:
         self.plugin_sections: dict[str, BaseModel] = {}
         self.http: HttpListener | None = None
         #: the gRPC egress listener (``grpc``), unless ``grpc.enabled`` is false.
-        self.grpc: GrpcListener | None = None
+        self.grpc: GrpcListener | H2GrpcListener | None = None
         #: the mTLS listener in front of the app (``inbound``), when configured.
         self.inbound: InboundListener | None = None
         self.admin: AdminServer | None = None
@@ -406,7 +407,8 @@ class Sidecar:
 
     async def _start_grpc(self, address: str, table: GrpcRoutes) -> None:
         assert self.http is not None
-        self.grpc = GrpcListener(self.config.grpc, table, self.metrics, self)
+        front = H2GrpcListener if self.config.grpc.server == "h2" else GrpcListener
+        self.grpc = front(self.config.grpc, table, self.metrics, self)
         self.grpc.on_unrouted = self._log_unrouted
         host, port = split_address(address)
         try:
@@ -460,7 +462,7 @@ class Sidecar:
         self.state = "draining"
         grace = self.config.shutdown.drain_timeout
         try:
-            listeners: list[HttpListener | GrpcListener] = [
+            listeners: list[HttpListener | GrpcListener | H2GrpcListener] = [
                 x for x in (self.http, self.grpc, self.inbound) if x is not None
             ]
             if listeners:

@@ -199,6 +199,9 @@ class GrpcListenerConfig(Model):
     max_metadata_size: Size = Field(60 * 1024, ge=1024)
     #: streams (calls) in flight on one app connection.
     max_concurrent_streams: int = Field(1024, ge=1, le=100_000)
+    #: what serves the port: ``grpcio`` (a grpc.aio server) or ``h2`` (the HTTP/2 front:
+    #: routes by ``:authority``, about half the CPU per call; docs/grpc.md).
+    server: Literal["grpcio", "h2"] = "grpcio"
 
 
 class ShutdownConfig(Model):

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import httpx
+import pytest
 import yaml
 from aiohttp import web
 from google.protobuf import descriptor_pb2
@@ -22,10 +23,14 @@ from sidecar.app import Sidecar
 from sidecar.config import DEFAULT_CONFIG_NAME
 from sidecar.testing import FakeUpstream, running_sidecar
 from sidecar.v1 import admin_pb2, admin_pb2_grpc
+from tests.integration.grpc_servers import grpc_server  # noqa: F401 - the fixture
 
 from .grpc_upstream import SERVICE, EchoUpstream
 from .sidecar_grpc import own_services
 from .test_circuit_breaker import Switchable
+
+#: every test here runs against both servers of the gRPC port (grpc.server: grpcio, h2)
+pytestmark = pytest.mark.usefixtures("grpc_server")
 
 #: every wait on a condition is bounded by this (seconds).
 WAIT = 10.0
@@ -163,6 +168,8 @@ async def test_reload_applies_a_valid_config_and_reports_restart_only_keys(tmp_p
             new = {
                 **LISTENERS,
                 "http": {"address": "127.0.0.1:1"},  # a listener address: restart only
+                # the gRPC port's server as running (the grpc_server parameter)
+                "grpc": {**LISTENERS["grpc"], "server": s.config.grpc.server},
                 "upstreams": {"pay": {"url": up.url}, "extra": {"url": up.url}},
             }
             path.write_text(yaml.safe_dump(new, sort_keys=False))

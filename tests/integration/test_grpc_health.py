@@ -19,10 +19,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sidecar.app import Sidecar
 from sidecar.testing import FakeUpstream, running_sidecar
 from tests.grpc_echo import echo_pb2, echo_pb2_grpc
+from tests.integration.grpc_servers import grpc_server  # noqa: F401 - the fixture
 
 from .grpc_upstream import SERVICE, EchoUpstream
 from .sidecar_grpc import own_services
 from .test_circuit_breaker import Switchable, call_until
+
+#: every test here runs against both servers of the gRPC port (grpc.server: grpcio, h2)
+pytestmark = pytest.mark.usefixtures("grpc_server")
 
 #: every wait on a condition is bounded by this (seconds).
 WAIT = 10.0

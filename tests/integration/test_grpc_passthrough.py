@@ -24,8 +24,12 @@ from sidecar.testing import SidecarProcess, async_wait_until, running_sidecar
 from sidecar.tls import certs
 from tests.grpc_echo import echo_pb2 as pb
 from tests.grpc_echo import echo_pb2_grpc
+from tests.integration.grpc_servers import grpc_server  # noqa: F401 - the fixture
 from tests.integration.grpc_upstream import SERVICE, EchoUpstream
 from tests.integration.mtls_pki import Pki
+
+#: every test here runs against both servers of the gRPC port (grpc.server: grpcio, h2)
+pytestmark = pytest.mark.usefixtures("grpc_server")
 
 MiB = 1024 * 1024
 #: the app's channel: big messages allowed both ways (the sidecar's limits are under test)
@@ -315,6 +319,42 @@ async def test_an_unknown_service_is_unimplemented_by_the_sidecar() -> None:
             await other(b"", timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "billing.v1.Billing" in (err.value.details() or "")
+    assert dict(err.value.trailing_metadata() or ())["x-sidecar-error"] == "no_route"
+    assert up.calls == []
+
+
+async def test_the_authority_naming_an_upstream_routes_to_it(grpc_server: str) -> None:  # noqa: F811
+    """A channel whose ``:authority`` (``grpc.default_authority``) names an upstream reaches
+    it, whatever the service; grpcio cannot tell a server the authority (grpc/grpc#38906), so
+    there the call is routed by service only: UNIMPLEMENTED for a service no upstream lists."""
+    async with EchoUpstream() as up:
+        cfg = {"upstreams": {"echo": {"adapter": "grpc", "url": up.url}}}  # no services
+        async with running_sidecar(cfg) as s:
+            options = [("grpc.default_authority", "echo:443")]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}", options) as ch:
+                stub = echo_pb2_grpc.EchoStub(ch)
+                if grpc_server == "h2":
+                    r = await stub.Unary(pb.EchoRequest(payload=b"by authority"), timeout=10)
+                    assert r.payload == b"by authority"
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await stub.Unary(pb.EchoRequest(), timeout=10)
+                    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+                    assert dict(err.value.trailing_metadata() or ())["x-sidecar-error"] == (
+                        "no_route"
+                    )
+    assert len(up.calls) == (1 if grpc_server == "h2" else 0)
+
+
+async def test_an_unknown_authority_and_service_is_unimplemented() -> None:
+    """An authority naming no upstream and a service none serves: UNIMPLEMENTED
+    (``x-sidecar-error: no_route``), the upstream never called."""
+    async with EchoUpstream() as up, through_sidecar(up) as (s, _stub, _ch):
+        options = [("grpc.default_authority", "billing")]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}", options) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await ch.unary_unary("/billing.v1.Billing/Charge")(b"", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert dict(err.value.trailing_metadata() or ())["x-sidecar-error"] == "no_route"
     assert up.calls == []
 

@@ -1,0 +1,364 @@
+"""The HTTP/2 front of the gRPC port (``grpc.server: h2``): the app's gRPC calls read and written
+at the frame level with the ``h2`` library, through the same route table and filter chains as
+the grpc.aio listener (:mod:`.listener`), for about half its CPU per call (docs/grpc.md).
+
+Each call's HEADERS become the :class:`~sidecar.exchange.Exchange` of :mod:`sidecar.grpc.wire`
+(metadata as headers, messages as the body, ``grpc-timeout`` as the deadline), and ``host`` is
+the ``:authority``, which grpc.aio cannot tell a server: routing by authority works here. The
+answer is written as gRPC servers write it: HEADERS with the initial metadata, each message
+framed (waiting for the app's flow-control window), then trailers; a trailers-only HEADERS
+block when there is neither a message nor initial metadata.
+
+The sidecar's own services (health, admin API, reflection: :mod:`.services`) are served by an
+internal grpc.aio server on 127.0.0.1:0; calls to them are relayed there with the ``grpc``
+adapter's handler (an adapter instance of this listener, with its own metrics registry: these
+calls are not the app's traffic and run no filter chain, as with the grpc.aio listener).
+
+Cleartext HTTP/2 with prior knowledge only (the port is loopback, as gRPC channels connect to
+it). No ``grpc-encoding``: a call that names one is UNIMPLEMENTED, a compressed message INTERNAL.
+The deadline is the app's to enforce (its gRPC library resets the stream when it passes, which
+cancels the call); the upstream call gets it too. Metadata past ``max_metadata_size`` closes the
+connection (h2 refuses a header block over the advertised SETTINGS_MAX_HEADER_LIST_SIZE).
+"""
+
+from __future__ import annotations
+
+__all__ = ["H2GrpcListener"]
+
+import asyncio
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import h2.config
+import h2.settings
+
+from ..chain import Handler
+from ..config.models import UpstreamConfig
+from ..errors import SidecarError
+from ..exchange import Exchange, Headers, Response
+from ..registry import AdapterServices
+from .adapter import GrpcAdapter
+from .h2_connection import H2Connection, H2Stream, StreamGone
+from .h2_messages import CONTENT_TYPE, read_request, response_head, trailers_block
+from .metadata import response_metadata
+from .routes import GrpcRoutes
+from .services import SERVICE_NAMES, SidecarServices, add_services
+from .wire import GRPC_LISTENER, error_response
+
+if TYPE_CHECKING:
+    from ..app import Sidecar
+    from ..config.models import GrpcListenerConfig
+    from ..telemetry.metrics import Metrics
+
+log = logging.getLogger("sidecar.grpc")
+
+#: each stream's receive window: what one call may have in flight toward the sidecar.
+STREAM_WINDOW = 1 << 20
+#: the connection's receive window (all its calls together).
+CONNECTION_WINDOW = 16 << 20
+#: after the grace, cut calls get this long to unwind before the sidecar closes its channels.
+DRAIN_UNWIND = 1.0
+#: the sidecar's own services' method paths start with one of these.
+OWN_PREFIXES = tuple(
+    f"/{name}/" for name in (*SERVICE_NAMES, "grpc.reflection.v1.ServerReflection")
+)
+
+
+class EncodingUnsupported(SidecarError):
+    """The app compressed its call (``grpc-encoding``); this listener takes identity only."""
+
+    status, grpc_code, code = 415, 12, "bad_request"
+
+
+class MessageTooLarge(SidecarError):
+    """A response message over ``grpc.max_send_message_size``."""
+
+    status, grpc_code, code = 502, 8, "body_too_large"
+
+
+class H2GrpcListener:
+    """The gRPC port on h2: server, connections, route table, calls in flight, draining."""
+
+    def __init__(
+        self, cfg: GrpcListenerConfig, routes: GrpcRoutes, metrics: Metrics, sidecar: Sidecar
+    ) -> None:
+        self.cfg = cfg
+        #: the live route table; a reload swaps it (calls in flight keep their handlers).
+        self.routes = routes
+        self.metrics = metrics
+        self.sidecar = sidecar
+        self.port = 0
+        self.active = 0
+        self.draining = False
+        self.max_receive = cfg.max_receive_message_size
+        self.max_send = cfg.max_send_message_size
+        self.h2_config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # what this listener sends was checked as it was built (metadata.response_metadata)
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        codes = h2.settings.SettingCodes
+        self.h2_settings: dict[h2.settings.SettingCodes | int, int] = {
+            codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            codes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
+            codes.MAX_HEADER_LIST_SIZE: cfg.max_metadata_size,
+        }
+        self.connection_window = CONNECTION_WINDOW
+        self.connections: set[H2Connection] = set()
+        self.server: asyncio.Server | None = None
+        self.services: SidecarServices | None = None
+        self._internal: Any = None
+        self._own_adapter: GrpcAdapter | None = None
+        self._own: Handler | None = None
+        self._idle = asyncio.Event()
+        #: called for a call that matched no route (access log).
+        self.on_unrouted: Callable[[Exchange, SidecarError], None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        internal = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.services = add_services(internal, self.sidecar)
+        self._internal = internal
+        try:
+            own_port = internal.add_insecure_port("127.0.0.1:0")
+            await internal.start()
+            adapter = GrpcAdapter(AdapterServices(_own_metrics(), log))
+            self._own_adapter = adapter
+            own = UpstreamConfig(adapter="grpc", url=f"grpc://127.0.0.1:{own_port}")
+            self._own = adapter.handler("sidecar", own)
+            loop = asyncio.get_running_loop()
+            self.server = await loop.create_server(
+                lambda: H2Connection(self), host, port, backlog=1024, reuse_address=True
+            )
+        except BaseException:
+            await self._close_own()
+            raise
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    # --- calls -------------------------------------------------------------------------------
+
+    def begin(self, stream: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        """A call's HEADERS came: check them and start its task."""
+        head = read_request(headers)
+        if not head.content_type.startswith(CONTENT_TYPE):
+            _answer_http(stream, b"415")
+            return
+        if head.encoding and head.encoding != b"identity":
+            encoding = head.encoding.decode("latin-1")[:50]
+            self.refuse(stream, EncodingUnsupported(f"grpc-encoding {encoding!r} is not taken"))
+            return
+        self.active += 1
+        stream.task = asyncio.get_running_loop().create_task(self._call(stream, head))
+
+    async def _call(self, stream: H2Stream, head: Any) -> None:
+        path = head.path
+        ex = Exchange(
+            "POST",
+            path,
+            Headers.wrap(head.metadata),
+            body=stream,
+            body_length=None,
+            client=stream.conn.client,
+            listener=GRPC_LISTENER,
+            http_version="2",
+            start=perf_counter(),
+        )
+        ex.host = head.authority
+        if head.timeout is not None:
+            ex.deadline = stream.conn.loop.time() + head.timeout
+        try:
+            if path.startswith(OWN_PREFIXES) and self._own is not None:
+                try:
+                    resp = await self._own(ex)
+                except SidecarError as e:
+                    resp = error_response(e)
+            else:
+                try:
+                    route, upstream_path = self.routes.resolve(path, ex.host, ex.headers)
+                except SidecarError as e:
+                    self._count_unrouted(ex, e)
+                    resp = error_response(e)
+                else:
+                    ex.path = upstream_path
+                    ex.upstream = route.upstream
+                    ex.route = route.name
+                    try:
+                        resp = await route.handler(ex)
+                    except Exception:  # rescue answers everything; a chain without it must not
+                        log.exception("unexpected error outside the filter chain")
+                        resp = error_response(SidecarError("unexpected error in the sidecar"))
+            await _write(stream, ex, resp, self.max_send)
+        finally:
+            self.active -= 1
+            stream.conn.forget(stream)
+            if self.draining and not self.active:
+                self._idle.set()
+
+    def refuse(self, stream: H2Stream, error: SidecarError) -> None:
+        """Answer ``error`` at once (a bad message, an encoding) and cancel the call's task."""
+        try:
+            block = trailers_block(error_response(error).trailers or Headers(), only=True)
+            if stream.sent_head:
+                block = block[2:]
+            stream.send_headers(block, end=True)
+        except StreamGone:
+            pass
+        stream.finish()
+        if stream.task is not None:
+            stream.task.cancel()
+        else:
+            stream.conn.forget(stream)
+
+    def _count_unrouted(self, ex: Exchange, error: SidecarError) -> None:
+        self.metrics.requests.labels(GRPC_LISTENER, "", "", str(error.grpc_code)).inc()
+        self.metrics.errors.labels(GRPC_LISTENER, "", error.code).inc()
+        if self.on_unrouted is not None:
+            self.on_unrouted(ex, error)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        """No new connections; open ones get GOAWAY naming their last call (new calls on them
+        are refused, which gRPC clients retry elsewhere); health turns NOT_SERVING and its
+        ``Watch`` streams end."""
+        self.draining = True
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            conn.refuse_new()
+        if self.services is not None:
+            self.services.drain()
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` for calls in flight, cut the rest; say how many were cut."""
+        if not self.draining:
+            self.stop_accepting()
+        if self.active:
+            self._idle.clear()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+        left = self.active
+        if left:
+            for conn in list(self.connections):
+                for stream in list(conn.streams.values()):
+                    if stream.task is not None:
+                        stream.task.cancel()
+            try:
+                async with asyncio.timeout(DRAIN_UNWIND):
+                    while self.active:
+                        self._idle.clear()
+                        await self._idle.wait()
+            except TimeoutError:
+                log.warning("gRPC calls did not unwind in time")
+        for conn in list(self.connections):
+            conn.close()
+        await self._close_own()
+        return left
+
+    async def _close_own(self) -> None:
+        if self._internal is not None:
+            await self._internal.stop(0)
+            self._internal = None
+        if self.services is not None:
+            await self.services.aclose()
+        if self._own_adapter is not None:
+            await self._own_adapter.aclose()
+            self._own_adapter = None
+
+
+async def _write(stream: H2Stream, ex: Exchange, resp: Response, max_send: int) -> None:
+    """Write ``resp`` to the app: initial metadata, messages (each within the app's window),
+    then the status; the same outcomes as the grpc.aio listener's."""
+    sent = 0
+    ok = cut = False
+    try:
+        initial = response_metadata(resp.headers) if len(resp.headers) else ()
+        body = resp.body
+        try:
+            if isinstance(body, bytes):
+                if body:  # a body held whole (a plugin's answer): one message
+                    if len(body) > max_send:
+                        raise MessageTooLarge(f"a response message of {len(body)} bytes")
+                    stream.send_headers(response_head(initial))
+                    await stream.send_message(body)
+                    sent = len(body)
+            else:
+                async for message in body:
+                    if len(message) > max_send:
+                        raise MessageTooLarge(
+                            f"a response message of {len(message)} bytes is over the limit "
+                            f"({max_send})"
+                        )
+                    if not stream.sent_head:
+                        stream.send_headers(response_head(initial))
+                    await stream.send_message(message)
+                    sent += len(message)
+        except SidecarError as e:
+            log.info(
+                "response stream aborted",
+                extra={"fields": {"upstream": ex.upstream, "reason": e.code}},
+            )
+            resp.trailers = error_response(e).trailers
+            cut = True
+        if initial and not stream.sent_head:
+            stream.send_headers(response_head(initial))
+        if resp.trailers is None:
+            resp.trailers = error_response(
+                SidecarError("the upstream's call ended without a status")
+            ).trailers
+        assert resp.trailers is not None
+        stream.send_headers(trailers_block(resp.trailers, only=not stream.sent_head), end=True)
+        ok = True
+    except asyncio.CancelledError:
+        raise
+    except StreamGone:
+        pass  # the app reset the call or left: it saw its outcome
+    except Exception:
+        log.debug("gRPC response not written in full", exc_info=True)
+    finally:
+        stream.finish()
+        if cut or not ok:
+            await _abandon(resp)
+        callbacks = resp.on_complete
+        if callbacks:
+            for done in callbacks:
+                try:
+                    done(ok, sent)
+                except Exception:
+                    log.exception("on_complete callback failed")
+
+
+async def _abandon(resp: Response) -> None:
+    """Close a response body that will not be written in full (its upstream call is cancelled)."""
+    body = resp.body
+    if not isinstance(body, bytes):
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
+                pass
+
+
+def _answer_http(stream: H2Stream, status: bytes) -> None:
+    """A request that is not gRPC: a bare HTTP status (415 for a wrong content type)."""
+    try:
+        stream.send_headers([(b":status", status)], end=True)
+    except StreamGone:
+        pass
+    stream.finish()
+    stream.conn.forget(stream)
+
+
+def _own_metrics() -> Metrics:
+    """A registry of their own for the relayed calls to the sidecar's services."""
+    from ..telemetry.metrics import Metrics as OwnMetrics  # noqa: PLC0415 - as app.py does
+
+    return OwnMetrics()
