@@ -38,8 +38,10 @@ OPTIONS = [
 
 
 class PassThrough(grpc.GenericRpcHandler):
-    def __init__(self, channel: aio.Channel) -> None:
+    def __init__(self, channel: aio.Channel, unary_suffix: str | None = None) -> None:
         self.channel = channel
+        #: methods ending in this are proxied as unary_unary (cardinality known, e.g. from config)
+        self.unary_suffix = unary_suffix
         self.handlers: dict[str, Any] = {}  # built once per method name
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
@@ -50,6 +52,8 @@ class PassThrough(grpc.GenericRpcHandler):
         return handler
 
     def _handler(self, method: str) -> Any:
+        if self.unary_suffix and method.endswith(self.unary_suffix):
+            return self._unary_handler(method)
         multi = self.channel.stream_stream(method)
 
         async def relay(
@@ -72,12 +76,36 @@ class PassThrough(grpc.GenericRpcHandler):
 
         return grpc.stream_stream_rpc_method_handler(relay)
 
+    def _unary_handler(self, method: str) -> Any:
+        single = self.channel.unary_unary(method)
 
-async def serve(listen: str, upstream: str) -> None:
+        async def relay(request: bytes, context: aio.ServicerContext) -> bytes:
+            metadata = [(k, v) for k, v in context.invocation_metadata() or () if k not in RESERVED]
+            call = single(request, metadata=metadata, timeout=context.time_remaining())
+            try:
+                response: bytes = await call
+            except aio.AioRpcError as e:
+                context.set_trailing_metadata(e.trailing_metadata() or ())
+                await context.abort(e.code(), e.details() or "")
+            initial = await call.initial_metadata()
+            if initial:
+                await context.send_initial_metadata(initial)
+            trailing = await call.trailing_metadata()
+            if trailing:
+                context.set_trailing_metadata(trailing)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(relay)
+
+
+async def serve(listen: str, upstream: str, unary_suffix: str | None) -> None:
     channel = aio.insecure_channel(upstream, options=OPTIONS)
-    server = aio.server(options=[*OPTIONS, ("grpc.max_concurrent_streams", 10_000)])
-    server.add_generic_rpc_handlers((PassThrough(channel),))
-    server.add_insecure_port(listen)
+    server = aio.server(
+        options=[*OPTIONS, ("grpc.max_concurrent_streams", 10_000), ("grpc.so_reuseport", 0)]
+    )
+    server.add_generic_rpc_handlers((PassThrough(channel, unary_suffix),))
+    if not server.add_insecure_port(listen):
+        raise SystemExit(f"cannot listen on {listen}")
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,13 +122,18 @@ def main() -> None:
     p.add_argument("--listen", required=True)
     p.add_argument("--upstream", required=True)
     p.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop")
+    p.add_argument(
+        "--unary-suffix",
+        help="proxy methods ending in this as unary_unary (what knowing each method's "
+        "cardinality, e.g. from config, would allow); default: every method stream_stream",
+    )
     args = p.parse_args()
     if not args.no_uvloop:
         with contextlib.suppress(ImportError):
             import uvloop
 
             uvloop.install()
-    asyncio.run(serve(args.listen, args.upstream))
+    asyncio.run(serve(args.listen, args.upstream, args.unary_suffix))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def main() -> None:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.max_concurrent_streams", 10_000),
+            ("grpc.so_reuseport", 0),  # a port taken by another process is an error
         ],
     )
     server.add_generic_rpc_handlers(

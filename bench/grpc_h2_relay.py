@@ -358,7 +358,7 @@ async def serve(listen: str, upstream: str, window: int) -> None:
     for w in waiters:
         w.cancel()
     server.close()
-    if up.closed.done():
+    if not stop.is_set():
         raise SystemExit("upstream connection lost (this prototype does not reconnect)")
 
 

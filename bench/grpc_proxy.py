@@ -93,6 +93,11 @@ PEERS = {
     "grpc-aio": "grpc.aio pass-through (floor)",
     "h2-relay": "h2 frame relay (prototype)",
 }
+#: peers run only when named in --only
+OPTIONAL_PEERS = {
+    "grpc-aio-unary": "grpc.aio pass-through, unary_unary for unary methods",
+}
+LABELS = {**PEERS, **OPTIONAL_PEERS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,13 +206,13 @@ def wait_grpc(target: Target, workload: Workload, timeout: float) -> str | None:
 
 
 def start_python_peer(
-    procs: hp.Processes, tmp: Path, key: str, script: str, upstream: str
+    procs: hp.Processes, tmp: Path, key: str, script: str, upstream: str, *extra: str
 ) -> Target:
     port = hp.free_port()
     log = tmp / f"{key}.log"
     argv = [PYTHON, str(BENCH / script), "--listen", f"127.0.0.1:{port}", "--upstream", upstream]
-    proc = procs.start(argv, PROXY_CORE, log)
-    return Target(key, PEERS[key], f"127.0.0.1:{port}", [proc.pid], proc, log)
+    proc = procs.start([*argv, *extra], PROXY_CORE, log)
+    return Target(key, LABELS[key], f"127.0.0.1:{port}", [proc.pid], proc, log)
 
 
 def start_sidecar(
@@ -312,6 +317,7 @@ def run_one(
     frames0 = relay_counters(t) if t.key == "h2-relay" else None
     stats0 = upstream_stats(upstream.address)
     req_log = tmp / "h2load-requests.tsv"
+    req_log.unlink(missing_ok=True)  # h2load appends to an existing log file
     cpu0, up0 = hp.tree_cpu(t.cpu_pids), hp.tree_cpu(upstream.cpu_pids)
     busy0, own0, t0 = hp.busy_ticks(), hp.own_ticks(own), time.monotonic()
     core0, load0 = hp.core_ticks(PROXY_CORE), hp.core_ticks(LOAD_CORE)
@@ -493,7 +499,7 @@ def report(
             notes.append(f"**{t.label}** did not start: {t.broken}")
     verdict = []
     for t in targets:
-        if t.key.startswith("sidecar") or t.key in ("grpc-aio", "h2-relay"):
+        if t.key != "direct":
             parts = []
             for w in workloads:
                 m2 = med.get((t.key, w.key))
@@ -562,7 +568,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "as most servers)",
     )
     p.add_argument(
-        "--only", default=",".join(keys), help=f"configs to run (default all: {','.join(keys)})"
+        "--only",
+        default=",".join(keys),
+        help=f"configs to run (default all of {','.join(keys)}; also: {','.join(OPTIONAL_PEERS)})",
     )
     p.add_argument("--sidecar-bin", default=str(hp.DEFAULT_SIDECAR), help="sidecar executable")
     p.add_argument("--sidecar-args", default="", help="extra arguments for every `sidecar run`")
@@ -606,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(extra, dict):
             sys.exit(f"--variant {spec!r}: expected LABEL=<YAML mapping>")
         variants.append(SidecarVariant(f"variant{i}", f"sidecar ({label})", extra))
-    unknown = set(wanted) - {*PEERS, *(v.key for v in SIDECAR_VARIANTS)}
+    unknown = set(wanted) - {*LABELS, *(v.key for v in SIDECAR_VARIANTS)}
     if unknown:
         sys.exit(f"--only: unknown config(s) {sorted(unknown)}")
     os.sched_setaffinity(0, {LOAD_CORE})
@@ -677,9 +685,14 @@ def _run(
     targets: list[Target] = []
     if "direct" in wanted:
         targets.append(Target("direct", PEERS["direct"], up_addr, []))
-    for key, script in (("grpc-aio", "grpc_aio_passthrough.py"), ("h2-relay", "grpc_h2_relay.py")):
+    peers = [
+        ("grpc-aio", "grpc_aio_passthrough.py"),
+        ("grpc-aio-unary", "grpc_aio_passthrough.py", "--unary-suffix", "Unary"),
+        ("h2-relay", "grpc_h2_relay.py"),
+    ]
+    for key, script, *extra in peers:
         if key in wanted:
-            targets.append(start_python_peer(procs, tmp, key, script, up_addr))
+            targets.append(start_python_peer(procs, tmp, key, script, up_addr, *extra))
     for v in variants:
         targets.append(start_sidecar(procs, tmp, v, up_addr, args))
     for t in targets:
