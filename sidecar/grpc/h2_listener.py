@@ -151,7 +151,6 @@ class H2GrpcListener:
             encoding = head.encoding.decode("latin-1")[:50]
             self.refuse(stream, EncodingUnsupported(f"grpc-encoding {encoding!r} is not taken"))
             return
-        self.active += 1
         stream.task = asyncio.get_running_loop().create_task(self._call(stream, head))
 
     async def _call(self, stream: H2Stream, head: Any) -> None:
@@ -170,6 +169,8 @@ class H2GrpcListener:
         ex.host = head.authority
         if head.timeout is not None:
             ex.deadline = stream.conn.loop.time() + head.timeout
+        # counted once running: a task cancelled before its first step never runs this body
+        self.active += 1
         try:
             if path.startswith(OWN_PREFIXES) and self._own is not None:
                 try:
@@ -208,10 +209,9 @@ class H2GrpcListener:
         except StreamGone:
             pass
         stream.finish()
+        stream.conn.forget(stream)
         if stream.task is not None:
             stream.task.cancel()
-        else:
-            stream.conn.forget(stream)
 
     def _count_unrouted(self, ex: Exchange, error: SidecarError) -> None:
         self.metrics.requests.labels(GRPC_LISTENER, "", "", str(error.grpc_code)).inc()
