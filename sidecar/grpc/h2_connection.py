@@ -152,6 +152,7 @@ class H2Stream:
             self.error = error
             self.buf.clear()
             self.scan = 0
+            self._ack()  # what was received counts against the connection's window too
             self.conn.listener.refuse(self, error)
         self._wake()
 
@@ -218,7 +219,10 @@ class H2Stream:
 
     def finish(self) -> None:
         """After the answer's END_STREAM: a request stream still open is reset (NO_ERROR), as
-        gRPC servers tell an app that its further messages are not wanted."""
+        gRPC servers tell an app that its further messages are not wanted. Bytes received and
+        never read are acknowledged: the connection's window must not shrink for good."""
+        self.buf.clear()
+        self._ack()
         if not self.ended and not self.gone:
             try:
                 self.h2.reset_stream(self.sid, _NO_ERROR)
@@ -378,6 +382,7 @@ class H2Connection(asyncio.Protocol):
     def _reset(self, sid: int) -> None:
         stream = self.streams.pop(sid, None)
         if stream is not None:
+            stream._ack()
             stream.gone = True
             stream._wake()
             if stream.task is not None:

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from sidecar.app import Sidecar
-from sidecar.grpc.h2_listener import H2GrpcListener
+from sidecar.grpc.h2_listener import CONNECTION_WINDOW, H2GrpcListener
 from sidecar.testing import async_wait_until, running_sidecar
 from tests.grpc_echo import echo_pb2 as pb
 from tests.grpc_echo import echo_pb2_grpc
@@ -120,3 +120,21 @@ async def test_drain_lets_a_call_finish_refuses_new_ones_and_counts_what_it_cuts
         assert cut == 1
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+async def test_refused_messages_do_not_shrink_the_connections_window() -> None:
+    """Messages refused for their size (their bytes never read) are still acknowledged: after
+    more refused bytes than the connection's whole window, the same channel's calls pass."""
+    async with EchoUpstream() as up, h2_sidecar(up) as s:
+        assert isinstance(s.grpc, H2GrpcListener)
+        s.grpc.max_receive = 1024
+        frame = 16 * 1024  # what arrives of a refused message before its call is reset
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+            stub = echo_pb2_grpc.EchoStub(channel)
+            for _ in range(CONNECTION_WINDOW // frame + 100):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.Unary(pb.EchoRequest(payload=b"x" * (frame + 1)), timeout=10)
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            r = await stub.Unary(pb.EchoRequest(payload=b"small"), timeout=10)
+    assert r.payload == b"small"
+    assert len(up.calls) == 1
