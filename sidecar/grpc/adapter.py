@@ -178,7 +178,11 @@ class GrpcAdapter(Adapter):
                 if len(methods) < MAX_METHODS:
                     methods[ex.path] = method
             call = method(metadata=metadata, timeout=timeout)
-            pump = loop.create_task(_send(call, ex.body))
+            writing = _Writing()
+            pump = loop.create_task(_send(call, ex.body, writing))
+            # a call that ends while the pump waits in ``write`` would hold it forever (grpc.aio's
+            # write waits for the call's start, which a call cancelled that early never makes)
+            call.add_done_callback(writing.release(pump))
             try:
                 response = await _answer(call, pump, where, ex.deadline)
             except BaseException as e:
@@ -190,18 +194,40 @@ class GrpcAdapter(Adapter):
         return call_upstream
 
 
-async def _send(call: Any, body: Body) -> BaseException | None:
+class _Writing:
+    """Whether the pump waits in ``call.write`` (set around each write: two stores a message)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = False
+
+    def release(self, pump: asyncio.Task[BaseException | None]) -> Any:
+        """The call's done callback: cancel the pump only if it is stuck in a write (never
+        while it reads the app's stream: see :func:`_send`)."""
+
+        def done(_call: Any) -> None:
+            if self.now and not pump.done():
+                pump.cancel()
+
+        return done
+
+
+async def _send(call: Any, body: Body, writing: _Writing) -> BaseException | None:
     """Send the request messages as the upstream takes them, then half-close. Returns the
     error of an app stream that broke (the call is cancelled then), else ``None``.
 
-    It is never cancelled: it ends when the call does (its next write fails) or the app's stream
-    does, which the app's own call bounds. A read of the app's stream cut short could lose a
-    message that a retry's replay buffer (:mod:`sidecar.resilience.replay`) keeps for the next
-    attempt."""
+    It is never cancelled while it reads the app's stream: it ends when the call does (its next
+    write fails, or the call's done callback cancels a write that would wait forever) or the
+    app's stream does, which the app's own call bounds. A read of the app's stream cut short
+    could lose a message that a retry's replay buffer (:mod:`sidecar.resilience.replay`) keeps
+    for the next attempt."""
     try:
         if isinstance(body, bytes):
             # a body buffered whole (a replay buffer, a plugin): one message
+            writing.now = True
             await call.write(body)
+            writing.now = False
         else:
             it = aiter(body)
             while True:
@@ -214,7 +240,10 @@ async def _send(call: Any, body: Body) -> BaseException | None:
                 except Exception as e:  # the app's stream broke: nothing more will come
                     call.cancel()
                     return e
+                writing.now = True
                 await call.write(message)
+                writing.now = False
+        writing.now = True
         await call.done_writing()
     except asyncio.CancelledError:
         raise
