@@ -199,9 +199,10 @@ class GrpcListenerConfig(Model):
     max_metadata_size: Size = Field(60 * 1024, ge=1024)
     #: streams (calls) in flight on one app connection.
     max_concurrent_streams: int = Field(1024, ge=1, le=100_000)
-    #: what serves the port: ``grpcio`` (a grpc.aio server) or ``h2`` (the HTTP/2 front:
-    #: routes by ``:authority``, about half the CPU per call; docs/grpc.md).
-    server: Literal["grpcio", "h2"] = "grpcio"
+    #: what serves the port: ``h2`` (the sidecar's HTTP/2 front: routes by ``:authority``,
+    #: about half the CPU per call) or ``grpcio`` (a grpc.aio server: takes compressed calls,
+    #: cannot route by authority); docs/grpc.md.
+    server: Literal["grpcio", "h2"] = "h2"
 
 
 class ShutdownConfig(Model):
