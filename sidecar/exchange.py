@@ -15,14 +15,27 @@ Header names are lower-case ``str``; values are ``str`` (latin-1, as HTTP/1.1 de
 
 from __future__ import annotations
 
-__all__ = ["Body", "Exchange", "Headers", "Response", "StashKey", "discard", "read_body"]
+__all__ = [
+    "Body",
+    "Exchange",
+    "Headers",
+    "Response",
+    "StashKey",
+    "close_body",
+    "completed",
+    "discard",
+    "read_body",
+]
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 from .errors import BodyTooLarge
 
 T = TypeVar("T")
+
+log = logging.getLogger("sidecar.exchange")
 
 #: A body: all of it (``bytes``) or a stream of chunks.
 Body = bytes | AsyncIterator[bytes]
@@ -278,3 +291,28 @@ async def discard(response: Response) -> None:
     if callbacks:
         for done in callbacks:
             done(False, 0)
+
+
+async def close_body(response: Response) -> None:
+    """Close a streaming body a listener will not write to its end (its upstream call or
+    connection is given up). Best effort: the body's owner logs its own errors."""
+    body = response.body
+    if not isinstance(body, bytes):
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: S110 - best effort, see above
+                pass
+
+
+def completed(response: Response, ok: bool, sent: int) -> None:
+    """Tell the response's ``on_complete`` callbacks how it ended (listeners call it once the
+    body was written, ``ok``, or abandoned); a failing callback is logged, the rest still run."""
+    callbacks = response.on_complete
+    if callbacks:
+        for done in callbacks:
+            try:
+                done(ok, sent)
+            except Exception:
+                log.exception("on_complete callback failed")

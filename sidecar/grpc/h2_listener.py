@@ -38,7 +38,7 @@ import h2.settings
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError
-from ..exchange import Exchange, Headers, Response
+from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..registry import AdapterServices
 from .adapter import GrpcAdapter
 from .h2_connection import H2Connection, H2Stream, StreamGone
@@ -325,26 +325,8 @@ async def _write(stream: H2Stream, ex: Exchange, resp: Response, max_send: int) 
     finally:
         stream.finish()
         if cut or not ok:
-            await _abandon(resp)
-        callbacks = resp.on_complete
-        if callbacks:
-            for done in callbacks:
-                try:
-                    done(ok, sent)
-                except Exception:
-                    log.exception("on_complete callback failed")
-
-
-async def _abandon(resp: Response) -> None:
-    """Close a response body that will not be written in full (its upstream call is cancelled)."""
-    body = resp.body
-    if not isinstance(body, bytes):
-        aclose = getattr(body, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
-                pass
+            await close_body(resp)
+        completed(resp, ok, sent)
 
 
 def _answer_http(stream: H2Stream, status: bytes) -> None:

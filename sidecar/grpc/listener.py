@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ..errors import SidecarError
-from ..exchange import Exchange, Response
+from ..exchange import Exchange, Response, close_body, completed
 from .metadata import headers_from_metadata, response_metadata, split_status
 from .routes import GrpcRoutes, authority_of
 from .services import SidecarServices, add_services
@@ -247,26 +247,8 @@ async def _write(context: Any, ex: Exchange, resp: Response) -> None:
         log.debug("gRPC response not written in full", exc_info=True)
     finally:
         if not ok:
-            await _abandon(resp)
-        callbacks = resp.on_complete
-        if callbacks:
-            for done in callbacks:
-                try:
-                    done(ok, sent)
-                except Exception:
-                    log.exception("on_complete callback failed")
-
-
-async def _abandon(resp: Response) -> None:
-    """Close a response body that will not be written in full (its upstream call is cancelled)."""
-    body = resp.body
-    if not isinstance(body, bytes):
-        aclose = getattr(body, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
-                pass
+            await close_body(resp)
+        completed(resp, ok, sent)
 
 
 def _client(peer: str | None) -> str:

@@ -13,14 +13,14 @@ says.
 
 from __future__ import annotations
 
-__all__ = ["REFUSED", "abandon", "refusal_bytes", "write_response"]
+__all__ = ["REFUSED", "refusal_bytes", "write_response"]
 
 import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SidecarError
-from ..exchange import Exchange, Headers, Response
+from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..http1 import FRAMING, STATUS_LINES
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     transport = conn.transport
     if transport is None or conn.closed:
         # the app went away first: its callbacks (access log, tracing) still hear the end
-        await abandon(resp)
-        _complete(resp, False, 0)
+        await close_body(resp)
+        completed(resp, False, 0)
         return False
     status = resp.status
     keep = (
@@ -55,7 +55,7 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     if line is None:
         # an interim or out-of-range status as the final answer would desynchronise the app
         log.error("a handler returned status %s; sent 502 instead", status)
-        await abandon(resp)
+        await close_body(resp)
         status = 502
         line = STATUS_LINES[502]
         resp.body = b""
@@ -88,12 +88,12 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
             out.append(body)
         transport.write(b"".join(out))
         if resp.on_complete:
-            _complete(resp, True, 0 if no_body else len(body))
+            completed(resp, True, 0 if no_body else len(body))
         return keep
     transport.write(b"".join(out))
     if no_body:
-        await abandon(resp)
-        _complete(resp, True, 0)
+        await close_body(resp)
+        completed(resp, True, 0)
         return keep
     return await _stream_body(conn, ex, resp, body, chunked) and keep
 
@@ -130,8 +130,8 @@ async def _stream_body(
         log.exception("response body stream failed", extra={"fields": {"upstream": ex.upstream}})
     finally:
         if not ok:
-            await abandon(resp)
-        _complete(resp, ok, sent)
+            await close_body(resp)
+        completed(resp, ok, sent)
     return ok
 
 
@@ -144,25 +144,3 @@ def refusal_bytes(status: int, resp: Response) -> bytes:
     head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(resp.body))
     head.append(resp.body)
     return b"".join(head)
-
-
-def _complete(resp: Response, ok: bool, sent: int) -> None:
-    callbacks = resp.on_complete
-    if callbacks:
-        for cb in callbacks:
-            try:
-                cb(ok, sent)
-            except Exception:
-                log.exception("on_complete callback failed")
-
-
-async def abandon(resp: Response) -> None:
-    """Close a response body that will not be written (its upstream connection is not reused)."""
-    body = resp.body
-    if not isinstance(body, bytes):
-        aclose: Any = getattr(body, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # noqa: S110 - best effort; the body's owner logs its own errors
-                pass
