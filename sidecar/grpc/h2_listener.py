@@ -27,7 +27,6 @@ __all__ = ["H2GrpcListener"]
 
 import asyncio
 import logging
-from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..registry import AdapterServices
 from .adapter import GrpcAdapter
+from .dispatch import Unrouted, dispatch
 from .h2_connection import H2Connection, H2Stream, StreamGone
 from .h2_messages import CONTENT_TYPE, read_request, response_head, trailers_block
 from .metadata import response_metadata
@@ -117,7 +117,7 @@ class H2GrpcListener:
         self._own: Handler | None = None
         self._idle = asyncio.Event()
         #: called for a call that matched no route (access log).
-        self.on_unrouted: Callable[[Exchange, SidecarError], None] | None = None
+        self.on_unrouted: Unrouted | None = None
 
     async def start(self, host: str, port: int) -> None:
         internal = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -178,20 +178,7 @@ class H2GrpcListener:
                 except SidecarError as e:
                     resp = error_response(e)
             else:
-                try:
-                    route, upstream_path = self.routes.resolve(path, ex.host, ex.headers)
-                except SidecarError as e:
-                    self._count_unrouted(ex, e)
-                    resp = error_response(e)
-                else:
-                    ex.path = upstream_path
-                    ex.upstream = route.upstream
-                    ex.route = route.name
-                    try:
-                        resp = await route.handler(ex)
-                    except Exception:  # rescue answers everything; a chain without it must not
-                        log.exception("unexpected error outside the filter chain")
-                        resp = error_response(SidecarError("unexpected error in the sidecar"))
+                resp = await dispatch(self.routes, ex, self.metrics, self.on_unrouted)
             await _write(stream, ex, resp, self.max_send)
         finally:
             self.active -= 1
@@ -212,12 +199,6 @@ class H2GrpcListener:
         stream.conn.forget(stream)
         if stream.task is not None:
             stream.task.cancel()
-
-    def _count_unrouted(self, ex: Exchange, error: SidecarError) -> None:
-        self.metrics.requests.labels(GRPC_LISTENER, "", "", str(error.grpc_code)).inc()
-        self.metrics.errors.labels(GRPC_LISTENER, "", error.code).inc()
-        if self.on_unrouted is not None:
-            self.on_unrouted(ex, error)
 
     # --- shutdown ----------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ import asyncio
 import errno
 import functools
 import logging
-from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ import grpc
 
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, close_body, completed
+from .dispatch import Unrouted, dispatch
 from .metadata import headers_from_metadata, response_metadata, split_status
 from .routes import GrpcRoutes, authority_of
 from .services import SidecarServices, add_services
@@ -76,7 +76,7 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
         self._idle: asyncio.Event | None = None
         self._handlers: dict[str, Any] = {}
         #: called for a call that matched no route (access log).
-        self.on_unrouted: Callable[[Exchange, SidecarError], None] | None = None
+        self.on_unrouted: Unrouted | None = None
 
     async def start(self, host: str, port: int) -> None:
         cfg = self.cfg
@@ -137,31 +137,12 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
             ex.deadline = asyncio.get_running_loop().time() + remaining
         self.active += 1
         try:
-            try:
-                route, path = self.routes.resolve(method, ex.host, ex.headers)
-            except SidecarError as e:
-                self._count_unrouted(ex, e)
-                resp = error_response(e)
-            else:
-                ex.path = path
-                ex.upstream = route.upstream
-                ex.route = route.name
-                try:
-                    resp = await route.handler(ex)
-                except Exception:  # rescue answers everything; a chain without it must not
-                    log.exception("unexpected error outside the filter chain")
-                    resp = error_response(SidecarError("unexpected error in the sidecar"))
+            resp = await dispatch(self.routes, ex, self.metrics, self.on_unrouted)
             await _write(context, ex, resp)
         finally:
             self.active -= 1
             if self.draining and not self.active and self._idle is not None:
                 self._idle.set()
-
-    def _count_unrouted(self, ex: Exchange, error: SidecarError) -> None:
-        self.metrics.requests.labels(GRPC_LISTENER, "", "", str(error.grpc_code)).inc()
-        self.metrics.errors.labels(GRPC_LISTENER, "", error.code).inc()
-        if self.on_unrouted is not None:
-            self.on_unrouted(ex, error)
 
     # --- shutdown ----------------------------------------------------------------------------
 
