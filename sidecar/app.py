@@ -437,10 +437,10 @@ class Sidecar:
                 listener.stop_accepting()
                 await listener.drain(0)
 
-    def _log_unrouted(self, exchange: Exchange, error: SidecarError) -> None:
+    def _log_unrouted(self, exchange: Exchange, error: SidecarError, sent: int = 0) -> None:
         # read per unrouted call (an error path): a reload may turn the access log on or off
         if self.config.telemetry.access_log.enabled:
-            access_log.unrouted(exchange, error)
+            access_log.unrouted(exchange, error, sent)
 
     async def _close_adapters(self) -> None:
         for adapter in self.adapters.values():

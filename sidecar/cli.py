@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sidecar", description="A lightweight service proxy.")
+    p.add_argument("--version", action="version", version=version_line())
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the sidecar (the embedded default without -c)")
     run.add_argument("-c", "--config", help="YAML config file")
@@ -33,6 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     plugins.add_argument("-c", "--config", help="YAML config file (for plugins.disabled)")
     certs_cli.add_parser(sub)
     return p
+
+
+def version_line() -> str:
+    """``sidecar 0.1.0 (CPython 3.11.2)``: the installed distribution's version, and the Python."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mine = version("sidecar")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        mine = "unknown"
+    return f"sidecar {mine} ({platform.python_implementation()} {platform.python_version()})"
 
 
 def _refused(e: ConfigError) -> int:
@@ -77,8 +90,16 @@ def cmd_check(path: str) -> int:
     except PluginError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{path}: ok ({len(config.upstreams)} upstreams, {len(config.routes)} routes)")
+    upstreams, routes = (
+        _count(len(config.upstreams), "upstream"),
+        _count(len(config.routes), "route"),
+    )
+    print(f"{path}: ok ({upstreams}, {routes})")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def cmd_plugins(path: str | None) -> int:

@@ -51,6 +51,7 @@ from ..telemetry import access_writer
 from ..telemetry.decisions import DECISION
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
 from ..telemetry.trace_ids import TRACE_ID, trace_id_from_traceparent
+from .rescue import error_body
 from .retry import ATTEMPTS
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -234,6 +235,11 @@ def _on_complete(resp: Response, done: Callable[[bool, int], None]) -> None:
         resp.on_complete.append(done)
 
 
+def _error_bytes(exchange: Exchange, error: SidecarError) -> int:
+    """The body bytes rescue's answer to ``error`` carries (none for HEAD)."""
+    return 0 if exchange.method == "HEAD" else len(error_body(error))
+
+
 def _make_filter(write: Writer, ratio: float) -> Filter:
     """``ratio`` of successful calls get a line (0: errors only, 1: every call); 5xx, sidecar
     decisions and cut calls always do."""
@@ -245,13 +251,16 @@ def _make_filter(write: Writer, ratio: float) -> Filter:
         try:
             resp = await call_next(exchange)
         except SidecarError as e:
-            write(exchange, e.status, 0, e.code, True, None)
+            # rescue (outside this filter) answers with the error's one-line body
+            write(exchange, e.status, _error_bytes(exchange, e), e.code, True, None)
             raise
         except asyncio.CancelledError:
             write(exchange, CLIENT_CLOSED, 0, None, False, None)
             raise
         except Exception:
-            write(exchange, 500, 0, "internal", True, None)  # rescue answers it with 500 internal
+            # rescue answers it with 500 internal
+            sent = _error_bytes(exchange, SidecarError("unexpected error in the sidecar"))
+            write(exchange, 500, sent, "internal", True, None)
             raise
         # sampling drops successful calls only: a 5xx is always worth its line
         if every or resp.status >= 500 or (sampled and rand() < ratio):
@@ -289,14 +298,17 @@ def _make_grpc_filter(write: Writer, ratio: float) -> Filter:
     return access_log
 
 
-def unrouted(exchange: Exchange, error: SidecarError) -> None:
-    """The line of a call no route took (404 ``no_route``): the listener answered it itself."""
+def unrouted(exchange: Exchange, error: SidecarError, sent: int = 0) -> None:
+    """The line of a call no route took (404 ``no_route``): the listener answered it itself.
+
+    ``sent``: the body bytes written (the HTTP listener's error text; gRPC answers carry none).
+    """
     # an error path: the writer is looked up per call, so it follows configure_logging
     write = _writer(exchange.listener, "", "")
     if exchange.listener == GRPC_LISTENER:  # answered in gRPC terms: HTTP 200, the code trails
         write(exchange, 200, 0, error.code, True, error.grpc_code)
     else:
-        write(exchange, error.status, 0, error.code, True, None)
+        write(exchange, error.status, sent, error.code, True, None)
 
 
 def factory(ctx: RouteContext) -> Filter | None:

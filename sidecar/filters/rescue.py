@@ -27,6 +27,11 @@ RescueHook = Callable[[Exchange, BaseException], "Response | None"]
 Blame = Callable[[BaseException], "dict[str, str] | None"]
 
 
+def error_body(error: SidecarError) -> bytes:
+    """The one-line body of a sidecar decision answered over HTTP."""
+    return f"{error.code}: {error.detail}\n".encode()
+
+
 def error_response(error: SidecarError) -> Response:
     headers = Headers.wrap(
         [
@@ -35,7 +40,7 @@ def error_response(error: SidecarError) -> Response:
             *error.headers,
         ]
     )
-    resp = Response(error.status, headers, f"{error.code}: {error.detail}\n".encode())
+    resp = Response(error.status, headers, error_body(error))
     resp.close = error.close_connection
     return resp
 

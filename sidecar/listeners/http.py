@@ -55,7 +55,9 @@ class HttpListener:
         self._all_closed: asyncio.Event | None = None
         self._close_idle: asyncio.TimerHandle | None = None
         #: called for a call that matched no route or failed before reaching one (access log).
-        self.on_unrouted: Callable[[Exchange, SidecarError], None] | None = None
+        #: the sidecar's hook for a call no route took (its access-log line), with the body
+        #: bytes written
+        self.on_unrouted: Callable[[Exchange, SidecarError, int], None] | None = None
         self._conn_gauge = metrics.downstream_connections.labels(name)
         self._unrouted = metrics.requests
         self._unrouted_errors = metrics.errors

@@ -535,9 +535,13 @@ class HttpConnection(asyncio.Protocol):
             resp = await route.handler(ex)
         except SidecarError as e:
             listener.count_unrouted(e)
-            if listener.on_unrouted is not None:
-                listener.on_unrouted(ex, e)
             resp = error_response(e)
+            unrouted = listener.on_unrouted
+            if unrouted is not None:
+                # logged once written, with the bytes the app really got (the error's body)
+                # (``e`` is unbound when the except block ends: the callback keeps ``refused``)
+                refused = e
+                resp.on_complete = [lambda ok, sent: unrouted(ex, refused, sent)]
         except Exception:
             log.exception(
                 "unexpected error outside any route", extra={"fields": {"client": self.client}}

@@ -6,9 +6,12 @@ from its file, re-read when the file changes). The gauge is computed when ``/met
 (seconds left, negative once expired), labelled ``listener`` or ``upstream`` and the certificate's
 ``spiffe_id``; nothing is updated in between.
 
-:class:`ExpiryWarnings` logs a warning when one of them has less than 7 days left, again at most
-once a day for the same certificate (a rotated certificate is a new one), and an error once it
-has expired, so a broken rotation is in the log well before calls start failing.
+:class:`ExpiryWarnings` logs a warning when one of them has less than a third of its lifetime
+left, or less than 7 days if that comes first (so a fresh 24 h workload certificate is quiet
+until 8 h are left, when a rotator such as cert-manager, which renews at two thirds of the
+lifetime, should already have replaced it), again at most once a day for the same certificate (a
+rotated certificate is a new one), and an error once it has expired, so a broken rotation is in
+the log well before calls start failing.
 
 Not here: reloading rotated files (:mod:`.material`), the task that calls the check
 (:mod:`.plugin`).
@@ -31,7 +34,8 @@ from .certinfo import CertInfo, read_cert_info
 
 log = logging.getLogger("sidecar.tls")
 
-#: A certificate with less time than this left is warned about.
+#: A certificate with less time than this left is warned about (or less than a third of its
+#: lifetime, when that is shorter).
 WARN_BEFORE = timedelta(days=7)
 #: ... again after this long, while it is the one in use.
 WARN_AGAIN = timedelta(days=1)
@@ -112,7 +116,7 @@ class ExpiryWarnings:
             info = p.info
             seen.add(info.fingerprint)
             left = info.not_after - now
-            if left > self.before:
+            if left > min(self.before, (info.not_after - info.not_before) / 3):
                 continue
             last = self._warned.get(info.fingerprint)
             if last is not None and now - last < self.again:

@@ -84,9 +84,11 @@ async def test_one_json_line_per_call_on_stdout_with_the_sidecars_decisions() ->
                     ("GET", "/nowhere/x", 404),
                 ]
                 async with httpx.AsyncClient() as c:
+                    bodies = []
                     for method, path, status in calls:
                         r = await c.request(method, f"{p.http_url}{path}", content=b"hello")
                         assert r.status_code == status
+                        bodies.append(len(r.content))
                 lines = await wait_for_lines(p, len(calls))
                 assert p.terminate() == 0
                 own = p.log_lines()
@@ -109,7 +111,9 @@ async def test_one_json_line_per_call_on_stdout_with_the_sidecars_decisions() ->
         ("GET", "/hang", "slow", 504, "upstream_timeout", "warning"),
         ("GET", "/nowhere/x", "", 404, "no_route", "warning"),
     ]
-    assert [x["bytes_sent"] for x in lines[:2]] == [10, 10]
+    # the bytes each body really had, the sidecar's own error texts (502, 504, 404) included
+    assert [x["bytes_sent"] for x in lines] == bodies and bodies[:2] == [10, 10]
+    assert all(n > 0 for n in bodies)
     assert [x["bytes_received"] for x in lines] == [5, 5, 5, 5, 5]
     assert lines[3]["duration_ms"] >= 190  # the 200 ms budget was spent (timers are ms-grained)
     assert "QueryS3cret" not in p.stdout_path.read_text()

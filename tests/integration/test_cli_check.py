@@ -79,7 +79,7 @@ def test_check_accepts_a_valid_file_with_one_line(tmp_path: Path) -> None:
     r = sidecar("check", "-c", "sidecar.yaml", cwd=tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (
         0,
-        "sidecar.yaml: ok (1 upstreams, 1 routes)\n",
+        "sidecar.yaml: ok (1 upstream, 1 route)\n",
         "",
     )
 

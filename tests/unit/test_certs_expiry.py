@@ -61,6 +61,17 @@ def test_a_certificate_under_seven_days_is_warned_about_once_a_day(records: Reco
     assert first["not_after"] == (NOW + timedelta(days=6)).isoformat()
 
 
+def test_a_short_lived_certificate_warns_only_in_its_last_third(records: Records) -> None:
+    """A fresh 24 h workload certificate (`sidecar certs issue`'s default) is not warned about."""
+    warnings = ExpiryWarnings()
+    day = CertInfo("CN=web", WEB, 1, NOW, NOW + timedelta(hours=24), "dd")
+    warnings.check([Presented(day, "/t", listener="inbound")], NOW)
+    warnings.check([Presented(day, "/t", listener="inbound")], NOW + timedelta(hours=15))
+    assert records.lines() == []
+    warnings.check([Presented(day, "/t", listener="inbound")], NOW + timedelta(hours=17))
+    assert [level for level, _ in records.lines()] == ["WARNING"]
+
+
 def test_an_expired_certificate_is_an_error_and_a_rotated_one_is_new(records: Records) -> None:
     """Past its end it is an error; a new certificate (new fingerprint) is judged afresh."""
     warnings = ExpiryWarnings()
