@@ -21,8 +21,14 @@ from pydantic import BaseModel
 
 from .admin import AdminServer
 from .chain import Filter, Handler, compose
-from .config import DEFAULT_CONFIG_NAME, SidecarConfig, load_config, validate_plugin_sections
-from .config.changes import split_changes
+from .config import (
+    DEFAULT_CONFIG_NAME,
+    SidecarConfig,
+    load_data,
+    validate_data,
+    validate_plugin_sections,
+)
+from .config.changes import removes_every_upstream, split_changes
 from .config.loader import PluginSchemas
 from .config.models import RouteConfig, UpstreamConfig
 from .config.types import split_address
@@ -522,11 +528,13 @@ class Sidecar:
             try:
                 # file and secret reads happen off the event loop; composing happens on it
                 # (adapters may start tasks)
+                data, name = await asyncio.to_thread(load_data, self.config_path)
                 new = await asyncio.to_thread(
-                    load_config,
-                    self.config_path,
-                    schemas=PluginSchemas.of(self.plugin_host.registries),
+                    validate_data, data, name, PluginSchemas.of(self.plugin_host.registries)
                 )
+                emptied = removes_every_upstream(self.config, new, data, name)
+                if emptied is not None:
+                    raise ConfigError([emptied])
                 config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
                 table = self._compose(config, sections)

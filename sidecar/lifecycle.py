@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 
 from .app import Sidecar
@@ -30,9 +31,11 @@ log = logging.getLogger("sidecar")
 
 #: How often (seconds) the config file is checked for changes.
 WATCH_INTERVAL = 1.0
-#: After a change is seen, the file must look the same twice this far apart (bounded tries).
+#: After a change is seen, the file is read once it looks the same twice this far apart and
+#: has not been written for SETTLE_QUIET seconds, or after SETTLE_CHECKS looks at the most.
 SETTLE_INTERVAL = 0.1
-SETTLE_CHECKS = 10
+SETTLE_QUIET = 0.5
+SETTLE_CHECKS = 50
 
 Fingerprint = tuple[int, int, int, int, int]
 
@@ -44,6 +47,11 @@ def fingerprint(path: str) -> Fingerprint | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _quiet_since(seen: Fingerprint) -> float:
+    """Seconds between now and the file's last write (its mtime, either way: skewed clocks)."""
+    return abs(time.time_ns() - seen[3]) / 1e9
 
 
 async def watch_file(
@@ -60,12 +68,14 @@ async def watch_file(
         now = fingerprint(path)
         if now is None or now == seen:
             continue
-        # a file rewritten in place (``>``) is briefly empty or half-written: wait until two
-        # looks agree, so the reload reads what the writer finished
+        # a file rewritten in place (``>``) is briefly empty or half-written: wait until it
+        # stops changing and its last write is SETTLE_QUIET old, so the reload reads what the
+        # writer finished (a writer pausing longer mid-file is still caught: an empty file, or
+        # one that lost every upstream, is refused by the reload itself)
         for _ in range(SETTLE_CHECKS):
             await asyncio.sleep(SETTLE_INTERVAL)
             again = fingerprint(path)
-            if again == now:
+            if again == now and again is not None and _quiet_since(again) >= SETTLE_QUIET:
                 break
             now = again
         if now is None:

@@ -8,10 +8,12 @@ effect (and in ``/config``, which shows what is running) until the process resta
 
 from __future__ import annotations
 
-__all__ = ["RESTART_ONLY", "split_changes"]
+__all__ = ["RESTART_ONLY", "removes_every_upstream", "split_changes"]
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ConfigProblem
 from .models import SidecarConfig
 
 #: Key paths fixed at start-up. A whole section (``http``) covers every key under it: the
@@ -40,6 +42,25 @@ RESTART_ONLY: tuple[tuple[str, ...], ...] = (
         )
     ),
 )
+
+
+def removes_every_upstream(
+    old: SidecarConfig, new: SidecarConfig, data: Mapping[str, Any], file: str
+) -> ConfigProblem | None:
+    """Why a reload that would leave no upstream is refused, unless the file says so itself.
+
+    A file that lost its ``upstreams:`` (cut short by a writer, a bad merge, a template that
+    rendered nothing) would turn every call into a 404. Only an explicit ``upstreams: {}`` means
+    "serve nothing"; a missing or blank section keeps the old config.
+    """
+    if not old.upstreams or new.upstreams or data.get("upstreams") == {}:
+        return None
+    return ConfigProblem(
+        file,
+        "upstreams",
+        f"the new config has no upstreams and would remove all {len(old.upstreams)} "
+        "(every call would get 404); write `upstreams: {}` to mean it",
+    )
 
 
 def split_changes(old: SidecarConfig, new: SidecarConfig) -> tuple[SidecarConfig, list[str]]:

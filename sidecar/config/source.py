@@ -88,7 +88,18 @@ def read_data(text: str, file: str, environ: Mapping[str, str]) -> dict[str, Any
     except yaml.YAMLError as e:
         raise ConfigError([_yaml_problem(e, file)]) from None
     if data is None:
-        data = {}
+        # an empty file is far more often a file caught mid-write (truncated, not yet written)
+        # or a mistake than a wish to run with nothing: saying `{}` is the way to mean it
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    "",
+                    "the file is empty (nothing but blanks or comments); write `{}` to run on "
+                    "the defaults with no upstreams",
+                )
+            ]
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             [

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from sidecar.config import parse_config
 from sidecar.config.source import read_data
 from sidecar.config.types import parse_address, parse_duration, parse_size, split_address
+from sidecar.errors import ConfigError
 
 
 def data(text: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -40,9 +41,20 @@ def test_merge_keys_may_override_what_they_merge() -> None:
     assert data(text)["up"] == {"timeout": "5s", "url": "http://a"}
 
 
-def test_an_empty_file_is_the_defaults() -> None:
-    """An empty file starts a sidecar with default listeners and no upstreams."""
-    config = parse_config("", "sidecar.yaml", {})
+@pytest.mark.parametrize("text", ["", "  \n", "# upstreams: {}\n"])
+def test_an_empty_file_is_refused(text: str) -> None:
+    """An empty file is a mistake or a file caught mid-write far more often than a wish."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "sidecar.yaml", {})
+    assert [str(p) for p in e.value.problems] == [
+        "sidecar.yaml: the file is empty (nothing but blanks or comments); write `{}` to run on "
+        "the defaults with no upstreams"
+    ]
+
+
+def test_an_explicit_empty_mapping_is_the_defaults() -> None:
+    """`{}` starts a sidecar with default listeners and no upstreams."""
+    config = parse_config("{}\n", "sidecar.yaml", {})
     assert config.http.address == "127.0.0.1:15001"
     assert config.upstreams == {}
 
