@@ -350,9 +350,29 @@ class Sidecar:
             await self._stack.aclose()
             raise
 
-    async def _start(self) -> None:
-        config = self.config
-        self.plugin_sections = self._validate(config)
+    async def preflight(self) -> None:
+        """Run every check :meth:`start` runs, listening on nothing (``sidecar check``).
+
+        The same code as start-up: plugin sections validated, adapters built, every route's
+        chain composed (secrets read and checked where they go, certificate files, gRPC
+        channels), with the built-in lifespans' resources built offline
+        (:mod:`sidecar.preflight`). Raises what :meth:`start` would (ConfigError with every
+        ``file: key.path: reason``, PluginError); everything built is closed again.
+        """
+        from .preflight import offline_resources
+
+        try:
+            self._build_adapters()
+            self.resources.update(offline_resources(self, self._stack))
+            self._compose_all(self.config, self.plugin_sections)
+        finally:
+            await self._stack.aclose()
+            self.resources.clear()
+            self.adapters.clear()
+
+    def _build_adapters(self) -> None:
+        """Validate the plugin sections, then build every registered adapter (start-up)."""
+        self.plugin_sections = self._validate(self.config)
         services = AdapterServices(self.metrics, logging.getLogger("sidecar.adapter"))
         for reg in self.plugin_host.registries.adapters.registrations():
             try:
@@ -362,6 +382,18 @@ class Sidecar:
                     f"plugin {reg.owner!r}: adapter {reg.name!r} failed to start: {e}"
                 ) from e
         self._stack.push_async_callback(self._close_adapters)
+
+    def _compose_all(
+        self, config: SidecarConfig, sections: dict[str, BaseModel]
+    ) -> tuple[RouteTable, GrpcRoutes | None, tuple[RouteTable, TlsMaterial] | None]:
+        """Every listener's routes: HTTP, gRPC (when enabled) and inbound (when configured)."""
+        table = self._compose(config, sections)
+        grpc_table = self._compose_grpc(config, sections) if config.grpc.enabled else None
+        return table, grpc_table, self._compose_inbound(config, sections)
+
+    async def _start(self) -> None:
+        config = self.config
+        self._build_adapters()
         # the admin port comes up first, so probes see 503 on /readyz (not a refused connection)
         # while lifespans and composition run, and it goes down last (after lifespans exited)
         self.admin = AdminServer(self, self.plugin_host.registries.admin_routes)
@@ -372,16 +404,14 @@ class Sidecar:
         for life in self.plugin_host.registries.lifespans.registrations():
             try:
                 await self._stack.enter_async_context(life.item(self))
+            except ConfigError:
+                raise  # a setting the lifespan reads (tracing's OTEL_* variables): exit 2
             except Exception as e:
                 raise PluginError(
                     f"plugin {life.owner!r}: lifespan {life.name!r} failed at start-up: "
                     f"{type(e).__name__}: {e}"
                 ) from e
-        table = self._compose(config, self.plugin_sections)
-        grpc_table = None
-        if config.grpc.enabled:
-            grpc_table = self._compose_grpc(config, self.plugin_sections)
-        inbound = self._compose_inbound(config, self.plugin_sections)
+        table, grpc_table, inbound = self._compose_all(config, self.plugin_sections)
         self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
         self.http.on_unrouted = self._log_unrouted

@@ -83,11 +83,17 @@ def _disabled(data: dict[str, Any]) -> list[str]:
 
 
 def cmd_check(path: str) -> int:
+    from . import loops
+    from .app import Sidecar
+
     try:
-        config, _ = load_checked(path)
+        config, host = load_checked(path)
+        # the checks start-up runs as it composes routes (secrets read where they go, CA
+        # bundles, gRPC channels...): run's own code, listening on nothing and calling nobody
+        loops.run(Sidecar(config, config_path=path, plugin_host=host).preflight())
     except ConfigError as e:
         return _refused(e)
-    except PluginError as e:
+    except (PluginError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     upstreams, routes = (
