@@ -101,6 +101,11 @@ def cmd_check(path: str) -> int:
         _count(len(config.routes), "route"),
     )
     print(f"{path}: ok ({upstreams}, {routes})")
+    from .ratelimit.summary import limit_lines
+
+    # what each rate limit admits at once: its default burst is easy to guess wrong
+    for line in limit_lines(config):
+        print(f"  {line}")
     return 0
 
 

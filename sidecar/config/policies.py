@@ -69,6 +69,12 @@ class RateValue(NamedTuple):
     def per_second(self) -> float:
         return self.requests / self.period
 
+    @property
+    def default_burst(self) -> int:
+        """The rate's own count for its period, whole and at least 1 (``10/min`` → 10): the
+        default ``burst``, so a quota of N calls per period admits N calls at once."""
+        return max(1, math.ceil(self.requests))
+
     def __str__(self) -> str:
         unit = {1.0: "s", 60.0: "min", 3600.0: "h", 0.001: "ms"}.get(self.period)
         n = int(self.requests) if self.requests == int(self.requests) else self.requests
@@ -268,7 +274,8 @@ class RateLimitPolicy(Model):
 
     enabled: bool = True
     rate: Rate
-    #: bucket size: requests allowed at once after a quiet spell; ``rate`` per second if unset.
+    #: bucket size: requests allowed at once after a quiet spell; unset: the rate's own count
+    #: for its period (``10/min`` → 10, ``100/s`` → 100), as a per-minute quota is understood.
     burst: int | None = Field(None, ge=1)
     #: what one bucket counts: ``upstream``, ``route``, ``peer`` (the app's address) or
     #: ``header:<name>`` (one bucket per value; a missing header shares one bucket).
@@ -290,8 +297,8 @@ class RateLimitPolicy(Model):
 
     @property
     def bucket_size(self) -> int:
-        """``burst``, or one second's worth of ``rate`` (at least 1)."""
-        return self.burst or max(1, math.ceil(self.rate.per_second))
+        """``burst``, or the rate's own count for its period (:attr:`RateValue.default_burst`)."""
+        return self.burst or self.rate.default_burst
 
 
 class GlobalRateLimitPolicy(Model):
@@ -301,7 +308,7 @@ class GlobalRateLimitPolicy(Model):
     #: a name under ``ratelimit_backends``.
     backend: str
     rate: Rate
-    #: extra requests allowed at once (GCRA tolerance); ``rate`` per second if unset.
+    #: requests allowed at once (GCRA tolerance); unset: the rate's own count for its period.
     burst: int | None = Field(None, ge=1)
     key: RateKey = "upstream"
     #: count what would be limited, limit nothing.
@@ -314,8 +321,8 @@ class GlobalRateLimitPolicy(Model):
 
     @property
     def bucket_size(self) -> int:
-        """``burst``, or one second's worth of ``rate`` (at least 1)."""
-        return self.burst or max(1, math.ceil(self.rate.per_second))
+        """``burst``, or the rate's own count for its period (:attr:`RateValue.default_burst`)."""
+        return self.burst or self.rate.default_burst
 
 
 def _by_reference(value: Any) -> Any:

@@ -243,12 +243,12 @@ async def test_refused_globally_is_a_429_with_the_ietf_fields() -> None:
     )
 
 
-async def test_burst_defaults_to_one_seconds_worth() -> None:
-    """Without burst, a global limit allows one second of its rate at once (at least 1)."""
+async def test_burst_defaults_to_the_rates_count_per_period() -> None:
+    """Without burst, a global 1000/min quota allows its 1000 calls at once, as users expect."""
     backend = ScriptedBackend()
     f, _, _ = global_filter(backend, rate="1000/min")
     await f(make_exchange(), responder(200))
-    assert backend.calls[0][1] == Limit(1000 / 60, 17)
+    assert backend.calls[0][1] == Limit(1000 / 60, 1000)
 
 
 async def test_fail_open_lets_calls_through_when_the_backend_is_down() -> None:
