@@ -1,4 +1,5 @@
-"""The ``sidecar`` command: ``run``, ``check``, ``plugins``, ``certs`` (:mod:`sidecar.tls.cli`).
+"""The ``sidecar`` command: ``run``, ``check``, ``plugins``, ``certs`` (:mod:`sidecar.tls.cli`),
+``inject`` (:mod:`sidecar.k8s.cli`).
 
 Exit codes: 0 ok; 2 the config was refused (each problem printed as ``file: key.path: reason``);
 1 anything else that stopped start-up (a plugin failed, a port was taken), with the reason.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import PluginSchemas, SidecarConfig, load_config, load_data, validate_data
 from .errors import ConfigError, PluginError
+from .k8s import cli as inject_cli
 from .tls import cli as certs_cli
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and what they registered")
     plugins.add_argument("-c", "--config", help="YAML config file (for plugins.disabled)")
     certs_cli.add_parser(sub)
+    inject_cli.add_parser(sub)
     return p
 
 
@@ -180,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_plugins(args.config)
     if args.command == "certs":
         return certs_cli.run(args)
+    if args.command == "inject":
+        return inject_cli.run(args)
     return cmd_run(args.config)
 
 
