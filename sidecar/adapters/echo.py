@@ -3,16 +3,25 @@
 It makes the embedded default work with nothing outside (``curl 127.0.0.1:15001/echo/hello``)
 and shows what the sidecar did to the request: header hygiene, ``X-Forwarded-For``, injected
 headers, the rewritten path. Not a load generator target: it buffers the request body (bounded).
+
+It answers the app, which must never see the credentials the sidecar holds for it: a header or
+query parameter that the ``auth`` filter (API key, bearer, Basic, OAuth2 token, HMAC signature)
+or a secret ``request_headers`` value put on the call is shown by name with its value replaced,
+``"authorization": "<redacted: auth bearer>"``. The filters say what they injected
+(:data:`~sidecar.injected.INJECTED_SECRETS`); nothing here guesses from header names, so a
+value written in the file (``x-sidecar-demo``) and what the app sent itself stay visible.
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_plus
 
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..exchange import Exchange, Headers, Response, read_body
 from ..hookspecs import hookimpl
+from ..injected import INJECTED_SECRETS, Injected
 from ..registry import Adapter, AdapterRegistry
 
 #: Request bodies are echoed up to this size (413 past it).
@@ -28,11 +37,15 @@ class EchoAdapter(Adapter):
             xff = ex.headers.get("x-forwarded-for")
             if ip:
                 forwarded.append(("x-forwarded-for", f"{xff}, {ip}" if xff else ip))
+            query = ex.query
+            injected = ex.peek(INJECTED_SECRETS)
+            if injected:
+                forwarded, query = redacted(forwarded, query, injected)
             doc = {
                 "upstream": name,
                 "method": ex.method,
                 "path": ex.path,
-                "query": ex.query,
+                "query": query,
                 "headers": dict(forwarded),
                 "body": body.decode("utf-8", "replace"),
             }
@@ -44,6 +57,22 @@ class EchoAdapter(Adapter):
             )
 
         return echo
+
+
+def redacted(
+    headers: list[tuple[str, str]], query: str, injected: Injected
+) -> tuple[list[tuple[str, str]], str]:
+    """``headers`` and ``query`` with every injected value replaced by where it came from."""
+    marked = injected.headers
+    shown = [(k, f"<redacted: {marked[k]}>" if k in marked else v) for k, v in headers]
+    if injected.query and query:
+        parts = []
+        for part in query.split("&"):
+            param = unquote_plus(part.partition("=")[0])
+            source = injected.query.get(param)
+            parts.append(part if source is None else f"{param}=<redacted: {source}>")
+        query = "&".join(parts)
+    return shown, query
 
 
 @hookimpl(trylast=True)

@@ -23,6 +23,7 @@ from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
 from ..config.types import header_value_problem, show
 from ..exchange import Exchange
+from ..injected import Injected
 from .provider import CredentialProvider, ProviderContext
 
 _PARAM = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
@@ -79,6 +80,11 @@ class ApiKey(CredentialProvider):
         if settings.query is None:
             return None
         return "a gRPC call has no query string: send the key in a header (drop query)"
+
+    def injected(self) -> Injected:
+        if self._param is None:
+            return super().injected()
+        return Injected(query={self._param: f"auth {self.context.type_name}"})
 
     def supplied(self, exchange: Exchange) -> bool:
         if self._param is None:

@@ -32,6 +32,7 @@ from ..chain import Filter, Handler
 from ..errors import CredentialsUnavailable
 from ..exchange import Exchange, Response, discard
 from ..grpc.wire import GRPC_LISTENER, grpc_status
+from ..injected import mark_injected
 from ..registry import RouteContext
 from ..resilience.replay import message_replay
 from .broker import RESOURCE, CredentialBroker
@@ -73,6 +74,9 @@ def make_auth_filter(
     supplied = provider.supplied
     count = on_unavailable or _nothing
     renewable = kind.unauthorized is not CredentialProvider.unauthorized
+    # what the provider puts on a call, by name: marked on each call it credentials, so an
+    # adapter that shows the call (echo) shows these names but never their values
+    marks = provider.injected()
 
     if kind.apply is CredentialProvider.apply and not renewable:
         inject = provider.inject
@@ -80,6 +84,7 @@ def make_auth_filter(
 
             async def auth_static(exchange: Exchange, call_next: Handler) -> Response:
                 inject(exchange)
+                mark_injected(exchange, marks)
                 return await call_next(exchange)
 
             return auth_static
@@ -87,6 +92,7 @@ def make_auth_filter(
         async def auth_static_pass(exchange: Exchange, call_next: Handler) -> Response:
             if not supplied(exchange):
                 inject(exchange)
+                mark_injected(exchange, marks)
             return await call_next(exchange)
 
         return auth_static_pass
@@ -103,6 +109,7 @@ def make_auth_filter(
         except CredentialsUnavailable:
             count()
             raise
+        mark_injected(exchange, marks)
         response = await call_next(exchange)
         if response.status != 401 or not renewable or not isinstance(exchange.body, bytes):
             return response
@@ -124,6 +131,7 @@ def _renewing_grpc(
 ) -> Filter:
     """The renewing filter of a gRPC route: UNAUTHENTICATED is gRPC's 401."""
     apply, supplied = provider.apply, provider.supplied
+    marks = provider.injected()
 
     async def auth_grpc(exchange: Exchange, call_next: Handler) -> Response:
         if pass_through and supplied(exchange):
@@ -133,6 +141,7 @@ def _renewing_grpc(
         except CredentialsUnavailable:
             count()
             raise
+        mark_injected(exchange, marks)
         replay = message_replay(exchange, limit)
         response = await call_next(exchange)
         if grpc_status(response) != _UNAUTHENTICATED or (

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from ..config.types import SecretRef
+from ..injected import Injected
 from ..registry import _Registry
 from .secrets import AuthConfigProblem, Check, SecretValue
 
@@ -99,6 +100,19 @@ class CredentialProvider:
         credential elsewhere than a header says why, and the config of an upstream of the
         ``grpc`` adapter that uses it is refused with that reason."""
         return None
+
+    def injected(self) -> Injected:
+        """What this provider puts on a call from its secrets or credentials, by name: its
+        :attr:`header` unless it overrides this. Read once per route by the ``auth`` filter,
+        which marks each call with it (:mod:`sidecar.injected`), so the ``echo`` adapter shows
+        the header but not its value."""
+        header = getattr(self, "header", None)
+        if header is None:
+            return Injected()
+        # a subclass that skipped this class's __init__ has no context: name it by its class
+        context = getattr(self, "context", None)
+        kind = context.type_name if context is not None else type(self).__name__
+        return Injected({header: f"auth {kind}"})
 
     def supplied(self, exchange: Exchange) -> bool:
         """Whether the app sent this credential itself (``pass_through`` then forwards it)."""

@@ -4,7 +4,9 @@ Values replace whatever the app sent under the same name. Secret references are 
 chain is composed (start-up, reload), so a missing secret fails then, with its key path
 (``upstreams.<name>.request_headers.<header>``), and never per call. A value that could split the
 request head (CR, LF, NUL, or a character outside latin-1) is refused the same way. No message
-here ever contains a value: only the reference (``{env: NAME}``) and the key path.
+here ever contains a value: only the reference (``{env: NAME}``) and the key path. Headers whose
+value came from a secret are marked on each call (:mod:`sidecar.injected`), so the ``echo``
+adapter shows them redacted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from ..chain import Filter, Handler
 from ..config.types import SecretRef
 from ..exchange import Exchange, Response
+from ..injected import Injected, mark_injected
 from ..registry import RouteContext
 
 #: Field-value octets RFC 9110 §5.5 allows (visible latin-1, space, tab).
@@ -57,6 +60,15 @@ def factory(ctx: RouteContext) -> Filter | None:
         return None
     pairs = [(name, _value(name, value)) for name, value in configured.items()]
     names = frozenset(name for name, _ in pairs)
+    # values that came from a secret, by name: an adapter that shows the call (echo) shows the
+    # header but not its value; values written in the file are shown as they are
+    secret = Injected(
+        {
+            name: "request_headers secret"
+            for name, value in configured.items()
+            if isinstance(value, SecretRef)
+        }
+    )
 
     async def request_headers(exchange: Exchange, call_next: Handler) -> Response:
         items = exchange.headers.items()
@@ -65,4 +77,14 @@ def factory(ctx: RouteContext) -> Filter | None:
         items.extend(pairs)
         return await call_next(exchange)
 
-    return request_headers
+    if not secret:
+        return request_headers
+
+    async def request_headers_marked(exchange: Exchange, call_next: Handler) -> Response:
+        items = exchange.headers.items()
+        items[:] = [kv for kv in items if kv[0] not in names]
+        items.extend(pairs)
+        mark_injected(exchange, secret)
+        return await call_next(exchange)
+
+    return request_headers_marked
