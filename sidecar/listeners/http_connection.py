@@ -79,6 +79,18 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _METHODS: dict[bytes, str] = {}
 
 
+class _NoCallbacks:
+    """A parser protocol with no callbacks: what a closed connection's parser points at."""
+
+
+#: Swapped in for a closed connection's parser. The parser holds its protocol (the connection)
+#: and the connection its parser: left alone, that cycle keeps every closed connection, its
+#: buffers and exchanges until the cyclic collector's oldest generation runs, which after a
+#: burst of thousands of connections can be never (RSS grew 89 -> 134 MB over nine bursts of
+#: 5000 idle connections); broken, a connection is freed the moment it closes (flat at 112 MB).
+_CLOSED_PARSER = httptools.HttpRequestParser(_NoCallbacks())
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in ``conn.error``."""
 
@@ -156,6 +168,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = self.input_closed = True
+        self.parser = _CLOSED_PARSER  # frees this connection by reference counting (see there)
         self.listener.connection_closed(self)
         stream = self.stream
         if stream is not None and not stream.eof:

@@ -39,6 +39,15 @@ MAX_RESPONSE_HEADERS = 200
 _NO_BODY = (204, 304)
 
 
+class _NoCallbacks:
+    """A parser protocol with no callbacks: what a lost connection's parser points at."""
+
+
+#: Swapped in for a lost connection's parser, breaking the parser <-> connection cycle so the
+#: connection is freed when it is dropped, not when the cyclic collector gets to it.
+_CLOSED_PARSER = httptools.HttpResponseParser(_NoCallbacks())
+
+
 class UpstreamConnection(asyncio.Protocol):
     """A connection to one upstream, owned by its :class:`~sidecar.upstream.pool.Pool`."""
 
@@ -121,6 +130,7 @@ class UpstreamConnection(asyncio.Protocol):
         w = self._drain
         if w is not None and not w.done():
             w.set_exception(UpstreamReset("upstream closed the connection while receiving"))
+        self.parser = _CLOSED_PARSER
         self._on_lost(self)
 
     def _reset_reason(self) -> str:
