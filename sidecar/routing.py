@@ -4,7 +4,10 @@ Routing happens on the normalised path (DESIGN §7), in this order:
 
 1. explicit ``routes`` from the config, first match wins (path prefix on segment boundaries, host,
    exact header values);
-2. ``Host: <upstream>`` (port ignored): the path is forwarded unchanged;
+2. ``Host: <upstream>`` (port ignored): the path is forwarded unchanged, never for a name of
+   the sidecar's own address (``localhost``, ``127.0.0.1``...: the app sends those to reach the
+   sidecar itself; config validation refuses upstreams named so, and the table never routes them
+   by ``Host`` either);
 3. ``/<upstream>/<rest>``: the first segment names the upstream and is stripped.
 
 An absolute-form request (``GET http://payments/x``, an app using the sidecar as its HTTP proxy)
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from .chain import Handler
 from .errors import BadRequest, NoRoute
 from .exchange import Headers
+from .hosts import is_loopback_host
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -102,8 +106,13 @@ class RouteTable:
         explicit: Sequence[ExplicitRoute] = (),
     ) -> None:
         self.by_upstream = by_upstream
-        #: ``Host`` is case-insensitive (RFC 9110 §4.2.3), upstream names in paths are not
-        self.by_host = {name.lower(): route for name, route in by_upstream.items()}
+        #: ``Host`` is case-insensitive (RFC 9110 §4.2.3), upstream names in paths are not;
+        #: a loopback name is how the app reaches the sidecar, so it never routes by Host
+        self.by_host = {
+            name.lower(): route
+            for name, route in by_upstream.items()
+            if not is_loopback_host(name.lower())
+        }
         self.explicit = tuple(explicit)
 
     def resolve(

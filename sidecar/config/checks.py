@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigProblem
+from ..hosts import is_loopback_host, split_host
 from .models import RouteConfig, SidecarConfig, UpstreamConfig
 from .policies import GlobalRateLimitPolicy
 from .source import key_path
@@ -34,6 +35,8 @@ class Parts:
     routes: list[tuple[int, RouteConfig]]
     #: every ``ratelimit_backends`` name in the file (``None``: not even a mapping).
     backends: set[str] | None = None
+    #: the hosts of the listeners' addresses (``http.address``...), lower-case, no port.
+    own_hosts: frozenset[str] = frozenset()
 
 
 def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
@@ -43,6 +46,7 @@ def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
             dict(config.upstreams),
             list(enumerate(config.routes)),
             set(config.ratelimit_backends),
+            _own_hosts(data),
         )
     raw_backends = data.get("ratelimit_backends", {})
     backends = {str(n) for n in raw_backends} if isinstance(raw_backends, dict) else None
@@ -55,11 +59,33 @@ def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
             routes.append((i, RouteConfig.model_validate(raw)))
         except ValidationError:
             pass  # already reported
-    return Parts(names, _valid_entries(raw_upstreams, UpstreamConfig), routes, backends)
+    return Parts(
+        names, _valid_entries(raw_upstreams, UpstreamConfig), routes, backends, _own_hosts(data)
+    )
+
+
+#: The listener addresses whose hosts an app may send as ``Host`` to reach the sidecar.
+_LISTENER_ADDRESSES = (
+    ("http", "address"),
+    ("grpc", "address"),
+    ("admin", "address"),
+    ("admin", "metrics_address"),
+    ("inbound", "address"),
+)
+
+
+def _own_hosts(data: Mapping[str, Any]) -> frozenset[str]:
+    hosts = set()
+    for section, key in _LISTENER_ADDRESSES:
+        raw = data.get(section)
+        value = raw.get(key) if isinstance(raw, dict) else None
+        if isinstance(value, str):
+            hosts.add(split_host(value)[0])
+    return frozenset(hosts)
 
 
 def cross_check(parts: Parts, file: str) -> list[ConfigProblem]:
-    problems = []
+    problems = _own_address_names(parts, file)
     for name, up in parts.upstreams.items():
         problems += _check_upstream(name, up, file)
         problems += _check_backend(f"upstreams.{name}", up.global_rate_limit, parts, file)
@@ -98,6 +124,26 @@ def cross_check(parts: Parts, file: str) -> list[ConfigProblem]:
                         file, f"{where}.name", f"{show(route.name)} is also routes[{first}].name"
                     )
                 )
+    return problems
+
+
+def _own_address_names(parts: Parts, file: str) -> list[ConfigProblem]:
+    """An upstream named like the sidecar's own address would capture every call: Host routing
+    runs before path routing, and ``http://localhost:15001/payments/`` sends ``Host:
+    localhost:15001``. Such names are refused (the URL may still point at localhost)."""
+    problems = []
+    for name in sorted(parts.names or ()):
+        host = name.lower().rstrip(".")
+        if is_loopback_host(host) or host in parts.own_hosts:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"upstreams.{name}",
+                    f"{show(name)} is how the app reaches the sidecar itself: Host routing "
+                    f"would send every call made through that name to this upstream; name it "
+                    f"after its service (its url may still point there)",
+                )
+            )
     return problems
 
 
