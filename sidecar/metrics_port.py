@@ -12,6 +12,10 @@ drained (``/readyz`` says ``draining`` meanwhile), then closes before the admin 
 is fixed at start-up, as all of ``admin`` is. A port that cannot be bound stops start-up
 (``sidecar run`` exits 1 naming this plugin and the address).
 
+Every request passes the ``Host`` check first (:mod:`sidecar.host_guard`): its configured
+address, loopback and any IP literal (the pod IP the kubelet and Prometheus use) are answered;
+any other DNS name gets 421, as a DNS-rebinding page in a browser would send.
+
 Not here: the admin port (:mod:`sidecar.admin`), the handlers (:mod:`sidecar.admin_routes`).
 """
 
@@ -30,6 +34,7 @@ from . import admin_routes
 from .admin import SIDECAR
 from .config.types import split_address
 from .hookspecs import hookimpl
+from .host_guard import MisdirectedRequests, host_guard, metrics_hosts
 from .registry import AdminHandler, LifespanRegistry
 
 if TYPE_CHECKING:
@@ -52,7 +57,13 @@ async def metrics_port(sidecar: Sidecar) -> AsyncIterator[None]:
     if address is None:
         yield
         return
-    app = web.Application()
+    # the admin port, up first, owns the count of refused requests of both ports
+    seen = sidecar.admin.misdirected if sidecar.admin is not None else None
+    if seen is None:
+        seen = MisdirectedRequests(sidecar.metrics.registry)
+    allowed = "its configured address, an IP address (the pod's) or localhost"
+    guard = host_guard("metrics", metrics_hosts(address), seen, allowed)
+    app = web.Application(middlewares=[guard])
     app[SIDECAR] = sidecar
     for path, handler in METRICS_PORT_ROUTES:
         app.router.add_get(path, handler)
