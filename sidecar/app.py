@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .admin import AdminServer
+from .app_quiet import wait_for_quiet_app
 from .chain import Filter, Handler, compose
 from .config import (
     DEFAULT_CONFIG_NAME,
@@ -485,43 +486,75 @@ class Sidecar:
             except Exception:
                 log.exception("adapter failed to close")
 
-    async def drain(self) -> None:
-        """Graceful stop (SIGTERM), in uvicorn's order; a second call waits for the first.
+    async def drain(self, *, wait_for_app: bool = False) -> None:
+        """Graceful stop, in uvicorn's order; a second call waits for the first.
 
-        The grace (``shutdown.drain_timeout``) bounds the wait for in-flight calls; what runs past
-        it is cut, and the sidecar still stops cleanly (the process exits 0).
+        The grace (``shutdown.drain_timeout``) bounds all of it; what runs past it is cut, and
+        the sidecar still stops cleanly (the process exits 0). With ``wait_for_app`` (what
+        SIGTERM runs: :func:`sidecar.lifecycle.serve`) and ``shutdown.app_quiet_period`` set,
+        the egress listeners first keep serving the app until it has gone quiet
+        (:mod:`sidecar.app_quiet`); the drain then gives in-flight calls what is left of the
+        grace. Without it (``async with Sidecar``, tests) the drain starts at once.
         """
         if self.state in ("draining", "stopped"):
             await self.stopped.wait()
             return
         # 0. not ready: /readyz answers 503 from now on (the admin port stays up to the end)
         self.state = "draining"
-        grace = self.config.shutdown.drain_timeout
+        shutdown = self.config.shutdown
+        grace = shutdown.drain_timeout
+        quiet = shutdown.app_quiet_period if wait_for_app else 0.0
+        deadline = asyncio.get_running_loop().time() + grace
         try:
-            listeners: list[HttpListener | GrpcListener | H2GrpcListener] = [
-                x for x in (self.http, self.grpc, self.inbound) if x is not None
+            egress: list[HttpListener | GrpcListener | H2GrpcListener] = [
+                x for x in (self.http, self.grpc) if x is not None
             ]
-            if listeners:
-                # 1. stop accepting; busy connections answer with "Connection: close" and close,
-                #    idle keep-alive ones close after a short quiet period (see stop_accepting);
-                #    the gRPC server refuses new calls as its drain begins (in step 2, at once)
-                for listener in listeners:
-                    listener.stop_accepting()
-                # 2. wait for in-flight calls, bounded by the grace; 3. then cut the stragglers
-                #    and wait (bounded) for their tasks to unwind, so no call still holds an
-                #    upstream connection when the adapters close their pools below
-                left = sum(await asyncio.gather(*(x.drain(grace) for x in listeners)))
-                if left:
-                    log.warning(
-                        "drain timeout: connections cut",
-                        extra={"fields": {"connections": left, "grace_s": grace}},
-                    )
+            peers = [self.inbound] if self.inbound is not None else []
+            # 1. peers stop reaching the app through us at once (they go to other replicas,
+            #    readiness is false); their calls in flight get the grace, as the app's do
+            for listener in peers:
+                listener.stop_accepting()
+            left = sum(
+                await asyncio.gather(
+                    *(x.drain(grace) for x in peers), self._drain_egress(egress, quiet, deadline)
+                )
+            )
+            if left:
+                log.warning(
+                    "drain timeout: connections cut",
+                    extra={"fields": {"connections": left, "grace_s": grace}},
+                )
         finally:
-            # 4. exit lifespans (reverse order), then the admin port, then the adapters' pools:
+            # 5. exit lifespans (reverse order), then the admin port, then the adapters' pools:
             #    the reverse of start-up
             await self._stack.aclose()
             self.state = "stopped"
             self.stopped.set()
+
+    async def _drain_egress(
+        self,
+        egress: list[HttpListener | GrpcListener | H2GrpcListener],
+        quiet: float,
+        deadline: float,
+    ) -> int:
+        """Steps 2-4 of :meth:`drain` for the app-facing listeners; how many calls were cut."""
+        if quiet > 0 and egress:
+            # 2. the app got SIGTERM too (classic layout) and may still call out while it
+            #    drains: keep serving it until it has gone quiet, bounded by the grace; each
+            #    connection ends after its call meanwhile
+            for listener in egress:
+                listener.hold_for_app()
+            await wait_for_quiet_app(egress, quiet, deadline)
+        # 3. stop accepting; busy connections answer with "Connection: close" and close, idle
+        #    keep-alive ones close after a short quiet period (see stop_accepting); the gRPC
+        #    server refuses new calls as its drain begins (in step 4, at once)
+        for listener in egress:
+            listener.stop_accepting()
+        # 4. wait for in-flight calls, bounded by what is left of the grace; then cut the
+        #    stragglers and wait (bounded) for their tasks to unwind, so no call still holds an
+        #    upstream connection when the adapters close their pools
+        grace_left = max(0.0, deadline - asyncio.get_running_loop().time())
+        return sum(await asyncio.gather(*(x.drain(grace_left) for x in egress)))
 
     async def __aenter__(self) -> Sidecar:
         await self.start()

@@ -1,6 +1,10 @@
 """Running a sidecar as a process: signals, config-file watching, the ordered shutdown.
 
-- SIGTERM / SIGINT: drain (``Sidecar.drain``) and return, so the process exits 0;
+- SIGTERM / SIGINT: drain (``Sidecar.drain``) and return, so the process exits 0. After SIGTERM
+  the drain first waits for the app to go quiet (``shutdown.app_quiet_period``): in the classic
+  Kubernetes layout the app got SIGTERM at the same moment and may still call out through the
+  sidecar. SIGINT (Ctrl-C) comes from a person at a terminal, not a pod's termination: it drains
+  at once;
 - SIGHUP: reload the config file;
 - the config file changing on disk: reload too. The file is polled with ``stat`` (no inotify:
   it works on every filesystem and in every container). ``stat`` follows symlinks, so a
@@ -106,8 +110,14 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
     stop = asyncio.Event()
     reload_wanted = asyncio.Event()
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    stopped_by: list[signal.Signals] = []  # the first one says how to stop
+
+    def stop_on(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, stop_on, signal.SIGTERM)
+    loop.add_signal_handler(signal.SIGINT, stop_on, signal.SIGINT)
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
     if reload_requested is not None and reload_requested():
         reload_wanted.set()
@@ -121,7 +131,12 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
         if sidecar.config_path is not None:
             tasks.append(loop.create_task(watch_file(sidecar.config_path, reload_wanted.set)))
         await stop.wait()
-        log.info("draining", extra={"fields": {"grace_s": sidecar.config.shutdown.drain_timeout}})
+        shutdown = sidecar.config.shutdown
+        quiet = shutdown.app_quiet_period if stopped_by[:1] == [signal.SIGTERM] else 0.0
+        log.info(
+            "draining",
+            extra={"fields": {"grace_s": shutdown.drain_timeout, "app_quiet_period_s": quiet}},
+        )
     finally:
         # 1. no more reloads: a config swap during the drain would only race it
         for task in tasks:
@@ -131,7 +146,8 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
                 await task
         for sig in handled:
             loop.remove_signal_handler(sig)
-        # 2. the drain itself
+        # 2. the drain itself, after the app went quiet (only SIGTERM means the app may be
+        #    going down with us; a start-up failure, a bug or Ctrl-C has nothing to wait for)
         if started:
-            await sidecar.drain()
+            await sidecar.drain(wait_for_app=stopped_by[:1] == [signal.SIGTERM])
     log.info("stopped")

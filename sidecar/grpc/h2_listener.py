@@ -34,6 +34,7 @@ import grpc
 import h2.config
 import h2.settings
 
+from ..app_quiet import AppActivity
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError
@@ -92,6 +93,8 @@ class H2GrpcListener:
         self.sidecar = sidecar
         self.port = 0
         self.active = 0
+        #: calls begun, ever (see :meth:`app_activity`).
+        self.began = 0
         self.draining = False
         self.max_receive = cfg.max_receive_message_size
         self.max_send = cfg.max_send_message_size
@@ -143,6 +146,7 @@ class H2GrpcListener:
 
     def begin(self, stream: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
         """A call's HEADERS came: check them and start its task."""
+        self.began += 1
         head = read_request(headers)
         if not head.content_type.startswith(CONTENT_TYPE):
             _answer_http(stream, b"415")
@@ -201,6 +205,20 @@ class H2GrpcListener:
             stream.task.cancel()
 
     # --- shutdown ----------------------------------------------------------------------------
+
+    def hold_for_app(self) -> None:
+        """SIGTERM while the app may still call out (``shutdown.app_quiet_period``): health
+        turns NOT_SERVING and its ``Watch`` streams end (a watch would never let the app look
+        quiet), and nothing else changes: connections stay open and take new calls. No GOAWAY
+        until the drain: a gRPC client moves its calls to a new connection on any GOAWAY, so
+        one now would only add reconnects (and a GOAWAY racing a call is reported as
+        UNAVAILABLE by some clients)."""
+        if self.services is not None:
+            self.services.drain()
+
+    def app_activity(self) -> AppActivity:
+        """Open app connections, calls running, and the ``began`` count."""
+        return AppActivity(len(self.connections), self.active, self.began)
 
     def stop_accepting(self) -> None:
         """No new connections; open ones get GOAWAY naming their last call (new calls on them

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, close_body, completed
 from .dispatch import Unrouted, dispatch
@@ -72,6 +73,8 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
         self.services: SidecarServices | None = None
         self.port = 0
         self.active = 0
+        #: calls begun, ever (see :meth:`app_activity`).
+        self.began = 0
         self.draining = False
         self._idle: asyncio.Event | None = None
         self._handlers: dict[str, Any] = {}
@@ -135,6 +138,7 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
         remaining = context.time_remaining()
         if remaining is not None:
             ex.deadline = asyncio.get_running_loop().time() + remaining
+        self.began += 1
         self.active += 1
         try:
             resp = await dispatch(self.routes, ex, self.metrics, self.on_unrouted)
@@ -145,6 +149,16 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
                 self._idle.set()
 
     # --- shutdown ----------------------------------------------------------------------------
+
+    def hold_for_app(self) -> None:
+        """SIGTERM while the app may still call out (``shutdown.app_quiet_period``): health
+        turns NOT_SERVING and its ``Watch`` streams end; the server keeps taking calls."""
+        if self.services is not None:
+            self.services.drain()
+
+    def app_activity(self) -> AppActivity:
+        """Calls running and the ``began`` count; grpcio hides its connections (0)."""
+        return AppActivity(0, self.active, self.began)
 
     def stop_accepting(self) -> None:
         """Draining begins: the sidecar's health service turns NOT_SERVING and its ``Watch``

@@ -21,9 +21,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange
-from .http_connection import IDLE, HttpConnection
+from .http_connection import BUSY, HEAD, IDLE, HttpConnection
 
 if TYPE_CHECKING:
     from ..config.models import HttpListenerConfig
@@ -48,7 +49,11 @@ class HttpListener:
         self.name = name
         self.connections: set[HttpConnection] = set()
         self.server: asyncio.base_events.Server | None = None
+        #: every connection ends after the call it is on (``Connection: close``): set by the
+        #: drain, or earlier by the wait for the app to go quiet (:meth:`hold_for_app`).
         self.draining = False
+        #: connections opened plus requests dispatched, ever (see :meth:`app_activity`).
+        self.began = 0
         self.now = 0.0
         self.tick = max(0.05, min(1.0, cfg.header_timeout / 4, cfg.idle_timeout / 4))
         self._ticker: asyncio.Task[None] | None = None
@@ -81,6 +86,7 @@ class HttpListener:
         return int(self.server.sockets[0].getsockname()[1])
 
     def connection_opened(self, conn: HttpConnection) -> None:
+        self.began += 1
         self.connections.add(conn)
         self._conn_gauge.inc()
 
@@ -103,6 +109,22 @@ class HttpListener:
             self.now = now = loop.time()
             for conn in list(self.connections):
                 conn.timed_out(now)
+
+    def hold_for_app(self) -> None:
+        """SIGTERM while the app may still call out (``shutdown.app_quiet_period``): keep
+        accepting, but every connection ends after the call it is on (its response says
+        ``Connection: close``, so no keep-alive connection outlives the app's last call).
+        Idle connections stay open until the drain: closing one now would race the app's next
+        call on it, and an idle connection does not hold the wait (:mod:`sidecar.app_quiet`)."""
+        self.draining = True
+
+    def app_activity(self) -> AppActivity:
+        """Open connections, requests being received or answered, and the ``began`` count."""
+        busy = 0
+        for conn in self.connections:
+            if conn.state == BUSY or conn.state == HEAD:
+                busy += 1
+        return AppActivity(len(self.connections), busy, self.began)
 
     def stop_accepting(self) -> None:
         self.draining = True

@@ -478,6 +478,7 @@ class HttpConnection(asyncio.Protocol):
 
     def dispatch(self, ex: Exchange) -> None:
         self.state = BUSY
+        self.listener.began += 1  # the wait for a quiet app sees every call (app_quiet)
         queue = self.queue
         queue.append(ex)
         if len(queue) > MAX_PIPELINED and not self.queue_paused:

@@ -1,4 +1,9 @@
-"""SIGTERM: drain without failing a call that started before it, within a bounded grace."""
+"""SIGTERM: drain without failing a call that started before it, within a bounded grace.
+
+These tests are about the drain itself, so the wait for the app to go quiet that comes first
+(``shutdown.app_quiet_period``) is off where it would change what they see: it keeps accepting
+the app's calls. tests/integration/test_pod_lifecycle.py covers that wait.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until
 from .raw_http import RawConnection, get
 
 SLOW = 0.3  # seconds the upstream takes to answer
+#: the drain at once, as without the wait for the app (see the module docstring)
+NO_APP_WAIT = {"app_quiet_period": 0}
 
 
 @dataclass
@@ -74,7 +81,10 @@ async def test_sigterm_under_load_fails_no_call_that_started_before_it() -> None
                 )
 
     async with FakeUpstream(slow) as up:
-        config = {"shutdown": {"drain_timeout": f"{grace}s"}, "upstreams": {"up": {"url": up.url}}}
+        config = {
+            "shutdown": {"drain_timeout": f"{grace}s", **NO_APP_WAIT},
+            "upstreams": {"up": {"url": up.url}},
+        }
         with SidecarProcess(config) as p:
             tasks = [asyncio.create_task(client_loop(f"{p.http_url}/up/x")) for _ in range(workers)]
             try:
@@ -120,7 +130,10 @@ async def test_drain_closes_idle_keepalives_refuses_new_connections_and_finishes
         return web.Response(text="done")
 
     async with FakeUpstream(answer) as up:
-        config = {"shutdown": {"drain_timeout": "20s"}, "upstreams": {"up": {"url": up.url}}}
+        config = {
+            "shutdown": {"drain_timeout": "20s", **NO_APP_WAIT},
+            "upstreams": {"up": {"url": up.url}},
+        }
         try:
             with SidecarProcess(config) as p:
                 # a keep-alive connection that served one call and now waits
@@ -225,7 +238,10 @@ async def test_pipelined_requests_read_before_the_drain_are_answered_the_last_wi
         return web.Response(text=f"answer {request.path}")
 
     async with FakeUpstream(answer) as up:
-        config = {"shutdown": {"drain_timeout": "20s"}, "upstreams": {"up": {"url": up.url}}}
+        config = {
+            "shutdown": {"drain_timeout": "20s", **NO_APP_WAIT},
+            "upstreams": {"up": {"url": up.url}},
+        }
         try:
             with SidecarProcess(config) as p:
                 async with await RawConnection.open(p.http_port) as c:
