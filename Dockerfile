@@ -1,0 +1,77 @@
+# The sidecar's container image: `docker build -t sidecar:0.1.0 .` (docs/image.md).
+#
+# Two stages on the same base. The first builds a wheel of the project and installs it, with its
+# runtime dependencies and the `fast` extra (uvloop), into a venv at /opt/sidecar. The second is
+# the base plus that venv and the default config: no compiler, no pip, no build tools, no caches.
+# The venv's python is a link to the base's, which is why both stages must use the same BASE.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# Dependencies first, read from pyproject.toml: this layer is reused until pyproject.toml changes,
+# so a change to the code rebuilds only the wheel. Binary wheels only: the build stage has no
+# compiler, and a dependency without a wheel for this platform should fail here, loudly.
+# The runtime venv never gets pip or setuptools: the build venv's pip installs into it
+# (`--python`). Bytecode is compiled here, in unchecked-hash mode: valid whatever mtimes a copy
+# gives the sources, so Python neither recompiles at each start nor tries to write on a
+# read-only root.
+COPY pyproject.toml ./
+RUN python3 -m venv /opt/build \
+ && python3 -m venv --without-pip /opt/sidecar \
+ && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
+print('\n'.join(p['build-system']['requires']), file=open('/tmp/build-requires.txt', 'w')); \
+print('\n'.join(p['project']['dependencies'] + p['project']['optional-dependencies']['fast']), \
+file=open('/tmp/requires.txt', 'w'))" \
+ && /opt/build/bin/pip install -q -r /tmp/build-requires.txt wheel \
+ && /opt/build/bin/pip --python /opt/sidecar/bin/python install -q --no-compile \
+        --only-binary=:all: -r /tmp/requires.txt \
+ && /opt/sidecar/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/sidecar/lib \
+ && rm -f /opt/sidecar/bin/activate* /opt/sidecar/bin/Activate.ps1 /tmp/*.txt
+
+COPY README.md LICENSE ./
+COPY sidecar ./sidecar
+# The wheel is built with the build venv's setuptools (no isolated download per build), then
+# installed with its dependencies and extra: pip finds them all satisfied by the layer above, and
+# would fetch any the list above missed.
+RUN /opt/build/bin/pip wheel -q --no-build-isolation --no-deps -w /tmp/wheels . \
+ && /opt/build/bin/pip --python /opt/sidecar/bin/python install -q --no-compile \
+        --only-binary=:all: "$(ls /tmp/wheels/sidecar-*.whl)[fast]" \
+ && /opt/sidecar/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash \
+        "$(/opt/sidecar/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/sidecar" \
+ && rm -rf /tmp/wheels
+
+FROM ${BASE}
+# The version is the project's (pyproject.toml); scripts/build-image passes it from there.
+ARG VERSION=0.1.0
+# Where the source lives; scripts/build-image passes the git remote when there is one.
+ARG SOURCE=""
+# The official python images ship the standard library without bytecode: compile it once here
+# (test suites and IDLE/Tk left out), or every start recompiles the modules it imports.
+RUN python3 -m compileall -q -j0 -x '/(site|dist)-packages/|/tests?/|idlelib|tkinter|turtledemo|lib2to3|ensurepip' \
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')"
+COPY --from=build /opt/sidecar /opt/sidecar
+# The embedded default (echo upstream, loopback ports), so the image runs with no mount; a
+# ConfigMap mounted at /etc/sidecar replaces the whole directory.
+COPY sidecar/default.yaml /etc/sidecar/sidecar.yaml
+ENV PATH=/opt/sidecar/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# Nothing is written at run time: the root filesystem may be read-only (/tmp as a tmpfs if a
+# plugin needs scratch space). A numeric user, so runAsNonRoot can verify it without a passwd entry.
+USER 65532:65532
+# admin (loopback unless configured), HTTP egress, gRPC egress, inbound mTLS, metrics port:
+# which of them listen, and on which address, is the config's choice (docs/operations.md).
+EXPOSE 15000 15001 15002 15006 15020
+LABEL org.opencontainers.image.title="sidecar" \
+      org.opencontainers.image.description="A lightweight service proxy: auth injection, mTLS, rate limits, retries, circuit breaking, tracing and metrics for the app beside it." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}"
+# SIGTERM starts the graceful drain (shutdown.drain_timeout) and the process exits 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["sidecar", "run"]
+CMD ["-c", "/etc/sidecar/sidecar.yaml"]

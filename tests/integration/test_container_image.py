@@ -1,0 +1,322 @@
+"""The container image, built by ``scripts/build-image`` and run with podman as a pod would run it.
+
+Every container runs with a read-only root filesystem and a tmpfs on /tmp. The smoke container
+gets a config mounted at /etc/sidecar (as a ConfigMap would be), opens the metrics port on
+0.0.0.0 inside its own network namespace, published on 127.0.0.1 of the host; the app's side
+(egress on 127.0.0.1 inside) is reached with ``podman exec``, which joins the container's
+network namespace as an app container in the same pod would.
+
+The upstream is an aiohttp server on the host. A bridged container reaches the host at the
+gateway of podman's bridge (``host.containers.internal`` in the container's /etc/hosts), an
+address that exists only while a container is attached: the upstream binds it once the
+container is up, on a port chosen before, since the config names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from .host_upstream import HostUpstream
+from .podman_cli import Podman
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = f"localhost/sidecar:{VERSION}"
+#: The config's drain grace (seconds): SIGTERM must stop the container well within it.
+DRAIN = 10.0
+#: Bound (seconds) on a container becoming ready.
+READY = 30.0
+#: Bound (seconds) on the build: the first one on a machine also builds the base.
+BUILD = 900.0
+
+# the build alone takes minutes on a machine that has never built the image
+pytestmark = pytest.mark.timeout(BUILD + 120)
+
+#: Run inside the container: one GET, its outcome as JSON on stdout (an HTTP error included).
+CLIENT = """
+import json, sys, urllib.error, urllib.request
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))
+except urllib.error.HTTPError as e:
+    r = e
+print(json.dumps({"status": r.status, "headers": dict(r.headers), "body": r.read().decode()}))
+"""
+
+#: Run inside the container: bytecode the venv and the modules `sidecar run` imports would
+#: otherwise compile at each start, and whether the default config is the embedded one.
+INSPECT = """
+import importlib.resources, importlib.util, json, os, sys, sysconfig
+import sidecar.app, sidecar.cli, sidecar.lifecycle, uvloop
+venv = sysconfig.get_path("purelib")
+no_pyc, timestamped = [], []
+for d, _, files in os.walk(venv):
+    for f in files:
+        if f.endswith(".py"):
+            pyc = importlib.util.cache_from_source(os.path.join(d, f))
+            if not os.path.exists(pyc):
+                no_pyc.append(os.path.join(d, f))
+            elif int.from_bytes(open(pyc, "rb").read(8)[4:], "little") != 1:
+                timestamped.append(pyc)
+for m in list(sys.modules.values()):
+    src = getattr(m, "__file__", None) or ""
+    if src.endswith(".py") and not os.path.exists(importlib.util.cache_from_source(src)):
+        no_pyc.append(src)
+default = (importlib.resources.files("sidecar") / "default.yaml").read_bytes()
+print(json.dumps({
+    "no_pyc": no_pyc, "timestamped": timestamped,
+    "default_config": open("/etc/sidecar/sidecar.yaml", "rb").read() == default,
+    "pip": importlib.util.find_spec("pip") is not None,
+    "tmp": os.listdir("/tmp"),
+}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    p = Podman(tmp_path_factory.mktemp("podman"))
+    try:
+        yield p
+    finally:
+        p.remove_all()
+
+
+@pytest.fixture(scope="session")
+def image(podman: Podman) -> str:
+    """The image, built once per session by the script CI uses (layers cached between runs)."""
+    # its own process group, so a build past its bound is stopped with everything it started
+    build = subprocess.Popen(
+        [str(ROOT / "scripts" / "build-image")],
+        env={**podman.env, "SIDECAR_IMAGE": IMAGE},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = build.communicate(timeout=BUILD)
+    except subprocess.TimeoutExpired:
+        os.killpg(build.pid, signal.SIGTERM)
+        build.communicate(timeout=30)
+        pytest.fail(f"scripts/build-image took more than {BUILD}s")
+    if build.returncode != 0:
+        pytest.fail(f"scripts/build-image exited {build.returncode}:\n{(out + err)[-4000:]}")
+    return IMAGE
+
+
+@dataclass
+class Running:
+    name: str
+    metrics_url: str
+    upstream: HostUpstream
+
+
+def run_sidecar(podman: Podman, image: str, role: str, config: dict[str, Any] | None) -> str:
+    """Start a read-only container; ``config`` mounted at /etc/sidecar, or the image's own.
+
+    With a config, its metrics port (``admin.metrics_address``, on 0.0.0.0 inside) is
+    published on the same port of the host's 127.0.0.1.
+    """
+    name = f"sidecar-image-test-{os.getpid()}-{role}"
+    options = ["--read-only", "--tmpfs", "/tmp"]
+    if config is not None:
+        conf_dir = podman.conf.parent / role
+        conf_dir.mkdir(mode=0o755)  # readable by the container's user, which is not root
+        (conf_dir / "sidecar.yaml").write_text(yaml.safe_dump(config))
+        (conf_dir / "sidecar.yaml").chmod(0o644)
+        port = config["admin"]["metrics_address"].rsplit(":", 1)[1]
+        options += ["--volume", f"{conf_dir}:/etc/sidecar:ro"]
+        options += ["--publish", f"127.0.0.1:{port}:{port}"]
+    podman.run_detached(name, image, *options)
+    return name
+
+
+def wait_ready(podman: Podman, name: str, ready: Callable[[], bool]) -> None:
+    """Poll ``ready()``; fail with the container's log if it is not true within ``READY``."""
+    deadline = time.monotonic() + READY
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not podman.inspect(name)["State"]["Running"]:
+            break
+        time.sleep(0.1)
+    pytest.fail(f"{name} not ready within {READY}s:\n{podman.logs(name)[-4000:]}")
+
+
+def answers_ready(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    return ready
+
+
+def smoke_config(metrics_port: int, upstream_port: int) -> dict[str, Any]:
+    return {
+        "admin": {"metrics_address": f"0.0.0.0:{metrics_port}"},
+        "shutdown": {"drain_timeout": f"{DRAIN}s"},
+        "upstreams": {
+            "host": {"url": f"http://host.containers.internal:{upstream_port}", "timeout": "5s"}
+        },
+    }
+
+
+def call_from_app(podman: Podman, name: str, url: str) -> dict[str, Any]:
+    """GET ``url`` from inside the container's network namespace, as the app beside it."""
+    done = podman.exec_python(name, CLIENT, url, "20", timeout=30)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke(podman: Podman, image: str) -> Iterator[Running]:
+    metrics_port, upstream_port = free_port(), free_port()
+    name = run_sidecar(podman, image, "smoke", smoke_config(metrics_port, upstream_port))
+    try:
+        url = f"http://127.0.0.1:{metrics_port}"
+        wait_ready(podman, name, answers_ready(url))
+        gateway = podman.inspect(name)["NetworkSettings"]["Gateway"]
+        with HostUpstream(gateway, upstream_port) as upstream:
+            yield Running(name, url, upstream)
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_image_metadata_says_how_to_run_it(podman: Podman, image: str) -> None:
+    """Orchestrators read the user, entrypoint, ports, stop signal and labels from the image."""
+    config = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["sidecar", "run"]
+    assert config["Cmd"] == ["-c", "/etc/sidecar/sidecar.yaml"]
+    assert config["StopSignal"] == "SIGTERM"
+    assert set(config["ExposedPorts"]) >= {"15000/tcp", "15001/tcp", "15002/tcp", "15020/tcp"}
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.title"] == "sidecar"
+    assert "org.opencontainers.image.source" in labels
+
+
+def test_readyz_answers_through_the_published_metrics_port(smoke: Running) -> None:
+    """Kubelet probes and Prometheus reach /readyz and /metrics on the pod address."""
+    r = httpx.get(f"{smoke.metrics_url}/readyz", timeout=5)
+    assert (r.status_code, r.json()) == (200, {"status": "ready"})
+    assert "sidecar_" in httpx.get(f"{smoke.metrics_url}/metrics", timeout=5).text
+
+
+def test_app_call_is_proxied_through_the_container_to_the_host(
+    podman: Podman, smoke: Running
+) -> None:
+    """The app's call to 127.0.0.1:15001/<upstream>/... reaches an upstream outside the pod."""
+    result = call_from_app(podman, smoke.name, "http://127.0.0.1:15001/host/through?x=1")
+    assert (result["status"], result["body"]) == (200, "hello from the host")
+    path, headers = smoke.upstream.requests[-1]
+    assert path == "/through?x=1"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+
+
+def test_sidecar_process_is_not_root_and_root_filesystem_is_read_only(
+    podman: Podman, smoke: Running
+) -> None:
+    """runAsNonRoot and readOnlyRootFilesystem hold: the process is uid/gid 65532, nothing root."""
+    state = podman.inspect(smoke.name)
+    assert state["HostConfig"]["ReadonlyRootfs"] is True
+    status = Path(f"/proc/{state['State']['Pid']}/status").read_text().splitlines()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status if line[:4] in ("Uid:", "Gid:")}
+    assert ids == {"Uid": ["65532"] * 4, "Gid": ["65532"] * 4}
+
+
+def test_image_runs_with_no_mount_from_precompiled_bytecode(podman: Podman, image: str) -> None:
+    """No ConfigMap: the embedded default answers; nothing is compiled or written at run time."""
+    name = run_sidecar(podman, image, "default", None)
+
+    def ready() -> bool:
+        done = podman.exec_python(name, CLIENT, "http://127.0.0.1:15000/readyz", "1")
+        return done.returncode == 0 and json.loads(done.stdout)["status"] == 200
+
+    try:
+        wait_ready(podman, name, ready)
+        echo = call_from_app(podman, name, "http://127.0.0.1:15001/echo/hello")
+        assert echo["status"] == 200
+        assert json.loads(echo["body"])["headers"]["x-sidecar-demo"] == "injected-by-sidecar"
+        done = podman.exec_python(name, INSPECT)
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        assert found == {
+            "no_pyc": [],
+            "timestamped": [],
+            "default_config": True,
+            "pip": False,
+            "tmp": [],
+        }
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_sigterm_lets_the_call_in_flight_finish_and_exits_zero(
+    podman: Podman, image: str, smoke: Running
+) -> None:
+    """`podman stop` (a rolling update) drains: the app's call in flight succeeds, exit code 0."""
+    metrics_port = free_port()
+    config = smoke_config(metrics_port, smoke.upstream.port)
+    name = run_sidecar(podman, image, "stop", config)
+    try:
+        wait_ready(podman, name, answers_ready(f"http://127.0.0.1:{metrics_port}"))
+        seen = len(smoke.upstream.requests)
+        client = subprocess.Popen(
+            [
+                podman.exe,
+                "exec",
+                name,
+                "python",
+                "-c",
+                CLIENT,
+                "http://127.0.0.1:15001/host/slow",
+                "20",
+            ],
+            env=podman.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not any(p == "/slow" for p, _ in smoke.upstream.requests[seen:]):
+                assert time.monotonic() < deadline, "the slow call never reached the upstream"
+                time.sleep(0.01)
+            started = time.monotonic()
+            podman("stop", "--time", str(int(DRAIN * 3)), name, timeout=DRAIN * 3 + 30)
+            took = time.monotonic() - started
+            out, err = client.communicate(timeout=30)
+        finally:
+            client.kill()
+        assert client.returncode == 0, err
+        result = json.loads(out)
+        assert (result["status"], result["body"]) == (200, "slow answer")
+        assert took < DRAIN, f"stop took {took:.1f}s, past the {DRAIN}s drain grace"
+        assert podman.inspect(name)["State"]["ExitCode"] == 0
+        assert '"msg": "draining"' in podman.logs(name)
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
