@@ -149,47 +149,54 @@ def main() -> int:
 
     per_1000 = cpu_s / requests * 1000
     cores = cpu_s / wall
-    cpu_request = ceil_to(idle_cpu_m + per_1000 * args.rate, 10)
-    cpu_limit = ceil_to(cores * 1000, 100)
-    memory_request = ceil_to(load_rss * 1.2, 16)
-    memory_limit = ceil_to(peak_rss * 1.5 + TMPFS_MIB, 32)
+    suggested = [
+        (
+            "requests.cpu",
+            f"{ceil_to(idle_cpu_m + per_1000 * args.rate, 10)}m",
+            f"idle + {args.rate:g} calls/s (--rate) x the CPU per call, rounded up to 10m",
+        ),
+        (
+            "requests.memory",
+            f"{ceil_to(load_rss * 1.2, 16)}Mi",
+            "RSS after the load x 1.2, rounded up to 16Mi",
+        ),
+        (
+            "limits.cpu",
+            f"{max(1000, ceil_to(cores * 1000, 100))}m",
+            "the cores used under the load, rounded up to 100m, and at least one: the data "
+            "path is one event loop, which a lower limit throttles",
+        ),
+        (
+            "limits.memory",
+            f"{ceil_to(peak_rss * 2 + TMPFS_MIB, 32)}Mi",
+            f"peak RSS x 2 (more connections than this run, bodies buffered for retries) "
+            f"+ the {TMPFS_MIB}Mi /tmp tmpfs, rounded up to 32Mi",
+        ),
+    ]
 
+    where = f"sidecar on core {PROXY_CORE}, wrk on core {LOAD_CORE}" if pin else "not pinned"
     print(
         f"sidecar run on the embedded default; wrk -t1 -c{args.connections} "
-        f"-d{args.duration:g}s against /echo/hello; "
-        + (f"sidecar on core {PROXY_CORE}, wrk on core {LOAD_CORE}" if pin else "not pinned")
-        + f"; clock ticks of {1000 / CLK_TCK:g} ms\n"
+        f"-d{args.duration:g}s against /echo/hello; {where}; CPU ticks of {1000 / CLK_TCK:g} ms\n"
     )
     print("| measured | value |\n|---|---:|")
     print(f"| idle RSS | {idle_rss:.1f} MiB |")
     print(f"| idle CPU | {idle_cpu_m:.1f} millicores |")
-    print(
-        f"| load: requests (RPS) | {requests:,} ({rps:,.0f}/s; p50 {p50 / 1000:.2f} ms, "
-        f"p99 {p99 / 1000:.2f} ms) |"
-    )
+    print(f"| load: requests | {requests:,} ({rps:,.0f}/s) |")
+    print(f"| load: latency p50 / p99 | {p50 / 1000:.2f} / {p99 / 1000:.2f} ms |")
     print(f"| load: CPU seconds per 1000 requests | {per_1000:.3f} |")
     print(f"| load: cores used | {cores:.2f} |")
     print(f"| load: RSS after the run / peak RSS | {load_rss:.1f} / {peak_rss:.1f} MiB |")
     if non2xx or sock:
         print(f"| load: non-2xx / socket errors | {non2xx} / {sock} |")
-    print("\nSuggested resources (how each is derived):")
-    print(
-        f"  requests.cpu    {cpu_request}m    idle + {args.rate:g} calls/s "
-        f"x CPU per call, rounded up to 10m (--rate)"
-    )
-    print(f"  requests.memory {memory_request}Mi   RSS after the load x 1.2, rounded up to 16Mi")
-    print(
-        f"  limits.cpu      {cpu_limit}m   the cores the sidecar used at saturation, "
-        f"rounded up to 100m (less throttles it)"
-    )
-    print(
-        f"  limits.memory   {memory_limit}Mi   peak RSS x 1.5 + the {TMPFS_MIB}Mi /tmp tmpfs, "
-        f"rounded up to 32Mi"
-    )
+    print("\n| suggested | value | from |\n|---|---:|---|")
+    for name, value, why in suggested:
+        print(f"| {name} | {value} | {why} |")
+    values = {name: value for name, value, _ in suggested}
     print(
         "\nresources:\n"
-        f"  requests: {{cpu: {cpu_request}m, memory: {memory_request}Mi}}\n"
-        f"  limits: {{cpu: {cpu_limit}m, memory: {memory_limit}Mi}}"
+        f"  requests: {{cpu: {values['requests.cpu']}, memory: {values['requests.memory']}}}\n"
+        f"  limits: {{cpu: {values['limits.cpu']}, memory: {values['limits.memory']}}}"
     )
     return 0
 
