@@ -76,14 +76,15 @@ def sidecar_of(text: str) -> dict[str, Any]:
 def test_shipped_manifests_equal_what_inject_makes_of_the_app(app: str, shipped: str) -> None:
     """k8s/ and `sidecar inject` cannot drift: the shipped workload is inject's output."""
     made = docs(inject((FIXTURES / app).read_text(), Defaults(DEFAULT_IMAGE, "sidecar", True)))
-    assert made == docs((K8S / shipped).read_text())
+    assert made == docs((K8S / shipped).read_text()), "run .venv/bin/python k8s/regenerate.py"
 
 
 def test_classic_example_is_what_inject_legacy_makes() -> None:
     """k8s/examples/classic replaces the pod template with exactly `inject --legacy`'s."""
     made = docs(inject((FIXTURES / "web-app.yaml").read_text(), CLASSIC))[0]
     patch = docs((K8S / "examples/classic/classic-pod-template.yaml").read_text())[0]
-    assert patch == [{"op": "replace", "path": "/spec/template", "value": made["spec"]["template"]}]
+    expected = [{"op": "replace", "path": "/spec/template", "value": made["spec"]["template"]}]
+    assert patch == expected, "run .venv/bin/python k8s/regenerate.py"
 
 
 def test_base_container_is_the_default_spec_with_the_base_annotations() -> None:
