@@ -58,7 +58,13 @@ def normalize_path(path: str) -> str:
     if "\\" in path:
         raise NoRoute("the path contains a '\\', which is refused")
     if "%" in path:
+        escapes = _PCT.findall(path)
         path = _PCT.sub(_pct, path)
+        # a '%' that starts no escape, followed by encoded hex digits ("%%32%46"), decodes into
+        # a new escape ("%2F") that the upstream would decode once more: the path it sees would
+        # not be the one routing and policy matched
+        if len(_PCT.findall(path)) != sum(int(h, 16) not in _UNRESERVED for h in escapes):
+            raise BadRequest("the path's percent-encoding decodes into a new escape")
     if "/." not in path and "//" not in path:
         return path
     out: list[str] = []

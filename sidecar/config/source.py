@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.scanner import ScannerError
 
 from ..errors import ConfigError, ConfigProblem
 from .types import show
@@ -33,6 +34,20 @@ _REFERENCE = re.compile(
 )
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+#: a config nests a few levels and holds a few thousand values. Past these bounds the file is an
+#: accident or an attack: an alias inside itself nests without end, and aliases of aliases
+#: ("billion laughs") expand exponentially once the data is walked.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    """The data nests deeper than ``MAX_DEPTH`` or expands past ``MAX_VALUES`` values."""
+
+    def __init__(self, loc: tuple[str | int, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.loc = loc
+        self.reason = reason
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -54,6 +69,15 @@ class _StrictLoader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
         return super().construct_mapping(node, deep=deep)
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's
+        # refused as the scanner meets it: PyYAML's scanner is quadratic in the nesting of
+        # flow collections ("[[[[..."), and its parser recurses once per level
+        if self.flow_level >= MAX_DEPTH:
+            raise ScannerError(
+                None, None, f"collections nested more than {MAX_DEPTH} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
 
 _StrictLoader.yaml_implicit_resolvers = {
@@ -87,6 +111,9 @@ def read_data(text: str, file: str, environ: Mapping[str, str]) -> dict[str, Any
         raise ConfigError([ConfigProblem(file, f"line {line}, column {column}", reason)]) from None
     except yaml.YAMLError as e:
         raise ConfigError([_yaml_problem(e, file)]) from None
+    except RecursionError:  # PyYAML parses nested collections recursively
+        reason = f"not valid YAML: collections nested too deeply (at most {MAX_DEPTH} levels)"
+        raise ConfigError([ConfigProblem(file, "", reason)]) from None
     if data is None:
         # an empty file is far more often a file caught mid-write (truncated, not yet written)
         # or a mistake than a wish to run with nothing: saying `{}` is the way to mean it
@@ -112,7 +139,10 @@ def read_data(text: str, file: str, environ: Mapping[str, str]) -> dict[str, Any
             ]
         )
     problems: list[ConfigProblem] = []
-    data = _substitute(data, (), environ, file, problems)
+    try:
+        data = _substitute(data, (), environ, file, problems, [0])
+    except _TooLarge as e:
+        raise ConfigError([ConfigProblem(file, key_path(e.loc), e.reason)]) from None
     if problems:
         raise ConfigError(problems)
     return data  # type: ignore[no-any-return]
@@ -139,16 +169,27 @@ def _substitute(
     env: Mapping[str, str],
     file: str,
     problems: list[ConfigProblem],
+    seen: list[int],
 ) -> Any:
+    """``value`` with variables substituted, as new containers; ``seen[0]`` counts the values
+    walked, aliases counted each time they are used (that is what the walk costs)."""
+    seen[0] += 1
+    if seen[0] > MAX_VALUES:
+        raise _TooLarge(loc, f"more than {MAX_VALUES} values once aliases are expanded")
     if isinstance(value, str):
         return _expand(value, loc, env, file, problems) if "${" in value else value
+    if isinstance(value, dict | list) and len(loc) >= MAX_DEPTH:
+        raise _TooLarge(
+            loc, f"nested more than {MAX_DEPTH} levels deep (an alias used inside itself?)"
+        )
     if isinstance(value, dict):
         # keys are never substituted; scalar keys become strings (``200:`` means "200")
         return {
-            _key(k): _substitute(v, (*loc, _key(k)), env, file, problems) for k, v in value.items()
+            _key(k): _substitute(v, (*loc, _key(k)), env, file, problems, seen)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_substitute(v, (*loc, i), env, file, problems) for i, v in enumerate(value)]
+        return [_substitute(v, (*loc, i), env, file, problems, seen) for i, v in enumerate(value)]
     return value
 
 

@@ -282,6 +282,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._done = True
 
     def on_body(self, body: bytes) -> None:
+        if self._head_only:
+            # bytes after a HEAD answer's head, which has no body: llhttp, not knowing the
+            # request was HEAD, reads them as one; they are not passed on, and an upstream that
+            # sends them cannot be trusted with another exchange
+            self.reusable = False
+            return
         if self._body is not None:
             self._body.feed(body)
         elif self._parts is not None:

@@ -1,0 +1,69 @@
+"""Bugs the fuzzers found, each pinned by the behaviour a user relies on (the inputs that found
+them are in tests/fuzz/corpus/ too; docs/fuzzing.md lists them)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sidecar.config import parse_config
+from sidecar.errors import BadRequest, ConfigError
+from sidecar.routing import normalize_path
+from tests.unit.fake_transport import respond, standalone
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/up/%%32%46etc",  # decodes to "/up/%2Fetc": an encoded '/' the upstream decodes
+        "/api/%%32%65%%32%65/admin",  # "%2e%2e": a '..' the upstream resolves past the prefix
+        "/up/%%30%30",  # "%00": an encoded NUL
+        "/up/%3%30x",  # "%30" completes the '%3' before it
+    ],
+)
+def test_a_path_whose_decoding_makes_a_new_escape_is_refused(raw: str) -> None:
+    """Routing and policy match the path the upstream will decode: a '%' before encoded hex
+    digits would make a second escape (an encoded '/', '..' or NUL) only the upstream decodes."""
+    with pytest.raises(BadRequest, match="new escape"):
+        normalize_path(raw)
+
+
+def test_lone_percent_signs_still_pass_unchanged() -> None:
+    """A '%' that starts no escape is kept as sent, as before: only new escapes are refused."""
+    assert normalize_path("/up/100%") == "/up/100%"
+    assert normalize_path("/up/%%3c%33") == "/up/%%3C3"
+
+
+async def test_bytes_after_a_head_answer_are_not_a_body_and_close_the_connection() -> None:
+    """A HEAD answer has no body: bytes an upstream sends after its head are not passed on,
+    and the connection is not reused for the next call (they would be read as its answer)."""
+    conn, transport, events = standalone()
+    resp = respond(conn, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", head_only=True)
+    assert resp.result().body == b"" and resp.result().length == 2
+    assert not conn.reusable and transport.closed and "free" not in events
+
+
+_LAUGHS = range(1, 40)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x [*x]",  # an alias used inside itself
+        "upstreams: &x {a: *x}",
+        "a: " + "[" * 50_000 + "]" * 50_000,  # flow collections nested without end
+        "a: " + "{a: " * 5_000 + "}" * 5_000,
+        "- " * 20_000 + "x",  # block collections nested past the parser's recursion
+        "\n".join(["l0: &l0 [x, x]", *(f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}]" for i in _LAUGHS)]),
+    ],
+    ids=["self-alias", "self-mapping", "deep-flow", "deep-flow-map", "deep-block", "laughs"],
+)
+def test_a_config_nested_or_expanded_without_bound_is_a_config_problem(text: str) -> None:
+    """`sidecar check`, start and reload report a file that nests without end or expands
+    exponentially through aliases as a problem, at once: never a crash, a hang or the memory."""
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, "sidecar.yaml", {}, resolve_secrets=False)
+    assert time.perf_counter() - started < 2
+    assert any(w in str(refused.value) for w in ("nested", "values once aliases"))
