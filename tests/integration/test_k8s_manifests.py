@@ -171,13 +171,22 @@ def test_podmonitor_is_checked_here_because_no_schema_is_bundled() -> None:
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["native", "classic"])
 def test_inject_output_validates(legacy: bool, tmp_path: Path) -> None:
-    """What `sidecar inject` makes of every fixture is accepted by the API schemas."""
+    """What `sidecar inject` makes of every fixture renders with kustomize and validates."""
     defaults = Defaults(image=DEFAULT_IMAGE, config_map="sidecar", native=not legacy)
-    objs = [
-        obj
-        for fixture in sorted(FIXTURES.glob("*.yaml"))
-        for obj in objects(inject_stream(fixture.read_text(), fixture.name, defaults).text)
-    ]
+    # as a kustomize resource each, so kustomize reads them too (and expands the List)
+    app = tmp_path / "app"
+    app.mkdir()
+    fixtures = sorted(FIXTURES.glob("*.yaml"))
+    for fixture in fixtures:
+        (app / fixture.name).write_text(
+            inject_stream(fixture.read_text(), fixture.name, defaults).text
+        )
+    (app / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [f.name for f in fixtures]})
+    )
+    result = run(KUBECTL, "kustomize", str(app))
+    assert result.returncode == 0, result.stderr
+    objs = objects(result.stdout)
     assert {o["kind"] for o in objs} >= set(WORKLOADS)
     for version in VERSIONS + ([OLDEST] if legacy else []):
         validate(objs, version, tmp_path)
