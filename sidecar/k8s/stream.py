@@ -30,6 +30,7 @@ _MARKER = re.compile(r"^---(?:[ \t]|$)")
 _DIRECTIVE = re.compile(r"^%")
 _HEAD_LINE = re.compile(r"^(?:---[ \t]*(?:#.*)?|[ \t]*(?:#.*)?|%.*)$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_END = re.compile(r"^\.\.\.(?:[ \t]|$)")
 
 
 class StreamError(ValueError):
@@ -93,7 +94,9 @@ class Document:
         kept: list[str] = []
         for line in self.text.splitlines(keepends=True):
             if not _HEAD_LINE.match(line.rstrip("\r\n")):
-                if _MARKER.match(line) and not kept:  # "--- {...}": keep the marker alone
+                if (
+                    _MARKER.match(line.rstrip("\r\n")) and not kept
+                ):  # "--- {...}": keep the marker alone
                     kept.append("---\n")
                 break
             kept.append(line)
@@ -106,11 +109,12 @@ def split_documents(text: str, source: str) -> list[Document]:
     pieces: list[tuple[int, list[str]]] = [(1, [])]
     only_directives = False  # the current piece so far holds only %directives (and comments)
     for number, text_line in enumerate(text.splitlines(keepends=True), start=1):
-        if _DIRECTIVE.match(text_line):
+        bare = text_line.rstrip("\r\n")  # CRLF files too
+        if _DIRECTIVE.match(bare):
             if not only_directives:
                 pieces.append((number, []))
                 only_directives = True
-        elif _MARKER.match(text_line):
+        elif _MARKER.match(bare):
             if not only_directives:
                 pieces.append((number, []))
             only_directives = False
@@ -147,4 +151,6 @@ def dump_document(document: Document, data: Any) -> str:
         allow_unicode=True,
         width=1 << 16,  # never fold long strings across lines
     )
-    return document.head + body
+    # an explicit end ("..."), needed before a following %directive, is kept too
+    ended = any(_END.match(line.rstrip("\r\n")) for line in document.text.splitlines())
+    return document.head + body + ("...\n" if ended else "")

@@ -137,6 +137,17 @@ def test_untouched_documents_are_written_back_byte_for_byte() -> None:
     assert out.index("serviceaccount.yaml") < out.index("configmap.yaml") < out.index("tests/")
 
 
+def test_documents_are_found_in_crlf_files_and_after_directives() -> None:
+    """Windows line ends and %YAML directives still separate documents, which stay intact."""
+    namespace = "apiVersion: v1\r\nkind: Namespace\r\nmetadata: {name: shop}\r\n"
+    app = deployment().replace("\n", "\r\n")
+    out = inject(namespace + "---\r\n" + app + "...\r\n%YAML 1.1\r\n---\r\n" + namespace)
+    assert out.startswith(namespace + "---\r\n")
+    assert out.endswith("\n...\n%YAML 1.1\r\n---\r\n" + namespace)
+    assert [d["kind"] for d in docs(out)] == ["Namespace", "Deployment", "Namespace"]
+    assert names(pod_spec(docs(out)[1])["initContainers"]) == ["sidecar"]
+
+
 def test_every_workload_kind_gets_one_native_sidecar_at_its_pod_spec() -> None:
     """Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob pods all get it."""
     out = [
