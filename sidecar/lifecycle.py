@@ -147,7 +147,17 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
         for sig in handled:
             loop.remove_signal_handler(sig)
         # 2. the drain itself, after the app went quiet (only SIGTERM means the app may be
-        #    going down with us; a start-up failure, a bug or Ctrl-C has nothing to wait for)
+        #    going down with us; a start-up failure, a bug or Ctrl-C has nothing to wait for).
+        #    A second SIGTERM or SIGINT now has its default action (stop at once), but SIGHUP's
+        #    would kill the process and cut the app's egress mid-wait: it is ignored until done
         if started:
-            await sidecar.drain(wait_for_app=stopped_by[:1] == [signal.SIGTERM])
+            loop.add_signal_handler(signal.SIGHUP, _reload_skipped)
+            try:
+                await sidecar.drain(wait_for_app=stopped_by[:1] == [signal.SIGTERM])
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
     log.info("stopped")
+
+
+def _reload_skipped() -> None:
+    log.warning("reload skipped", extra={"fields": {"state": "draining"}})

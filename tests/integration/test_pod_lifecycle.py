@@ -185,7 +185,7 @@ async def test_classic_layout_the_app_loses_no_call_and_the_sidecar_exits_once_i
     after = [c for c in calls if c["start"] >= app_signalled]
     assert {c["kind"] for c in after} == {"keep-alive", "new-connection", "grpc"}
     last_call = max(c["end"] for c in after)
-    assert last_call - signalled >= APP_CALLS_FOR - 0.1
+    assert last_call - signalled >= APP_CALLS_FOR - 0.5  # its last round began before 3 s
     assert len(after) >= 30
     # peers were turned away at once, while the app's egress was still serving it
     assert peers_refused - signalled < 1.0
@@ -193,7 +193,7 @@ async def test_classic_layout_the_app_loses_no_call_and_the_sidecar_exits_once_i
     assert not_ready
     # each HTTP call answered once the wait began ended its connection (Connection: close)
     waiting = [x for x in logs if x.get("msg") == "waiting for the app to go quiet"][0]
-    held = [c for c in http_calls if c["start"] > logged_at(waiting)]
+    held = [c for c in http_calls if c["start"] > logged_at(waiting) + 0.005]  # ts: ms
     assert held and all(c["connection"] == "close" for c in held)
     # the sidecar waited for the app's quiet period after its last call, and no longer
     assert app_gone <= sidecar_gone
@@ -294,3 +294,24 @@ async def test_an_app_that_never_goes_quiet_is_bounded_by_the_drain_timeout() ->
     before_end = [status for started, status in calls if started < sent + grace - 0.25]
     assert len([s for s in before_end if s == 200]) > 20
     assert all(status == 200 for status in before_end)
+
+
+async def test_a_sighup_during_the_wait_is_ignored_and_the_drain_still_exits_0() -> None:
+    """A reload asked for while shutting down (SIGHUP's default would kill the process and cut
+    the app's egress mid-wait) is logged and skipped; the shutdown goes on to exit 0."""
+    async with FakeUpstream() as up:
+        config = {
+            "shutdown": {"drain_timeout": "10s", "app_quiet_period": "1s"},
+            "upstreams": {"up": {"url": up.url}},
+        }
+        with SidecarProcess(config) as p:
+            assert p.proc is not None
+            p.send(signal.SIGTERM)
+            waiting = "waiting for the app to go quiet"
+            await async_wait_until(lambda: waiting in messages(p.log_lines()), 5)
+            p.send(signal.SIGHUP)
+            rc, _ = await exit_time(p.proc, 15)
+            logs = p.log_lines()
+    assert rc == 0
+    msgs = messages(logs)
+    assert msgs.index(waiting) < msgs.index("reload skipped") < msgs.index("app quiet")
