@@ -11,12 +11,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
+# strip, for the build only: extension modules from PyPI may carry their debug information
+# (uvloop's is 12 of its 14 MB)
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, read from pyproject.toml: this layer is reused until pyproject.toml changes,
 # so a change to the code rebuilds only the wheel. Binary wheels only: the build stage has no
 # compiler, and a dependency without a wheel for this platform should fail here, loudly.
 # The runtime venv never gets pip or setuptools: the build venv's pip installs into it
-# (`--python`). Bytecode is compiled here, in unchecked-hash mode: valid whatever mtimes a copy
+# (`--python`). Extension modules lose their debug sections (each one imported afterwards, so a
+# damaged one fails the build, not a call). Bytecode is compiled here, in unchecked-hash mode: valid whatever mtimes a copy
 # gives the sources, so Python neither recompiles at each start nor tries to write on a
 # read-only root.
 COPY pyproject.toml ./
@@ -29,6 +35,11 @@ file=open('/tmp/requires.txt', 'w'))" \
  && /opt/build/bin/pip install -q -r /tmp/build-requires.txt wheel \
  && /opt/build/bin/pip --python /opt/sidecar/bin/python install -q --no-compile \
         --only-binary=:all: -r /tmp/requires.txt \
+ && find /opt/sidecar/lib -name '*.so' -not -path '*.libs/*' -exec strip --strip-debug '{}' + \
+ && /opt/sidecar/bin/python -c "import importlib, pathlib, sysconfig; \
+root = pathlib.Path(sysconfig.get_path('purelib')); \
+[importlib.import_module('.'.join(so.relative_to(root).with_suffix('').with_suffix('').parts)) \
+ for so in root.rglob('*.cpython-*.so')]" \
  && /opt/sidecar/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/sidecar/lib \
  && rm -f /opt/sidecar/bin/activate* /opt/sidecar/bin/Activate.ps1 /tmp/*.txt
 

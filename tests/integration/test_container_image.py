@@ -41,7 +41,7 @@ DRAIN = 10.0
 #: Bound (seconds) on a container becoming ready.
 READY = 30.0
 #: Bound (seconds) on the build: the first one on a machine also builds the base.
-BUILD = 900.0
+BUILD = 1080.0
 
 # the build alone takes minutes on a machine that has never built the image
 pytestmark = pytest.mark.timeout(BUILD + 120)
