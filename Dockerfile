@@ -22,9 +22,9 @@ WORKDIR /src
 # compiler, and a dependency without a wheel for this platform should fail here, loudly.
 # The runtime venv never gets pip or setuptools: the build venv's pip installs into it
 # (`--python`). Extension modules lose their debug sections (each one imported afterwards, so a
-# damaged one fails the build, not a call). Bytecode is compiled here, in unchecked-hash mode: valid whatever mtimes a copy
-# gives the sources, so Python neither recompiles at each start nor tries to write on a
-# read-only root.
+# damaged one fails the build, not a call). Bytecode is compiled here, in unchecked-hash mode:
+# valid whatever mtimes a copy gives the sources, so Python neither recompiles at each start nor
+# tries to write on a read-only root.
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/build \
  && python3 -m venv --without-pip /opt/sidecar \
@@ -74,8 +74,8 @@ ENV PATH=/opt/sidecar/bin:$PATH \
 # Nothing is written at run time: the root filesystem may be read-only (/tmp as a tmpfs if a
 # plugin needs scratch space). A numeric user, so runAsNonRoot can verify it without a passwd entry.
 USER 65532:65532
-# admin (loopback unless configured), HTTP egress, gRPC egress, inbound mTLS, metrics port:
-# which of them listen, and on which address, is the config's choice (docs/operations.md).
+# admin, HTTP egress, gRPC egress (these three on loopback only: the app shares the pod's
+# network namespace), inbound mTLS, metrics port (docs/operations.md).
 EXPOSE 15000 15001 15002 15006 15020
 LABEL org.opencontainers.image.title="sidecar" \
       org.opencontainers.image.description="A lightweight service proxy: auth injection, mTLS, rate limits, retries, circuit breaking, tracing and metrics for the app beside it." \
