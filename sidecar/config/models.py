@@ -12,6 +12,7 @@ __all__ = [
     "UPSTREAM_NAME",
     "AccessLogConfig",
     "AdminConfig",
+    "GrpcFloodConfig",
     "GrpcListenerConfig",
     "HttpListenerConfig",
     "InboundConfig",
@@ -184,6 +185,34 @@ class HttpListenerConfig(Model):
     idle_timeout: PositiveDuration = 60.0
 
 
+class GrpcFloodConfig(Model):
+    """``grpc.flood_protection:``: how much work one app connection may cause the HTTP/2 front
+    (``grpc.server: h2``) with cheap frames before it gets GOAWAY(ENHANCE_YOUR_CALM) and is
+    closed (docs/grpc.md, "Flood protection"). Counts are per connection, per ``window``."""
+
+    #: ``false``: no connection is closed for flooding (``frames_per_turn`` still applies).
+    enabled: bool = True
+    #: the counts below start again every ``window``.
+    window: PositiveDuration = 10.0
+    #: calls the app may reset (RST_STREAM) before the sidecar finished them, while younger than
+    #: ``min_stream_lifetime``, in one window whatever their share of its calls...
+    max_premature_resets: int = Field(200, ge=1)
+    #: ...and past that, while they are at most this share of the calls it opened in the window.
+    premature_reset_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    #: a call reset when older than this is a cancellation, never a flood.
+    min_stream_lifetime: Duration = 1.0
+    #: frames that start no call and carry no message (PING, SETTINGS, PRIORITY, WINDOW_UPDATE,
+    #: RST_STREAM, empty DATA, unknown types, HEADERS that open nothing) per window, plus 4 for
+    #: each call opened and each frame the sidecar sent (what an honest client answers with).
+    max_control_frames: int = Field(1000, ge=1)
+    #: frames of one connection handled per event-loop turn; the rest wait for the next turn
+    #: (reading paused), so one connection cannot hold the loop that serves every port.
+    frames_per_turn: int = Field(100, ge=1, le=100_000)
+    #: calls of one connection started per event-loop turn; the others start in the next
+    #: turns (a call the app resets before its turn costs no work).
+    calls_per_turn: int = Field(16, ge=1, le=100_000)
+
+
 class GrpcListenerConfig(Model):
     """``grpc:``: the app-facing gRPC egress listener (docs/grpc.md)."""
 
@@ -204,6 +233,9 @@ class GrpcListenerConfig(Model):
     #: about half the CPU per call) or ``grpcio`` (a grpc.aio server: takes compressed calls,
     #: cannot route by authority); docs/grpc.md.
     server: Literal["grpcio", "h2"] = "h2"
+    #: what one app connection may make the ``h2`` server do with cheap frames (rapid reset,
+    #: PING/SETTINGS floods...); grpcio's server has its own protections (docs/grpc.md).
+    flood_protection: GrpcFloodConfig = GrpcFloodConfig()
 
 
 #: ``shutdown.app_quiet_period`` when the file leaves it out (and ``drain_timeout`` is longer).

@@ -13,6 +13,14 @@ Writes are coalesced: h2 queues frames, and one flush per loop turn hands them t
 A protocol error closes the connection (h2 queues its GOAWAY first); RST_STREAM cancels the
 call's task; a lost connection cancels every call on it.
 
+Reads are bounded (:mod:`.h2_abuse`): one loop turn hands h2 at most ``frames_per_turn``
+frames, the rest wait for the next turn with reading paused, and reading also pauses while the
+app does not read what the sidecar writes (PING and SETTINGS acknowledgements pile up nowhere).
+A call's task starts only at the end of the turn that opened it, so a call reset in the same
+turn costs no task; a connection keeps at most ``max_concurrent_streams`` tasks, those of reset
+calls still unwinding included. A peer past the flood limits gets GOAWAY(ENHANCE_YOUR_CALM),
+is counted and logged once, and is closed.
+
 Not here: what a call does (:mod:`.h2_listener`), header decoding (:mod:`.h2_messages`).
 """
 
@@ -21,7 +29,9 @@ from __future__ import annotations
 __all__ = ["H2Connection", "H2Stream", "StreamGone"]
 
 import asyncio
+import logging
 import socket
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import h2.connection
@@ -32,6 +42,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from ..errors import BodyTooLarge, SidecarError
+from .h2_abuse import FloodGuard, FrameScan
 
 if TYPE_CHECKING:
     from .h2_listener import H2GrpcListener
@@ -39,6 +50,11 @@ if TYPE_CHECKING:
 _STREAM_ERRORS = (h2.exceptions.ProtocolError, KeyError)
 _NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
 _CANCEL = h2.errors.ErrorCodes.CANCEL
+_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+#: a closed connection whose peer does not read its last bytes is cut after this long.
+ABORT_AFTER = 1.0
+
+log = logging.getLogger("sidecar.grpc")
 
 
 class StreamGone(Exception):
@@ -67,6 +83,7 @@ class H2Stream:
         "error",
         "gone",
         "h2",
+        "opened",
         "scan",
         "sent_head",
         "sid",
@@ -93,6 +110,8 @@ class H2Stream:
         self.waiter: asyncio.Future[None] | None = None
         self.writable: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        #: the connection's clock when the call opened (:attr:`H2Connection.clock`)
+        self.opened = conn.clock
 
     # --- request messages --------------------------------------------------------------------
 
@@ -193,6 +212,7 @@ class H2Stream:
             self.gone = True
             raise StreamGone from None
         self.sent_head = True
+        self.conn.sent_frames += 1
         self.conn.mark()
 
     async def send_message(self, message: bytes) -> None:
@@ -215,12 +235,14 @@ class H2Stream:
             chunk = data if offset == 0 and total <= room else data[offset : offset + room]
             h2c.send_data(sid, chunk)
             offset += len(chunk)
+            conn.sent_frames += 1
             conn.mark()
 
     def finish(self) -> None:
         """After the answer's END_STREAM: a request stream still open is reset (NO_ERROR), as
         gRPC servers tell an app that its further messages are not wanted. Bytes received and
-        never read are acknowledged: the connection's window must not shrink for good."""
+        never read are acknowledged: the connection's window must not shrink for good. A reader
+        still waiting for a message (the upstream call's request pump) is woken to end."""
         self.buf.clear()
         self._ack()
         if not self.ended and not self.gone:
@@ -230,10 +252,11 @@ class H2Stream:
                 pass
             self.conn.mark()
         self.gone = True
+        self._wake()
 
 
 class H2Connection(asyncio.Protocol):
-    """One app connection: its h2 state machine, streams, and coalesced writes."""
+    """One app connection: its h2 state machine, streams, bounded reads and coalesced writes."""
 
     def __init__(self, listener: H2GrpcListener) -> None:
         self.listener = listener
@@ -245,6 +268,28 @@ class H2Connection(asyncio.Protocol):
         self.paused = False
         self.refusing = False
         self._flush_at: asyncio.Handle | None = None
+        limits = listener.cfg.flood_protection
+        self.frames_per_turn = limits.frames_per_turn
+        self.calls_per_turn = limits.calls_per_turn
+        self.max_tasks = listener.cfg.max_concurrent_streams
+        self.guard = FloodGuard(limits, self.loop.time())
+        #: the time the app took, as calls' ages are measured: it runs while the connection
+        #: waits for bytes and stands still while the sidecar works through bytes already
+        #: received (a call is as young as the app made it, however late the sidecar reads)
+        self.clock = 0.0
+        self._waiting_since = self.loop.time()
+        self.scan = FrameScan()
+        #: frames sent so far (each earns the peer a few control frames)
+        self.sent_frames = 0
+        #: call tasks not finished yet (reset ones still unwinding included)
+        self.tasks = 0
+        #: calls opened and not started yet, with their headers (``calls_per_turn`` start a turn)
+        self._starts: deque[tuple[H2Stream, list[tuple[bytes, bytes]]]] = deque()
+        #: bytes received and left for the next turn (reading is paused meanwhile)
+        self._backlog: bytearray | None = None
+        self._next_turn: asyncio.Handle | None = None
+        self._reading_paused = False
+        self.flooded: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -267,6 +312,10 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._backlog = None
+        self._starts.clear()
+        if self._next_turn is not None:
+            self._next_turn.cancel()
         self.listener.connections.discard(self)
         for stream in list(self.streams.values()):
             stream.gone = True
@@ -277,11 +326,15 @@ class H2Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
+        self._pace_reading()  # what the app does not read must not grow: read no more of it
 
     def resume_writing(self) -> None:
         self.paused = False
         for stream in self.streams.values():
             stream._wake()
+        if self._backlog is not None and self._next_turn is None:
+            self._next_turn = self.loop.call_soon(self._turn)
+        self._pace_reading()
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -311,44 +364,135 @@ class H2Connection(asyncio.Protocol):
             self.transport.close()
 
     def close(self) -> None:
-        if self.transport is not None:
+        """Flush what h2 queued (its GOAWAY), close, and cut the connection if the peer has not
+        read it after :data:`ABORT_AFTER`: a peer that stopped reading pins no buffer."""
+        transport = self.transport
+        self._backlog = None
+        if transport is not None and not transport.is_closing():
             self.flush()
-            self.transport.close()
+            transport.close()
+            self.loop.call_later(ABORT_AFTER, transport.abort)
 
     # --- reads -------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._backlog is not None:  # a read already in hand when reading paused: in order
+            self._backlog += data
+            return
+        now = self.loop.time()
+        self.clock += now - self._waiting_since
+        self._receive(data, now)
+
+    def _turn(self) -> None:
+        """The next turn: its share of the bytes left over, or of the calls waiting to start.
+        Bytes wait while the app does not read (resume_writing schedules a turn)."""
+        self._next_turn = None
+        if self.transport is None:
+            return
+        data = self._backlog
+        if data is not None and not self.paused:
+            self._backlog = None
+            self._receive(data, self.loop.time())
+            self._pace_reading()
+        elif self._starts:
+            self._start_calls()
+            self.flush()
+
+    def _pace_reading(self) -> None:
+        """Read while nothing is left over and the app reads what is written to it."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self._backlog is not None or self.paused
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _receive(self, data: bytes | bytearray, now: float) -> None:
+        """One turn: at most ``frames_per_turn`` frames to h2, their events, the verdict on
+        the window's counts, then up to ``calls_per_turn`` tasks of calls opened and still
+        alive."""
+        guard = self.guard
+        guard.roll(now, self.sent_frames)
+        # h2 counts a connection's open streams one by one for each new one: a HEADERS frame
+        # costs about as much as 32 other frames per 1024 streams open
+        cost = 1 + len(self.h2.streams) // 32
+        cut = self.scan.scan(data, self.frames_per_turn, guard.frames, cost)
+        chunk: bytes | bytearray | memoryview = data
+        if cut < len(data):
+            view = memoryview(data)
+            self._backlog = bytearray(view[cut:])
+            chunk = view[:cut]
+            self._next_turn = self.loop.call_soon(self._turn)
+            self._pace_reading()
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receive_data(chunk)
+        except h2.exceptions.DenialOfServiceError:
+            self._flooded("header_block")  # h2 queued GOAWAY(ENHANCE_YOUR_CALM) itself
+            return
         except h2.exceptions.ProtocolError:
             self.close()  # h2 queued its GOAWAY; the streams are cancelled in connection_lost
             return
+        self._events(events)
+        reason = guard.verdict(self.sent_frames)
+        if reason is not None:
+            self._flooded(reason)
+            return
+        self._start_calls()
+        self.flush()
+        if self._backlog is None:
+            self._waiting_since = self.loop.time()
+
+    def _start_calls(self) -> None:
+        """Start the tasks of up to ``calls_per_turn`` calls, oldest first; a call the app
+        reset before its turn came gets none. More next turn."""
+        starts, streams, begin = self._starts, self.streams, self.listener.begin
+        started = 0
+        while starts and started < self.calls_per_turn:
+            stream, headers = starts.popleft()
+            if streams.get(stream.sid) is not stream:
+                continue
+            begin(stream, headers)
+            started += 1
+            task = stream.task
+            if task is not None:
+                self.tasks += 1
+                task.add_done_callback(self._task_done)
+        if starts and self._next_turn is None:
+            self._next_turn = self.loop.call_soon(self._turn)
+
+    def _events(self, events: list[Any]) -> None:
         streams = self.streams
         for event in events:
             kind = type(event)
             if kind is h2.events.DataReceived:
-                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+                stream = streams.get(event.stream_id)
                 if stream is None or stream.error is not None:
                     self._ack(event)
                 else:
-                    stream.on_data(event.data, event.flow_controlled_length)  # type: ignore[attr-defined]
+                    stream.on_data(event.data, event.flow_controlled_length)
             elif kind is h2.events.RequestReceived:
                 self._request(event)
             elif kind is h2.events.StreamEnded:
-                stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
+                stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.on_end()
             elif kind is h2.events.WindowUpdated:
-                self._window(event.stream_id)  # type: ignore[attr-defined]
+                self._window(event.stream_id)
             elif kind is h2.events.StreamReset:
-                self._reset(event.stream_id)  # type: ignore[attr-defined]
+                self._reset(event.stream_id, event.remote_reset)
             elif kind is h2.events.RemoteSettingsChanged:
                 self._window(0)
             elif kind is h2.events.ConnectionTerminated:
                 self.refusing = True  # the app said GOAWAY: its calls in flight may finish
                 if not streams:
                     self.close()
-        self.flush()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks -= 1
 
     def _ack(self, event: Any) -> None:
         try:
@@ -358,7 +502,10 @@ class H2Connection(asyncio.Protocol):
 
     def _request(self, event: Any) -> None:
         sid = event.stream_id
-        if self.refusing:
+        # refused while draining, or while this connection's tasks (reset calls still unwinding
+        # included) and calls waiting to start fill its concurrency: REFUSED_STREAM tells the
+        # app nothing ran (gRPC clients retry it)
+        if self.refusing or self.tasks + len(self._starts) >= self.max_tasks:
             try:
                 self.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
             except _STREAM_ERRORS:
@@ -368,7 +515,8 @@ class H2Connection(asyncio.Protocol):
         self.streams[sid] = stream
         if event.stream_ended is not None:
             stream.ended = True
-        self.listener.begin(stream, event.headers)
+        self.guard.calls += 1
+        self._starts.append((stream, event.headers))
 
     def _window(self, sid: int) -> None:
         if sid == 0:
@@ -379,14 +527,33 @@ class H2Connection(asyncio.Protocol):
             if one is not None:
                 one._wake()
 
-    def _reset(self, sid: int) -> None:
+    def _reset(self, sid: int, by_app: bool) -> None:
         stream = self.streams.pop(sid, None)
         if stream is not None:
+            if by_app and self.clock - stream.opened < self.guard.min_lifetime:
+                self.guard.premature += 1
             stream._ack()
             stream.gone = True
             stream._wake()
             if stream.task is not None:
                 stream.task.cancel()
+
+    def _flooded(self, reason: str) -> None:
+        """GOAWAY(ENHANCE_YOUR_CALM), counted and logged once, and the connection closed: its
+        calls are cancelled as for a lost connection."""
+        if self.flooded is not None or self.transport is None:
+            return
+        self.flooded = reason
+        self.listener.metrics.http2_flood_closed.labels("grpc", reason).inc()
+        log.warning(
+            "app connection closed: HTTP/2 flood",
+            extra={"fields": {"client": self.client, "reason": reason, **self.guard.summary()}},
+        )
+        try:
+            self.h2.close_connection(error_code=_CALM)
+        except h2.exceptions.ProtocolError:
+            pass  # h2 closed it already (and queued its own GOAWAY)
+        self.close()
 
     def forget(self, stream: H2Stream) -> None:
         """The call's task ended."""

@@ -271,6 +271,16 @@ class Metrics:
             ["listener", "reason"],
             registry=r,
         )
+        # the gRPC port's HTTP/2 front (sidecar.grpc.h2_abuse): reason is a bounded set
+        # (rapid_reset, ping, settings, window_update, priority, empty_data, rst_stream, headers,
+        # goaway, push_promise, unknown, header_block); the peer is logged, never a label
+        self.http2_flood_closed = Counter(
+            "sidecar_http2_flood_closed",
+            "App connections closed with GOAWAY(ENHANCE_YOUR_CALM) for flooding the HTTP/2 "
+            "front with cheap frames, by listener and reason.",
+            ["listener", "reason"],
+            registry=r,
+        )
 
     def route(self, listener: str, upstream: str, route: str) -> RouteMetrics:
         return RouteMetrics(self, listener, upstream, route)
