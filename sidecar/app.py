@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from . import fdlimit
 from .admin import AdminServer
 from .app_quiet import wait_for_quiet_app
 from .chain import Filter, Handler, compose
@@ -84,6 +85,10 @@ class Sidecar:
         self.config_name = config_path or DEFAULT_CONFIG_NAME
         self.plugin_host = plugin_host or make_plugin_host(config.plugins.disabled)
         self.metrics = Metrics()
+        #: running out of file handles: counted, logged once per episode
+        self.exhaustion = fdlimit.Exhaustion(
+            lambda where: self.metrics.open_files_exhausted.labels(where).inc()
+        )
         self.state = "starting"
         #: monotonic time this sidecar was created (``uptime``).
         self.created = time.monotonic()
@@ -415,6 +420,7 @@ class Sidecar:
         table, grpc_table, inbound = self._compose_all(config, self.plugin_sections)
         self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
+        self.http.max_connections = self._connection_cap(config.http.max_connections)
         self.http.on_unrouted = self._log_unrouted
         host, port = split_address(config.http.address)
         await _listen("http", config.http.address, self.http.start(host, port))
@@ -458,6 +464,7 @@ class Sidecar:
     async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
         assert self.config.inbound is not None and self.http is not None
         self.inbound = InboundListener(self.config.inbound, table, self.metrics, tls)
+        self.inbound.max_connections = self._connection_cap(self.config.inbound.max_connections)
         self.inbound.on_unrouted = self._log_unrouted
         host, port = split_address(address)
         try:
@@ -466,6 +473,15 @@ class Sidecar:
             self.inbound = None
             await self._close_started_listeners()
             raise
+
+    def _connection_cap(self, configured: int | None) -> int:
+        """A data listener's connection cap: the config's, or its share of the open-files
+        limit (:func:`sidecar.fdlimit.connection_cap`), read when it starts."""
+        if configured is not None:
+            return configured
+        config = self.config
+        listeners = 1 + int(config.grpc.enabled) + int(config.inbound is not None)
+        return fdlimit.connection_cap(fdlimit.open_files_limit(), listeners)
 
     async def _close_started_listeners(self) -> None:
         """A listener failed to start after others did: close those (nothing else would)."""

@@ -158,6 +158,7 @@ def cmd_run(path: str | None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     configure_logging(config.telemetry.log_level)
+    _raise_open_files_limit()
     try:
         sidecar = Sidecar(config, config_path=path, plugin_host=host)
         # what exists now (modules, config, plugins) lives as long as the process: keep it out
@@ -173,6 +174,18 @@ def cmd_run(path: str | None) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """The soft limit (often 1024) up to the hard one: connection caps are sized from it."""
+    import logging
+
+    from .fdlimit import raise_soft_limit, reserve
+
+    before, after = raise_soft_limit()
+    fields = {"from": before, "to": after, "reserved": reserve(after)}
+    if after != before:
+        logging.getLogger("sidecar").info("open files limit raised", extra={"fields": fields})
 
 
 def main(argv: list[str] | None = None) -> int:

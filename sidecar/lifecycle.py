@@ -28,8 +28,10 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .app import Sidecar
+from .fdlimit import Exhaustion
 
 log = logging.getLogger("sidecar")
 
@@ -100,6 +102,25 @@ async def _reloader(sidecar: Sidecar, wanted: asyncio.Event) -> None:
             log.exception("config reload failed")
 
 
+def _tell_accept_failures(loop: asyncio.AbstractEventLoop, sidecar: Sidecar) -> None:
+    """Out of file handles, asyncio's accept stops for a second and reports to the loop's
+    exception handler, which would print a traceback per try: count it and log once per
+    episode instead (:class:`sidecar.fdlimit.Exhaustion`). uvloop (libuv) accepts and closes
+    such connections without telling; the listeners' connection caps keep it from happening."""
+    default = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and Exhaustion.is_exhaustion(error):
+            sidecar.exhaustion.seen("accept", error)
+        elif default is not None:
+            default(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None = None) -> None:
     """Start, serve until SIGTERM/SIGINT, then drain.
 
@@ -119,6 +140,7 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
     loop.add_signal_handler(signal.SIGTERM, stop_on, signal.SIGTERM)
     loop.add_signal_handler(signal.SIGINT, stop_on, signal.SIGINT)
     loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    _tell_accept_failures(loop, sidecar)
     if reload_requested is not None and reload_requested():
         reload_wanted.set()
     tasks: list[asyncio.Task[None]] = []

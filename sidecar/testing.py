@@ -277,7 +277,10 @@ class SidecarProcess:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 15.0,
         args: Iterable[str] = (),
+        prefix: Iterable[str] = (),
     ) -> None:
+        """``args`` follow ``sidecar run -c FILE``; ``prefix`` runs before it (a wrapper such as
+        ``("prlimit", "--nofile=256:256")``)."""
         self.dir = Path(tempfile.mkdtemp(prefix="sidecar-test-"))
         self.config_path = self.dir / "sidecar.yaml"
         self.config_path.write_text(_config_text(config))
@@ -286,6 +289,7 @@ class SidecarProcess:
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
         self.args = list(args)
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
         self.http_port = 0
         self.admin_port = 0
@@ -311,7 +315,7 @@ class SidecarProcess:
 
     def start(self) -> SidecarProcess:
         exe = Path(sys.executable).with_name("sidecar")
-        cmd = [str(exe), "run", "-c", str(self.config_path), *self.args]
+        cmd = [*self.prefix, str(exe), "run", "-c", str(self.config_path), *self.args]
         with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=self.env)  # noqa: S603
         deadline = time.monotonic() + self.ready_timeout

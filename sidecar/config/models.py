@@ -183,6 +183,10 @@ class HttpListenerConfig(Model):
     header_timeout: PositiveDuration = 10.0
     #: an idle keep-alive connection is closed after this long.
     idle_timeout: PositiveDuration = 60.0
+    #: app connections open at once; a new one past it is closed at once and counted
+    #: (``sidecar_connections_refused_total``). ``null``: sized from the open-files limit
+    #: (docs/operations.md, "Open files and connection caps").
+    max_connections: int | None = Field(None, ge=1)
 
 
 class GrpcFloodConfig(Model):
@@ -229,6 +233,9 @@ class GrpcListenerConfig(Model):
     max_metadata_size: Size = Field(60 * 1024, ge=1024)
     #: streams (calls) in flight on one app connection.
     max_concurrent_streams: int = Field(1024, ge=1, le=100_000)
+    #: app connections open at once, like ``http.max_connections`` (the ``h2`` server only:
+    #: grpcio's server does not show its connections).
+    max_connections: int | None = Field(None, ge=1)
     #: what serves the port: ``h2`` (the sidecar's HTTP/2 front: routes by ``:authority``,
     #: about half the CPU per call) or ``grpcio`` (a grpc.aio server: takes compressed calls,
     #: cannot route by authority); docs/grpc.md.

@@ -153,6 +153,11 @@ class HttpConnection(asyncio.Protocol):
     # --- connection events -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.listener.connection_opened(self):
+            # over the listener's connection cap: its handle goes back at once
+            self.closed = self.input_closed = True
+            cast(asyncio.Transport, transport).abort()
+            return
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -164,7 +169,6 @@ class HttpConnection(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.client = f"{peer[0]}:{peer[1]}"
         self.since = self.listener.now
-        self.listener.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = self.input_closed = True

@@ -173,6 +173,20 @@ class Metrics:
             ["listener"],
             registry=r,
         )
+        self.connections_refused = Counter(
+            "sidecar_connections_refused",
+            "App connections closed as soon as they were accepted, by listener and reason "
+            "(limit: the listener's max_connections).",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.open_files_exhausted = Counter(
+            "sidecar_open_files_exhausted",
+            "Times a socket could not be opened for want of file handles (or socket memory), "
+            "by where it happened (accept, upstream connect).",
+            ["where"],
+            registry=r,
+        )
         self.pools = _PoolCollector()
         r.register(self.pools)
         r.register(_AccessLogCollector())
