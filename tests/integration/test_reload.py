@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from aiohttp import web
 from sidecar.app import Sidecar
 from sidecar.telemetry.logs import JsonFormatter
 from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until, running_sidecar
+from tests.integration.host_upstream import HostUpstream
 
 SECRET = "s3cr3t-Tok3n-9f8e7d"  # distinctive: grep-able in any output
 EPHEMERAL = {
@@ -260,15 +262,24 @@ def test_sighup_reloads_and_rereads_secrets(tmp_path: Path) -> None:
     """`kill -HUP` re-reads the config and its secret files without a restart."""
     # the config file itself never changes here, so the file watcher has nothing to see: only
     # the signal can make the new secret value reach the upstream
+    # (a real upstream: the echo adapter redacts values read from secrets)
     token = tmp_path / "token"
     token.write_text("v1\n")
-    config = {"upstreams": {"echo": {"adapter": "echo", "request_headers": {}}}}
-    config["upstreams"]["echo"]["request_headers"]["x-config"] = {"file": str(token)}
-    with SidecarProcess(config) as p:
-        assert served_version(p) == "v1"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = {"upstreams": {"up": {"url": f"http://127.0.0.1:{port}", "request_headers": {}}}}
+    config["upstreams"]["up"]["request_headers"]["x-config"] = {"file": str(token)}
+
+    def sent(p: SidecarProcess) -> str:
+        assert httpx.get(f"{p.http_url}/up/", timeout=5).status_code == 200
+        return {k.lower(): v for k, v in up.requests[-1][1].items()}["x-config"]
+
+    with HostUpstream("127.0.0.1", port) as up, SidecarProcess(config) as p:
+        assert sent(p) == "v1"
         token.write_text("v2\n")
         p.send(signal.SIGHUP)
-        wait_for(lambda: served_version(p) == "v2")
+        wait_for(lambda: sent(p) == "v2")
         assert metric(p, "ok") == "1.0"
         assert any(line.get("msg") == "config reloaded" for line in p.log_lines())
         assert p.terminate() == 0
