@@ -124,6 +124,10 @@ class Job:
         code = self.proc.poll()
         return f"`{self.command}` {why} (exit {code}); its stderr:\n{self.err.read_text()}"
 
+    def signal(self, sig: int) -> None:
+        """``sig`` to its process group (bash hands a lone command over to it by exec)."""
+        os.killpg(self.proc.pid, sig)
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

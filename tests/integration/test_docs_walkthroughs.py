@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import pytest
 from aiohttp import web
@@ -80,9 +80,9 @@ def test_readme_first_call(session: DocSession) -> None:
 
 
 def test_readme_own_upstreams(session: DocSession, tmp_path: Path) -> None:
-    """README "Your own upstreams": the file checks, runs, and the three ways the README names
-    reach payments with the API key (payments.internal: a TLS fake signed by a test CA standing
-    in for /etc/sidecar/ca.crt; inventory and the collector: closed local ports)."""
+    """README "Your own upstreams": the file checks and runs, and the three ways named reach it."""
+    # payments.internal: a TLS fake signed by a test CA standing in for /etc/sidecar/ca.crt;
+    # inventory and the collector: closed local ports (neither is called)
     pki = Pki(tmp_path / "pki")
     payments = pki.workload("payments", "spiffe://cluster.local/ns/pay/sa/payments", ip=True)
     session.env["PAYMENTS_API_KEY"] = "k-readme"
@@ -107,14 +107,14 @@ def test_readme_own_upstreams(session: DocSession, tmp_path: Path) -> None:
 
 
 def test_operations_probes(session: DocSession) -> None:
-    """operations.md: /healthz and /readyz answer as shown, and /readyz says draining after
-    SIGTERM (the step marked "after SIGTERM" runs once the sidecar logged that it drains)."""
+    """operations.md: /healthz and /readyz answer as shown, /readyz draining after SIGTERM."""
+    # the step marked "after SIGTERM" runs once the sidecar logged that it drains
     session.write_config("sidecar.yaml", EMBEDDED_DEFAULT)
     sidecar = session.background("sidecar run -c sidecar.yaml")
     for block in walkthrough("docs/operations.md", "operations-probes"):
         for step in console_steps(block):
             if step.comment == "after SIGTERM":
-                sidecar.proc.send_signal(signal.SIGTERM)
+                sidecar.signal(signal.SIGTERM)
                 sidecar.wait_for_log("draining")
             session.run_step(step)
 
@@ -123,8 +123,7 @@ def test_operations_probes(session: DocSession) -> None:
 
 
 def test_mtls_complete_example(session: DocSession) -> None:
-    """docs/mtls.md "A complete example": certificates, two sidecars on one machine, the calls,
-    the refusals logged and counted, and the wrong SPIFFE ID, each as shown."""
+    """mtls.md "A complete example": certificates, two sidecars, calls and refusals as shown."""
     for block in walkthrough("docs/mtls.md", "mtls-complete"):
         if block.lang == "json":  # payments' sidecar log: the fields shown, client ports aside
             logged = [_portless(line) for line in session.job("payments.yaml").log()]
@@ -169,8 +168,8 @@ def _check_received(note: str, up: FakeUpstream) -> None:
 
 
 def test_credentials_api_key(session: DocSession, tmp_path: Path) -> None:
-    """credentials.md api_key: the maps call carries X-API-Key, the weather call the key as its
-    query parameter (maps.example.com, api.weather.example: fake upstreams; the key: a file)."""
+    """credentials.md api_key: the key goes in the header, or in the query, as the notes say."""
+    # maps.example.com, api.weather.example: fake upstreams; the key: a file of the test
     key = "w&k 1"
     (tmp_path / "weather-key").write_text(f"{key}\n")
     config, console = walkthrough("docs/credentials.md", "credentials-api-key")
@@ -187,8 +186,8 @@ def test_credentials_api_key(session: DocSession, tmp_path: Path) -> None:
 
 
 def test_credentials_bearer(session: DocSession, tmp_path: Path) -> None:
-    """credentials.md bearer: the call carries the header its comment shows, with the token
-    file's content (api.github.com: a fake upstream; the token: a file; sidecar run is added)."""
+    """credentials.md bearer: the call carries the token file's content as its comment shows."""
+    # api.github.com: a fake upstream; the token: a file; the doc's run step is implied, added
     (tmp_path / "token").write_text("gh-token-1\n")
     config, console = walkthrough("docs/credentials.md", "credentials-bearer")
     with serving(FakeUpstream(_empty)) as github:
@@ -204,9 +203,9 @@ def test_credentials_bearer(session: DocSession, tmp_path: Path) -> None:
 
 
 def test_credentials_oauth2(session: DocSession, tmp_path: Path) -> None:
-    """credentials.md oauth2_client_credentials: one token fetch, the upstream gets the token,
-    /upstreams shows the auth state as printed (the IdP: a TLS fake signed by a test CA standing
-    in for idp-ca.crt; payments.internal: a plain-HTTP fake; the client secret: a file)."""
+    """credentials.md oauth2: one token fetch, the token sent, /upstreams as printed."""
+    # the IdP: a TLS fake signed by a test CA standing in for idp-ca.crt; payments.internal: a
+    # plain-HTTP fake; the client secret: a file of the test
     pki = Pki(tmp_path / "pki")
     idp_tls = server_context(
         pki.workload("idp", "spiffe://cluster.local/ns/idp/sa/idp", ip=True),
@@ -229,13 +228,16 @@ def test_credentials_oauth2(session: DocSession, tmp_path: Path) -> None:
                 grant = re.search(r"posted grant_type=(\w+)&scope=\S+ .*once", " ".join(step.notes))
                 assert grant, step.notes
                 assert [r.method for r in idp.requests] == ["POST"]
-                assert f"grant_type={grant[1]}" in idp.requests[0].body.decode()
+                form = parse_qs(idp.requests[0].body.decode())
+                scope = re.search(r'sent as scope="([^"]+)"', config.text)
+                assert scope, "the example no longer says how scopes are sent"
+                assert (form["grant_type"], form["scope"]) == ([grant[1]], [scope[1]]), form
                 assert _headers(payments).getall("authorization") == ["Bearer at-1"]
 
 
 def test_credentials_hmac_receiver(session: DocSession) -> None:
-    """credentials.md hmac: the receiver's check the doc gives accepts what the sidecar signed,
-    on the target the doc names (hooks.partner.example: a fake upstream)."""
+    """credentials.md hmac: the doc's receiver accepts what the sidecar signed and sent."""
+    # hooks.partner.example: a fake upstream
     config, receiver = walkthrough("docs/credentials.md", "credentials-hmac")
     example = r"\(`(/[^`]+)` for a call to `(/[^`]+)` above\)"
     target = re.search(example, section("docs/credentials.md", "hmac"))
@@ -257,8 +259,8 @@ def test_credentials_hmac_receiver(session: DocSession) -> None:
 
 
 def test_credentials_verify_hmac(session: DocSession, tmp_path: Path) -> None:
-    """credentials.md verify_hmac: the shell sender's signed call reaches the app (200), the
-    unsigned one is refused (401), as its comments say (the app: a fake on 127.0.0.1)."""
+    """credentials.md verify_hmac: the shell sender's signed call passes (200), unsigned 401."""
+    # the app: a fake on 127.0.0.1
     (tmp_path / "webhook-secret").write_text("wh-secret\n")
     session.env["WEBHOOK_SECRET"] = "wh-secret"
     config, sender = walkthrough("docs/credentials.md", "credentials-verify-hmac")
@@ -307,9 +309,8 @@ def hello_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_configuration_complete_example_checks(
     session: DocSession, tmp_path: Path, hello_plugin: dict[str, str]
 ) -> None:
-    """configuration.md: the complete example passes `sidecar check` with the output shown, and
-    with the four typos the doc names, check prints the four problems shown and exits 2 (its
-    secrets and files: test files; its certificates: a test CA's)."""
+    """configuration.md: check passes the complete example and refuses its typos, as shown."""
+    # its secrets and files: files of the test; its certificates: a test CA's
     example, valid, invalid = walkthrough("docs/configuration.md", "configuration-check")
     session.env.update(hello_plugin)
     workload = Pki(tmp_path / "pki").workload("pay", "spiffe://cluster.local/ns/pay/sa/payments")
@@ -340,8 +341,8 @@ def test_configuration_complete_example_checks(
 
 
 def test_resilience_rate_limits_check(session: DocSession) -> None:
-    """resilience.md: `sidecar check` on the rate-limit example prints each limit's burst as
-    shown (REDIS_PASSWORD set; nothing is called, so redis and payments.internal stay made up)."""
+    """resilience.md: check prints each rate limit of the example with its burst, as shown."""
+    # nothing is called: redis and payments.internal stay made up
     config, console = walkthrough("docs/resilience.md", "resilience-rate-limits")
     session.env["REDIS_PASSWORD"] = "s3cret"
     session.write_config("sidecar.yaml", config.text)
@@ -349,8 +350,8 @@ def test_resilience_rate_limits_check(session: DocSession) -> None:
 
 
 def test_plugins_first_plugin(session: DocSession, hello_plugin: dict[str, str]) -> None:
-    """plugins.md "A first plugin": installed, it is listed as shown, and a response through the
-    sidecar carries the header the doc names (the shop upstream: a fake on 127.0.0.1)."""
+    """plugins.md "A first plugin": listed as shown, and responses carry the header named."""
+    # the shop upstream: a fake on 127.0.0.1
     session.env.update(hello_plugin)
     with serving(FakeUpstream(_ok)) as shop:
         session.stand_in("http://127.0.0.1:8080", shop.url)
