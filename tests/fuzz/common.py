@@ -18,8 +18,19 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-#: one input, end to end, on a fresh event loop (the brief of every target: no input hangs)
+#: one input, end to end, on a fresh event loop: no input may take longer. atheris raises it
+#: (``set_input_seconds``): its instrumentation makes the code under test many times slower.
 INPUT_SECONDS = 1.0
+
+
+def set_input_seconds(seconds: float) -> None:
+    global INPUT_SECONDS
+    INPUT_SECONDS = seconds
+
+
+def input_seconds() -> float:
+    """The bound on one input, as set now."""
+    return INPUT_SECONDS
 
 
 class PropertyBroken(AssertionError):
@@ -71,10 +82,13 @@ def no_error_logged(*names: str) -> Iterator[None]:
 
 
 def run_bounded(
-    main: Callable[[], Coroutine[Any, Any, None]], seconds: float = INPUT_SECONDS
+    main: Callable[[], Coroutine[Any, Any, None]], seconds: float | None = None
 ) -> None:
-    """Run ``main()`` on a fresh event loop; it must finish within ``seconds`` and leave no
-    task running (a task still pending after its connection is gone is a leak)."""
+    """Run ``main()`` on a fresh event loop; it must finish within ``seconds`` (the input
+    bound by default) and leave no task running (a task left after its connection is gone is a
+    leak)."""
+    if seconds is None:
+        seconds = INPUT_SECONDS
     loop = asyncio.new_event_loop()
     started = time.perf_counter()
     try:

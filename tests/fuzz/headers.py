@@ -33,9 +33,10 @@ def headers_target(data: bytes) -> None:
 
 
 def _connection_tokens(block: bytes) -> set[str]:
-    """The header names that ``Connection`` lines in ``block`` name (lower case)."""
+    """The header names that ``Connection`` lines in ``block`` name (lower case); only the
+    first head counts: after a blank line comes the next message."""
     names: set[str] = set()
-    for line in block.split(b"\r\n"):
+    for line in block.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
         name, sep, value = line.partition(b":")
         if sep and name.strip().lower() == b"connection":
             text = value.decode("latin-1")

@@ -32,6 +32,7 @@ from sidecar.routing import Route, RouteTable, normalize_path
 from sidecar.telemetry.metrics import Metrics
 
 from .common import MemoryTransport, PropertyBroken, chunks, no_error_logged, run_bounded, settle
+from .http_responses import Read, split_responses
 
 #: small limits, so short inputs reach them
 LIMITS = {"max_header_bytes": 2048, "max_headers": 16, "max_uri_bytes": 512}
@@ -53,10 +54,10 @@ def _metrics() -> Metrics:
 class Upstream:
     """The route handler: records what reached it and checks it is a request worth sending."""
 
-    def __init__(self, cfg: HttpListenerConfig, transport: MemoryTransport) -> None:
+    def __init__(self, cfg: HttpListenerConfig) -> None:
         self.cfg = cfg
-        self.transport = transport
         self.calls: list[Exchange] = []
+        self.body_bytes = 0
         self.problems: list[str] = []
 
     async def __call__(self, ex: Exchange) -> Response:
@@ -64,8 +65,10 @@ class Upstream:
         self.check(ex)
         body = ex.body
         if isinstance(body, RequestBody):
-            async for _ in body:  # raises the listener's error for a broken body
-                pass
+            async for part in body:  # raises the listener's error for a broken body
+                self.body_bytes += len(part)
+        else:
+            self.body_bytes += len(body)
         if ex.method == "HEAD" or len(ex.path) % 2:
             return Response(200, Headers([("x-fuzz", "handled")]), b"")
         return Response(200, Headers([("x-fuzz", "handled")]), _stream(), length=None)
@@ -127,33 +130,14 @@ def _reparse(ex: Exchange, bad: Callable[[str], None]) -> None:
         bad("the request as forwarded parses as another request")
 
 
-class Responses:
-    """The listener's output, parsed: each response's status and sidecar error code."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, str | None, bool]] = []
-        self._hdrs: dict[bytes, bytes] = {}
-        self.parser = httptools.HttpResponseParser(self)
-
-    def on_message_begin(self) -> None:
-        self._hdrs = {}
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._hdrs[name.lower()] = value
-
-    def on_headers_complete(self) -> None:
-        code = self._hdrs.get(b"x-sidecar-error")
-        handled = self._hdrs.get(b"x-fuzz") == b"handled"
-        self.items.append((self.parser.get_status_code(), code.decode() if code else None, handled))
-
-
 @dataclass
 class ListenerRun:
     """What one connection did: the bytes it wrote, and the requests the upstream stub got."""
 
     out: bytes = b""
     forwarded: list[Exchange] = field(default_factory=list)
-    responses: list[tuple[int, str | None, bool]] = field(default_factory=list)
+    body_bytes: int = 0
+    responses: list[Read] = field(default_factory=list)
 
 
 def listener_target(data: bytes) -> None:
@@ -182,14 +166,16 @@ async def _drive(payload: bytes, control: int, run: ListenerRun) -> None:
     listener = HttpListener(cfg, placeholder, _metrics(), name="fuzz")
     conn = HttpConnection(listener)
     transport = MemoryTransport(conn, half_close=not control & 0x40)
-    upstream = Upstream(cfg, transport)
+    upstream = Upstream(cfg)
     listener.routes = RouteTable({"up": Route("up", "up", upstream)})
     dispatched_after_refusal: list[str] = []
+    methods: list[str] = []
     original = conn.dispatch
 
     def dispatch(ex: Exchange) -> None:
         if conn.refused:
             dispatched_after_refusal.append(f"{ex.method} {ex.path!r}")
+        methods.append(ex.method)
         original(ex)
 
     conn.dispatch = dispatch  # type: ignore[method-assign]
@@ -200,8 +186,10 @@ async def _drive(payload: bytes, control: int, run: ListenerRun) -> None:
         await settle(lambda: transport.reading or transport.closed)
         if transport.closed or not transport.reading:
             break
+        parsed = not conn.input_closed  # else discarded: what it holds is from earlier reads
         conn.data_received(piece)
-        _check_caps(conn, len(piece))
+        if parsed:
+            _check_caps(conn, len(piece))
         await asyncio.sleep(0)
     await settle(lambda: transport.closed or not conn.queue)
     # the app sends nothing more: the header timeout answers a head left half-sent
@@ -224,14 +212,15 @@ async def _drive(payload: bytes, control: int, run: ListenerRun) -> None:
         raise PropertyBroken(f"dispatched after a refusal: {dispatched_after_refusal[0]}")
     run.out = bytes(transport.out)
     run.forwarded = upstream.calls
-    run.responses = _check_output(run.out)
+    run.body_bytes = upstream.body_bytes
+    run.responses = _check_output(run.out, methods)
 
 
 def _check_caps(conn: HttpConnection, read: int) -> None:
     limits = conn.listener.cfg
     if len(conn.url) > limits.max_uri_bytes + read:
         raise PropertyBroken(f"request target buffered past its cap: {len(conn.url)}")
-    if conn.head_pending > limits.max_header_bytes + read and not conn.input_closed:
+    if conn.head_pending > limits.max_header_bytes + read:
         raise PropertyBroken(f"request head buffered past its cap: {conn.head_pending}")
     if len(conn.hdrs) > limits.max_headers:
         raise PropertyBroken(f"{len(conn.hdrs)} headers kept, over the cap")
@@ -243,15 +232,11 @@ def _check_caps(conn: HttpConnection, read: int) -> None:
         raise PropertyBroken(f"{len(conn.queue)} requests queued")
 
 
-def _check_output(out: bytes) -> list[tuple[int, str | None, bool]]:
-    responses = Responses()
-    try:
-        responses.parser.feed_data(out)
-    except httptools.HttpParserError as e:
-        raise PropertyBroken(f"the listener wrote a malformed response: {e}: {out[:300]!r}") from e
-    for i, (status, code, _) in enumerate(responses.items):
-        if code in REFUSALS and i != len(responses.items) - 1:
-            raise PropertyBroken(f"a response followed a refusal ({status} {code})")
-        if not (200 <= status <= 599 or status == 100):  # 100: the Expect answer
-            raise PropertyBroken(f"status {status} written")
-    return responses.items
+def _check_output(out: bytes, methods: list[str]) -> list[Read]:
+    responses = split_responses(out, methods)
+    for i, (status, code, _) in enumerate(responses):
+        if code in REFUSALS and i != len(responses) - 1:
+            raise PropertyBroken(f"a response followed a refusal: {status} {code}")
+        if not 200 <= status <= 599:
+            raise PropertyBroken(f"a final status out of range: {status}")
+    return responses

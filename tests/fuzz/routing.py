@@ -19,7 +19,7 @@ from sidecar.exchange import Headers, Response
 from sidecar.http1 import parse_absolute_target, split_origin_target, valid_host
 from sidecar.routing import ExplicitRoute, Route, RouteTable, normalize_path
 
-from .common import INPUT_SECONDS, PropertyBroken
+from .common import PropertyBroken, input_seconds
 
 _ENCODED = re.compile(r"%(?:2[fF]|5[cC]|[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
 
@@ -62,8 +62,8 @@ def routing_target(data: bytes) -> None:
         if not valid_host(host):
             raise PropertyBroken(f"an absolute-form target with host {host!r} accepted")
     check_path(path, host, Headers([("x-r", "1")] if control & 4 else []))
-    if time.perf_counter() - started > INPUT_SECONDS:
-        raise PropertyBroken(f"routing {len(raw)} bytes took over {INPUT_SECONDS}s")
+    if time.perf_counter() - started > input_seconds():
+        raise PropertyBroken(f"routing {len(raw)} bytes took over {input_seconds()}s")
 
 
 def check_path(path: str, host: str | None, headers: Headers) -> None:
