@@ -1,10 +1,9 @@
-"""An aiohttp upstream on the host for containers to call: bound to the address they reach.
+"""An aiohttp upstream outside the container, on the host's loopback, for synchronous tests.
 
-A container on podman's bridge network reaches the host at the bridge's gateway
-(``host.containers.internal`` in its /etc/hosts), never at the host's 127.0.0.1. That address
-exists only while a container is attached to the bridge, so :class:`HostUpstream` is started once
-a container is up. It runs in a thread with its own event loop, so synchronous tests (which drive
-podman with blocking, bounded calls) can use it. Not here: podman itself (``podman_cli``).
+The containers that call it share the host's network namespace (``--network host``), as the
+containers of a pod share one, so it binds 127.0.0.1 like every other test server. It runs in a
+thread with its own event loop, so synchronous tests (which drive podman, or a sidecar process,
+with blocking, bounded calls) can use it. Not here: podman itself (``podman_cli``).
 """
 
 from __future__ import annotations

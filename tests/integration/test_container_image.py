@@ -1,15 +1,15 @@
 """The container image, built by ``scripts/build-image`` and run with podman as a pod would run it.
 
-Every container runs with a read-only root filesystem and a tmpfs on /tmp. The smoke container
-gets a config mounted at /etc/sidecar (as a ConfigMap would be), opens the metrics port on
-0.0.0.0 inside its own network namespace, published on 127.0.0.1 of the host; the app's side
-(egress on 127.0.0.1 inside) is reached with ``podman exec``, which joins the container's
-network namespace as an app container in the same pod would.
+Every container runs with a read-only root filesystem and a tmpfs on /tmp, with a config
+mounted at /etc/sidecar (as a ConfigMap would be) or the image's own.
 
-The upstream is an aiohttp server on the host. A bridged container reaches the host at the
-gateway of podman's bridge (``host.containers.internal`` in the container's /etc/hosts), an
-address that exists only while a container is attached: the upstream binds it once the
-container is up, on a port chosen before, since the config names it.
+- The probe container has its own network namespace (podman's bridge): its metrics port binds
+  0.0.0.0 inside and is published on 127.0.0.1 of the host, the way kubelet reaches a pod
+  address. The app's side of it (egress on 127.0.0.1 inside) is reached with ``podman exec``,
+  which joins the container's namespace as an app container in the same pod would.
+- The proxy containers share the host's network namespace (``--network host``, as a pod shares
+  one between its containers): their ports are on 127.0.0.1 and the upstream, an aiohttp server
+  in the test, too, so every call stays on loopback.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -127,14 +128,16 @@ def image(podman: Podman) -> str:
 class Running:
     name: str
     metrics_url: str
-    upstream: HostUpstream
 
 
-def run_sidecar(podman: Podman, image: str, role: str, config: dict[str, Any] | None) -> str:
+def run_sidecar(
+    podman: Podman, image: str, role: str, config: dict[str, Any] | None, *, host_net: bool = False
+) -> str:
     """Start a read-only container; ``config`` mounted at /etc/sidecar, or the image's own.
 
-    With a config, its metrics port (``admin.metrics_address``, on 0.0.0.0 inside) is
-    published on the same port of the host's 127.0.0.1.
+    With ``host_net`` it shares the host's network namespace (its ports are the config's, on
+    127.0.0.1); otherwise, with a config, its metrics port (``admin.metrics_address``, on
+    0.0.0.0 inside) is published on the same port of the host's 127.0.0.1.
     """
     name = f"sidecar-image-test-{os.getpid()}-{role}"
     options = ["--read-only", "--tmpfs", "/tmp"]
@@ -143,9 +146,12 @@ def run_sidecar(podman: Podman, image: str, role: str, config: dict[str, Any] | 
         conf_dir.mkdir(mode=0o755)  # readable by the container's user, which is not root
         (conf_dir / "sidecar.yaml").write_text(yaml.safe_dump(config))
         (conf_dir / "sidecar.yaml").chmod(0o644)
-        port = config["admin"]["metrics_address"].rsplit(":", 1)[1]
         options += ["--volume", f"{conf_dir}:/etc/sidecar:ro"]
-        options += ["--publish", f"127.0.0.1:{port}:{port}"]
+        if host_net:
+            options += ["--network", "host"]
+        else:
+            port = config["admin"]["metrics_address"].rsplit(":", 1)[1]
+            options += ["--publish", f"127.0.0.1:{port}:{port}"]
     podman.run_detached(name, image, *options)
     return name
 
@@ -172,14 +178,27 @@ def answers_ready(url: str) -> Callable[[], bool]:
     return ready
 
 
-def smoke_config(metrics_port: int, upstream_port: int) -> dict[str, Any]:
+def probe_config(metrics_port: int) -> dict[str, Any]:
+    """The probe container's: the metrics port on the container's own address."""
     return {
         "admin": {"metrics_address": f"0.0.0.0:{metrics_port}"},
-        "shutdown": {"drain_timeout": f"{DRAIN}s"},
-        "upstreams": {
-            "host": {"url": f"http://host.containers.internal:{upstream_port}", "timeout": "5s"}
-        },
+        "upstreams": {"echo": {"adapter": "echo"}},
     }
+
+
+def proxy_config(upstream_port: int) -> dict[str, Any]:
+    """A host-network container's: every port a free one of the host's 127.0.0.1."""
+    return {
+        "admin": {"address": f"127.0.0.1:{free_port()}"},
+        "http": {"address": f"127.0.0.1:{free_port()}"},
+        "grpc": {"address": f"127.0.0.1:{free_port()}"},
+        "shutdown": {"drain_timeout": f"{DRAIN}s"},
+        "upstreams": {"host": {"url": f"http://127.0.0.1:{upstream_port}", "timeout": "5s"}},
+    }
+
+
+def port_of(config: dict[str, Any], listener: str) -> int:
+    return int(config[listener]["address"].rsplit(":", 1)[1])
 
 
 def call_from_app(podman: Podman, name: str, url: str) -> dict[str, Any]:
@@ -191,17 +210,22 @@ def call_from_app(podman: Podman, name: str, url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def smoke(podman: Podman, image: str) -> Iterator[Running]:
-    metrics_port, upstream_port = free_port(), free_port()
-    name = run_sidecar(podman, image, "smoke", smoke_config(metrics_port, upstream_port))
+def probe(podman: Podman, image: str) -> Iterator[Running]:
+    """A bridged container whose metrics port is published on the host's 127.0.0.1."""
+    metrics_port = free_port()
+    name = run_sidecar(podman, image, "probe", probe_config(metrics_port))
     try:
         url = f"http://127.0.0.1:{metrics_port}"
         wait_ready(podman, name, answers_ready(url))
-        gateway = podman.inspect(name)["NetworkSettings"]["Gateway"]
-        with HostUpstream(gateway, upstream_port) as upstream:
-            yield Running(name, url, upstream)
+        yield Running(name, url)
     finally:
         podman("rm", "--force", "--time", "0", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[HostUpstream]:
+    with HostUpstream("127.0.0.1", free_port()) as up:
+        yield up
 
 
 def test_image_metadata_says_how_to_run_it(podman: Podman, image: str) -> None:
@@ -219,29 +243,38 @@ def test_image_metadata_says_how_to_run_it(podman: Podman, image: str) -> None:
     assert "org.opencontainers.image.source" in labels
 
 
-def test_readyz_answers_through_the_published_metrics_port(smoke: Running) -> None:
+def test_readyz_answers_through_the_published_metrics_port(podman: Podman, probe: Running) -> None:
     """Kubelet probes and Prometheus reach /readyz and /metrics on the pod address."""
-    r = httpx.get(f"{smoke.metrics_url}/readyz", timeout=5)
+    r = httpx.get(f"{probe.metrics_url}/readyz", timeout=5)
     assert (r.status_code, r.json()) == (200, {"status": "ready"})
-    assert "sidecar_" in httpx.get(f"{smoke.metrics_url}/metrics", timeout=5).text
+    assert "sidecar_" in httpx.get(f"{probe.metrics_url}/metrics", timeout=5).text
+    # the app beside it, in the same network namespace, calls the egress on 127.0.0.1
+    echo = call_from_app(podman, probe.name, "http://127.0.0.1:15001/echo/hello")
+    assert echo["status"] == 200
 
 
-def test_app_call_is_proxied_through_the_container_to_the_host(
-    podman: Podman, smoke: Running
+def test_app_call_is_proxied_through_the_container_to_an_upstream(
+    podman: Podman, image: str, upstream: HostUpstream
 ) -> None:
-    """The app's call to 127.0.0.1:15001/<upstream>/... reaches an upstream outside the pod."""
-    result = call_from_app(podman, smoke.name, "http://127.0.0.1:15001/host/through?x=1")
-    assert (result["status"], result["body"]) == (200, "hello from the host")
-    path, headers = smoke.upstream.requests[-1]
-    assert path == "/through?x=1"
-    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    """The app's call to 127.0.0.1:<http>/<upstream>/... reaches an upstream outside the pod."""
+    config = proxy_config(upstream.port)
+    name = run_sidecar(podman, image, "proxy", config, host_net=True)
+    try:
+        wait_ready(podman, name, answers_ready(f"http://127.0.0.1:{port_of(config, 'admin')}"))
+        r = httpx.get(f"http://127.0.0.1:{port_of(config, 'http')}/host/through?x=1", timeout=10)
+        assert (r.status_code, r.text) == (200, "hello from the host")
+        path, headers = upstream.requests[-1]
+        assert path == "/through?x=1"
+        assert headers["X-Forwarded-For"] == "127.0.0.1"
+    finally:
+        podman("rm", "--force", "--time", "0", name, check=False)
 
 
 def test_sidecar_process_is_not_root_and_root_filesystem_is_read_only(
-    podman: Podman, smoke: Running
+    podman: Podman, probe: Running
 ) -> None:
     """runAsNonRoot and readOnlyRootFilesystem hold: the process is uid/gid 65532, nothing root."""
-    state = podman.inspect(smoke.name)
+    state = podman.inspect(probe.name)
     assert state["HostConfig"]["ReadonlyRootfs"] is True
     status = Path(f"/proc/{state['State']['Pid']}/status").read_text().splitlines()
     ids = {line.split(":")[0]: line.split()[1:] for line in status if line[:4] in ("Uid:", "Gid:")}
@@ -276,34 +309,29 @@ def test_image_runs_with_no_mount_from_precompiled_bytecode(podman: Podman, imag
 
 
 def test_sigterm_lets_the_call_in_flight_finish_and_exits_zero(
-    podman: Podman, image: str, smoke: Running
+    podman: Podman, image: str, upstream: HostUpstream
 ) -> None:
     """`podman stop` (a rolling update) drains: the app's call in flight succeeds, exit code 0."""
-    metrics_port = free_port()
-    config = smoke_config(metrics_port, smoke.upstream.port)
-    name = run_sidecar(podman, image, "stop", config)
+    config = proxy_config(upstream.port)
+    name = run_sidecar(podman, image, "stop", config, host_net=True)
     try:
-        wait_ready(podman, name, answers_ready(f"http://127.0.0.1:{metrics_port}"))
-        seen = len(smoke.upstream.requests)
+        wait_ready(podman, name, answers_ready(f"http://127.0.0.1:{port_of(config, 'admin')}"))
+        seen = len(upstream.requests)
         client = subprocess.Popen(
             [
-                podman.exe,
-                "exec",
-                name,
-                "python",
+                sys.executable,
                 "-c",
                 CLIENT,
-                "http://127.0.0.1:15001/host/slow",
+                f"http://127.0.0.1:{port_of(config, 'http')}/host/slow",
                 "20",
             ],
-            env=podman.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
             deadline = time.monotonic() + 20
-            while not any(p == "/slow" for p, _ in smoke.upstream.requests[seen:]):
+            while not any(p == "/slow" for p, _ in upstream.requests[seen:]):
                 assert time.monotonic() < deadline, "the slow call never reached the upstream"
                 time.sleep(0.01)
             started = time.monotonic()
