@@ -3,7 +3,7 @@
 
 What it is: a grpc.aio server whose one generic handler answers every method as
 ``stream_stream`` (the wire does not say a method's cardinality, so that is the only kind that
-is correct for all four; DESIGN §9) and forwards raw message bytes to one grpc.aio channel:
+is correct for all four) and forwards raw message bytes to one grpc.aio channel:
 request metadata (minus reserved names) and the remaining deadline go up; initial metadata,
 messages, trailing metadata, status code and details come back.
 

@@ -58,7 +58,7 @@ SERVICE = "echo.v1.Echo"
 UNARY, BIDI = f"/{SERVICE}/Unary", f"/{SERVICE}/Bidi"
 STATS = "/bench.Stats/Get"
 SATURATED_PCT = 90.0  # a core busier than this limits throughput
-TARGET_US = {"unary": 400.0, "bidi": 150.0}  # issue 5's CPU targets for the sidecar
+TARGET_US = {"unary": 400.0, "bidi": 150.0}  # the project's CPU targets for the sidecar
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,7 +513,7 @@ def report(
             if parts:
                 verdict.append(f"- {t.label}: " + ", ".join(parts))
     if verdict:
-        out.append("\nAgainst issue 5's targets:\n\n" + "\n".join(verdict))
+        out.append("\nAgainst the project's targets:\n\n" + "\n".join(verdict))
     noisy = max((r.foreign_pct for rs in results.values() for r in rs), default=0.0)
     if noisy > args.max_other_load:
         notes.insert(

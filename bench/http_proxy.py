@@ -73,8 +73,8 @@ class SidecarVariant:
     services: tuple[str, ...] = ()
 
 
-# Add variants here (later issues: e.g. a "full resilience chain" with extra upstream keys).
-#: Retries, the breaker and the concurrency limit are on by default (DESIGN §6): the "plain"
+# Add variants here (e.g. "sidecar-full" below adds upstream keys to the defaults).
+#: Retries, the breaker and the concurrency limit are on by default: the "plain"
 #: variant turns them off to price the proxy alone; "full chain" adds a local rate limit.
 _POLICIES_OFF = {
     "retry": {"enabled": False},

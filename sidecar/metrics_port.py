@@ -1,7 +1,7 @@
 """The optional metrics port (``admin.metrics_address``): ``/metrics``, ``/healthz`` and ``/readyz``
 on an address Prometheus and the kubelet can reach, a built-in plugin (a lifespan).
 
-The admin port stays loopback-only (DESIGN §7: ``/config``, ``/upstreams`` and plugin routes
+The admin port stays loopback-only (``/config``, ``/upstreams`` and plugin routes
 describe the topology, and nothing there is authenticated), so a Prometheus in another pod
 cannot scrape it, nor can an ``httpGet`` probe reach it. This port serves only what is safe to
 expose on the pod network, the way Envoy and Linkerd expose their metrics and health port: the

@@ -1,6 +1,6 @@
 """Path normalisation and the route table.
 
-Routing happens on the normalised path (DESIGN §7), in this order:
+Routing happens on the normalised path (see below), in this order:
 
 1. explicit ``routes`` from the config, first match wins (path prefix on segment boundaries, host,
    exact header values);

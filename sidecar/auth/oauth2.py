@@ -11,7 +11,7 @@ expired token is never sent: :mod:`.tokens`. The client secret is read again fro
 each fetch, so a secret rotated on disk is used by the next fetch. An upstream answering 401
 gets the call once more with a renewed token (:meth:`OAuth2ClientCredentials.unauthorized`).
 
-Token requests use the sidecar's shared aiohttp client (control-plane calls, DESIGN §9), bounded
+Token requests use the sidecar's shared aiohttp client (as every control-plane call does), bounded
 by ``timeout``, never following redirects (a redirect would carry the client secret elsewhere).
 Failures are described by status code and OAuth ``error`` code only: the IdP's body may echo
 what it was sent.

@@ -1,7 +1,6 @@
 """A cached token that is fetched once, renewed early in the background, and never used stale.
 
-:class:`TokenSource` holds one token (one provider, one set of scopes) and the rules of
-DESIGN §6:
+:class:`TokenSource` holds one token (one provider, one set of scopes) and these rules:
 
 - **cached**: calls take the cached token while it is valid; N calls cost one fetch.
 - **early refresh**: a background task renews it at a random point between ``refresh_at``

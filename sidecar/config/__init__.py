@@ -1,7 +1,7 @@
 """Configuration: the file's models, its loader and the value types it uses.
 
 - :mod:`.source`: text → data (strict YAML, ``${ENV}`` substitution);
-- :mod:`.models`: the frozen pydantic models of the file's shape (DESIGN §5);
+- :mod:`.models`: the frozen pydantic models of the file's shape;
 - :mod:`.types`: durations, sizes, addresses, header values, secret references;
 - :mod:`.problems`: validation errors in plain English, with key paths;
 - :mod:`.checks`: checks across keys, and secrets read once;

@@ -1,8 +1,8 @@
-"""The config file's shape, as frozen pydantic models (DESIGN §5 is the contract).
+"""The config file's shape, as frozen pydantic models (docs/configuration.md documents it).
 
 Unknown keys are rejected everywhere (``extra="forbid"``) so a typo fails at load time with its
 key path. Plugin sections under ``plugins:`` are kept raw here and validated by the model each
-plugin declares (see :mod:`sidecar.config.loader`). Features of later issues add their keys here.
+plugin declares (see :mod:`sidecar.config.loader`). New features add their keys here.
 """
 
 from __future__ import annotations
@@ -352,7 +352,8 @@ class PoolConfig(Model):
     """``upstreams.<name>.pool:``: the bounded keep-alive connection pool of one upstream."""
 
     #: connections open at once (idle + busy): with HTTP/1.1 this is the upstream's in-flight
-    #: limit (DESIGN §6: 1024). A call past it waits up to ``connect_timeout``, then gets 503.
+    #: limit (1024 by default, like Envoy's default circuit-breaker ``max_requests``). A call
+    #: past it waits up to ``connect_timeout``, then gets 503.
     max_connections: int = Field(1024, ge=1, le=100_000)
     #: idle connections kept for reuse; unset: up to ``max_connections`` (Envoy's way: idle
     #: ones close on ``idle_timeout`` only, so a load above a fixed cap does not churn them).
@@ -396,7 +397,7 @@ class UpstreamConfig(Model):
     url: str | None = None
     #: the adapter that speaks to it: ``http`` unless said otherwise.
     adapter: str = "http"
-    #: the whole call's budget, all attempts included (DESIGN §6: 15 s).
+    #: the whole call's budget, all attempts included.
     timeout: PositiveDuration = 15.0
     #: time to open a connection (TCP and TLS), and to wait for a free one when the pool is full.
     connect_timeout: PositiveDuration = 5.0
@@ -408,7 +409,7 @@ class UpstreamConfig(Model):
     host: HeaderValue | None = None
     #: headers set on every request (replacing the app's); values may be secret references.
     request_headers: dict[ConfigurableHeaderName, HeaderValueOrSecret] = {}
-    #: resilience policies (DESIGN §6; docs/resilience.md). Retries, the breaker and the
+    #: resilience policies (docs/resilience.md). Retries, the breaker and the
     #: concurrency limit are on by default; rate limits only when configured.
     retry: RetryPolicy = RetryPolicy()
     circuit_breaker: CircuitBreakerPolicy = CircuitBreakerPolicy()

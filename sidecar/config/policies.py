@@ -2,8 +2,8 @@
 ``global_rate_limit`` (per upstream, the first three and the limits overridable per route) and
 ``ratelimit_backends`` (top level).
 
-Defaults are DESIGN §6: retries, the breaker and the concurrency limit are on with bounded
-defaults; rate limits are off unless configured. Every policy has ``enabled`` so it can be turned
+Retries, the breaker and the concurrency limit are on by default, with bounded values; rate
+limits are off unless configured. Every policy has ``enabled`` so it can be turned
 off explicitly. Conditions (``retry.on``, ``circuit_breaker.failure_on``) are names the adapter's
 classifier produces: ``connect-failure``, ``reset``, ``timeout``, ``protocol``, a status code
 (``503``) or a class (``5xx``), a gRPC status name (``unavailable``, ``deadline-exceeded``; also

@@ -175,7 +175,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Address = Annotated[str, BeforeValidator(parse_address)]
-#: an address the admin and egress listeners may bind: loopback only (DESIGN §2, §7).
+#: an address the admin and egress listeners may bind: loopback only (neither authenticates).
 LoopbackAddress = Annotated[str, BeforeValidator(parse_address), AfterValidator(_loopback)]
 
 

@@ -1,4 +1,4 @@
-"""``timeout``: the call's overall deadline (DESIGN §6: 15 s by default, all attempts included).
+"""``timeout``: the call's overall deadline (15 s by default, all attempts included).
 
 Sets ``exchange.deadline`` (loop time) for the filters and adapter below, which bound their own
 waits by it (retry backoff, per-try timeouts), and cancels the work below when it passes: the app

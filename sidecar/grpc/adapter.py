@@ -2,7 +2,8 @@
 
 Every call, whatever its RPC kind, is made as a bidirectional stream on the upstream's channel
 (:mod:`sidecar.grpc.channels`) with raw message bytes: gRPC's wire format is the same for the four
-kinds, and only a stream-stream call forwards all of them correctly (DESIGN §9). The call gets
+kinds, and only a stream-stream call forwards all of them correctly (a unary guess hangs
+server-streaming calls and cuts client-streaming ones to their first message). The call gets
 the exchange's metadata (``-bin`` values decoded) and, as its deadline, what is left of
 ``exchange.deadline``; a task sends the exchange's messages as the upstream accepts them (each
 ``write`` waits for gRPC's flow control), and the response's messages are read only as the app's

@@ -3,7 +3,7 @@ passes every call, whatever its RPC kind, through the route's filter chain as ra
 
 gRPC's wire format does not tell a server whether a method streams, so every call is answered
 by one ``stream_stream`` handler with no (de)serialisation: a unary call is a stream of one
-message each way (DESIGN §9: answering ``unary_unary`` breaks every streaming method). The
+message each way (answering ``unary_unary`` would break every streaming method). The
 sidecar's own services (:func:`sidecar.grpc.services.add_services`: health, admin, reflection)
 are added to the server first, so grpcio finds them before this generic handler.
 

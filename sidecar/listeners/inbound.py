@@ -1,4 +1,4 @@
-"""The inbound mTLS listener: peers call the app through it (DESIGN §2, default 0.0.0.0:15006).
+"""The inbound mTLS listener: peers call the app through it (default 0.0.0.0:15006).
 
 :class:`InboundListener` is the HTTP/1.1 listener (:class:`~.http.HttpListener`: the same parser,
 limits, timeouts, routing and drain) behind a TLS handshake that requires a client certificate

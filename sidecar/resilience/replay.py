@@ -8,8 +8,8 @@ collects bodies up to 64 KiB) is replayable when it fits the buffer; a streamed 
 ``Content-Length`` fits is read into memory first (bounded, and the app has already committed to
 sending that much); a longer stream, or one of unknown length (chunked), is never touched: it is
 sent once and that call is not retried. Reading a stream and then finding it too long would leave
-a body nobody can send, so the length is checked before a single byte is read. DESIGN §3: 64 KiB
-by default, like Linkerd.
+a body nobody can send, so the length is checked before a single byte is read. The buffer is
+64 KiB by default, like Linkerd's.
 
 **gRPC** (:class:`MessageReplay`): a call's body is a stream of whole messages of unknown number
 (:mod:`sidecar.grpc.wire`), and a streaming app may wait for an answer before it sends its next

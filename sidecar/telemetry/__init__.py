@@ -1,1 +1,1 @@
-"""Metrics and logs of the sidecar (tracing joins them in a later issue)."""
+"""Metrics, logs and traces of the sidecar."""

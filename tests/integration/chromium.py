@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 EXECUTABLE = "/usr/bin/chromium"
-#: flags that work on this machine (MACHINE-NOTES): no sandbox as root, nothing phoning home
+#: flags that work headless as root: no sandbox (Chromium refuses root with one), no phoning home
 FLAGS = (
     "--headless",
     "--no-sandbox",

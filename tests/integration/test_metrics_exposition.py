@@ -1,4 +1,4 @@
-"""`/metrics` after real traffic: every DESIGN §8 family, moved as the calls imply, bounded labels.
+"""`/metrics` after real traffic: every core family, moved as the calls imply, bounded labels.
 
 One sidecar, several upstreams that each play one story: plain successes, a 503 storm that is
 retried, a breaker that opens, a rate limit, an OAuth2 token, a call cut by its deadline, and
@@ -24,7 +24,7 @@ from prometheus_client.samples import Sample
 from sidecar.testing import FakeUpstream, running_sidecar
 
 #: family (as the parser names it: counters without ``_total``) → (type, label names)
-DESIGN_FAMILIES = {
+CORE_FAMILIES = {
     "sidecar_requests": ("counter", {"listener", "upstream", "route", "code"}),
     "sidecar_request_duration_seconds": ("histogram", {"listener", "upstream", "route"}),
     "sidecar_upstream_attempts": ("counter", {"upstream", "outcome"}),
@@ -166,10 +166,10 @@ async def drive(c: httpx.AsyncClient, base: str) -> list[str]:
     return sent
 
 
-async def test_every_design_family_moves_as_the_calls_imply_with_bounded_labels(
+async def test_every_core_family_moves_as_the_calls_imply_with_bounded_labels(
     servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Dashboards and alerts can rely on the §8 families, and traffic never grows the series."""
+    """Dashboards and alerts can rely on the core families, and traffic never grows the series."""
     monkeypatch.setenv("METRICS_TEST_CLIENT_SECRET", "metrics-test-secret")
     async with running_sidecar(config(servers)) as sidecar:
         base = f"http://127.0.0.1:{sidecar.http_port}"
@@ -181,7 +181,7 @@ async def test_every_design_family_moves_as_the_calls_imply_with_bounded_labels(
     fams = scrape.families
 
     # every family, with its type and label names
-    for name, (kind, labels) in DESIGN_FAMILIES.items():
+    for name, (kind, labels) in CORE_FAMILIES.items():
         assert name in fams, name
         assert fams[name].type == kind, name
         seen = {k for s in fams[name].samples for k in s.labels if k != "le"}

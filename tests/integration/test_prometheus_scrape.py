@@ -13,7 +13,7 @@ from sidecar.testing import FakeUpstream, running_sidecar
 
 from .prometheus_server import PrometheusServer, free_port
 
-#: Prometheus takes its first samples 2–6 s after start (MACHINE-NOTES); scrapes every 1 s.
+#: Prometheus takes its first samples 2–6 s after start; it scrapes every 1 s.
 QUERY_TIMEOUT = 30.0
 
 

@@ -42,7 +42,7 @@ OAUTH = {
 
 
 def test_a_valid_auth_section_passes() -> None:
-    """The DESIGN example's shape is accepted as written."""
+    """The documented example's shape is accepted as written."""
     assert problems({**OAUTH, "scopes": ["payments"]}) == []
 
 

@@ -50,7 +50,7 @@ def test_an_inbound_section_needs_its_app_its_files_and_its_allow_list() -> None
     ]
 
 
-def test_the_defaults_are_the_designs() -> None:
+def test_the_inbound_defaults() -> None:
     """0.0.0.0:15006, the XFCC header, the http listener's limits; no inbound unless configured."""
     assert config().inbound is None
     cfg = config({k: v for k, v in BASE.items() if k != "address"}).inbound

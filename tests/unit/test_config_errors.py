@@ -39,7 +39,7 @@ def problems(text: str, schemas: PluginSchemas | None = SCHEMAS) -> list[str]:
 
 # (id, YAML, the exact problem lines)
 CASES: list[tuple[str, str, list[str]]] = [
-    # --- the example from the issue
+    # --- a duration that is not one
     (
         "duration",
         "upstreams:\n  payments:\n    url: https://payments.internal:8443\n    timeout: fast\n",

@@ -1,4 +1,4 @@
-"""The config models: DESIGN's defaults, frozen values, secrets by reference, reload splits."""
+"""The config models: documented defaults, frozen values, secrets by reference, reload splits."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def config(text: str, env: dict[str, str] | None = None) -> SidecarConfig:
     return parse_config(text, "sidecar.yaml", env or {})
 
 
-def test_defaults_are_design_defaults() -> None:
-    """Ports, loopback binding and bounded policies match DESIGN §2 and §6 with nothing set."""
+def test_defaults_are_the_documented_defaults() -> None:
+    """Ports, loopback binding and bounded policies are the documented defaults with nothing set."""
     c = config("upstreams: {p: {url: 'http://p:8080'}}\n")
     assert c.admin.address == "127.0.0.1:15000"
     assert c.http.address == "127.0.0.1:15001"

@@ -29,7 +29,7 @@ HOOKS = declared_hooks()
 
 
 def test_the_hooks_this_core_relies_on_are_declared() -> None:
-    """The hooks of DESIGN §4 exist (so the checks below cannot pass on an empty list)."""
+    """The core's registration hooks exist (so the checks below cannot pass on an empty list)."""
     assert {
         "sidecar_declare_config",
         "sidecar_register_adapters",
