@@ -420,7 +420,7 @@ class Sidecar:
         table, grpc_table, inbound = self._compose_all(config, self.plugin_sections)
         self._shared = self._shared_next
         self.http = HttpListener(config.http, table, self.metrics)
-        self.http.max_connections = self._connection_cap(config.http.max_connections)
+        self.http.cap.limit = self._connection_cap(config.http.max_connections)
         self.http.on_unrouted = self._log_unrouted
         host, port = split_address(config.http.address)
         await _listen("http", config.http.address, self.http.start(host, port))
@@ -452,6 +452,8 @@ class Sidecar:
         assert self.http is not None
         front = H2GrpcListener if self.config.grpc.server == "h2" else GrpcListener
         self.grpc = front(self.config.grpc, table, self.metrics, self)
+        if isinstance(self.grpc, H2GrpcListener):
+            self.grpc.cap.limit = self._connection_cap(self.config.grpc.max_connections)
         self.grpc.on_unrouted = self._log_unrouted
         host, port = split_address(address)
         try:
@@ -464,7 +466,7 @@ class Sidecar:
     async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
         assert self.config.inbound is not None and self.http is not None
         self.inbound = InboundListener(self.config.inbound, table, self.metrics, tls)
-        self.inbound.max_connections = self._connection_cap(self.config.inbound.max_connections)
+        self.inbound.cap.limit = self._connection_cap(self.config.inbound.max_connections)
         self.inbound.on_unrouted = self._log_unrouted
         host, port = split_address(address)
         try:

@@ -15,13 +15,14 @@ and reload included) goes quiet with nothing in the log. So:
   once per episode and counts every occurrence, wherever one is seen (the loop's accept, an
   upstream connect).
 
-Not here: the listeners' own counting (each listener checks its cap where it registers a
-connection).
+:class:`ConnectionCap` is what a listener asks when it registers a connection. Not here: the
+listeners' own bookkeeping of their connections.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ConnectionCap",
     "Exhaustion",
     "connection_cap",
     "raise_soft_limit",
@@ -113,3 +114,36 @@ class Exhaustion:
     @staticmethod
     def is_exhaustion(error: BaseException) -> bool:
         return isinstance(error, OSError) and error.errno in EXHAUSTED
+
+
+class ConnectionCap:
+    """A listener's connection cap: admits or refuses a new connection, counts and logs refusals.
+
+    Refusals are counted each time and logged once per episode; an episode ends when the
+    listener is back under 90 % of its cap.
+    """
+
+    def __init__(self, listener: str, limit: int, count: Callable[[], None]) -> None:
+        self.listener = listener
+        #: app connections open at once; the listener's owner may set it before it starts.
+        self.limit = limit
+        self._count = count
+        self._at_limit = False
+
+    def admit(self, open_now: int) -> bool:
+        """Whether one more connection may join the ``open_now`` already open."""
+        if open_now < self.limit:
+            return True
+        self._count()
+        if not self._at_limit:
+            self._at_limit = True
+            log.warning(
+                "connection limit reached: new app connections are closed at once",
+                extra={"fields": {"listener": self.listener, "max_connections": self.limit}},
+            )
+        return False
+
+    def closed(self, open_now: int) -> None:
+        """A connection closed, ``open_now`` remain."""
+        if self._at_limit and open_now < self.limit * 0.9:
+            self._at_limit = False

@@ -292,6 +292,11 @@ class H2Connection(asyncio.Protocol):
         self.flooded: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        listener = self.listener
+        if not listener.cap.admit(len(listener.connections)):
+            # over the listener's connection cap: its handle goes back at once
+            transport.abort()  # type: ignore[attr-defined]  # uvloop's is not a subclass
+            return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -300,7 +305,6 @@ class H2Connection(asyncio.Protocol):
         if isinstance(peer, tuple):
             host = peer[0]
             self.client = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-        listener = self.listener
         h2c = self.h2
         h2c.initiate_connection()
         h2c.update_settings(listener.h2_settings)
@@ -316,7 +320,10 @@ class H2Connection(asyncio.Protocol):
         self._starts.clear()
         if self._next_turn is not None:
             self._next_turn.cancel()
-        self.listener.connections.discard(self)
+        connections = self.listener.connections
+        if self in connections:
+            connections.discard(self)
+            self.listener.cap.closed(len(connections))
         for stream in list(self.streams.values()):
             stream.gone = True
             stream._wake()

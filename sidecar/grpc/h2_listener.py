@@ -39,6 +39,7 @@ from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
+from ..fdlimit import UNLIMITED, ConnectionCap
 from ..registry import AdapterServices
 from .adapter import GrpcAdapter
 from .dispatch import Unrouted, dispatch
@@ -113,6 +114,12 @@ class H2GrpcListener:
         }
         self.connection_window = CONNECTION_WINDOW
         self.connections: set[H2Connection] = set()
+        #: app connections open at once (the sidecar sets ``cap.limit`` at start, as for HTTP)
+        self.cap = ConnectionCap(
+            GRPC_LISTENER,
+            cfg.max_connections or UNLIMITED,
+            metrics.connections_refused.labels(GRPC_LISTENER, "limit").inc,
+        )
         self.server: asyncio.Server | None = None
         self.services: SidecarServices | None = None
         self._internal: Any = None

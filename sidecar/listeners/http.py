@@ -18,21 +18,19 @@ from __future__ import annotations
 __all__ = ["HttpListener"]
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange
+from ..fdlimit import UNLIMITED, ConnectionCap
 from .http_connection import BUSY, HEAD, IDLE, HttpConnection
 
 if TYPE_CHECKING:
     from ..config.models import HttpListenerConfig
     from ..routing import RouteTable
     from ..telemetry.metrics import Metrics
-
-log = logging.getLogger("sidecar.listener")
 
 #: On drain, idle keep-alive connections are closed after this quiet period (see stop_accepting).
 DRAIN_IDLE_QUIET = 0.25
@@ -67,12 +65,13 @@ class HttpListener:
         #: bytes written
         self.on_unrouted: Callable[[Exchange, SidecarError, int], None] | None = None
         self._conn_gauge = metrics.downstream_connections.labels(name)
-        #: app connections open at once (the sidecar sets it at start: the config's value,
-        #: or one sized from the open-files limit, :func:`sidecar.fdlimit.connection_cap`).
-        self.max_connections = cfg.max_connections or 1_000_000
-        self._over_limit = metrics.connections_refused.labels(name, "limit")
-        #: a connection was refused since the count last fell below the cap (logged once)
-        self._at_limit = False
+        #: app connections open at once (the sidecar sets ``cap.limit`` at start: the config's
+        #: value, or one sized from the open-files limit, :func:`sidecar.fdlimit.connection_cap`).
+        self.cap = ConnectionCap(
+            name,
+            cfg.max_connections or UNLIMITED,
+            metrics.connections_refused.labels(name, "limit").inc,
+        )
         self._unrouted = metrics.requests
         self._unrouted_errors = metrics.errors
 
@@ -96,16 +95,7 @@ class HttpListener:
 
     def connection_opened(self, conn: HttpConnection) -> bool:
         """Register a new connection; ``False``: the listener is at its cap, close it."""
-        if len(self.connections) >= self.max_connections:
-            self._over_limit.inc()
-            if not self._at_limit:
-                self._at_limit = True
-                log.warning(
-                    "connection limit reached: new app connections are closed at once",
-                    extra={
-                        "fields": {"listener": self.name, "max_connections": self.max_connections}
-                    },
-                )
+        if not self.cap.admit(len(self.connections)):
             return False
         self.began += 1
         self.connections.add(conn)
@@ -116,8 +106,7 @@ class HttpListener:
         if conn in self.connections:
             self.connections.discard(conn)
             self._conn_gauge.dec()
-            if self._at_limit and len(self.connections) < self.max_connections * 0.9:
-                self._at_limit = False  # the episode is over: the next one is logged again
+            self.cap.closed(len(self.connections))
             if not self.connections and self._all_closed is not None:
                 self._all_closed.set()
 

@@ -103,3 +103,23 @@ def test_an_explicit_max_connections_is_obeyed() -> None:
         r = httpx.get(f"{p.http_url}/echo/", timeout=5)
         assert r.status_code == 200
         assert p.terminate() == 0
+
+
+def test_the_grpc_port_caps_its_connections_too() -> None:
+    """`grpc.max_connections` (the h2 server) refuses connections past it and counts them."""
+    config = {**echo_config("v1"), "grpc": {"address": "127.0.0.1:0", "max_connections": 3}}
+    with SidecarProcess(config) as p:
+        held = [socket.create_connection(("127.0.0.1", p.grpc_port)) for _ in range(5)]
+        try:
+            wait_for(
+                lambda: (
+                    metric(p, "sidecar_connections_refused_total", 'listener="grpc",reason="limit"')
+                    == 2
+                )
+            )
+        finally:
+            for s in held:
+                s.close()
+        assert p.terminate() == 0
+    said = [x for x in p.log_lines() if x.get("msg", "").startswith("connection limit reached")]
+    assert [(x["listener"], x["max_connections"]) for x in said] == [("grpc", 3)]
