@@ -398,7 +398,9 @@ class HttpConnection(asyncio.Protocol):
             elif name == "content-length":
                 content_length = value
             elif name == "transfer-encoding":
-                te = value
+                # several lines are one comma-joined list (RFC 9110 §5.3): judge all of them,
+                # or "gzip" then "chunked" would pass where "gzip, chunked" is refused
+                te = value if te is None else f"{te}, {value}"
             elif name == "expect":
                 if value.lower() != "100-continue":
                     raise BadRequest(f"unsupported Expect: {value}")

@@ -71,12 +71,6 @@ def test_a_config_nested_or_expanded_without_bound_is_a_config_problem(text: str
     assert any(w in str(refused.value) for w in ("nested", "values once aliases"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open in sidecar/listeners/http_connection.py: build_exchange checks only the last "
-    "Transfer-Encoding line, so 'gzip' then 'chunked' on two lines passes where 'gzip, chunked' "
-    "on one is refused (docs/fuzzing.md)",
-)
 def test_a_transfer_coding_split_over_two_lines_is_refused_like_one_line() -> None:
     """Only `chunked` is taken as a transfer coding: `gzip` is refused whether the app lists
     it in one `Transfer-Encoding` line or in two, never silently dropped with the header."""
