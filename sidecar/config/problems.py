@@ -69,11 +69,13 @@ def validation_problems(
     """One :class:`ConfigProblem` per error; ``prefix`` is where the validated data sits in the
     file, ``model`` the validated class (for "did you mean")."""
     out: list[ConfigProblem] = []
+    seen: set[ConfigProblem] = set()  # a list scan per error was quadratic in a long list
     for err in error.errors(include_url=False):
         loc = _clean(err["loc"])
         reason = _reason(err, model, loc)
         problem = ConfigProblem(file, key_path((*prefix, *loc)), reason)
-        if problem not in out:
+        if problem not in seen:
+            seen.add(problem)
             out.append(problem)
     return out
 

@@ -30,6 +30,8 @@ DICTS = Path(__file__).parent / "dicts"
 INPUT_TIMEOUT = 10
 RSS_LIMIT_MB = 2048
 FAILED = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
+#: tokens libFuzzer splices into inputs (tests/fuzz/dicts/NAME.dict), by target
+DICTIONARIES = {"http_request": "http", "headers": "http", "upstream_response": "http"}
 
 
 def main(argv: list[str]) -> int:
@@ -70,7 +72,7 @@ def main(argv: list[str]) -> int:
             str(queue),
             str(seeds),
         ]
-        dictionary = DICTS / f"{target}.dict"
+        dictionary = DICTS / f"{DICTIONARIES.get(target, target)}.dict"
         if dictionary.exists():
             command.insert(5, f"-dict={dictionary}")
         with log.open("a") as out:

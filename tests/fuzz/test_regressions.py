@@ -80,3 +80,13 @@ def test_a_transfer_coding_split_over_two_lines_is_refused_like_one_line() -> No
     two += b"transfer-encoding: chunked\r\n\r\n"
     assert run_listener(one + body).responses == [(400, "bad_request", False)]
     assert run_listener(two + body).responses == [(400, "bad_request", False)]
+
+
+def test_a_long_invalid_list_is_reported_in_time_linear_in_its_length() -> None:
+    """Every problem of a long list is reported, and quickly: each was compared with all the
+    ones before it (10 000 items took about ten seconds to report, 90 000 many minutes)."""
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as refused:
+        parse_config("routes: [" + "1," * 10_000 + "]", "sidecar.yaml", {})
+    assert len(refused.value.problems) == 10_000
+    assert time.perf_counter() - started < 5
