@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ..ratelimit.backend import RateLimitBackend
 
 DEFAULT_CONFIG_NAME = "<embedded default>"
+#: a config file is kilobytes; reading stops past this
+MAX_CONFIG_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,15 @@ def load_data(
         return read_data(text, DEFAULT_CONFIG_NAME, _env(environ)), DEFAULT_CONFIG_NAME
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as f:
+            # bounded: a path to a device or an endless pipe must not take the memory
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         reason = f"cannot read the file: {e.strerror}"
         raise ConfigError([ConfigProblem(name, "", reason)]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        reason = f"larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config file"
+        raise ConfigError([ConfigProblem(name, "", reason)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

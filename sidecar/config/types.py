@@ -63,6 +63,8 @@ _SIZE_UNITS = {
 }
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*\.?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a secret file holds a key or a token; reading stops past this
+MAX_SECRET_CHARS = 1 << 20
 #: Field-value octets RFC 9110 §5.5 allows: visible latin-1, space and tab (no CR, LF, NUL).
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
@@ -231,7 +233,12 @@ class SecretRef(BaseModel):
         else:
             assert self.file is not None
             try:
-                value = Path(self.file).read_text().strip()
+                with Path(self.file).open() as f:
+                    # bounded: a path to a device or an endless pipe must not take the memory
+                    value = f.read(MAX_SECRET_CHARS + 1)
+                if len(value) > MAX_SECRET_CHARS:
+                    raise LookupError(f"the secret {self} is over {MAX_SECRET_CHARS} characters")
+                value = value.strip()
             except OSError as e:
                 raise LookupError(f"the secret {self} cannot be read: {e.strerror}") from None
             except UnicodeDecodeError:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sidecar.config import parse_config
+from sidecar.config import load_data, parse_config
 from sidecar.errors import BadRequest, ConfigError
 from sidecar.routing import normalize_path
 from tests.unit.fake_transport import respond, standalone
@@ -90,3 +90,17 @@ def test_a_long_invalid_list_is_reported_in_time_linear_in_its_length() -> None:
         parse_config("routes: [" + "1," * 10_000 + "]", "sidecar.yaml", {})
     assert len(refused.value.problems) == 10_000
     assert time.perf_counter() - started < 5
+
+
+def test_a_config_path_to_an_endless_file_is_refused_without_reading_it_all() -> None:
+    """`sidecar check -c /dev/zero` (a device, an endless pipe) is a problem, not the memory."""
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        load_data("/dev/zero")
+
+
+def test_a_secret_file_that_never_ends_is_a_problem_not_the_memory() -> None:
+    """A secret reference to a device or an endless pipe is reported like an unreadable one."""
+    text = "upstreams:\n  a:\n    url: http://127.0.0.1:1\n    request_headers:\n"
+    text += "      x-key: {file: /dev/zero}\n"
+    with pytest.raises(ConfigError, match="over 1048576 characters"):
+        parse_config(text, "sidecar.yaml", {})
