@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +30,13 @@ import pytest
 import yaml
 
 from .host_upstream import HostUpstream
+from .image_build import BUILD, VERSION
 from .podman_cli import Podman
 
-ROOT = Path(__file__).resolve().parents[2]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-IMAGE = f"localhost/sidecar:{VERSION}"
 #: The config's drain grace (seconds): SIGTERM must stop the container well within it.
 DRAIN = 10.0
 #: Bound (seconds) on a container becoming ready.
 READY = 30.0
-#: Bound (seconds) on the build: the first one on a machine also builds the base.
-BUILD = 1080.0
 
 # the build alone takes minutes on a machine that has never built the image
 pytestmark = pytest.mark.timeout(BUILD + 120)
@@ -90,38 +84,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    p = Podman(tmp_path_factory.mktemp("podman"))
-    try:
-        yield p
-    finally:
-        p.remove_all()
-
-
-@pytest.fixture(scope="session")
-def image(podman: Podman) -> str:
-    """The image, built once per session by the script CI uses (layers cached between runs)."""
-    # its own process group, so a build past its bound is stopped with everything it started
-    build = subprocess.Popen(
-        [str(ROOT / "scripts" / "build-image")],
-        env={**podman.env, "SIDECAR_IMAGE": IMAGE},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = build.communicate(timeout=BUILD)
-    except subprocess.TimeoutExpired:
-        os.killpg(build.pid, signal.SIGTERM)
-        build.communicate(timeout=30)
-        pytest.fail(f"scripts/build-image took more than {BUILD}s")
-    if build.returncode != 0:
-        pytest.fail(f"scripts/build-image exited {build.returncode}:\n{(out + err)[-4000:]}")
-    return IMAGE
 
 
 @dataclass

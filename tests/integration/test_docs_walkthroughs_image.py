@@ -1,9 +1,9 @@
 """docs/image.md's "Running it locally", run with podman on the image the tests build.
 
-The image and podman's private configuration come from ``test_container_image``'s fixtures
-(``scripts/build-image``; in a run with that module too it is called once more, all layers
-cached). The doc's config is written and its commands run in a user's terminal
-(``doc_session``) as shown, except, each for a reason:
+The image and podman's private configuration come from the shared ``image`` and ``podman``
+fixtures (``image_build``: ``scripts/build-image``, once per test session). The doc's config
+is written and its commands run in a user's terminal (``doc_session``) as shown, except, each
+for a reason:
 
 - ``-p 127.0.0.1:15020:15020`` becomes ``--network host``: the doc's upstream on the host
   (``host.containers.internal:8080``) is here a fake on the host's 127.0.0.1, which a bridged
@@ -36,15 +36,9 @@ from sidecar.testing import FakeUpstream
 
 from .doc_blocks import shell_commands, walkthrough
 from .doc_session import DEFAULT_LISTENERS, DocSession, PortMap, serving
+from .image_build import BUILD, VERSION
 from .podman_cli import Podman
-from .test_container_image import (  # noqa: F401 (fixtures: image, podman)
-    BUILD,
-    VERSION,
-    answers_ready,
-    image,
-    podman,
-    wait_ready,
-)
+from .test_container_image import answers_ready, wait_ready
 
 DOC = "docs/image.md"
 #: what the doc's made-up upstream answers here
