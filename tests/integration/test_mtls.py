@@ -338,7 +338,10 @@ async def test_a_certificate_close_to_expiry_is_a_metric_and_a_warning(
     """Operators see the served certificate's remaining life in /metrics and a warning in the
     log days before it runs out."""
     monkeypatch.setattr(tls_plugin, "FIRST_CHECK", 0.01)
-    short = mesh.pki.workload("short", PAYMENTS, ttl=timedelta(days=3), ip=True)
+    # a 30-day certificate 27 days into its life: 3 days left, under the 7-day warning
+    # (a fresh short-lived one would not warn: only its last third of life does)
+    issued = datetime.now(UTC) - timedelta(days=27)
+    short = mesh.pki.workload("short", PAYMENTS, ttl=timedelta(days=30), valid_from=issued, ip=True)
     async with FakeUpstream() as app:
         cfg = inbound(mesh, app, [WEB])
         cfg["inbound"]["tls"] = short.tls()
