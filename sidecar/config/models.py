@@ -232,9 +232,10 @@ class GrpcListenerConfig(Model):
     #: request metadata size (names and values) an app may send.
     max_metadata_size: Size = Field(60 * 1024, ge=1024)
     #: streams (calls) in flight on one app connection (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS;
-    #: a gRPC client queues calls past it). 128, as nginx: it also bounds the upstream calls one
-    #: connection can start and reset before flood protection closes it (docs/grpc.md).
-    max_concurrent_streams: int = Field(128, ge=1, le=100_000)
+    #: a gRPC client queues calls past it). It also bounds the upstream calls one connection can
+    #: start and reset before flood protection closes it: lower it where local clients are not
+    #: trusted (docs/grpc.md, "Flood protection").
+    max_concurrent_streams: int = Field(1024, ge=1, le=100_000)
     #: app connections open at once, like ``http.max_connections`` (the ``h2`` server only:
     #: grpcio's server does not show its connections).
     max_connections: int | None = Field(None, ge=1)
