@@ -98,13 +98,14 @@ class Resources:
         return {"requests": requests, "limits": limits} if limits else {"requests": requests}
 
 
-# PLACEHOLDER figures, from one brief run of bench/pod_resources.py on a busy shared machine
-# (-d 2: idle RSS 89.5 MiB, 0.10 CPU s per 1000 calls, peak RSS 90.7 MiB): the lead replaces them
-# with a full run's, here and in k8s/ and docs/kubernetes.md (tests/unit/test_k8s_inject.py
-# keeps k8s/ equal to these). The CPU request is sized for 100 calls/s per pod (--rate); the CPU
-# limit is one core, since the data path is one event loop and a lower limit would throttle it.
+# Measured with bench/pod_resources.py (2026-12-06, 2-core machine, nothing else running; the
+# sidecar alone on one core, wrk -t1 -c50 -d10s on the other): idle RSS 89.6 MiB, idle CPU
+# 2 millicores, 0.064 CPU s per 1000 calls, peak RSS under load 97 MiB. The CPU request is sized
+# for 100 calls/s per pod (--rate); the CPU limit is one core, since the data path is one event
+# loop and a lower limit would throttle it. docs/kubernetes.md says how each is derived
+# (tests/unit/test_k8s_inject.py keeps k8s/ equal to these).
 DEFAULT_RESOURCES = Resources(
-    cpu_request="30m", memory_request="112Mi", cpu_limit="1", memory_limit="224Mi"
+    cpu_request="10m", memory_request="128Mi", cpu_limit="1", memory_limit="224Mi"
 )
 
 
