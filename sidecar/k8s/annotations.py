@@ -139,12 +139,22 @@ class _Annotations:
                     raise AnnotationError(path, f"unknown sidecar annotation{hint}")
                 if not isinstance(value, str):
                     raise AnnotationError(
-                        path, f'annotation values are strings: quote it ("{value}")'
+                        path, f"annotation values are strings: quote it ({_quoted(value)})"
                     )
                 self.values[key] = (value, path)
 
     def get(self, key: str) -> tuple[str, str] | None:
         return self.values.get(key)
+
+
+def _quoted(value: Any) -> str:
+    """What to write instead of an unquoted value: YAML read ``false`` as a boolean, whose
+    Python spelling (``False``) would be refused as the string it then becomes."""
+    if isinstance(value, bool):
+        return '"true"' if value else '"false"'
+    if value is None:
+        return '"" or a value in quotes'
+    return f'"{value}"'
 
 
 def _port(found: tuple[str, str] | None, default: int) -> int:

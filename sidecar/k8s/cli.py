@@ -5,9 +5,11 @@
     sidecar inject [-f FILE|-] [--legacy] [--config-map NAME] [--image IMAGE]
 
 Reads FILE (or stdin with ``-``, the default) and writes the whole stream to stdout, workloads
-injected and everything else as it was; warnings go to stderr. Exit codes: 0 written, 2 the input
-or an option was refused (the reason on stderr, naming the document and key path, and nothing on
-stdout). Typical use: ``kubectl kustomize . | sidecar inject | kubectl apply -f -``.
+injected and everything else as it was; warnings go to stderr (among them, once, that the
+default image ``sidecar:<version>`` is a bare name to replace with ``--image``). Exit codes: 0
+written, 2 the input or an option was refused (the reason on stderr, naming the document and
+key path, and nothing on stdout). Typical use:
+``kubectl kustomize . | sidecar inject | kubectl apply -f -``.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     inject.add_argument(
         "--image",
-        default=DEFAULT_IMAGE,
-        help=f"the sidecar image (default: {DEFAULT_IMAGE}; the {IMAGE} annotation wins)",
+        help=f"the sidecar image as your registry serves it (default: {DEFAULT_IMAGE}, a bare "
+        f"name no registry serves; the {IMAGE} annotation wins)",
     )
 
 
@@ -66,11 +68,12 @@ def _read(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Inject and print; on any problem print it to stderr, write nothing, and return 2."""
     source = "<stdin>" if args.filename == "-" else args.filename
-    defaults = Defaults(image=args.image, config_map=args.config_map, native=not args.legacy)
+    image = args.image or DEFAULT_IMAGE
+    defaults = Defaults(image=image, config_map=args.config_map, native=not args.legacy)
     try:
         # the options are checked like the annotations they stand in for
         read_spec(
-            [("--image", {IMAGE: args.image}), ("--config-map", {CONFIG_MAP: args.config_map})],
+            [("--image", {IMAGE: image}), ("--config-map", {CONFIG_MAP: args.config_map})],
             defaults,
         )
     except AnnotationError as e:
@@ -87,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.image is None and DEFAULT_IMAGE in result.images:
+        # once per run, not per workload: it is one decision, made on the command line
+        print(
+            f"warning: the sidecar image is the bare name {DEFAULT_IMAGE}, which no registry "
+            f"serves: push the image to your registry and pass --image (for example --image "
+            f"registry.example.com/{DEFAULT_IMAGE}), or set the {IMAGE} annotation",
+            file=sys.stderr,
+        )
     sys.stdout.write(result.text)
     sys.stdout.flush()
     return 0

@@ -10,8 +10,9 @@ the exact text it came as (:mod:`.stream`).
 Injecting twice is injecting once: the pod template's ``sidecar.io/status`` annotation records
 what was added, and a second run removes exactly that before adding it again (which also
 applies a changed option or annotation, such as a new image). A problem (not YAML, no pod
-template, a name or port already taken, a bad annotation) is an :class:`InjectError` naming the
-document (its index, first line, kind and name) and the key path; nothing is written then.
+template, a name or port already taken, a pod on the node's network, a bad annotation) is an
+:class:`InjectError` naming the document (its index, first line, kind and name) and the key
+path; nothing is written then.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from typing import Any
 
 from .annotations import INBOUND_PORT, INJECT, METRICS_PORT, STATUS, AnnotationError, Defaults
 from .annotations import read_spec as read_annotations
-from .pod import CONTAINER_NAME, SidecarSpec, installed_version, sidecar_container, sidecar_volumes
+from .pod import (
+    CONTAINER_NAME,
+    LOOPBACK_PORTS,
+    SidecarSpec,
+    installed_version,
+    sidecar_container,
+    sidecar_volumes,
+)
 from .stream import Document, StreamError, dump_document, split_documents
 
 Path = tuple[str, ...]
@@ -79,10 +87,12 @@ class _Problem(ValueError):
 
 @dataclass
 class Injected:
-    """The output stream, and warnings for stderr (a pod that can never complete...)."""
+    """The output stream, warnings for stderr (a pod that can never complete...), and the
+    images the sidecars it wrote use."""
 
     text: str
     warnings: list[str] = field(default_factory=list)
+    images: set[str] = field(default_factory=set)
 
 
 def inject_stream(text: str, source: str, defaults: Defaults) -> Injected:
@@ -99,7 +109,7 @@ def inject_stream(text: str, source: str, defaults: Defaults) -> Injected:
             pieces.append(document.text)
             continue
         index += 1
-        pieces.append(_document(document, index, source, defaults, out.warnings))
+        pieces.append(_document(document, index, source, defaults, out))
     out.text = "".join(pieces)
     return out
 
@@ -113,20 +123,20 @@ def _label(obj: Any) -> str:
 
 
 def _document(
-    document: Document, index: int, source: str, defaults: Defaults, warnings: list[str]
+    document: Document, index: int, source: str, defaults: Defaults, out: Injected
 ) -> str:
     where = f"{source}: document {index} (line {document.line}, {_label(document.data)})"
     data = copy.deepcopy(document.data)
     notes: list[str] = []
     try:
-        _object(data, "", defaults, notes)
+        _object(data, "", defaults, notes, out.images)
     except _Problem as e:
         raise InjectError(f"{where}: {e.path}: {e.reason}") from None
-    warnings.extend(f"{where}: {note}" for note in notes)
+    out.warnings.extend(f"{where}: {note}" for note in notes)
     return document.text if data == document.data else dump_document(document, data)
 
 
-def _object(obj: Any, prefix: str, defaults: Defaults, notes: list[str]) -> None:
+def _object(obj: Any, prefix: str, defaults: Defaults, notes: list[str], images: set[str]) -> None:
     if not isinstance(obj, dict) or not all(
         isinstance(obj.get(k), str) for k in ("apiVersion", "kind")
     ):
@@ -140,11 +150,11 @@ def _object(obj: Any, prefix: str, defaults: Defaults, notes: list[str]) -> None
         if not isinstance(items, list):
             raise _Problem(f"{prefix}items", "a List holds its objects in a list under items")
         for i, item in enumerate(items):
-            _object(item, f"{prefix}items[{i}].", defaults, notes)
+            _object(item, f"{prefix}items[{i}].", defaults, notes, images)
         return
     workload = WORKLOADS.get(kind)
     if workload is not None and group in workload.groups:
-        _workload(obj, kind, workload, prefix, defaults, notes)
+        _workload(obj, kind, workload, prefix, defaults, notes, images)
 
 
 def _at(obj: dict[str, Any], path: Path, prefix: str) -> dict[str, Any] | None:
@@ -183,6 +193,7 @@ def _workload(
     prefix: str,
     defaults: Defaults,
     notes: list[str],
+    images: set[str],
 ) -> None:
     pod_path = prefix + ".".join(workload.pod_spec)
     pod = _at(obj, workload.pod_spec, prefix)
@@ -205,6 +216,15 @@ def _workload(
         raise _Problem(e.path, e.reason) from None
     if spec is None:
         return  # opted out: the document stays as it is
+    if pod.get("hostNetwork") is True:
+        raise _Problem(
+            f"{pod_path}.hostNetwork",
+            "a pod in the node's network namespace would bind the sidecar's loopback egress, "
+            "which calls upstreams with its credentials, on the node itself, reachable by every "
+            "process there, and two such pods on one node collide on its ports: opt this "
+            f'workload out with {INJECT}: "false"',
+        )
+    images.add(spec.image)
     template_path = workload.metadata[-1]
     parent = _at(obj, template_path[:-1], prefix)
     assert parent is not None  # the pod spec is its sibling
@@ -250,8 +270,17 @@ def _remove_previous(
 
 
 def _check_free(pod: dict[str, Any], spec: SidecarSpec, pod_path: str) -> None:
-    """The container name, the volume names and the two ports are not already taken."""
-    ports = {spec.metrics_port: METRICS_PORT, spec.inbound_port: INBOUND_PORT}
+    """The container name, the volume names and the sidecar's ports are not already taken."""
+    # the loopback ports first: an annotation may move the metrics or inbound port onto one
+    ports = {
+        **{
+            port: f"port ({what}, set in its config): move the app's port, or opt out with "
+            f'{INJECT}: "false"'
+            for port, what in LOOPBACK_PORTS.items()
+        },
+        spec.metrics_port: f"port: give the sidecar another one with the {METRICS_PORT} annotation",
+        spec.inbound_port: f"port: give the sidecar another one with the {INBOUND_PORT} annotation",
+    }
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for i, container in enumerate(_mappings(pod.get(key), f"{pod_path}.{key}", "containers")):
             where = f"{pod_path}.{key}[{i}]"
@@ -267,8 +296,7 @@ def _check_free(pod: dict[str, Any], spec: SidecarSpec, pod_path: str) -> None:
                 if number in ports:
                     raise _Problem(
                         f"{where}.ports[{j}].containerPort",
-                        f"{number} is the sidecar's port: give the sidecar another one "
-                        f"with the {ports[number]} annotation",
+                        f"{number} is the sidecar's {ports[number]}",
                     )
     ours = {volume["name"] for volume in sidecar_volumes(spec)}
     for i, volume in enumerate(_mappings(pod.get("volumes"), f"{pod_path}.volumes", "volumes")):

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_METRICS_PORT",
     "DEFAULT_RESOURCES",
     "FIXED_ENV",
+    "LOOPBACK_PORTS",
     "RUN_AS",
     "SECRETS_DIR",
     "Resources",
@@ -51,6 +52,9 @@ DEFAULT_CONFIG_MAP = "sidecar"
 #: 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090).
 DEFAULT_METRICS_PORT = 15030
 DEFAULT_INBOUND_PORT = 15006
+#: The loopback ports of the config's defaults (and the shipped configs): not in the pod spec,
+#: but in the pod's one network namespace, so an app container cannot declare them either.
+LOOPBACK_PORTS = {15000: "admin", 15001: "HTTP egress", 15002: "gRPC egress"}
 RUN_AS = 65532
 #: Variables the container always gets; ``sidecar.io/secret-env`` may not name them. The two
 #: ports let a config say ``metrics_address: "0.0.0.0:${SIDECAR_METRICS_PORT:-15030}"``, so the

@@ -306,7 +306,25 @@ PREFIX = "in.yaml: document 2 (line 4, Deployment a): "
         (
             {"annotations": {"sidecar.io/inject": False}},
             'metadata.annotations["sidecar.io/inject"]: annotation values are strings: '
-            'quote it ("False")',
+            'quote it ("false")',
+        ),
+        (
+            {"template.annotations": {"sidecar.io/metrics-port": 15031}},
+            'spec.template.metadata.annotations["sidecar.io/metrics-port"]: annotation values '
+            'are strings: quote it ("15031")',
+        ),
+        (
+            {"hostNetwork": True},
+            "spec.template.spec.hostNetwork: a pod in the node's network namespace would bind "
+            "the sidecar's loopback egress, which calls upstreams with its credentials, on the "
+            "node itself, reachable by every process there, and two such pods on one node "
+            'collide on its ports: opt this workload out with sidecar.io/inject: "false"',
+        ),
+        (
+            {"containers": [{"name": "app", "image": "a", "ports": [{"containerPort": 15001}]}]},
+            "spec.template.spec.containers[0].ports[0].containerPort: 15001 is the sidecar's "
+            "port (HTTP egress, set in its config): move the app's port, or opt out with "
+            'sidecar.io/inject: "false"',
         ),
         (
             {"template.annotations": {"sidecar.io/cpu-request": "2", "sidecar.io/cpu-limit": "1"}},
@@ -429,6 +447,82 @@ def test_command_refuses_bad_options(args: list[str], capsys: pytest.CaptureFixt
     assert main(["inject", *args]) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith("error: ")
+
+
+@pytest.mark.parametrize("source", ["false", "False", "FALSE"])
+def test_an_unquoted_boolean_gets_a_hint_that_works(source: str) -> None:
+    """Following the hint for an unquoted `sidecar.io/inject: false` opts the workload out."""
+    text = deployment().replace(
+        "labels:", f"annotations:\n        sidecar.io/inject: {source}\n      labels:", 1
+    )
+    hint = refusal(text).rpartition("quote it (")[2].rstrip(")")
+    assert hint == '"false"'
+    fixed = text.replace(f"sidecar.io/inject: {source}", f"sidecar.io/inject: {hint}")
+    assert inject(fixed) == fixed
+
+
+@pytest.mark.parametrize(
+    ("port", "what"),
+    [
+        (15000, "port (admin, set in its config)"),
+        (15001, "port (HTTP egress, set in its config)"),
+        (15002, "port (gRPC egress, set in its config)"),
+        (15030, "port: give the sidecar another one with the sidecar.io/metrics-port annotation"),
+        (15006, "port: give the sidecar another one with the sidecar.io/inbound-port annotation"),
+        (9000, "port: give the sidecar another one with the sidecar.io/metrics-port annotation"),
+    ],
+)
+def test_every_sidecar_port_declared_by_an_app_container_is_refused(port: int, what: str) -> None:
+    """An app (or init) container declaring any port the sidecar binds is refused, not injected."""
+    app = {"name": "app", "image": "a", "ports": [{"containerPort": 8080}, {"containerPort": port}]}
+    notes = {"sidecar.io/metrics-port": "9000"} if port == 9000 else None
+    for key in ("containers", "initContainers"):
+        text = deployment(notes, **{key: [app]})
+        message = refusal(text)
+        assert (
+            f"spec.template.spec.{key}[0].ports[1].containerPort: {port} is the sidecar's {what}"
+            in message
+        )
+
+
+def test_loopback_ports_checked_are_the_config_defaults() -> None:
+    """The admin, HTTP and gRPC ports inject protects are the ones an unset config binds."""
+    from sidecar.config.models import AdminConfig, GrpcListenerConfig, HttpListenerConfig
+    from sidecar.k8s.pod import LOOPBACK_PORTS
+
+    defaults = [
+        m.model_fields["address"].default
+        for m in (AdminConfig, HttpListenerConfig, GrpcListenerConfig)
+    ]
+    assert sorted(LOOPBACK_PORTS) == [int(str(a).rpartition(":")[2]) for a in defaults]
+
+
+def test_host_network_is_refused_unless_opted_out() -> None:
+    """A hostNetwork pod is refused; `sidecar.io/inject: "false"` leaves it as it was."""
+    assert "spec.template.spec.hostNetwork: " in refusal(deployment(hostNetwork=True))
+    opted_out = deployment({"sidecar.io/inject": "false"}, hostNetwork=True)
+    assert inject(opted_out) == opted_out
+    assert sidecar_of(inject(deployment(hostNetwork=False)))["name"] == "sidecar"
+
+
+def test_command_warns_once_about_the_bare_default_image(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --image, one warning says to push the image and pass --image; none with it."""
+    two = deployment() + "---\n" + deployment()
+    monkeypatch.setattr("sys.stdin", io.StringIO(two))
+    assert main(["inject"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1
+    assert f"bare name {DEFAULT_IMAGE}, which no registry serves: push the image" in err
+    assert "pass --image" in err
+    for args, notes in (
+        (["--image", "reg/sidecar:9"], None),
+        ([], {"sidecar.io/image": "reg/sidecar:9"}),
+    ):
+        monkeypatch.setattr("sys.stdin", io.StringIO(deployment(notes)))
+        assert main(["inject", *args]) == 0
+        assert capsys.readouterr().err == ""
 
 
 def test_quantities_parse_like_kubernetes() -> None:
