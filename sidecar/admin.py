@@ -4,6 +4,8 @@ The built-in routes (``/healthz``, ``/readyz``, ``/metrics``, ``/config``, ``/up
 ``/plugins``) are themselves registered by an internal plugin (:mod:`sidecar.admin_routes`).
 aiohttp is right here: the admin port is the control plane, not the hot path.
 
+The port keeps at most a few dozen connections, closing the oldest idle one to make room
+(:mod:`sidecar.control_port`), so idle connections cannot use up the process's file handles.
 Every request passes the ``Host`` check first (:mod:`sidecar.host_guard`): only loopback names
 and the configured address are answered, so a DNS-rebinding page in a browser gets 421.
 """
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 __all__ = ["SIDECAR", "AdminServer"]
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .control_port import listen_capped
 from .host_guard import MisdirectedRequests, admin_hosts, host_guard
 from .registry import AdminRouteRegistry
 
@@ -38,15 +42,25 @@ class AdminServer:
             app.router.add_route(method, path, reg.item)
         self.app = app
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._listening: asyncio.AbstractServer | None = None
+        # connections closed to make room (evicted) or refused (limit): sidecar.control_port
+        self._refused = sidecar.metrics.connections_refused
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        refused = self._refused
+        self._listening = await listen_capped(
+            self.runner,
+            host,
+            port,
+            name="admin",
+            count=lambda why: refused.labels("admin", why).inc(),
+        )
+        sockets = getattr(self._listening, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
+        if self._listening is not None:
+            self._listening.close()
         await self.runner.cleanup()

@@ -33,6 +33,7 @@ from aiohttp import web
 from . import admin_routes
 from .admin import SIDECAR
 from .config.types import split_address
+from .control_port import listen_capped
 from .hookspecs import hookimpl
 from .host_guard import MisdirectedRequests, host_guard, metrics_hosts
 from .registry import AdminHandler, LifespanRegistry
@@ -71,12 +72,22 @@ async def metrics_port(sidecar: Sidecar) -> AsyncIterator[None]:
     await runner.setup()
     try:
         host, port = split_address(address)
+        refused = sidecar.metrics.connections_refused
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            listening = await listen_capped(
+                runner,
+                host,
+                port,
+                name="metrics",
+                count=lambda why: refused.labels("metrics", why).inc(),
+            )
         except OSError as e:
             raise OSError(e.errno, f"cannot listen on {address} (metrics): {e.strerror}") from None
         log.info("metrics port up", extra={"fields": {"metrics": address}})
-        yield
+        try:
+            yield
+        finally:
+            listening.close()
     finally:
         await runner.cleanup()
 
