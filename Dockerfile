@@ -76,7 +76,7 @@ ENV PATH=/opt/sidecar/bin:$PATH \
 USER 65532:65532
 # admin, HTTP egress, gRPC egress (these three on loopback only: the app shares the pod's
 # network namespace), inbound mTLS, metrics port (docs/operations.md).
-EXPOSE 15000 15001 15002 15006 15020
+EXPOSE 15000 15001 15002 15006 15030
 LABEL org.opencontainers.image.title="sidecar" \
       org.opencontainers.image.description="A lightweight service proxy: auth injection, mTLS, rate limits, retries, circuit breaking, tracing and metrics for the app beside it." \
       org.opencontainers.image.version="${VERSION}" \

@@ -13,7 +13,7 @@ so a page hammering the port cannot flood the log):
   any port or none;
 - the **metrics port** (``admin.metrics_address``, which may bind the pod address): the same,
   plus any IP literal, because the kubelet's probes and Prometheus' scrapes name the pod by its
-  IP (``Host: 10.1.2.3:15020``). No DNS name but the loopback ones: a rebinding page always has
+  IP (``Host: 10.1.2.3:15030``). No DNS name but the loopback ones: a rebinding page always has
   one.
 
 A request without ``Host`` (HTTP/1.0) is answered: browsers always send one. Not here: what the

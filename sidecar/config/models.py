@@ -162,7 +162,7 @@ class AdminConfig(Model):
     #: loopback only: ``/config`` and the plugin routes are not for the network.
     address: LoopbackAddress = "127.0.0.1:15000"
     #: off when unset. A second port serving only ``/metrics``, ``/healthz`` and ``/readyz``, which
-    #: may bind the pod address (``0.0.0.0:15020``) so Prometheus and kubelet probes reach it.
+    #: may bind the pod address (``0.0.0.0:15030``) so Prometheus and kubelet probes reach it.
     metrics_address: Address | None = None
 
 

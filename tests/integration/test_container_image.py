@@ -197,7 +197,7 @@ def test_image_metadata_says_how_to_run_it(podman: Podman, image: str) -> None:
     assert config["Entrypoint"] == ["sidecar", "run"]
     assert config["Cmd"] == ["-c", "/etc/sidecar/sidecar.yaml"]
     assert config["StopSignal"] == "SIGTERM"
-    assert set(config["ExposedPorts"]) >= {"15000/tcp", "15001/tcp", "15002/tcp", "15020/tcp"}
+    assert set(config["ExposedPorts"]) >= {"15000/tcp", "15001/tcp", "15002/tcp", "15030/tcp"}
     labels = config["Labels"]
     assert labels["org.opencontainers.image.version"] == VERSION
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"

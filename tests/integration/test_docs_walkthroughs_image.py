@@ -5,7 +5,7 @@ fixtures (``image_build``: ``scripts/build-image``, once per test session). The 
 is written and its commands run in a user's terminal (``doc_session``) as shown, except, each
 for a reason:
 
-- ``-p 127.0.0.1:15020:15020`` becomes ``--network host``: the doc's upstream on the host
+- ``-p 127.0.0.1:15030:15030`` becomes ``--network host``: the doc's upstream on the host
   (``host.containers.internal:8080``) is here a fake on the host's 127.0.0.1, which a bridged
   container cannot reach without leaving loopback. Sharing the host's namespace keeps every call
   on 127.0.0.1 (the published-port path itself is ``test_container_image``'s probe test);
@@ -56,7 +56,7 @@ def test_image_run_locally(podman: Podman, image: str, tmp_path: Path) -> None: 
     assert config.file_name == "./sidecar/sidecar.yaml", config.text
     commands = shell_commands(block)
     assert f" sidecar:{VERSION}" in commands[0], f"the doc runs another tag: {commands[0]}"
-    session = DocSession(tmp_path / "work", PortMap([15020]))
+    session = DocSession(tmp_path / "work", PortMap([15030]))
     name = f"sidecar-doc-{os.getpid()}"
     podman.names.append(name)  # removed at the end of the session, whatever happens here
     session.env["CONTAINERS_CONF"] = str(podman.conf)
@@ -68,7 +68,7 @@ def test_image_run_locally(podman: Podman, image: str, tmp_path: Path) -> None: 
         (r"(--name |podman exec |podman stop -t \d+ |container:)sidecar\b", rf"\g<1>{name}"),
         (r"\bmy-app\s*$", f'--entrypoint python sidecar:{VERSION} -c "{app}"'),
     ]
-    metrics = f"http://127.0.0.1:{session.ports[15020]}"
+    metrics = f"http://127.0.0.1:{session.ports[15030]}"
     try:
         with serving(FakeUpstream(_payments)) as payments:
             shown = "http://host.containers.internal:8080"

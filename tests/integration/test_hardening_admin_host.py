@@ -2,7 +2,7 @@
 
 A page at `http://evil.example:15000/` whose name was rebound to 127.0.0.1 reaches the admin
 port with `Host: evil.example:15000`; it must get 421, never `/config`. Kubelet probes and
-Prometheus scrapes name the pod by its IP (`Host: 10.1.2.3:15020`) and must still be answered.
+Prometheus scrapes name the pod by its IP (`Host: 10.1.2.3:15030`) and must still be answered.
 Every request here goes to 127.0.0.1; only the Host header varies.
 """
 
