@@ -30,12 +30,10 @@ from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
 from ..hookspecs import hookimpl
 from ..registry import Adapter, AdapterRegistry, AdapterServices
+from ..resilience.idempotency import may_repeat
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool
 from ..upstream.tls import client_ssl_context
-
-#: methods a keep-alive-race resend may repeat (RFC 9110 §9.2.2).
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 _PoolEntry = tuple[tuple[Any, ...], Pool]
 
@@ -255,7 +253,7 @@ def _replayable(ex: Exchange) -> bool:
     """Whether a request that may have reached the upstream can be sent again unchanged."""
     if not isinstance(ex.body, bytes):
         return False  # a stream was consumed by the first attempt
-    return ex.method in IDEMPOTENT or "idempotency-key" in ex.headers
+    return may_repeat(ex)  # an idempotent method, or an Idempotency-Key
 
 
 async def _wait_head(fut: asyncio.Future[Response], limit: float | None) -> Response:
