@@ -42,13 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 def version_line() -> str:
     """``sidecar 0.1.0 (CPython 3.11.2)``: the installed distribution's version, and the Python."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        mine = version("sidecar")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        mine = "unknown"
-    return f"sidecar {mine} ({platform.python_implementation()} {platform.python_version()})"
+    from .version import installed_version
+
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"sidecar {installed_version()} ({python})"
 
 
 def _refused(e: ConfigError) -> int:

@@ -22,7 +22,6 @@ __all__ = ["UNROUTED", "build", "read_snapshot"]
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from ..health import upstream_health
 from ..listeners.inbound_routes import APP
 from ..resilience.views import describe_policies
 from ..telemetry.metrics import RECENT_ERRORS, Metrics
+from ..version import installed_version
 from .window import Counts, Rates, Snapshot, SnapshotRing, rates
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
     return {
         "sidecar": {
             "state": sidecar.state,
-            "version": _version(),
+            "version": installed_version(),
             "uptime_s": round(sidecar.uptime, 1),
             "config": sidecar.config_name,
         },
@@ -219,10 +219,3 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
             {"name": p.name, "source": p.source, "registered": p.registered} for p in host.plugins()
         ],
     }
-
-
-def _version() -> str:
-    try:
-        return metadata.version("sidecar")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "unknown"

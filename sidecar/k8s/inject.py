@@ -24,13 +24,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..version import installed_version
 from .annotations import INBOUND_PORT, INJECT, METRICS_PORT, STATUS, AnnotationError, Defaults
 from .annotations import read_spec as read_annotations
 from .pod import (
     CONTAINER_NAME,
     LOOPBACK_PORTS,
     SidecarSpec,
-    installed_version,
     sidecar_container,
     sidecar_volumes,
 )
@@ -322,7 +322,7 @@ def _add(pod: dict[str, Any], spec: SidecarSpec, annotations: dict[str, Any]) ->
     volumes = sidecar_volumes(spec)
     pod.setdefault("volumes", []).extend(volumes)
     status = {
-        "version": installed_version() or "unknown",
+        "version": installed_version(),
         "mode": "native" if spec.native else "classic",
         "volumes": [volume["name"] for volume in volumes],
     }

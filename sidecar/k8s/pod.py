@@ -28,7 +28,6 @@ __all__ = [
     "Resources",
     "SecretEnv",
     "SidecarSpec",
-    "installed_version",
     "secret_volume_name",
     "sidecar_container",
     "sidecar_volumes",
@@ -36,6 +35,8 @@ __all__ = [
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..version import installed_version
 
 #: The injected container's name, in ``initContainers`` (native) or first in ``containers``.
 CONTAINER_NAME = "sidecar"
@@ -69,18 +70,10 @@ FIXED_ENV = (
 )
 
 
-def installed_version() -> str | None:
-    """The installed distribution's version (pyproject's), or None in a never-installed tree."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sidecar")
-    except PackageNotFoundError:  # the ``sidecar`` entry point is always installed
-        return None
-
-
-#: ``sidecar:<version>``, the tag the project's Dockerfile builds.
-DEFAULT_IMAGE = f"sidecar:{installed_version() or 'latest'}"
+#: ``sidecar:<version>``, the tag the project's Dockerfile builds (``latest`` from a source tree
+#: that was never installed).
+_VERSION = installed_version()
+DEFAULT_IMAGE = f"sidecar:{'latest' if _VERSION == 'unknown' else _VERSION}"
 
 
 @dataclass(frozen=True)

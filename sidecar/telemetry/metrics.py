@@ -21,7 +21,6 @@ import asyncio
 import platform
 from collections import deque
 from collections.abc import Callable, Iterable
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -38,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..errors import SidecarError
 from ..loops import loop_name
+from ..version import installed_version
 from . import access_writer
 from .families import (
     CounterChild,
@@ -78,13 +78,6 @@ ATTEMPT_CANCELLED = "cancelled"
 
 #: sidecar decisions kept for the dashboard's "recent errors".
 RECENT_ERRORS = 50
-
-
-def _version() -> str:
-    try:
-        return metadata.version("sidecar")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "unknown"
 
 
 class _PoolCollector:
@@ -196,7 +189,7 @@ class Metrics:
             ["version", "python", "loop"],
             registry=r,
         )
-        build.labels(_version(), platform.python_version(), loop_name()).set(1)
+        build.labels(installed_version(), platform.python_version(), loop_name()).set(1)
         # process_* (CPU, memory, fds), python_info and python_gc_*: read at scrape time, and
         # per registry (none of them is in prometheus_client's global registry's way)
         ProcessCollector(registry=r)
