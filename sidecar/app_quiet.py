@@ -60,6 +60,11 @@ def _total(listeners: Sequence[AppFacing]) -> AppActivity:
     )
 
 
+def _log_activity(level: int, msg: str, seen: AppActivity, **fields: float) -> None:
+    counts = {"connections": seen.connections, "in_flight": seen.in_flight}
+    log.log(level, msg, extra={"fields": {**counts, **fields}})
+
+
 async def wait_for_quiet_app(
     listeners: Sequence[AppFacing], quiet_period: float, deadline: float
 ) -> bool:
@@ -68,16 +73,12 @@ async def wait_for_quiet_app(
     loop = asyncio.get_running_loop()
     start = now = loop.time()
     seen = _total(listeners)
-    log.info(
+    _log_activity(
+        logging.INFO,
         "waiting for the app to go quiet",
-        extra={
-            "fields": {
-                "connections": seen.connections,
-                "in_flight": seen.in_flight,
-                "quiet_period_s": quiet_period,
-                "grace_left_s": round(max(0.0, deadline - start), 3),
-            }
-        },
+        seen,
+        quiet_period_s=quiet_period,
+        grace_left_s=round(max(0.0, deadline - start), 3),
     )
     # a quiet app at the signal (a native sidecar's: the app is gone) is quiet from the signal
     quiet_since: float | None = None if seen.in_flight else start
@@ -87,16 +88,7 @@ async def wait_for_quiet_app(
             log.info("app quiet", extra={"fields": {"waited_s": round(now - start, 3)}})
             return True
         if now >= deadline:
-            log.warning(
-                "grace ended",
-                extra={
-                    "fields": {
-                        "connections": seen.connections,
-                        "in_flight": seen.in_flight,
-                        "waited_s": round(now - start, 3),
-                    }
-                },
-            )
+            _log_activity(logging.WARNING, "grace ended", seen, waited_s=round(now - start, 3))
             return False
         wake = min(deadline, now + QUIET_POLL)
         if quiet_since is not None:
@@ -111,13 +103,9 @@ async def wait_for_quiet_app(
         seen = activity
         if now >= progress_at:
             progress_at = now + PROGRESS_EVERY
-            log.info(
+            _log_activity(
+                logging.INFO,
                 "waiting for the app to go quiet",
-                extra={
-                    "fields": {
-                        "connections": seen.connections,
-                        "in_flight": seen.in_flight,
-                        "waited_s": round(now - start, 3),
-                    }
-                },
+                seen,
+                waited_s=round(now - start, 3),
             )
