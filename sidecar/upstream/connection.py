@@ -29,7 +29,7 @@ import httptools
 
 from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset, UpstreamTLSError
 from ..exchange import Headers, Response
-from ..http1 import HOP_BY_HOP, hop_by_hop_names
+from ..http1 import CLOSED_RESPONSE_PARSER, HOP_BY_HOP, hop_by_hop_names
 from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
@@ -37,15 +37,6 @@ from .body import UpstreamBody
 MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 MAX_RESPONSE_HEADERS = 200
 _NO_BODY = (204, 304)
-
-
-class _NoCallbacks:
-    """A parser protocol with no callbacks: what a lost connection's parser points at."""
-
-
-#: Swapped in for a lost connection's parser, breaking the parser <-> connection cycle so the
-#: connection is freed when it is dropped, not when the cyclic collector gets to it.
-_CLOSED_PARSER = httptools.HttpResponseParser(_NoCallbacks())
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -130,7 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         w = self._drain
         if w is not None and not w.done():
             w.set_exception(UpstreamReset("upstream closed the connection while receiving"))
-        self.parser = _CLOSED_PARSER
+        self.parser = CLOSED_RESPONSE_PARSER  # frees it by reference counting (see there)
         self._on_lost(self)
 
     def _reset_reason(self) -> str:
