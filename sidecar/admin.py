@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .api import AdminRouteRegistry
 from .control_port import listen_capped
 from .host_guard import MisdirectedRequests, admin_hosts, host_guard
-from .registry import AdminRouteRegistry
 
 if TYPE_CHECKING:
     from .app import Sidecar

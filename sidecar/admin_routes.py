@@ -15,9 +15,8 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .admin import SIDECAR
+from .api import AdminRouteRegistry, hookimpl
 from .dashboard import endpoints as dashboard
-from .hookspecs import hookimpl
-from .registry import AdminRouteRegistry
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -12,15 +12,24 @@ __all__ = ["ReloadResult", "Sidecar"]
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from . import fdlimit
 from .admin import AdminServer
+from .api import (
+    Adapter,
+    AdapterServices,
+    FrontTraits,
+    Registries,
+    ReloadResult,
+    RouteContext,
+    SharedState,
+)
+from .api.runtime import State
+from .api.shared import SharedStateBuilder
 from .app_quiet import wait_for_quiet_app
 from .chain import Filter, Handler, compose
 from .config import (
@@ -31,7 +40,6 @@ from .config import (
     validate_plugin_sections,
 )
 from .config.changes import removes_every_upstream, split_changes
-from .config.loader import PluginSchemas
 from .config.models import RouteConfig, UpstreamConfig
 from .config.types import split_address
 from .errors import ConfigError, ConfigProblem, NoRoute, PluginError, SidecarError
@@ -39,16 +47,15 @@ from .exchange import Exchange, Response
 from .filters import access_log
 from .grpc.adapter import GRPC_ADAPTER
 from .grpc.channels import ChannelConfigError
+from .grpc.dispatch import GRPC_FRONT
 from .grpc.h2_listener import H2GrpcListener
 from .grpc.listener import GrpcListener
 from .grpc.routes import GrpcRoutes
-from .grpc.wire import GRPC_LISTENER
 from .health import UpstreamHealthCollector
 from .listeners import inbound_routes
-from .listeners.http import HttpListener
-from .listeners.inbound import InboundListener
+from .listeners.http import HTTP_FRONT, HttpListener
+from .listeners.inbound import INBOUND_FRONT, InboundListener
 from .plugins import PluginHost, make_plugin_host
-from .registry import Adapter, AdapterServices, RouteContext
 from .resilience.views import PolicyStateCollector, describe_policies
 from .routing import ExplicitRoute, Route, RouteTable
 from .telemetry.metrics import Metrics
@@ -57,17 +64,6 @@ from .tls.identity import RESOURCE as INBOUND_TLS
 from .tls.material import TlsMaterial
 
 log = logging.getLogger("sidecar")
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    """What one reload did: whether the new config is in effect, the problems that refused it
-    (``file: key.path: reason``, as ``sidecar check`` prints them), and the changed keys that
-    wait for a restart (``http.address``...)."""
-
-    applied: bool
-    problems: tuple[str, ...] = ()
-    restart_required: tuple[str, ...] = ()
 
 
 class Sidecar:
@@ -89,7 +85,7 @@ class Sidecar:
         self.exhaustion = fdlimit.Exhaustion(
             lambda where: self.metrics.open_files_exhausted.labels(where).inc()
         )
-        self.state = "starting"
+        self.state: State = "starting"
         #: monotonic time this sidecar was created (``uptime``).
         self.created = time.monotonic()
         self.adapters: dict[str, Adapter] = {}
@@ -104,9 +100,9 @@ class Sidecar:
         self._reload_lock = asyncio.Lock()
         self.stopped = asyncio.Event()
         # per-upstream policy state (breakers, limiters) of the live table, and of the one
-        # being composed: (kind, upstream) → (config key, object)
-        self._shared: dict[tuple[str, str], tuple[Hashable, Any]] = {}
-        self._shared_next: dict[tuple[str, str], tuple[Hashable, Any]] = {}
+        # being composed
+        self._shared = SharedState()
+        self._shared_next = SharedStateBuilder(self._shared)
         #: objects lifespans publish for filter factories (``RouteContext.resources``)
         self.resources: dict[str, Any] = {}
         # their gauges (circuit state, concurrency in flight...) are read when /metrics is scraped
@@ -116,19 +112,7 @@ class Sidecar:
     # --- composition -------------------------------------------------------------------------
 
     def _validate(self, config: SidecarConfig) -> dict[str, BaseModel]:
-        regs = self.plugin_host.registries
-        adapter_models = {r.name: r.item.options_model for r in regs.adapters.registrations()}
-        models = {r.name: r.item for r in regs.config.registrations()}
-        backends = {r.name: r.item for r in regs.ratelimit_backends.registrations()}
-        credentials = {r.name: r.item for r in regs.credentials.registrations()}
-        return validate_plugin_sections(
-            config,
-            models,
-            adapter_models,
-            self.config_name,
-            ratelimit_backends=backends,
-            credentials=credentials,
-        )
+        return validate_plugin_sections(config, self.plugin_host.schemas(), self.config_name)
 
     def _chain(self, ctx: RouteContext, terminal: Handler) -> Handler:
         filters: list[Filter] = []
@@ -162,7 +146,7 @@ class Sidecar:
         route_config: RouteConfig | None = None,
         *,
         up: UpstreamConfig | None = None,
-        listener: str = "http",
+        front: FrontTraits = HTTP_FRONT,
     ) -> RouteContext:
         if up is None:
             up = config.upstreams[upstream]
@@ -181,32 +165,19 @@ class Sidecar:
             upstream=up,
             config=config,
             metrics=self.metrics,
-            listener=listener,
+            front=front,
+            adapter=type(self.adapters[up.adapter]).traits,
             route_config=route_config,
             plugin_sections=sections,
             rescue_hook=self.plugin_host.rescue_hook(),
             blame=self.plugin_host.blame,
             classify=self.adapters[up.adapter].classifier(upstream, up),
-            share=self._share,
+            shared_state=self._shared_next,
             resources=self.resources,
         )
 
-    def _share(self, kind: str, upstream: str, key: Hashable, factory: Callable[[], Any]) -> Any:
-        """Shared per-upstream state for the chains being composed (see RouteContext.shared).
-
-        Composition fills ``_shared_next``; it replaces ``_shared`` only when the new route
-        table goes live, so a refused reload leaves the running state alone."""
-        slot = (kind, upstream)
-        have = self._shared_next.get(slot) or self._shared.get(slot)
-        if have is not None and have[0] == key:
-            obj = have[1]
-        else:
-            obj = factory()
-        self._shared_next[slot] = (key, obj)
-        return obj
-
     def _compose(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> RouteTable:
-        self._shared_next = {}
+        self._shared_next = SharedStateBuilder(self._shared)
         terminals: dict[str, Handler] = {}
         by_upstream: dict[str, Route] = {}
         for name, up in config.upstreams.items():
@@ -281,7 +252,7 @@ class Sidecar:
                     f"adapter {up.adapter!r} failed to build upstream {name!r}: "
                     f"{type(e).__name__}: {e}"
                 ) from e
-            ctx = self._context(config, sections, name, name, listener=GRPC_LISTENER)
+            ctx = self._context(config, sections, name, name, front=GRPC_FRONT)
             by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
             services.update(dict.fromkeys(up.services, name))
         explicit = []
@@ -289,7 +260,7 @@ class Sidecar:
             if rc.upstream not in terminals:
                 continue
             rname = rc.name or f"route-{i}"
-            ctx = self._context(config, sections, rname, rc.upstream, rc, listener=GRPC_LISTENER)
+            ctx = self._context(config, sections, rname, rc.upstream, rc, front=GRPC_FRONT)
             route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
             explicit.append(
                 ExplicitRoute(
@@ -331,7 +302,7 @@ class Sidecar:
         explicit = []
         for spec in inbound_routes.routes(cfg):
             ctx = self._context(
-                config, sections, spec.name, inbound_routes.APP, up=app, listener="inbound"
+                config, sections, spec.name, inbound_routes.APP, up=app, front=INBOUND_FRONT
             )
             route = Route(spec.name, inbound_routes.APP, self._chain(ctx, terminal))
             m = spec.match
@@ -418,7 +389,7 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         table, grpc_table, inbound = self._compose_all(config, self.plugin_sections)
-        self._shared = self._shared_next
+        self._shared = self._shared_next.build()
         self.http = HttpListener(config.http, table, self.metrics)
         self.http.cap.limit = self._connection_cap(config.http.max_connections)
         self.http.on_unrouted = self._log_unrouted
@@ -610,9 +581,7 @@ class Sidecar:
                 # file and secret reads happen off the event loop; composing happens on it
                 # (adapters may start tasks)
                 data, name = await asyncio.to_thread(load_data, self.config_path)
-                new = await asyncio.to_thread(
-                    validate_data, data, name, PluginSchemas.of(self.plugin_host.registries)
-                )
+                new = await asyncio.to_thread(validate_data, data, name, self.plugin_host.schemas())
                 emptied = removes_every_upstream(self.config, new, data, name)
                 if emptied is not None:
                     raise ConfigError([emptied])
@@ -630,7 +599,7 @@ class Sidecar:
                 )
             self.config = config
             self.plugin_sections = sections
-            self._shared = self._shared_next
+            self._shared = self._shared_next.build()
             if self.http is not None:
                 # new calls take the new table; in-flight calls finish on the handlers they hold
                 self.http.routes = table
@@ -690,10 +659,19 @@ class Sidecar:
         return time.monotonic() - self.created
 
     @property
-    def shared_state(self) -> dict[tuple[str, str], tuple[Hashable, Any]]:
-        """The live route table's per-upstream policy objects: ``(kind, upstream) → (key, obj)``
-        (breakers, limiters; see ``RouteContext.shared``). For views, never per call."""
+    def shared(self) -> SharedState:
+        """The live route table's per-upstream policy objects (breakers, limiters; see
+        ``RouteContext.shared``). For views, never per call."""
         return self._shared
+
+    @property
+    def registries(self) -> Registries:
+        """What the plugins registered."""
+        return self.plugin_host.registries
+
+    def adapter(self, name: str) -> Adapter | None:
+        """The running adapter registered as ``name``."""
+        return self.adapters.get(name)
 
     def redacted_config(self) -> dict[str, Any]:
         """The running config as JSON data; secrets appear only as their references."""

@@ -2,7 +2,7 @@
 
 A failing call's traceback is walked from where the error was raised outwards, and the first frame
 that belongs to a plugin names it: a filter that some plugin's factory built (recorded by the
-:class:`~sidecar.registry.FilterRegistry` as chains are composed), a hook implementation, or a
+:class:`~sidecar.api.FilterRegistry` as chains are composed), a hook implementation, or a
 module of a plugin's package. A library frame in between (``json``, ``asyncio``) is skipped, so an
 error raised inside a library is blamed on the plugin that called it.
 
@@ -18,7 +18,7 @@ from types import CodeType, FrameType, ModuleType
 
 import pluggy
 
-from .registry import FilterRegistry
+from .api import FilterRegistry
 
 
 class Blame:

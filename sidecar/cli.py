@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .config import PluginSchemas, SidecarConfig, load_config, load_data, validate_data
+from .config import SidecarConfig, load_config, load_data, validate_data
 from .errors import ConfigError, PluginError
 from .k8s import cli as inject_cli
 from .tls import cli as certs_cli
@@ -67,7 +67,7 @@ def load_checked(path: str | None) -> tuple[SidecarConfig, PluginHost]:
 
     data, name = load_data(path)
     host = make_plugin_host(_disabled(data))
-    config = validate_data(data, name, PluginSchemas.of(host.registries))
+    config = validate_data(data, name, host.schemas())
     # certificate files are read like secrets: a missing or mismatched one is a config problem
     problems = tls_problems(config, name)
     if problems:

@@ -3,7 +3,7 @@
 
 An upstream is **unhealthy** while its circuit breaker is not closed (open, or half-open until a
 trial call succeeds) or while its adapter says it cannot reach it (:meth:`Adapter.health
-<sidecar.registry.Adapter.health>`: a gRPC channel in ``TRANSIENT_FAILURE``); **healthy** once it
+<sidecar.api.Adapter.health>`: a gRPC channel in ``TRANSIENT_FAILURE``); **healthy** once it
 answered and nothing says otherwise; **unknown** before anything is known (no breaker in its chain
 and an adapter that does not tell). Nothing here is on the request path: it is read when someone
 asks (a scrape, a health ``Check``, a dashboard refresh, a ``Watch`` poll).
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 __all__ = ["HEALTHY", "UNHEALTHY", "UNKNOWN", "UpstreamHealthCollector", "upstream_health"]
 
-from collections.abc import Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 
-from .filters.circuit_breaker import KIND as BREAKER
+from .filters.circuit_breaker import BREAKER
 from .resilience.breaker import CLOSED
 
 if TYPE_CHECKING:
@@ -31,15 +31,15 @@ HEALTHY, UNHEALTHY, UNKNOWN = "healthy", "unhealthy", "unknown"
 
 def upstream_health(sidecar: Sidecar) -> dict[str, str]:
     """Every configured upstream's health, by name."""
-    shared: Mapping[tuple[str, str], tuple[Hashable, Any]] = sidecar.shared_state
+    shared = sidecar.shared
     out: dict[str, str] = {}
     for name, up in sidecar.config.upstreams.items():
-        adapter = sidecar.adapters.get(up.adapter)
+        adapter = sidecar.adapter(up.adapter)
         reachable = adapter.health(name) if adapter is not None else None
-        held = shared.get((BREAKER, name))
-        if reachable is False or (held is not None and held[1].state != CLOSED):
+        breaker = shared.get(BREAKER, name)
+        if reachable is False or (breaker is not None and breaker.state != CLOSED):
             out[name] = UNHEALTHY
-        elif reachable is True or held is not None:
+        elif reachable is True or breaker is not None:
             out[name] = HEALTHY
         else:
             out[name] = UNKNOWN

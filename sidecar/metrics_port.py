@@ -32,14 +32,13 @@ from aiohttp import web
 
 from . import admin_routes
 from .admin import SIDECAR
+from .api import AdminHandler, LifespanRegistry, hookimpl
 from .config.types import split_address
 from .control_port import listen_capped
-from .hookspecs import hookimpl
 from .host_guard import MisdirectedRequests, host_guard, metrics_hosts
-from .registry import AdminHandler, LifespanRegistry
 
 if TYPE_CHECKING:
-    from .app import Sidecar
+    from .api import RuntimeView
 
 log = logging.getLogger("sidecar")
 
@@ -52,7 +51,7 @@ METRICS_PORT_ROUTES: tuple[tuple[str, AdminHandler], ...] = (
 
 
 @asynccontextmanager
-async def metrics_port(sidecar: Sidecar) -> AsyncIterator[None]:
+async def metrics_port(sidecar: RuntimeView) -> AsyncIterator[None]:
     """Serve :data:`METRICS_PORT_ROUTES` on ``admin.metrics_address`` while the sidecar runs."""
     address = sidecar.config.admin.metrics_address
     if address is None:

@@ -30,27 +30,35 @@ import difflib
 import importlib
 import inspect
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
 import pluggy
 
-from . import hookspecs
-from .auth.provider import CredentialRegistry
-from .blame import Blame
-from .errors import PluginError, RegistryConflict
-from .exchange import Exchange, Response
-from .ratelimit.backend import RateLimitBackendRegistry
-from .registry import (
+from .api import (
+    API_VERSION,
     AdapterRegistry,
     AdminRouteRegistry,
     ConfigRegistry,
+    CredentialRegistry,
     FilterRegistry,
+    FrontRegistry,
+    HookDeprecated,
     LifespanRegistry,
-    _Registry,
+    PluginInfo,
+    RateLimitBackendRegistry,
+    Registries,
+    Registry,
+    hookspecs,
 )
+from .auth.checks import auth_problems
+from .blame import Blame
+from .config.loader import PluginSchemas
+from .errors import ConfigProblem, PluginError, RegistryConflict
+from .exchange import Exchange, Response
+from .ratelimit.checks import backend_problems
 
 log = logging.getLogger("sidecar.plugins")
 
@@ -70,30 +78,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 
 ENTRY_POINT_GROUP = "sidecar"
 BUILTIN = "built-in"
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """One loaded plugin, as ``sidecar plugins`` and ``/plugins`` show it."""
-
-    name: str
-    #: ``"built-in"``, ``"<distribution> <version>"`` or ``"in-process"`` (tests, embedders).
-    source: str
-    #: what it registered: ``"filter hello (order 500)"``, ``"config plugins.hello"``...
-    registered: list[str]
-
-
-@dataclass
-class Registries:
-    """Everything the plugins registered, collected once per plugin host."""
-
-    config: ConfigRegistry
-    adapters: AdapterRegistry
-    filters: FilterRegistry
-    lifespans: LifespanRegistry
-    admin_routes: AdminRouteRegistry
-    ratelimit_backends: RateLimitBackendRegistry
-    credentials: CredentialRegistry
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -134,15 +118,19 @@ class PluginHost:
         """Where plugin ``name`` came from (see :attr:`PluginInfo.source`)."""
         return self._sources.get(name, BUILTIN)
 
-    def _call_each(self, hook_name: str, registry: _Registry[Any]) -> None:
-        caller = getattr(self.pm.hook, hook_name)
+    def _call_each(self, hook_name: str, registry: Registry[Any]) -> None:
+        """Call ``hook_name`` once per implementing plugin, through pluggy (its tracing,
+        monitoring and argument handling apply), telling ``registry`` who is adding."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        plugins = [impl.plugin for impl in impls]
         # pluggy calls implementations from the end of this list (tryfirst ... trylast)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in reversed(impls):
             name = impl.plugin_name
             registry.owner = name
-            kwargs = {"registry": registry} if "registry" in impl.argnames else {}
+            others = [p for p in plugins if p is not impl.plugin]
             try:
-                impl.function(**kwargs)
+                self.pm.subset_hook_caller(hook_name, others)(registry=registry)
             except RegistryConflict:
                 raise
             except Exception as e:
@@ -161,6 +149,7 @@ class PluginHost:
             AdminRouteRegistry(),
             RateLimitBackendRegistry(),
             CredentialRegistry(),
+            FrontRegistry(),
         )
         self._call_each("sidecar_declare_config", regs.config)
         self._call_each("sidecar_register_adapters", regs.adapters)
@@ -169,7 +158,27 @@ class PluginHost:
         self._call_each("sidecar_register_admin_routes", regs.admin_routes)
         self._call_each("sidecar_register_ratelimit_backends", regs.ratelimit_backends)
         self._call_each("sidecar_register_credentials", regs.credentials)
+        self._call_each("sidecar_register_fronts", regs.fronts)
         return regs
+
+    def schemas(self) -> PluginSchemas:
+        """What the config loader validates with: plugin sections, adapter options, and the
+        checks of ``auth`` and ``ratelimit_backends`` against the registered types."""
+        r = self.registries
+        backends = {x.name: x.item for x in r.ratelimit_backends.registrations()}
+        credentials = {x.name: x.item for x in r.credentials.registrations()}
+
+        def check_backends(data: Mapping[str, Any], file: str) -> list[ConfigProblem]:
+            return backend_problems(data.get("ratelimit_backends"), backends, file)
+
+        def check_auth(data: Mapping[str, Any], file: str) -> list[ConfigProblem]:
+            return auth_problems(data.get("upstreams"), credentials, file)
+
+        return PluginSchemas(
+            {x.name: x.item for x in r.config.registrations()},
+            {x.name: x.item.options_model for x in r.adapters.registrations()},
+            (check_backends, check_auth),
+        )
 
     def plugins(self) -> list[PluginInfo]:
         """Each loaded plugin (registration order), where it came from, what it registered."""
@@ -188,6 +197,7 @@ class PluginHost:
                 f"ratelimit backend {x.name}" for x in r.ratelimit_backends.by_owner(name)
             ]
             registered += [f"credential provider {x.name}" for x in r.credentials.by_owner(name)]
+            registered += [f"front {x.name}" for x in r.fronts.by_owner(name)]
             if name in rescuers:
                 registered.append("rescue hook")
             out.append(PluginInfo(name, self.source(name), registered))
@@ -196,21 +206,27 @@ class PluginHost:
     def rescue_hook(self) -> Callable[[Exchange, BaseException], Response | None] | None:
         """``sidecar_rescue`` as one callable, or ``None`` when no plugin implements it.
 
-        Implementations are called one by one (not through pluggy) so one that raises is logged
-        with its plugin's name and the next one still gets its chance.
+        Each plugin's implementation is its own pluggy call (built once, here), so one that
+        raises is logged with its plugin's name and the next one still gets its chance.
         """
-        impls = [
-            (i.plugin_name, i.function, tuple(i.argnames))
-            for i in reversed(self.pm.hook.sidecar_rescue.get_hookimpls())
+        found = self.pm.hook.sidecar_rescue.get_hookimpls()
+        plugins = [i.plugin for i in found]
+        callers = [
+            (
+                i.plugin_name,
+                self.pm.subset_hook_caller(
+                    "sidecar_rescue", [p for p in plugins if p is not i.plugin]
+                ),
+            )
+            for i in reversed(found)
         ]
-        if not impls:
+        if not callers:
             return None
 
         def rescue(exchange: Exchange, error: BaseException) -> Response | None:
-            args: dict[str, object] = {"exchange": exchange, "error": error}
-            for name, function, argnames in impls:
+            for name, call in callers:
                 try:
-                    resp = cast("Response | None", function(**{a: args[a] for a in argnames}))
+                    resp = cast("Response | None", call(exchange=exchange, error=error))
                 except Exception:
                     log.exception(
                         f"plugin {name!r}: sidecar_rescue raised",
@@ -232,10 +248,28 @@ class PluginHost:
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str, source: str) -> None:
-    try:
-        pm.register(plugin, name=name)
-    except Exception as e:
-        raise PluginError(f"plugin {name!r} ({source}) failed to register: {e}") from e
+    """Register ``plugin``: refused when written for another major version of the plugin API
+    (``SIDECAR_API``); a deprecated hook it implements is logged with its name."""
+    wanted = getattr(plugin, "SIDECAR_API", None)
+    if wanted is not None and str(wanted).split(".")[0] != API_VERSION.split(".")[0]:
+        raise PluginError(
+            f"plugin {name!r} ({source}) is written for plugin API {wanted}; "
+            f"this sidecar has plugin API {API_VERSION}"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HookDeprecated)
+        try:
+            pm.register(plugin, name=name)
+        except Exception as e:
+            raise PluginError(f"plugin {name!r} ({source}) failed to register: {e}") from e
+    for w in caught:
+        if issubclass(w.category, HookDeprecated):
+            log.warning(
+                f"plugin {name!r} ({source}): {w.message}",
+                extra={"fields": {"plugin": name, "source": source}},
+            )
+        else:  # not ours to judge: pass it on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _entry_points() -> list[EntryPoint]:

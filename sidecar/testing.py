@@ -42,12 +42,12 @@ import pytest
 import yaml
 from aiohttp import web
 
+from .api import RouteContext
 from .app import Sidecar
 from .config import parse_config
 from .config.models import GrpcListenerConfig
 from .exchange import Body, Exchange, Headers, Response
 from .plugins import PluginHost, make_plugin_host
-from .registry import RouteContext
 from .telemetry.metrics import Metrics
 
 

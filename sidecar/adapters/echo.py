@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote_plus
 
+from ..api import Adapter, AdapterRegistry, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..exchange import Exchange, Headers, Response, read_body
-from ..hookspecs import hookimpl
 from ..injected import INJECTED_SECRETS, Injected
-from ..registry import Adapter, AdapterRegistry
 
 #: Request bodies are echoed up to this size (413 past it).
 MAX_ECHO_BODY = 1024 * 1024

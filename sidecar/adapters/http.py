@@ -24,12 +24,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..api import Adapter, AdapterRegistry, AdapterServices, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
-from ..hookspecs import hookimpl
-from ..registry import Adapter, AdapterRegistry, AdapterServices
 from ..resilience.idempotency import may_repeat
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool

@@ -3,7 +3,7 @@
 - :mod:`.provider`: the provider base class and the registry ``sidecar_register_credentials``
   fills; one file per built-in provider: :mod:`.api_key`, :mod:`.bearer`, :mod:`.basic`,
   :mod:`.oauth2` (``oauth2_client_credentials``), :mod:`.hmac`;
-- :mod:`.secrets`: a secret's current value, re-read when its file changes;
+- secrets (a value re-read when its file changes) are :mod:`sidecar.config.secrets`;
 - :mod:`.tokens`: the token cache (early refresh, single-flight, never stale, IdP backoff);
 - :mod:`.broker`: builds each upstream's provider, owns the token endpoint client and tasks;
 - :mod:`.filter`: the ``auth`` filter (replace, pass-through, 401 → renew → one more try);
@@ -17,8 +17,8 @@ User guide: docs/credentials.md.
 
 from __future__ import annotations
 
-from .provider import AuthConfigProblem, CredentialProvider, CredentialRegistry, ProviderContext
-from .secrets import SecretValue
+from ..api import AuthConfigProblem, CredentialProvider, CredentialRegistry, ProviderContext
+from ..config.secrets import SecretValue
 from .tokens import Token, TokenFetchError, TokenSource
 
 __all__ = [

@@ -18,13 +18,13 @@ from urllib.parse import quote, unquote_plus
 from pydantic import field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
 from ..config.types import header_value_problem, show
 from ..exchange import Exchange
 from ..injected import Injected
-from .provider import CredentialProvider, ProviderContext
 
 _PARAM = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 

@@ -15,13 +15,13 @@ import base64
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
+from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
+from ..config.secrets import SecretValue
 from ..config.types import SecretRef, StrOrSecret
 from ..exchange import Exchange
-from .provider import CredentialProvider, ProviderContext
-from .secrets import SecretValue
 
 
 def _username_problem(value: str) -> str | None:

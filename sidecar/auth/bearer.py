@@ -12,12 +12,12 @@ __all__ = ["Bearer", "BearerSettings"]
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
+from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
 from ..config.types import header_value_problem, show
 from ..exchange import Exchange
-from .provider import CredentialProvider, ProviderContext
 
 
 class BearerSettings(Model):

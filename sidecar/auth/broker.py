@@ -30,18 +30,22 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import ValidationError
 
+from ..api import AuthConfigProblem, CredentialProvider, ProviderContext, SharedKey
 from ..config.problems import validation_problems
-from .provider import AuthConfigProblem, CredentialProvider, ProviderContext
 from .tokens import TokenFetchError
 
 if TYPE_CHECKING:
-    from ..registry import RouteContext
+    from ..api import RouteContext
     from ..telemetry.metrics import Metrics
 
 log = logging.getLogger("sidecar.auth")
 
 #: The key of the live broker in ``sidecar.resources`` / ``RouteContext.resources``.
 RESOURCE = "credentials"
+
+
+#: Each upstream's provider, kept across reloads that leave its ``auth`` alone.
+PROVIDER: SharedKey[CredentialProvider] = SharedKey("auth")
 
 
 class CredentialBroker:
@@ -94,7 +98,7 @@ class CredentialBroker:
             clock=self._clock or asyncio.get_running_loop().time,
             wall=self._wall,
         )
-        provider: CredentialProvider = ctx.shared("auth", key, lambda: cls(settings, context))
+        provider: CredentialProvider = ctx.shared(PROVIDER, key, lambda: cls(settings, context))
         return provider
 
     # --- what providers share ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..config.types import SecretRef, show
 from ..errors import ConfigProblem
 
 if TYPE_CHECKING:
-    from .provider import CredentialProvider
+    from ..api import CredentialProvider
 
 _COMMON = frozenset(AuthPolicy.model_fields)
 

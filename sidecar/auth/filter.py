@@ -28,15 +28,14 @@ __all__ = ["factory", "make_auth_filter"]
 
 from collections.abc import Callable
 
+from ..api import CredentialProvider, RouteContext
 from ..chain import Filter, Handler
 from ..errors import CredentialsUnavailable
 from ..exchange import Exchange, Response, discard
 from ..grpc.wire import GRPC_LISTENER, grpc_status
 from ..injected import mark_injected
-from ..registry import RouteContext
 from ..resilience.replay import message_replay
 from .broker import RESOURCE, CredentialBroker
-from .provider import CredentialProvider
 
 
 def factory(ctx: RouteContext) -> Filter | None:

@@ -33,13 +33,13 @@ import hmac
 
 from pydantic import Field
 
+from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
 from ..config.types import Size
 from ..errors import BodyTooLarge
 from ..exchange import Exchange, read_body
-from .provider import CredentialProvider, ProviderContext
 
 
 def string_to_sign(timestamp: str, method: str, target: str, body: bytes) -> bytes:

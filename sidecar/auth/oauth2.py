@@ -33,13 +33,13 @@ import aiohttp
 from pydantic import AfterValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import Backoff, SecretByReference
+from ..config.secrets import SecretValue, UnusableSecret
 from ..config.types import PositiveDuration, SecretRef, StrOrSecret, header_value_problem, show
 from ..exchange import Exchange
-from .provider import CredentialProvider, ProviderContext
-from .secrets import SecretValue, UnusableSecret
 from .tokens import Token, TokenFetchError, TokenSource
 
 #: A token endpoint's answer is small; more than this is not one.

@@ -13,18 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from ..hookspecs import hookimpl
-from ..registry import LifespanRegistry
+from ..api import CredentialRegistry, LifespanRegistry, hookimpl
 from .api_key import ApiKey
 from .basic import Basic
 from .bearer import Bearer
 from .broker import RESOURCE, CredentialBroker
 from .hmac import HmacSigner
 from .oauth2 import OAuth2ClientCredentials
-from .provider import CredentialRegistry
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import RuntimeView
 
 
 @hookimpl(trylast=True)
@@ -37,8 +35,8 @@ def sidecar_register_credentials(registry: CredentialRegistry) -> None:
 
 
 @asynccontextmanager
-async def credentials(sidecar: Sidecar) -> AsyncIterator[CredentialBroker]:
-    types = {r.name: r.item for r in sidecar.plugin_host.registries.credentials.registrations()}
+async def credentials(sidecar: RuntimeView) -> AsyncIterator[CredentialBroker]:
+    types = {r.name: r.item for r in sidecar.registries.credentials.registrations()}
     broker = CredentialBroker(types, sidecar.metrics)
     sidecar.resources[RESOURCE] = broker
     try:

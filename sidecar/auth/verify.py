@@ -35,13 +35,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..config.policies import VerifyHmacPolicy
+from ..config.secrets import SecretValue
 from ..errors import BodyTooLarge, SignatureInvalid
 from ..exchange import Exchange, Response, read_body
-from ..registry import RouteContext
 from .hmac import sign
-from .secrets import SecretValue
 
 #: why a call was refused (``sidecar_signatures_rejected_total{reason}``).
 REASONS = ("missing", "malformed", "stale", "mismatch", "replay")
@@ -76,6 +76,10 @@ class ReplayCache:
         return {"replay_cache": {"entries": len(self._seen), "max": self.size}}
 
 
+#: One replay cache for all routes of an upstream (a replay on another route is a replay).
+REPLAYS: SharedKey[ReplayCache] = SharedKey("verify_hmac")
+
+
 def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.verify_hmac
     if policy is None or not policy.enabled:
@@ -86,7 +90,7 @@ def factory(ctx: RouteContext) -> Filter | None:
         size = policy.replay_cache
         key = json.dumps(policy.model_dump(mode="json"), sort_keys=True)
         # one cache for all routes of the upstream (a replay on another route is a replay)
-        replay = ctx.shared("verify_hmac", key, lambda: ReplayCache(size))
+        replay = ctx.shared(REPLAYS, key, lambda: ReplayCache(size))
     family = ctx.metrics.signatures_rejected
     counters: dict[str, Callable[[], None]] = {
         r: family.labels(ctx.upstream_name, ctx.route, r).inc for r in REASONS

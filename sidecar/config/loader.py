@@ -24,53 +24,42 @@ __all__ = [
 ]
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..auth.checks import auth_problems
 from ..errors import ConfigError, ConfigProblem
-from ..ratelimit.checks import backend_problems
 from .checks import cross_check, secret_problems, valid_parts
 from .models import SidecarConfig
 from .problems import validation_problems
 from .source import read_data
 from .types import show
 
-if TYPE_CHECKING:
-    from ..auth.provider import CredentialProvider
-    from ..plugins import Registries
-    from ..ratelimit.backend import RateLimitBackend
-
 DEFAULT_CONFIG_NAME = "<embedded default>"
 #: a config file is kilobytes; reading stops past this
 MAX_CONFIG_BYTES = 16 << 20
 
 
+#: A check of the raw config data that needs what the plugins registered (``auth.type`` against
+#: the credential provider types, ``ratelimit_backends`` against the backend types):
+#: ``check(data, file)`` gives the problems at their key paths.
+DataCheck = Callable[[Mapping[str, Any], str], list[ConfigProblem]]
+
+
 @dataclass(frozen=True)
 class PluginSchemas:
-    """What the loaded plugins accept: ``plugins.<name>`` models and adapters' option models."""
+    """What the loaded plugins accept: ``plugins.<name>`` models, adapters' option models, and
+    the checks that need other registered types (built by the plugin host: ``host.schemas()``).
+    The loader knows nothing of auth or rate limits itself."""
 
     sections: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     #: adapter name → the model of ``upstreams.<u>.options`` (``None``: takes no options).
     adapters: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
-    #: rate-limit backend types by name (``None``: ``ratelimit_backends`` types not checked).
-    ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None
-    #: credential provider types by name (``None``: ``upstreams.<u>.auth`` not checked).
-    credentials: Mapping[str, type[CredentialProvider]] | None = None
-
-    @classmethod
-    def of(cls, registries: Registries) -> PluginSchemas:
-        return cls(
-            {r.name: r.item for r in registries.config.registrations()},
-            {r.name: r.item.options_model for r in registries.adapters.registrations()},
-            {r.name: r.item for r in registries.ratelimit_backends.registrations()},
-            {r.name: r.item for r in registries.credentials.registrations()},
-        )
+    checks: tuple[DataCheck, ...] = ()
 
 
 def load_data(
@@ -165,15 +154,10 @@ def validate_data(
 
 
 def validate_plugin_sections(
-    config: SidecarConfig,
-    models: Mapping[str, type[BaseModel]],
-    adapter_models: Mapping[str, type[BaseModel] | None],
-    file: str,
-    ratelimit_backends: Mapping[str, type[RateLimitBackend]] | None = None,
-    credentials: Mapping[str, type[CredentialProvider]] | None = None,
+    config: SidecarConfig, schemas: PluginSchemas, file: str
 ) -> dict[str, BaseModel]:
-    """Validate ``plugins.<name>`` and ``upstreams.<u>.options`` of a validated config against the
-    declared models; returns the validated sections (each plugin's defaults when absent)."""
+    """Validate ``plugins.<name>``, ``upstreams.<u>.options`` and the plugin schemas' checks of
+    a validated config; returns the validated sections (each plugin's defaults when absent)."""
     data = {
         "plugins": {**(config.plugins.model_extra or {}), "disabled": config.plugins.disabled},
         "upstreams": {
@@ -190,7 +174,6 @@ def validate_plugin_sections(
             for name, b in config.ratelimit_backends.items()
         },
     }
-    schemas = PluginSchemas(models, adapter_models, ratelimit_backends, credentials)
     sections, problems = _plugin_problems(data, schemas, file)
     if problems:
         raise ConfigError(problems)
@@ -263,10 +246,6 @@ def _plugin_problems(
                 problems += validation_problems(
                     e, file, ("upstreams", uname, "options"), model_or_none
                 )
-    if schemas.ratelimit_backends is not None:
-        problems += backend_problems(
-            data.get("ratelimit_backends"), schemas.ratelimit_backends, file
-        )
-    if schemas.credentials is not None:
-        problems += auth_problems(upstreams, schemas.credentials, file)
+    for check in schemas.checks:
+        problems += check(data, file)
     return sections, problems

@@ -173,7 +173,7 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
     for label, shown, url in _rows(sidecar, snap):
         counts = snap.upstreams.get(label, Counts())
         old = base.upstreams.get(label) if base is not None else None
-        policies = describe_policies(sidecar.shared_state, label) if label else {}
+        policies = describe_policies(sidecar.shared, label) if label else {}
         breaker = policies.get("circuit_breaker")
         up = sidecar.config.upstreams.get(label)
         upstreams.append(

@@ -45,10 +45,8 @@ Chain order, outermost first, and why:
 
 from __future__ import annotations
 
-from ..auth import filter as auth_filter
-from ..auth import verify as verify_hmac
-from ..hookspecs import hookimpl
-from ..registry import (
+from ..api import FilterRegistry, hookimpl
+from ..api.phases import (
     ORDER_ACCESS_LOG,
     ORDER_AUTH,
     ORDER_CIRCUIT_BREAKER,
@@ -65,8 +63,9 @@ from ..registry import (
     ORDER_TRACING,
     ORDER_UPSTREAM_SPAN,
     ORDER_VERIFY_HMAC,
-    FilterRegistry,
 )
+from ..auth import filter as auth_filter
+from ..auth import verify as verify_hmac
 from ..tls import identity as identity_header
 from ..tls import peer as peer_allow
 from . import (

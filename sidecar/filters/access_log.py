@@ -42,16 +42,16 @@ from json.encoder import encode_basestring_ascii as _json_str
 from time import perf_counter, time
 from typing import Any
 
+from ..answers import error_body
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..grpc.wire import GRPC_LISTENER, grpc_status
-from ..registry import RouteContext
 from ..telemetry import access_writer
 from ..telemetry.decisions import DECISION
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
 from ..telemetry.trace_ids import TRACE_ID, trace_id_from_traceparent
-from .rescue import error_body
 from .retry import ATTEMPTS
 
 log = logging.getLogger(ACCESS_LOGGER)

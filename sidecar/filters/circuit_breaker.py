@@ -26,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
-from ..registry import RouteContext
 from ..resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("sidecar.circuit_breaker")
 
 #: the ``shared`` kind (and the key under ``/upstreams`` → ``policies``).
-KIND = "circuit_breaker"
+BREAKER: SharedKey[CircuitBreaker] = SharedKey("circuit_breaker")
 
 #: timer slack: asyncio may run a deadline's callback this much before the deadline itself.
 _DEADLINE_SLACK = 0.002
@@ -61,7 +61,7 @@ def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.circuit_breaker
     if not policy.enabled:
         return None
-    breaker = ctx.shared(KIND, policy, lambda: make_breaker(ctx))
+    breaker = ctx.shared(BREAKER, policy, lambda: make_breaker(ctx))
     classify = ctx.classify
     failing = frozenset(policy.failure_on)
     timeout_fails = "timeout" in failing

@@ -16,13 +16,13 @@ use and queued calls are read at scrape time and shown on ``/upstreams``.
 
 from __future__ import annotations
 
+from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..exchange import Exchange, Response
-from ..registry import RouteContext
 from ..resilience.concurrency import ConcurrencyLimiter
 
 #: the ``shared`` kind (and the key under ``/upstreams`` → ``policies``).
-KIND = "concurrency"
+LIMITER: SharedKey[ConcurrencyLimiter] = SharedKey("concurrency")
 
 
 def make_limiter(ctx: RouteContext) -> ConcurrencyLimiter:
@@ -38,7 +38,7 @@ def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.concurrency
     if not policy.enabled:
         return None
-    limiter = ctx.shared(KIND, policy, lambda: make_limiter(ctx))
+    limiter = ctx.shared(LIMITER, policy, lambda: make_limiter(ctx))
     limit = limiter.limit
     wait, release = limiter.wait, limiter.release
 

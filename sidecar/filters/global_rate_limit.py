@@ -22,16 +22,15 @@ __all__ = ["GlobalLimiter", "factory", "make_filter"]
 
 from typing import Any
 
+from ..api import Limit, RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..config.policies import GlobalRateLimitPolicy
 from ..errors import RateLimited, RateLimitUnavailable
 from ..exchange import Exchange, Response
-from ..ratelimit.backend import Limit
 from ..ratelimit.guard import GuardedBackend
 from ..ratelimit.headers import limited_headers, policy_field
 from ..ratelimit.keys import key_function
 from ..ratelimit.live import live_backends
-from ..registry import RouteContext
 from ..telemetry.decisions import GLOBAL_RATE_LIMIT_FAIL_OPEN, GLOBAL_RATE_LIMIT_SHADOW, note
 from ..telemetry.metrics import Metrics
 
@@ -98,6 +97,10 @@ def make_filter(limiter: GlobalLimiter, metrics: Metrics, upstream: str, route: 
     return global_rate_limit
 
 
+#: The upstream's limiter (one per route for a route with its own limit).
+LIMITER: SharedKey[GlobalLimiter] = SharedKey("global_rate_limit")
+
+
 def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.global_rate_limit
     if policy is None or not policy.enabled:
@@ -106,7 +109,8 @@ def factory(ctx: RouteContext) -> Filter | None:
         policy.backend, ctx.config.ratelimit_backends[policy.backend]
     )
     own = ctx.route_config is not None and ctx.route_config.global_rate_limit is not None
-    kind = f"global_rate_limit@{ctx.route}" if own else "global_rate_limit"
     space = f"{ctx.upstream_name}@{ctx.route}" if own else ctx.upstream_name
-    limiter = ctx.shared(kind, (policy, backend), lambda: GlobalLimiter(policy, backend, space))
+    limiter = ctx.shared(
+        LIMITER, (policy, backend), lambda: GlobalLimiter(policy, backend, space), per_route=own
+    )
     return make_filter(limiter, ctx.metrics, ctx.upstream_name, ctx.route)

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from time import perf_counter, time
 from typing import Any
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..grpc.wire import GRPC_LISTENER, grpc_status
-from ..registry import RouteContext
 
 #: Status counted for a call whose app connection went away first (nginx's 499).
 CLIENT_CLOSED = 499

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..config.policies import RateLimitPolicy
 from ..errors import RateLimited
@@ -34,7 +35,6 @@ from ..exchange import Exchange, Response
 from ..ratelimit.bucket import TokenBuckets
 from ..ratelimit.headers import limited_headers, policy_field
 from ..ratelimit.keys import key_function
-from ..registry import RouteContext
 from ..telemetry.decisions import RATE_LIMIT_SHADOW, RATE_LIMIT_WAIT, note
 from ..telemetry.metrics import Metrics
 
@@ -163,11 +163,14 @@ async def _raise(error: RateLimited) -> Response:
     raise error
 
 
+#: The upstream's bucket (one per route for a route with its own limit).
+LIMITER: SharedKey[LocalLimiter] = SharedKey("rate_limit")
+
+
 def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.rate_limit
     if policy is None or not policy.enabled:
         return None
     own = ctx.route_config is not None and ctx.route_config.rate_limit is not None
-    kind = f"rate_limit@{ctx.route}" if own else "rate_limit"
-    limiter = ctx.shared(kind, policy, lambda: LocalLimiter(policy))
+    limiter = ctx.shared(LIMITER, policy, lambda: LocalLimiter(policy), per_route=own)
     return make_filter(limiter, ctx.metrics, ctx.upstream_name, ctx.route)

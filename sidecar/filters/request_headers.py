@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..config.types import SecretRef
 from ..exchange import Exchange, Response
 from ..injected import Injected, mark_injected
-from ..registry import RouteContext
 
 #: Field-value octets RFC 9110 §5.5 allows (visible latin-1, space, tab).
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")

@@ -15,34 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ..answers import error_response
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
-from ..exchange import Exchange, Headers, Response
+from ..exchange import Exchange, Response
 from ..grpc import wire
-from ..registry import RouteContext
 
 log = logging.getLogger("sidecar.rescue")
 
 RescueHook = Callable[[Exchange, BaseException], "Response | None"]
 Blame = Callable[[BaseException], "dict[str, str] | None"]
-
-
-def error_body(error: SidecarError) -> bytes:
-    """The one-line body of a sidecar decision answered over HTTP."""
-    return f"{error.code}: {error.detail}\n".encode()
-
-
-def error_response(error: SidecarError) -> Response:
-    headers = Headers.wrap(
-        [
-            ("content-type", "text/plain; charset=utf-8"),
-            ("x-sidecar-error", error.code),
-            *error.headers,
-        ]
-    )
-    resp = Response(error.status, headers, error_body(error))
-    resp.close = error.close_connection
-    return resp
 
 
 def make_rescue(

@@ -44,11 +44,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..errors import SidecarError, UpstreamTimeout
 from ..exchange import Exchange, Response, StashKey, discard
 from ..grpc.wire import GRPC_LISTENER
-from ..registry import RouteContext
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
 from ..resilience.deadlines import DeadlineWheel
 from ..resilience.idempotency import IDEMPOTENT_METHODS
@@ -67,6 +67,10 @@ Sleep = Callable[[float], Awaitable[None]]
 PUSHBACK = "grpc-retry-pushback-ms"
 #: the count of earlier attempts gRPC puts on a retried call (gRFC A6).
 PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
+
+
+#: The upstream's retry budget, whichever route the call took.
+BUDGET: SharedKey[SlidingRetryBudget] = SharedKey("retry_budget")
 
 
 def factory(ctx: RouteContext) -> Filter | None:
@@ -96,9 +100,7 @@ def make_retry(
     b = policy.budget
     # one budget per upstream, whichever route the call took (kept across reloads that leave
     # the budget's settings alone)
-    budget = ctx.shared(
-        "retry_budget", b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window)
-    )
+    budget = ctx.shared(BUDGET, b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window))
     labels = (ctx.upstream_name, ctx.route)
     wheel = DeadlineWheel()  # per-try timers (coarse: see sidecar.resilience.deadlines)
     retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}

@@ -22,10 +22,10 @@ __all__ = ["TIMEOUT_HEADER", "factory", "parse_timeout_header"]
 import asyncio
 import re
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import BadRequest, UpstreamTimeout
 from ..exchange import Exchange, Response
-from ..registry import RouteContext
 from ..resilience.deadlines import DeadlineWheel
 
 #: the app's own deadline for one call (never forwarded).

@@ -42,11 +42,11 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, StashKey
 from ..grpc.wire import GRPC_LISTENER
-from ..registry import RouteContext
 from ..telemetry.head_sampling import HeadSampler, new_span_id, new_trace_id
 from ..telemetry.span_outcome import Attributes, answered, cut, decided, failed
 from ..telemetry.trace_context import (

@@ -33,6 +33,7 @@ from typing import Any
 
 import grpc
 
+from ..api import Adapter, AdapterRegistry, AdapterServices, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import (
@@ -43,9 +44,7 @@ from ..errors import (
     UpstreamTLSError,
 )
 from ..exchange import Body, Exchange, Headers, Response
-from ..hookspecs import hookimpl
 from ..outcomes import Classifier
-from ..registry import Adapter, AdapterRegistry, AdapterServices
 from .channels import ChannelSpec, GrpcUpstreamOptions, channel_spec, open_channel
 from .metadata import headers_from_metadata, request_metadata, status_trailers
 from .wire import classify_grpc

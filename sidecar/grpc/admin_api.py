@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config.types import split_address
-from ..filters.circuit_breaker import KIND as BREAKER
-from ..filters.concurrency import KIND as CONCURRENCY
+from ..filters.circuit_breaker import BREAKER
+from ..filters.concurrency import LIMITER as CONCURRENCY
 from ..health import HEALTHY, UNHEALTHY, upstream_health
 from ..v1 import admin_pb2, admin_pb2_grpc
 
@@ -87,8 +87,8 @@ class AdminApi:
                 timeout_seconds=up.timeout or 0.0,
             )
             policies: Mapping[str, Any] = info.get("policies", {})
-            _fill_breaker(msg, policies.get(BREAKER))
-            _fill_concurrency(msg, policies.get(CONCURRENCY))
+            _fill_breaker(msg, policies.get(BREAKER.name))
+            _fill_concurrency(msg, policies.get(CONCURRENCY.name))
             for scope, state in policies.items():
                 if scope.split("@", 1)[0] in _RATE_LIMITS and isinstance(state, Mapping):
                     msg.rate_limits.append(_rate_limit(scope, state))

@@ -9,16 +9,23 @@ is there to answer it. Not here: reading the call or writing the answer (each se
 
 from __future__ import annotations
 
-__all__ = ["Unrouted", "dispatch"]
+__all__ = ["GRPC_FRONT", "Unrouted", "dispatch"]
 
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..api.traits import GRPC_STATUSES, FrontTraits
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from .routes import GrpcRoutes
 from .wire import GRPC_LISTENER, error_response
+
+#: The gRPC port's traits (both servers): answers in gRPC terms, the body a stream of whole
+#: messages.
+GRPC_FRONT = FrontTraits(
+    GRPC_LISTENER, statuses=GRPC_STATUSES, whole_messages=True, error_response=error_response
+)
 
 if TYPE_CHECKING:
     from ..telemetry.metrics import Metrics

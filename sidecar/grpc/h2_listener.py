@@ -34,13 +34,13 @@ import grpc
 import h2.config
 import h2.settings
 
+from ..api import AdapterServices
 from ..app_quiet import AppActivity
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..fdlimit import UNLIMITED, ConnectionCap
-from ..registry import AdapterServices
 from .adapter import GrpcAdapter
 from .dispatch import Unrouted, dispatch
 from .h2_connection import H2Connection, H2Stream, StreamGone

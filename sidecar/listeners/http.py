@@ -15,12 +15,13 @@ Not here: parsing and framing (:mod:`sidecar.listeners.http_connection`), routin
 
 from __future__ import annotations
 
-__all__ = ["HttpListener"]
+__all__ = ["HTTP_FRONT", "HttpListener"]
 
 import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..api.traits import FrontTraits
 from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 DRAIN_IDLE_QUIET = 0.25
 #: After the grace, cancelled calls get this long to unwind before the sidecar closes pools.
 DRAIN_UNWIND = 1.0
+
+
+#: The app-facing HTTP port's traits.
+HTTP_FRONT = FrontTraits("http")
 
 
 class HttpListener:

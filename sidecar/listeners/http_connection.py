@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from ..answers import error_response
 from ..errors import (
     BadRequest,
     BodyTooLarge,
@@ -46,7 +47,6 @@ from ..errors import (
     UriTooLong,
 )
 from ..exchange import Exchange, Headers, Response
-from ..filters.rescue import error_response
 from ..http1 import (
     CLOSED_REQUEST_PARSER,
     HOP_BY_HOP,

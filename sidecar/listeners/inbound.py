@@ -25,7 +25,7 @@ Not here: which peers a route allows and the header the app gets (:mod:`sidecar.
 
 from __future__ import annotations
 
-__all__ = ["InboundConnection", "InboundListener", "handshake_failure"]
+__all__ = ["INBOUND_FRONT", "InboundConnection", "InboundListener", "handshake_failure"]
 
 import asyncio
 import contextlib
@@ -34,6 +34,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
+from ..api.traits import FrontTraits
 from ..exchange import Exchange
 from ..tls.spiffe import peer_spiffe_id
 from .http import HttpListener
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from ..tls.material import TlsMaterial
 
 log = logging.getLogger("sidecar.listener")
+
+#: The peer-facing mTLS port's traits: its callers are authenticated peers.
+INBOUND_FRONT = FrontTraits("inbound", peer_identity=True)
 
 #: OpenSSL's verify codes (``X509_V_ERR_*``) for a certificate no trusted CA signed.
 _UNTRUSTED = frozenset({2, 18, 19, 20, 21})

@@ -15,7 +15,7 @@ Not here: the filters that apply limits to calls (:mod:`sidecar.filters.rate_lim
 
 from __future__ import annotations
 
-from .backend import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
+from ..api import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
 from .bucket import TokenBucket, TokenBuckets
 
 __all__ = [

@@ -24,7 +24,7 @@ from ..config.types import show
 from ..errors import ConfigProblem
 
 if TYPE_CHECKING:  # the config loader imports this module: no import cycle through .backend
-    from .backend import RateLimitBackend
+    from ..api import RateLimitBackend
 
 _COMMON = frozenset(RateLimitBackendConfig.model_fields)
 

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..api import Decision, Limit, RateLimitBackend
 from ..telemetry.metrics import Metrics
-from .backend import Decision, Limit, RateLimitBackend
 
 log = logging.getLogger("sidecar.ratelimit")
 

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..api import RateLimitBackend, RateLimitBackendRegistry
 from ..config.policies import RateLimitBackendConfig
 from ..telemetry.metrics import Metrics
-from .backend import RateLimitBackend, RateLimitBackendRegistry
 from .guard import GuardedBackend
 
 log = logging.getLogger("sidecar.ratelimit")

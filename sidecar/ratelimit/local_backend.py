@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import Field
 
+from ..api import Decision, Limit, RateLimitBackend
 from ..config.base import Model
 from ..config.policies import RateLimitBackendConfig
-from .backend import Decision, Limit, RateLimitBackend
 from .bucket import TokenBuckets
 
 

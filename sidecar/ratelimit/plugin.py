@@ -11,15 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from ..hookspecs import hookimpl
-from ..registry import LifespanRegistry
-from .backend import RateLimitBackendRegistry
+from ..api import LifespanRegistry, RateLimitBackendRegistry, hookimpl
 from .live import RESOURCE, LiveBackends
 from .local_backend import LocalBackend
 from .redis_backend import RedisBackend
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import RuntimeView
 
 
 @hookimpl(trylast=True)
@@ -29,8 +27,8 @@ def sidecar_register_ratelimit_backends(registry: RateLimitBackendRegistry) -> N
 
 
 @asynccontextmanager
-async def ratelimit_backends(sidecar: Sidecar) -> AsyncIterator[LiveBackends]:
-    live = LiveBackends(sidecar.plugin_host.registries.ratelimit_backends, sidecar.metrics)
+async def ratelimit_backends(sidecar: RuntimeView) -> AsyncIterator[LiveBackends]:
+    live = LiveBackends(sidecar.registries.ratelimit_backends, sidecar.metrics)
     # published before opening, so a backend that fails to start is still closed below
     sidecar.resources[RESOURCE] = live
     try:

@@ -29,10 +29,10 @@ from pydantic import Field
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
+from ..api import Decision, Limit, RateLimitBackend
 from ..config.base import Model
 from ..config.policies import RateLimitBackendConfig
 from ..config.types import PositiveDuration
-from .backend import Decision, Limit, RateLimitBackend
 
 #: KEYS[1]: the bucket. ARGV[1]: emission interval (µs, integer). ARGV[2]: burst (calls).
 #: Returns {allowed (0|1), remaining calls, µs until a call would be allowed}.

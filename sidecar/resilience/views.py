@@ -17,22 +17,22 @@ from __future__ import annotations
 __all__ = ["PolicyStateCollector", "describe_policies"]
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily
 
+if TYPE_CHECKING:
+    from ..api.shared import SharedState
+
 log = logging.getLogger("sidecar.policies")
 
-Shared = Mapping[tuple[str, str], tuple[Hashable, Any]]
 
-
-def describe_policies(shared: Shared, upstream: str) -> dict[str, Any]:
+def describe_policies(shared: SharedState, upstream: str) -> dict[str, Any]:
     """``{kind: obj.describe()}`` for the upstream's shared objects that describe themselves."""
     out: dict[str, Any] = {}
-    for (kind, name), (_, obj) in shared.items():
-        if name != upstream:
-            continue
+    for held in shared.of(upstream):
+        kind, obj = held.kind, held.obj
         describe = getattr(obj, "describe", None)
         if describe is None:
             continue
@@ -48,12 +48,13 @@ def describe_policies(shared: Shared, upstream: str) -> dict[str, Any]:
 class PolicyStateCollector:
     """A Prometheus collector over the live shared objects' ``gauges()``."""
 
-    def __init__(self, shared: Callable[[], Shared]) -> None:
+    def __init__(self, shared: Callable[[], SharedState]) -> None:
         self._shared = shared
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         families: dict[str, GaugeMetricFamily] = {}
-        for (_, upstream), (_, obj) in self._shared().items():
+        for held in self._shared():
+            upstream, obj = held.upstream, held.obj
             gauges = getattr(obj, "gauges", None)
             if gauges is None:
                 continue

@@ -45,14 +45,13 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Tracer
 from prometheus_client.core import CounterMetricFamily
 
-from ..hookspecs import hookimpl
-from ..registry import LifespanRegistry
+from ..api import LifespanRegistry, hookimpl
 from .head_sampling import DecidedTraceIds, HeadSampler, head_sampler
 from .span_export import BoundedBatchSpanProcessor
 from .tracing_settings import TracingSettings, resolve
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import RuntimeView
 
 log = logging.getLogger("sidecar.tracing")
 
@@ -159,7 +158,7 @@ class SpanCounts:
 
 
 @asynccontextmanager
-async def tracing(sidecar: Sidecar) -> AsyncIterator[Tracing | None]:
+async def tracing(sidecar: RuntimeView) -> AsyncIterator[Tracing | None]:
     settings = resolve(sidecar.config.telemetry.tracing, os.environ, sidecar.config_name)
     if settings is None:
         yield None

@@ -22,9 +22,9 @@ __all__ = ["RESOURCE", "factory", "make_identity_header"]
 
 from collections.abc import Callable
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..exchange import Exchange, Response
-from ..registry import RouteContext
 from .material import TlsMaterial
 
 #: ``sidecar.resources`` key of the inbound listener's :class:`TlsMaterial` (our own ID).

@@ -22,11 +22,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import PeerNotAllowed
 from ..exchange import Exchange, Response
 from ..listeners.inbound_routes import allow_list
-from ..registry import RouteContext
 from .spiffe import AllowList
 
 log = logging.getLogger("sidecar.tls")

@@ -17,12 +17,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..hookspecs import hookimpl
-from ..registry import LifespanRegistry
+from ..api import LifespanRegistry, hookimpl
 from .expiry import CertFiles, CertificateExpiry, ExpiryWarnings, Presented
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import RuntimeView
 
 log = logging.getLogger("sidecar.tls")
 
@@ -32,7 +31,7 @@ FIRST_CHECK = 1.0
 CHECK_EVERY = 60.0
 
 
-def presented(sidecar: Sidecar, files: CertFiles) -> list[Presented]:
+def presented(sidecar: RuntimeView, files: CertFiles) -> list[Presented]:
     """The certificates ``sidecar`` presents now: its inbound listener's, its upstreams'."""
     out = []
     inbound = sidecar.inbound
@@ -46,7 +45,7 @@ def presented(sidecar: Sidecar, files: CertFiles) -> list[Presented]:
     return out
 
 
-async def _watch(sidecar: Sidecar, files: CertFiles) -> None:
+async def _watch(sidecar: RuntimeView, files: CertFiles) -> None:
     warnings = ExpiryWarnings()
     await asyncio.sleep(FIRST_CHECK)
     while True:
@@ -58,7 +57,7 @@ async def _watch(sidecar: Sidecar, files: CertFiles) -> None:
 
 
 @asynccontextmanager
-async def certificates(sidecar: Sidecar) -> AsyncIterator[None]:
+async def certificates(sidecar: RuntimeView) -> AsyncIterator[None]:
     files = CertFiles()
     collector = CertificateExpiry(lambda: presented(sidecar, files))
     sidecar.metrics.registry.register(collector)

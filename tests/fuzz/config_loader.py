@@ -32,7 +32,7 @@ ENVIRON = {"FUZZ_SET": "set", "FUZZ_PORT": "15001", "FUZZ_EMPTY": ""}
 
 @cache
 def _schemas() -> PluginSchemas:
-    return PluginSchemas.of(make_plugin_host(load_entry_points=False).registries)
+    return make_plugin_host(load_entry_points=False).schemas()
 
 
 @cache

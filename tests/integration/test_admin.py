@@ -13,10 +13,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.api import LifespanRegistry, hookimpl
 from sidecar.app import Sidecar
 from sidecar.config import parse_config
-from sidecar.hookspecs import hookimpl
-from sidecar.registry import LifespanRegistry
 from sidecar.testing import (
     FakeUpstream,
     SidecarProcess,

@@ -294,7 +294,7 @@ class AdminAndAdapterPlugin:
 
     @hookimpl
     def sidecar_register_adapters(self, registry: Any) -> None:
-        from sidecar.registry import Adapter
+        from sidecar.api import Adapter
 
         class GadgetAdapter(Adapter):
             def handler(self, name: str, upstream: Any) -> Handler:

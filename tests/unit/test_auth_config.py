@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sidecar.api import hookimpl
 from sidecar.auth import CredentialProvider, CredentialRegistry
 from sidecar.cli import main
-from sidecar.config import PluginSchemas, parse_config
+from sidecar.config import parse_config
 from sidecar.config.base import Model
 from sidecar.errors import ConfigError, RegistryConflict
-from sidecar.hookspecs import hookimpl
 from sidecar.testing import isolated_plugin_host
 
-SCHEMAS = PluginSchemas.of(isolated_plugin_host().registries)
+SCHEMAS = isolated_plugin_host().schemas()
 INLINE = "sup3r-inline-s3cret-value"
 
 
@@ -190,7 +190,7 @@ class VaultPlugin:
 
 def test_a_plugins_provider_is_validated_with_its_own_model() -> None:
     """A third-party provider type is usable in auth.type, its keys checked by its model."""
-    schemas = PluginSchemas.of(isolated_plugin_host(VaultPlugin()).registries)
+    schemas = isolated_plugin_host(VaultPlugin()).schemas()
     text = "upstreams: {pay: {url: 'http://p:1', auth: {type: vault, token_pth: x}}}\n"
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "f", {}, schemas=schemas)

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from sidecar.api import CredentialProvider
 from sidecar.auth.filter import factory, make_auth_filter
-from sidecar.auth.provider import CredentialProvider
 from sidecar.errors import CredentialsUnavailable
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context

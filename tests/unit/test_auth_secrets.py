@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.auth.secrets import SecretValue, UnusableSecret
+from sidecar.config.secrets import SecretValue, UnusableSecret
 from sidecar.config.types import SecretRef, header_value_problem
 
 

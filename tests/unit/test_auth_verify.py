@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import ProviderContext
 from sidecar.auth import verify
 from sidecar.auth.hmac import HmacSettings, HmacSigner
-from sidecar.auth.provider import ProviderContext
-from sidecar.auth.secrets import SecretValue
 from sidecar.auth.verify import ReplayCache, make_verify_hmac
 from sidecar.chain import Filter
 from sidecar.config.policies import VerifyHmacPolicy
+from sidecar.config.secrets import SecretValue
 from sidecar.config.types import SecretRef
 from sidecar.errors import BodyTooLarge, SignatureInvalid
 from sidecar.exchange import Exchange

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import RouteContext
 from sidecar.chain import Filter, Handler
 from sidecar.errors import (
     CircuitOpen,
@@ -22,7 +23,6 @@ from sidecar.errors import (
 )
 from sidecar.exchange import Exchange, Response
 from sidecar.filters import circuit_breaker, rescue
-from sidecar.registry import RouteContext
 from sidecar.resilience.breaker import CLOSED, OPEN, CircuitBreaker
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import make_exchange, make_route_context, responder

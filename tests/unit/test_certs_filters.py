@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import RouteContext
 from sidecar.errors import PeerNotAllowed
 from sidecar.exchange import Exchange
-from sidecar.registry import RouteContext
 from sidecar.testing import make_exchange, make_route_context, responder
 from sidecar.tls import identity, peer
 from sidecar.tls.material import TlsMaterial

@@ -171,7 +171,9 @@ class Demo(BaseModel):
 def test_plugin_sections_are_validated_with_defaults_when_absent() -> None:
     """A plugin always receives its validated model, its defaults when the file has no section."""
     c = config("plugins: {disabled: [x]}\n")
-    sections = validate_plugin_sections(c, {"demo": Demo}, {"http": None, "echo": None}, "f")
+    sections = validate_plugin_sections(
+        c, PluginSchemas({"demo": Demo}, {"http": None, "echo": None}), "f"
+    )
     assert sections == {"demo": Demo()}
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from sidecar.adapters.echo import EchoAdapter
+from sidecar.api import AdapterServices
 from sidecar.auth.broker import RESOURCE, CredentialBroker
 from sidecar.auth.filter import factory as auth_factory
 from sidecar.chain import compose
 from sidecar.exchange import Exchange
 from sidecar.filters.request_headers import factory as headers_factory
 from sidecar.injected import INJECTED_SECRETS, Injected, mark_injected
-from sidecar.registry import AdapterServices
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context
 

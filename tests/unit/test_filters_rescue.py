@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from sidecar import answers
 from sidecar.errors import BadRequest, Overloaded, SidecarError, UpstreamTimeout
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import rescue
@@ -111,7 +112,7 @@ async def test_every_error_code_is_a_stable_header_value() -> None:
     for name in errors.__all__:
         cls = getattr(errors, name)
         if isinstance(cls, type) and issubclass(cls, SidecarError):
-            resp = rescue.error_response(cls("x"))
+            resp = answers.error_response(cls("x"))
             code = resp.headers.get("x-sidecar-error")
             assert code and code.replace("_", "").isalpha() and code.islower(), name
             assert resp.status == cls.status

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from sidecar.api import CredentialProvider, RouteContext
 from sidecar.auth.filter import make_auth_filter
-from sidecar.auth.provider import CredentialProvider
 from sidecar.chain import Handler, compose
-from sidecar.config import PluginSchemas, parse_config
+from sidecar.config import parse_config
 from sidecar.config.policies import GRPC_CONDITIONS, CircuitBreakerPolicy, RetryPolicy
 from sidecar.errors import (
     CircuitOpen,
@@ -29,7 +29,6 @@ from sidecar.errors import (
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import circuit_breaker, rescue, timeout
 from sidecar.grpc.wire import GRPC_LISTENER, STATUS_NAMES, classify_grpc, condition_of
-from sidecar.registry import RouteContext
 from sidecar.resilience.breaker import CLOSED, OPEN
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context
 
@@ -221,7 +220,7 @@ async def test_unauthenticated_is_the_apps_when_the_stream_was_too_long_to_keep(
     assert len(up.seen) == 1
 
 
-SCHEMAS = PluginSchemas.of(isolated_plugin_host().registries)
+SCHEMAS = isolated_plugin_host().schemas()
 
 
 def auth_problems(auth: dict[str, Any]) -> list[str]:

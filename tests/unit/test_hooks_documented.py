@@ -9,7 +9,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from sidecar import hookspecs
+from sidecar.api import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -25,10 +25,10 @@ from sidecar import (
     compose,
     hookimpl,
 )
+from sidecar.api import Adapter
 from sidecar.cli import main
 from sidecar.errors import RegistryConflict
 from sidecar.plugins import BUILTIN_PLUGINS, PluginHost, make_plugin_host
-from sidecar.registry import Adapter
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
 # --- helpers: plugins as modules, and installed entry points without installing anything ------

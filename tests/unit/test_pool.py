@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar.adapters.http import HttpAdapter
+from sidecar.api import AdapterServices
 from sidecar.config.models import UpstreamConfig
 from sidecar.errors import Overloaded, UpstreamConnectError
-from sidecar.registry import AdapterServices
 from sidecar.telemetry.metrics import Metrics
 from sidecar.upstream.connection import UpstreamConnection
 from sidecar.upstream.pool import Pool

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import Limit
 from sidecar.config.policies import (
     GlobalRateLimitPolicy,
     RateLimitBackendConfig,
@@ -14,7 +15,6 @@ from sidecar.config.policies import (
 )
 from sidecar.errors import RateLimited
 from sidecar.filters.rate_limit import LocalLimiter, make_filter
-from sidecar.ratelimit.backend import Limit
 from sidecar.ratelimit.local_backend import LocalBackend
 from sidecar.ratelimit.summary import limit_lines
 from sidecar.telemetry.metrics import Metrics

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sidecar import hookimpl
-from sidecar.config import PluginSchemas, parse_config
+from sidecar.config import parse_config
 from sidecar.config.policies import RateLimitBackendConfig
 from sidecar.errors import ConfigError, RateLimited, RateLimitUnavailable, RegistryConflict
 from sidecar.filters import global_rate_limit
@@ -346,7 +346,7 @@ async def test_the_local_backend_admits_burst_then_refuses_with_the_wait() -> No
 
 
 def problems(text: str) -> list[str]:
-    schemas = PluginSchemas.of(isolated_plugin_host().registries)
+    schemas = isolated_plugin_host().schemas()
     with pytest.raises(ConfigError) as e:
         parse_config(text, "s.yaml", {}, schemas=schemas)
     return [str(p) for p in e.value.problems]
@@ -428,7 +428,7 @@ def test_a_plugin_adds_a_backend_type_the_config_can_name() -> None:
     assert {"ratelimit backend local", "ratelimit backend redis"} <= set(
         listed["sidecar.ratelimit.plugin"]
     )
-    schemas = PluginSchemas.of(host.registries)
+    schemas = host.schemas()
     parse_config("ratelimit_backends: {m: {type: memo}}\n", "s.yaml", {}, schemas=schemas)
 
 

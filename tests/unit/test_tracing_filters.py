@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from sidecar.api import RouteContext
 from sidecar.chain import Filter, Handler, compose
 from sidecar.config.models import TracingConfig
 from sidecar.errors import CircuitOpen, RateLimited, UpstreamTimeout
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import retry
 from sidecar.filters.tracing import server_factory, upstream_factory
-from sidecar.registry import RouteContext
 from sidecar.telemetry.trace_ids import TRACE_ID
 from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
 from sidecar.telemetry.tracing_settings import resolve

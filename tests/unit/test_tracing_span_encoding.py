@@ -17,13 +17,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from sidecar.api import RouteContext
 from sidecar.chain import Filter, Handler, compose
 from sidecar.config.models import TracingConfig
 from sidecar.errors import RateLimited, UpstreamTimeout
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import retry
 from sidecar.filters.tracing import server_factory, upstream_factory
-from sidecar.registry import RouteContext
 from sidecar.telemetry.span_encoding import MAX_CACHED, EncodingGrpcExporter, SpanEncoder
 from sidecar.telemetry.span_export import BoundedBatchSpanProcessor, EncodingExporter
 from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing

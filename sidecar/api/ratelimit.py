@@ -4,11 +4,11 @@ A backend decides global limits (``upstreams.X.global_rate_limit``): given a key
 :class:`Limit`, it admits or refuses one call, atomically, for every replica that shares it.
 Backend *types* are registered through the ``sidecar_register_ratelimit_backends`` hook
 (``registry.add("redis", RedisBackend)``); ``ratelimit_backends.<name>.type`` names one, and each
-configured backend becomes one instance per running sidecar (:mod:`.live`).
+configured backend becomes one instance per running sidecar (:mod:`sidecar.ratelimit.live`).
 
 A backend only decides. The time budget, what happens when it is slow or down, the outage log
-lines and the metrics are the same for every backend and live in :mod:`.guard`, so a plugin's
-``decide`` just raises when it cannot answer.
+lines and the metrics are the same for every backend and live in :mod:`sidecar.ratelimit.guard`,
+so a plugin's ``decide`` just raises when it cannot answer.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from ..config.policies import RateLimitBackendConfig
-from ..registry import _Registry
+from .registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class RateLimitBackend:
         return {"type": self.config.type}
 
 
-class RateLimitBackendRegistry(_Registry[type[RateLimitBackend]]):
+class RateLimitBackendRegistry(Registry[type[RateLimitBackend]]):
     """Rate-limit backend classes by the name ``ratelimit_backends.<b>.type`` uses."""
 
     kind = "rate-limit backend"

@@ -12,8 +12,8 @@ A provider that needs nothing asynchronous implements :meth:`~CredentialProvider
 filter then calls it without a coroutine); one that fetches or reads implements
 :meth:`~CredentialProvider.apply`. Both must *replace* what the app sent under the same name.
 
-Not here: the filter calling providers (:mod:`.filter`), the broker lending them an HTTP client,
-background tasks and secrets (:mod:`.broker`).
+Not here: the filter calling providers (:mod:`sidecar.auth.filter`), the broker lending them an
+HTTP client and background tasks (:mod:`sidecar.auth.broker`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from ..config.secrets import AuthConfigProblem, Check, SecretValue
 from ..config.types import SecretRef
 from ..injected import Injected
-from ..registry import _Registry
-from .secrets import AuthConfigProblem, Check, SecretValue
+from .registry import Registry
 
 if TYPE_CHECKING:
     import asyncio
@@ -143,7 +143,7 @@ class CredentialProvider:
         return ()
 
 
-class CredentialRegistry(_Registry[type[CredentialProvider]]):
+class CredentialRegistry(Registry[type[CredentialProvider]]):
     """Credential provider classes by the name ``upstreams.<u>.auth.type`` uses."""
 
     kind = "credential provider"

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ..config.types import SecretRef
+from .types import SecretRef
 
 log = logging.getLogger("sidecar.auth")
 

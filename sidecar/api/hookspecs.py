@@ -2,25 +2,35 @@
 
 This module is the contract with plugin authors: each hook is named ``sidecar_*``, typed, and
 says when it is called, what it receives, and whether the first result ends the call (pytest's
-``hookspec.py`` habit). It holds declarations only; the calls are made by
-:class:`~sidecar.plugins.PluginHost`.
+``hookspec.py`` habit). It holds declarations only; the plugin host
+(:class:`~sidecar.plugins.PluginHost`) calls them through pluggy.
 
 Hooks run when the plugin host is built (once per process), never per request; the one exception
 is :func:`sidecar_rescue`, called only when a call failed with an error nobody typed. Registration
-hooks receive a registry and call ``registry.add(...)``; the host calls them one plugin at a time
-and tells the registry who is calling, so a duplicate name is refused with both owners named and
-an exception names the plugin that raised it.
+hooks receive a registry and call ``registry.add(...)``; the host calls each plugin's
+implementation in its own pluggy call and tells the registry who is calling, so a duplicate name
+is refused with both owners named and an exception names the plugin that raised it.
 
 Implement a hook with ``@sidecar.hookimpl`` (a function named ``sidecar_*`` without the decorator
 counts too, as in pytest) in a module or class registered under the ``sidecar`` entry-point group.
-``tryfirst``/``trylast`` order the calls; wrappers are refused (the host calls each
-implementation itself).
+``tryfirst``/``trylast`` order the calls; wrappers are refused.
+
+**Versions.** :data:`API_VERSION` is ``MAJOR.MINOR``. A minor version adds hooks, registry
+methods or fields; nothing a plugin uses changes meaning within a major version. A hook to be
+removed is first marked deprecated (:func:`deprecated`) for at least one minor version: pluggy
+then warns when a plugin implementing it is registered, and the host logs the warning with the
+plugin's name and the replacement. A plugin may declare the major version it was written for
+(``SIDECAR_API = 1`` in its module); a plugin written for another major version is refused at
+start-up with both versions named.
+
 Every hook here is documented in ``docs/plugins.md``; a test fails when one is not.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "API_VERSION",
+    "deprecated",
     "hookimpl",
     "hookspec",
     "sidecar_declare_config",
@@ -28,6 +38,7 @@ __all__ = [
     "sidecar_register_admin_routes",
     "sidecar_register_credentials",
     "sidecar_register_filters",
+    "sidecar_register_fronts",
     "sidecar_register_lifespans",
     "sidecar_register_ratelimit_backends",
     "sidecar_rescue",
@@ -38,21 +49,37 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .auth.provider import CredentialRegistry
-    from .exchange import Exchange, Response
-    from .ratelimit.backend import RateLimitBackendRegistry
-    from .registry import (
-        AdapterRegistry,
-        AdminRouteRegistry,
-        ConfigRegistry,
-        FilterRegistry,
-        LifespanRegistry,
-    )
+    from ..exchange import Exchange, Response
+    from .adapter import AdapterRegistry
+    from .admin import AdminRouteRegistry
+    from .config import ConfigRegistry
+    from .credentials import CredentialRegistry
+    from .filters import FilterRegistry
+    from .fronts import FrontRegistry
+    from .lifespans import LifespanRegistry
+    from .ratelimit import RateLimitBackendRegistry
+
+#: The plugin API's version, ``MAJOR.MINOR`` (see the module's "Versions").
+API_VERSION = "1.0"
 
 #: Marks the declarations below; the project name is also the entry-point group.
 hookspec = pluggy.HookspecMarker("sidecar")
 #: Marks a plugin's implementation: ``@hookimpl``, ``@hookimpl(trylast=True)``.
 hookimpl = pluggy.HookimplMarker("sidecar")
+
+
+class HookDeprecated(DeprecationWarning):
+    """A plugin implements a hook that a later major version of the plugin API removes."""
+
+
+def deprecated(hook: str, since: str, instead: str) -> HookDeprecated:
+    """The ``warn_on_impl`` of a deprecated hook: ``@hookspec(warn_on_impl=deprecated(
+    "sidecar_old", "1.2", "sidecar_new"))``. Implementing it still works until the next major
+    version; the host logs the warning with the implementing plugin's name."""
+    return HookDeprecated(
+        f"{hook} is deprecated since plugin API {since} and goes in the next major version; "
+        f"implement {instead} instead"
+    )
 
 
 # --- declaring: called once when the plugin host is built, before any config is validated ----
@@ -100,16 +127,18 @@ def sidecar_register_adapters(registry: AdapterRegistry) -> None:
 
 @hookspec
 def sidecar_register_filters(registry: FilterRegistry) -> None:
-    """Register filters: ``registry.add("name", factory, order=ORDER_DEFAULT)``.
+    """Register filters: ``registry.add("name", factory, phase=Phase.EXTEND)``.
 
     When: once, when the plugin host is built.
 
-    :param registry: ``add(name, factory, order)``. ``factory(ctx: RouteContext)`` is called once
-        per route whenever route handlers are composed (start-up and each reload) and returns a
-        ``Filter`` (``async (exchange, call_next) -> Response``) or ``None`` when the filter has
-        nothing to do on that route, which costs that route nothing per request. ``order`` places
-        the filter in every chain: lower is outer (runs earlier on the way out, later on the way
-        back); the built-ins' places are ``sidecar.ORDER_*``.
+    :param registry: ``add(name, factory, phase=..., after=..., before=...)``.
+        ``factory(ctx: RouteContext)`` is called once per route whenever route handlers are
+        composed (start-up and each reload) and returns a ``Filter`` (``async (exchange,
+        call_next) -> Response``) or ``None`` when the filter has nothing to do on that route,
+        which costs that route nothing per request. ``phase`` (a :class:`~sidecar.api.Phase`,
+        default ``EXTEND``) places the filter in every chain, or ``after``/``before`` names the
+        filter it sits next to; outer filters run earlier on the way out and later on the way
+        back (:mod:`sidecar.api.phases` says what each phase is for).
 
     Every implementation is called. A filter name taken twice is refused with both owners named.
     A factory that raises stops start-up (or refuses the reload) naming the plugin and the route;
@@ -159,16 +188,35 @@ def sidecar_register_credentials(registry: CredentialRegistry) -> None:
 
 
 @hookspec
+def sidecar_register_fronts(registry: FrontRegistry) -> None:
+    """Register fronts, what accepts calls: ``registry.add("name", factory)``.
+
+    When: once, when the plugin host is built; the factories run when a sidecar starts.
+
+    :param registry: ``add(name, factory)``. ``factory(ctx: FrontContext)`` returns a
+        :class:`~sidecar.api.Front` (or ``None`` when the config does not ask for it). Each front
+        composes its own routes with ``builder.chain(...)`` at start-up and on each reload, so
+        its calls pass the same filters as every other front's, told by its
+        :class:`~sidecar.api.FrontTraits` how it answers. Fronts start in registration order
+        after every lifespan is up, and drain on shutdown. The built-in fronts are ``http``,
+        ``grpc`` and ``inbound``.
+
+    Every implementation is called. A front name taken twice is refused with both owners named.
+    """
+
+
+@hookspec
 def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
     """Register start-up/shutdown work: ``registry.add("name", factory)``.
 
     When: once, when the plugin host is built; the factories run when a sidecar starts.
 
     :param registry: ``add(name, factory)``. ``factory(sidecar)`` returns an async context
-        manager. It is entered in registration order when the sidecar starts, after adapters are
-        built and before the HTTP listener accepts calls (the admin port is up, ``/readyz`` says
-        503), and exited in reverse order after the listeners drained. An exception while
-        entering stops start-up with the plugin's name in the message (``sidecar run`` exits 1);
+        manager; ``sidecar`` is a read-only :class:`~sidecar.api.RuntimeView` (config,
+        metrics, ``resources`` to publish objects for filter factories). It is entered in
+        registration order when the sidecar starts, after adapters are built and before the
+        fronts accept calls (the admin port is up, ``/readyz`` says 503), and exited in reverse
+        order after the fronts drained. An exception while entering stops start-up with the plugin's name in the message (``sidecar run`` exits 1);
         one while exiting is logged with the plugin's name and the other lifespans still exit.
 
     Every implementation is called. A lifespan name taken twice is refused with both owners named.
@@ -182,8 +230,9 @@ def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
     When: once, when the plugin host is built; the routes are served by each running sidecar.
 
     :param registry: ``add(method, path, handler)``. ``handler`` is an aiohttp handler
-        ``async (request) -> web.StreamResponse``; the running :class:`~sidecar.app.Sidecar` is
-        ``request.app[sidecar.admin.SIDECAR]``. A handler that raises answers 500 and is logged
+        ``async (request) -> web.StreamResponse``; the running sidecar is
+        ``sidecar.runtime_of(request)``, a read-only :class:`~sidecar.api.ControlView`. A
+        handler that raises answers 500 and is logged
         with the plugin's name; ``aiohttp.web.HTTPException`` passes through as usual.
 
     Every implementation is called. A method and path taken twice is refused with both owners

@@ -1,0 +1,114 @@
+"""The public plugin API: everything a plugin may use, and nothing else.
+
+A plugin imports from ``sidecar`` (which re-exports this package) and never from a module under
+it: those are the sidecar's own and may change in any release. What is here changes only as
+:data:`API_VERSION` says (:mod:`sidecar.api.hookspecs`, "Versions").
+
+- hooks: ``hookimpl`` to implement them, the specs in :mod:`.hookspecs`, ``deprecated``;
+- the registries the hooks fill (:class:`Registry` is their base, for plugins offering their own
+  extension point): config sections, adapters, filters (placed by :class:`Phase`), fronts,
+  lifespans, admin routes, rate-limit backends, credential providers;
+- what factories receive: :class:`RouteContext` (with the front's and the adapter's
+  :class:`FrontTraits` and :class:`AdapterTraits`), :class:`SharedKey` for per-upstream state,
+  :class:`AdapterServices`, :class:`ProviderContext`, :class:`FrontContext`;
+- read-only views of the running sidecar: :class:`RuntimeView`, :class:`ControlView`;
+- the nouns of a call (``Exchange``, ``Response``, ``Headers``, ``StashKey``, ``Filter``,
+  ``Handler``) and the typed errors.
+"""
+
+from __future__ import annotations
+
+from ..chain import Filter, Handler, compose
+from ..errors import (
+    ConfigError,
+    ConfigProblem,
+    PluginError,
+    RegistryConflict,
+    SidecarError,
+)
+from ..exchange import Exchange, Headers, Response, StashKey, read_body
+from ..outcomes import Classifier, classify_http
+from .adapter import Adapter, AdapterRegistry, AdapterServices
+from .admin import AdminHandler, AdminRouteRegistry, runtime_of
+from .config import ConfigRegistry
+from .context import FilterFactory, RouteContext
+from .credentials import (
+    AuthConfigProblem,
+    CredentialProvider,
+    CredentialRegistry,
+    ProviderContext,
+)
+from .filters import FilterRegistry
+from .fronts import Front, FrontContext, FrontFactory, FrontRegistry, RouteBuilder
+from .hookspecs import API_VERSION, HookDeprecated, deprecated, hookimpl
+from .lifespans import LifespanFactory, LifespanRegistry
+from .phases import INVARIANTS, Invariant, Phase
+from .ratelimit import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
+from .registry import Registration, Registry
+from .runtime import ControlView, PluginInfo, Registries, ReloadResult, RuntimeView
+from .shared import SharedKey, SharedState
+from .traits import GRPC_STATUSES, HTTP_STATUSES, AdapterTraits, FrontTraits, StatusScheme
+
+__all__ = [
+    "API_VERSION",
+    "GRPC_STATUSES",
+    "HTTP_STATUSES",
+    "INVARIANTS",
+    "Adapter",
+    "AdapterRegistry",
+    "AdapterServices",
+    "AdapterTraits",
+    "AdminHandler",
+    "AdminRouteRegistry",
+    "AuthConfigProblem",
+    "Classifier",
+    "ConfigError",
+    "ConfigProblem",
+    "ConfigRegistry",
+    "ControlView",
+    "CredentialProvider",
+    "CredentialRegistry",
+    "Decision",
+    "Exchange",
+    "Filter",
+    "FilterFactory",
+    "FilterRegistry",
+    "Front",
+    "FrontContext",
+    "FrontFactory",
+    "FrontRegistry",
+    "FrontTraits",
+    "Handler",
+    "Headers",
+    "HookDeprecated",
+    "Invariant",
+    "LifespanFactory",
+    "LifespanRegistry",
+    "Limit",
+    "Phase",
+    "PluginError",
+    "PluginInfo",
+    "ProviderContext",
+    "RateLimitBackend",
+    "RateLimitBackendRegistry",
+    "Registration",
+    "Registries",
+    "Registry",
+    "RegistryConflict",
+    "ReloadResult",
+    "Response",
+    "RouteBuilder",
+    "RouteContext",
+    "RuntimeView",
+    "SharedKey",
+    "SharedState",
+    "SidecarError",
+    "StashKey",
+    "StatusScheme",
+    "classify_http",
+    "compose",
+    "deprecated",
+    "hookimpl",
+    "read_body",
+    "runtime_of",
+]

@@ -1,0 +1,63 @@
+"""Routes plugins add to the admin port, and how a handler reaches the running sidecar."""
+
+from __future__ import annotations
+
+__all__ = ["AdminHandler", "AdminRouteRegistry", "runtime_key", "runtime_of"]
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .runtime import ControlView
+
+log = logging.getLogger("sidecar.plugins")
+
+AdminHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+@functools.cache
+def runtime_key() -> web.AppKey[ControlView]:
+    """The admin application's key of the running sidecar's :class:`ControlView`."""
+    from aiohttp import web  # the admin port's library; the data path never imports it
+
+    return web.AppKey("sidecar.runtime")
+
+
+def runtime_of(request: web.Request) -> ControlView:
+    """The running sidecar, as an admin handler sees it."""
+    return request.app[runtime_key()]
+
+
+class AdminRouteRegistry(Registry[AdminHandler]):
+    """Admin-port routes, keyed ``"METHOD /path"``."""
+
+    kind = "admin route"
+
+    def add(self, method: str, path: str, handler: AdminHandler) -> None:
+        key = f"{method.upper()} {path}"
+        self._add(key, _guarded(handler, self.owner, key))
+
+
+def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
+    from aiohttp import web  # imported when an admin route is added; the data path never is
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's way of answering 404, redirects...
+        except Exception:
+            log.exception(
+                f"plugin {owner!r}: admin route {key!r} failed",
+                extra={"fields": {"plugin": owner, "route": key}},
+            )
+            return web.json_response({"error": "internal", "plugin": owner}, status=500)
+
+    return guarded
