@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from .api import RouteContext
+from .api import FrontTraits, RouteContext
 from .app import Sidecar
 from .config import parse_config
 from .config.models import GrpcListenerConfig
@@ -96,6 +97,23 @@ def make_exchange(
     return ex
 
 
+#: The built-in fronts' traits by name, for :func:`make_route_context` and :func:`on_front`.
+def _front_traits(name: str) -> FrontTraits:
+    from .grpc.dispatch import GRPC_FRONT
+    from .listeners.http import HTTP_FRONT
+    from .listeners.inbound import INBOUND_FRONT
+
+    fronts = {f.name: f for f in (HTTP_FRONT, GRPC_FRONT, INBOUND_FRONT)}
+    return fronts[name]
+
+
+def on_front(ctx: RouteContext, front: str | FrontTraits, **changes: Any) -> RouteContext:
+    """``ctx`` as a route of another front: a built-in one by name (``"grpc"``, ``"inbound"``)
+    or a plugin's traits; ``changes`` replace other fields (``classify=...``)."""
+    traits = _front_traits(front) if isinstance(front, str) else front
+    return dataclasses.replace(ctx, front=traits, **changes)
+
+
 def make_route_context(
     upstream: Mapping[str, Any] | None = None,
     *,
@@ -104,6 +122,7 @@ def make_route_context(
     route: str | None = None,
     metrics: Metrics | None = None,
     rescue_hook: Callable[[Exchange, BaseException], Response | None] | None = None,
+    front: str | FrontTraits = "http",
 ) -> RouteContext:
     """The :class:`RouteContext` a filter factory gets for upstream ``name`` (no sockets).
 
@@ -123,6 +142,7 @@ def make_route_context(
         config=cfg,
         metrics=metrics if metrics is not None else Metrics(),
         rescue_hook=rescue_hook,
+        front=_front_traits(front) if isinstance(front, str) else front,
     )
 
 

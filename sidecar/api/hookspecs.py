@@ -216,8 +216,9 @@ def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
         metrics, ``resources`` to publish objects for filter factories). It is entered in
         registration order when the sidecar starts, after adapters are built and before the
         fronts accept calls (the admin port is up, ``/readyz`` says 503), and exited in reverse
-        order after the fronts drained. An exception while entering stops start-up with the plugin's name in the message (``sidecar run`` exits 1);
-        one while exiting is logged with the plugin's name and the other lifespans still exit.
+        order after the fronts drained. An exception while entering stops start-up with the
+        plugin's name in the message (``sidecar run`` exits 1); one while exiting is logged with
+        the plugin's name and the other lifespans still exit.
 
     Every implementation is called. A lifespan name taken twice is refused with both owners named.
     """

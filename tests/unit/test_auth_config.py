@@ -152,7 +152,7 @@ def test_every_auth_key_in_the_documented_example_is_valid() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     example = yaml.safe_load(doc.split("```yaml\n", 1)[1].split("```", 1)[0])
     auth = example["upstreams"]["ledger"]["auth"]
-    provider = SCHEMAS.credentials["oauth2_client_credentials"]  # type: ignore[index]
+    provider = isolated_plugin_host().registries.credentials["oauth2_client_credentials"]
     options = {k: v for k, v in auth.items() if k not in ("type", "pass_through")}
     settings = provider.settings_model.model_validate(options)
     assert set(settings.model_fields_set) == set(provider.settings_model.model_fields)

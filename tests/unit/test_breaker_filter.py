@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
 
-from sidecar.api import RouteContext
+from sidecar.api import RouteContext, SharedState
+from sidecar.api.shared import SharedStateBuilder
 from sidecar.chain import Filter, Handler
 from sidecar.errors import (
     CircuitOpen,
@@ -28,22 +28,15 @@ from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import make_exchange, make_route_context, responder
 
 
-class Shared:
-    """What Sidecar._share does, minus reloads: one object per (kind, upstream)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], Any] = {}
-
-    def __call__(self, kind: str, upstream: str, key: Hashable, factory: Callable[[], Any]) -> Any:
-        if (kind, upstream) not in self.objects:
-            self.objects[(kind, upstream)] = factory()
-        return self.objects[(kind, upstream)]
+def Shared() -> SharedStateBuilder:  # noqa: N802 (reads as the noun it stands for)
+    """What a running sidecar keeps while it composes: one object per (kind, upstream)."""
+    return SharedStateBuilder(SharedState())
 
 
 def context(
     policy: dict[str, Any] | None = None,
     *,
-    shared: Shared | None = None,
+    shared: SharedStateBuilder | None = None,
     metrics: Metrics | None = None,
     route: str = "pay",
 ) -> RouteContext:
@@ -51,13 +44,13 @@ def context(
     if policy is not None:
         up["circuit_breaker"] = policy
     ctx = make_route_context(up, name="pay", route=route, metrics=metrics)
-    return dataclasses.replace(ctx, share=shared or Shared())
+    return dataclasses.replace(ctx, shared_state=shared or Shared())
 
 
 def build(ctx: RouteContext) -> tuple[Filter, CircuitBreaker]:
     f = circuit_breaker.factory(ctx)
     assert f is not None
-    b = ctx.shared(circuit_breaker.KIND, ctx.upstream.circuit_breaker, lambda: None)
+    b = ctx.shared(circuit_breaker.BREAKER, ctx.upstream.circuit_breaker, lambda: None)
     assert isinstance(b, CircuitBreaker)
     return f, b
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from sidecar.api import RouteContext
 from sidecar.errors import PeerNotAllowed
 from sidecar.exchange import Exchange
-from sidecar.testing import make_exchange, make_route_context, responder
+from sidecar.testing import make_exchange, make_route_context, on_front, responder
 from sidecar.tls import identity, peer
 from sidecar.tls.material import TlsMaterial
 from sidecar.tls.peer import RefusalLog, make_peer_allow
@@ -36,7 +35,7 @@ INBOUND = {
 
 def inbound_ctx(route: str, **more: Any) -> RouteContext:
     ctx = make_route_context(config=INBOUND)
-    return dataclasses.replace(ctx, listener="inbound", route=route, **more)
+    return on_front(ctx, "inbound", route=route, **more)
 
 
 def call(peer_id: str | None, headers: Any = None) -> Exchange:

@@ -9,12 +9,6 @@ from pydantic import BaseModel, ConfigDict
 
 import sidecar
 from sidecar import (
-    ORDER_ACCESS_LOG,
-    ORDER_DEFAULT,
-    ORDER_METRICS,
-    ORDER_REQUEST_HEADERS,
-    ORDER_RESCUE,
-    ORDER_TIMEOUT,
     Exchange,
     Filter,
     Handler,
@@ -22,6 +16,14 @@ from sidecar import (
     RouteContext,
     compose,
     hookimpl,
+)
+from sidecar.api.phases import (
+    ORDER_ACCESS_LOG,
+    ORDER_DEFAULT,
+    ORDER_METRICS,
+    ORDER_REQUEST_HEADERS,
+    ORDER_RESCUE,
+    ORDER_TIMEOUT,
 )
 from sidecar.app import Sidecar
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder

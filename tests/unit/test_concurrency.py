@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import RouteContext, SharedState
+from sidecar.api.shared import SharedStateBuilder
 from sidecar.config.policies import ConcurrencyPolicy
 from sidecar.errors import Overloaded
 from sidecar.exchange import Exchange, Response
@@ -76,6 +78,13 @@ def test_slots_up_to_the_limit_then_none() -> None:
     assert lim.try_acquire() and lim.in_flight == 3
 
 
+def holding(ctx: RouteContext, lim: ConcurrencyLimiter) -> RouteContext:
+    """``ctx`` whose upstream already holds ``lim`` (as a live sidecar would keep it)."""
+    shared = SharedStateBuilder(SharedState())
+    shared.share(concurrency.LIMITER, ctx.upstream_name, ctx.upstream.concurrency, lambda: lim)
+    return dataclasses.replace(ctx, shared_state=shared)
+
+
 async def test_past_the_limit_calls_are_shed_at_once_with_exact_counts() -> None:
     """N+k concurrent calls with max_in_flight N: exactly k get 503 overloaded, immediately."""
     m = Metrics()
@@ -106,11 +115,12 @@ async def test_past_the_limit_calls_are_shed_at_once_with_exact_counts() -> None
 async def test_a_slot_is_given_back_when_the_call_fails_or_is_cancelled() -> None:
     """Errors and app disconnects never leak a slot (or the upstream would look full forever)."""
     ctx = make_route_context({"url": "http://127.0.0.1:9", "concurrency": {"max_in_flight": 1}})
-    shared: dict[str, Any] = {}
-    ctx = dataclasses.replace(ctx, share=lambda k, u, key, make: shared.setdefault(k, make()))
+    shared = SharedStateBuilder(SharedState())
+    ctx = dataclasses.replace(ctx, shared_state=shared)
     f = concurrency.factory(ctx)
     assert f is not None
-    lim: ConcurrencyLimiter = shared["concurrency"]
+    lim = shared.build().get(concurrency.LIMITER, ctx.upstream_name)
+    assert isinstance(lim, ConcurrencyLimiter)
 
     async def boom(exchange: Exchange) -> Response:
         raise RuntimeError("bug")
@@ -130,9 +140,7 @@ async def test_a_slot_is_given_back_when_the_call_fails_or_is_cancelled() -> Non
 async def test_a_queue_holds_callers_in_arrival_order_and_sheds_past_its_size() -> None:
     """With queue 3, three callers wait (served first come, first served); the fourth is shed."""
     lim = limiter(max_in_flight=2, queue=3, max_wait="5s")
-    f = concurrency.factory(
-        dataclasses.replace(make_route_context({"url": "http://127.0.0.1:9"}), share=lambda *a: lim)
-    )
+    f = concurrency.factory(holding(make_route_context({"url": "http://127.0.0.1:9"}), lim))
     assert f is not None
     gate = Gate()
     tasks = []
@@ -236,9 +244,7 @@ def test_disabled_leaves_the_chain_and_a_queue_needs_a_bounded_wait() -> None:
 async def test_shed_calls_answer_503_overloaded_through_rescue() -> None:
     """The app sees who decided: `x-sidecar-error: overloaded` and `Retry-After: 1`."""
     lim = limiter(max_in_flight=1)
-    ctx = dataclasses.replace(
-        make_route_context({"url": "http://127.0.0.1:9"}), share=lambda *a: lim
-    )
+    ctx = holding(make_route_context({"url": "http://127.0.0.1:9"}), lim)
     f = concurrency.factory(ctx)
     assert f is not None
     lim.try_acquire()

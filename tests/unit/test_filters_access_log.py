@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +18,7 @@ from sidecar.filters.retry import ATTEMPTS
 from sidecar.telemetry import access_writer, decisions
 from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
 from sidecar.telemetry.trace_ids import TRACE_ID
-from sidecar.testing import make_exchange, make_route_context, responder
+from sidecar.testing import make_exchange, make_route_context, on_front, responder
 
 FIELDS = {
     "listener",
@@ -96,7 +95,7 @@ def make(listener: str = "http", **access: Any) -> Filter:
     ctx = make_route_context(
         name="pay", route="pay-route", config={"telemetry": {"access_log": access}}
     )
-    f = access_log.factory(dataclasses.replace(ctx, listener=listener))
+    f = access_log.factory(on_front(ctx, listener))
     assert f is not None
     return f
 

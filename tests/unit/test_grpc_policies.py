@@ -4,14 +4,14 @@ breaker judging status codes, UNAUTHENTICATED renewing a token, and what config 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
 
-from sidecar.api import CredentialProvider, RouteContext
+from sidecar.api import CredentialProvider, RouteContext, SharedState
+from sidecar.api.shared import SharedStateBuilder
 from sidecar.auth.filter import make_auth_filter
 from sidecar.chain import Handler, compose
 from sidecar.config import parse_config
@@ -30,7 +30,7 @@ from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import circuit_breaker, rescue, timeout
 from sidecar.grpc.wire import GRPC_LISTENER, STATUS_NAMES, classify_grpc, condition_of
 from sidecar.resilience.breaker import CLOSED, OPEN
-from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context
+from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, on_front
 
 OK, DEADLINE_EXCEEDED, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, UNAUTHENTICATED = (
     0,
@@ -57,12 +57,9 @@ def answering(code: int) -> Handler:
 
 def grpc_context(upstream: dict[str, Any] | None = None) -> RouteContext:
     ctx = make_route_context({"url": "http://127.0.0.1:9", **(upstream or {})})
-    objects: dict[tuple[str, str], Any] = {}
-
-    def share(kind: str, name: str, key: Hashable, factory: Callable[[], Any]) -> Any:
-        return objects.setdefault((kind, name), factory())
-
-    return dataclasses.replace(ctx, listener=GRPC_LISTENER, classify=classify_grpc, share=share)
+    # one state for the routes of the test, as a running sidecar keeps it
+    shared = SharedStateBuilder(SharedState())
+    return on_front(ctx, "grpc", classify=classify_grpc, shared_state=shared)
 
 
 def call(*messages: bytes) -> Exchange:
@@ -138,7 +135,8 @@ async def test_the_breaker_opens_on_unavailable_but_not_on_answers_about_the_cal
     ctx = grpc_context({"circuit_breaker": {"consecutive_failures": 3}})
     f = circuit_breaker.factory(ctx)
     assert f is not None
-    breaker = ctx.shared(circuit_breaker.KIND, None, lambda: None)
+    assert ctx.shared_state is not None
+    breaker = ctx.shared_state.build().get(circuit_breaker.BREAKER, ctx.upstream_name)
 
     for code in (UNAVAILABLE, UNAVAILABLE, NOT_FOUND, UNAVAILABLE, RESOURCE_EXHAUSTED):
         await f(call(b"m"), answering(code))

@@ -4,7 +4,6 @@ side, and with the request's messages replayed whole and in order."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters.retry import ATTEMPTS, PREVIOUS_ATTEMPTS, make_retry
 from sidecar.grpc.wire import GRPC_LISTENER, classify_grpc
 from sidecar.telemetry.metrics import Metrics
-from sidecar.testing import make_exchange, make_route_context
+from sidecar.testing import make_exchange, make_route_context, on_front
 
 UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED = 14, 13, 8
 
@@ -77,7 +76,7 @@ class Sleeps:
 def build(retry: dict[str, Any] | None = None) -> tuple[Filter, Metrics, Sleeps]:
     metrics = Metrics()
     ctx = make_route_context({"url": "http://127.0.0.1:9", "retry": retry or {}}, metrics=metrics)
-    ctx = dataclasses.replace(ctx, listener=GRPC_LISTENER, classify=classify_grpc)
+    ctx = on_front(ctx, "grpc", classify=classify_grpc)
     sleeps = Sleeps()
     f = make_retry(ctx, sleep=sleeps, rand=lambda: 0.5)
     assert f is not None

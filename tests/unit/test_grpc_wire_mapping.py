@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
@@ -211,7 +210,7 @@ async def test_grpcio_s_own_failures_are_told_from_the_upstream_s_answers() -> N
 async def test_grpc_calls_are_counted_by_status_code_when_they_end() -> None:
     """On the gRPC listener the ``code`` label is the gRPC status, known when the call ends."""
     metrics = Metrics()
-    ctx = dataclasses.replace(make_route_context(metrics=metrics), listener="grpc")
+    ctx = make_route_context(metrics=metrics, front="grpc")
     f = metrics_filter.factory(ctx)
 
     async def answer(ex: Exchange) -> Response:

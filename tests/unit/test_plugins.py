@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 
 import sidecar.plugins
 from sidecar import (
-    ORDER_DEFAULT,
     Exchange,
     Handler,
     Headers,
@@ -26,6 +25,9 @@ from sidecar import (
     hookimpl,
 )
 from sidecar.api import Adapter
+from sidecar.api.phases import (
+    ORDER_DEFAULT,
+)
 from sidecar.cli import main
 from sidecar.errors import RegistryConflict
 from sidecar.plugins import BUILTIN_PLUGINS, PluginHost, make_plugin_host

@@ -23,7 +23,7 @@ from sidecar.filters.tracing import server_factory, upstream_factory
 from sidecar.telemetry.trace_ids import TRACE_ID
 from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
 from sidecar.telemetry.tracing_settings import resolve
-from sidecar.testing import make_exchange, make_route_context
+from sidecar.testing import make_exchange, make_route_context, on_front
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -51,7 +51,8 @@ def of_kind(t: Tracing, kind: SpanKind) -> list[ReadableSpan]:
 
 def context(t: Tracing | None, upstream: dict[str, Any] | None = None, **kw: Any) -> RouteContext:
     ctx = make_route_context(upstream or {"url": "http://pay.internal:8443/api"}, name="pay")
-    return dataclasses.replace(ctx, resources={RESOURCE: t} if t else {}, **kw)
+    front = kw.pop("listener", "http")
+    return on_front(ctx, front, resources={RESOURCE: t} if t else {}, **kw)
 
 
 def chain(ctx: RouteContext, terminal: Handler, *middle: Filter) -> Handler:

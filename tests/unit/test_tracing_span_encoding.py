@@ -28,7 +28,7 @@ from sidecar.telemetry.span_encoding import MAX_CACHED, EncodingGrpcExporter, Sp
 from sidecar.telemetry.span_export import BoundedBatchSpanProcessor, EncodingExporter
 from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
 from sidecar.telemetry.tracing_settings import resolve
-from sidecar.testing import make_exchange, make_route_context
+from sidecar.testing import make_exchange, make_route_context, on_front
 
 SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -68,7 +68,7 @@ async def test_the_sidecars_spans_encode_to_the_stock_encoders_bytes(live: Traci
     )
     http = dataclasses.replace(http, resources={RESOURCE: live})
     grpc = make_route_context({"url": "grpc://inv:50051", "adapter": "grpc"}, name="inv")
-    grpc = dataclasses.replace(grpc, resources={RESOURCE: live}, listener="grpc")
+    grpc = on_front(grpc, "grpc", resources={RESOURCE: live})
     retrying = retry.factory(http)
     assert retrying is not None
     answers: list[Response | BaseException] = [
