@@ -202,15 +202,7 @@ class Sidecar:
             rname = rc.name or f"route-{i}"
             ctx = self._context(config, sections, rname, rc.upstream, rc)
             route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
-            explicit.append(
-                ExplicitRoute(
-                    route,
-                    rc.match.path_prefix,
-                    rc.match.host.lower() if rc.match.host else None,
-                    tuple(rc.match.headers.items()),
-                    rc.prefix_rewrite,
-                )
-            )
+            explicit.append(ExplicitRoute.of(route, rc))
         return RouteTable(by_upstream, explicit)
 
     def _compose_grpc(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> GrpcRoutes:
@@ -262,15 +254,7 @@ class Sidecar:
             rname = rc.name or f"route-{i}"
             ctx = self._context(config, sections, rname, rc.upstream, rc, front=GRPC_FRONT)
             route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
-            explicit.append(
-                ExplicitRoute(
-                    route,
-                    rc.match.path_prefix,
-                    rc.match.host.lower() if rc.match.host else None,
-                    tuple(rc.match.headers.items()),
-                    rc.prefix_rewrite,
-                )
-            )
+            explicit.append(ExplicitRoute.of(route, rc))
         return GrpcRoutes(by_upstream, services, explicit)
 
     def _compose_inbound(

@@ -25,16 +25,27 @@ Not here: parsing the request target (:mod:`sidecar.http1`) or what a route does
 
 from __future__ import annotations
 
-__all__ = ["Route", "RouteTable", "normalize_path"]
+__all__ = [
+    "ExplicitRoute",
+    "Route",
+    "RouteTable",
+    "bare_host",
+    "match_explicit",
+    "normalize_path",
+]
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .chain import Handler
 from .errors import BadRequest, NoRoute
 from .exchange import Headers
 from .hosts import is_loopback_host
+
+if TYPE_CHECKING:
+    from .config.models import RouteConfig
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -96,11 +107,20 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class ExplicitRoute:
+    """A configured route: what it matches and how it rewrites the path."""
+
     route: Route
     path_prefix: str | None
     host: str | None
     headers: tuple[tuple[str, str], ...]
     prefix_rewrite: str | None
+
+    @classmethod
+    def of(cls, route: Route, rc: RouteConfig) -> ExplicitRoute:
+        """The route ``rc`` of the config file, ending in ``route``."""
+        m = rc.match
+        host = m.host.lower() if m.host else None
+        return cls(route, m.path_prefix, host, tuple(m.headers.items()), rc.prefix_rewrite)
 
 
 class RouteTable:
@@ -129,11 +149,11 @@ class RouteTable:
         ``authority_only`` (absolute-form targets): route by ``host`` alone, no path fallback.
         """
         if self.explicit:
-            hit = self._explicit(path, host, headers, authority_only)
+            hit = match_explicit(self.explicit, path, host, headers, authority_only)
             if hit is not None:
                 return hit
         if host:
-            route = self.by_host.get(_bare(host))
+            route = self.by_host.get(bare_host(host))
             if route is not None:
                 return route, path
         if authority_only:
@@ -149,35 +169,43 @@ class RouteTable:
             )
         return route, ("/" if end < 0 else path[end:])
 
-    def _explicit(
-        self, path: str, host: str | None, headers: Headers, authority_only: bool
-    ) -> tuple[Route, str] | None:
-        bare_host = _bare(host) if host else None
-        for r in self.explicit:
-            if authority_only and r.host is None:
-                continue
-            prefix = r.path_prefix
-            if (
-                prefix is not None
-                and prefix != "/"
-                and not (path == prefix or path.startswith(prefix + "/"))
-            ):
-                continue
-            if r.host is not None and r.host != bare_host:
-                continue
-            if r.headers and not all(headers.get(k) == v for k, v in r.headers):
-                continue
-            forwarded = path
-            if prefix is not None and r.prefix_rewrite is not None:
-                rest = path[len(prefix) :] if prefix != "/" else path
-                forwarded = (r.prefix_rewrite.rstrip("/") + rest) or "/"
-                if not forwarded.startswith("/"):
-                    forwarded = "/" + forwarded
-            return r.route, forwarded
-        return None
+
+def match_explicit(
+    explicit: Sequence[ExplicitRoute],
+    path: str,
+    host: str | None,
+    headers: Headers,
+    authority_only: bool = False,
+) -> tuple[Route, str] | None:
+    """The first explicit route matching a call (path prefix on segment boundaries, host
+    without port, exact header values) and the path to forward (``prefix_rewrite`` applied);
+    ``None`` when none matches. Shared by the HTTP and the gRPC route tables."""
+    bare = bare_host(host) if host else None
+    for r in explicit:
+        if authority_only and r.host is None:
+            continue
+        prefix = r.path_prefix
+        if (
+            prefix is not None
+            and prefix != "/"
+            and not (path == prefix or path.startswith(prefix + "/"))
+        ):
+            continue
+        if r.host is not None and r.host != bare:
+            continue
+        if r.headers and not all(headers.get(k) == v for k, v in r.headers):
+            continue
+        forwarded = path
+        if prefix is not None and r.prefix_rewrite is not None:
+            rest = path[len(prefix) :] if prefix != "/" else path
+            forwarded = (r.prefix_rewrite.rstrip("/") + rest) or "/"
+            if not forwarded.startswith("/"):
+                forwarded = "/" + forwarded
+        return r.route, forwarded
+    return None
 
 
-def _bare(host: str) -> str:
+def bare_host(host: str) -> str:
     """``Host`` without its port, lower-cased: ``Payments:8080`` → ``payments``."""
     if host[-1:].isdigit() and ":" in host:
         host = host.rpartition(":")[0]

@@ -11,7 +11,8 @@ A gRPC call names its method as ``/<package.Service>/<Method>``. Routing tries, 
 3. the fully qualified service name in ``upstreams.<name>.services``.
 
 Anything else is ``NoRoute`` (UNIMPLEMENTED with ``x-sidecar-error: no_route``). Built once per
-config and swapped whole on reload, like the HTTP :class:`~sidecar.routing.RouteTable`.
+config and swapped whole on reload, like the HTTP :class:`~sidecar.routing.RouteTable`, whose
+explicit-route matching (:func:`~sidecar.routing.match_explicit`) it shares.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..errors import NoRoute
 from ..exchange import Headers
-from ..routing import ExplicitRoute, Route
+from ..routing import ExplicitRoute, Route, bare_host, match_explicit
 
 
 def service_of(path: str) -> str | None:
@@ -45,13 +46,6 @@ def authority_of(context: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _bare(authority: str) -> str:
-    """``Payments:50051`` → ``payments``."""
-    if authority[-1:].isdigit() and ":" in authority:
-        authority = authority.rpartition(":")[0]
-    return authority.lower()
-
-
 class GrpcRoutes:
     """Immutable once built; a reload builds a new one and swaps it in."""
 
@@ -71,11 +65,11 @@ class GrpcRoutes:
     def resolve(self, path: str, authority: str | None, headers: Headers) -> tuple[Route, str]:
         """The route of a call to method ``path`` and the method path to call upstream."""
         if self.explicit:
-            hit = self._explicit(path, authority, headers)
+            hit = match_explicit(self.explicit, path, authority, headers)
             if hit is not None:
                 return hit
         if authority:
-            route = self.by_authority.get(_bare(authority))
+            route = self.by_authority.get(bare_host(authority))
             if route is not None:
                 return route, path
         service = service_of(path)
@@ -85,26 +79,3 @@ class GrpcRoutes:
         if route is None:
             raise NoRoute(f"no upstream serves gRPC service {service[:200]!r}")
         return route, path
-
-    def _explicit(
-        self, path: str, authority: str | None, headers: Headers
-    ) -> tuple[Route, str] | None:
-        bare = _bare(authority) if authority else None
-        for r in self.explicit:
-            prefix = r.path_prefix
-            if (
-                prefix is not None
-                and prefix != "/"
-                and not (path == prefix or path.startswith(prefix + "/"))
-            ):
-                continue
-            if r.host is not None and r.host != bare:
-                continue
-            if r.headers and not all(headers.get(k) == v for k, v in r.headers):
-                continue
-            forwarded = path
-            if prefix is not None and r.prefix_rewrite is not None:
-                rest = path[len(prefix) :] if prefix != "/" else path
-                forwarded = "/" + (r.prefix_rewrite.strip("/") + rest).lstrip("/")
-            return r.route, forwarded
-        return None
