@@ -3,14 +3,16 @@
 The ``auth`` filter (a provider's header or query parameter: an API key, a bearer or OAuth2
 token, Basic credentials, an HMAC signature) and the ``request_headers`` filter (a value given as
 a ``{env|file}`` reference) say so on the exchange, under :data:`INJECTED_SECRETS`, as they put
-the value on the call. Whoever shows a call to someone who must not see credentials reads it:
-the ``echo`` adapter, which shows the app what an upstream received, prints
+the value on the call, when the route's adapter shows requests
+(:attr:`~sidecar.api.AdapterTraits.shows_requests`). That adapter reads it: the ``echo`` adapter,
+which shows the app what an upstream received, prints
 ``"authorization": "<redacted: auth bearer>"`` instead of the token. Values written in the file
 (``x-sidecar-demo: injected-by-sidecar``) are not secrets and are not marked.
 
-Each filter builds its :class:`Injected` once, when its route is composed; a call costs one stash
-write (two when both filters inject). Not here: the values themselves (never stored here) and
-what the app sent itself (``pass_through`` forwards the app's own credential, unmarked).
+Each filter builds its :class:`Injected` once, when its route is composed; a call to such an
+adapter costs one stash write (two when both filters inject), any other call nothing. Not here:
+the values themselves (never stored here) and what the app sent itself (``pass_through``
+forwards the app's own credential, unmarked).
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ headers, the rewritten path. Not a load generator target: it buffers the request
 It answers the app, which must never see the credentials the sidecar holds for it: a header or
 query parameter that the ``auth`` filter (API key, bearer, Basic, OAuth2 token, HMAC signature)
 or a secret ``request_headers`` value put on the call is shown by name with its value replaced,
-``"authorization": "<redacted: auth bearer>"``. The filters say what they injected
-(:data:`~sidecar.injected.INJECTED_SECRETS`); nothing here guesses from header names, so a
-value written in the file (``x-sidecar-demo``) and what the app sent itself stay visible.
+``"authorization": "<redacted: auth bearer>"``. It declares that it shows requests
+(``AdapterTraits(shows_requests=True)``), so those filters say what they injected
+(:data:`~sidecar.injected.INJECTED_SECRETS`) on its routes; nothing here guesses from header
+names, so a value written in the file (``x-sidecar-demo``) and what the app sent itself stay
+visible.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote_plus
 
-from ..api import Adapter, AdapterRegistry, hookimpl
+from ..api import Adapter, AdapterRegistry, AdapterTraits, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..exchange import Exchange, Headers, Response, read_body
@@ -28,6 +30,9 @@ MAX_ECHO_BODY = 1024 * 1024
 
 
 class EchoAdapter(Adapter):
+    #: it shows the app the request: the filters mark what they injected, to be redacted here
+    traits = AdapterTraits(shows_requests=True)
+
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
         async def echo(ex: Exchange) -> Response:
             body = await read_body(ex, MAX_ECHO_BODY)

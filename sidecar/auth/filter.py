@@ -13,13 +13,19 @@ When the upstream answers 401 to a renewable credential (OAuth2), the provider r
 the call is sent once more, if its body is still in memory (replayable); otherwise, or when no
 different credential can be had, the app gets the upstream's 401.
 
-Over gRPC the refusal is UNAUTHENTICATED (a trailers-only answer) and the call is sent once more
-when its request messages could be kept (:class:`~sidecar.resilience.replay.MessageReplay`, up
-to ``retry.buffer``; the retry filter's buffer when there is one); a renewable provider then
-keeps each call's messages as they are sent.
+On a front whose body is a stream of whole messages (gRPC:
+:attr:`~sidecar.api.FrontTraits.whole_messages`) the refusal is UNAUTHENTICATED (a trailers-only
+answer) and the call is sent once more when its request messages could be kept
+(:class:`~sidecar.resilience.replay.MessageReplay`, up to ``retry.buffer``; the retry filter's
+buffer when there is one); a renewable provider then keeps each call's messages as they are
+sent.
 
 ``CredentialsUnavailable`` (no valid token and the IdP failing) ends the call with 503
 ``credentials_unavailable`` and counts ``sidecar_credentials_unavailable_total``.
+
+What it injected is marked on the call (:mod:`sidecar.injected`) only when the upstream's
+adapter shows the app what it received (:attr:`~sidecar.api.AdapterTraits.shows_requests`:
+``echo``), so that adapter shows the names but never the values; other routes pay nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from ..api import CredentialProvider, RouteContext
 from ..chain import Filter, Handler
 from ..errors import CredentialsUnavailable
 from ..exchange import Exchange, Response, discard
-from ..grpc.wire import GRPC_LISTENER, grpc_status
-from ..injected import mark_injected
+from ..grpc.wire import grpc_status
+from ..injected import Injected, mark_injected
 from ..resilience.replay import message_replay
 from .broker import RESOURCE, CredentialBroker
 
@@ -53,9 +59,13 @@ def factory(ctx: RouteContext) -> Filter | None:
     count: Callable[[], None] | None = None
     if type(provider).apply is not CredentialProvider.apply:  # only these can be unavailable
         count = ctx.metrics.credentials_unavailable.labels(ctx.upstream_name).inc
-    grpc_buffer = ctx.upstream.retry.buffer if ctx.listener == GRPC_LISTENER else None
+    grpc_buffer = ctx.upstream.retry.buffer if ctx.front.whole_messages else None
     return make_auth_filter(
-        provider, pass_through=auth.pass_through, on_unavailable=count, grpc_buffer=grpc_buffer
+        provider,
+        pass_through=auth.pass_through,
+        on_unavailable=count,
+        grpc_buffer=grpc_buffer,
+        mark=ctx.adapter.shows_requests,
     )
 
 
@@ -65,25 +75,26 @@ def make_auth_filter(
     pass_through: bool = False,
     on_unavailable: Callable[[], None] | None = None,
     grpc_buffer: int | None = None,
+    mark: bool = False,
 ) -> Filter:
     """The filter of one route; ``on_unavailable()`` is called for each 503 it causes.
-    ``grpc_buffer``: a route of the gRPC listener, whose messages are kept up to that many bytes
-    to be sent again after UNAUTHENTICATED."""
+    ``grpc_buffer``: a route whose body is a stream of gRPC messages, kept up to that many bytes
+    to be sent again after UNAUTHENTICATED. ``mark``: the adapter shows the app the request
+    (echo): each call is marked with what the provider put on it."""
     kind = type(provider)
     supplied = provider.supplied
     count = on_unavailable or _nothing
     renewable = kind.unauthorized is not CredentialProvider.unauthorized
-    # what the provider puts on a call, by name: marked on each call it credentials, so an
-    # adapter that shows the call (echo) shows these names but never their values
-    marks = provider.injected()
+    # what the provider puts on a call, by name, so an adapter that shows the call shows these
+    # names but never their values; None (nothing to mark, or no one to show it) costs nothing
+    marks = _marks(provider, mark)
 
     if kind.apply is CredentialProvider.apply and not renewable:
-        inject = provider.inject
+        inject = _marking(provider.inject, marks)
         if not pass_through:
 
             async def auth_static(exchange: Exchange, call_next: Handler) -> Response:
                 inject(exchange)
-                mark_injected(exchange, marks)
                 return await call_next(exchange)
 
             return auth_static
@@ -91,14 +102,13 @@ def make_auth_filter(
         async def auth_static_pass(exchange: Exchange, call_next: Handler) -> Response:
             if not supplied(exchange):
                 inject(exchange)
-                mark_injected(exchange, marks)
             return await call_next(exchange)
 
         return auth_static_pass
 
     apply = provider.apply
     if renewable and grpc_buffer is not None:
-        return _renewing_grpc(provider, pass_through, count, grpc_buffer)
+        return _renewing_grpc(provider, pass_through, count, grpc_buffer, marks)
 
     async def auth(exchange: Exchange, call_next: Handler) -> Response:
         if pass_through and supplied(exchange):
@@ -108,7 +118,8 @@ def make_auth_filter(
         except CredentialsUnavailable:
             count()
             raise
-        mark_injected(exchange, marks)
+        if marks is not None:
+            mark_injected(exchange, marks)
         response = await call_next(exchange)
         if response.status != 401 or not renewable or not isinstance(exchange.body, bytes):
             return response
@@ -126,11 +137,14 @@ def make_auth_filter(
 
 
 def _renewing_grpc(
-    provider: CredentialProvider, pass_through: bool, count: Callable[[], None], limit: int
+    provider: CredentialProvider,
+    pass_through: bool,
+    count: Callable[[], None],
+    limit: int,
+    marks: Injected | None,
 ) -> Filter:
     """The renewing filter of a gRPC route: UNAUTHENTICATED is gRPC's 401."""
     apply, supplied = provider.apply, provider.supplied
-    marks = provider.injected()
 
     async def auth_grpc(exchange: Exchange, call_next: Handler) -> Response:
         if pass_through and supplied(exchange):
@@ -140,7 +154,8 @@ def _renewing_grpc(
         except CredentialsUnavailable:
             count()
             raise
-        mark_injected(exchange, marks)
+        if marks is not None:
+            mark_injected(exchange, marks)
         replay = message_replay(exchange, limit)
         response = await call_next(exchange)
         if grpc_status(response) != _UNAUTHENTICATED or (
@@ -168,3 +183,25 @@ _UNAUTHENTICATED = 16
 
 def _nothing() -> None:
     return None
+
+
+def _marks(provider: CredentialProvider, mark: bool) -> Injected | None:
+    """What to mark on each call, or ``None`` when nothing is (no one shows it, or nothing)."""
+    if not mark:
+        return None
+    marks = provider.injected()
+    return marks if marks else None
+
+
+def _marking(
+    inject: Callable[[Exchange], None], marks: Injected | None
+) -> Callable[[Exchange], None]:
+    """``inject``, marking each call it credentials when there is something to mark."""
+    if marks is None:
+        return inject  # the provider's own method: no extra call per request
+
+    def inject_marked(exchange: Exchange) -> None:
+        inject(exchange)
+        mark_injected(exchange, marks)
+
+    return inject_marked

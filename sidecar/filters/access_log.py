@@ -2,8 +2,9 @@
 
 Fields, in this order: ``listener`` (``http``, ``grpc``, ``inbound``), ``method``, ``path`` (as
 forwarded, route prefix stripped; never the query, which may carry credentials), ``upstream``,
-``route``, ``status`` (what the app got; on the gRPC listener the HTTP status, 200 for every
-answered call, and ``grpc_status`` the gRPC status code), ``duration_ms`` (to the last body byte
+``route``, ``status`` (what the app got; on a front that answers in gRPC terms, as the gRPC
+port does, the HTTP status, 200 for every answered call, and ``grpc_status`` the gRPC status
+code), ``duration_ms`` (to the last body byte
 written), ``bytes_received`` (request body bytes from the app: the body's length when it was in
 memory, else its ``Content-Length``; absent for a streamed body of unknown length, as gRPC's
 are), ``bytes_sent`` (response body bytes written to the app), ``client``, then when they apply:
@@ -43,11 +44,11 @@ from time import perf_counter, time
 from typing import Any
 
 from ..answers import error_body
-from ..api import RouteContext
+from ..api import FrontTraits, RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
-from ..grpc.wire import GRPC_LISTENER, grpc_status
+from ..grpc.wire import grpc_status
 from ..telemetry import access_writer
 from ..telemetry.decisions import DECISION
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
@@ -200,7 +201,7 @@ def _record_writer(listener: str, upstream: str, route: str) -> Writer:
 
 
 def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool = False) -> None:
-    """Write the line once the listener has sent (or abandoned) the body: bytes and true end.
+    """Write the line once the front has sent (or abandoned) the body: bytes and true end.
 
     With ``failures``, only a body cut short gets its line (a call sampled out, or INFO off).
     """
@@ -214,7 +215,7 @@ def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool
 
 
 def _when_grpc_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool) -> None:
-    """The gRPC listener's line, once the trailers are out: the status is only known then.
+    """A gRPC front's line, once the trailers are out: the status is only known then.
 
     With ``failures``, only a call cut short or ending in one of :data:`GRPC_FAILURES` gets it.
     """
@@ -273,7 +274,7 @@ def _make_filter(write: Writer, ratio: float) -> Filter:
 
 
 def _make_grpc_filter(write: Writer, ratio: float) -> Filter:
-    """The gRPC listener's: the line comes once the trailers are out (``grpc_status``); a
+    """A gRPC front's: the line comes once the trailers are out (``grpc_status``); a
     sidecar decision says its gRPC code (``status`` 200: rescue answers it in gRPC terms)."""
     rand = random.random
     every = ratio >= 1.0
@@ -298,14 +299,14 @@ def _make_grpc_filter(write: Writer, ratio: float) -> Filter:
     return access_log
 
 
-def unrouted(exchange: Exchange, error: SidecarError, sent: int = 0) -> None:
-    """The line of a call no route took (404 ``no_route``): the listener answered it itself.
+def unrouted(front: FrontTraits, exchange: Exchange, error: SidecarError, sent: int = 0) -> None:
+    """The line of a call no route of ``front`` took (``no_route``): the front answered it.
 
-    ``sent``: the body bytes written (the HTTP listener's error text; gRPC answers carry none).
+    ``sent``: the body bytes written (the HTTP front's error text; gRPC answers carry none).
     """
     # an error path: the writer is looked up per call, so it follows configure_logging
-    write = _writer(exchange.listener, "", "")
-    if exchange.listener == GRPC_LISTENER:  # answered in gRPC terms: HTTP 200, the code trails
+    write = _writer(front.name, "", "")
+    if front.grpc:  # answered in gRPC terms: HTTP 200, the code trails
         write(exchange, 200, 0, error.code, True, error.grpc_code)
     else:
         write(exchange, error.status, sent, error.code, True, None)
@@ -320,6 +321,6 @@ def factory(ctx: RouteContext) -> Filter | None:
     # errors, decisions, failures and cut calls
     info = cfg.level == "info" and log.isEnabledFor(logging.INFO)
     ratio = cfg.sample_ratio if info else 0.0
-    if ctx.listener == GRPC_LISTENER:
+    if ctx.front.grpc:
         return _make_grpc_filter(write, ratio)
     return _make_filter(write, ratio)

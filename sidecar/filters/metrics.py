@@ -6,10 +6,11 @@ whose app went away as 499), ``sidecar_request_duration_seconds``, and
 ``sidecar_requests_in_flight`` up for the call's duration; a sidecar decision also bumps
 ``sidecar_errors_total{listener,upstream,reason}``.
 
-On the gRPC listener ``code`` is the gRPC status code the app got, in decimal (``"0"``,
-``"14"``; a call the app cancelled ``"1"``), counted when the call ends, since a streamed
-answer's status comes last: the filter adds an ``on_complete`` callback, which the listener runs.
-The HTTP path does not pay for it (the variant is chosen when the chain is composed).
+On a front that answers in gRPC terms (:attr:`~sidecar.api.FrontTraits.grpc`: the gRPC port)
+``code`` is the gRPC status code the app got, in decimal (``"0"``, ``"14"``; a call the app
+cancelled ``"1"``), counted when the call ends, since a streamed answer's status comes last: the
+filter adds an ``on_complete`` callback, which the front runs. The HTTP path does not pay for it
+(the variant is chosen when the chain is composed).
 
 Children are resolved when the chain is composed (:class:`~sidecar.telemetry.metrics.RouteMetrics`),
 so a successful call costs a clock read, a gauge up/down, one histogram observe and one counter
@@ -29,7 +30,7 @@ from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
-from ..grpc.wire import GRPC_LISTENER, grpc_status
+from ..grpc.wire import grpc_status
 
 #: Status counted for a call whose app connection went away first (nginx's 499).
 CLIENT_CLOSED = 499
@@ -40,7 +41,7 @@ GRPC_CANCELLED, GRPC_INTERNAL = 1, 13
 def _error_recorder(ctx: RouteContext) -> Callable[[Exchange, str, int, str], None]:
     """``error(exchange, reason, status, detail)``: count a sidecar decision in
     ``sidecar_errors_total`` and keep it for the dashboard's "recent errors" (a bounded deque).
-    ``status`` is what the app got: the HTTP status, or the gRPC code on the gRPC listener."""
+    ``status`` is what the app got: the HTTP status, or the gRPC code on a gRPC front."""
     errors = ctx.metrics.errors
     recent = ctx.metrics.recent_errors.append
     listener, upstream, route = ctx.listener, ctx.upstream_name, ctx.route
@@ -70,7 +71,7 @@ def _error_recorder(ctx: RouteContext) -> Callable[[Exchange, str, int, str], No
 
 
 def factory(ctx: RouteContext) -> Filter:
-    if ctx.listener == GRPC_LISTENER:
+    if ctx.front.grpc:
         return _grpc_factory(ctx)
     rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
     observe = rm.duration.observe
@@ -103,8 +104,8 @@ def factory(ctx: RouteContext) -> Filter:
 
 
 def _grpc_factory(ctx: RouteContext) -> Filter:
-    """The gRPC listener's: ``code`` is the gRPC status code the app got (``"0"``, ``"14"``),
-    counted when the call ends (its trailers are known only then: the listener runs
+    """A gRPC front's: ``code`` is the gRPC status code the app got (``"0"``, ``"14"``),
+    counted when the call ends (its trailers are known only then: the front runs
     ``on_complete``); the duration is still to the response head."""
     rm = ctx.metrics.route(ctx.listener, ctx.upstream_name, ctx.route)
     observe = rm.duration.observe

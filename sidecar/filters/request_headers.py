@@ -4,9 +4,11 @@ Values replace whatever the app sent under the same name. Secret references are 
 chain is composed (start-up, reload), so a missing secret fails then, with its key path
 (``upstreams.<name>.request_headers.<header>``), and never per call. A value that could split the
 request head (CR, LF, NUL, or a character outside latin-1) is refused the same way. No message
-here ever contains a value: only the reference (``{env: NAME}``) and the key path. Headers whose
-value came from a secret are marked on each call (:mod:`sidecar.injected`), so the ``echo``
-adapter shows them redacted.
+here ever contains a value: only the reference (``{env: NAME}``) and the key path. When the
+upstream's adapter shows the app what it received
+(:attr:`~sidecar.api.AdapterTraits.shows_requests`: ``echo``), headers whose value came from a
+secret are marked on each call (:mod:`sidecar.injected`), so it shows them redacted; other
+routes pay nothing for it.
 """
 
 from __future__ import annotations
@@ -61,14 +63,17 @@ def factory(ctx: RouteContext) -> Filter | None:
     pairs = [(name, _value(name, value)) for name, value in configured.items()]
     names = frozenset(name for name, _ in pairs)
     # values that came from a secret, by name: an adapter that shows the call (echo) shows the
-    # header but not its value; values written in the file are shown as they are
-    secret = Injected(
-        {
-            name: "request_headers secret"
-            for name, value in configured.items()
-            if isinstance(value, SecretRef)
-        }
-    )
+    # header but not its value; values written in the file are shown as they are. Other
+    # adapters never show a call, so nothing is marked for them
+    secret = Injected()
+    if ctx.adapter.shows_requests:
+        secret = Injected(
+            {
+                name: "request_headers secret"
+                for name, value in configured.items()
+                if isinstance(value, SecretRef)
+            }
+        )
 
     async def request_headers(exchange: Exchange, call_next: Handler) -> Response:
         items = exchange.headers.items()

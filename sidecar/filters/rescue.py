@@ -5,9 +5,9 @@ one-line body; anything else is offered to the ``sidecar_rescue`` hook, then bec
 ``internal`` and is logged with the route, so a buggy filter never kills the process or the
 connection. Cancellation (the app went away) is not an error and passes through.
 
-On the gRPC listener the same decisions become gRPC answers (the error's gRPC code, and
-``x-sidecar-error`` in the trailing metadata: :func:`sidecar.grpc.wire.error_response`), chosen
-once per chain.
+How an error is answered is the front's (:attr:`~sidecar.api.FrontTraits.error_response`, read
+once per chain): the HTTP fronts answer with the status; the gRPC front with the error's gRPC
+code and ``x-sidecar-error`` in the trailing metadata (:func:`sidecar.grpc.wire.error_response`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from ..api import RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
-from ..grpc import wire
 
 log = logging.getLogger("sidecar.rescue")
 
@@ -65,5 +64,4 @@ def make_rescue(
 
 
 def factory(ctx: RouteContext) -> Filter:
-    answer = wire.error_response if ctx.listener == wire.GRPC_LISTENER else error_response
-    return make_rescue(ctx.rescue_hook, ctx.route, ctx.blame, answer)
+    return make_rescue(ctx.rescue_hook, ctx.route, ctx.blame, ctx.front.error_response)

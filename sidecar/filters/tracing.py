@@ -21,9 +21,10 @@ that.
 Attributes (built at compose time, but for the method and the path): ``sidecar.route``,
 ``sidecar.upstream``, ``sidecar.listener``; HTTP: ``http.request.method``, ``url.path`` (the
 path as forwarded: route prefix stripped, upstream base path added on CLIENT spans, never the
-query); gRPC: ``rpc.system``, ``rpc.service``, ``rpc.method``; CLIENT spans add
-``server.address``, ``server.port`` and ``sidecar.attempt``. How a call's end is written:
-:mod:`sidecar.telemetry.span_outcome`.
+query); gRPC (a front that answers in gRPC terms, or on CLIENT spans an adapter that does:
+their traits, :mod:`sidecar.api.traits`): ``rpc.system``, ``rpc.service``, ``rpc.method``;
+CLIENT spans add ``server.address``, ``server.port`` and ``sidecar.attempt``. How a call's end
+is written: :mod:`sidecar.telemetry.span_outcome`.
 
 No contextvar is attached or read per call: the parent context is passed explicitly. With
 tracing off (no ``sidecar.resources["tracing"]``) both factories return ``None``. A filter that
@@ -42,11 +43,10 @@ from urllib.parse import urlsplit
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
-from ..api import RouteContext
+from ..api import GRPC_STATUSES, RouteContext
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, StashKey
-from ..grpc.wire import GRPC_LISTENER
 from ..telemetry.head_sampling import HeadSampler, new_span_id, new_trace_id
 from ..telemetry.span_outcome import Attributes, answered, cut, decided, failed
 from ..telemetry.trace_context import (
@@ -147,7 +147,7 @@ def server_factory(ctx: RouteContext) -> Filter | None:
     if live is None:
         return None
     head = live.head
-    grpc = ctx.listener == GRPC_LISTENER
+    grpc = ctx.front.grpc  # the app's call is a gRPC call: rpc.* attributes, its gRPC code
     route = ctx.route
     static: Attributes = {
         "sidecar.route": route,
@@ -195,7 +195,8 @@ def upstream_factory(ctx: RouteContext) -> Filter | None:
     if live is None:
         return None
     head = live.head
-    grpc = ctx.listener == GRPC_LISTENER or ctx.upstream.adapter == "grpc"
+    # a gRPC attempt when the app's call is one or the upstream answers in gRPC terms
+    grpc = ctx.front.grpc or ctx.adapter.statuses == GRPC_STATUSES
     static: Attributes = {
         "sidecar.route": ctx.route,
         "sidecar.upstream": ctx.upstream_name,

@@ -33,7 +33,7 @@ from typing import Any
 
 import grpc
 
-from ..api import Adapter, AdapterRegistry, AdapterServices, hookimpl
+from ..api import GRPC_STATUSES, Adapter, AdapterRegistry, AdapterServices, AdapterTraits, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import (
@@ -70,6 +70,8 @@ class _Held:
 
 class GrpcAdapter(Adapter):
     options_model = GrpcUpstreamOptions
+    #: the upstream answers in gRPC terms: a status in trailers (CLIENT spans read it there)
+    traits = AdapterTraits(statuses=GRPC_STATUSES)
 
     def __init__(self, services: AdapterServices) -> None:
         super().__init__(services)

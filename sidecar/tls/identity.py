@@ -1,8 +1,10 @@
 """``identity_header``: tells the app who called, in a header only the sidecar can set.
 
-On inbound routes, every value of ``inbound.identity_header`` (``x-forwarded-client-cert`` by
-default) that came with the call is removed (a peer could claim any identity in it), then one
-value is set in the format Envoy and Istio use (XFCC)::
+On the routes of a front whose callers are authenticated peers
+(:attr:`~sidecar.api.FrontTraits.peer_identity`: the inbound mTLS port), every value of
+``inbound.identity_header`` (``x-forwarded-client-cert`` by default) that came with the call is
+removed (a peer could claim any identity in it), then one value is set in the format Envoy and
+Istio use (XFCC)::
 
     x-forwarded-client-cert: By=spiffe://cluster.local/ns/pay/sa/payments;URI=spiffe://cluster.local/ns/shop/sa/web
 
@@ -13,7 +15,8 @@ no header at all rather than an empty identity.
 
 Order 890: inside every other filter that may touch headers (plugin filters, retries, ``auth``),
 so none of them can replace or add to what the listener verified; ``request_headers`` (900) comes
-after it, and inbound routes have none. Egress routes get no filter (the factory returns ``None``).
+after it, and inbound routes have none. Routes of other fronts (egress) get no filter (the
+factory returns ``None``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ RESOURCE = "tls.inbound"
 
 
 def factory(ctx: RouteContext) -> Filter | None:
-    if ctx.listener != "inbound" or ctx.config.inbound is None:
+    if not ctx.front.peer_identity or ctx.config.inbound is None:
         return None
     material = ctx.resources.get(RESOURCE)
 

@@ -1,17 +1,20 @@
-"""``peer_allow``: on the inbound listener, only the peers on the route's allow-list get through.
+"""``peer_allow``: on the inbound front, only the peers on the route's allow-list get through.
 
-The listener verified the peer's certificate during the handshake and put its SPIFFE ID in
-``exchange.peer_identity``; this filter compares it with the route's ``allow`` (or
-``inbound.allow`` for the default route), exact IDs and ``*``-suffix patterns, and answers any
-other peer (a peer whose certificate carries no SPIFFE ID included) with 403
-``x-sidecar-error: peer_not_allowed``. Each refusal is counted (``sidecar_errors_total``) and
-written to the access log; the sidecar's own log gets a warning naming the peer, the route and
-the client address, at most once a minute per peer and route (with the number of refusals since
-the last line), so a peer retrying in a loop cannot flood the log.
+It applies to the routes of a front whose callers are authenticated peers
+(:attr:`~sidecar.api.FrontTraits.peer_identity`: the inbound mTLS port). That front verified the
+peer's certificate during the handshake and put its SPIFFE ID in ``exchange.peer_identity``;
+this filter compares it with the route's ``allow`` (or ``inbound.allow`` for the default
+route), exact IDs and ``*``-suffix patterns, and answers any other peer (a peer whose
+certificate carries no SPIFFE ID included) with 403 ``x-sidecar-error: peer_not_allowed``.
+Each refusal is counted (``sidecar_errors_total``) and written to the access log; the sidecar's
+own log gets a warning naming the peer, the route and the client address, at most once a minute
+per peer and route (with the number of refusals since the last line), so a peer retrying in a
+loop cannot flood the log.
 
 Order 310: right inside ``metrics`` (so the refusal is counted and logged), before everything that
 costs or decides (``verify_hmac``, rate limits, the concurrency limit), so a peer that may not
-call takes no token and no slot. Egress routes get no filter at all (the factory returns ``None``).
+call takes no token and no slot. Routes of other fronts (egress) get no filter at all (the
+factory returns ``None``).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ class RefusalLog:
         route: str,
         every: float = LOG_EVERY,
         clock: Callable[[], float] = time.monotonic,
+        listener: str = "inbound",
     ) -> None:
         self.route = route
+        self.listener = listener
         self.every = every
         self.clock = clock
         #: peer → (time of its last line, refusals not logged since)
@@ -65,7 +70,7 @@ class RefusalLog:
             "peer not allowed",
             extra={
                 "fields": {
-                    "listener": "inbound",
+                    "listener": self.listener,
                     "route": self.route,
                     "peer": peer,
                     "client": client,
@@ -79,11 +84,12 @@ class RefusalLog:
 
 
 def factory(ctx: RouteContext) -> Filter | None:
-    if ctx.listener != "inbound":
+    if not ctx.front.peer_identity:
         return None
     # a route the inbound section does not know allows nobody (fail closed)
     allow = allow_list(ctx.config, ctx.route) or ()
-    return make_peer_allow(AllowList(allow), RefusalLog(ctx.route), ctx.route)
+    refusals = RefusalLog(ctx.route, listener=ctx.listener)
+    return make_peer_allow(AllowList(allow), refusals, ctx.route)
 
 
 def make_peer_allow(allowed: AllowList, refusals: RefusalLog, route: str) -> Filter:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.api import RouteContext
+from sidecar.api import FrontTraits, RouteContext
 from sidecar.errors import PeerNotAllowed
 from sidecar.exchange import Exchange
 from sidecar.testing import make_exchange, make_route_context, on_front, responder
@@ -68,6 +68,21 @@ def test_egress_routes_get_neither_filter() -> None:
     """The app's own calls out pay nothing for the inbound filters."""
     ctx = make_route_context(config=INBOUND)
     assert peer.factory(ctx) is None and identity.factory(ctx) is None
+
+
+async def test_a_front_of_authenticated_peers_gets_both_filters_whatever_its_name(
+    records: Records,
+) -> None:
+    """The peer filters follow the front's traits: a front whose callers are verified peers is
+    guarded, and its refusals are logged under its own name."""
+    mesh = FrontTraits("mesh", peer_identity=True)
+    ctx = on_front(make_route_context(config=INBOUND), mesh, route="admin")
+    guard = peer.factory(ctx)
+    assert guard is not None and identity.factory(ctx) is not None
+    with pytest.raises(PeerNotAllowed):
+        await guard(call(WEB), responder())
+    (line,) = [r.fields for r in records.records]  # type: ignore[attr-defined]
+    assert line["listener"] == "mesh" and line["route"] == "admin"
 
 
 async def test_each_inbound_route_lets_through_the_peers_of_its_own_allow_list() -> None:

@@ -18,7 +18,7 @@ from sidecar.exchange import Exchange
 from sidecar.filters.request_headers import factory as headers_factory
 from sidecar.injected import INJECTED_SECRETS, Injected, mark_injected
 from sidecar.telemetry.metrics import Metrics
-from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context
+from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
 TYPES = {r.name: r.item for r in isolated_plugin_host().registries.credentials.registrations()}
 SECRET = "s3cr3t-Ech0-77aa"  # distinctive: grep-able in any output
@@ -32,7 +32,8 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 async def echoed(upstream: dict[str, Any], exchange: Exchange | None = None) -> dict[str, Any]:
     """What the app gets from the echo adapter through the upstream's auth/request_headers."""
     ctx = make_route_context({"adapter": "echo", **upstream})
-    ctx = dataclasses.replace(ctx, resources={RESOURCE: CredentialBroker(TYPES, ctx.metrics)})
+    broker = CredentialBroker(TYPES, ctx.metrics)
+    ctx = dataclasses.replace(ctx, adapter=EchoAdapter.traits, resources={RESOURCE: broker})
     filters = [f for f in (auth_factory(ctx), headers_factory(ctx)) if f is not None]
     services = AdapterServices(Metrics(), logging.getLogger("test"))
     terminal = EchoAdapter(services).handler("test", ctx.upstream)
@@ -102,6 +103,24 @@ async def test_without_injected_secrets_the_echo_shows_every_header() -> None:
     """No auth, no secret: the echo is unchanged, every header as the upstream would get it."""
     doc = await echoed({}, make_exchange(headers={"authorization": "Bearer app", "x": "1"}))
     assert doc["headers"]["authorization"] == "Bearer app" and doc["headers"]["x"] == "1"
+
+
+async def test_calls_to_an_adapter_that_shows_no_request_carry_no_mark() -> None:
+    """Only the echo shows what it got: other upstreams' calls get the credential, unmarked."""
+    upstream = {
+        "url": "http://127.0.0.1:9",
+        "auth": {"type": "bearer", "token": {"env": "ECHO_SECRET"}},
+        "request_headers": {"x-token": {"env": "ECHO_SECRET"}},
+    }
+    ctx = make_route_context(upstream)
+    ctx = dataclasses.replace(ctx, resources={RESOURCE: CredentialBroker(TYPES, ctx.metrics)})
+    filters = [f for f in (auth_factory(ctx), headers_factory(ctx)) if f is not None]
+    seen: list[Exchange] = []
+    await compose(filters, responder(seen=seen))(make_exchange())
+    (sent,) = seen
+    assert sent.headers.get("authorization") == f"Bearer {SECRET}"
+    assert sent.headers.get("x-token") == SECRET
+    assert sent.peek(INJECTED_SECRETS) is None
 
 
 def test_marks_of_two_filters_are_merged_on_one_call() -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import GRPC_STATUSES, FrontTraits
 from sidecar.chain import Filter
-from sidecar.errors import RateLimited, UpstreamConnectError, UpstreamTimeout
+from sidecar.errors import NoRoute, RateLimited, UpstreamConnectError, UpstreamTimeout
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import access_log
 from sidecar.filters.retry import ATTEMPTS
@@ -354,3 +355,22 @@ async def test_grpc_sampling_still_logs_every_failed_call(
 
 async def _ready(resp: Response) -> Response:
     return resp
+
+
+def test_an_unrouted_call_is_logged_in_its_fronts_terms(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """An unrouted call's line names its front and says what the app got: an HTTP 404, or (a
+    front answering in gRPC terms, whatever its name) HTTP 200 with UNIMPLEMENTED."""
+    error = NoRoute("no route for this path")
+    access_log.unrouted(FrontTraits("http"), make_exchange("GET", "/nowhere"), error, 27)
+    events = FrontTraits("events", statuses=GRPC_STATUSES)
+    access_log.unrouted(events, make_exchange("POST", "/nowhere.v1.Nope/Call"), error)
+    got = [
+        (x["listener"], x["level"], x["status"], x.get("grpc_status"), x["bytes_sent"], x["error"])
+        for x in lines.lines
+    ]
+    assert got == [
+        ("http", "warning", 404, None, 27, "no_route"),
+        ("events", "warning", 200, 12, 0, "no_route"),
+    ]

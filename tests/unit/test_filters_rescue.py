@@ -8,10 +8,11 @@ import logging
 import pytest
 
 from sidecar import answers
+from sidecar.api import FrontTraits
 from sidecar.errors import BadRequest, Overloaded, SidecarError, UpstreamTimeout
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import rescue
-from sidecar.testing import make_exchange, make_route_context, responder
+from sidecar.testing import make_exchange, make_route_context, on_front, responder
 
 
 def raising(error: BaseException):  # type: ignore[no-untyped-def]
@@ -116,3 +117,17 @@ async def test_every_error_code_is_a_stable_header_value() -> None:
             code = resp.headers.get("x-sidecar-error")
             assert code and code.replace("_", "").isalpha() and code.islower(), name
             assert resp.status == cls.status
+
+
+async def test_each_front_answers_a_sidecar_decision_its_own_way() -> None:
+    """A front's own error answer (a plugin front's, the gRPC port's) is what its calls get."""
+
+    def answer(error: SidecarError) -> Response:
+        return Response(299, Headers([("x-front", "events"), ("x-code", error.code)]))
+
+    events = FrontTraits("events", error_response=answer)
+    f = rescue.factory(on_front(make_route_context(), events))
+    resp = await f(make_exchange(), raising(UpstreamTimeout("no response within 5s")))
+    assert (resp.status, resp.headers.get("x-code")) == (299, "upstream_timeout")
+    resp = await f(make_exchange(), raising(RuntimeError("a bug")))
+    assert (resp.status, resp.headers.get("x-code")) == (299, "internal")

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from sidecar.api import RouteContext
+from sidecar.api import GRPC_STATUSES, AdapterTraits, RouteContext
 from sidecar.chain import Filter, Handler, compose
 from sidecar.config.models import TracingConfig
 from sidecar.errors import CircuitOpen, RateLimited, UpstreamTimeout
@@ -409,3 +409,21 @@ async def test_without_the_tracing_filter_the_client_span_filter_decides_alone(
     assert len(spans(live)) == 1
     assert up.sent[1].get("traceparent", "").startswith(f"00-{TRACE}-")
     assert up.sent[1].get("traceparent", "").endswith("-00")
+
+
+async def test_a_client_span_reads_the_grpc_status_of_an_adapter_answering_in_grpc_terms(
+    live: Tracing,
+) -> None:
+    """An HTTP call to an upstream whose adapter answers in gRPC terms: the CLIENT span is an
+    RPC span with the trailers' status, the SERVER span stays an HTTP one."""
+    ctx = context(live, adapter=AdapterTraits(statuses=GRPC_STATUSES))
+    answer = Response(200)
+    answer.trailers = Headers([("grpc-status", "14")])  # UNAVAILABLE
+    complete(await chain(ctx, Upstream(answer))(make_exchange("POST", "/inventory.v1.Inv/Get")))
+    server, client = of_kind(live, SpanKind.SERVER)[0], of_kind(live, SpanKind.CLIENT)[0]
+    assert server.attributes is not None and client.attributes is not None
+    assert server.attributes["http.response.status_code"] == 200
+    assert "rpc.system" not in server.attributes
+    assert client.attributes["rpc.system"] == "grpc"
+    assert client.attributes["rpc.grpc.status_code"] == 14
+    assert client.attributes["error.type"] == "UNAVAILABLE"
