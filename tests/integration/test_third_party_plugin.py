@@ -1,10 +1,13 @@
 """A third-party plugin, built and installed with pip, found through its entry point.
 
-The distributions in ``tests/fixtures/`` are built by pip with the venv's setuptools (offline:
-``--no-index --no-build-isolation``) and installed with ``--target`` into a directory of their
-own, which only the ``sidecar`` processes started here see (``PYTHONPATH``). The venv itself is
-never modified, so nothing can leak into other tests, into a suite running beside this one, or
-past a test run that was killed before its teardown.
+The distributions (``plugins/hello``, and ``tests/fixtures/sidecar-broken-plugin``) are built by
+pip with the venv's setuptools (offline: ``--no-index --no-build-isolation``) from a copy of their
+source and installed with ``--target`` into a directory of their own, which only the ``sidecar``
+processes started here see (``PYTHONPATH``). The venv is never modified here, so nothing can leak
+into other tests, into a suite running beside this one, or past a test run that was killed before
+its teardown. (``scripts/setup --test`` also installs ``plugins/hello`` in the venv, editable, for
+its own tests; a copy on ``PYTHONPATH`` is found first, and the same distribution found twice is
+loaded once.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from sidecar import Exchange, Handler, Response, RouteContext, hookimpl
 from sidecar.errors import PluginError
 from sidecar.testing import FakeUpstream, SidecarProcess, running_sidecar, wait_until
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "plugins" / "hello"
+BROKEN = ROOT / "tests" / "fixtures" / "sidecar-broken-plugin"
 SIDECAR = str(Path(sys.executable).with_name("sidecar"))
 EPHEMERAL = {
     "admin": {"address": "127.0.0.1:0"},
@@ -38,11 +43,13 @@ EPHEMERAL = {
 }
 
 
-def pip_install(distribution: str, workdir: Path) -> dict[str, str]:
-    """Build and install ``tests/fixtures/<distribution>``; the environment that sees it."""
-    # pip builds in the source tree (build/, *.egg-info): build a copy, keep the repo clean
+def pip_install(distribution: Path, workdir: Path) -> dict[str, str]:
+    """Build and install the distribution at ``distribution``; the environment that sees it."""
+    # pip builds in the source tree (build/, *.egg-info): build a copy, keep the repo clean; an
+    # editable install's metadata in the source tree must not reach the copy
     source = workdir / "src"
-    shutil.copytree(FIXTURES / distribution, source)
+    leftovers = shutil.ignore_patterns("*.egg-info", "build", "__pycache__", ".pytest_cache")
+    shutil.copytree(distribution, source, ignore=leftovers)
     site = workdir / "site"
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
     cmd += ["--no-build-isolation", "--target", str(site), str(source)]
@@ -55,10 +62,10 @@ def pip_install(distribution: str, workdir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def hello_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """sidecar-hello-plugin installed, for this module's processes only; removed at the end."""
+    """plugins/hello installed, for this module's processes only; removed at the end."""
     workdir = tmp_path_factory.mktemp("hello-plugin")
     try:
-        yield pip_install("sidecar-hello-plugin", workdir)
+        yield pip_install(HELLO, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -68,7 +75,7 @@ def broken_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     """sidecar-broken-plugin installed (it raises where SIDECAR_BROKEN_AT says)."""
     workdir = tmp_path_factory.mktemp("broken-plugin")
     try:
-        yield pip_install("sidecar-broken-plugin", workdir)
+        yield pip_install(BROKEN, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -127,12 +134,16 @@ def test_sidecar_plugins_lists_the_installed_plugin(hello_env: dict[str, str]) -
 
 
 def test_installing_for_this_module_leaves_the_test_environment_untouched(
-    hello_env: dict[str, str],
+    broken_env: dict[str, str],
 ) -> None:
-    """Other tests never see the plugin: it is visible only where its path is given."""
+    """Other tests never see a plugin installed here: it is visible only where its path is given."""
+    # the broken plugin, not hello: scripts/setup --test installs plugins/hello in the venv itself
+    listed = cli("plugins", env={**broken_env, "SIDECAR_BROKEN_AT": "request"})
+    assert listed.returncode == 0, listed.stderr
+    assert "broken  (sidecar-broken-plugin 0.1.0)" in listed.stdout
     done = cli("plugins", env={})
     assert done.returncode == 0, done.stderr
-    assert "hello" not in done.stdout
+    assert "broken" not in done.stdout
 
 
 async def test_calls_are_routed_through_the_plugin_filter(hello_env: dict[str, str]) -> None:
