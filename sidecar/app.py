@@ -22,16 +22,17 @@ from .admin import AdminServer
 from .api import (
     Adapter,
     AdapterServices,
+    Front,
+    FrontContext,
     FrontTraits,
+    PluginInfo,
     Registries,
     ReloadResult,
-    RouteContext,
     SharedState,
 )
 from .api.runtime import State
-from .api.shared import SharedStateBuilder
 from .app_quiet import wait_for_quiet_app
-from .chain import Filter, Handler, compose
+from .composition import Composition
 from .config import (
     DEFAULT_CONFIG_NAME,
     SidecarConfig,
@@ -40,28 +41,21 @@ from .config import (
     validate_plugin_sections,
 )
 from .config.changes import removes_every_upstream, split_changes
-from .config.models import RouteConfig, UpstreamConfig
+from .config.models import UpstreamConfig
 from .config.types import split_address
-from .errors import ConfigError, ConfigProblem, NoRoute, PluginError, SidecarError
-from .exchange import Exchange, Response
+from .errors import ConfigError, PluginError, SidecarError
+from .exchange import Exchange
 from .filters import access_log
-from .grpc.adapter import GRPC_ADAPTER
-from .grpc.channels import ChannelConfigError
-from .grpc.dispatch import GRPC_FRONT
+from .grpc.front import GrpcFront
 from .grpc.h2_listener import H2GrpcListener
 from .grpc.listener import GrpcListener
-from .grpc.routes import GrpcRoutes
 from .health import UpstreamHealthCollector
-from .listeners import inbound_routes
-from .listeners.http import HTTP_FRONT, HttpListener
-from .listeners.inbound import INBOUND_FRONT, InboundListener
+from .listeners.fronts import HttpFront, InboundFront
+from .listeners.http import HttpListener
+from .listeners.inbound import InboundListener
 from .plugins import PluginHost, make_plugin_host
 from .resilience.views import PolicyStateCollector, describe_policies
-from .routing import ExplicitRoute, Route, RouteTable
 from .telemetry.metrics import Metrics
-from .tls.contexts import server_material
-from .tls.identity import RESOURCE as INBOUND_TLS
-from .tls.material import TlsMaterial
 
 log = logging.getLogger("sidecar")
 
@@ -90,19 +84,14 @@ class Sidecar:
         self.created = time.monotonic()
         self.adapters: dict[str, Adapter] = {}
         self.plugin_sections: dict[str, BaseModel] = {}
-        self.http: HttpListener | None = None
-        #: the gRPC egress listener (``grpc``), unless ``grpc.enabled`` is false.
-        self.grpc: GrpcListener | H2GrpcListener | None = None
-        #: the mTLS listener in front of the app (``inbound``), when configured.
-        self.inbound: InboundListener | None = None
+        #: the running fronts by name (``http``, ``grpc``, ``inbound``, plugins'), start order.
+        self.fronts: dict[str, Front[Any]] = {}
         self.admin: AdminServer | None = None
         self._stack = AsyncExitStack()
         self._reload_lock = asyncio.Lock()
         self.stopped = asyncio.Event()
-        # per-upstream policy state (breakers, limiters) of the live table, and of the one
-        # being composed
+        # per-upstream policy state (breakers, limiters) of the live route tables
         self._shared = SharedState()
-        self._shared_next = SharedStateBuilder(self._shared)
         #: objects lifespans publish for filter factories (``RouteContext.resources``)
         self.resources: dict[str, Any] = {}
         # their gauges (circuit state, concurrency in flight...) are read when /metrics is scraped
@@ -114,192 +103,26 @@ class Sidecar:
     def _validate(self, config: SidecarConfig) -> dict[str, BaseModel]:
         return validate_plugin_sections(config, self.plugin_host.schemas(), self.config_name)
 
-    def _chain(self, ctx: RouteContext, terminal: Handler) -> Handler:
-        filters: list[Filter] = []
-        for reg in self.plugin_host.registries.filters.ordered():
-            try:
-                f = reg.item(ctx)
-            except ConfigError:
-                raise
-            except LookupError as e:  # a secret reference that cannot be resolved
-                # a filter may say where under the upstream the problem is (``key_path``)
-                where = f"upstreams.{ctx.upstream_name}"
-                key = getattr(e, "key_path", None)
-                raise ConfigError(
-                    [ConfigProblem(self.config_name, f"{where}.{key}" if key else where, str(e))]
-                ) from None
-            except Exception as e:
-                raise PluginError(
-                    f"plugin {reg.owner!r}: filter {reg.name!r} failed for route {ctx.route!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
-            if f is not None:
-                filters.append(f)
-        return compose(filters, terminal)
-
-    def _context(
-        self,
-        config: SidecarConfig,
-        sections: dict[str, BaseModel],
-        route: str,
-        upstream: str,
-        route_config: RouteConfig | None = None,
-        *,
-        up: UpstreamConfig | None = None,
-        front: FrontTraits = HTTP_FRONT,
-    ) -> RouteContext:
-        if up is None:
-            up = config.upstreams[upstream]
-        if route_config is not None:
-            # per-route overrides are merged once, here: filters only ever read ``ctx.upstream``
-            updates = {
-                key: value
-                for key in RouteConfig.OVERRIDES
-                if (value := getattr(route_config, key)) is not None
-            }
-            if updates:
-                up = up.model_copy(update=updates)
-        return RouteContext(
-            route=route,
-            upstream_name=upstream,
-            upstream=up,
-            config=config,
+    def _composition(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> Composition:
+        """The route builder of ``config``, over this sidecar's plugins and adapters."""
+        return Composition(
+            config,
+            self.config_name,
+            sections,
+            plugin_host=self.plugin_host,
+            adapters=self.adapters,
             metrics=self.metrics,
-            front=front,
-            adapter=type(self.adapters[up.adapter]).traits,
-            route_config=route_config,
-            plugin_sections=sections,
-            rescue_hook=self.plugin_host.rescue_hook(),
-            blame=self.plugin_host.blame,
-            classify=self.adapters[up.adapter].classifier(upstream, up),
-            shared_state=self._shared_next,
             resources=self.resources,
+            live=self._shared,
         )
 
-    def _compose(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> RouteTable:
-        self._shared_next = SharedStateBuilder(self._shared)
-        terminals: dict[str, Handler] = {}
-        by_upstream: dict[str, Route] = {}
-        for name, up in config.upstreams.items():
-            if up.adapter == GRPC_ADAPTER:
-                # gRPC upstreams are the gRPC port's (_compose_grpc); here they answer clearly
-                by_upstream[name] = Route(name, name, _grpc_only(name, config))
-                continue
-            adapter = self.adapters[up.adapter]
-            try:
-                terminals[name] = adapter.handler(name, up)
-            except Exception as e:
-                raise PluginError(
-                    f"adapter {up.adapter!r} failed to build upstream {name!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
-            ctx = self._context(config, sections, name, name)
-            by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
-        explicit = []
-        for i, rc in enumerate(config.routes):
-            if rc.upstream not in terminals:
-                continue  # a route to a gRPC upstream: on the gRPC port only
-            rname = rc.name or f"route-{i}"
-            ctx = self._context(config, sections, rname, rc.upstream, rc)
-            route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
-            explicit.append(ExplicitRoute.of(route, rc))
-        return RouteTable(by_upstream, explicit)
-
-    def _compose_grpc(self, config: SidecarConfig, sections: dict[str, BaseModel]) -> GrpcRoutes:
-        """The gRPC port's routes: one per upstream with ``adapter: grpc`` (reached by its
-        ``services`` or by an authority naming it), and the explicit routes to them; each chain
-        composed for the ``grpc`` listener (rescue answers in gRPC terms)."""
-        terminals: dict[str, Handler] = {}
-        by_upstream: dict[str, Route] = {}
-        services: dict[str, str] = {}
-        for name, up in config.upstreams.items():
-            if up.adapter != GRPC_ADAPTER:
-                if up.services:
-                    raise ConfigError(
-                        [
-                            ConfigProblem(
-                                self.config_name,
-                                f"upstreams.{name}.services",
-                                f"gRPC services are routed to upstreams with adapter: "
-                                f"{GRPC_ADAPTER}; this one uses {up.adapter!r}",
-                            )
-                        ]
-                    )
-                continue
-            adapter = self.adapters.get(GRPC_ADAPTER)
-            if adapter is None:
-                raise PluginError(f"upstream {name!r} needs the grpc adapter, which is disabled")
-            try:
-                terminals[name] = adapter.handler(name, up)
-            except ChannelConfigError as e:
-                raise ConfigError(
-                    [ConfigProblem(self.config_name, f"upstreams.{name}.{e.key}", str(e))]
-                ) from None
-            except OSError as e:  # a certificate file
-                raise ConfigError(
-                    [ConfigProblem(self.config_name, f"upstreams.{name}.tls", str(e))]
-                ) from None
-            except Exception as e:
-                raise PluginError(
-                    f"adapter {up.adapter!r} failed to build upstream {name!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
-            ctx = self._context(config, sections, name, name, front=GRPC_FRONT)
-            by_upstream[name] = Route(name, name, self._chain(ctx, terminals[name]))
-            services.update(dict.fromkeys(up.services, name))
-        explicit = []
-        for i, rc in enumerate(config.routes):
-            if rc.upstream not in terminals:
-                continue
-            rname = rc.name or f"route-{i}"
-            ctx = self._context(config, sections, rname, rc.upstream, rc, front=GRPC_FRONT)
-            route = Route(rname, rc.upstream, self._chain(ctx, terminals[rc.upstream]))
-            explicit.append(ExplicitRoute.of(route, rc))
-        return GrpcRoutes(by_upstream, services, explicit)
-
-    def _compose_inbound(
+    def _compose_all(
         self, config: SidecarConfig, sections: dict[str, BaseModel]
-    ) -> tuple[RouteTable, TlsMaterial] | None:
-        """The inbound listener's routes, each ending at the local app (listeners/inbound_routes),
-        and its TLS material: the live one while ``inbound.tls`` names the same files."""
-        cfg = config.inbound
-        if cfg is None:
-            return None
-        live = self.inbound.tls if self.inbound is not None else None
-        files = (cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
-        material = live if live is not None and live.files == files else None
-        if material is None:
-            material = server_material(cfg.tls, self.config_name)  # ConfigError naming the file
-        # the identity header filter reads the sidecar's own ID from it
-        self.resources[INBOUND_TLS] = material
-        app = inbound_routes.app_upstream(cfg)
-        adapter = self.adapters.get(app.adapter)
-        if adapter is None:
-            raise PluginError("the inbound listener needs the http adapter, which is disabled")
-        try:
-            terminal = adapter.handler(inbound_routes.APP, app)
-        except Exception as e:
-            raise PluginError(
-                f"adapter {app.adapter!r} failed to build the inbound app ({cfg.app}): "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        explicit = []
-        for spec in inbound_routes.routes(cfg):
-            ctx = self._context(
-                config, sections, spec.name, inbound_routes.APP, up=app, front=INBOUND_FRONT
-            )
-            route = Route(spec.name, inbound_routes.APP, self._chain(ctx, terminal))
-            m = spec.match
-            explicit.append(
-                ExplicitRoute(
-                    route,
-                    m.path_prefix if m is not None else "/",  # the default route: everything
-                    m.host if m is not None else None,
-                    tuple(m.headers.items()) if m is not None else (),
-                    None,  # paths reach the app unchanged
-                )
-            )
-        return RouteTable({}, explicit), material
+    ) -> tuple[dict[str, Any], SharedState]:
+        """Every front's routes for ``config`` (nothing is live yet), and their shared state."""
+        builder = self._composition(config, sections)
+        routes = {name: front.compose(builder) for name, front in self.fronts.items()}
+        return routes, builder.shared.build()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -325,11 +148,13 @@ class Sidecar:
         try:
             self._build_adapters()
             self.resources.update(offline_resources(self, self._stack))
+            self._build_fronts()
             self._compose_all(self.config, self.plugin_sections)
         finally:
             await self._stack.aclose()
             self.resources.clear()
             self.adapters.clear()
+            self.fronts.clear()
 
     def _build_adapters(self) -> None:
         """Validate the plugin sections, then build every registered adapter (start-up)."""
@@ -344,13 +169,27 @@ class Sidecar:
                 ) from e
         self._stack.push_async_callback(self._close_adapters)
 
-    def _compose_all(
-        self, config: SidecarConfig, sections: dict[str, BaseModel]
-    ) -> tuple[RouteTable, GrpcRoutes | None, tuple[RouteTable, TlsMaterial] | None]:
-        """Every listener's routes: HTTP, gRPC (when enabled) and inbound (when configured)."""
-        table = self._compose(config, sections)
-        grpc_table = self._compose_grpc(config, sections) if config.grpc.enabled else None
-        return table, grpc_table, self._compose_inbound(config, sections)
+    def _build_fronts(self) -> None:
+        """Build every registered front the config asks for (start-up)."""
+        ctx = FrontContext(
+            runtime=self,
+            config=self.config,
+            metrics=self.metrics,
+            on_unrouted=self._log_unrouted,
+            connection_cap=self._connection_cap,
+        )
+        for reg in self.plugin_host.registries.fronts.registrations():
+            try:
+                front = reg.item(ctx)
+            except (ConfigError, OSError):
+                raise
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {reg.owner!r}: front {reg.name!r} failed to build: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            if front is not None:
+                self.fronts[reg.name] = front
 
     async def _start(self) -> None:
         config = self.config
@@ -372,25 +211,19 @@ class Sidecar:
                     f"plugin {life.owner!r}: lifespan {life.name!r} failed at start-up: "
                     f"{type(e).__name__}: {e}"
                 ) from e
-        table, grpc_table, inbound = self._compose_all(config, self.plugin_sections)
-        self._shared = self._shared_next.build()
-        self.http = HttpListener(config.http, table, self.metrics)
-        self.http.cap.limit = self._connection_cap(config.http.max_connections)
-        self.http.on_unrouted = self._log_unrouted
-        host, port = split_address(config.http.address)
-        await _listen("http", config.http.address, self.http.start(host, port))
-        fields = {
-            "admin": f"{host_of(config.admin.address)}:{self.admin.port}",
-            "http": f"{host}:{self.http.port}",
-        }
-        if grpc_table is not None:
-            await self._start_grpc(config.grpc.address, grpc_table)
-            assert self.grpc is not None
-            fields["grpc"] = f"{host_of(config.grpc.address)}:{self.grpc.port}"
-        if inbound is not None and config.inbound is not None:
-            await self._start_inbound(config.inbound.address, *inbound)
-            assert self.inbound is not None
-            fields["inbound"] = f"{host_of(config.inbound.address)}:{self.inbound.port}"
+        self._build_fronts()
+        routes, self._shared = self._compose_all(config, self.plugin_sections)
+        fields = {"admin": f"{host_of(config.admin.address)}:{self.admin.port}"}
+        started: list[Front[Any]] = []
+        for name, front in self.fronts.items():
+            front.swap(routes[name])
+            try:
+                await _listen(name, _front_address(config, name), front.start())
+            except BaseException:
+                await _close_started(started)
+                raise
+            started.append(front)
+            fields[name] = front.address
         self.state = "ready"
         log.info(
             "sidecar ready",
@@ -403,54 +236,22 @@ class Sidecar:
             },
         )
 
-    async def _start_grpc(self, address: str, table: GrpcRoutes) -> None:
-        assert self.http is not None
-        front = H2GrpcListener if self.config.grpc.server == "h2" else GrpcListener
-        self.grpc = front(self.config.grpc, table, self.metrics, self)
-        if isinstance(self.grpc, H2GrpcListener):
-            self.grpc.cap.limit = self._connection_cap(self.config.grpc.max_connections)
-        self.grpc.on_unrouted = self._log_unrouted
-        host, port = split_address(address)
-        try:
-            await _listen("grpc", address, self.grpc.start(host, port))
-        except BaseException:
-            self.grpc = None
-            await self._close_started_listeners()
-            raise
-
-    async def _start_inbound(self, address: str, table: RouteTable, tls: TlsMaterial) -> None:
-        assert self.config.inbound is not None and self.http is not None
-        self.inbound = InboundListener(self.config.inbound, table, self.metrics, tls)
-        self.inbound.cap.limit = self._connection_cap(self.config.inbound.max_connections)
-        self.inbound.on_unrouted = self._log_unrouted
-        host, port = split_address(address)
-        try:
-            await _listen("inbound", address, self.inbound.start(host, port))
-        except BaseException:
-            self.inbound = None
-            await self._close_started_listeners()
-            raise
-
     def _connection_cap(self, configured: int | None) -> int:
         """A data listener's connection cap: the config's, or its share of the open-files
         limit (:func:`sidecar.fdlimit.connection_cap`), read when it starts."""
         if configured is not None:
             return configured
+        listeners = max(1, len(self.plugin_host.registries.fronts.registrations()))
         config = self.config
         listeners = 1 + int(config.grpc.enabled) + int(config.inbound is not None)
         return fdlimit.connection_cap(fdlimit.open_files_limit(), listeners)
 
-    async def _close_started_listeners(self) -> None:
-        """A listener failed to start after others did: close those (nothing else would)."""
-        for listener in (self.http, self.grpc):
-            if listener is not None:
-                listener.stop_accepting()
-                await listener.drain(0)
-
-    def _log_unrouted(self, exchange: Exchange, error: SidecarError, sent: int = 0) -> None:
+    def _log_unrouted(
+        self, front: FrontTraits, exchange: Exchange, error: SidecarError, sent: int = 0
+    ) -> None:
         # read per unrouted call (an error path): a reload may turn the access log on or off
         if self.config.telemetry.access_log.enabled:
-            access_log.unrouted(exchange, error, sent)
+            access_log.unrouted(front, exchange, error, sent)
 
     async def _close_adapters(self) -> None:
         for adapter in self.adapters.values():
@@ -479,14 +280,12 @@ class Sidecar:
         quiet = shutdown.app_quiet_period if wait_for_app else 0.0
         deadline = asyncio.get_running_loop().time() + grace
         try:
-            egress: list[HttpListener | GrpcListener | H2GrpcListener] = [
-                x for x in (self.http, self.grpc) if x is not None
-            ]
-            peers = [self.inbound] if self.inbound is not None else []
+            egress = [f for f in self.fronts.values() if f.faces == "app"]
+            peers = [f for f in self.fronts.values() if f.faces == "peers"]
             # 1. peers stop reaching the app through us at once (they go to other replicas,
             #    readiness is false); their calls in flight get the grace, as the app's do
-            for listener in peers:
-                listener.stop_accepting()
+            for front in peers:
+                front.stop_accepting()
             left = sum(
                 await asyncio.gather(
                     *(x.drain(grace) for x in peers), self._drain_egress(egress, quiet, deadline)
@@ -506,7 +305,7 @@ class Sidecar:
 
     async def _drain_egress(
         self,
-        egress: list[HttpListener | GrpcListener | H2GrpcListener],
+        egress: list[Front[Any]],
         quiet: float,
         deadline: float,
     ) -> int:
@@ -515,19 +314,37 @@ class Sidecar:
             # 2. the app got SIGTERM too (classic layout) and may still call out while it
             #    drains: keep serving it until it has gone quiet, bounded by the grace; each
             #    connection ends after its call meanwhile
-            for listener in egress:
-                listener.hold_for_app()
+            for front in egress:
+                front.hold_for_app()
             await wait_for_quiet_app(egress, quiet, deadline)
         # 3. stop accepting; busy connections answer with "Connection: close" and close, idle
         #    keep-alive ones close after a short quiet period (see stop_accepting); the gRPC
         #    server refuses new calls as its drain begins (in step 4, at once)
-        for listener in egress:
-            listener.stop_accepting()
+        for front in egress:
+            front.stop_accepting()
         # 4. wait for in-flight calls, bounded by what is left of the grace; then cut the
         #    stragglers and wait (bounded) for their tasks to unwind, so no call still holds an
         #    upstream connection when the adapters close their pools
         grace_left = max(0.0, deadline - asyncio.get_running_loop().time())
         return sum(await asyncio.gather(*(x.drain(grace_left) for x in egress)))
+
+    @property
+    def http(self) -> HttpListener | None:
+        """The HTTP front's listener (``None`` before start-up)."""
+        front = self.fronts.get("http")
+        return front.listener if isinstance(front, HttpFront) else None
+
+    @property
+    def grpc(self) -> GrpcListener | H2GrpcListener | None:
+        """The gRPC front's server, unless ``grpc.enabled`` is false."""
+        front = self.fronts.get("grpc")
+        return front.listener if isinstance(front, GrpcFront) else None
+
+    @property
+    def inbound(self) -> InboundListener | None:
+        """The inbound mTLS front's listener, when configured."""
+        front = self.fronts.get("inbound")
+        return front.listener if isinstance(front, InboundFront) else None
 
     async def __aenter__(self) -> Sidecar:
         await self.start()
@@ -571,9 +388,7 @@ class Sidecar:
                     raise ConfigError([emptied])
                 config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
-                table = self._compose(config, sections)
-                grpc_table = self._compose_grpc(config, sections) if self.grpc else None
-                inbound = self._compose_inbound(config, sections)
+                routes, shared = self._compose_all(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
                 return ReloadResult(False, self._refused(e))
             if restart_only:
@@ -583,17 +398,12 @@ class Sidecar:
                 )
             self.config = config
             self.plugin_sections = sections
-            self._shared = self._shared_next.build()
-            if self.http is not None:
-                # new calls take the new table; in-flight calls finish on the handlers they hold
-                self.http.routes = table
-            if self.grpc is not None and grpc_table is not None:
-                self.grpc.routes = grpc_table
+            self._shared = shared
             live: dict[str, UpstreamConfig] = dict(config.upstreams)
-            if self.inbound is not None and inbound is not None and config.inbound is not None:
-                # new handshakes take the new files (if they moved), new calls the new routes
-                self.inbound.routes, self.inbound.tls = inbound
-                live[inbound_routes.APP] = inbound_routes.app_upstream(config.inbound)
+            for name, front in self.fronts.items():
+                # new calls take the new routes; in-flight calls finish on the handlers they hold
+                front.swap(routes[name])
+                live.update(front.upstreams(routes[name]))
             for adapter in self.adapters.values():
                 try:
                     # pools no upstream uses any more: idle connections close now, busy ones
@@ -679,19 +489,33 @@ class Sidecar:
         return out
 
     @property
+    def ports(self) -> dict[str, int]:
+        """The admin port's and, while ready, each front's bound port, by name (admin first)."""
+        bound = {"admin": self.admin.port} if self.admin is not None else {}
+        if self.state == "ready":  # fronts listen from the end of start-up until draining
+            bound.update((name, front.port) for name, front in self.fronts.items())
+        return {name: port for name, port in bound.items() if port}
+
+    def plugins(self) -> list[PluginInfo]:
+        """Each loaded plugin, where it came from, what it registered."""
+        return self.plugin_host.plugins()
+
+    @property
+    def disabled_plugins(self) -> tuple[str, ...]:
+        """The names in ``plugins.disabled``."""
+        return self.plugin_host.disabled
+
+    @property
     def http_port(self) -> int:
-        assert self.http is not None
-        return self.http.port
+        return self.fronts["http"].port
 
     @property
     def grpc_port(self) -> int:
-        assert self.grpc is not None
-        return self.grpc.port
+        return self.fronts["grpc"].port
 
     @property
     def inbound_port(self) -> int:
-        assert self.inbound is not None
-        return self.inbound.port
+        return self.fronts["inbound"].port
 
     @property
     def admin_port(self) -> int:
@@ -710,16 +534,15 @@ async def _listen(what: str, address: str, start: Any) -> None:
         raise OSError(e.errno, f"cannot listen on {address} ({what}): {e.strerror}") from None
 
 
-def _grpc_only(name: str, config: SidecarConfig) -> Handler:
-    """The HTTP port's answer for a gRPC upstream: a clear 404 pointing at the gRPC port."""
-    where = (
-        f"the gRPC port ({config.grpc.address})"
-        if config.grpc.enabled
-        else "the gRPC port, which is disabled (grpc.enabled: false)"
-    )
-    error = f"upstream {name!r} speaks gRPC: call it through {where}"
+def _front_address(config: SidecarConfig, front: str) -> str:
+    """The configured address of a built-in front, for the error when it cannot listen."""
+    section = getattr(config, front, None)
+    address = getattr(section, "address", None)
+    return address if isinstance(address, str) else front
 
-    async def grpc_only(exchange: Exchange) -> Response:
-        raise NoRoute(error)
 
-    return grpc_only
+async def _close_started(fronts: list[Front[Any]]) -> None:
+    """A front failed to start after others did: close those (nothing else would)."""
+    for front in fronts:
+        front.stop_accepting()
+        await front.drain(0)

@@ -25,7 +25,9 @@ __all__ = ["QUIET_POLL", "AppActivity", "AppFacing", "wait_for_quiet_app"]
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
+
+from .api.fronts import AppActivity
 
 log = logging.getLogger("sidecar")
 
@@ -33,18 +35,6 @@ log = logging.getLogger("sidecar")
 QUIET_POLL = 0.05
 #: While the app stays busy, its activity is logged this often (seconds).
 PROGRESS_EVERY = 5.0
-
-
-class AppActivity(NamedTuple):
-    """What an egress listener sees of the app at one moment."""
-
-    #: app connections open (0 where the server hides them: the grpcio server).
-    connections: int
-    #: calls in flight (HTTP: requests being received or answered; gRPC: calls running).
-    in_flight: int
-    #: connections opened plus calls started since the listener started: only its changes
-    #: matter (a call that began and ended between two looks still changes it).
-    began: int
 
 
 class AppFacing(Protocol):

@@ -74,6 +74,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "sidecar.auth.plugin",
     "sidecar.tls.plugin",
     "sidecar.telemetry.tracing",
+    "sidecar.listeners.fronts",
 )
 
 ENTRY_POINT_GROUP = "sidecar"

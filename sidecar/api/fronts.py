@@ -19,11 +19,18 @@ every front, in registration order:
 
 from __future__ import annotations
 
-__all__ = ["Front", "FrontContext", "FrontFactory", "FrontRegistry", "RouteBuilder"]
+__all__ = [
+    "AppActivity",
+    "Front",
+    "FrontContext",
+    "FrontFactory",
+    "FrontRegistry",
+    "RouteBuilder",
+]
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar
 
 from .registry import Registry
 
@@ -33,10 +40,22 @@ if TYPE_CHECKING:
     from ..errors import SidecarError
     from ..exchange import Exchange
     from ..telemetry.metrics import Metrics
-    from .runtime import RuntimeView
-    from .traits import FrontTraits
+    from .runtime import ControlView
+    from .traits import AdapterTraits, FrontTraits
 
 R = TypeVar("R")
+
+
+class AppActivity(NamedTuple):
+    """What a front facing the app sees of it at one moment."""
+
+    #: app connections open (0 where the server hides them: the grpcio server).
+    connections: int
+    #: calls in flight (HTTP: requests being received or answered; gRPC: calls running).
+    in_flight: int
+    #: connections opened plus calls started since the front started: only its changes
+    #: matter (a call that began and ended between two looks still changes it).
+    began: int
 
 
 class RouteBuilder(Protocol):
@@ -54,6 +73,10 @@ class RouteBuilder(Protocol):
         """The adapter handler of ``upstream_name`` (``upstream``: settings of an upstream that
         is not in ``config.upstreams``, such as the inbound front's local app). Built once per
         composition; an adapter that fails raises ``PluginError`` or ``ConfigError``."""
+
+    def adapter_traits(self, adapter: str) -> AdapterTraits:
+        """The traits of the adapter registered as ``adapter`` (an upstream's ``adapter:``);
+        a front picks the upstreams it serves by them (the gRPC port: ``statuses == "grpc"``)."""
 
     def chain(
         self,
@@ -108,17 +131,24 @@ class Front(Protocol[R]):
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for calls in flight, cut the rest; how many were cut."""
 
+    def app_activity(self) -> AppActivity:
+        """What it sees of the app now (fronts facing the app; the shutdown waits for it to go
+        quiet). A front facing peers answers ``AppActivity(0, 0, 0)``."""
+
 
 @dataclass(frozen=True)
 class FrontContext:
     """What the sidecar lends a front when it builds it."""
 
-    runtime: RuntimeView
+    #: the running sidecar (a front hosting control services, as the gRPC port does, uses the
+    #: control view).
+    runtime: ControlView
     #: the config at start-up (its listener settings are not reloaded).
     config: SidecarConfig
     metrics: Metrics
-    #: log a call no route took (the access log's line for it).
-    on_unrouted: Callable[[Exchange, SidecarError, int], None]
+    #: log a call no route of the front took (the access log's line for it): ``on_unrouted(
+    #: front.traits, exchange, error, body_bytes_sent)``.
+    on_unrouted: Callable[[FrontTraits, Exchange, SidecarError, int], None]
     #: the connection cap of a data front: ``configured``, or its share of the open-files limit.
     connection_cap: Callable[[int | None], int]
 

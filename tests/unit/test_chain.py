@@ -26,6 +26,7 @@ from sidecar.api.phases import (
     ORDER_TIMEOUT,
 )
 from sidecar.app import Sidecar
+from sidecar.listeners.http import HTTP_FRONT
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
 
@@ -122,12 +123,15 @@ async def test_sidecar_composes_registered_filters_in_order_skipping_those_with_
         return None if ctx.upstream_name == "quiet" else tracer(ctx.route, trace)
 
     host = isolated_plugin_host(plugin("mine", ("outer", 200), factory=factory))
-    s = Sidecar(make_route_context().config, plugin_host=host)
-    ctx = make_route_context(name="loud")
-    handler = s._chain(ctx, responder(200))
+    url = {"url": "http://127.0.0.1:9"}
+    config = make_route_context(config={"upstreams": {"loud": url, "quiet": url}}).config
+    s = Sidecar(config, plugin_host=host)
+    s._build_adapters()
+    builder = s._composition(config, s.plugin_sections)
+    handler = builder.chain(HTTP_FRONT, "loud", "loud", responder(200))
     assert (await handler(make_exchange())).status == 200
     assert trace == ["loud out", "loud back"]
-    quiet = s._chain(make_route_context(name="quiet"), responder(200))
+    quiet = builder.chain(HTTP_FRONT, "quiet", "quiet", responder(200))
     trace.clear()
     await quiet(make_exchange())
     assert trace == []

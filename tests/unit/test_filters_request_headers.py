@@ -11,6 +11,7 @@ from sidecar.errors import ConfigError
 from sidecar.exchange import Exchange
 from sidecar.filters import request_headers
 from sidecar.filters.request_headers import UnusableHeaderValue
+from sidecar.listeners.http import HTTP_FRONT
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
 SECRET = "s3cr3t-Zq9-do-not-leak"
@@ -80,8 +81,9 @@ def test_a_missing_env_secret_fails_composition_with_the_key_path(
         request_headers.factory(ctx)
     assert info.value.key_path == "request_headers.x-api-key"
     sidecar = Sidecar(ctx.config, config_path="sidecar.yaml", plugin_host=isolated_plugin_host())
+    sidecar._build_adapters()
     with pytest.raises(ConfigError) as refused:
-        sidecar._chain(ctx, responder())
+        sidecar._composition(ctx.config, {}).chain(HTTP_FRONT, "pay", "pay", responder())
     (problem,) = refused.value.problems
     assert problem.path == "upstreams.pay.request_headers.x-api-key"
     assert "PAY_KEY" in problem.reason

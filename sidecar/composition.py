@@ -1,0 +1,174 @@
+"""How one config becomes every front's routes: the sidecar's :class:`~sidecar.api.RouteBuilder`.
+
+A :class:`Composition` is made for one config (start-up, each reload, ``sidecar check``). Each
+front asks it for adapter handlers (built once per upstream per composition) and for chains: every
+registered filter, in phase order, around an adapter handler, for the front's traits. It also
+collects the per-upstream shared state the filters ask for; the sidecar keeps that state only if
+the whole composition succeeds, so a refused reload leaves the running one alone.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Composition"]
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from .api import Adapter, AdapterTraits, FrontTraits, RouteContext
+from .api.shared import SharedState, SharedStateBuilder
+from .chain import Filter, Handler, compose
+from .config.models import RouteConfig
+from .errors import ConfigError, ConfigProblem, PluginError
+
+if TYPE_CHECKING:
+    from .config.models import SidecarConfig, UpstreamConfig
+    from .exchange import Exchange, Response
+    from .plugins import PluginHost
+    from .telemetry.metrics import Metrics
+
+
+class Composition:
+    """The route builder of one config (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: SidecarConfig,
+        config_name: str,
+        sections: Mapping[str, BaseModel],
+        *,
+        plugin_host: PluginHost,
+        adapters: Mapping[str, Adapter],
+        metrics: Metrics,
+        resources: Mapping[str, Any],
+        live: SharedState,
+    ) -> None:
+        self._config, self._config_name = config, config_name
+        self.sections = sections
+        self.host = plugin_host
+        self.adapters = adapters
+        self.metrics = metrics
+        self.resources = resources
+        #: the shared state of the routes being composed (kept if the composition succeeds)
+        self.shared = SharedStateBuilder(live)
+        self._terminals: dict[str, Handler] = {}
+        self._rescue: Callable[[Exchange, BaseException], Response | None] | None = (
+            plugin_host.rescue_hook()
+        )
+
+    @property
+    def config(self) -> SidecarConfig:
+        return self._config
+
+    @property
+    def config_name(self) -> str:
+        return self._config_name
+
+    def adapter_traits(self, adapter: str) -> AdapterTraits:
+        running = self.adapters.get(adapter)
+        return type(running).traits if running is not None else AdapterTraits()
+
+    def _adapter(self, upstream: UpstreamConfig) -> Adapter:
+        adapter = self.adapters.get(upstream.adapter)
+        if adapter is None:
+            raise PluginError(f"the {upstream.adapter!r} adapter is disabled")
+        return adapter
+
+    def terminal(self, upstream_name: str, upstream: UpstreamConfig | None = None) -> Handler:
+        have = self._terminals.get(upstream_name)
+        if have is not None:
+            return have
+        up = upstream if upstream is not None else self._config.upstreams[upstream_name]
+        adapter = self._adapter(up)
+        try:
+            handler = adapter.handler(upstream_name, up)
+        except (ConfigError, PluginError, OSError):
+            raise  # OSError: a file the front names in the config (certificates)
+        except ValueError as e:
+            key = getattr(e, "key", None)  # a setting no connection can honour, and where
+            if not isinstance(key, str):
+                raise self._failed(up, upstream_name, e) from e
+            where = f"upstreams.{upstream_name}.{key}"
+            raise ConfigError([ConfigProblem(self._config_name, where, str(e))]) from None
+        except Exception as e:
+            raise self._failed(up, upstream_name, e) from e
+        self._terminals[upstream_name] = handler
+        return handler
+
+    @staticmethod
+    def _failed(up: UpstreamConfig, upstream_name: str, e: Exception) -> PluginError:
+        return PluginError(
+            f"adapter {up.adapter!r} failed to build upstream {upstream_name!r}: "
+            f"{type(e).__name__}: {e}"
+        )
+
+    def chain(
+        self,
+        front: FrontTraits,
+        route: str,
+        upstream_name: str,
+        terminal: Handler,
+        *,
+        upstream: UpstreamConfig | None = None,
+        route_config: RouteConfig | None = None,
+    ) -> Handler:
+        ctx = self.context(front, route, upstream_name, upstream, route_config)
+        filters: list[Filter] = []
+        for reg in self.host.registries.filters.ordered():
+            try:
+                f = reg.item(ctx)
+            except ConfigError:
+                raise
+            except LookupError as e:  # a secret reference that cannot be resolved
+                # a filter may say where under the upstream the problem is (``key_path``)
+                where = f"upstreams.{upstream_name}"
+                key = getattr(e, "key_path", None)
+                raise ConfigError(
+                    [ConfigProblem(self._config_name, f"{where}.{key}" if key else where, str(e))]
+                ) from None
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {reg.owner!r}: filter {reg.name!r} failed for route {route!r}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+            if f is not None:
+                filters.append(f)
+        return compose(filters, terminal)
+
+    def context(
+        self,
+        front: FrontTraits,
+        route: str,
+        upstream_name: str,
+        upstream: UpstreamConfig | None = None,
+        route_config: RouteConfig | None = None,
+    ) -> RouteContext:
+        """What each filter factory of one route gets."""
+        up = upstream if upstream is not None else self._config.upstreams[upstream_name]
+        if route_config is not None:
+            # per-route overrides are merged once, here: filters only ever read ``ctx.upstream``
+            updates = {
+                key: value
+                for key in RouteConfig.OVERRIDES
+                if (value := getattr(route_config, key)) is not None
+            }
+            if updates:
+                up = up.model_copy(update=updates)
+        adapter = self._adapter(up)
+        return RouteContext(
+            route=route,
+            upstream_name=upstream_name,
+            upstream=up,
+            config=self._config,
+            metrics=self.metrics,
+            front=front,
+            adapter=type(adapter).traits,
+            route_config=route_config,
+            plugin_sections=self.sections,
+            rescue_hook=self._rescue,
+            blame=self.host.blame,
+            classify=adapter.classifier(upstream_name, up),
+            shared_state=self.shared,
+            resources=self.resources,
+        )

@@ -1,0 +1,116 @@
+"""The gRPC port as a front (``grpc``): its routes and its server (grpcio's or the h2 one).
+
+Its routes are the upstreams whose adapter answers in gRPC terms (reached by ``services`` or by
+an authority naming them) and the explicit routes to them; every chain is composed for the gRPC
+front's traits, so rescue answers in gRPC statuses. Registered with the other built-in fronts
+(:mod:`sidecar.listeners.fronts`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["GrpcFront"]
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from ..api.fronts import AppActivity
+from ..api.traits import GRPC_STATUSES
+from ..config.types import split_address
+from ..errors import ConfigError, ConfigProblem
+from ..routing import ExplicitRoute, Route
+from .dispatch import GRPC_FRONT
+from .h2_listener import H2GrpcListener
+from .listener import GrpcListener
+from .routes import GrpcRoutes
+
+if TYPE_CHECKING:
+    from ..api import FrontContext, RouteBuilder
+    from ..chain import Handler
+    from ..config.models import UpstreamConfig
+
+
+class GrpcFront:
+    """``grpc``: the port gRPC apps call upstreams through."""
+
+    traits = GRPC_FRONT
+    faces: Literal["app", "peers"] = "app"
+
+    def __init__(self, ctx: FrontContext) -> None:
+        self.ctx = ctx
+        cfg = ctx.config.grpc
+        server = H2GrpcListener if cfg.server == "h2" else GrpcListener
+        self.listener: GrpcListener | H2GrpcListener = server(
+            cfg, GrpcRoutes({}, {}), ctx.metrics, ctx.runtime
+        )
+        if isinstance(self.listener, H2GrpcListener):
+            self.listener.cap.limit = ctx.connection_cap(cfg.max_connections)
+        traits, unrouted = self.traits, ctx.on_unrouted
+        # gRPC answers carry no body: nothing was sent beside the status
+        self.listener.on_unrouted = lambda exchange, error: unrouted(traits, exchange, error, 0)
+
+    def compose(self, builder: RouteBuilder) -> GrpcRoutes:
+        config, file = builder.config, builder.config_name
+        terminals: dict[str, Handler] = {}
+        by_upstream: dict[str, Route] = {}
+        services: dict[str, str] = {}
+        for name, up in config.upstreams.items():
+            if builder.adapter_traits(up.adapter).statuses != GRPC_STATUSES:
+                if up.services:
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                file,
+                                f"upstreams.{name}.services",
+                                f"gRPC services are routed to upstreams with adapter: grpc; "
+                                f"this one uses {up.adapter!r}",
+                            )
+                        ]
+                    )
+                continue
+            try:
+                terminals[name] = builder.terminal(name)
+            except OSError as e:  # a certificate file
+                raise ConfigError([ConfigProblem(file, f"upstreams.{name}.tls", str(e))]) from None
+            handler = builder.chain(self.traits, name, name, terminals[name])
+            by_upstream[name] = Route(name, name, handler)
+            services.update(dict.fromkeys(up.services, name))
+        explicit = []
+        for i, rc in enumerate(config.routes):
+            if rc.upstream not in terminals:
+                continue
+            rname = rc.name or f"route-{i}"
+            handler = builder.chain(
+                self.traits, rname, rc.upstream, terminals[rc.upstream], route_config=rc
+            )
+            explicit.append(ExplicitRoute.of(Route(rname, rc.upstream, handler), rc))
+        return GrpcRoutes(by_upstream, services, explicit)
+
+    def swap(self, routes: GrpcRoutes) -> None:
+        self.listener.routes = routes
+
+    def upstreams(self, routes: GrpcRoutes) -> Mapping[str, UpstreamConfig]:
+        return {}
+
+    async def start(self) -> None:
+        host, port = split_address(self.ctx.config.grpc.address)
+        await self.listener.start(host, port)
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    @property
+    def address(self) -> str:
+        return f"{split_address(self.ctx.config.grpc.address)[0]}:{self.port}"
+
+    def hold_for_app(self) -> None:
+        self.listener.hold_for_app()
+
+    def stop_accepting(self) -> None:
+        self.listener.stop_accepting()
+
+    async def drain(self, grace: float) -> int:
+        return await self.listener.drain(grace)
+
+    def app_activity(self) -> AppActivity:
+        return self.listener.app_activity()
