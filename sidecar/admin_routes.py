@@ -7,47 +7,66 @@
 - ``/upstreams``: each upstream, its adapter, policies and connection-pool state;
 - ``/plugins``: the loaded plugins, where they came from and what they registered;
 - ``/dashboard``, ``/dashboard/data``: the live dashboard and its JSON (:mod:`sidecar.dashboard`).
+
+Handlers read the sidecar through ``runtime_of(request)``. The probes and the exposition are
+written over a :class:`~sidecar.api.RuntimeView` (``*_answer``), so the metrics port, a lifespan,
+serves the very same answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from .admin import SIDECAR
-from .api import AdminRouteRegistry, hookimpl
+from .api import AdminRouteRegistry, RuntimeView, hookimpl, runtime_of
 from .dashboard import endpoints as dashboard
 
+#: A probe's (or the exposition's) answer, read from the running sidecar.
+ProbeAnswer = Callable[[RuntimeView], web.Response]
 
-async def healthz(request: web.Request) -> web.Response:
+
+def healthz_answer(runtime: RuntimeView) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    sidecar = request.app[SIDECAR]
-    state = sidecar.state
+def readyz_answer(runtime: RuntimeView) -> web.Response:
+    state = runtime.state
     return web.json_response({"status": state}, status=200 if state == "ready" else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SIDECAR].metrics.exposition()
+def metrics_answer(runtime: RuntimeView) -> web.Response:
+    body = runtime.metrics.exposition()
     # the 0.0.4 text format, which every Prometheus version and compatible scraper reads (our
     # names are plain ASCII, so the body is the same as prometheus_client's newer 1.0.0 text)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return healthz_answer(runtime_of(request))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return readyz_answer(runtime_of(request))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return metrics_answer(runtime_of(request))
+
+
 async def config(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIDECAR].redacted_config(), dumps=_dumps)
+    return web.json_response(runtime_of(request).redacted_config(), dumps=_dumps)
 
 
 async def upstreams(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SIDECAR].describe_upstreams(), dumps=_dumps)
+    return web.json_response(runtime_of(request).describe_upstreams(), dumps=_dumps)
 
 
 async def plugins(request: web.Request) -> web.Response:
-    host = request.app[SIDECAR].plugin_host
+    loaded = runtime_of(request).plugins()
     return web.json_response(
-        [{"name": p.name, "source": p.source, "registered": p.registered} for p in host.plugins()],
+        [{"name": p.name, "source": p.source, "registered": p.registered} for p in loaded],
         dumps=_dumps,
     )
 

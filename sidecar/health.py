@@ -24,12 +24,12 @@ from .filters.circuit_breaker import BREAKER
 from .resilience.breaker import CLOSED
 
 if TYPE_CHECKING:
-    from .app import Sidecar
+    from .api import RuntimeView
 
 HEALTHY, UNHEALTHY, UNKNOWN = "healthy", "unhealthy", "unknown"
 
 
-def upstream_health(sidecar: Sidecar) -> dict[str, str]:
+def upstream_health(sidecar: RuntimeView) -> dict[str, str]:
     """Every configured upstream's health, by name."""
     shared = sidecar.shared
     out: dict[str, str] = {}
@@ -52,7 +52,7 @@ class UpstreamHealthCollector:
 
     _VALUES = {HEALTHY: 1.0, UNHEALTHY: 0.0, UNKNOWN: -1.0}
 
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: RuntimeView) -> None:
         self._sidecar = sidecar
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

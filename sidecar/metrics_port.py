@@ -5,7 +5,7 @@ The admin port stays loopback-only (``/config``, ``/upstreams`` and plugin route
 describe the topology, and nothing there is authenticated), so a Prometheus in another pod
 cannot scrape it, nor can an ``httpGet`` probe reach it. This port serves only what is safe to
 expose on the pod network, the way Envoy and Linkerd expose their metrics and health port: the
-same handlers as the admin port, nothing else (every other path is 404). Off by default.
+same answers as the admin port, nothing else (every other path is 404). Off by default.
 
 It is up from just after the admin port (``/readyz`` says ``starting``) until the listeners have
 drained (``/readyz`` says ``draining`` meanwhile), then closes before the admin port. Its address
@@ -16,7 +16,7 @@ Every request passes the ``Host`` check first (:mod:`sidecar.host_guard`): its c
 address, loopback and any IP literal (the pod IP the kubelet and Prometheus use) are answered;
 any other DNS name gets 421, as a DNS-rebinding page in a browser would send.
 
-Not here: the admin port (:mod:`sidecar.admin`), the handlers (:mod:`sidecar.admin_routes`).
+Not here: the admin port (:mod:`sidecar.admin`), the answers (:mod:`sidecar.admin_routes`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from . import admin_routes
-from .admin import SIDECAR
+from .admin import misdirected_requests
+from .admin_routes import ProbeAnswer
 from .api import AdminHandler, LifespanRegistry, hookimpl
 from .config.types import split_address
 from .control_port import listen_capped
-from .host_guard import MisdirectedRequests, host_guard, metrics_hosts
+from .host_guard import host_guard, metrics_hosts
 
 if TYPE_CHECKING:
     from .api import RuntimeView
@@ -43,10 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar")
 
 #: What the port serves: probes and the exposition, nothing that describes the topology.
-METRICS_PORT_ROUTES: tuple[tuple[str, AdminHandler], ...] = (
-    ("/metrics", admin_routes.metrics),
-    ("/healthz", admin_routes.healthz),
-    ("/readyz", admin_routes.readyz),
+METRICS_PORT_ROUTES: tuple[tuple[str, ProbeAnswer], ...] = (
+    ("/metrics", admin_routes.metrics_answer),
+    ("/healthz", admin_routes.healthz_answer),
+    ("/readyz", admin_routes.readyz_answer),
 )
 
 
@@ -57,16 +58,13 @@ async def metrics_port(sidecar: RuntimeView) -> AsyncIterator[None]:
     if address is None:
         yield
         return
-    # the admin port, up first, owns the count of refused requests of both ports
-    seen = sidecar.admin.misdirected if sidecar.admin is not None else None
-    if seen is None:
-        seen = MisdirectedRequests(sidecar.metrics.registry)
+    # one count of refused requests for both ports (sidecar_admin_misdirected_total{port})
+    seen = misdirected_requests(sidecar)
     allowed = "its configured address, an IP address (the pod's) or localhost"
     guard = host_guard("metrics", metrics_hosts(address), seen, allowed)
     app = web.Application(middlewares=[guard])
-    app[SIDECAR] = sidecar
-    for path, handler in METRICS_PORT_ROUTES:
-        app.router.add_get(path, handler)
+    for path, answer in METRICS_PORT_ROUTES:
+        app.router.add_get(path, _serving(answer, sidecar))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -89,6 +87,13 @@ async def metrics_port(sidecar: RuntimeView) -> AsyncIterator[None]:
             listening.close()
     finally:
         await runner.cleanup()
+
+
+def _serving(answer: ProbeAnswer, runtime: RuntimeView) -> AdminHandler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return answer(runtime)
+
+    return handler
 
 
 @hookimpl(trylast=True)

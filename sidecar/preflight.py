@@ -3,9 +3,9 @@
 Some problems only show when routes are composed: a secret read where it goes (an ``api_key`` or
 ``bearer`` token holding CR/LF would split the request head), an OAuth2 CA bundle, a gRPC
 channel's TLS files, ``services`` on a non-gRPC upstream, the inbound certificates, the tracing
-settings read from the environment. :meth:`sidecar.app.Sidecar.preflight` runs the very code
-:meth:`~sidecar.app.Sidecar.start` runs for them (plugin sections, adapters, every route's
-chain), so ``check`` refuses what ``run`` refuses, with the same ``file: key.path: reason``.
+settings read from the environment. The sidecar's preflight runs the very code its start-up
+runs for them (plugin sections, adapters, every route's chain), so ``check`` refuses what
+``run`` refuses, with the same ``file: key.path: reason``.
 
 This module gives that composition the resources the built-in lifespans publish, built the same
 way but without I/O: the credential broker (no token is fetched: providers fetch on first use),
@@ -32,16 +32,17 @@ from .ratelimit.live import LiveBackends
 from .telemetry.tracing_settings import resolve
 
 if TYPE_CHECKING:
-    from .app import Sidecar
+    from .api import RuntimeView
 
 
-def offline_resources(sidecar: Sidecar, stack: AsyncExitStack) -> dict[str, Any]:
-    """The built-in lifespans' resources for ``sidecar``'s composition, closed by ``stack``.
+def offline_resources(sidecar: RuntimeView, stack: AsyncExitStack) -> dict[str, Any]:
+    """The built-in lifespans' resources for ``sidecar``'s composition, closed by ``stack``
+    (what it reads: the registries, the config and its name, the metrics).
 
     Raises :class:`~sidecar.errors.ConfigError` for tracing settings the tracing lifespan would
     refuse at start-up.
     """
-    registries = sidecar.plugin_host.registries
+    registries = sidecar.registries
     # only what a loaded lifespan would publish (a disabled built-in plugin publishes nothing)
     lifespans = {r.name for r in registries.lifespans.registrations()}
     if "tracing" in lifespans:

@@ -95,8 +95,9 @@ class RuntimeView(Protocol):
 
     @property
     def resources(self) -> MutableMapping[str, Any]:
-        """Objects lifespans publish for filter factories (``RouteContext.resources``), by a
-        name the publishing module owns."""
+        """Objects published for filter factories (``RouteContext.resources``) and the control
+        plane: lifespans' (the credential broker...), the composition's (the inbound TLS
+        material), the admin port's; each by a name the publishing module owns."""
 
     @property
     def shared(self) -> SharedState:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..admin import SIDECAR
+from ..api import runtime_of
 from .view import build
 from .window import SnapshotRing
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import ControlView
 
 #: the page may talk to its own origin only, and runs only its own inline script and style.
 _CSP = (
@@ -37,7 +37,7 @@ _CSP = (
 )
 _NO_STORE = {"cache-control": "no-store"}
 
-_rings: weakref.WeakKeyDictionary[Sidecar, SnapshotRing] = weakref.WeakKeyDictionary()
+_rings: weakref.WeakKeyDictionary[ControlView, SnapshotRing] = weakref.WeakKeyDictionary()
 
 
 @functools.cache
@@ -55,7 +55,7 @@ async def page(request: web.Request) -> web.Response:
 
 
 async def data(request: web.Request) -> web.Response:
-    sidecar = request.app[SIDECAR]
+    sidecar = runtime_of(request)
     ring = _rings.get(sidecar)
     if ring is None:
         ring = _rings[sidecar] = SnapshotRing()

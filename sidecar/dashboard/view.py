@@ -35,7 +35,7 @@ from ..version import installed_version
 from .window import Counts, Rates, Snapshot, SnapshotRing, rates
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import ControlView
 
 #: the row of calls that matched no route (``upstream=""`` in the metrics).
 UNROUTED = "(no route)"
@@ -118,7 +118,7 @@ def read_snapshot(metrics: Metrics, now: float) -> Snapshot:
     )
 
 
-def _rows(sidecar: Sidecar, snap: Snapshot) -> list[tuple[str, str, str | None]]:
+def _rows(sidecar: ControlView, snap: Snapshot) -> list[tuple[str, str, str | None]]:
     """``(metrics label, shown name, url)``: the configured upstreams in config order, then the
     inbound app, then the unrouted calls once there were some."""
     rows: list[tuple[str, str, str | None]] = [
@@ -162,7 +162,7 @@ def _in_flight(metrics: Metrics) -> dict[str, float]:
     return out
 
 
-def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> dict[str, Any]:
+def build(sidecar: ControlView, ring: SnapshotRing, *, now: float | None = None) -> dict[str, Any]:
     """The endpoint's JSON: takes a snapshot, records it in ``ring`` and diffs it with the base."""
     snap = read_snapshot(sidecar.metrics, time.monotonic() if now is None else now)
     base = ring.add(snap)
@@ -203,7 +203,6 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
         recent.append(item)
         if len(recent) >= RECENT_SHOWN:
             break
-    host = sidecar.plugin_host
     return {
         "sidecar": {
             "state": sidecar.state,
@@ -216,6 +215,7 @@ def build(sidecar: Sidecar, ring: SnapshotRing, *, now: float | None = None) -> 
         "upstreams": upstreams,
         "recent_errors": recent,
         "plugins": [
-            {"name": p.name, "source": p.source, "registered": p.registered} for p in host.plugins()
+            {"name": p.name, "source": p.source, "registered": p.registered}
+            for p in sidecar.plugins()
         ],
     }

@@ -1,12 +1,12 @@
 """``sidecar.v1.Admin`` (``proto/sidecar/v1/admin.proto``): status, upstreams and config reload
 over gRPC, the same facts the admin port shows (``/readyz``, ``/upstreams``) plus a reload.
 
-Everything is read from the running :class:`~sidecar.app.Sidecar` when asked: nothing here is
-on the request path. ``ListUpstreams`` types the parts of ``Sidecar.describe_upstreams()`` a
-client branches on (health, breaker state, in-flight calls, rate limits) and carries the whole
-entry as JSON in ``details``. ``Reload`` runs :meth:`Sidecar.reload_result
-<sidecar.app.Sidecar.reload_result>` (one at a time, like SIGHUP) and answers with what it says:
-applied or not, why a config was refused, which changes wait for a restart.
+Everything is read from the running sidecar's :class:`~sidecar.api.ControlView` when asked:
+nothing here is on the request path. ``ListUpstreams`` types the parts of
+``describe_upstreams()`` a client branches on (health, breaker state, in-flight calls, rate
+limits) and carries the whole entry as JSON in ``details``. ``Reload`` runs
+:meth:`~sidecar.api.ControlView.reload_result` (one at a time, like SIGHUP) and answers with what
+it says: applied or not, why a config was refused, which changes wait for a restart.
 
 The gRPC port binds loopback only (like the admin port); nothing here is authenticated.
 Not here: the health service (:mod:`sidecar.grpc.health_service`).
@@ -20,15 +20,15 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..config.types import split_address
 from ..filters.circuit_breaker import BREAKER
 from ..filters.concurrency import LIMITER as CONCURRENCY
 from ..health import HEALTHY, UNHEALTHY, upstream_health
 from ..v1 import admin_pb2, admin_pb2_grpc
+from ..version import installed_version
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import ControlView
 
 _STATES = {
     "starting": admin_pb2.STATE_STARTING,
@@ -51,7 +51,7 @@ MAX_PROBLEMS = 100
 class AdminApi:
     """The ``sidecar.v1.Admin`` servicer of one sidecar."""
 
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: ControlView) -> None:
         self._sidecar = sidecar
 
     def add_to(self, server: Any) -> None:
@@ -62,7 +62,7 @@ class AdminApi:
     ) -> admin_pb2.GetStatusResponse:
         s = self._sidecar
         return admin_pb2.GetStatusResponse(
-            version=__version__,
+            version=installed_version(),  # as --version and the dashboard say it
             state=_STATES.get(s.state, admin_pb2.STATE_UNSPECIFIED),
             uptime_seconds=round(s.uptime, 3),
             config_file=s.config_name,
@@ -107,19 +107,20 @@ class AdminApi:
         )
 
 
-def listeners(sidecar: Sidecar) -> list[tuple[str, str]]:
+def listeners(sidecar: ControlView) -> list[tuple[str, str]]:
     """``(name, "host:port")`` of every port the sidecar listens on, in a fixed order."""
     config = sidecar.config
+    ports = sidecar.ports
+    configured = {
+        "admin": config.admin.address,
+        "http": config.http.address,
+        "grpc": config.grpc.address,
+        "inbound": config.inbound.address if config.inbound else "",
+    }
     out: list[tuple[str, str]] = []
-    bound: list[tuple[str, str, Any]] = [
-        ("admin", config.admin.address, sidecar.admin),
-        ("http", config.http.address, sidecar.http),
-        ("grpc", config.grpc.address, sidecar.grpc),
-        ("inbound", config.inbound.address if config.inbound else "", sidecar.inbound),
-    ]
-    for name, address, listener in bound:
-        port = getattr(listener, "port", None)
-        if isinstance(port, int) and port:
+    for name, address in configured.items():
+        port = ports.get(name)
+        if port:
             out.append((name, f"{split_address(address)[0]}:{port}"))
     return out
 

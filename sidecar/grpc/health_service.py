@@ -1,7 +1,8 @@
 """``grpc.health.v1.Health`` on the gRPC port: the sidecar's overall status and one entry per
 upstream, so an app (or a probe) can ask about the service it is about to call.
 
-Entries, all read from :mod:`sidecar.health` and ``Sidecar.state``:
+Entries, all read from :mod:`sidecar.health` and the sidecar's ``state`` (a
+:class:`~sidecar.api.RuntimeView`):
 
 - ``""`` (the overall status): SERVING while the sidecar is ready, NOT_SERVING while it starts or
   drains; ``sidecar.v1.Admin`` the same;
@@ -37,7 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ..health import HEALTHY, UNHEALTHY, upstream_health
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import RuntimeView
 
 #: seconds between two looks at upstream health while a ``Watch`` stream is open.
 POLL_INTERVAL = 0.5
@@ -55,7 +56,7 @@ UNKNOWN, SERVICE_UNKNOWN = _Status.UNKNOWN, _Status.SERVICE_UNKNOWN
 class HealthService:
     """The Health servicer of one sidecar (``Check``, ``Watch``, ``List``), and its poll."""
 
-    def __init__(self, sidecar: Sidecar, *, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, sidecar: RuntimeView, *, poll_interval: float = POLL_INTERVAL) -> None:
         self._sidecar = sidecar
         self._interval = poll_interval
         self._status: dict[str, int] = {}

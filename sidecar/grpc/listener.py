@@ -44,7 +44,7 @@ from .services import SidecarServices, add_services
 from .wire import GRPC_LISTENER, error_response
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import ControlView
     from ..config.models import GrpcListenerConfig
     from ..telemetry.metrics import Metrics
 
@@ -62,7 +62,7 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
     """The gRPC port: its server, the route table, calls in flight, draining."""
 
     def __init__(
-        self, cfg: GrpcListenerConfig, routes: GrpcRoutes, metrics: Metrics, sidecar: Sidecar
+        self, cfg: GrpcListenerConfig, routes: GrpcRoutes, metrics: Metrics, sidecar: ControlView
     ) -> None:
         self.cfg = cfg
         #: the live route table; a reload swaps it (calls in flight keep their handlers).

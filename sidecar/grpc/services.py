@@ -23,7 +23,7 @@ from .admin_api import AdminApi
 from .health_service import HealthService
 
 if TYPE_CHECKING:
-    from ..app import Sidecar
+    from ..api import ControlView
 
 #: what reflection lists (and nothing else).
 SERVICE_NAMES: tuple[str, ...] = (
@@ -53,7 +53,7 @@ class SidecarServices:
         await self.health.aclose()
 
 
-def add_services(server: Any, sidecar: Sidecar) -> SidecarServices:
+def add_services(server: Any, sidecar: ControlView) -> SidecarServices:
     """Add the sidecar's own services to ``server`` (a ``grpc.aio.Server`` not yet started).
 
     Call it on the event loop (it starts the health poll); await ``aclose()`` on what it returns

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from ..api import LifespanRegistry, hookimpl
 from .expiry import CertFiles, CertificateExpiry, ExpiryWarnings, Presented
+from .identity import RESOURCE as INBOUND_TLS
+from .material import TlsMaterial
 
 if TYPE_CHECKING:
     from ..api import RuntimeView
@@ -34,9 +36,11 @@ CHECK_EVERY = 60.0
 def presented(sidecar: RuntimeView, files: CertFiles) -> list[Presented]:
     """The certificates ``sidecar`` presents now: its inbound listener's, its upstreams'."""
     out = []
-    inbound = sidecar.inbound
-    if inbound is not None and inbound.tls.info is not None:
-        out.append(Presented(inbound.tls.info, inbound.tls.cert_path or "", listener=inbound.name))
+    # the inbound listener's material, as the composition publishes it (the one the identity
+    # header reads): replaced when a reload moves the files, absent without ``inbound``
+    inbound = sidecar.resources.get(INBOUND_TLS)
+    if isinstance(inbound, TlsMaterial) and inbound.info is not None:
+        out.append(Presented(inbound.info, inbound.cert_path or "", listener="inbound"))
     for name, up in sidecar.config.upstreams.items():
         if up.tls is not None and up.tls.cert is not None:
             info = files.info(up.tls.cert)
