@@ -43,7 +43,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from .api import FrontTraits, RouteContext
+from .api import AdapterTraits, FrontTraits, RouteContext
 from .app import Sidecar
 from .config import parse_config
 from .config.models import GrpcListenerConfig
@@ -143,7 +143,20 @@ def make_route_context(
         metrics=metrics if metrics is not None else Metrics(),
         rescue_hook=rescue_hook,
         front=_front_traits(front) if isinstance(front, str) else front,
+        adapter=_adapter_traits(cfg.upstreams[name].adapter),
     )
+
+
+def _adapter_traits(adapter: str) -> AdapterTraits:
+    """The traits of a built-in adapter (a plugin's adapter: the defaults; tests that need its
+    own pass ``dataclasses.replace(ctx, adapter=MyAdapter.traits)``)."""
+    from .adapters.echo import EchoAdapter
+    from .adapters.http import HttpAdapter
+    from .grpc.adapter import GrpcAdapter
+
+    builtin = {"http": HttpAdapter, "echo": EchoAdapter, "grpc": GrpcAdapter}
+    cls = builtin.get(adapter)
+    return cls.traits if cls is not None else AdapterTraits()
 
 
 def responder(
