@@ -103,9 +103,10 @@ class CredentialProvider:
 
     def injected(self) -> Injected:
         """What this provider puts on a call from its secrets or credentials, by name: its
-        :attr:`header` unless it overrides this. Read once per route by the ``auth`` filter,
-        which marks each call with it (:mod:`sidecar.injected`), so the ``echo`` adapter shows
-        the header but not its value."""
+        :attr:`header` unless it overrides this. Read once per route by the ``auth`` filter;
+        on routes to an adapter that shows requests (``AdapterTraits.shows_requests``: the
+        ``echo`` adapter) it marks each call with it (:mod:`sidecar.injected`), so the header is
+        shown but not its value."""
         header = getattr(self, "header", None)
         if header is None:
             return Injected()
