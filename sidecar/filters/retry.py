@@ -15,24 +15,32 @@ A call is sent again only when every one of these holds, checked in this order:
 A response is retried only before this filter returns it, so never after any byte reached the
 app; a response given up for a retry has its body closed, so its connection is not reused
 mid-body. ``retry.per_try_timeout`` bounds each attempt (never past the overall deadline, which
-the ``timeout`` filter above sets); an attempt it cuts ends with condition ``timeout``.
+the ``timeout`` filter above sets; :mod:`sidecar.resilience.per_try`); an attempt it cuts ends
+with condition ``timeout``.
 
-**gRPC** (routes of the ``grpc`` listener, chosen when the chain is composed), per gRFC A6:
-conditions are the adapter's status-code names (``unavailable`` by default); HTTP's idempotency
-rule does not apply (every gRPC call is a POST; a status such as UNAVAILABLE says the server did
-not act on it, so the codes in ``retry.on`` are what makes a retry safe); the request messages are
-kept as they are sent, boundaries intact (:class:`~sidecar.resilience.replay.MessageReplay`, up to
-``retry.buffer``: a longer stream commits the call and is not retried); an answer with initial
-metadata or a message has already reached the app's side of the call and is never retried, only
-a trailers-only answer or an error is. The server's ``grpc-retry-pushback-ms`` trailing metadata
-plays ``Retry-After``'s part (a malformed or negative one means no retry, as A6 says), and each
-retry carries ``grpc-previous-rpc-attempts``.
+**gRPC** (routes of a front that answers in gRPC terms, ``ctx.front.grpc``, chosen when the chain
+is composed), per gRFC A6: conditions are the adapter's status-code names (``unavailable`` by
+default); HTTP's idempotency rule does not apply (every gRPC call is a POST; a status such as
+UNAVAILABLE says the server did not act on it, so the codes in ``retry.on`` are what makes a retry
+safe); a body of whole messages (``ctx.front.whole_messages``) is kept as it is sent, boundaries
+intact (:class:`~sidecar.resilience.replay.MessageReplay`, up to ``retry.buffer``: a longer
+stream commits the call and is not retried); an answer with initial metadata or a message has
+already reached the app's side of the call and is never retried, only a trailers-only answer or
+an error is. The server's ``grpc-retry-pushback-ms`` trailing metadata plays ``Retry-After``'s
+part (a malformed or negative one means no retry, as A6 says), and each retry carries
+``grpc-previous-rpc-attempts``.
 
 Counted: ``sidecar_retries_total{condition}`` per retry, ``sidecar_retries_skipped_total{reason}``
 per retryable failure not retried (``non_idempotent``, ``body_too_large``, ``deadline``,
 ``retry_after``, ``budget``); a retried call's access-log line says how many ``attempts`` it
 made (:data:`ATTEMPTS`). Off (``enabled: false``, or one attempt without a per-try timeout): not
 in the chain at all.
+
+How it reads: :func:`make_retry` builds the filter, or none; the filter's one loop makes every
+attempt, the first included (a call that succeeds first time costs only that loop's first pass);
+:class:`RetryGate` decides, between two attempts, whether the next one is made and after how
+long, and readies the exchange for it; :class:`~sidecar.resilience.per_try.PerTryTimeout` bounds
+each attempt.
 """
 
 from __future__ import annotations
@@ -46,12 +54,11 @@ from collections.abc import Awaitable, Callable
 
 from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
-from ..errors import SidecarError, UpstreamTimeout
-from ..exchange import Exchange, Response, StashKey, discard
-from ..grpc.wire import GRPC_LISTENER
+from ..errors import SidecarError
+from ..exchange import Exchange, Headers, Response, StashKey, discard
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
-from ..resilience.deadlines import DeadlineWheel
 from ..resilience.idempotency import IDEMPOTENT_METHODS
+from ..resilience.per_try import PerTryTimeout
 from ..resilience.replay import MessageReplay, make_replayable
 from ..resilience.retry_budget import SlidingRetryBudget
 
@@ -89,48 +96,156 @@ def make_retry(
     policy = ctx.upstream.retry
     if not policy.enabled or (policy.attempts == 1 and policy.per_try_timeout is None):
         return None
-    attempts = policy.attempts
-    per_try = policy.per_try_timeout
-    on = frozenset(policy.on)
-    non_idempotent = policy.non_idempotent
-    limit = policy.buffer
-    honor_retry_after = policy.honor_retry_after
+    gate = RetryGate(ctx, rand=rand, sleep=sleep, wall=wall)
+    timer = None if policy.per_try_timeout is None else PerTryTimeout(policy.per_try_timeout)
+    return _attempts_filter(ctx, gate, timer)
+
+
+def _attempts_filter(ctx: RouteContext, gate: RetryGate, timer: PerTryTimeout | None) -> Filter:
+    """The filter: the body made replayable, then attempts until one's outcome is the call's.
+    What it reads on every call is held in this closure's cells (cheaper than attributes)."""
+    record_request = gate.budget.record_request
     classify = ctx.classify
-    backoff = FullJitterBackoff(policy.backoff.base, policy.backoff.max, rand)
-    b = policy.budget
-    # one budget per upstream, whichever route the call took (kept across reloads that leave
-    # the budget's settings alone)
-    budget = ctx.shared(BUDGET, b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window))
-    labels = (ctx.upstream_name, ctx.route)
-    wheel = DeadlineWheel()  # per-try timers (coarse: see sidecar.resilience.deadlines)
-    retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in on}
-    skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
-    record_request = budget.record_request
-    grpc = ctx.listener == GRPC_LISTENER
+    policy = ctx.upstream.retry
+    limit = policy.buffer
+    # gRPC has no idempotency rule (see the module): the codes in retry.on make a retry safe
+    any_method = policy.non_idempotent or ctx.front.grpc
+    whole_messages = ctx.front.whole_messages
 
-    def asked(response: Response) -> float | None:
-        """Seconds the upstream asked to wait (negative: asked not to retry), ``None``: unsaid."""
-        if grpc:
-            trailers = response.trailers
-            pushback = trailers.get(PUSHBACK) if trailers is not None else None
-            if pushback is None:
-                return None
-            ms = pushback.strip()
-            return int(ms) / 1000 if ms.isascii() and ms.isdigit() else -1.0
-        value = response.headers.get("retry-after")
-        return None if value is None else parse_retry_after(value, wall())
+    async def retry(exchange: Exchange, call_next: Handler) -> Response:
+        record_request()
+        # decided before the first attempt: a stream must be kept as it is sent, or left alone
+        # to be sent once (may_repeat inlined: this runs on every call)
+        blocked: str | None = None
+        replay: MessageReplay | None = None
+        body = exchange.body
+        if not (
+            any_method
+            or exchange.method in IDEMPOTENT_METHODS
+            or "idempotency-key" in exchange.headers
+        ):
+            blocked = "non_idempotent"
+        elif isinstance(body, bytes):
+            if len(body) > limit:
+                blocked = "body_too_large"
+        elif whole_messages:
+            replay = MessageReplay(body, limit)
+            exchange.body = replay.attempt()
+        elif not await make_replayable(exchange, limit):
+            blocked = "body_too_large"
+        attempt = 1
+        while True:
+            response: Response | None
+            error: SidecarError | None
+            try:
+                if timer is None:
+                    response = await call_next(exchange)
+                else:
+                    response = await timer.attempt(call_next, exchange)
+            except SidecarError as e:
+                conditions = classify(None, e)
+                if not conditions:
+                    raise  # no condition (a sidecar decision: an open breaker): never retried
+                response, error = None, e
+            else:
+                # a success has no condition (nor has a gRPC stream whose status is still to
+                # come: it is committed), and costs no more than this
+                conditions = classify(response, None)
+                if not conditions:
+                    return response
+                error = None
+            delay = gate.delay(exchange, attempt, conditions, response, blocked, replay)
+            if delay is None:
+                if error is not None:
+                    raise error
+                assert response is not None
+                return response
+            attempt += 1
+            await gate.ready(exchange, attempt, response, delay, replay)
 
-    def wait_before(
-        exchange: Exchange, attempt: int, response: Response | None, blocked: str | None
+    return retry
+
+
+class RetryGate:
+    """What happens between two attempts of a route's calls: whether the next one is made and
+    after how long (a retry counted by its condition, a refusal by its reason), then the
+    exchange readied for it."""
+
+    __slots__ = (
+        "attempts",
+        "backoff",
+        "budget",
+        "grpc",
+        "honor_asked",
+        "on",
+        "retried",
+        "skipped",
+        "sleep",
+        "wall",
+    )
+
+    def __init__(
+        self,
+        ctx: RouteContext,
+        *,
+        rand: Callable[[], float],
+        sleep: Sleep,
+        wall: Callable[[], float],
+    ) -> None:
+        policy = ctx.upstream.retry
+        self.attempts = policy.attempts
+        self.on = frozenset(policy.on)
+        self.backoff = FullJitterBackoff(policy.backoff.base, policy.backoff.max, rand)
+        b = policy.budget
+        # one budget per upstream, whichever route the call took (kept across reloads that leave
+        # the budget's settings alone)
+        self.budget = ctx.shared(
+            BUDGET, b, lambda: SlidingRetryBudget(b.ratio, b.min_retries, b.window)
+        )
+        labels = (ctx.upstream_name, ctx.route)
+        self.retried = {c: ctx.metrics.retries.labels(*labels, c).inc for c in self.on}
+        self.skipped = {r: ctx.metrics.retries_skipped.labels(*labels, r).inc for r in SKIP_REASONS}
+        self.honor_asked = policy.honor_retry_after
+        self.grpc = ctx.front.grpc
+        self.sleep = sleep
+        self.wall = wall
+
+    def delay(
+        self,
+        exchange: Exchange,
+        attempt: int,
+        conditions: tuple[str, ...],
+        response: Response | None,
+        blocked: str | None,
+        replay: MessageReplay | None,
     ) -> float | None:
-        """Seconds to wait before the next attempt, or ``None``: no retry (counted why)."""
+        """Seconds to wait before the attempt after ``attempt``, whose outcome had
+        ``conditions``; ``None``: that outcome is the call's."""
+        if attempt >= self.attempts:
+            return None
+        matched = next((c for c in conditions if c in self.on), None)
+        if matched is None:
+            return None
+        if blocked is None and replay is not None and not replay.replayable:
+            blocked = "body_too_large"  # the app's stream outgrew the buffer
+        delay = self._affordable_wait(exchange, attempt, response, blocked)
+        if delay is not None:
+            self.retried[matched]()
+        return delay
+
+    def _affordable_wait(
+        self, exchange: Exchange, attempt: int, response: Response | None, blocked: str | None
+    ) -> float | None:
+        """The wait before a retry that may be made, or ``None`` (counted why): ``blocked`` (set
+        before the first attempt), the upstream asked not to, the deadline, the budget."""
+        skipped = self.skipped
         if blocked is not None:
             skipped[blocked]()
             return None
-        delay = backoff.delay(attempt)
+        delay = self.backoff.delay(attempt)
         reason = "deadline"
-        if honor_retry_after and response is not None:
-            wait = asked(response)
+        if self.honor_asked and response is not None:
+            wait = self._asked(response)
             if wait is not None:
                 if wait < 0:
                     skipped["retry_after"]()
@@ -140,150 +255,44 @@ def make_retry(
         if deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
             skipped[reason]()
             return None
-        if not budget.try_retry():
+        if not self.budget.try_retry():
             skipped["budget"]()
             return None
         return delay
 
-    async def retry(exchange: Exchange, call_next: Handler) -> Response:
-        record_request()
-        # decided before the first attempt: a stream must be buffered before it is sent, or
-        # left alone to be sent once (may_repeat inlined: this runs on every call)
-        blocked: str | None = None
-        body = exchange.body
-        if not (
-            non_idempotent
-            or exchange.method in IDEMPOTENT_METHODS
-            or "idempotency-key" in exchange.headers
-        ):
-            blocked = "non_idempotent"
-        elif isinstance(body, bytes):
-            if len(body) > limit:
-                blocked = "body_too_large"
-        elif not await make_replayable(exchange, limit):
-            blocked = "body_too_large"
-        # the first attempt; a success costs no more than this (the loop is a coroutine of its
-        # own, entered only when the outcome has a condition)
-        response: Response | None
-        error: SidecarError | None
-        try:
-            if per_try is None:
-                response = await call_next(exchange)
-            else:
-                response = await _bounded(call_next, exchange, per_try, wheel)
-        except SidecarError as e:
-            response, error = None, e
-        else:
-            if not classify(response, None):
-                return response
-            error = None
-        return await again(exchange, call_next, blocked, response, error, None)
+    def _asked(self, response: Response) -> float | None:
+        """Seconds the upstream asked to wait (negative: asked not to retry), ``None``: unsaid."""
+        if self.grpc:
+            return _pushback(response.trailers)
+        value = response.headers.get("retry-after")
+        return None if value is None else parse_retry_after(value, self.wall())
 
-    async def retry_grpc(exchange: Exchange, call_next: Handler) -> Response:
-        record_request()
-        # no idempotency rule (see the module); the messages are kept as they are sent
-        blocked: str | None = None
-        replay: MessageReplay | None = None
-        body = exchange.body
-        if isinstance(body, bytes):
-            if len(body) > limit:
-                blocked = "body_too_large"
-        else:
-            replay = MessageReplay(body, limit)
-            exchange.body = replay.attempt()
-        response: Response | None
-        error: SidecarError | None
-        try:
-            if per_try is None:
-                response = await call_next(exchange)
-            else:
-                response = await _bounded(call_next, exchange, per_try, wheel)
-        except SidecarError as e:
-            response, error = None, e
-        else:
-            # a stream whose status is still to come classifies as a success: it is committed
-            if not classify(response, None):
-                return response
-            error = None
-        return await again(exchange, call_next, blocked, response, error, replay)
-
-    async def again(
+    async def ready(
+        self,
         exchange: Exchange,
-        call_next: Handler,
-        blocked: str | None,
-        response: Response | None,
-        error: SidecarError | None,
+        attempt: int,
+        failed: Response | None,
+        delay: float,
         replay: MessageReplay | None,
-    ) -> Response:
-        """The first attempt's outcome had a condition: retry while it is worth it."""
-        attempt = 1
-        while True:
-            if replay is not None and blocked is None and not replay.replayable:
-                blocked = "body_too_large"  # the app's stream outgrew the buffer
-            conditions = classify(response, error)
-            delay: float | None = None
-            if conditions and attempt < attempts:
-                matched = next((c for c in conditions if c in on), None)
-                if matched is not None:
-                    delay = wait_before(exchange, attempt, response, blocked)
-                    if delay is not None:
-                        retried[matched]()
-            if delay is None:
-                if error is not None:
-                    raise error
-                assert response is not None
-                return response
-            if response is not None:
-                await discard(response)
-            if delay > 0:
-                await sleep(delay)
-            attempt += 1
-            exchange.stash[ATTEMPTS] = attempt
-            if replay is not None:
-                exchange.body = replay.attempt()
-            if grpc:
-                exchange.headers.set(PREVIOUS_ATTEMPTS, str(attempt - 1))
-            response = error = None
-            try:
-                if per_try is None:
-                    response = await call_next(exchange)
-                else:
-                    response = await _bounded(call_next, exchange, per_try, wheel)
-            except SidecarError as e:
-                error = e
-
-    return retry_grpc if grpc else retry
+    ) -> None:
+        """Let go of the failed answer, wait ``delay``, and ready ``exchange`` to be sent as
+        attempt number ``attempt``."""
+        if failed is not None:
+            await discard(failed)
+        if delay > 0:
+            await self.sleep(delay)
+        exchange.stash[ATTEMPTS] = attempt
+        if replay is not None:
+            exchange.body = replay.attempt()
+        if self.grpc:
+            exchange.headers.set(PREVIOUS_ATTEMPTS, str(attempt - 1))
 
 
-async def _bounded(
-    call_next: Handler, exchange: Exchange, per_try: float, wheel: DeadlineWheel
-) -> Response:
-    """One attempt bounded by ``per_try`` unless the overall deadline comes first (then the
-    ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    deadline = exchange.deadline
-    if deadline is not None and deadline - now <= per_try:
-        return await call_next(exchange)
-    task = asyncio.current_task(loop)
-    assert task is not None
-    entry = wheel.add(loop, task, now + per_try)
-    # the attempt sees its own, earlier deadline: filters below (the breaker) bound their waits
-    # by it and can tell a per-try cut from the app going away
-    exchange.deadline = now + per_try
-    try:
-        response = await call_next(exchange)
-    except asyncio.CancelledError:
-        # ours only if nothing else (the overall deadline, the app leaving) cancelled too
-        if wheel.remove(entry) and task.uncancel() == 0:
-            raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
-        raise
-    except BaseException:
-        if wheel.remove(entry):
-            task.uncancel()
-        raise
-    finally:
-        exchange.deadline = deadline
-    if wheel.remove(entry):
-        task.uncancel()
-    return response
+def _pushback(trailers: Headers | None) -> float | None:
+    """Seconds from ``grpc-retry-pushback-ms``; ``-1``: negative or malformed, which gRFC A6
+    reads as "do not retry"; ``None``: not sent."""
+    pushback = trailers.get(PUSHBACK) if trailers is not None else None
+    if pushback is None:
+        return None
+    ms = pushback.strip()
+    return int(ms) / 1000 if ms.isascii() and ms.isdigit() else -1.0

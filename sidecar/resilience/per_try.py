@@ -1,0 +1,67 @@
+"""The per-try timeout: one attempt of a call bounded by its own deadline, earlier than the call's.
+
+A retried call has an overall deadline (set by the ``timeout`` filter) and, with
+``retry.per_try_timeout``, each attempt has a shorter one of its own, so one stuck upstream
+instance costs that much and not the whole call. An attempt the per-try deadline cuts ends with
+:class:`~sidecar.errors.UpstreamTimeout` (condition ``timeout``, which the retry filter may
+retry); when the overall deadline comes first, this timer stands aside and only the overall one
+fires. Cancellations are told apart as :mod:`.deadlines` explains: the cut is ours only when
+nothing else (the overall deadline, the app going away) cancelled the attempt too.
+
+Not here: whether the cut attempt is tried again (:mod:`sidecar.filters.retry`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PerTryTimeout"]
+
+import asyncio
+
+from ..chain import Handler
+from ..errors import UpstreamTimeout
+from ..exchange import Exchange, Response
+from .deadlines import DeadlineWheel
+
+
+class PerTryTimeout:
+    """Bounds each attempt of a route's calls by ``seconds`` (one timer wheel per route)."""
+
+    __slots__ = ("_wheel", "seconds")
+
+    def __init__(self, seconds: float, wheel: DeadlineWheel | None = None) -> None:
+        self.seconds = seconds
+        # coarse timers: see sidecar.resilience.deadlines
+        self._wheel = wheel if wheel is not None else DeadlineWheel()
+
+    async def attempt(self, call_next: Handler, exchange: Exchange) -> Response:
+        """``call_next(exchange)``, cut after ``seconds`` unless the overall deadline comes
+        first (then the ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
+        per_try = self.seconds
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = exchange.deadline
+        if deadline is not None and deadline - now <= per_try:
+            return await call_next(exchange)
+        task = asyncio.current_task(loop)
+        assert task is not None
+        wheel = self._wheel
+        entry = wheel.add(loop, task, now + per_try)
+        # the attempt sees its own, earlier deadline: filters below (the breaker) bound their
+        # waits by it and can tell a per-try cut from the app going away
+        exchange.deadline = now + per_try
+        try:
+            response = await call_next(exchange)
+        except asyncio.CancelledError:
+            # ours only if nothing else (the overall deadline, the app leaving) cancelled too
+            if wheel.remove(entry) and task.uncancel() == 0:
+                raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
+            raise
+        except BaseException:
+            if wheel.remove(entry):
+                task.uncancel()
+            raise
+        finally:
+            exchange.deadline = deadline
+        if wheel.remove(entry):
+            task.uncancel()
+        return response
