@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sidecar.api import GRPC_STATUSES, FrontTraits
 from sidecar.chain import Filter
 from sidecar.errors import UpstreamReset
 from sidecar.exchange import Exchange, Headers, Response
@@ -203,6 +204,20 @@ async def test_the_http_route_of_the_same_upstream_keeps_the_http_rules() -> Non
 
     assert (await f(make_exchange("POST", body=b"{}"), up)).status == 503
     assert len(seen) == 1
+
+
+async def test_a_plugin_front_answering_in_grpc_terms_gets_the_grpc_rules() -> None:
+    """The front's traits choose the rules, not its name: a plugin's gRPC front retries by code,
+    replays whole messages and says how many attempts came before."""
+    mesh = FrontTraits("mesh", statuses=GRPC_STATUSES, whole_messages=True)
+    ctx = make_route_context({"url": "http://127.0.0.1:9"})
+    f = make_retry(on_front(ctx, mesh, classify=classify_grpc), sleep=Sleeps(), rand=lambda: 0.5)
+    assert f is not None
+    up = Upstream(answer(UNAVAILABLE, **{"grpc-retry-pushback-ms": "1"}), answer(0))
+    ex = make_exchange("POST", "/echo.v1.Echo/ClientStream", body=messages(b"a", b"b"))
+    assert grpc_code(await f(ex, up)) == 0
+    assert up.sent == [[b"a", b"b"]] * 2
+    assert [h.get(PREVIOUS_ATTEMPTS) for h in up.headers] == [None, "1"]
 
 
 class AppStream:

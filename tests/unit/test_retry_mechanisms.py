@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
 
+from sidecar.errors import UpstreamTimeout
+from sidecar.exchange import Exchange, Response
 from sidecar.resilience.backoff import FullJitterBackoff, parse_retry_after
 from sidecar.resilience.idempotency import may_repeat
+from sidecar.resilience.per_try import PerTryTimeout
 from sidecar.resilience.replay import make_replayable
 from sidecar.resilience.retry_budget import SlidingRetryBudget
 from sidecar.testing import make_exchange
@@ -202,3 +206,64 @@ async def test_a_long_or_unknown_length_stream_is_left_untouched() -> None:
     assert not await make_replayable(ex2, 10)
     assert big.read == 0 and chunked.read == 0
     assert ex.body is big and ex2.body is chunked
+
+
+# --- per-try timeout ----------------------------------------------------------------------------
+
+
+async def test_an_attempt_sees_its_own_deadline_and_the_call_gets_its_own_back() -> None:
+    """Filters below bound their waits by the attempt's deadline; the retry keeps the call's."""
+    loop = asyncio.get_running_loop()
+    ex = make_exchange()
+    overall = ex.deadline = loop.time() + 10
+    seen: list[float | None] = []
+
+    async def attempt(exchange: Exchange) -> Response:
+        seen.append(exchange.deadline)
+        return Response(200)
+
+    assert (await PerTryTimeout(0.5).attempt(attempt, ex)).status == 200
+    assert seen[0] is not None and seen[0] < overall - 9
+    assert ex.deadline == overall
+
+
+async def test_an_overall_deadline_sooner_than_the_per_try_one_is_left_to_fire_alone() -> None:
+    """With less time left than a try, the attempt keeps the call's deadline (the app's 504)."""
+    ex = make_exchange()
+    overall = ex.deadline = asyncio.get_running_loop().time() + 0.1
+    seen: list[float | None] = []
+
+    async def attempt(exchange: Exchange) -> Response:
+        seen.append(exchange.deadline)
+        return Response(200)
+
+    await PerTryTimeout(5.0).attempt(attempt, ex)
+    assert seen == [overall]
+
+
+async def test_a_stalled_attempt_is_cut_with_a_timeout_the_retry_can_act_on() -> None:
+    """A cut attempt ends as `UpstreamTimeout` (condition `timeout`), naming the setting."""
+
+    async def stall(exchange: Exchange) -> Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(UpstreamTimeout) as info:
+        await asyncio.wait_for(PerTryTimeout(0.02).attempt(stall, make_exchange()), 5)
+    assert "per_try_timeout" in info.value.detail
+
+
+async def test_an_app_that_goes_away_mid_attempt_stays_a_cancellation() -> None:
+    """Only the per-try deadline becomes a timeout: the app leaving is not retried."""
+    started = asyncio.Event()
+
+    async def stall(exchange: Exchange) -> Response:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    task = asyncio.create_task(PerTryTimeout(5.0).attempt(stall, make_exchange()))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
