@@ -46,6 +46,8 @@ from .config.types import split_address
 from .errors import ConfigError, PluginError, SidecarError
 from .exchange import Exchange
 from .filters import access_log
+from .grpc import services as grpc_services
+from .grpc.control import RESOURCE as CONTROL_SERVICES
 from .grpc.front import GrpcFront
 from .grpc.h2_listener import H2GrpcListener
 from .grpc.listener import GrpcListener
@@ -171,6 +173,9 @@ class Sidecar:
 
     def _build_fronts(self) -> None:
         """Build every registered front the config asks for (start-up)."""
+        # the gRPC port serves the sidecar's own services (health, admin API) beside the proxy;
+        # they belong to the control plane, so the port gets them from here
+        self.resources[CONTROL_SERVICES] = grpc_services.CONTROL
         ctx = FrontContext(
             runtime=self,
             config=self.config,

@@ -18,6 +18,8 @@ from ..api.traits import GRPC_STATUSES
 from ..config.types import split_address
 from ..errors import ConfigError, ConfigProblem
 from ..routing import ExplicitRoute, Route
+from .control import RESOURCE as CONTROL_SERVICES
+from .control import ControlServices
 from .dispatch import GRPC_FRONT
 from .h2_listener import H2GrpcListener
 from .listener import GrpcListener
@@ -39,8 +41,13 @@ class GrpcFront:
         self.ctx = ctx
         cfg = ctx.config.grpc
         server = H2GrpcListener if cfg.server == "h2" else GrpcListener
+        control = ctx.runtime.resources.get(CONTROL_SERVICES)
         self.listener: GrpcListener | H2GrpcListener = server(
-            cfg, GrpcRoutes({}, {}), ctx.metrics, ctx.runtime
+            cfg,
+            GrpcRoutes({}, {}),
+            ctx.metrics,
+            ctx.runtime,
+            control if isinstance(control, ControlServices) else None,
         )
         if isinstance(self.listener, H2GrpcListener):
             self.listener.cap.limit = ctx.connection_cap(cfg.max_connections)

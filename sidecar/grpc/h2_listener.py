@@ -42,12 +42,12 @@ from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..fdlimit import UNLIMITED, ConnectionCap
 from .adapter import GrpcAdapter
+from .control import ControlServices, ServicesHandle
 from .dispatch import Unrouted, dispatch
 from .h2_connection import H2Connection, H2Stream, StreamGone
 from .h2_messages import CONTENT_TYPE, read_request, response_head, trailers_block
 from .metadata import response_metadata
 from .routes import GrpcRoutes
-from .services import SERVICE_NAMES, SidecarServices, add_services
 from .wire import GRPC_LISTENER, error_response
 
 if TYPE_CHECKING:
@@ -63,10 +63,6 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 #: after the grace, cut calls get this long to unwind before the sidecar closes its channels.
 DRAIN_UNWIND = 1.0
-#: the sidecar's own services' method paths start with one of these.
-OWN_PREFIXES = tuple(
-    f"/{name}/" for name in (*SERVICE_NAMES, "grpc.reflection.v1.ServerReflection")
-)
 
 
 class EncodingUnsupported(SidecarError):
@@ -85,9 +81,17 @@ class H2GrpcListener:
     """The gRPC port on h2: server, connections, route table, calls in flight, draining."""
 
     def __init__(
-        self, cfg: GrpcListenerConfig, routes: GrpcRoutes, metrics: Metrics, sidecar: ControlView
+        self,
+        cfg: GrpcListenerConfig,
+        routes: GrpcRoutes,
+        metrics: Metrics,
+        sidecar: ControlView,
+        control: ControlServices | None = None,
     ) -> None:
         self.cfg = cfg
+        #: the sidecar's own services, served before the proxy (``None``: proxy only).
+        self.control = control
+        self._own_prefixes = control.prefixes if control is not None else ()
         #: the live route table; a reload swaps it (calls in flight keep their handlers).
         self.routes = routes
         self.metrics = metrics
@@ -121,7 +125,7 @@ class H2GrpcListener:
             metrics.connections_refused.labels(GRPC_LISTENER, "limit").inc,
         )
         self.server: asyncio.Server | None = None
-        self.services: SidecarServices | None = None
+        self.services: ServicesHandle | None = None
         self._internal: Any = None
         self._own_adapter: GrpcAdapter | None = None
         self._own: Handler | None = None
@@ -131,7 +135,8 @@ class H2GrpcListener:
 
     async def start(self, host: str, port: int) -> None:
         internal = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.services = add_services(internal, self.sidecar)
+        if self.control is not None:
+            self.services = self.control.add(internal, self.sidecar)
         self._internal = internal
         try:
             own_port = internal.add_insecure_port("127.0.0.1:0")
@@ -183,7 +188,7 @@ class H2GrpcListener:
         # counted once running: a task cancelled before its first step never runs this body
         self.active += 1
         try:
-            if path.startswith(OWN_PREFIXES) and self._own is not None:
+            if self._own is not None and path.startswith(self._own_prefixes):
                 try:
                     resp = await self._own(ex)
                 except SidecarError as e:

@@ -37,10 +37,10 @@ import grpc
 from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, close_body, completed
+from .control import ControlServices, ServicesHandle
 from .dispatch import Unrouted, dispatch
 from .metadata import headers_from_metadata, response_metadata, split_status
 from .routes import GrpcRoutes, authority_of
-from .services import SidecarServices, add_services
 from .wire import GRPC_LISTENER, error_response
 
 if TYPE_CHECKING:
@@ -62,15 +62,22 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
     """The gRPC port: its server, the route table, calls in flight, draining."""
 
     def __init__(
-        self, cfg: GrpcListenerConfig, routes: GrpcRoutes, metrics: Metrics, sidecar: ControlView
+        self,
+        cfg: GrpcListenerConfig,
+        routes: GrpcRoutes,
+        metrics: Metrics,
+        sidecar: ControlView,
+        control: ControlServices | None = None,
     ) -> None:
         self.cfg = cfg
+        #: the sidecar's own services, served before the proxy (``None``: proxy only).
+        self.control = control
         #: the live route table; a reload swaps it (calls in flight keep their handlers).
         self.routes = routes
         self.metrics = metrics
         self.sidecar = sidecar
         self.server: Any = None
-        self.services: SidecarServices | None = None
+        self.services: ServicesHandle | None = None
         self.port = 0
         self.active = 0
         #: calls begun, ever (see :meth:`app_activity`).
@@ -96,7 +103,8 @@ class GrpcListener(grpc.GenericRpcHandler):  # type: ignore[misc]
             ]
         )
         # the sidecar's own services first: grpcio asks handlers in the order they were added
-        self.services = add_services(server, self.sidecar)
+        if self.control is not None:
+            self.services = self.control.add(server, self.sidecar)
         server.add_generic_rpc_handlers([self])
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:

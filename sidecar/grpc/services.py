@@ -11,7 +11,7 @@ Not here: the services themselves (:mod:`~sidecar.grpc.health_service`,
 
 from __future__ import annotations
 
-__all__ = ["SERVICE_NAMES", "SidecarServices", "add_services"]
+__all__ = ["CONTROL", "SERVICE_NAMES", "SidecarServices", "add_services"]
 
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..v1 import admin_pb2
 from .admin_api import AdminApi
+from .control import ControlServices
 from .health_service import HealthService
 
 if TYPE_CHECKING:
@@ -66,3 +67,8 @@ def add_services(server: Any, sidecar: ControlView) -> SidecarServices:
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     health.start()
     return SidecarServices(health, admin)
+
+
+#: What the gRPC port is handed (:mod:`sidecar.grpc.control`): these services, by name, with
+#: both reflection versions grpcio's reflection answers.
+CONTROL = ControlServices((*SERVICE_NAMES, "grpc.reflection.v1.ServerReflection"), add_services)
