@@ -13,9 +13,10 @@ costs no task creation. A request whose whole body arrived with its head (the co
 dispatched with a ``bytes`` body; otherwise the body streams through
 :class:`~sidecar.listeners.http_body.RequestBody` while it arrives.
 
-Reading from the app pauses for three reasons, tracked separately: a streaming body buffered past
-its high-water mark, too many pipelined requests queued, and input closed (refused, or past the
-last request). A connection that closes after a response first half-closes and discards what the
+Reading from the app pauses for three reasons, tracked separately (each a reason of
+:class:`~sidecar.flow_control.FlowControl`): a streaming body buffered past its high-water mark,
+too many pipelined requests queued, and input closed (refused, or past the last request). A
+connection that closes after a response first half-closes and discards what the
 app still sends for a moment (lingering close), so the kernel does not answer unread input with a
 reset that would destroy the response the app has not read yet.
 
@@ -47,6 +48,7 @@ from ..errors import (
     UriTooLong,
 )
 from ..exchange import Exchange, Headers, Response
+from ..flow_control import FlowControl
 from ..http1 import (
     CLOSED_REQUEST_PARSER,
     HOP_BY_HOP,
@@ -75,6 +77,12 @@ LINGER_SECONDS = 2.0
 #: a head (header timeout), answering (the route's timeout applies), closing (linger).
 IDLE, HEAD, BUSY, LINGER = 0, 1, 2, 3
 
+#: Why reading from the app is paused, besides a waiting body (``BODY_WAITING``): more than
+#: ``MAX_PIPELINED`` requests queued, and input closed (refused or past the last request; not
+#: while lingering, which reads to discard).
+_QUEUE_FULL = 2
+_INPUT_CLOSED = 4
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: request methods as llhttp reports them (bytes) → ``str``, filled as they are seen.
 _METHODS: dict[bytes, str] = {}
@@ -84,10 +92,11 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in ``conn.error``."""
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(FlowControl):
     """One app connection."""
 
     def __init__(self, listener: HttpListener) -> None:
+        super().__init__()
         cfg = listener.cfg
         self.listener = listener
         self.max_header_bytes = cfg.max_header_bytes
@@ -96,7 +105,6 @@ class HttpConnection(asyncio.Protocol):
         self.max_body = cfg.max_request_body
         self.parser = httptools.HttpRequestParser(self)
         self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.client = ""
         #: dispatched requests in order; a ``Response`` is a refusal owed after them.
         self.queue: deque[Exchange | Response] = deque()
@@ -109,14 +117,8 @@ class HttpConnection(asyncio.Protocol):
         self.input_closed = False
         #: the request being parsed is the last one (``Connection: close``, HTTP/1.0).
         self.last_request = False
-        self.closed = False
         self.refused = False
         self.lingering = False
-        self.read_paused = False
-        self.body_paused = False
-        self.queue_paused = False
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         self.error: SidecarError | None = None
         # the request being parsed
         self.url = b""
@@ -170,9 +172,7 @@ class HttpConnection(asyncio.Protocol):
         worker = self.worker
         if worker is not None and not worker.done():
             worker.cancel()
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_exception(ConnectionResetError("app connection closed"))
+        self.fail_drain()
 
     def eof_received(self) -> bool | None:
         # The app's FIN means it is gone, as nginx and Go take it: a half-close and a full close
@@ -180,36 +180,10 @@ class HttpConnection(asyncio.Protocol):
         # would hold an upstream connection for nothing. Close; in-flight calls are cancelled.
         return None
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _update_reading(self) -> None:
-        t = self.transport
-        if t is None or self.closed:
-            return
-        want = self.body_paused or self.queue_paused or (self.input_closed and not self.lingering)
-        if want != self.read_paused:
-            self.read_paused = want
-            if want:
-                t.pause_reading()
-            else:
-                t.resume_reading()
-
-    def pause_body(self) -> None:
-        if not self.body_paused:
-            self.body_paused = True
-            self._update_reading()
-
-    def resume_body(self) -> None:
-        if self.body_paused:
-            self.body_paused = False
-            self._update_reading()
+    # what a RequestBody asks of its connection (``BodySource``): the flow control's pause for
+    # a waiting body (its default reason), without a call in between
+    pause_body = FlowControl.pause_reading
+    resume_body = FlowControl.resume_reading
 
     def data_received(self, data: bytes) -> None:
         if self.input_closed:
@@ -337,7 +311,7 @@ class HttpConnection(asyncio.Protocol):
         self.mid_message = False
         if self.last_request:
             self.input_closed = True
-            self._update_reading()
+            self.pause_reading(_INPUT_CLOSED)
         stream = self.stream
         if stream is not None:
             stream.feed_eof()
@@ -477,9 +451,8 @@ class HttpConnection(asyncio.Protocol):
         self.listener.began += 1  # the wait for a quiet app sees every call (app_quiet)
         queue = self.queue
         queue.append(ex)
-        if len(queue) > MAX_PIPELINED and not self.queue_paused:
-            self.queue_paused = True
-            self._update_reading()
+        if len(queue) > MAX_PIPELINED:
+            self.pause_reading(_QUEUE_FULL)
         if self.worker is None:
             self.worker = self.loop.create_task(self.work())
         else:
@@ -498,9 +471,8 @@ class HttpConnection(asyncio.Protocol):
                     self.next_ready = None
                     continue
                 item = queue.popleft()
-                if self.queue_paused and len(queue) < MAX_PIPELINED // 2:
-                    self.queue_paused = False
-                    self._update_reading()
+                if self._read_paused & _QUEUE_FULL and len(queue) < MAX_PIPELINED // 2:
+                    self.resume_reading(_QUEUE_FULL)
                 if isinstance(item, Response):  # a refusal owed after earlier requests
                     await write_response(self, REFUSED, item)
                     break
@@ -574,7 +546,7 @@ class HttpConnection(asyncio.Protocol):
             self.last_request = True  # on_message_complete closes input after it
         elif self.queue or self.state == BUSY:
             self.input_closed = True
-            self._update_reading()
+            self.pause_reading(_INPUT_CLOSED)
 
     def more_owed(self) -> bool:
         """Whether responses are owed after the one being written (dispatched or arriving)."""
@@ -584,16 +556,14 @@ class HttpConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the app reads what was written; an app that stops reading is cut off."""
-        if self.closed:
-            raise ConnectionResetError("app connection closed")
-        self.drain_waiter = self.loop.create_future()
         try:
             async with asyncio.timeout(self.listener.cfg.idle_timeout):
-                await self.drain_waiter
+                await super().drain()
         except TimeoutError:
             raise ConnectionResetError("the app stopped reading its response") from None
-        finally:
-            self.drain_waiter = None
+
+    def closed_error(self) -> BaseException:
+        return ConnectionResetError("app connection closed")
 
     def refuse(self, error: SidecarError) -> None:
         """Answer a malformed request and close the connection (nothing after it is trusted)."""
@@ -601,7 +571,7 @@ class HttpConnection(asyncio.Protocol):
         if self.closed or self.refused or self.lingering:
             return
         self.refused = self.input_closed = True
-        self._update_reading()
+        self.pause_reading(_INPUT_CLOSED)
         stream = self.stream
         if stream is not None and not stream.failed:
             # the request being answered has a broken body: its handler gets the error while
@@ -640,7 +610,9 @@ class HttpConnection(asyncio.Protocol):
         self.lingering = True
         self.state = LINGER
         self.since = self.listener.now
-        self._update_reading()  # read again, to discard: the app's FIN ends the linger early
+        # read again, to discard (unless a waiting body still holds reading): the app's FIN
+        # ends the linger early
+        self.resume_reading(_INPUT_CLOSED)
 
     def close(self, abort: bool = False) -> None:
         if self.closed:

@@ -29,6 +29,7 @@ import httptools
 
 from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset, UpstreamTLSError
 from ..exchange import Headers, Response
+from ..flow_control import FlowControl
 from ..http1 import CLOSED_RESPONSE_PARSER, HOP_BY_HOP, hop_by_hop_names
 from .body import UpstreamBody
 
@@ -39,20 +40,23 @@ MAX_RESPONSE_HEADERS = 200
 _NO_BODY = (204, 304)
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """A connection to one upstream, owned by its :class:`~sidecar.upstream.pool.Pool`."""
+class UpstreamConnection(FlowControl):
+    """A connection to one upstream, owned by its :class:`~sidecar.upstream.pool.Pool`.
+
+    Back-pressure (:class:`~sidecar.flow_control.FlowControl`): the request-body pump waits in
+    ``drain`` while the upstream reads slowly; a response body buffered past its high-water mark
+    pauses reading (``pause_reading``, called by :class:`UpstreamBody`).
+    """
 
     def __init__(
         self,
         on_free: Callable[[UpstreamConnection], None],
         on_lost: Callable[[UpstreamConnection], None],
     ) -> None:
+        super().__init__()
         self._on_free = on_free
         self._on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        #: the transport is gone (set in ``connection_lost``).
-        self.closed = False
         #: checked out of the pool for an exchange.
         self.busy = False
         #: may carry another exchange after this one (cleared on any doubt, never set again).
@@ -64,12 +68,10 @@ class UpstreamConnection(asyncio.Protocol):
         #: seconds the upstream said it keeps an idle connection (``Keep-Alive: timeout=N``).
         self.keep_alive_hint: float | None = None
         self.requests = 0
-        self.write_paused = False
         #: the whole request was written (a response that ends before it makes reuse unsafe).
         self.request_sent = True
         #: a task writing a streaming request body; cancelled when the connection closes.
         self.pump: asyncio.Task[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
         self._hdrs: list[tuple[str, str]] = []
@@ -84,7 +86,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._done = False
         self._head_only = False
         self._got_bytes = False
-        self._read_paused = False
         self._error: SidecarError | None = None
         self._close_delimited = False
 
@@ -118,9 +119,7 @@ class UpstreamConnection(asyncio.Protocol):
         pump = self.pump
         if pump is not None and not pump.done():
             pump.cancel()
-        w = self._drain
-        if w is not None and not w.done():
-            w.set_exception(UpstreamReset("upstream closed the connection while receiving"))
+        self.fail_drain()
         self.parser = CLOSED_RESPONSE_PARSER  # frees it by reference counting (see there)
         self._on_lost(self)
 
@@ -138,24 +137,8 @@ class UpstreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # half-closed by the upstream: close our side too
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        w = self._drain
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None and not self.closed:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._read_paused and self.transport is not None and not self.closed:
-            self._read_paused = False
-            self.transport.resume_reading()
+    def closed_error(self) -> SidecarError:
+        return UpstreamReset("upstream closed the connection while receiving")
 
     def data_received(self, data: bytes) -> None:
         if not self._awaiting:
@@ -373,16 +356,6 @@ class UpstreamConnection(asyncio.Protocol):
     def got_bytes(self) -> bool:
         """Whether any response byte arrived for the current exchange."""
         return self._got_bytes
-
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its low-water mark."""
-        if self.closed:
-            raise UpstreamReset("upstream closed the connection while receiving")
-        self._drain = asyncio.get_running_loop().create_future()
-        try:
-            await self._drain
-        finally:
-            self._drain = None
 
     def abort(self) -> None:
         """Close now, without reuse (the pool forgets it through ``connection_lost``)."""

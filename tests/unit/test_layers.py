@@ -43,6 +43,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.fdlimit": Layer.KERNEL,
     "sidecar.injected": Layer.KERNEL,
     "sidecar.answers": Layer.KERNEL,
+    "sidecar.flow_control": Layer.KERNEL,
     "sidecar.grpc.wire": Layer.KERNEL,
     # a package's __init__ runs whenever a module under it is imported: sidecar.grpc sits with
     # its lowest module (grpc.wire), as sidecar.tls and sidecar.telemetry do below
