@@ -25,10 +25,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..config.inbound_routes import APP
 from ..errors import SidecarError
 from ..grpc.wire import GRPC_LISTENER
 from ..health import upstream_health
-from ..listeners.inbound_routes import APP
 from ..resilience.views import describe_policies
 from ..telemetry.metrics import RECENT_ERRORS, Metrics
 from ..version import installed_version

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Literal
 from ..api import FrontContext, FrontRegistry, RouteBuilder, hookimpl
 from ..api.fronts import AppActivity
 from ..api.traits import GRPC_STATUSES
+from ..config import inbound_routes
 from ..config.types import split_address
 from ..errors import NoRoute, PluginError
 from ..grpc.front import GrpcFront
 from ..routing import ExplicitRoute, Route, RouteTable
 from ..tls.contexts import server_material
 from ..tls.identity import RESOURCE as INBOUND_TLS
-from . import inbound_routes
 from .http import HTTP_FRONT, HttpListener
 from .inbound import INBOUND_FRONT, InboundListener
 

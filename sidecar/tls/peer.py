@@ -27,9 +27,9 @@ from collections.abc import Callable
 
 from ..api import RouteContext
 from ..chain import Filter, Handler
+from ..config.inbound_routes import allow_list
 from ..errors import PeerNotAllowed
 from ..exchange import Exchange, Response
-from ..listeners.inbound_routes import allow_list
 from .spiffe import AllowList
 
 log = logging.getLogger("sidecar.tls")

@@ -9,11 +9,10 @@ import pytest
 import yaml
 
 from sidecar.cli import main
-from sidecar.config import parse_config
+from sidecar.config import inbound_routes, parse_config
 from sidecar.config.changes import split_changes
 from sidecar.config.models import SidecarConfig
 from sidecar.errors import ConfigError
-from sidecar.listeners import inbound_routes
 from sidecar.tls.certs import init_ca, issue
 
 BASE = {
