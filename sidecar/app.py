@@ -120,11 +120,17 @@ class Sidecar:
 
     def _compose_all(
         self, config: SidecarConfig, sections: dict[str, BaseModel]
-    ) -> tuple[dict[str, Any], SharedState]:
-        """Every front's routes for ``config`` (nothing is live yet), and their shared state."""
+    ) -> tuple[dict[str, Any], Composition]:
+        """Every front's routes for ``config``, and the composition that built them (its shared
+        state and published resources); nothing is live yet (:meth:`_go_live`)."""
         builder = self._composition(config, sections)
         routes = {name: front.compose(builder) for name, front in self.fronts.items()}
-        return routes, builder.shared.build()
+        return routes, builder
+
+    def _go_live(self, builder: Composition) -> None:
+        """Keep what a composition built beside its routes: its shared state, its resources."""
+        self._shared = builder.shared.build()
+        self.resources.update(builder.published)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -217,7 +223,8 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
         self._build_fronts()
-        routes, self._shared = self._compose_all(config, self.plugin_sections)
+        routes, composed = self._compose_all(config, self.plugin_sections)
+        self._go_live(composed)
         fields = {"admin": f"{host_of(config.admin.address)}:{self.admin.port}"}
         started: list[Front[Any]] = []
         for name, front in self.fronts.items():
@@ -393,7 +400,7 @@ class Sidecar:
                     raise ConfigError([emptied])
                 config, restart_only = split_changes(self.config, new)
                 sections = self._validate(config)
-                routes, shared = self._compose_all(config, sections)
+                routes, composed = self._compose_all(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
                 return ReloadResult(False, self._refused(e))
             if restart_only:
@@ -403,7 +410,7 @@ class Sidecar:
                 )
             self.config = config
             self.plugin_sections = sections
-            self._shared = shared
+            self._go_live(composed)
             live: dict[str, UpstreamConfig] = dict(config.upstreams)
             for name, front in self.fronts.items():
                 # new calls take the new routes; in-flight calls finish on the handlers they hold

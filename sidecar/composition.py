@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["Composition"]
 
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,10 @@ class Composition:
         self.host = plugin_host
         self.adapters = adapters
         self.metrics = metrics
-        self.resources = resources
+        #: what fronts published for this composition (see :meth:`publish`), over the live
+        #: resources; the sidecar adopts it when the composition goes live
+        self.published: dict[str, Any] = {}
+        self.resources = ChainMap(self.published, dict(resources))
         #: the shared state of the routes being composed (kept if the composition succeeds)
         self.shared = SharedStateBuilder(live)
         self._terminals: dict[str, Handler] = {}
@@ -64,6 +68,9 @@ class Composition:
     @property
     def config_name(self) -> str:
         return self._config_name
+
+    def publish(self, name: str, obj: object) -> None:
+        self.published[name] = obj
 
     def adapter_traits(self, adapter: str) -> AdapterTraits:
         running = self.adapters.get(adapter)

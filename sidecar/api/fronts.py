@@ -74,6 +74,11 @@ class RouteBuilder(Protocol):
         is not in ``config.upstreams``, such as the inbound front's local app). Built once per
         composition; an adapter that fails raises ``PluginError`` or ``ConfigError``."""
 
+    def publish(self, name: str, obj: object) -> None:
+        """Make ``obj`` the resource ``name`` for this composition's filter factories
+        (``RouteContext.resources``); it becomes the sidecar's resource only if the whole
+        composition goes live, so a refused reload leaves the running one alone."""
+
     def adapter_traits(self, adapter: str) -> AdapterTraits:
         """The traits of the adapter registered as ``adapter`` (an upstream's ``adapter:``);
         a front picks the upstreams it serves by them (the gRPC port: ``statuses == "grpc"``)."""

@@ -129,8 +129,9 @@ class InboundFront:
         material = live if live is not None and live.files == files else None
         if material is None:
             material = server_material(cfg.tls, builder.config_name)  # ConfigError naming the file
-        # the identity header filter reads the sidecar's own ID from it
-        self.ctx.runtime.resources[INBOUND_TLS] = material
+        # the identity header filter reads the sidecar's own ID from it (and, once this config
+        # is live, the certificate expiry metric)
+        builder.publish(INBOUND_TLS, material)
         app = inbound_routes.app_upstream(cfg)
         try:
             terminal = builder.terminal(inbound_routes.APP, app)
