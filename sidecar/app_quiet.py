@@ -15,7 +15,7 @@ follows. A brief call between two polls is not missed: ``began`` counts every co
 call ever started, so any change restarts the quiet clock.
 
 Not here: what a listener does during the wait (``hold_for_app`` on each listener), the drain
-itself (:meth:`sidecar.app.Sidecar.drain`).
+itself (the sidecar's ``drain``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What operators see of the policies' live state: ``/upstreams`` entries and scrape-time gauges.
 
-Per-upstream policy objects (breakers, limiters, budgets, buckets) are kept by the
-:class:`~sidecar.app.Sidecar` as ``(kind, upstream) → (config key, object)`` (see
-``RouteContext.shared``). Any such object may offer
+Per-upstream policy objects (breakers, limiters, budgets, buckets) are kept by the running
+sidecar as a :class:`~sidecar.api.SharedState` under typed keys (see ``RouteContext.shared``).
+Any such object may offer
 
 - ``describe() -> dict``: listed on ``/upstreams`` under the upstream's ``"policies"`` by kind;
 - ``gauges() -> iterable of (family, help, value)``: exported on ``/metrics`` as gauges labelled

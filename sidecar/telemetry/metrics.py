@@ -1,4 +1,4 @@
-"""Prometheus metric families, one registry per :class:`~sidecar.app.Sidecar` (tests run several).
+"""Prometheus metric families, one registry per running sidecar (tests run several).
 
 Label sets are bounded: listener, upstream and route names come from the config (a call no route
 took has ``upstream=""`` and ``route=""``), ``code`` is the 3-digit status the app got, ``reason``

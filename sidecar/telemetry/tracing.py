@@ -1,4 +1,4 @@
-"""One OpenTelemetry ``TracerProvider`` per :class:`~sidecar.app.Sidecar`, and its lifetime.
+"""One OpenTelemetry ``TracerProvider`` per running sidecar, and its lifetime.
 
 The built-in ``tracing`` lifespan (a plugin like any other: ``BUILTIN_PLUGINS``) resolves
 ``telemetry.tracing`` with the ``OTEL_*`` variables (:mod:`.tracing_settings`), builds a provider
