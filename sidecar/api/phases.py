@@ -11,7 +11,8 @@ implementation detail: plugins name a phase.
   each decision below included; a retried call is one call here.
 - ``ADMIT``: decisions about whether the call goes on at all (peer allow-list, inbound
   signatures, rate limits, the concurrency limit), cheapest first. A call refused here costs no
-  deadline, no attempt and no credential.
+  deadline, no attempt and no credential; one admitted holds its concurrency slot through every
+  attempt.
 - ``EXTEND``: plugin filters by default; they see an admitted call once, whatever its retries.
 - ``RESILIENCE``: the overall deadline, then retry, then the circuit breaker. The deadline bounds
   every attempt and every wait between them; each attempt passes the breaker, and an open breaker
@@ -117,22 +118,28 @@ class Invariant:
     why: str
 
 
-#: The order rules between built-in filters. Each has its own behavioural test
-#: (tests/unit/test_chain_invariants.py), and the test of the registrations checks every one.
+#: The order rules between built-in filters, outermost pair first: ``outer`` runs outside
+#: ``inner`` in every chain that has both. Each is shown by a behavioural test of its own
+#: (tests/unit/test_chain_invariants.py), and the built-in registrations are checked against
+#: every one.
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant("rescue", "access_log", "a rescued error still gets its access-log line"),
-    Invariant("access_log", "tracing", "the log line carries the trace id the span stashes"),
+    Invariant("access_log", "tracing", "a call the tracing filter fails still gets its line"),
     Invariant("tracing", "metrics", "the SERVER span covers the whole call"),
+    Invariant("metrics", "peer_allow", "a refused peer is counted as what it got"),
+    Invariant("metrics", "verify_hmac", "an unsigned call is counted as what it got"),
     Invariant("metrics", "rate_limit", "a 429 is counted as what the app got"),
     Invariant("peer_allow", "rate_limit", "a refused peer takes no token"),
     Invariant("verify_hmac", "rate_limit", "an unsigned call takes no token"),
     Invariant("rate_limit", "global_rate_limit", "a locally refused call costs no round trip"),
     Invariant("global_rate_limit", "concurrency", "a refused call never holds a slot"),
     Invariant("concurrency", "timeout", "a queued wait is not the upstream's deadline"),
+    Invariant("concurrency", "retry", "one app call holds one slot, whatever its retries"),
     Invariant("timeout", "retry", "the deadline bounds every attempt and every backoff"),
     Invariant("retry", "circuit_breaker", "every attempt passes the breaker"),
     Invariant("circuit_breaker", "auth", "an open breaker refuses before a token is fetched"),
     Invariant("retry", "auth", "every attempt gets a credential taken when it is sent"),
+    Invariant("retry", "upstream_span", "each attempt is its own CLIENT span"),
     Invariant("auth", "upstream_span", "the CLIENT span times the request as sent"),
     Invariant("upstream_span", "request_headers", "a traceparent set by config still wins"),
 )
