@@ -1,7 +1,10 @@
 """Configuration: the file's models, its loader and the value types it uses.
 
 - :mod:`.source`: text → data (strict YAML, ``${ENV}`` substitution);
-- :mod:`.models`: the frozen pydantic models of the file's shape;
+- :mod:`.models`: the frozen pydantic models of the file's shape (the whole file, and every
+  section's model re-exported from :mod:`.listeners`, :mod:`.inbound`, :mod:`.upstreams`,
+  :mod:`.routes`, :mod:`.telemetry`, :mod:`.shutdown`; names keys accept in :mod:`.names`);
+- :mod:`.policies`: the resilience and credential policies upstreams and routes carry;
 - :mod:`.types`: durations, sizes, addresses, header values, secret references;
 - :mod:`.problems`: validation errors in plain English, with key paths;
 - :mod:`.checks`: checks across keys, and secrets read once;

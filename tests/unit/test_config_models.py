@@ -13,10 +13,16 @@ from sidecar.config import (
     PluginSchemas,
     SecretRef,
     SidecarConfig,
+    inbound,
+    listeners,
     load_config,
     models,
     parse_config,
     policies,
+    routes,
+    shutdown,
+    telemetry,
+    upstreams,
     validate_plugin_sections,
 )
 from sidecar.config.changes import split_changes
@@ -260,7 +266,7 @@ def test_the_documented_complete_example_is_valid_and_sets_every_key() -> None:
     assert missing == set()
     sections = {
         cls
-        for module in (models, policies)
+        for module in (models, listeners, inbound, upstreams, routes, telemetry, shutdown, policies)
         for cls in vars(module).values()
         if isinstance(cls, type)
         and issubclass(cls, BaseModel)
