@@ -11,6 +11,7 @@ Pinning (2 cores): the proxy under test runs alone on core 0; wrk and the upstre
     .venv/bin/python bench/http_proxy.py            # 3 interleaved rounds of 10 s each
     .venv/bin/python bench/http_proxy.py --quick    # 1 round of 3 s, a smoke run
     .venv/bin/python bench/http_proxy.py --only direct,nginx
+    .venv/bin/python bench/http_proxy.py --baseline-ref 2d1cef5   # before/after, one run
 
 See bench/README.md for what each column means.
 """
@@ -71,6 +72,8 @@ class SidecarVariant:
     #: servers the variant needs, started once by the bench (pinned with wrk and the upstream):
     #: ``"redis"`` → a private redis-server whose URL the config reads as ``${BENCH_REDIS_URL}``
     services: tuple[str, ...] = ()
+    #: the sidecar executable (``None``: ``--sidecar-bin``); a baseline's runs another commit.
+    bin: str | None = None
 
 
 # Add variants here (e.g. "sidecar-full" below adds upstream keys to the defaults).
@@ -884,6 +887,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=120.0,
         help="seconds to wait for quiet before a run (default %(default)g)",
     )
+    p.add_argument(
+        "--baseline-ref",
+        metavar="GIT_REF",
+        help="also run every sidecar variant on this commit (checked out in the temp dir and "
+        "run with the same venv), interleaved with the current tree: before/after in one run",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
     for name, normal, quick in (("duration", 10.0, 3.0), ("runs", 3, 1), ("warmup", 1.0, 0.5)):
@@ -908,6 +917,43 @@ def build_variants(args: argparse.Namespace) -> list[SidecarVariant]:
     return variants
 
 
+def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[SidecarVariant]:
+    """Each variant, then the same on commit ``ref``: a git worktree of it in ``tmp``, run by a
+    wrapper that puts it first on ``PYTHONPATH`` (same interpreter and libraries)."""
+    tree = tmp / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref],
+        check=True,
+        capture_output=True,
+    )
+    wrapper = tmp / "baseline-sidecar"
+    python = REPO / ".venv" / "bin" / "python"
+    wrapper.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(tree))} exec {shlex.quote(str(python))} "
+        f'-c "from sidecar.cli import main; raise SystemExit(main())" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    out: list[SidecarVariant] = []
+    for v in variants:
+        out.append(v)
+        out.append(
+            dataclasses.replace(
+                v, key=f"{v.key}@{ref}", label=f"{v.label} [at {ref}]", bin=str(wrapper)
+            )
+        )
+    return out
+
+
+def remove_baseline(tmp: Path) -> None:
+    """Unregister the baseline worktree (its files go with the temp dir)."""
+    if (tmp / "baseline").exists():
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "baseline")],
+            check=False,
+            capture_output=True,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2 or not {PROXY_CORE, LOAD_CORE} <= os.sched_getaffinity(0):
@@ -930,12 +976,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
     procs = Processes()
     try:
+        if args.baseline_ref:
+            variants = with_baseline(variants, args.baseline_ref, tmp)
         return _run(args, wanted, variants, tmp, procs)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         return 130
     finally:
         procs.close()
+        remove_baseline(tmp)
         if args.keep_tmp:
             print(f"kept {tmp}", file=sys.stderr)
         else:
@@ -993,7 +1042,7 @@ def _run(
                 tmp,
                 v,
                 up_port,
-                args.sidecar_bin,
+                v.bin or args.sidecar_bin,
                 extra_args,
                 args.ready_timeout,
                 service_env,
