@@ -85,6 +85,9 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.dispatch": Layer.FRONTS,
     "sidecar.grpc.routes": Layer.FRONTS,
     "sidecar.grpc.front": Layer.FRONTS,
+    # the shape of the control plane's gRPC services as the port sees them (handed over by
+    # the root when it builds the fronts)
+    "sidecar.grpc.control": Layer.FRONTS,
     # 6 control plane: admin and metrics ports, dashboard, health, the sidecar's gRPC API,
     # the plugin host
     "sidecar.admin": Layer.CONTROL,
