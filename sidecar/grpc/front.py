@@ -10,14 +10,12 @@ from __future__ import annotations
 
 __all__ = ["GrpcFront"]
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ..api.fronts import AppActivity
 from ..api.traits import GRPC_STATUSES
-from ..config.types import split_address
 from ..errors import ConfigError, ConfigProblem
-from ..routing import ExplicitRoute, Route
+from ..listeners.front_base import ListenerFront, explicit_routes
+from ..routing import Route
 from .control import RESOURCE as CONTROL_SERVICES
 from .control import ControlServices
 from .dispatch import GRPC_FRONT
@@ -28,18 +26,16 @@ from .routes import GrpcRoutes
 if TYPE_CHECKING:
     from ..api import FrontContext, RouteBuilder
     from ..chain import Handler
-    from ..config.models import UpstreamConfig
 
 
-class GrpcFront:
+class GrpcFront(ListenerFront[GrpcListener | H2GrpcListener]):
     """``grpc``: the port gRPC apps call upstreams through."""
 
     traits = GRPC_FRONT
-    faces: Literal["app", "peers"] = "app"
 
     def __init__(self, ctx: FrontContext) -> None:
-        self.ctx = ctx
         cfg = ctx.config.grpc
+        super().__init__(cfg.address)
         server = H2GrpcListener if cfg.server == "h2" else GrpcListener
         control = ctx.runtime.resources.get(CONTROL_SERVICES)
         self.listener: GrpcListener | H2GrpcListener = server(
@@ -81,43 +77,7 @@ class GrpcFront:
             handler = builder.chain(self.traits, name, name, terminals[name])
             by_upstream[name] = Route(name, name, handler)
             services.update(dict.fromkeys(up.services, name))
-        explicit = []
-        for i, rc in enumerate(config.routes):
-            if rc.upstream not in terminals:
-                continue
-            rname = rc.name or f"route-{i}"
-            handler = builder.chain(
-                self.traits, rname, rc.upstream, terminals[rc.upstream], route_config=rc
-            )
-            explicit.append(ExplicitRoute.of(Route(rname, rc.upstream, handler), rc))
-        return GrpcRoutes(by_upstream, services, explicit)
+        return GrpcRoutes(by_upstream, services, explicit_routes(builder, self.traits, terminals))
 
     def swap(self, routes: GrpcRoutes) -> None:
         self.listener.routes = routes
-
-    def upstreams(self, routes: GrpcRoutes) -> Mapping[str, UpstreamConfig]:
-        return {}
-
-    async def start(self) -> None:
-        host, port = split_address(self.ctx.config.grpc.address)
-        await self.listener.start(host, port)
-
-    @property
-    def port(self) -> int:
-        return self.listener.port
-
-    @property
-    def address(self) -> str:
-        return f"{split_address(self.ctx.config.grpc.address)[0]}:{self.port}"
-
-    def hold_for_app(self) -> None:
-        self.listener.hold_for_app()
-
-    def stop_accepting(self) -> None:
-        self.listener.stop_accepting()
-
-    async def drain(self, grace: float) -> int:
-        return await self.listener.drain(grace)
-
-    def app_activity(self) -> AppActivity:
-        return self.listener.app_activity()

@@ -24,6 +24,7 @@ from ..grpc.front import GrpcFront
 from ..routing import ExplicitRoute, Route, RouteTable
 from ..tls.contexts import server_material
 from ..tls.identity import RESOURCE as INBOUND_TLS
+from .front_base import ListenerFront, explicit_routes
 from .http import HTTP_FRONT, HttpListener
 from .inbound import INBOUND_FRONT, InboundListener
 
@@ -34,15 +35,14 @@ if TYPE_CHECKING:
     from ..tls.material import TlsMaterial
 
 
-class HttpFront:
+class HttpFront(ListenerFront[HttpListener]):
     """``http``: the port the app calls upstreams through, ``/<upstream>/...`` and routes."""
 
     traits = HTTP_FRONT
-    faces: Literal["app", "peers"] = "app"
 
     def __init__(self, ctx: FrontContext) -> None:
-        self.ctx = ctx
         cfg = ctx.config.http
+        super().__init__(cfg.address)
         self.listener = HttpListener(cfg, RouteTable({}), ctx.metrics)
         self.listener.cap.limit = ctx.connection_cap(cfg.max_connections)
         self.listener.on_unrouted = functools.partial(ctx.on_unrouted, self.traits)
@@ -65,47 +65,12 @@ class HttpFront:
                 ) from e
             handler = builder.chain(self.traits, name, name, terminals[name])
             by_upstream[name] = Route(name, name, handler)
-        explicit = []
-        for i, rc in enumerate(config.routes):
-            if rc.upstream not in terminals:
-                continue  # a route to a gRPC upstream: on the gRPC port only
-            rname = rc.name or f"route-{i}"
-            handler = builder.chain(
-                self.traits, rname, rc.upstream, terminals[rc.upstream], route_config=rc
-            )
-            explicit.append(ExplicitRoute.of(Route(rname, rc.upstream, handler), rc))
-        return RouteTable(by_upstream, explicit)
+        # a route to a gRPC upstream is the gRPC port's
+        return RouteTable(by_upstream, explicit_routes(builder, self.traits, terminals))
 
     def swap(self, routes: RouteTable) -> None:
         # new calls take the new table; in-flight calls finish on the handlers they hold
         self.listener.routes = routes
-
-    def upstreams(self, routes: RouteTable) -> Mapping[str, UpstreamConfig]:
-        return {}
-
-    async def start(self) -> None:
-        host, port = split_address(self.ctx.config.http.address)
-        await self.listener.start(host, port)
-
-    @property
-    def port(self) -> int:
-        return self.listener.port
-
-    @property
-    def address(self) -> str:
-        return f"{split_address(self.ctx.config.http.address)[0]}:{self.port}"
-
-    def hold_for_app(self) -> None:
-        self.listener.hold_for_app()
-
-    def stop_accepting(self) -> None:
-        self.listener.stop_accepting()
-
-    async def drain(self, grace: float) -> int:
-        return await self.listener.drain(grace)
-
-    def app_activity(self) -> AppActivity:
-        return self.listener.app_activity()
 
 
 class InboundFront:
