@@ -114,8 +114,8 @@ def sidecar_register_adapters(registry: AdapterRegistry) -> None:
     When: once, when the plugin host is built.
 
     :param registry: ``add(name, adapter_class)``. ``adapter_class`` subclasses
-        :class:`~sidecar.registry.Adapter`; it is constructed once per running sidecar with its
-        :class:`~sidecar.registry.AdapterServices` and builds the terminal handler of each
+        :class:`~sidecar.api.Adapter`; it is constructed once per running sidecar with its
+        :class:`~sidecar.api.AdapterServices` and builds the terminal handler of each
         upstream whose ``adapter:`` names it (at start-up and on each reload).
         ``adapter_class.options_model`` (a pydantic model, or ``None``) validates
         ``upstreams.<name>.options``.

@@ -1,46 +1,47 @@
 """The built-in filters: one internal plugin registering them through the public hook.
 
-Chain order, outermost first, and why:
+Chain order, outermost first, by phase (:mod:`sidecar.api.phases`), and why:
 
-- ``rescue`` (0): turns every error into a response, so it must see everything below it.
-- ``access_log`` (100): one line per call including sidecar decisions, so it sits outside
-  everything that decides, but inside rescue so a rescued error still gets its line from the
-  error itself.
-- ``tracing`` (200, :mod:`.tracing`): the SERVER span. Inside the access log, so the log line
-  can carry the trace id it stashes; outside ``metrics`` and every decision, so the span covers
+- ``rescue`` (rescue phase): turns every error into a response, so it must see everything below it.
+- ``access_log`` (observe phase): one line per call including sidecar decisions, so it sits outside
+  everything that decides, but inside rescue so a rescued error still gets its line from the error
+  itself.
+- ``tracing`` (observe phase, :mod:`.tracing`): the SERVER span. Inside the access log, so the log
+  line can carry the trace id it stashes; outside ``metrics`` and every decision, so the span covers
   the whole call and records each decision (rate limit, breaker, overload...) on the way back.
-- ``metrics`` (300): counts what the app gets (retries inside it are one call).
-- ``peer_allow`` (310, :mod:`sidecar.tls.peer`, inbound listener only): a peer whose SPIFFE ID
-  is not on the route's allow-list gets 403; right inside ``metrics`` so the refusal is counted
+- ``metrics`` (observe phase): counts what the app gets (retries inside it are one call).
+- ``peer_allow`` (admit phase, :mod:`sidecar.tls.peer`, inbound listener only): a peer whose SPIFFE
+  ID is not on the route's allow-list gets 403; right inside ``metrics`` so the refusal is counted
   and logged, before every other decision so such a peer takes no token and no slot.
-- ``verify_hmac`` (320, :mod:`sidecar.auth.verify`): inbound signature checks, right inside
-  ``metrics`` so refusals are counted and logged, before the rate limits and the concurrency
-  limit so an unsigned call takes no token and no slot from the signed ones.
-- ``rate_limit`` (350): the local bucket; inside ``metrics`` and the access log so a 429 is
+- ``verify_hmac`` (admit phase, :mod:`sidecar.auth.verify`): inbound signature checks, right inside
+  ``metrics`` so refusals are counted and logged, before the rate limits and the concurrency limit
+  so an unsigned call takes no token and no slot from the signed ones.
+- ``rate_limit`` (admit phase): the local bucket; inside ``metrics`` and the access log so a 429 is
   counted and logged, first among the decisions because it is the cheapest (no I/O).
-- ``global_rate_limit`` (360): right inside the local bucket, so a call it already refused costs
-  no backend round trip; outside the concurrency limit, so a refused call never holds a slot.
-- ``concurrency`` (400): one slot per app call, whatever its retries; inside the rate limits so
-  a call they refuse never holds a slot, outside the deadline so a queued wait is its own
+- ``global_rate_limit`` (admit phase): right inside the local bucket, so a call it already refused
+  costs no backend round trip; outside the concurrency limit, so a refused call never holds a slot.
+- ``concurrency`` (admit phase): one slot per app call, whatever its retries; inside the rate limits
+  so a call they refuse never holds a slot, outside the deadline so a queued wait is its own
   (``max_wait``).
-- plugin filters (default 500).
-- ``timeout`` (800): the overall deadline covers every attempt below it.
-- ``retry`` (820): inside the deadline (which bounds its waits) and outside the breaker, so every
-  attempt passes the breaker and an open breaker stops the retries; outside ``request_headers``
-  and the adapter, which run again for each attempt.
-- ``circuit_breaker`` (840): inside ``retry``, so every attempt passes it and an open breaker
-  ends the retries; right above the adapter, so it judges only what the upstream did.
-- ``auth`` (860, :mod:`sidecar.auth.filter`): inside ``retry`` so every attempt gets a credential
-  taken when it is sent (and a signer finds the body already replayable); inside the breaker so
-  an open breaker refuses before a token is fetched; it replaces the app's credential.
-- ``upstream_span`` (880, :mod:`.tracing`): a CLIENT span per attempt. Inside ``retry`` so
+- plugin filters (the extend phase by default).
+- ``timeout`` (resilience phase): the overall deadline covers every attempt below it.
+- ``retry`` (resilience phase): inside the deadline (which bounds its waits) and outside the
+  breaker, so every attempt passes the breaker and an open breaker stops the retries; outside
+  ``request_headers`` and the adapter, which run again for each attempt.
+- ``circuit_breaker`` (resilience phase): inside ``retry``, so every attempt passes it and an open
+  breaker ends the retries; right above the adapter, so it judges only what the upstream did.
+- ``auth`` (attempt phase, :mod:`sidecar.auth.filter`): inside ``retry`` so every attempt gets a
+  credential taken when it is sent (and a signer finds the body already replayable); inside the
+  breaker so an open breaker refuses before a token is fetched; it replaces the app's credential.
+- ``upstream_span`` (attempt phase, :mod:`.tracing`): a CLIENT span per attempt. Inside ``retry`` so
   each attempt is its own (sibling) span, inside the breaker so an open breaker makes none (the
-  SERVER span records the decision), inside ``auth`` so the span times the request as sent;
-  above ``request_headers``, so a ``traceparent`` set there by config would still win.
-- ``identity_header`` (890, :mod:`sidecar.tls.identity`, inbound listener only): the verified
-  peer identity for the app, set inside every other filter so none can replace or forge it
+  SERVER span records the decision), inside ``auth`` so the span times the request as sent; above
+  ``request_headers``, so a ``traceparent`` set there by config would still win.
+- ``identity_header`` (attempt phase, :mod:`sidecar.tls.identity`, inbound listener only): the
+  verified peer identity for the app, set inside every other filter so none can replace or forge it
   (``request_headers`` comes after it, and inbound routes have none).
-- ``request_headers`` (900): configured headers are set last so no filter above can undo them.
+- ``request_headers`` (attempt phase): configured headers are set last so no filter above can undo
+  them.
 """
 
 from __future__ import annotations

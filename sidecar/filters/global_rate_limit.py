@@ -12,7 +12,7 @@ The backend key is ``<upstream>`` (``<upstream>@<route>`` for a route with its o
 ``global_rate_limit``), plus ``:<value>`` of the policy's ``key`` (``route``, ``peer``, or a
 hash of a header's value), so every replica configured alike shares one bucket per key.
 
-Sits at ``ORDER_GLOBAL_RATE_LIMIT`` (360): right inside the local ``rate_limit``, so a call the
+Sits in the admit phase, right inside the local ``rate_limit``, so a call the
 local bucket already refused costs no backend round trip.
 """
 

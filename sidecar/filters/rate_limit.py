@@ -13,7 +13,7 @@ The buckets belong to the policy, not to the route: every route of the upstream 
 its own ``rate_limit`` has its own buckets. Every limited call counts in
 ``sidecar_rate_limited_total{scope="local", mode=reject|wait|shadow}``.
 
-Sits at ``ORDER_RATE_LIMIT`` (350): inside ``metrics``/``access_log`` so a 429 is counted and
+Sits in the admit phase: inside ``metrics``/``access_log`` so a 429 is counted and
 logged, outside the concurrency limit and the deadline so a refused call never takes a slot and
 the wait is its own (``max_wait``).
 """

@@ -1,12 +1,12 @@
 """``tracing`` and ``upstream_span``: a SERVER span per call, a CLIENT span per upstream attempt.
 
-``tracing`` (``ORDER_TRACING``) continues the app's W3C trace (``traceparent``/``tracestate``,
+``tracing`` (observe phase) continues the app's W3C trace (``traceparent``/``tracestate``,
 :mod:`sidecar.telemetry.trace_context`) or starts a new one, stashes the trace id for the access
 log (:data:`~sidecar.telemetry.trace_ids.TRACE_ID`) and the span for ``upstream_span``, and ends
 the span when the response is complete (``Response.on_complete``: a streamed body and gRPC
 trailers are part of the call), or at once when the call ends in an error or is cancelled.
 
-``upstream_span`` (``ORDER_UPSTREAM_SPAN``, inside retry, the breaker and auth) starts a CLIENT
+``upstream_span`` (attempt phase, inside retry, the breaker and auth) starts a CLIENT
 span, child of the SERVER span, on every attempt, so retries are sibling CLIENT spans numbered
 by ``sidecar.attempt``; it writes that span as the upstream's ``traceparent``, replacing the
 app's.
