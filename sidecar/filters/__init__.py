@@ -6,9 +6,10 @@ Chain order, outermost first, by phase (:mod:`sidecar.api.phases`), and why:
 - ``access_log`` (observe phase): one line per call including sidecar decisions, so it sits outside
   everything that decides, but inside rescue so a rescued error still gets its line from the error
   itself.
-- ``tracing`` (observe phase, :mod:`.tracing`): the SERVER span. Inside the access log, so the log
-  line can carry the trace id it stashes; outside ``metrics`` and every decision, so the span covers
-  the whole call and records each decision (rate limit, breaker, overload...) on the way back.
+- ``tracing`` (observe phase, :mod:`.tracing`): the SERVER span. Inside the access log, so a call
+  the tracing filter fails still gets its line (which carries the trace id the span stashed);
+  outside ``metrics`` and every decision, so the span covers the whole call and records each
+  decision (rate limit, breaker, overload...) on the way back.
 - ``metrics`` (observe phase): counts what the app gets (retries inside it are one call).
 - ``peer_allow`` (admit phase, :mod:`sidecar.tls.peer`, inbound listener only): a peer whose SPIFFE
   ID is not on the route's allow-list gets 403; right inside ``metrics`` so the refusal is counted
