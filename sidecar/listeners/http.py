@@ -9,7 +9,8 @@ The ticker keeps the time in ``listener.now``: connections stamp their state cha
 instead of reading the clock per request, so a timeout fires up to one tick late (a tick is a
 quarter of the shortest timeout, at most one second).
 
-Not here: parsing and framing (:mod:`sidecar.listeners.http_connection`), routing
+Not here: parsing, answering and framing (:mod:`sidecar.listeners.http_request`,
+:mod:`sidecar.listeners.http_connection`, :mod:`sidecar.listeners.http_response`), routing
 (:mod:`sidecar.routing`), filters, or anything upstream-specific.
 """
 
@@ -26,7 +27,8 @@ from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange
 from ..fdlimit import UNLIMITED, ConnectionCap
-from .http_connection import BUSY, HEAD, IDLE, HttpConnection
+from .http_connection import HttpConnection
+from .http_state import BUSY, HEAD, IDLE
 
 if TYPE_CHECKING:
     from ..config.models import HttpListenerConfig

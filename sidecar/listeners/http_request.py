@@ -1,0 +1,410 @@
+"""Reading requests off one app connection: llhttp's callbacks and the checks it leaves to us.
+
+:class:`RequestReader` is the input half of
+:class:`~sidecar.listeners.http_connection.HttpConnection` (its base class). llhttp (httptools,
+strict mode) parses; the reader adds what llhttp leaves to a server (one ``Host``, a well-formed
+``Host``, only ``chunked`` as transfer coding, no ``Transfer-Encoding`` on HTTP/1.0, only HTTP/1.0
+and 1.1, no CONNECT, http(s) absolute-form only, limits on URI, header bytes, header count and
+body), builds each request's :class:`~sidecar.exchange.Exchange` and hands it to ``dispatch``. A
+request that breaks a rule stops parsing: ``refuse`` gets its error, and nothing after it is
+parsed.
+
+A body that arrives with its head (under ``COLLECT_LIMIT``, the common case) is collected and
+the request dispatched with it as ``bytes``; any other is dispatched once its head is read, with
+a :class:`~sidecar.listeners.http_body.RequestBody` the reader feeds as the body arrives.
+
+Not here: answering requests, timers and closing (:mod:`sidecar.listeners.http_connection`),
+routing (:mod:`sidecar.routing`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["COLLECT_LIMIT", "RequestReader"]
+
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+import httptools
+
+from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge, SidecarError, UriTooLong
+from ..exchange import Exchange, Headers
+from ..flow_control import FlowControl
+from ..http1 import (
+    HOP_BY_HOP,
+    hop_by_hop_names,
+    parse_absolute_target,
+    split_origin_target,
+    valid_host,
+)
+from .http_body import RequestBody
+from .http_state import BUSY, HEAD, IDLE, INPUT_CLOSED, ConnectionState
+
+if TYPE_CHECKING:
+    from .http import HttpListener
+
+log = logging.getLogger("sidecar.listener")
+
+#: A body smaller than this that arrives with its head is collected and sent in one write.
+COLLECT_LIMIT = 64 * 1024
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: request methods as llhttp reports them (bytes) → ``str``, filled as they are seen.
+_METHODS: dict[bytes, str] = {}
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is in ``conn.error``."""
+
+
+class RequestReader(FlowControl):
+    """The input half of an app connection; the connection answers what it dispatches
+    (``dispatch``) and refuses what breaks a rule (``refuse``)."""
+
+    def __init__(self, listener: HttpListener) -> None:
+        super().__init__()
+        cfg = listener.cfg
+        self.listener = listener
+        self.max_header_bytes = cfg.max_header_bytes
+        self.max_headers = cfg.max_headers
+        self.max_uri_bytes = cfg.max_uri_bytes
+        self.max_body = cfg.max_request_body
+        self.parser = httptools.HttpRequestParser(self)
+        #: the app's address, ``"ip:port"`` (set once connected).
+        self.client = ""
+        self.state: ConnectionState = IDLE
+        #: listener time the current state began (the ticker's clock, a second coarse at most).
+        self.since = 0.0
+        #: no more bytes are parsed: refused, past the last request, or closing.
+        self.input_closed = False
+        #: the request being parsed is the last one (``Connection: close``, HTTP/1.0).
+        self.last_request = False
+        #: why a parser callback stopped parsing (``_Refused``).
+        self.error: SidecarError | None = None
+        # the request being parsed: its target, headers and their size so far
+        self.url = b""
+        self.hdrs: list[tuple[str, str]] = []
+        self.hdr_bytes = 0
+        #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
+        self.head_pending = 0
+        self.in_head = False
+        self.mid_message = False
+        #: requests begun during the current ``data_received`` (for ``head_pending``).
+        self.begun = 0
+        self.expect_continue = False
+        #: a request whose body is being collected (``parts``) before it is dispatched.
+        self.cur: Exchange | None = None
+        self.parts: list[bytes] | None = None
+        self.parts_size = 0
+        self.body_received = 0
+        #: the body of a dispatched request, fed as it arrives.
+        self.stream: RequestBody | None = None
+        #: the dispatched request whose body is still arriving from the app.
+        self.body_incomplete: Exchange | None = None
+        #: absolute-form requests (routed by their authority only); usually ``None``.
+        self.absolute_form: set[Exchange] | None = None
+        #: the last ``Host`` value found well-formed (checked once per connection, not per call).
+        self.valid_host: str | None = None
+
+    def dispatch(self, ex: Exchange) -> None:
+        """Answer ``ex`` after the requests dispatched before it (the connection does)."""
+        raise NotImplementedError
+
+    def refuse(self, error: SidecarError) -> None:
+        """Answer a malformed request with ``error``, then close (the connection does)."""
+        raise NotImplementedError
+
+    # --- bytes in ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.input_closed:
+            return  # refused, lingering, or past the last request: discarded
+        if self.state == IDLE:
+            self.state = HEAD
+            self.since = self.listener.now
+        carry = self.in_head
+        fresh = not self.mid_message
+        self.begun = 0
+        view: bytes | memoryview = data
+        while True:
+            try:
+                self.parser.feed_data(view)
+                break
+            except httptools.HttpParserUpgrade as e:
+                # build_exchange let an Upgrade request through as a plain one (a server may
+                # ignore Upgrade, RFC 9110 §7.8); llhttp stopped after its head and what follows
+                # is the next request. A memoryview keeps many of them in one read linear.
+                view = memoryview(view)[e.args[0] :]
+                if not view or self.input_closed:
+                    break
+            except httptools.HttpParserError as e:
+                self._parse_failed(e)
+                return
+        if self.input_closed:
+            return
+        if self.in_head:
+            # httptools buffers a header until it is complete before calling on_header, so one
+            # endless header would grow memory unchecked: count the raw bytes of the head too.
+            if self.begun == 0 and carry:
+                self.head_pending += len(data)
+            elif self.begun == 1 and fresh:
+                self.head_pending = len(data)
+            if self.head_pending > self.max_header_bytes:
+                self.refuse(HeadersTooLarge(f"request head over {self.max_header_bytes} bytes"))
+                return
+        cur = self.cur
+        if cur is not None:
+            self.start_stream(cur)  # the head arrived, its body is still coming: dispatch now
+
+    def _parse_failed(self, e: httptools.HttpParserError) -> None:
+        if self.input_closed and self.error is None:
+            return  # bytes after the last request (``Connection: close``) are dropped
+        error = self.error
+        if error is None:
+            cause = e.__context__
+            if isinstance(cause, SidecarError):
+                error = cause
+            elif isinstance(e, httptools.HttpParserCallbackError) and cause is not None:
+                log.error("listener parser callback failed", exc_info=cause)
+                error = SidecarError("unexpected error in the sidecar")
+            else:
+                error = BadRequest(f"malformed request: {e}")
+        self.refuse(error)
+
+    # --- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.listener.draining:
+            # a request that starts once the drain began (a keep-alive race on an idle
+            # connection) is answered, and is the last one on this connection
+            self.last_request = True
+        self.url = b""
+        self.hdrs = []
+        self.hdr_bytes = 0
+        self.head_pending = 0
+        self.expect_continue = False
+        self.in_head = self.mid_message = True
+        self.begun += 1
+        if self.state != BUSY:
+            self.state = HEAD
+            self.since = self.listener.now
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.max_uri_bytes:
+            self.error = UriTooLong(f"request target over {self.max_uri_bytes} bytes")
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.hdr_bytes += len(name) + len(value) + 4
+        if self.hdr_bytes + len(self.url) > self.max_header_bytes:
+            self.error = HeadersTooLarge(f"request headers over {self.max_header_bytes} bytes")
+            raise _Refused
+        if not self.in_head:
+            return  # a chunked body's trailer: counted above, never forwarded
+        if len(self.hdrs) >= self.max_headers:
+            self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
+            raise _Refused
+        self.hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        try:
+            ex = self.build_exchange()
+        except SidecarError as e:
+            self.error = e
+            raise _Refused from None
+        if ex.body_length == 0:
+            self.dispatch(ex)
+        else:
+            self.cur = ex
+            self.parts = []
+            self.parts_size = 0
+            self.body_received = 0
+
+    def on_body(self, body: bytes) -> None:
+        self.body_received += len(body)
+        limit = self.max_body
+        if limit is not None and self.body_received > limit:
+            self.error = BodyTooLarge(f"request body over {limit} bytes")
+            raise _Refused
+        stream = self.stream
+        if stream is not None:
+            stream.feed(body)
+            return
+        assert self.parts is not None and self.cur is not None
+        self.parts.append(body)
+        self.parts_size += len(body)
+        if self.parts_size > COLLECT_LIMIT:
+            self.start_stream(self.cur)
+
+    def on_message_complete(self) -> None:
+        self.mid_message = False
+        if self.last_request:
+            self.input_closed = True
+            self.pause_reading(INPUT_CLOSED)
+        stream = self.stream
+        if stream is not None:
+            stream.feed_eof()
+            self.stream = None
+            self.body_incomplete = None
+            self.resume_body()  # no more of it can come; the next request may be read
+        elif self.cur is not None and self.parts is not None:
+            ex = self.cur
+            parts = self.parts
+            body = b"".join(parts) if len(parts) != 1 else parts[0]
+            ex.body = body
+            ex.body_length = len(body)
+            self.cur = None
+            self.parts = None
+            self.dispatch(ex)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def build_exchange(self) -> Exchange:
+        """The checks llhttp leaves to us, then the protocol-neutral :class:`Exchange`.
+
+        One function on purpose: it runs for every request, and each call it made of its steps
+        would cost every request that call. What only some requests meet (a method seen for the
+        first time, ``Expect``, a new ``Host``, a refusal's reason) is in the helpers below it.
+        """
+        p = self.parser
+        version = p.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise BadRequest(f"HTTP/{version} is not supported")
+        raw_method = p.get_method()
+        method = _METHODS.get(raw_method) or _method_name(raw_method)
+        hdrs = self.hdrs
+        host: str | None = None
+        hosts = 0
+        connection: list[str] = []
+        content_length: str | None = None
+        te: str | None = None
+        hop = False
+        for name, value in hdrs:
+            if name == "host":
+                hosts += 1
+                host = value
+            elif name not in HOP_BY_HOP:
+                continue  # one set lookup for the ordinary headers
+            hop = True
+            if name == "connection":
+                connection.append(value)
+            elif name == "content-length":
+                content_length = value
+            elif name == "transfer-encoding":
+                # several lines are one comma-joined list (RFC 9110 §5.3): judge all of them,
+                # or "gzip" then "chunked" would pass where "gzip, chunked" is refused
+                te = value if te is None else f"{te}, {value}"
+            elif name == "expect":
+                self.expect_continue = _expects_continue(value, version)
+        if hosts != 1:
+            if hosts or version == "1.1":  # only an HTTP/1.0 request may come without one
+                raise BadRequest(_host_count_problem(hosts))
+        elif host != self.valid_host:  # an app sends the same Host on every request
+            self.valid_host = _checked_host(host)
+        if te is not None and (version == "1.0" or te.strip().lower() != "chunked"):
+            raise BadRequest(_transfer_coding_problem(te, version))
+        if p.should_upgrade() and (te is not None or content_length not in (None, "0")):
+            # llhttp stops at an Upgrade request's head, so its body could not be read
+            raise BadRequest("a request body together with Upgrade is not supported")
+        url = self.url
+        absolute = False
+        if url[:1] == b"/":
+            path, query = split_origin_target(url.decode("latin-1"))
+        elif url == b"*":
+            raise BadRequest("the '*' request target is not supported")
+        else:
+            host, path, query = parse_absolute_target(url)
+            absolute = True
+        if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
+            drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
+            hdrs = [kv for kv in hdrs if kv[0] not in drop]
+        body_length: int | None
+        if te is not None:
+            body_length = None
+        elif content_length is not None:
+            body_length = int(content_length)  # llhttp validated it
+            limit = self.max_body
+            if limit is not None and body_length > limit:
+                raise BodyTooLarge(f"request body of {body_length} bytes over the {limit} limit")
+        else:
+            body_length = 0
+        ex = Exchange(
+            method,
+            path,
+            Headers.wrap(hdrs),
+            query=query,
+            body=b"",
+            body_length=body_length,
+            client=self.client,
+            listener=self.listener.name,
+            http_version=version,
+            start=perf_counter(),
+        )
+        ex.host = host
+        if absolute:
+            if self.absolute_form is None:
+                self.absolute_form = set()
+            self.absolute_form.add(ex)
+        if not p.should_keep_alive():
+            ex.keep_alive = False
+            self.last_request = True
+        return ex
+
+    def start_stream(self, ex: Exchange) -> None:
+        """Dispatch ``ex`` before its body is complete: the body streams as it arrives."""
+        assert self.parts is not None
+        stream = self.stream = RequestBody(self, self.parts, self.expect_continue)
+        ex.body = stream
+        self.body_incomplete = ex
+        self.cur = None
+        self.parts = None
+        self.dispatch(ex)
+
+    # --- what a RequestBody asks of its connection (``BodySource``) --------------------------
+
+    # the flow control's pause for a waiting body (its default reason), with no call in between
+    pause_body = FlowControl.pause_reading
+    resume_body = FlowControl.resume_reading
+
+    def send_continue(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(_CONTINUE)
+
+
+def _method_name(raw: bytes) -> str:
+    """A method llhttp parsed, as ``str``, the first time it is seen (CONNECT is refused)."""
+    method = raw.decode("ascii")
+    if method == "CONNECT":
+        raise BadRequest("CONNECT is not supported: call http://127.0.0.1:PORT/<upstream>/...")
+    # llhttp accepts only the methods it knows: this stays a few dozen entries
+    _METHODS[raw] = method
+    return method
+
+
+def _expects_continue(value: str, version: str) -> bool:
+    """Whether an ``Expect`` value asks for ``100 Continue``; any other expectation is refused."""
+    if value.lower() != "100-continue":
+        raise BadRequest(f"unsupported Expect: {value}")
+    # an HTTP/1.0 client cannot expect 100 Continue (RFC 9110 §10.1.1)
+    return version == "1.1"
+
+
+def _host_count_problem(hosts: int) -> str:
+    return "more than one Host header" if hosts else "HTTP/1.1 request without a Host header"
+
+
+def _checked_host(host: str | None) -> str:
+    """A ``Host`` value not seen on this connection yet, once found well-formed."""
+    if host is None or not valid_host(host):
+        raise BadRequest("malformed Host header")
+    return host
+
+
+def _transfer_coding_problem(te: str, version: str) -> str:
+    # llhttp refuses most bad codings; "gzip, chunked" it lets through, and a 1.0 request with
+    # Transfer-Encoding has faulty framing (RFC 9112 §6.1)
+    if version == "1.0":
+        return "Transfer-Encoding in an HTTP/1.0 request"
+    return f"unsupported Transfer-Encoding: {te}"
