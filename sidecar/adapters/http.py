@@ -21,7 +21,7 @@ __all__ = ["HttpAdapter"]
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..api import Adapter, AdapterRegistry, AdapterServices, hookimpl
@@ -33,6 +33,9 @@ from ..resilience.idempotency import may_repeat
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool
 from ..upstream.tls import client_ssl_context
+
+if TYPE_CHECKING:
+    from ..telemetry.metrics import UpstreamAttempts
 
 _PoolEntry = tuple[tuple[Any, ...], Pool]
 
@@ -102,95 +105,9 @@ class HttpAdapter(Adapter):
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         assert upstream.url is not None
         parts = urlsplit(upstream.url)
-        base = parts.path.rstrip("/")
-        host_line = f"host: {upstream.host or parts.netloc}\r\n"
-        head_timeout = upstream.response_header_timeout
-        # every attempt counts once with its outcome: a response, the error that ended it, or
-        # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
+        head = _head_writer(parts.path.rstrip("/"), upstream.host or parts.netloc)
         attempts = self.services.metrics.attempts(name)
-        ok_attempt, count_failure = attempts.response, attempts.failed
-
-        def head(ex: Exchange, length: int | None) -> bytes:
-            query = ex.query
-            target = f"{ex.path}?{query}" if query else ex.path
-            out = [f"{ex.method} {base}{target} HTTP/1.1\r\n", host_line]
-            xff = None
-            for k, v in ex.headers.items():
-                if k == "host":
-                    continue
-                if k == "x-forwarded-for":
-                    xff = v if xff is None else f"{xff}, {v}"
-                    continue
-                out.append(f"{k}: {v}\r\n")
-            client = ex.client
-            ip = client.rpartition(":")[0] if client else ""
-            if ip:
-                out.append(
-                    f"x-forwarded-for: {xff}, {ip}\r\n" if xff else f"x-forwarded-for: {ip}\r\n"
-                )
-            elif xff:
-                out.append(f"x-forwarded-for: {xff}\r\n")
-            if length is None:
-                out.append("transfer-encoding: chunked\r\n\r\n")
-            elif length or ex.method in ("POST", "PUT", "PATCH"):
-                out.append(f"content-length: {length}\r\n\r\n")
-            else:
-                out.append("\r\n")
-            return "".join(out).encode("latin-1")
-
-        async def send(ex: Exchange) -> Response:
-            # one coroutine frame per call: acquire, write, wait for the head; a loop only for
-            # the keep-alive race resend
-            fresh = False
-            while True:
-                conn = None if fresh else pool.take_idle()  # no coroutine when one is idle
-                if conn is not None:
-                    reused = True
-                else:
-                    try:
-                        conn, reused = await pool.acquire(fresh)
-                    except BaseException as e:
-                        count_failure(e)
-                        raise
-                fut = conn.begin(ex.method == "HEAD")
-                transport = conn.transport
-                assert transport is not None
-                body = ex.body
-                try:
-                    if isinstance(body, bytes):
-                        h = head(ex, len(body))
-                        transport.write(h + body if body else h)
-                        conn.request_sent = True
-                    else:
-                        length = ex.body_length
-                        _start_streaming(conn, fut, head(ex, length), body, length is None)
-                    if head_timeout is None:
-                        resp = await fut
-                    else:
-                        resp = await _wait_head(fut, head_timeout)
-                except SidecarError as e:
-                    conn.abort()  # on any failure the connection is closed, never reused
-                    count_failure(e)
-                    if (
-                        isinstance(e, UpstreamReset)
-                        and not fresh
-                        and reused
-                        and not conn.got_bytes
-                        and _replayable(ex)
-                    ):
-                        # the keep-alive race: the upstream closed an idle connection as we
-                        # wrote on it; send once more on a new connection
-                        fresh = True
-                        continue
-                    raise
-                except BaseException as e:
-                    conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
-                    count_failure(e)
-                    raise
-                ok_attempt()
-                return resp
-
-        return send
+        return _sender(pool, head, upstream.response_header_timeout, attempts)
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -246,6 +163,107 @@ class HttpAdapter(Adapter):
         for table in (self.pools, self._pending):
             for _, pool in table.values():
                 pool.close()
+
+
+def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
+    """What writes a request head for one upstream: its base path before the path, ``Host``
+    rewritten to its authority, ``X-Forwarded-For`` appended, framing for ``length`` (``None``:
+    chunked)."""
+    host_line = f"host: {authority}\r\n"
+
+    def head(ex: Exchange, length: int | None) -> bytes:
+        query = ex.query
+        target = f"{ex.path}?{query}" if query else ex.path
+        out = [f"{ex.method} {base}{target} HTTP/1.1\r\n", host_line]
+        xff = None
+        for k, v in ex.headers.items():
+            if k == "host":
+                continue
+            if k == "x-forwarded-for":
+                xff = v if xff is None else f"{xff}, {v}"
+                continue
+            out.append(f"{k}: {v}\r\n")
+        client = ex.client
+        ip = client.rpartition(":")[0] if client else ""
+        if ip:
+            out.append(f"x-forwarded-for: {xff}, {ip}\r\n" if xff else f"x-forwarded-for: {ip}\r\n")
+        elif xff:
+            out.append(f"x-forwarded-for: {xff}\r\n")
+        if length is None:
+            out.append("transfer-encoding: chunked\r\n\r\n")
+        elif length or ex.method in ("POST", "PUT", "PATCH"):
+            out.append(f"content-length: {length}\r\n\r\n")
+        else:
+            out.append("\r\n")
+        return "".join(out).encode("latin-1")
+
+    return head
+
+
+def _sender(
+    pool: Pool,
+    head: Callable[[Exchange, int | None], bytes],
+    head_timeout: float | None,
+    attempts: UpstreamAttempts,
+) -> Handler:
+    """The terminal handler of one upstream: take a connection, write the request, return the
+    response once its head arrived."""
+    # every attempt counts once with its outcome: a response, the error that ended it, or
+    # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
+    ok_attempt, count_failure = attempts.response, attempts.failed
+
+    async def send(ex: Exchange) -> Response:
+        # one coroutine frame per call: acquire, write, wait for the head; a loop only for the
+        # keep-alive race resend
+        fresh = False
+        while True:
+            conn = None if fresh else pool.take_idle()  # no coroutine when one is idle
+            if conn is not None:
+                reused = True
+            else:
+                try:
+                    conn, reused = await pool.acquire(fresh)
+                except BaseException as e:
+                    count_failure(e)
+                    raise
+            fut = conn.begin(ex.method == "HEAD")
+            transport = conn.transport
+            assert transport is not None
+            body = ex.body
+            try:
+                if isinstance(body, bytes):
+                    h = head(ex, len(body))
+                    transport.write(h + body if body else h)
+                    conn.request_sent = True
+                else:
+                    length = ex.body_length
+                    _start_streaming(conn, fut, head(ex, length), body, length is None)
+                if head_timeout is None:
+                    resp = await fut
+                else:
+                    resp = await _wait_head(fut, head_timeout)
+            except SidecarError as e:
+                conn.abort()  # on any failure the connection is closed, never reused
+                count_failure(e)
+                if not fresh and reused and _lost_keep_alive_race(e, conn, ex):
+                    fresh = True  # send once more, on a new connection
+                    continue
+                raise
+            except BaseException as e:
+                conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                count_failure(e)
+                raise
+            ok_attempt()
+            return resp
+
+    return send
+
+
+def _lost_keep_alive_race(error: SidecarError, conn: UpstreamConnection, ex: Exchange) -> bool:
+    """Whether an attempt on a reused connection failed as the keep-alive race fails (the
+    upstream closed the idle connection as we wrote on it, no response byte came) and its
+    request may be sent again."""
+    return isinstance(error, UpstreamReset) and not conn.got_bytes and _replayable(ex)
 
 
 def _replayable(ex: Exchange) -> bool:
