@@ -13,18 +13,35 @@ it: those are the sidecar's own and may change in any release. What is here chan
   :class:`AdapterServices`, :class:`ProviderContext`, :class:`FrontContext`;
 - read-only views of the running sidecar: :class:`RuntimeView`, :class:`ControlView`;
 - the nouns of a call (``Exchange``, ``Response``, ``Headers``, ``StashKey``, ``Filter``,
-  ``Handler``) and the typed errors.
+  ``Handler``) and the typed errors a filter or adapter raises (``SidecarError`` and its kinds);
+- the config a factory reads (``SidecarConfig``, ``UpstreamConfig``, ``RouteConfig``) and what a
+  plugin's own config section is made of (``Model``: frozen, unknown keys refused; ``Duration``,
+  ``Size``, ``SecretRef`` for a ``{env|file}`` secret, ``SecretValue`` to read one).
 """
 
 from __future__ import annotations
 
 from ..chain import Filter, Handler, compose
+from ..config.base import Model
+from ..config.models import RouteConfig, SidecarConfig, UpstreamConfig
+from ..config.secrets import SecretValue
+from ..config.types import Duration, SecretRef, Size
 from ..errors import (
+    BadRequest,
+    CircuitOpen,
     ConfigError,
     ConfigProblem,
+    CredentialsUnavailable,
+    NoRoute,
+    Overloaded,
     PluginError,
+    RateLimited,
     RegistryConflict,
     SidecarError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamReset,
+    UpstreamTimeout,
 )
 from ..exchange import Exchange, Headers, Response, StashKey, read_body
 from ..outcomes import Classifier, classify_http
@@ -61,6 +78,8 @@ __all__ = [
     "AdminHandler",
     "AdminRouteRegistry",
     "AuthConfigProblem",
+    "BadRequest",
+    "CircuitOpen",
     "Classifier",
     "ConfigError",
     "ConfigProblem",
@@ -68,7 +87,9 @@ __all__ = [
     "ControlView",
     "CredentialProvider",
     "CredentialRegistry",
+    "CredentialsUnavailable",
     "Decision",
+    "Duration",
     "Exchange",
     "Filter",
     "FilterFactory",
@@ -85,12 +106,16 @@ __all__ = [
     "LifespanFactory",
     "LifespanRegistry",
     "Limit",
+    "Model",
+    "NoRoute",
+    "Overloaded",
     "Phase",
     "PluginError",
     "PluginInfo",
     "ProviderContext",
     "RateLimitBackend",
     "RateLimitBackendRegistry",
+    "RateLimited",
     "Registration",
     "Registries",
     "Registry",
@@ -98,13 +123,23 @@ __all__ = [
     "ReloadResult",
     "Response",
     "RouteBuilder",
+    "RouteConfig",
     "RouteContext",
     "RuntimeView",
+    "SecretRef",
+    "SecretValue",
     "SharedKey",
     "SharedState",
+    "SidecarConfig",
     "SidecarError",
+    "Size",
     "StashKey",
     "StatusScheme",
+    "UpstreamConfig",
+    "UpstreamConnectError",
+    "UpstreamProtocolError",
+    "UpstreamReset",
+    "UpstreamTimeout",
     "classify_http",
     "compose",
     "deprecated",

@@ -10,7 +10,7 @@ from types import CodeType
 from typing import TYPE_CHECKING
 
 from .context import FilterFactory, RouteContext
-from .phases import Phase, phase_of
+from .phases import Phase, phase_of, phase_range
 from .registry import Registration, Registry
 
 if TYPE_CHECKING:
@@ -25,6 +25,15 @@ def code_of(obj: object) -> CodeType | None:
     if code is None:
         code = getattr(inspect.getattr_static(type(obj), "__call__", None), "__code__", None)
     return code if isinstance(code, CodeType) else None
+
+
+def _place_in(phase: Phase) -> int:
+    """Where a filter given only its phase sits: after the built-ins of the phase (the
+    innermost place of it), so it never runs outside the access log in ``OBSERVE`` or before
+    the credential in ``ATTEMPT``; ``EXTEND``, which has no built-ins, at its start."""
+    if phase == Phase.EXTEND:
+        return int(phase)
+    return phase_range(phase).stop - 1
 
 
 class FilterRegistry(Registry[FilterFactory]):
@@ -51,12 +60,13 @@ class FilterRegistry(Registry[FilterFactory]):
         before: str | None = None,
     ) -> None:
         """Register ``factory`` as filter ``name``: in ``phase`` (default ``Phase.EXTEND``),
-        or right ``after``/``before`` another filter (by name, in that filter's phase), or at a
-        raw ``order`` inside a phase's range (built-ins; plugins should name a phase)."""
+        inside every built-in filter of that phase; or right ``after``/``before`` another filter
+        (by name, in that filter's phase); or at a raw ``order`` inside a phase's range
+        (built-ins; plugins name a phase)."""
         given = [x for x in (order, phase, after, before) if x is not None]
         if len(given) > 1:
             raise ValueError(f"filter {name!r}: give one of order, phase, after or before")
-        place = int(phase if phase is not None else Phase.EXTEND) if order is None else order
+        place = order if order is not None else _place_in(phase or Phase.EXTEND)
         if not 0 <= place < 1000:
             raise ValueError(f"filter {name!r}: order {place} is outside every phase (0-999)")
         if after is not None:

@@ -2,9 +2,9 @@
 
 A chain is ``rescue ∘ observe ∘ admit ∘ extend ∘ resilience ∘ attempt ∘ adapter``. Each phase
 owns a range of places (``order``, lower is outer); a filter registers in a phase
-(``registry.add(name, factory, phase=Phase.ADMIT)``) and, where the order inside the phase
-matters, right after or before a named filter (``after="rate_limit"``). The numbers are an
-implementation detail: plugins name a phase.
+(``registry.add(name, factory, phase=Phase.ADMIT)``, which puts it inside the built-in filters of
+that phase) or, where the order inside the phase matters, right after or before a named filter
+(``after="rate_limit"``). The numbers are an implementation detail: plugins name a phase.
 
 - ``RESCUE``: turns every error into an answer, so it sees everything below it.
 - ``OBSERVE``: the access log, the SERVER span and the metrics. They record what the app got,

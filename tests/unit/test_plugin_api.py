@@ -119,7 +119,8 @@ def test_a_filter_is_placed_by_phase_or_next_to_a_named_filter() -> None:
             registry.add("plain", lambda ctx: None)
 
     order = [r.name for r in isolated_plugin_host(Placed()).registries.filters.ordered()]
-    assert order.index("metrics") < order.index("audit") < order.index("peer_allow")
+    # a phase alone: inside the phase's built-ins (after the concurrency limit), before EXTEND
+    assert order.index("concurrency") < order.index("audit") < order.index("plain")
     assert order.index("auth") < order.index("sign") < order.index("upstream_span")
     assert order.index("timeout") < order.index("gate") < order.index("retry")
     assert order.index("concurrency") < order.index("plain") < order.index("timeout")

@@ -60,6 +60,16 @@ def block_of(name: str) -> CodeBlock:
     return block
 
 
+#: the secret the doc's credential provider example reads by reference (``{env: ...}``)
+MAPS_CLIENT_KEY = "k-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def doc_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the doc's configs name their secrets in."""
+    monkeypatch.setenv("MAPS_CLIENT_KEY", MAPS_CLIENT_KEY)
+
+
 @pytest.fixture
 def load(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
     """``load("sidecar_tagger")``: the doc's block executed as a module of its own (in
@@ -211,6 +221,7 @@ async def check_sidecar_window(module: ModuleType) -> None:
 
 
 async def check_sidecar_client_id(module: ModuleType) -> None:
+    # the key by reference, as the doc's config gives it (set by the autouse fixture below)
     host = isolated_plugin_host(module)
     [fragment] = yaml_after(block_of("sidecar_client_id"))
     config = parse_config(fragment.text, "<doc>", schemas=host.schemas())
@@ -222,6 +233,7 @@ async def check_sidecar_client_id(module: ModuleType) -> None:
     exchange = make_exchange(headers={"x-client-id": "spoofed-by-the-app"})
     await provider.apply(exchange)
     assert exchange.headers.get_all("x-client-id") == ["shop-frontend"]
+    assert exchange.headers.get("x-client-key") == MAPS_CLIENT_KEY
     assert provider.header == "x-client-id"
 
 
