@@ -173,8 +173,7 @@ class UpstreamConnection(FlowControl):
 
     def on_message_begin(self) -> None:
         if self._done or not self._awaiting:
-            self._error = UpstreamProtocolError("upstream sent more than one response")
-            raise self._error
+            raise self._violation("upstream sent more than one response")
         self._hdrs = []
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
@@ -183,16 +182,10 @@ class UpstreamConnection(FlowControl):
     def on_header(self, name: bytes, value: bytes) -> None:
         size = self._hdr_bytes = self._hdr_bytes + len(name) + len(value) + 4
         if size > MAX_RESPONSE_HEADER_BYTES:
-            self._error = UpstreamProtocolError(
-                f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes"
-            )
-            raise self._error
+            raise self._violation(f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes")
         hdrs = self._hdrs
         if len(hdrs) >= MAX_RESPONSE_HEADERS:
-            self._error = UpstreamProtocolError(
-                f"upstream response has more than {MAX_RESPONSE_HEADERS} headers"
-            )
-            raise self._error
+            raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
         hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -200,14 +193,10 @@ class UpstreamConnection(FlowControl):
         parser = self.parser
         status = parser.get_status_code()
         if parser.get_http_version() not in ("1.1", "1.0") or status > 599:
-            self._error = UpstreamProtocolError(
-                f"upstream answered HTTP/{parser.get_http_version()} {status}"
-            )
-            raise self._error
+            raise self._violation(f"upstream answered HTTP/{parser.get_http_version()} {status}")
         if status < 200:
             if status == 101:
-                self._error = UpstreamProtocolError("upstream switched protocols unasked")
-                raise self._error
+                raise self._violation("upstream switched protocols unasked")
             return  # interim response (100 Continue, 103 Early Hints): skip it
         hdrs = self._hdrs
         connection: list[str] | None = None
@@ -223,10 +212,7 @@ class UpstreamConnection(FlowControl):
             elif name == "transfer-encoding":
                 if value.strip().lower() != "chunked":
                     # a coding we would strip with the header and hand over undecoded
-                    self._error = UpstreamProtocolError(
-                        f"unsupported transfer-encoding from upstream: {value}"
-                    )
-                    raise self._error
+                    raise self._violation(f"unsupported transfer-encoding from upstream: {value}")
                 chunked = True
             elif name == "connection":
                 if connection is None:
@@ -270,6 +256,12 @@ class UpstreamConnection(FlowControl):
     def on_message_complete(self) -> None:
         if self._resp is not None:  # else the end of an interim (1xx) response
             self._done = True
+
+    def _violation(self, reason: str) -> UpstreamProtocolError:
+        """The response breaks the protocol: recorded (``data_received`` reports it once
+        llhttp stops) and returned for the callback to raise, which stops llhttp."""
+        self._error = UpstreamProtocolError(reason)
+        return self._error
 
     # --- exchanges ---------------------------------------------------------------------------
 
