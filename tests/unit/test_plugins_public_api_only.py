@@ -1,4 +1,4 @@
-"""plugins/hello and the examples of docs/plugins.md use the public plugin API and nothing else.
+"""plugins/* and the examples of docs/plugins.md use the public plugin API and nothing else.
 
 A plugin imports from ``sidecar`` itself, only names in ``sidecar.__all__``, and its tests also
 from ``sidecar.testing``. A module under ``sidecar`` (``sidecar.config.types``,
@@ -59,6 +59,11 @@ def hello_sources() -> list[Path]:
     return sorted((ROOT / "plugins" / "hello").rglob("*.py"))
 
 
+def plugin_sources() -> list[Path]:
+    """Every Python file of every distribution under plugins/ (each is a third party's)."""
+    return sorted(p for p in (ROOT / "plugins").rglob("*.py") if "build" not in p.parts)
+
+
 def test_the_sources_checked_are_there() -> None:
     """The plugin's module, its tests and the doc's examples are all found and checked."""
     names = {p.relative_to(ROOT / "plugins" / "hello").as_posix() for p in hello_sources()}
@@ -67,9 +72,9 @@ def test_the_sources_checked_are_there() -> None:
     assert len([b for b in code_blocks(DOC) if b.lang == "python"]) >= 5
 
 
-@pytest.mark.parametrize("path", hello_sources(), ids=lambda p: p.name)
-def test_plugins_hello_imports_only_the_public_api(path: Path) -> None:
-    """plugins/hello, the worked example, imports from `sidecar` (and `sidecar.testing`) only."""
+@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_plugin_imports_only_the_public_api(path: Path) -> None:
+    """Every plugin under plugins/ imports from `sidecar` (and `sidecar.testing`) only."""
     assert private_uses(path.read_text(), str(path.relative_to(ROOT))) == []
 
 
