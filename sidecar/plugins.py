@@ -39,6 +39,7 @@ import pluggy
 
 from .api import (
     API_VERSION,
+    GRPC_STATUSES,
     AdapterRegistry,
     AdminRouteRegistry,
     ConfigRegistry,
@@ -168,12 +169,15 @@ class PluginHost:
         r = self.registries
         backends = {x.name: x.item for x in r.ratelimit_backends.registrations()}
         credentials = {x.name: x.item for x in r.credentials.registrations()}
+        grpc_adapters = frozenset(
+            x.name for x in r.adapters.registrations() if x.item.traits.statuses == GRPC_STATUSES
+        )
 
         def check_backends(data: Mapping[str, Any], file: str) -> list[ConfigProblem]:
             return backend_problems(data.get("ratelimit_backends"), backends, file)
 
         def check_auth(data: Mapping[str, Any], file: str) -> list[ConfigProblem]:
-            return auth_problems(data.get("upstreams"), credentials, file)
+            return auth_problems(data.get("upstreams"), credentials, file, grpc_adapters)
 
         return PluginSchemas(
             {x.name: x.item for x in r.config.registrations()},

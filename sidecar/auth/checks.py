@@ -32,9 +32,13 @@ _COMMON = frozenset(AuthPolicy.model_fields)
 
 
 def auth_problems(
-    raw_upstreams: Any, types: Mapping[str, type[CredentialProvider]], file: str
+    raw_upstreams: Any,
+    types: Mapping[str, type[CredentialProvider]],
+    file: str,
+    grpc_adapters: frozenset[str] = frozenset(),
 ) -> list[ConfigProblem]:
-    """Problems of every upstream's ``auth`` (raw data) against the registered provider types."""
+    """Problems of every upstream's ``auth`` (raw data) against the registered provider types;
+    ``grpc_adapters``: the adapters whose calls are gRPC calls (their traits say so)."""
     problems: list[ConfigProblem] = []
     for name, up in (raw_upstreams if isinstance(raw_upstreams, dict) else {}).items():
         auth = up.get("auth") if isinstance(up, dict) else None
@@ -61,7 +65,8 @@ def auth_problems(
             problems += _raw_secret_problems(options, where, file)
             continue
         problems += secret_problems(settings, where, file)
-        refusal = cls.grpc_refusal(settings) if up.get("adapter") == "grpc" else None
+        grpc = up.get("adapter", "http") in grpc_adapters
+        refusal = cls.grpc_refusal(settings) if grpc else None
         if refusal is not None:
             problems.append(
                 ConfigProblem(
