@@ -253,7 +253,8 @@ class Sidecar:
         limit (:func:`sidecar.fdlimit.connection_cap`), read when it starts."""
         if configured is not None:
             return configured
-        listeners = max(1, len(self.plugin_host.registries.fronts.registrations()))
+        # the built-in data fronts the config turns on share the limit (a plugin's front that
+        # asks gets the HTTP port's share)
         config = self.config
         listeners = 1 + int(config.grpc.enabled) + int(config.inbound is not None)
         return fdlimit.connection_cap(fdlimit.open_files_limit(), listeners)
