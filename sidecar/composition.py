@@ -57,6 +57,7 @@ class Composition:
         #: the shared state of the routes being composed (kept if the composition succeeds)
         self.shared = SharedStateBuilder(live)
         self._terminals: dict[str, Handler] = {}
+        self._filters = plugin_host.registries.filters.ordered()
         self._rescue: Callable[[Exchange, BaseException], Response | None] | None = (
             plugin_host.rescue_hook()
         )
@@ -122,7 +123,7 @@ class Composition:
     ) -> Handler:
         ctx = self.context(front, route, upstream_name, upstream, route_config)
         filters: list[Filter] = []
-        for reg in self.host.registries.filters.ordered():
+        for reg in self._filters:
             try:
                 f = reg.item(ctx)
             except ConfigError:

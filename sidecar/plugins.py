@@ -161,6 +161,10 @@ class PluginHost:
         self._call_each("sidecar_register_ratelimit_backends", regs.ratelimit_backends)
         self._call_each("sidecar_register_credentials", regs.credentials)
         self._call_each("sidecar_register_fronts", regs.fronts)
+        try:
+            regs.filters.ordered()  # a placement next to a missing filter, or in a circle
+        except ValueError as e:
+            raise PluginError(str(e)) from None
         return regs
 
     def schemas(self) -> PluginSchemas:

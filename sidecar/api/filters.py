@@ -90,24 +90,44 @@ class FilterRegistry(Registry[FilterFactory]):
         return build
 
     def ordered(self) -> list[Registration[FilterFactory]]:
-        """The registrations outermost first (ties: registration order)."""
-        keyed: list[tuple[tuple[int, int, int], Registration[FilterFactory]]] = []
-        for seq, reg in enumerate(self._items.values()):
-            relative = self._relative.get(reg.name)
+        """The registrations outermost first (ties: registration order). A filter placed
+        ``after``/``before`` another sits right next to it, also when that one is itself placed
+        next to a third; a filter named that no plugin registered, or a circle of placements,
+        is refused naming the filters."""
+        seqs = {name: seq for seq, name in enumerate(self._items)}
+        keys: dict[str, tuple[int, ...]] = {}
+
+        def key(name: str, placing: tuple[str, ...]) -> tuple[int, ...]:
+            # (order, seq, 0) for a filter placed by order; the key of the filter it is placed
+            # next to, extended by (+1 | -1, seq, 0), for one placed after or before it: so it
+            # sorts right next to that one, and the 0 keeps "before" ahead of it
+            if name in keys:
+                return keys[name]
+            reg = self._items[name]
+            relative = self._relative.get(name)
             if relative is None:
-                keyed.append(((reg.order, 0, seq), reg))
-                continue
-            side, other = relative
-            target = self._items.get(other)
-            if target is None:
-                raise ValueError(
-                    f"filter {reg.name!r} (plugin {reg.owner!r}) is placed {side} "
-                    f"{other!r}, which no plugin registered"
-                )
-            placed = Registration(reg.name, reg.item, reg.owner, target.order)
-            keyed.append(((target.order, 1 if side == "after" else -1, seq), placed))
-        keyed.sort(key=lambda pair: pair[0])
-        return [reg for _, reg in keyed]
+                found: tuple[int, ...] = (reg.order, seqs[name], 0)
+            else:
+                side, other = relative
+                if other not in self._items:
+                    raise ValueError(
+                        f"filter {name!r} (plugin {reg.owner!r}) is placed {side} "
+                        f"{other!r}, which no plugin registered"
+                    )
+                if other in placing:
+                    circle = " -> ".join((*placing, other))
+                    raise ValueError(f"filters placed next to each other in a circle: {circle}")
+                step = 1 if side == "after" else -1
+                found = (*key(other, (*placing, other))[:-1], step, seqs[name], 0)
+            keys[name] = found
+            return found
+
+        placed = []
+        for name, reg in self._items.items():
+            k = key(name, (name,))
+            placed.append((k, Registration(reg.name, reg.item, reg.owner, k[0])))
+        placed.sort(key=lambda pair: pair[0])
+        return [reg for _, reg in placed]
 
     def phase(self, name: str) -> Phase:
         """The phase filter ``name`` runs in."""

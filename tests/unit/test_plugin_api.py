@@ -136,8 +136,8 @@ def test_placing_a_filter_next_to_a_filter_nobody_registered_names_both() -> Non
         def sidecar_register_filters(self, registry: FilterRegistry) -> None:
             registry.add("orphan", lambda ctx: None, after="nope")
 
-    with pytest.raises(ValueError) as info:
-        isolated_plugin_host(Lost()).registries.filters.ordered()
+    with pytest.raises(PluginError) as info:
+        isolated_plugin_host(Lost())
     assert "'orphan'" in str(info.value) and "'nope'" in str(info.value)
 
 
@@ -146,3 +146,36 @@ def test_a_filter_gives_one_place_only() -> None:
     registry = FilterRegistry()
     with pytest.raises(ValueError):
         registry.add("x", lambda ctx: None, phase=Phase.ADMIT, after="metrics")
+
+
+def test_a_filter_placed_next_to_a_placed_filter_sits_next_to_it() -> None:
+    """``after="a"`` where ``a`` is ``after="auth"``: auth, a, b, then the next built-in."""
+
+    class Chain:
+        name = "chain"
+
+        @hookimpl
+        def sidecar_register_filters(self, registry: FilterRegistry) -> None:
+            registry.add("b", lambda ctx: None, after="a")
+            registry.add("a", lambda ctx: None, after="auth")
+            registry.add("z", lambda ctx: None, before="a")
+
+    order = [r.name for r in isolated_plugin_host(Chain()).registries.filters.ordered()]
+    at = order.index("auth")
+    assert order[at : at + 4] == ["auth", "z", "a", "b"]
+    assert order[at + 4] == "upstream_span"
+
+
+def test_a_circle_of_placements_is_refused_naming_it() -> None:
+    """``a`` after ``b`` and ``b`` after ``a`` cannot both hold: refused with the circle."""
+
+    class Circle:
+        name = "circle"
+
+        @hookimpl
+        def sidecar_register_filters(self, registry: FilterRegistry) -> None:
+            registry.add("a", lambda ctx: None, after="b")
+            registry.add("b", lambda ctx: None, after="a")
+
+    with pytest.raises(PluginError, match="circle: a -> b -> a"):
+        isolated_plugin_host(Circle())
