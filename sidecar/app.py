@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -30,6 +30,7 @@ from .api import (
     ReloadResult,
     SharedState,
 )
+from .api.context import section_of
 from .api.runtime import State
 from .app_quiet import wait_for_quiet_app
 from .composition import Composition
@@ -60,6 +61,8 @@ from .resilience.views import PolicyStateCollector, describe_policies
 from .telemetry.metrics import Metrics
 
 log = logging.getLogger("sidecar")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Sidecar:
@@ -479,6 +482,11 @@ class Sidecar:
     def adapter(self, name: str) -> Adapter | None:
         """The running adapter registered as ``name``."""
         return self.adapters.get(name)
+
+    def plugin_config(self, name: str, model: type[M]) -> M:
+        """The validated ``plugins.<name>`` section in effect (see ``RuntimeView``)."""
+        section: M = section_of(self.plugin_sections, name, model)
+        return section
 
     def redacted_config(self) -> dict[str, Any]:
         """The running config as JSON data; secrets appear only as their references."""

@@ -193,12 +193,16 @@ class PluginHost:
         """Each loaded plugin (registration order), where it came from, what it registered."""
         r = self.registries
         rescuers = {i.plugin_name for i in self.pm.hook.sidecar_rescue.get_hookimpls()}
+        placed = {x.name: x.order for x in r.filters.ordered()}  # where each filter landed
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # blocked
                 continue
             registered = [f"adapter {x.name}" for x in r.adapters.by_owner(name)]
-            registered += [f"filter {x.name} (order {x.order})" for x in r.filters.by_owner(name)]
+            registered += [
+                f"filter {x.name} (order {placed[x.name]}{r.filters.placement(x.name)})"
+                for x in r.filters.by_owner(name)
+            ]
             registered += [f"config plugins.{x.name}" for x in r.config.by_owner(name)]
             registered += [f"lifespan {x.name}" for x in r.lifespans.by_owner(name)]
             registered += [f"admin {x.name}" for x in r.admin_routes.by_owner(name)]

@@ -63,7 +63,7 @@ from .phases import INVARIANTS, Invariant, Phase
 from .ratelimit import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
 from .registry import Registration, Registry
 from .runtime import ControlView, PluginInfo, Registries, ReloadResult, RuntimeView
-from .shared import SharedKey, SharedState
+from .shared import Held, SharedKey, SharedState
 from .traits import GRPC_STATUSES, HTTP_STATUSES, AdapterTraits, FrontTraits, StatusScheme
 
 __all__ = [
@@ -101,6 +101,7 @@ __all__ = [
     "FrontTraits",
     "Handler",
     "Headers",
+    "Held",
     "HookDeprecated",
     "Invariant",
     "LifespanFactory",

@@ -129,6 +129,12 @@ class FilterRegistry(Registry[FilterFactory]):
         placed.sort(key=lambda pair: pair[0])
         return [reg for _, reg in placed]
 
+    def placement(self, name: str) -> str:
+        """``", after peer_allow"`` for a filter placed next to another, ``""`` otherwise (what
+        ``sidecar plugins`` adds to the order it prints)."""
+        relative = self._relative.get(name)
+        return f", {relative[0]} {relative[1]}" if relative is not None else ""
+
     def phase(self, name: str) -> Phase:
         """The phase filter ``name`` runs in."""
         return phase_of(self._items[name].order)
