@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -50,8 +50,6 @@ from .filters import access_log
 from .grpc import services as grpc_services
 from .grpc.control import RESOURCE as CONTROL_SERVICES
 from .grpc.front import GrpcFront
-from .grpc.h2_listener import H2GrpcListener
-from .grpc.listener import GrpcListener
 from .health import UpstreamHealthCollector
 from .listeners.fronts import HttpFront, InboundFront
 from .listeners.http import HttpListener
@@ -59,6 +57,11 @@ from .listeners.inbound import InboundListener
 from .plugins import PluginHost, make_plugin_host
 from .resilience.views import PolicyStateCollector, describe_policies
 from .telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    # the gRPC port's servers, imported by its front as the config asks (grpcio only for its own)
+    from .grpc.h2_listener import H2GrpcListener
+    from .grpc.listener import GrpcListener
 
 log = logging.getLogger("sidecar")
 

@@ -71,6 +71,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.upstream.*": Layer.EXTENSIONS,
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
+    "sidecar.grpc.upstream_call": Layer.EXTENSIONS,
     "sidecar.grpc.metadata": Layer.EXTENSIONS,
     # 5 fronts: the ports calls arrive on, and routing a call to its chain
     "sidecar.routing": Layer.FRONTS,
@@ -100,6 +101,10 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.services": Layer.CONTROL,
     "sidecar.grpc.admin_api": Layer.CONTROL,
     "sidecar.grpc.health_service": Layer.CONTROL,
+    "sidecar.grpc.health_codec": Layer.CONTROL,
+    "sidecar.grpc.reflection_service": Layer.CONTROL,
+    "sidecar.grpc.service_table": Layer.CONTROL,
+    "sidecar.grpc.services_grpcio": Layer.CONTROL,
     "sidecar.v1.*": Layer.CONTROL,
     "sidecar.plugins": Layer.CONTROL,
     "sidecar.blame": Layer.CONTROL,
