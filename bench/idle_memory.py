@@ -238,32 +238,62 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("redis-server did not start")
 
 
-def import_report(cfg: Config, tmp: Path, timeout: float) -> dict[str, float]:
-    """Top-level package → its modules' own import time (ms), from one start with
-    ``PYTHONPROFILEIMPORTTIME`` (``-X importtime``; works through a ``--baseline-ref`` wrapper)."""
+@dataclass
+class Imported:
+    """One top-level package as a start imported it."""
+
+    ms: float = 0.0  # its modules' own import time
+    modules: list[str] = field(default_factory=list)
+
+
+def import_report(cfg: Config, tmp: Path, timeout: float) -> dict[str, Imported]:
+    """Top-level package → what one start with ``PYTHONPROFILEIMPORTTIME`` (``-X importtime``)
+    shows of it (works through a ``--baseline-ref`` wrapper)."""
     log = tmp / f"importtime-{cfg.key}.txt"
     traced = Config(cfg.key, cfg.label, cfg.argv, cfg.admin, cfg.bin, cfg.env)
     traced.env = {**cfg.env, "PYTHONPROFILEIMPORTTIME": "1"}
     start_once(traced, 0.0, timeout, log)
-    out: dict[str, float] = {}
+    out: dict[str, Imported] = {}
     for line in log.read_text(errors="replace").splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
         if m:
-            top = m.group(2).split(".")[0]
-            out[top] = out.get(top, 0.0) + int(m.group(1)) / 1000
+            seen = out.setdefault(m.group(2).split(".")[0], Imported())
+            seen.ms += int(m.group(1)) / 1000
+            seen.modules.append(m.group(2))
     return out
 
 
-def alone_rss(package: str, python: str) -> float:
-    """RSS (MiB) importing ``package`` adds to a fresh interpreter that imported asyncio."""
+def alone_rss(modules: list[str], python: str) -> float:
+    """RSS (MiB) that importing ``modules`` (one package's, as a start imported them) adds to a
+    fresh interpreter that imported asyncio. Its dependencies are counted with it."""
     code = (
-        "import asyncio, importlib\n"
+        "import asyncio, importlib, sys\n"
         "def rss():\n"
         "    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])\n"
-        f"a = rss(); importlib.import_module({package!r}); print(rss() - a)"
+        "a = rss()\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        pass  # an optional import the package tried\n"
+        "print(rss() - a)"
     )
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [python, "-c", code, *modules], capture_output=True, text=True, timeout=60
+    )
     return int(done.stdout.strip() or 0) / MiB if done.returncode == 0 else float("nan")
+
+
+def environment(env: dict[str, str]) -> str:
+    """What the figures depend on beside the code: load, cores, bytecode."""
+    if "PYTHONPYCACHEPREFIX" in env:
+        bytecode = "bytecode cached (as the image ships it)"
+    elif env.get("PYTHONDONTWRITEBYTECODE"):
+        bytecode = "PYTHONDONTWRITEBYTECODE set: the sidecar's own modules compile at every start"
+    else:
+        bytecode = "bytecode as Python finds it (__pycache__)"
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return f"{os.cpu_count()} cores, load average {load}; {bytecode}"
 
 
 def baseline_worktree(ref: str, tmp: Path) -> str:
@@ -276,8 +306,9 @@ def baseline_worktree(ref: str, tmp: Path) -> str:
     )
     wrapper = tmp / "baseline-sidecar"
     python = REPO / ".venv" / "bin" / "python"
+    # -P: no current directory on sys.path, which would put this checkout's sidecar first
     wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{tree}" exec "{python}" '
+        f'#!/bin/sh\nPYTHONPATH="{tree}" exec "{python}" -P '
         '-c "from sidecar.cli import main; raise SystemExit(main())" "$@"\n'
     )
     wrapper.chmod(0o755)
@@ -296,6 +327,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--why", action="store_true", help="what each variant imports more (-X importtime)"
     )
     p.add_argument("--baseline-ref", help="also run every config on this git commit")
+    p.add_argument(
+        "--cached-bytecode",
+        action="store_true",
+        help="run with bytecode cached (a private PYTHONPYCACHEPREFIX, warmed by one start),\n"
+        "as the image does; by default the environment decides (PYTHONDONTWRITEBYTECODE)",
+    )
     p.add_argument("--sidecar-bin", default=str(REPO / ".venv" / "bin" / "sidecar"))
     p.add_argument("--ready-timeout", type=float, default=20.0)
     p.add_argument("--keep-tmp", action="store_true")
@@ -365,6 +402,23 @@ def report(cfgs: list[Config]) -> None:
     print(f"\nmedians of {max(len(c.runs) for c in cfgs)} starts each; ready = exec to /readyz 200")
 
 
+def compare(runs: list[Config], current: str, ref: str) -> None:
+    """Each config at ``ref`` and now: idle RSS and time to ready, medians."""
+    print(f"\n| config | idle RSS at {ref} → now MB | ready at {ref} → now s |")
+    print("|---|---:|---:|")
+    now = {c.key: c for c in runs if c.bin == current and c.runs}
+    for c in runs:
+        if c.bin == current or not c.runs or c.key not in now:
+            continue
+        n = now[c.key]
+        rss = [statistics.median(r.rss_idle for r in x.runs) for x in (c, n)]
+        ready = [statistics.median(r.ready for r in x.runs) for x in (c, n)]
+        print(
+            f"| {n.label} | {rss[0]:.1f} → {rss[1]:.1f} ({rss[1] - rss[0]:+.1f}) "
+            f"| {ready[0]:.2f} → {ready[1]:.2f} |"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="idle-memory-"))
@@ -380,11 +434,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         bins = [args.sidecar_bin]
         if args.baseline_ref:
             bins.append(baseline_worktree(args.baseline_ref, tmp))
+        if args.cached_bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         runs: list[Config] = []
         for c in cfgs:
             for b in bins:
                 label = c.label if b == args.sidecar_bin else f"{c.label} [at {args.baseline_ref}]"
                 runs.append(Config(c.key, label, c.argv, c.admin, b, env))
+        print(environment(env), file=sys.stderr)
+        if args.cached_bytecode:
+            for c in runs:  # unmeasured: writes the bytecode every later start reads
+                start_once(c, 0.0, args.ready_timeout, tmp / f"{c.key}.log")
         for i in range(args.runs):
             for c in runs:
                 if c.error is not None:
@@ -402,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
         report(runs)
+        if args.baseline_ref:
+            compare(runs, args.sidecar_bin, args.baseline_ref)
+        print(f"\n{environment(env)}")
         if args.why:
             why(runs, tmp, args)
         return 1 if any(c.error for c in runs) else 0
@@ -422,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def why(runs: list[Config], tmp: Path, args: argparse.Namespace) -> None:
     python = str(Path(args.sidecar_bin).parent / "python")
-    base: dict[str, dict[str, float]] = {}
+    base: dict[str, dict[str, Imported]] = {}
     print("\n### What each config imports (one start under -X importtime)\n")
     for c in runs:
         if c.error is not None:
@@ -430,18 +494,18 @@ def why(runs: list[Config], tmp: Path, args: argparse.Namespace) -> None:
         packages = import_report(c, tmp, args.ready_timeout)
         if c.key == "baseline":
             base[c.bin] = packages
-            heavy = sorted(packages.items(), key=lambda kv: -kv[1])[:12]
-            shown = ", ".join(f"{k} {v:.0f} ms" for k, v in heavy)
+            heavy = sorted(packages.items(), key=lambda kv: -kv[1].ms)[:12]
+            shown = ", ".join(f"{k} {v.ms:.0f} ms" for k, v in heavy)
             print(f"- {c.label}: {len(packages)} top-level packages; slowest: {shown}")
             continue
         extra = {k: v for k, v in packages.items() if k not in base.get(c.bin, {})}
+        extra = {k: v for k, v in extra.items() if v.ms >= 0.5 and not k.startswith("_")}
         if not extra:
             print(f"- {c.label}: nothing more than the baseline")
             continue
         shown = ", ".join(
-            f"{k} ({v:.0f} ms, {alone_rss(k, python):.1f} MB alone)"
-            for k, v in sorted(extra.items(), key=lambda kv: -kv[1])
-            if not k.startswith("_") or v >= 1
+            f"{k} ({v.ms:.0f} ms, {alone_rss(v.modules, python):.1f} MB alone)"
+            for k, v in sorted(extra.items(), key=lambda kv: -kv[1].ms)
         )
         print(f"- {c.label}: + {shown}")
 
