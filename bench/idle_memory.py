@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from http_proxy import REPO, deep_merge, free_port, tail
+from http_proxy import CLK_TCK, REPO, cpu_ticks, deep_merge, free_port, tail
 
 MiB = 1024
 
@@ -155,6 +155,9 @@ class Run:
     ready: float  # seconds from exec to /readyz 200
     rss_ready: float  # MiB
     rss_idle: float  # MiB
+    #: CPU seconds the process used until ready: what start-up costs, less sensitive than
+    #: ``ready`` to other load on a shared machine (clock-tick resolution, 10 ms)
+    cpu: float
 
 
 @dataclass
@@ -211,10 +214,11 @@ def start_once(cfg: Config, idle: float, timeout: float, log: Path) -> Run:
                 time.sleep(0.005)
             took = time.monotonic() - t0
             at_ready = vm_kib(proc.pid, "VmRSS") / MiB
+            cpu = cpu_ticks(proc.pid) / CLK_TCK
             time.sleep(idle)
             if proc.poll() is not None:
                 raise RuntimeError(f"died while idle:\n{tail(log)}")
-            return Run(took, at_ready, vm_kib(proc.pid, "VmRSS") / MiB)
+            return Run(took, at_ready, vm_kib(proc.pid, "VmRSS") / MiB, cpu)
         finally:
             stop(proc)
 
@@ -384,11 +388,11 @@ def configs(
 
 def report(cfgs: list[Config]) -> None:
     base = {c.bin: c for c in cfgs if c.key == "baseline"}
-    print("| config | ready s | RSS at ready MB | RSS idle MB | Δ idle vs baseline MB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| config | ready s | CPU to ready s | RSS at ready MB | RSS idle MB | Δ idle MB |")
+    print("|---|---:|---:|---:|---:|---:|")
     for c in cfgs:
         if c.error is not None or not c.runs:
-            print(f"| {c.label} | FAILED | | | |")
+            print(f"| {c.label} | FAILED | | | | |")
             continue
         idle = statistics.median(r.rss_idle for r in c.runs)
         b = base.get(c.bin)
@@ -397,15 +401,21 @@ def report(cfgs: list[Config]) -> None:
             delta = f"{idle - statistics.median(r.rss_idle for r in b.runs):+.1f}"
         print(
             f"| {c.label} | {statistics.median(r.ready for r in c.runs):.2f} "
+            f"| {statistics.median(r.cpu for r in c.runs):.2f} "
             f"| {statistics.median(r.rss_ready for r in c.runs):.1f} | {idle:.1f} | {delta} |"
         )
-    print(f"\nmedians of {max(len(c.runs) for c in cfgs)} starts each; ready = exec to /readyz 200")
+    print(
+        f"\nmedians of {max(len(c.runs) for c in cfgs)} starts each; ready = exec to /readyz "
+        "200; Δ idle = idle RSS minus the baseline's"
+    )
 
 
 def compare(runs: list[Config], current: str, ref: str) -> None:
     """Each config at ``ref`` and now: idle RSS and time to ready, medians."""
-    print(f"\n| config | idle RSS at {ref} → now MB | ready at {ref} → now s |")
-    print("|---|---:|---:|")
+    print(
+        f"\n| config | idle RSS at {ref} → now MB | ready at {ref} → now s | CPU to ready → now s |"
+    )
+    print("|---|---:|---:|---:|")
     now = {c.key: c for c in runs if c.bin == current and c.runs}
     for c in runs:
         if c.bin == current or not c.runs or c.key not in now:
@@ -413,9 +423,10 @@ def compare(runs: list[Config], current: str, ref: str) -> None:
         n = now[c.key]
         rss = [statistics.median(r.rss_idle for r in x.runs) for x in (c, n)]
         ready = [statistics.median(r.ready for r in x.runs) for x in (c, n)]
+        cpu = [statistics.median(r.cpu for r in x.runs) for x in (c, n)]
         print(
             f"| {n.label} | {rss[0]:.1f} → {rss[1]:.1f} ({rss[1] - rss[0]:+.1f}) "
-            f"| {ready[0]:.2f} → {ready[1]:.2f} |"
+            f"| {ready[0]:.2f} → {ready[1]:.2f} | {cpu[0]:.2f} → {cpu[1]:.2f} |"
         )
 
 
@@ -458,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 c.runs.append(r)
                 print(
-                    f"round {i + 1} {c.label}: ready {r.ready:.3f} s, "
+                    f"round {i + 1} {c.label}: ready {r.ready:.3f} s (CPU {r.cpu:.2f} s), "
                     f"RSS {r.rss_ready:.1f} -> {r.rss_idle:.1f} MB",
                     file=sys.stderr,
                 )
