@@ -56,7 +56,14 @@ from .credentials import (
     ProviderContext,
 )
 from .filters import FilterRegistry
-from .fronts import Front, FrontContext, FrontFactory, FrontRegistry, RouteBuilder
+from .fronts import (
+    AppActivity,
+    Front,
+    FrontContext,
+    FrontFactory,
+    FrontRegistry,
+    RouteBuilder,
+)
 from .hookspecs import API_VERSION, HookDeprecated, deprecated, hookimpl
 from .lifespans import LifespanFactory, LifespanRegistry
 from .phases import INVARIANTS, Invariant, Phase
@@ -77,6 +84,7 @@ __all__ = [
     "AdapterTraits",
     "AdminHandler",
     "AdminRouteRegistry",
+    "AppActivity",
     "AuthConfigProblem",
     "BadRequest",
     "CircuitOpen",

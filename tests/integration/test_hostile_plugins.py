@@ -6,9 +6,6 @@ message); a reload a plugin breaks is refused and the old config keeps serving; 
 within the grace; secrets never show. Plugins run in-process (``running_sidecar``,
 ``isolated_plugin_host``) or, for exit codes and signals, as an installed distribution found
 through its entry point (``tests/fixtures/sidecar-hostile-plugin``).
-
-Tests marked ``xfail(strict=True)`` document a promise that does not hold yet; each reason says
-where the fault is. They turn into failures (XPASS) once it is fixed: drop the mark then.
 """
 
 from __future__ import annotations
@@ -213,11 +210,6 @@ async def test_a_front_factory_that_raises_stops_start_up_naming_plugin_and_fron
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar._start: only OSError is caught around front.start() (_listen); "
-    "anything else leaves start() raw, and `sidecar run` prints its traceback",
-)
 async def test_a_front_whose_start_raises_stops_start_up_naming_the_plugin() -> None:
     """A plugin front that fails to start is a PluginError naming the plugin and the front."""
     with pytest.raises(PluginError, match="plugin 'hostile'.*front 'hostile'"):
@@ -225,12 +217,6 @@ async def test_a_front_whose_start_raises_stops_start_up_naming_the_plugin() -> 
             pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py _listen rebuilds the OSError from errno/strerror, both None for "
-    "OSError('text'): the message becomes '[Errno None] cannot listen on hostile (hostile): "
-    "None', losing the reason, and no plugin is named",
-)
 async def test_a_front_whose_start_raises_oserror_keeps_its_reason_and_names_the_plugin() -> None:
     """An OSError from a plugin front's start keeps its own text and names the plugin."""
     with pytest.raises(OSError) as e:
@@ -240,11 +226,6 @@ async def test_a_front_whose_start_raises_oserror_keeps_its_reason_and_names_the
     assert "hostile" in str(e.value).replace("the hostile device", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar._build_fronts keeps whatever the factory returns; the first "
-    "compose() on it raises AttributeError out of start() (traceback from `sidecar run`)",
-)
 async def test_a_front_factory_returning_a_non_front_is_refused_naming_the_plugin() -> None:
     """A factory that returns something that is not a Front is refused, naming plugin and front."""
     with pytest.raises(PluginError, match="plugin 'hostile'.*front 'hostile'"):
@@ -252,11 +233,6 @@ async def test_a_front_factory_returning_a_non_front_is_refused_naming_the_plugi
             pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar._compose_all calls front.compose() unguarded: at start-up a "
-    "plugin front's RuntimeError leaves start() raw, naming nobody",
-)
 async def test_a_front_whose_compose_raises_at_start_up_is_named() -> None:
     """A plugin front that cannot compose its routes stops start-up naming plugin and front."""
     with pytest.raises(PluginError, match="plugin 'hostile'.*front 'hostile'"):
@@ -281,11 +257,6 @@ async def test_a_front_whose_compose_raises_on_reload_is_refused_and_the_old_con
         assert s.metrics.registry.get_sample_value("sidecar_config_reloads_total", refused) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar._refused: an error that is not PluginError/ConfigError is reported "
-    "as 'unexpected error while reloading: RuntimeError: ...', without the front or plugin",
-)
 async def test_a_reload_refused_by_a_front_names_the_plugin(tmp_path: Path) -> None:
     """The refusal's reason (admin API, log) names the plugin whose front refused the reload."""
     path = write_config(tmp_path / "sidecar.yaml")
@@ -296,12 +267,6 @@ async def test_a_reload_refused_by_a_front_names_the_plugin(tmp_path: Path) -> N
     assert "plugin 'hostile'" in result.problems[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar.reload_result sets self.config and swaps front by front after the "
-    "try: a swap() that raises escapes reload_result, with the new config recorded (/config) "
-    "while the HTTP front still serves the old routes",
-)
 async def test_a_front_whose_swap_raises_on_reload_leaves_the_old_config_whole(
     tmp_path: Path,
 ) -> None:
@@ -316,12 +281,6 @@ async def test_a_front_whose_swap_raises_on_reload_leaves_the_old_config_whole(
         assert await served_version(s) == "v1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar.drain gathers every front's drain without return_exceptions: the "
-    "first error leaves drain() (the process exits with a traceback) and abandons the other "
-    "fronts' drains (the gRPC server's shutdown is never awaited)",
-)
 async def test_a_front_whose_drain_raises_still_lets_shutdown_finish_cleanly() -> None:
     """A plugin front failing to drain is logged; the shutdown finishes without raising."""
     # no gRPC port here: the drain this test fails abandons its shutdown, which then warns in
@@ -332,12 +291,6 @@ async def test_a_front_whose_drain_raises_still_lets_shutdown_finish_cleanly() -
     assert s.state == "stopped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar._drain_egress calls stop_accepting() front by front unguarded: the "
-    "plugin front (registered before the built-ins) raises, so the HTTP port is never told to "
-    "stop and still answers after the sidecar says 'stopped'",
-)
 async def test_a_front_whose_stop_accepting_raises_does_not_keep_the_http_port_open() -> None:
     """After shutdown the HTTP port is closed, even when a plugin front failed to stop."""
     port = 0
@@ -349,11 +302,6 @@ async def test_a_front_whose_stop_accepting_raises_does_not_keep_the_http_port_o
         await get(port, "/echo/x", timeout=2.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar.drain awaits every front's drain(grace) with no bound of its own: "
-    "a front that never returns keeps the sidecar draining forever (SIGTERM cannot stop it)",
-)
 async def test_a_front_whose_drain_hangs_is_cut_at_the_grace() -> None:
     """Shutdown finishes within the grace (plus slack) even when a plugin front's drain hangs."""
     release = asyncio.Event()
@@ -439,12 +387,6 @@ def test_a_phase_that_is_not_a_phase_is_refused_naming_the_plugin(phase: object)
         isolated_plugin_host(placed("f", phase=phase))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/filters.py FilterRegistry.add passes phase= to _place_in/phase_range unchecked: "
-    "the refusal reads 'ValueError: invalid literal for int()...' or 'KeyError: 450', naming "
-    "neither the filter nor phase=",
-)
 def test_a_phase_that_is_not_a_phase_is_refused_saying_what_is_wrong() -> None:
     """The refusal of ``phase="observe"`` names the filter and says phase takes a Phase."""
     with pytest.raises(PluginError) as e:
@@ -495,11 +437,6 @@ def sharing(plugin: str, kind: type, got: list[object], settings: object = "same
     return Plugin(plugin, sidecar_register_filters=lambda registry: registry.add(plugin, make))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/shared.py SharedStateBuilder.share keys objects by key *name* only and reuses "
-    "one whose settings are equal: plugin 'a' silently gets plugin 'b''s Counter as its Cache",
-)
 async def test_two_plugins_using_one_key_name_never_get_each_others_objects() -> None:
     """Each plugin gets an object of its own type (or start-up refuses the clash, naming both)."""
     caches: list[object] = []
@@ -546,12 +483,6 @@ async def test_a_factory_raising_inside_ctx_shared_stops_start_up_naming_plugin_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="composition.py Composition.chain treats any LookupError from a filter factory as an "
-    "unresolvable secret: a plugin's KeyError becomes the config problem "
-    "'<file>: upstreams.echo: 'size'' (exit 2), naming no plugin",
-)
 async def test_a_factory_raising_keyerror_inside_ctx_shared_is_named_as_the_plugins() -> None:
     """A plugin's KeyError is its bug, not a config problem: the error names the plugin."""
     plugin, _, _ = raising_share(KeyError("size"))
@@ -610,11 +541,6 @@ async def test_a_lifespan_that_never_yields_stops_start_up_naming_it(
     assert str(e.value) == f"plugin 'life': lifespan 'cache' failed at start-up: {reason}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar.drain exits the lifespans with self._stack.aclose() after the grace, "
-    "unbounded: a lifespan whose exit never returns keeps the sidecar from stopping",
-)
 async def test_a_lifespan_whose_exit_hangs_does_not_hold_shutdown_past_the_grace() -> None:
     """Shutdown finishes within the grace (plus slack) even when a lifespan never exits."""
     release = asyncio.Event()
@@ -658,11 +584,6 @@ async def test_an_admin_route_returning_garbage_answers_500_and_the_admin_port_k
     assert health.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/admin.py _guarded returns whatever the handler returned; aiohttp then fails "
-    "outside the guard with its own 500 text and log line, naming no plugin",
-)
 async def test_an_admin_route_returning_garbage_is_named_like_one_that_raises() -> None:
     """The 500 for a non-response names the plugin, as it does for a handler that raises."""
     async with running_sidecar(CONFIG, plugins=[admin_plugin(returns_garbage)]) as s:
@@ -670,11 +591,6 @@ async def test_an_admin_route_returning_garbage_is_named_like_one_that_raises() 
     assert bad.json() == {"error": "internal", "plugin": "adm"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/admin.py AdminRouteRegistry.add accepts any path; admin.py AdminServer "
-    "adds it to aiohttp at start-up, whose ValueError leaves start() raw, naming nobody",
-)
 async def test_an_admin_route_with_an_invalid_path_is_refused_naming_the_plugin() -> None:
     """``add("GET", "no-slash", ...)`` is refused at start-up naming the plugin and the route."""
     with pytest.raises(PluginError, match="plugin 'adm'"):
@@ -751,12 +667,6 @@ async def test_a_rescue_hook_that_raises_is_logged_and_the_call_is_a_500() -> No
     assert (call["plugin"], call["filter"], call["route"]) == ("raiser", "boom", "echo")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins.py PluginHost.rescue_hook returns any non-None result; the listener's "
-    "connection task then dies on resp.status (AttributeError, 'Task exception was never "
-    "retrieved') and the app's call hangs with no answer",
-)
 @pytest.mark.parametrize(
     "garbage", ["not a response", {"status": 200}, 418], ids=["str", "dict", "int"]
 )
@@ -786,11 +696,6 @@ def test_a_hook_with_wrong_argument_names_is_refused_naming_plugin_hook_and_argu
     assert "sidecar_register_filters" in message and "{'reg'}" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins.py _register/_call_each accept a coroutine function as a hook: calling it "
-    "makes a coroutine nobody awaits, so its registrations silently never happen",
-)
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_an_async_hook_is_refused_naming_the_plugin() -> None:
     """``async def sidecar_register_filters`` stops start-up instead of registering nothing."""
@@ -914,11 +819,6 @@ def test_cli_plugin_refused_at_load_exits_1_naming_plugin_and_distribution(
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py cmd_run catches only ConfigError/PluginError/OSError, and app.py lets a "
-    "front's RuntimeError out of start(): the process dies with a Python traceback",
-)
 def test_cli_front_start_raising_exits_1_with_one_line_naming_the_plugin(
     hostile_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -930,11 +830,6 @@ def test_cli_front_start_raising_exits_1_with_one_line_naming_the_plugin(
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py Sidecar.drain awaits each front's drain(grace) unbounded: SIGTERM leaves "
-    "the process draining forever; only SIGKILL ends it",
-)
 def test_cli_sigterm_stops_the_sidecar_within_the_grace_when_a_front_drain_hangs(
     hostile_env: dict[str, str],
 ) -> None:
@@ -944,12 +839,6 @@ def test_cli_sigterm_stops_the_sidecar_within_the_grace_when_a_front_drain_hangs
         assert p.terminate(timeout=GRACE + SLACK) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lifecycle.py serve awaits sidecar.start() before it waits for the stop signal, "
-    "and app.py enters lifespans unbounded: a lifespan that never finishes entering makes "
-    "SIGTERM do nothing",
-)
 def test_cli_sigterm_stops_a_sidecar_stuck_in_a_plugin_lifespan_at_start_up(
     hostile_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -111,6 +111,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.preflight": Layer.CONTROL,
     # the registrations made into every front's chains (reads the plugin host, used by app)
     "sidecar.composition": Layer.CONTROL,
+    "sidecar.front_guard": Layer.CONTROL,
     # what operators see of the policies' live state (/upstreams, scrape-time gauges): it reads
     # the api's SharedState and serves the admin port, so it is control plane, not a mechanism
     "sidecar.resilience.views": Layer.CONTROL,
