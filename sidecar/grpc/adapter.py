@@ -2,8 +2,10 @@
 
 It owns one channel per upstream (:mod:`.channels`: kept across reloads while its settings and
 certificate files stay the same, retired with a grace when they change) and builds each
-upstream's terminal handler, whose calls are :mod:`.upstream_call`'s: every call, whatever its
-RPC kind, a stream of raw messages each way, grpcio's errors translated there.
+upstream's terminal handler, whose calls are :mod:`.upstream_call`'s: raw messages each way,
+each call made the cheapest way that forwards it whole (a unary call for a method
+``options.unary_methods`` declares, a single-request call for one whole request message, a
+bidirectional stream otherwise), grpcio's errors translated by :mod:`.upstream_status`.
 
 The adapter is registered (and built) in every sidecar, but grpcio is imported only when its
 first channel is opened, composing the first upstream with ``adapter: grpc``: a sidecar without
@@ -23,7 +25,13 @@ from ..api import GRPC_STATUSES, Adapter, AdapterRegistry, AdapterServices, Adap
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..outcomes import Classifier
-from .channels import ChannelSpec, GrpcUpstreamOptions, channel_spec, open_channel
+from .channels import (
+    ChannelSpec,
+    GrpcUpstreamOptions,
+    channel_spec,
+    open_channel,
+    unary_matcher,
+)
 from .wire import classify_grpc
 
 if TYPE_CHECKING:
@@ -137,7 +145,8 @@ class GrpcAdapter(Adapter):
         # grpcio's call code: imported with the first gRPC upstream composed (see the module)
         from .upstream_call import call_handler
 
-        return call_handler(name, held.channel, held.spec.target, self.services.metrics)
+        unary = unary_matcher(GrpcUpstreamOptions.model_validate(upstream.options).unary_methods)
+        return call_handler(name, held.channel, held.spec.target, self.services.metrics, unary)
 
 
 @hookimpl(trylast=True)

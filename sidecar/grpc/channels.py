@@ -15,6 +15,10 @@ off (the ``retry`` filter is the one retrier), no service config is looked up in
 attempt is bounded by ``connect_timeout``, and a down upstream is retried at least every
 ``max_reconnect_backoff`` (grpcio's default grows to two minutes). Not here: the calls.
 
+``options.unary_methods`` names the methods a call may reach as a unary call (one request
+message, one answer: see :mod:`.unary_call`); :func:`unary_matcher` tells them. It is not part of
+the channel: a change to it keeps the channel.
+
 grpcio is imported by :func:`open_channel`, not with the module: the options model and the
 checks are read by every sidecar's config validation, a channel only by one with a gRPC upstream.
 """
@@ -27,15 +31,19 @@ __all__ = [
     "GrpcUpstreamOptions",
     "channel_spec",
     "open_channel",
+    "unary_matcher",
 ]
 
 import hashlib
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from ..config.base import Model
 from ..config.models import UpstreamConfig
@@ -45,6 +53,21 @@ if TYPE_CHECKING:
     import grpc
 
 SCHEMES = {"grpc": False, "grpcs": True}
+#: ``package.Service/Method`` or ``package.Service/*`` (a leading ``/`` is allowed).
+_UNARY_METHOD = re.compile(r"^/?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*/([A-Za-z_]\w*|\*)$", re.ASCII)
+
+
+def _unary_method(value: str) -> str:
+    if not _UNARY_METHOD.match(value):
+        raise PydanticCustomError(
+            "grpc_method",
+            'expected "package.Service/Method" or "package.Service/*", got {got}',
+            {"got": repr(value[:100])},
+        )
+    return value.lstrip("/")
+
+
+UnaryMethodName = Annotated[str, AfterValidator(_unary_method)]
 
 
 class GrpcUpstreamOptions(Model):
@@ -62,6 +85,25 @@ class GrpcUpstreamOptions(Model):
     max_receive_message_size: Size = Field(8 * 1024 * 1024, ge=1024)
     #: longest wait between two attempts to reconnect to a down upstream.
     max_reconnect_backoff: PositiveDuration = 5.0
+    #: methods that are unary in their ``.proto`` (one request, one answer), as the upstream
+    #: names them (after any ``prefix_rewrite``): ``package.Service/Method``, or
+    #: ``package.Service/*`` for every method of a service. A call to one whose request is one
+    #: whole message is made as a unary call, about half the CPU of a stream (docs/grpc.md).
+    unary_methods: tuple[UnaryMethodName, ...] = Field((), max_length=4096)
+
+
+def unary_matcher(methods: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a method path (``/package.Service/Method``) is one of ``methods``
+    (:attr:`GrpcUpstreamOptions.unary_methods`)."""
+    exact = frozenset(f"/{m}" for m in methods if not m.endswith("/*"))
+    services = frozenset(f"/{m[:-2]}" for m in methods if m.endswith("/*"))
+    if not services:
+        return exact.__contains__
+
+    def is_unary(path: str) -> bool:
+        return path in exact or path[: path.rfind("/")] in services
+
+    return is_unary
 
 
 @dataclass(frozen=True)

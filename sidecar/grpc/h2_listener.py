@@ -3,7 +3,8 @@ at the frame level with the ``h2`` library, through the same route table and fil
 the grpc.aio listener (:mod:`.listener`), for about half its CPU per call (docs/grpc.md).
 
 Each call's HEADERS become the :class:`~sidecar.exchange.Exchange` of :mod:`sidecar.grpc.wire`
-(metadata as headers, messages as the body, ``grpc-timeout`` as the deadline), and ``host`` is
+(metadata as headers, messages as the body: ``bytes`` when the app had sent its one message and
+half-closed by the time the call starts, ``grpc-timeout`` as the deadline), and ``host`` is
 the ``:authority``, which grpc.aio cannot tell a server: routing by authority works here. The
 answer is written as gRPC servers write it: HEADERS with the initial metadata, each message
 framed (waiting for the app's flow-control window), then trailers; a trailers-only HEADERS
@@ -152,24 +153,29 @@ class H2GrpcListener:
             encoding = head.encoding.decode("latin-1")[:50]
             self.refuse(stream, EncodingUnsupported(f"grpc-encoding {encoding!r} is not taken"))
             return
-        stream.task = asyncio.get_running_loop().create_task(self._call(stream, head))
+        loop = asyncio.get_running_loop()
+        # the app's deadline counts from its HEADERS' arrival, not from when the call's task runs
+        deadline = None if head.timeout is None else loop.time() + head.timeout
+        stream.task = loop.create_task(self._call(stream, head, deadline))
 
-    async def _call(self, stream: H2Stream, head: Any) -> None:
+    async def _call(self, stream: H2Stream, head: Any, deadline: float | None) -> None:
         path = head.path
+        # the whole request already here (a unary call's, usually in the same read as its
+        # HEADERS): one message as bytes, which the gRPC adapter sends as a single-request call
+        whole = stream.whole_request()
         ex = Exchange(
             "POST",
             path,
             Headers.wrap(head.metadata),
-            body=stream,
-            body_length=None,
+            body=stream if whole is None else whole,
+            body_length=None if whole is None else len(whole),
             client=stream.conn.client,
             listener=GRPC_LISTENER,
             http_version="2",
             start=perf_counter(),
         )
         ex.host = head.authority
-        if head.timeout is not None:
-            ex.deadline = stream.conn.loop.time() + head.timeout
+        ex.deadline = deadline
         # counted once running: a task cancelled before its first step never runs this body
         self.active += 1
         try:

@@ -2,7 +2,10 @@
 messages, reassembled from DATA frames, and its answer's writes.
 
 A stream is the call's request body: an async iterator of whole messages, reassembled from DATA
-frames by the 5-byte gRPC prefix. Received bytes are acknowledged to the app (reopening its
+frames by the 5-byte gRPC prefix; or, when the app had already sent one whole message and
+half-closed as the call began (a unary or server-streaming call, sent in one go), that message
+taken whole (:meth:`H2Stream.whole_request`), which the adapter can send as a single-request
+call. Received bytes are acknowledged to the app (reopening its
 flow-control window) only while no whole message waits here, so a call buffers at most one
 window plus one message: the app is slowed down, not buffered. A prefix is checked as it
 arrives: a compressed message (no ``grpc-encoding`` is accepted) or one over the size limit
@@ -149,6 +152,22 @@ class H2Stream:
             self._ack()  # what was received counts against the connection's window too
             self.conn.listener.refuse(self, error)
         self._wake()
+
+    def whole_request(self) -> bytes | None:
+        """The call's only message, taken off the stream, when the app has half-closed after
+        exactly one whole message; ``None`` otherwise (the body is read as a stream). It never
+        waits: a message still on its way makes the call a stream, which is right for any."""
+        buf = self.buf
+        if not self.ended or self.error is not None or len(buf) < 5:
+            return None
+        end = 5 + int.from_bytes(buf[1:5], "big")
+        if len(buf) != end:
+            return None
+        message = bytes(buf[5:])
+        buf.clear()
+        self.scan = 0
+        self._ack()
+        return message
 
     def __aiter__(self) -> H2Stream:
         return self

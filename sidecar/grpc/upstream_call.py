@@ -1,25 +1,28 @@
 """One call to a gRPC upstream on its grpc.aio channel: the ``grpc`` adapter's terminal handler.
 
-Every call, whatever its RPC kind, is made as a bidirectional stream on the upstream's channel
-(:mod:`.channels`) with raw message bytes: gRPC's wire format is the same for the four kinds,
-and only a stream-stream call forwards all of them correctly (a unary guess hangs
-server-streaming calls and cuts client-streaming ones to their first message). The call gets
-the exchange's metadata (``-bin`` values decoded) and, as its deadline, what is left of
-``exchange.deadline``; a task sends the exchange's messages as the upstream accepts them (each
-``write`` waits for gRPC's flow control), and the response's messages are read only as the app's
-side asks for them, so neither direction buffers more than a message.
+gRPC's wire format is the same for the four RPC kinds, and a server does not say which kind a
+method is, so the call is made the cheapest way that forwards the app's call whole:
 
-The handler returns once the upstream's initial metadata came, or its call ended first: a call
-that failed before any message is a trailers-only :class:`~sidecar.exchange.Response` whose
-status the classifier, retry and breaker see at once. Otherwise the body yields the messages and
-sets ``response.trailers`` before it ends.
+- **one whole request message** (the front hands the body over as ``bytes``: the app had
+  half-closed after it when the call began, as a unary or server-streaming call does): a
+  ``unary_unary`` call for a method the config declares unary (:mod:`.unary_call`), else a
+  ``unary_stream`` call, which is right for every kind given one request message and reads
+  however many messages the upstream answers;
+- **a stream** of messages: a bidirectional stream. A task sends the exchange's messages as the
+  upstream accepts them (each ``write`` waits for gRPC's flow control), and the response's
+  messages are read only as the app's side asks for them, so neither direction buffers more
+  than a message. A guess never picks this path away from a call that needs it: a unary guess
+  hangs server-streaming calls and cuts client-streaming ones to their first message.
 
-grpcio's errors are translated here, the boundary that called it. A status the upstream sent is
-passed on as sent. One grpcio made up itself (:func:`_local_reason`: a connection that could not
-be made or broke, the deadline, a size limit) is the sidecar's finding: before any answer it is
-raised as ``upstream_connect`` (``tls`` when the handshake was refused), ``upstream_reset`` or
-``upstream_timeout``; after the answer began, the status stays, its details name the upstream,
-and ``x-sidecar-error`` says the reason.
+Either call gets the exchange's metadata (``-bin`` values decoded) and a timeout rounded down
+from what is left of ``exchange.deadline`` (:mod:`.upstream_deadline`): the upstream's deadline
+is never later than the call's.
+
+The handler returns once the upstream's answer is known: its initial metadata came with some
+of the upstream's own, or its first message, or its end. A call that ended before any message
+is a trailers-only :class:`~sidecar.exchange.Response` whose status the classifier, retry and
+breaker see at once. Otherwise the body yields the messages and sets ``response.trailers``
+before it ends. grpcio's errors are translated by :mod:`.upstream_status`.
 
 This module imports grpcio; the adapter (:mod:`.adapter`) imports it when it builds its first
 handler, so a sidecar with no gRPC upstream never loads grpcio for it.
@@ -27,23 +30,20 @@ handler, so a sidecar with no gRPC upstream never loads grpcio for it.
 
 from __future__ import annotations
 
-__all__ = ["MAX_METHODS", "PEEK", "call_handler"]
+__all__ = ["MAX_METHODS", "UnaryMethods", "call_handler"]
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ..errors import (
-    SidecarError,
-    UpstreamConnectError,
-    UpstreamReset,
-    UpstreamTimeout,
-    UpstreamTLSError,
-)
-from ..exchange import Body, Exchange, Headers, Response
+from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
+from ..exchange import Exchange, Response
 from .metadata import headers_from_metadata, request_metadata, status_trailers
+from .unary_call import call_unary
+from .upstream_deadline import upstream_timeout
+from .upstream_status import failed_trailers
 
 if TYPE_CHECKING:
     from ..chain import Handler
@@ -51,42 +51,71 @@ if TYPE_CHECKING:
 
 #: method paths whose callables a handler keeps (the app chooses paths: bounded).
 MAX_METHODS = 1024
-#: how long a call with empty initial metadata waits for its first message before it is
-#: answered as a stream (see _answer); a trailers-only answer's status comes well within it.
-PEEK = 0.01
 _EOF = grpc.aio.EOF
+#: whether a method path is one the config declares unary (:mod:`.channels`).
+UnaryMethods = Callable[[str], bool]
 
 
-def call_handler(name: str, channel: grpc.aio.Channel, target: str, metrics: Metrics) -> Handler:
-    """The terminal handler of upstream ``name``: each call a stream-stream call on
-    ``channel`` (see the module docstring)."""
+def call_handler(
+    name: str,
+    channel: grpc.aio.Channel,
+    target: str,
+    metrics: Metrics,
+    is_unary: UnaryMethods,
+) -> Handler:
+    """The terminal handler of upstream ``name``: each call the cheapest grpc.aio call on
+    ``channel`` that forwards it whole (see the module docstring)."""
     where = f"upstream {name!r} ({target})"
-    methods: dict[str, Any] = {}
+    #: per method path: its stream-stream callable; its one-request callable and whether that
+    #: one is unary-unary
+    streams: dict[str, Any] = {}
+    singles: dict[str, tuple[Any, bool]] = {}
     get_loop = asyncio.get_running_loop
     attempts = metrics.attempts(name)
     answered, failed = attempts.response, attempts.failed
 
     async def call_upstream(ex: Exchange) -> Response:
         loop = get_loop()
-        timeout = None
+        timeout = deadline = None
         if ex.deadline is not None:
-            timeout = ex.deadline - loop.time()
-            if timeout <= 0:
+            # from the deadline as it is now, rounded down (see upstream_deadline)
+            now = loop.time()
+            timeout = upstream_timeout(ex.deadline - now)
+            if timeout is None:
                 raise UpstreamTimeout(f"the call's deadline passed before it went to {where}")
+            deadline = now + timeout
         metadata = request_metadata(ex.headers)
-        method = methods.get(ex.path)
-        if method is None:
-            method = channel.stream_stream(ex.path)
-            if len(methods) < MAX_METHODS:
-                methods[ex.path] = method
-        call = method(metadata=metadata, timeout=timeout)
-        writing = _Writing()
-        pump = loop.create_task(_send(call, ex.body, writing))
-        # a call that ends while the pump waits in ``write`` would hold it forever (grpc.aio's
-        # write waits for the call's start, which a call cancelled that early never makes)
-        call.add_done_callback(writing.release(pump))
+        path = ex.path
+        body = ex.body
         try:
-            response = await _answer(call, pump, where, ex.deadline)
+            if isinstance(body, bytes):
+                single = singles.get(path)
+                if single is None:
+                    unary = is_unary(path)
+                    make = channel.unary_unary if unary else channel.unary_stream
+                    single = (make(path), unary)
+                    if len(singles) < MAX_METHODS:
+                        singles[path] = single
+                method, unary = single
+                call = method(body, metadata=metadata, timeout=timeout)
+                if unary:
+                    response = await call_unary(call, where, deadline)
+                else:
+                    response = await _answer(call, None, where, deadline)
+            else:
+                method = streams.get(path)
+                if method is None:
+                    method = channel.stream_stream(path)
+                    if len(streams) < MAX_METHODS:
+                        streams[path] = method
+                call = method(metadata=metadata, timeout=timeout)
+                writing = _Writing()
+                pump = loop.create_task(_send(call, body, writing))
+                # a call that ends while the pump waits in ``write`` would hold it forever
+                # (grpc.aio's write waits for the call's start, which a call cancelled that
+                # early never makes)
+                call.add_done_callback(writing.release(pump))
+                response = await _answer(call, pump, where, deadline)
         except BaseException as e:
             failed(e)  # the SidecarError's code, or cancelled
             raise
@@ -115,7 +144,7 @@ class _Writing:
         return done
 
 
-async def _send(call: Any, body: Body, writing: _Writing) -> BaseException | None:
+async def _send(call: Any, body: AsyncIterator[bytes], writing: _Writing) -> BaseException | None:
     """Send the request messages as the upstream takes them, then half-close. Returns the
     error of an app stream that broke (the call is cancelled then), else ``None``.
 
@@ -125,26 +154,20 @@ async def _send(call: Any, body: Body, writing: _Writing) -> BaseException | Non
     could lose a message that a retry's replay buffer (:mod:`sidecar.resilience.replay`) keeps
     for the next attempt."""
     try:
-        if isinstance(body, bytes):
-            # a body buffered whole (a replay buffer, a plugin): one message
+        it = aiter(body)
+        while True:
+            try:
+                message = await anext(it)
+            except StopAsyncIteration:
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the app's stream broke: nothing more will come
+                call.cancel()
+                return e
             writing.now = True
-            await call.write(body)
+            await call.write(message)
             writing.now = False
-        else:
-            it = aiter(body)
-            while True:
-                try:
-                    message = await anext(it)
-                except StopAsyncIteration:
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # the app's stream broke: nothing more will come
-                    call.cancel()
-                    return e
-                writing.now = True
-                await call.write(message)
-                writing.now = False
         writing.now = True
         await call.done_writing()
     except asyncio.CancelledError:
@@ -155,31 +178,38 @@ async def _send(call: Any, body: Body, writing: _Writing) -> BaseException | Non
 
 
 async def _answer(
-    call: Any, pump: asyncio.Task[BaseException | None], where: str, deadline: float | None
+    call: Any, pump: asyncio.Task[BaseException | None] | None, where: str, deadline: float | None
 ) -> Response:
-    """The response once the initial metadata came (or the call ended first)."""
-    first: asyncio.Task[Any] | None = None
+    """The response once the upstream's answer is known (see the module docstring); ``pump``:
+    the stream-stream call's request task."""
+    first: bytes | None = None
     try:
         initial = await call.initial_metadata()
         ended = call.done()
         if not initial and not ended:
-            # Empty initial metadata: headers that came with the first message (grpcio servers
-            # send them so), or a trailers-only answer whose status grpcio hands over a moment
-            # later (about one call in eight here). Peek at the first message to tell which,
-            # briefly: a server that sent empty headers and waits for the app is not held up.
-            first = asyncio.get_running_loop().create_task(call.read())
-            await asyncio.wait((first,), timeout=PEEK)
-            if first.done() and (
-                first.cancelled() or first.exception() is not None or first.result() is _EOF
-            ):
-                ended = True  # the read saw the end: its outcome is the status
-        if ended:
+            # Empty initial metadata: headers grpcio got without metadata of the upstream's
+            # (messages follow), or a trailers-only answer whose status it hands over a moment
+            # later. The first read tells which, as soon as it is known: a message or the end.
+            try:
+                message = await call.read()
+            except grpc.aio.AioRpcError as e:
+                resp = Response(200)
+                resp.trailers = failed_trailers(e, where, deadline, answered=False)
+                return resp
+            if message is _EOF:
+                resp = Response(200)
+                resp.trailers = status_trailers(
+                    0, await call.details(), await call.trailing_metadata()
+                )
+                return resp
+            first = message
+        elif ended:
             # it ended before any message (messages come before the status): trailers-only
             resp = Response(200, headers_from_metadata(initial))
             try:
-                message = await (first if first is not None else call.read())
+                message = await call.read()
             except grpc.aio.AioRpcError as e:
-                resp.trailers = _failed(e, where, deadline, answered=False)
+                resp.trailers = failed_trailers(e, where, deadline, answered=False)
             else:
                 if message is not _EOF:  # cannot happen; never drop a message silently
                     raise UpstreamReset(f"{where}: a message came after the call ended")
@@ -189,14 +219,10 @@ async def _answer(
             return resp
     except asyncio.CancelledError:
         call.cancel()
-        if first is not None:
-            first.cancel()
         _raise_pump_error(pump)
         raise
     except BaseException:
         call.cancel()
-        if first is not None:
-            first.cancel()
         raise
     resp = Response(200, headers_from_metadata(initial), length=None)
     resp.body = _messages(call, pump, first, resp, where, deadline)
@@ -205,24 +231,22 @@ async def _answer(
 
 async def _messages(
     call: Any,
-    pump: asyncio.Task[BaseException | None],
-    first: asyncio.Task[Any] | None,
+    pump: asyncio.Task[BaseException | None] | None,
+    first: bytes | None,
     resp: Response,
     where: str,
     deadline: float | None,
 ) -> AsyncIterator[bytes]:
-    """The response messages, read one at a time as the app's side asks (``first``: a read
-    already under way); sets the trailers before it ends."""
+    """The response messages, read one at a time as the app's side asks (``first``: one read
+    already); sets the trailers before it ends."""
     try:
+        if first is not None:
+            yield first
         while True:
             try:
-                if first is not None:
-                    read, first = first, None
-                    message = await read
-                else:
-                    message = await call.read()
+                message = await call.read()
             except grpc.aio.AioRpcError as e:
-                resp.trailers = _failed(e, where, deadline, answered=True)
+                resp.trailers = failed_trailers(e, where, deadline, answered=True)
                 return
             except asyncio.CancelledError:
                 _raise_pump_error(pump)
@@ -236,13 +260,13 @@ async def _messages(
     finally:
         if not call.done():
             call.cancel()
-        if first is not None:
-            first.cancel()
 
 
-def _raise_pump_error(pump: asyncio.Task[BaseException | None]) -> None:
+def _raise_pump_error(pump: asyncio.Task[BaseException | None] | None) -> None:
     """A read was cancelled because the app's request stream broke (the pump cancelled the
     call), not because this task was: say so instead of passing a cancellation on."""
+    if pump is None:
+        return
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         return
@@ -252,67 +276,3 @@ def _raise_pump_error(pump: asyncio.Task[BaseException | None]) -> None:
             if isinstance(error, SidecarError):
                 raise error
             raise UpstreamReset(f"the app's request stream broke: {error}") from error
-
-
-def _failed(
-    error: grpc.aio.AioRpcError, where: str, deadline: float | None, *, answered: bool
-) -> Headers:
-    """The trailers of a call that ended with a non-OK status; raises the sidecar's error for
-    one grpcio made up before any answer (see the module docstring)."""
-    code: int = error.code().value[0]
-    details: str = error.details() or ""
-    trailing = error.trailing_metadata()
-    reason = _local_reason(code, details, deadline)
-    if reason is None:
-        return status_trailers(code, details, trailing)
-    if not answered:
-        if reason == "upstream_connect":
-            lowered = details.lower()
-            if any(word in lowered for word in _TLS_WORDS):
-                raise UpstreamTLSError(f"TLS with {where} failed: {details}")
-            raise UpstreamConnectError(f"cannot reach {where}: {details}")
-        if reason == "upstream_timeout":
-            raise UpstreamTimeout(f"no answer from {where} within the call's deadline")
-        if reason == "upstream_reset":
-            raise UpstreamReset(f"{where} closed the connection: {details}")
-    trailers = status_trailers(code, f"{where}: {details}", trailing)
-    trailers.add("x-sidecar-error", reason)
-    return trailers
-
-
-def _local_reason(code: int, details: str, deadline: float | None) -> str | None:
-    """The ``x-sidecar-error`` reason of a status grpcio made up itself (its transport failed,
-    the deadline passed, a size limit), ``None`` for one the upstream sent. grpcio does not say
-    which it was: its own statuses are told by their wording, and a deadline by the clock."""
-    if code == 4:
-        if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.001:
-            return "upstream_timeout"
-        return None
-    lowered = details.lower()
-    if code == 8 and "larger than max" in lowered:
-        return "body_too_large"  # (grpcio words it "Stream removed (... larger than max ...)")
-    if code == 14 and any(words in lowered for words in _CONNECT_WORDS):
-        return "upstream_connect"
-    if any(words in lowered for words in _TRANSPORT_WORDS):
-        return "upstream_reset"
-    return None
-
-
-#: grpcio's wording for failures it found itself (an upstream does not answer with these).
-_CONNECT_WORDS = (
-    "failed to connect to all addresses",
-    "failed to connect to remote host",
-    "dns resolution failed",
-    "connections to all backends failing",
-)
-_TRANSPORT_WORDS = (
-    "socket closed",
-    "connection reset",
-    "broken pipe",
-    "goaway",
-    "rst_stream",
-    "keepalive watchdog",
-    "stream removed",
-    "endpoint closing",
-)
-_TLS_WORDS = ("handshake", "ssl", "certificate", "tls")

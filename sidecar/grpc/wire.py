@@ -13,7 +13,9 @@ trailers.
   (:func:`encode_bin`), as on the HTTP/2 wire, so every value is a ``str``.
 - ``body``: an ``AsyncIterator[bytes]`` yielding **one whole serialized message per item**, never
   re-chunked; ``body_length`` is ``None``. A filter that buffers the body (retry replay, signing)
-  must keep the items as they are.
+  must keep the items as they are. Or ``bytes``: **exactly one message** (``b""`` an empty one),
+  the whole request, ``body_length`` its length: the app had half-closed after it when the call
+  began (the HTTP/2 front hands a unary call's request over so), or a filter holds it whole.
 - ``deadline``: the app's deadline as loop time when it sent one, else ``None``; the ``timeout``
   filter only ever shortens it.
 
@@ -21,7 +23,8 @@ trailers.
 
 - ``status`` is 200: in gRPC terms every answered call is an HTTP 200.
 - ``headers``: the initial metadata, same encoding, no reserved names.
-- ``body``: an ``AsyncIterator[bytes]`` of whole response messages, or ``b""`` when none follows.
+- ``body``: an ``AsyncIterator[bytes]`` of whole response messages, or ``bytes``: one message
+  when not empty, none when ``b""``.
 - ``trailers``: ``grpc-status`` (decimal), ``grpc-message`` (plain text: not percent-encoded
   here), ``grpc-status-details-bin`` (base64) when there are details, then the trailing
   metadata. With a streaming body, the adapter sets them before the iterator ends; a response

@@ -23,7 +23,7 @@ from sidecar.grpc.metadata import (
     status_trailers,
 )
 from sidecar.grpc.routes import GrpcRoutes, service_of
-from sidecar.grpc.upstream_call import _local_reason
+from sidecar.grpc.upstream_status import local_reason as _local_reason
 from sidecar.routing import ExplicitRoute, Route
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import make_route_context

@@ -72,6 +72,9 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
     "sidecar.grpc.upstream_call": Layer.EXTENSIONS,
+    "sidecar.grpc.upstream_deadline": Layer.EXTENSIONS,
+    "sidecar.grpc.upstream_status": Layer.EXTENSIONS,
+    "sidecar.grpc.unary_call": Layer.EXTENSIONS,
     "sidecar.grpc.metadata": Layer.EXTENSIONS,
     # 5 fronts: the ports calls arrive on, and routing a call to its chain
     "sidecar.routing": Layer.FRONTS,
