@@ -77,8 +77,9 @@ class AccessLogWriter:
         self._closing = False
         #: the thread was woken for the current batch (a hint: a lost race costs one more set).
         self._kicked = False
-        self._thread = threading.Thread(target=self._run, name="sidecar-access-log", daemon=True)
-        self._thread.start()
+        # not ``_thread``: compiled, the field would be named ``__thread``, a C keyword
+        self._writer = threading.Thread(target=self._run, name="sidecar-access-log", daemon=True)
+        self._writer.start()
 
     def write(self, line: str) -> None:
         """Queue one line (ending in a newline; ASCII, as JSON with escapes is)."""
@@ -112,7 +113,7 @@ class AccessLogWriter:
                 return
             self._closing = True
         self._wake.set()
-        self._thread.join(CLOSE_TIMEOUT)
+        self._writer.join(CLOSE_TIMEOUT)
 
     def _run(self) -> None:
         while True:
