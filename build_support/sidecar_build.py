@@ -48,7 +48,8 @@ def compile_plan() -> tuple[bool, str]:
         return False, "SIDECAR_PURE is set"
     if platform.python_implementation() != "CPython":
         return _refuse(f"mypyc needs CPython, not {platform.python_implementation()}")
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    # the compiler setuptools will run: $CC, else the one Python was built with
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return _refuse(f"no C compiler ({cc}) on PATH")
     include = sysconfig.get_paths()["include"]
