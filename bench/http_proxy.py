@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -929,12 +930,17 @@ def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[S
     wrapper = tmp / "baseline-sidecar"
     python = REPO / ".venv" / "bin" / "python"
     wrapper.write_text(
-        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(tree))} exec {shlex.quote(str(python))} "
+        # -P: the current directory (this checkout) must not come before the baseline's tree
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(tree))} exec {shlex.quote(str(python))} -P "
         f'-c "from sidecar.cli import main; raise SystemExit(main())" "$@"\n'
     )
     wrapper.chmod(0o755)
+    # core against core: installed plugins (plugins/*) may need an API the baseline lacks
+    plugins = sorted({ep.name for ep in entry_points(group="sidecar")})
+    off = {"plugins": {"disabled": plugins}} if plugins else {}
     out: list[SidecarVariant] = []
     for v in variants:
+        v = dataclasses.replace(v, config=deep_merge(copy.deepcopy(v.config), off))
         out.append(v)
         out.append(
             dataclasses.replace(

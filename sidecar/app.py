@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,7 +22,6 @@ from .admin import AdminServer
 from .api import (
     Adapter,
     AdapterServices,
-    Front,
     FrontContext,
     FrontTraits,
     PluginInfo,
@@ -30,6 +29,7 @@ from .api import (
     ReloadResult,
     SharedState,
 )
+from .api.context import section_of
 from .api.runtime import State
 from .app_quiet import wait_for_quiet_app
 from .build_kind import build_kind
@@ -47,11 +47,10 @@ from .config.types import split_address
 from .errors import ConfigError, PluginError, SidecarError
 from .exchange import Exchange
 from .filters import access_log
+from .front_guard import GuardedFront, guard
 from .grpc import services as grpc_services
 from .grpc.control import RESOURCE as CONTROL_SERVICES
 from .grpc.front import GrpcFront
-from .grpc.h2_listener import H2GrpcListener
-from .grpc.listener import GrpcListener
 from .health import UpstreamHealthCollector
 from .listeners.fronts import HttpFront, InboundFront
 from .listeners.http import HttpListener
@@ -60,7 +59,14 @@ from .plugins import PluginHost, make_plugin_host
 from .resilience.views import PolicyStateCollector, describe_policies
 from .telemetry.metrics import Metrics
 
+if TYPE_CHECKING:
+    # the gRPC port's servers, imported by its front as the config asks (grpcio only for its own)
+    from .grpc.h2_listener import H2GrpcListener
+    from .grpc.listener import GrpcListener
+
 log = logging.getLogger("sidecar")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Sidecar:
@@ -87,8 +93,11 @@ class Sidecar:
         self.created = time.monotonic()
         self.adapters: dict[str, Adapter] = {}
         self.plugin_sections: dict[str, BaseModel] = {}
-        #: the running fronts by name (``http``, ``grpc``, ``inbound``, plugins'), start order.
-        self.fronts: dict[str, Front[Any]] = {}
+        #: the running fronts by name (``http``, ``grpc``, ``inbound``, plugins'), start order;
+        #: each guarded, so a plugin's front cannot break start-up, a reload or the shutdown
+        self.fronts: dict[str, GuardedFront] = {}
+        # each front's live routes (a reload that a front refuses puts the others' back)
+        self._routes: dict[str, Any] = {}
         self.admin: AdminServer | None = None
         self._stack = AsyncExitStack()
         self._reload_lock = asyncio.Lock()
@@ -201,7 +210,7 @@ class Sidecar:
                     f"{type(e).__name__}: {e}"
                 ) from e
             if front is not None:
-                self.fronts[reg.name] = front
+                self.fronts[reg.name] = guard(front, reg.name, reg.owner)
 
     async def _start(self) -> None:
         config = self.config
@@ -227,14 +236,15 @@ class Sidecar:
         routes, composed = self._compose_all(config, self.plugin_sections)
         self._go_live(composed)
         fields = {"admin": f"{host_of(config.admin.address)}:{self.admin.port}"}
-        started: list[Front[Any]] = []
+        started: list[GuardedFront] = []
         for name, front in self.fronts.items():
-            front.swap(routes[name])
             try:
-                await _listen(name, _front_address(config, name), front.start())
+                front.swap(routes[name])
+                await front.start(_front_address(config, name))
             except BaseException:
                 await _close_started(started)
                 raise
+            self._routes[name] = routes[name]
             started.append(front)
             fields[name] = front.address
         self.state = "ready"
@@ -320,7 +330,7 @@ class Sidecar:
 
     async def _drain_egress(
         self,
-        egress: list[Front[Any]],
+        egress: list[GuardedFront],
         quiet: float,
         deadline: float,
     ) -> int:
@@ -347,19 +357,22 @@ class Sidecar:
     def http(self) -> HttpListener | None:
         """The HTTP front's listener (``None`` before start-up)."""
         front = self.fronts.get("http")
-        return front.listener if isinstance(front, HttpFront) else None
+        inner = front.inner if front is not None else None
+        return inner.listener if isinstance(inner, HttpFront) else None
 
     @property
     def grpc(self) -> GrpcListener | H2GrpcListener | None:
         """The gRPC front's server, unless ``grpc.enabled`` is false."""
         front = self.fronts.get("grpc")
-        return front.listener if isinstance(front, GrpcFront) else None
+        inner = front.inner if front is not None else None
+        return inner.listener if isinstance(inner, GrpcFront) else None
 
     @property
     def inbound(self) -> InboundListener | None:
         """The inbound mTLS front's listener, when configured."""
         front = self.fronts.get("inbound")
-        return front.listener if isinstance(front, InboundFront) else None
+        inner = front.inner if front is not None else None
+        return inner.listener if isinstance(inner, InboundFront) else None
 
     async def __aenter__(self) -> Sidecar:
         await self.start()
@@ -406,6 +419,10 @@ class Sidecar:
                 routes, composed = self._compose_all(config, sections)
             except Exception as e:  # ConfigError, PluginError, or a plugin's bug: keep serving
                 return ReloadResult(False, self._refused(e))
+            try:
+                live = self._swap_all(routes, dict(config.upstreams))
+            except PluginError as e:  # a front refused its routes: all fronts keep the old
+                return ReloadResult(False, self._refused(e))
             if restart_only:
                 log.warning(
                     "these changes take effect after a restart; the old values stay until then",
@@ -414,11 +431,6 @@ class Sidecar:
             self.config = config
             self.plugin_sections = sections
             self._go_live(composed)
-            live: dict[str, UpstreamConfig] = dict(config.upstreams)
-            for name, front in self.fronts.items():
-                # new calls take the new routes; in-flight calls finish on the handlers they hold
-                front.swap(routes[name])
-                live.update(front.upstreams(routes[name]))
             for adapter in self.adapters.values():
                 try:
                     # pools no upstream uses any more: idle connections close now, busy ones
@@ -432,6 +444,26 @@ class Sidecar:
                 extra={"fields": {"file": self.config_name, "upstreams": sorted(config.upstreams)}},
             )
             return ReloadResult(True, (), tuple(restart_only))
+
+    def _swap_all(
+        self, routes: dict[str, Any], live: dict[str, UpstreamConfig]
+    ) -> dict[str, UpstreamConfig]:
+        """Make every front's new routes live (new calls take them; in-flight calls finish on
+        the handlers they hold) and add the upstreams they use to ``live``; when one front
+        refuses (a plugin's bug), those already swapped get their old routes back and the
+        PluginError is raised: the reload is all or nothing."""
+        swapped: list[str] = []
+        try:
+            for name, front in self.fronts.items():
+                live.update(front.upstreams(routes[name]))
+                front.swap(routes[name])
+                swapped.append(name)
+        except PluginError:
+            for name in swapped:
+                self.fronts[name].swap(self._routes[name])
+            raise
+        self._routes.update(routes)
+        return live
 
     def _refused(self, error: Exception) -> tuple[str, ...]:
         """Log why a reload was refused, count it, and give the reasons."""
@@ -481,6 +513,11 @@ class Sidecar:
     def adapter(self, name: str) -> Adapter | None:
         """The running adapter registered as ``name``."""
         return self.adapters.get(name)
+
+    def plugin_config(self, name: str, model: type[M]) -> M:
+        """The validated ``plugins.<name>`` section in effect (see ``RuntimeView``)."""
+        section: M = section_of(self.plugin_sections, name, model)
+        return section
 
     def redacted_config(self) -> dict[str, Any]:
         """The running config as JSON data; secrets appear only as their references."""
@@ -556,7 +593,7 @@ def _front_address(config: SidecarConfig, front: str) -> str:
     return address if isinstance(address, str) else front
 
 
-async def _close_started(fronts: list[Front[Any]]) -> None:
+async def _close_started(fronts: list[GuardedFront]) -> None:
     """A front failed to start after others did: close those (nothing else would)."""
     for front in fronts:
         front.stop_accepting()

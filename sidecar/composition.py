@@ -124,25 +124,30 @@ class Composition:
         ctx = self.context(front, route, upstream_name, upstream, route_config)
         filters: list[Filter] = []
         for reg in self._filters:
+            self.shared.owner = reg.owner  # named if its shared-state key clashes
             try:
                 f = reg.item(ctx)
             except ConfigError:
                 raise
-            except LookupError as e:  # a secret reference that cannot be resolved
-                # a filter may say where under the upstream the problem is (``key_path``)
-                where = f"upstreams.{upstream_name}"
+            except LookupError as e:
+                # a secret reference that cannot be resolved says where under the upstream it
+                # is (``key_path``); any other KeyError is the plugin's bug (below)
                 key = getattr(e, "key_path", None)
-                raise ConfigError(
-                    [ConfigProblem(self._config_name, f"{where}.{key}" if key else where, str(e))]
-                ) from None
+                if not isinstance(key, str):
+                    raise self._filter_failed(reg.owner, reg.name, route, e) from e
+                where = f"upstreams.{upstream_name}.{key}"
+                raise ConfigError([ConfigProblem(self._config_name, where, str(e))]) from None
             except Exception as e:
-                raise PluginError(
-                    f"plugin {reg.owner!r}: filter {reg.name!r} failed for route {route!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
+                raise self._filter_failed(reg.owner, reg.name, route, e) from e
             if f is not None:
                 filters.append(f)
         return compose(filters, terminal)
+
+    @staticmethod
+    def _filter_failed(owner: str, name: str, route: str, e: Exception) -> PluginError:
+        return PluginError(
+            f"plugin {owner!r}: filter {name!r} failed for route {route!r}: {type(e).__name__}: {e}"
+        )
 
     def context(
         self,

@@ -146,8 +146,12 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
     tasks: list[asyncio.Task[None]] = []
     started = False
     try:
-        await sidecar.start()  # cleans up after itself when it fails
-        started = True
+        # SIGTERM while starting (a lifespan waiting on something that never comes) stops the
+        # start-up: start() cleans up after itself when it fails or is cancelled
+        started = await _start_unless_stopped(sidecar, stop)
+        if not started:
+            log.warning("stopped while starting", extra={"fields": {"signal": stopped_by[0].name}})
+            return
         # both tasks are owned here and cancelled before the drain starts
         tasks.append(loop.create_task(_reloader(sidecar, reload_wanted)))
         if sidecar.config_path is not None:
@@ -179,6 +183,24 @@ async def serve(sidecar: Sidecar, *, reload_requested: Callable[[], bool] | None
             finally:
                 loop.remove_signal_handler(signal.SIGHUP)
     log.info("stopped")
+
+
+async def _start_unless_stopped(sidecar: Sidecar, stop: asyncio.Event) -> bool:
+    """Start the sidecar; ``False`` when ``stop`` was set first (the start is cancelled)."""
+    loop = asyncio.get_running_loop()
+    starting = loop.create_task(sidecar.start())
+    stopping = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if starting.done():
+        starting.result()  # raises what start-up raised
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 def _reload_skipped() -> None:

@@ -33,7 +33,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, cast
+from typing import Any
 
 import pluggy
 
@@ -193,12 +193,16 @@ class PluginHost:
         """Each loaded plugin (registration order), where it came from, what it registered."""
         r = self.registries
         rescuers = {i.plugin_name for i in self.pm.hook.sidecar_rescue.get_hookimpls()}
+        placed = {x.name: x.order for x in r.filters.ordered()}  # where each filter landed
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # blocked
                 continue
             registered = [f"adapter {x.name}" for x in r.adapters.by_owner(name)]
-            registered += [f"filter {x.name} (order {x.order})" for x in r.filters.by_owner(name)]
+            registered += [
+                f"filter {x.name} (order {placed[x.name]}{r.filters.placement(x.name)})"
+                for x in r.filters.by_owner(name)
+            ]
             registered += [f"config plugins.{x.name}" for x in r.config.by_owner(name)]
             registered += [f"lifespan {x.name}" for x in r.lifespans.by_owner(name)]
             registered += [f"admin {x.name}" for x in r.admin_routes.by_owner(name)]
@@ -235,15 +239,21 @@ class PluginHost:
         def rescue(exchange: Exchange, error: BaseException) -> Response | None:
             for name, call in callers:
                 try:
-                    resp = cast("Response | None", call(exchange=exchange, error=error))
+                    resp: object = call(exchange=exchange, error=error)
                 except Exception:
                     log.exception(
                         f"plugin {name!r}: sidecar_rescue raised",
                         extra={"fields": {"plugin": name, "route": exchange.route}},
                     )
                     continue
-                if resp is not None:
+                if isinstance(resp, Response):
                     return resp
+                if resp is not None:  # a bug of the plugin's: the app must still get an answer
+                    log.error(
+                        f"plugin {name!r}: sidecar_rescue returned a {type(resp).__name__}, "
+                        f"not a Response or None",
+                        extra={"fields": {"plugin": name, "route": exchange.route}},
+                    )
             return None
 
         return rescue
@@ -303,6 +313,15 @@ def _check_pending(pm: pluggy.PluginManager, sources: dict[str, str]) -> None:
             if impl.wrapper or impl.hookwrapper:
                 raise PluginError(
                     f"{where}: {hook_name} is a wrapper; sidecar hooks take plain implementations"
+                )
+            if (
+                inspect.iscoroutinefunction(impl.function)
+                or inspect.isgeneratorfunction(impl.function)
+                or inspect.isasyncgenfunction(impl.function)
+            ):
+                raise PluginError(
+                    f"{where}: {hook_name} is async or a generator; sidecar hooks are plain "
+                    f"functions (start async work in a lifespan)"
                 )
     try:
         pm.check_pending()  # pluggy's own check, should it ever check more than the loop above

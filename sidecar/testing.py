@@ -15,12 +15,14 @@ from __future__ import annotations
 __all__ = [
     "FakeUpstream",
     "RecordedRequest",
+    "Sidecar",
     "SidecarProcess",
     "isolated_plugin_host",
     "make_exchange",
     "make_route_context",
     "responder",
     "running_sidecar",
+    "shared_state",
 ]
 
 import asyncio
@@ -42,10 +44,12 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+from pydantic import BaseModel
 
-from .api import AdapterTraits, FrontTraits, RouteContext
+from .api import AdapterTraits, FrontTraits, RouteContext, SharedState
+from .api.shared import SharedStateBuilder
 from .app import Sidecar
-from .config import parse_config
+from .config import parse_config, validate_plugin_sections
 from .config.models import GrpcListenerConfig
 from .exchange import Body, Exchange, Headers, Response
 from .plugins import PluginHost, make_plugin_host
@@ -123,18 +127,39 @@ def make_route_context(
     metrics: Metrics | None = None,
     rescue_hook: Callable[[Exchange, BaseException], Response | None] | None = None,
     front: str | FrontTraits = "http",
+    plugins: Iterable[object] = (),
+    host: PluginHost | None = None,
+    shared: SharedStateBuilder | None = None,
 ) -> RouteContext:
     """The :class:`RouteContext` a filter factory gets for upstream ``name`` (no sockets).
 
     ``upstream`` is that upstream's section (default: a plain ``http`` upstream); ``config`` the
-    rest of the file's shape (``telemetry``, ``plugins``...). Pass ``metrics`` to read what the
-    filter recorded.
+    rest of the file's shape (``telemetry``, ``plugins``...). ``plugins``: the plugins whose
+    ``plugins.<name>`` sections ``config`` holds, validated as the sidecar would (then
+    ``ctx.plugin_config(name, Model)`` works), or the plugin ``host`` that has them; a section
+    without its plugin is an error. Pass
+    ``metrics`` to read what the filter recorded, and ``shared`` (:func:`shared_state`) to keep
+    ``ctx.shared(...)`` objects across contexts as a running sidecar does (without it, each call
+    of ``ctx.shared`` builds a new object).
     """
     data: dict[str, Any] = dict(config or {})
     ups = dict(data.get("upstreams") or {})
     ups[name] = dict(upstream or {"url": "http://127.0.0.1:9"})
     data["upstreams"] = ups
-    cfg = parse_config(yaml.safe_dump(data), "<test>")
+    plugins = tuple(plugins)
+    sections: dict[str, BaseModel] = {}
+    if plugins or host is not None:
+        schemas = (host or isolated_plugin_host(*plugins)).schemas()
+        cfg = parse_config(yaml.safe_dump(data), "<test>", schemas=schemas)
+        sections = validate_plugin_sections(cfg, schemas, "<test>")
+    else:
+        cfg = parse_config(yaml.safe_dump(data), "<test>")
+        given = [k for k in (cfg.plugins.model_extra or {}) if k != "disabled"]
+        if given:
+            raise ValueError(
+                f"config has plugins.{given[0]}: pass its plugin (make_route_context(plugins="
+                f"[...])) so the section is validated and reaches ctx.plugin_config"
+            )
     return RouteContext(
         route=route or name,
         upstream_name=name,
@@ -144,7 +169,15 @@ def make_route_context(
         rescue_hook=rescue_hook,
         front=_front_traits(front) if isinstance(front, str) else front,
         adapter=_adapter_traits(cfg.upstreams[name].adapter),
+        plugin_sections=sections,
+        shared_state=shared,
     )
+
+
+def shared_state() -> SharedStateBuilder:
+    """Per-upstream state kept across the contexts given it (``make_route_context(shared=)``),
+    as a running sidecar keeps it across routes; ``.build().get(KEY, upstream)`` reads it."""
+    return SharedStateBuilder(SharedState())
 
 
 def _adapter_traits(adapter: str) -> AdapterTraits:

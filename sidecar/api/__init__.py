@@ -56,14 +56,21 @@ from .credentials import (
     ProviderContext,
 )
 from .filters import FilterRegistry
-from .fronts import Front, FrontContext, FrontFactory, FrontRegistry, RouteBuilder
+from .fronts import (
+    AppActivity,
+    Front,
+    FrontContext,
+    FrontFactory,
+    FrontRegistry,
+    RouteBuilder,
+)
 from .hookspecs import API_VERSION, HookDeprecated, deprecated, hookimpl
 from .lifespans import LifespanFactory, LifespanRegistry
 from .phases import INVARIANTS, Invariant, Phase
 from .ratelimit import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
 from .registry import Registration, Registry
 from .runtime import ControlView, PluginInfo, Registries, ReloadResult, RuntimeView
-from .shared import SharedKey, SharedState
+from .shared import Held, SharedKey, SharedState
 from .traits import GRPC_STATUSES, HTTP_STATUSES, AdapterTraits, FrontTraits, StatusScheme
 
 __all__ = [
@@ -77,6 +84,7 @@ __all__ = [
     "AdapterTraits",
     "AdminHandler",
     "AdminRouteRegistry",
+    "AppActivity",
     "AuthConfigProblem",
     "BadRequest",
     "CircuitOpen",
@@ -101,6 +109,7 @@ __all__ = [
     "FrontTraits",
     "Handler",
     "Headers",
+    "Held",
     "HookDeprecated",
     "Invariant",
     "LifespanFactory",

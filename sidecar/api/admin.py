@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar.plugins")
 
+#: what an admin route may answer
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+
 AdminHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
 
@@ -40,6 +43,11 @@ class AdminRouteRegistry(Registry[AdminHandler]):
     kind = "admin route"
 
     def add(self, method: str, path: str, handler: AdminHandler) -> None:
+        """Serve ``handler`` for ``method`` on ``path`` (which starts with ``/``)."""
+        if not isinstance(method, str) or method.upper() not in _METHODS:
+            raise ValueError(f"admin route {path!r}: method {method!r} is none of {_METHODS}")
+        if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "? #"):
+            raise ValueError(f"admin route {path!r}: a path starts with '/', without a query")
         key = f"{method.upper()} {path}"
         self._add(key, _guarded(handler, self.owner, key))
 
@@ -50,7 +58,7 @@ def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
-            return await handler(request)
+            answer: object = await handler(request)
         except web.HTTPException:
             raise  # aiohttp's way of answering 404, redirects...
         except Exception:
@@ -59,5 +67,13 @@ def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
                 extra={"fields": {"plugin": owner, "route": key}},
             )
             return web.json_response({"error": "internal", "plugin": owner}, status=500)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        log.error(
+            f"plugin {owner!r}: admin route {key!r} returned a {type(answer).__name__}, "
+            f"not an aiohttp response",
+            extra={"fields": {"plugin": owner, "route": key}},
+        )
+        return web.json_response({"error": "internal", "plugin": owner}, status=500)
 
     return guarded

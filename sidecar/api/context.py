@@ -89,13 +89,19 @@ class RouteContext:
 
         With ``model``, the result is typed and checked: ``ctx.plugin_config("hello", Hello)``.
         """
-        section = self.plugin_sections.get(name)
-        if model is not None and not isinstance(section, model):
-            raise RuntimeError(
-                f"no config section {name!r} of type {model.__name__} was declared "
-                f"(declare it in sidecar_declare_config)"
-            )
-        return section
+        return section_of(self.plugin_sections, name, model)
+
+
+def section_of(sections: Mapping[str, BaseModel], name: str, model: type[M] | None) -> Any:
+    """``plugins.<name>`` from the validated sections, checked against ``model`` if given."""
+    section = sections.get(name)
+    if model is not None and not isinstance(section, model):
+        got = "none" if section is None else f"a {type(section).__name__}"
+        raise RuntimeError(
+            f"config section {name!r}: expected a {model.__name__}, got {got} (declare it in "
+            f"sidecar_declare_config; in a test, give the plugin to make_route_context(plugins=))"
+        )
+    return section
 
 
 #: ``factory(ctx)`` builds a route's filter, or ``None`` when it has nothing to do there.

@@ -66,6 +66,10 @@ class FilterRegistry(Registry[FilterFactory]):
         given = [x for x in (order, phase, after, before) if x is not None]
         if len(given) > 1:
             raise ValueError(f"filter {name!r}: give one of order, phase, after or before")
+        if phase is not None and not isinstance(phase, Phase):
+            raise ValueError(f"filter {name!r}: phase={phase!r} is not a sidecar.Phase")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+            raise ValueError(f"filter {name!r}: order={order!r} is not a whole number")
         place = order if order is not None else _place_in(phase or Phase.EXTEND)
         if not 0 <= place < 1000:
             raise ValueError(f"filter {name!r}: order {place} is outside every phase (0-999)")
@@ -128,6 +132,12 @@ class FilterRegistry(Registry[FilterFactory]):
             placed.append((k, Registration(reg.name, reg.item, reg.owner, k[0])))
         placed.sort(key=lambda pair: pair[0])
         return [reg for _, reg in placed]
+
+    def placement(self, name: str) -> str:
+        """``", after peer_allow"`` for a filter placed next to another, ``""`` otherwise (what
+        ``sidecar plugins`` adds to the order it prints)."""
+        relative = self._relative.get(name)
+        return f", {relative[0]} {relative[1]}" if relative is not None else ""
 
     def phase(self, name: str) -> Phase:
         """The phase filter ``name`` runs in."""

@@ -13,7 +13,9 @@ __all__ = ["ControlView", "PluginInfo", "Registries", "ReloadResult", "RuntimeVi
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from .adapter import Adapter, AdapterRegistry
 from .credentials import CredentialRegistry
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from .filters import FilterRegistry
     from .fronts import FrontRegistry
     from .lifespans import LifespanRegistry
+
+M = TypeVar("M", bound=BaseModel)
 
 #: ``starting`` until every front listens, ``ready`` while serving, then ``draining`` and
 #: ``stopped``.
@@ -109,6 +113,11 @@ class RuntimeView(Protocol):
 
     def adapter(self, name: str) -> Adapter | None:
         """The running adapter registered as ``name`` (``None`` when none or disabled)."""
+
+    def plugin_config(self, name: str, model: type[M]) -> M:
+        """The validated ``plugins.<name>`` section of the config in effect (the model's
+        defaults when the file has none), typed: ``runtime.plugin_config("tenant", Tenant)``.
+        Raises ``RuntimeError`` when no plugin declared ``name`` with ``model``."""
 
 
 class ControlView(RuntimeView, Protocol):

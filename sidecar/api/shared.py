@@ -22,10 +22,11 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SharedKey(Generic[T]):
-    """The kind of one shared object (``SharedKey[CircuitBreaker]("circuit_breaker")``); keys
-    are equal when their names are. The name is how ``/upstreams`` lists the object."""
+    """The kind of one shared object (``SharedKey[CircuitBreaker]("circuit_breaker")``), made
+    once at module level. The name is how ``/upstreams`` lists the object; two keys of one name
+    are refused when both are used in one sidecar (two plugins would get each other's object)."""
 
     name: str
 
@@ -51,7 +52,7 @@ class SharedState:
     def get(self, key: SharedKey[T], upstream: str) -> T | None:
         """The object of kind ``key`` of ``upstream``, or ``None`` when none was built."""
         held = self._held.get((key.name, upstream))
-        if held is None:
+        if held is None or held.key is not key:
             return None
         obj: T = held.obj
         return obj
@@ -73,6 +74,9 @@ class SharedStateBuilder:
     def __init__(self, live: SharedState) -> None:
         self._live = live
         self._next: dict[tuple[str, str], Held[Any]] = {}
+        #: the plugin whose factory is asking (set by the composition), for a clash's message
+        self.owner = ""
+        self._owners: dict[str, str] = {}
 
     def share(
         self,
@@ -88,6 +92,13 @@ class SharedStateBuilder:
         kind = key.name if route is None else f"{key.name}@{route}"
         slot = (kind, upstream)
         have = self._next.get(slot) or self._live._find(kind, upstream)
+        first = self._owners.setdefault(key.name, self.owner)
+        if have is not None and have.key is not key:
+            raise ValueError(
+                f"two shared-state keys are named {key.name!r} (plugins {first!r} and "
+                f"{self.owner!r}): give each kind of object its own SharedKey name, prefixed "
+                f"with the plugin's name"
+            )
         if have is not None and have.settings == settings:
             obj: T = have.obj
         else:

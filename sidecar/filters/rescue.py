@@ -12,6 +12,7 @@ code and ``x-sidecar-error`` in the trailing metadata (:func:`sidecar.grpc.wire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -39,7 +40,9 @@ def make_rescue(
             return await call_next(exchange)
         except SidecarError as e:
             return answer(e)
-        except Exception as e:
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise  # the app went away, or the process is being stopped: not an error
+        except BaseException as e:  # SystemExit or a custom BaseException from a plugin: a bug
             if hook is not None:
                 try:
                     resp = hook(exchange, e)

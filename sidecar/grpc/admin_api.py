@@ -8,8 +8,9 @@ limits) and carries the whole entry as JSON in ``details``. ``Reload`` runs
 :meth:`~sidecar.api.ControlView.reload_result` (one at a time, like SIGHUP) and answers with what
 it says: applied or not, why a config was refused, which changes wait for a restart.
 
-The gRPC port binds loopback only (like the admin port); nothing here is authenticated.
-Not here: the health service (:mod:`sidecar.grpc.health_service`).
+The gRPC port binds loopback only (like the admin port); nothing here is authenticated. Each
+method takes its request message and returns its answer; each server of the gRPC port binds
+them (:mod:`.service_table`). Not here: the health service (:mod:`.health_service`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..config.types import split_address
 from ..filters.circuit_breaker import BREAKER
 from ..filters.concurrency import LIMITER as CONCURRENCY
 from ..health import HEALTHY, UNHEALTHY, upstream_health
-from ..v1 import admin_pb2, admin_pb2_grpc
+from ..v1 import admin_pb2
 from ..version import installed_version
 
 if TYPE_CHECKING:
@@ -54,12 +55,8 @@ class AdminApi:
     def __init__(self, sidecar: ControlView) -> None:
         self._sidecar = sidecar
 
-    def add_to(self, server: Any) -> None:
-        admin_pb2_grpc.add_AdminServicer_to_server(self, server)
-
-    async def GetStatus(  # noqa: N802 - gRPC method name
-        self, request: admin_pb2.GetStatusRequest, context: Any
-    ) -> admin_pb2.GetStatusResponse:
+    async def get_status(self, request: admin_pb2.GetStatusRequest) -> admin_pb2.GetStatusResponse:
+        """``GetStatus``: version, state, uptime, config file and the ports listened on."""
         s = self._sidecar
         return admin_pb2.GetStatusResponse(
             version=installed_version(),  # as --version and the dashboard say it
@@ -69,9 +66,10 @@ class AdminApi:
             listeners=[admin_pb2.Listener(name=n, address=a) for n, a in listeners(s)],
         )
 
-    async def ListUpstreams(  # noqa: N802
-        self, request: admin_pb2.ListUpstreamsRequest, context: Any
+    async def list_upstreams(
+        self, request: admin_pb2.ListUpstreamsRequest
     ) -> admin_pb2.ListUpstreamsResponse:
+        """``ListUpstreams``: each upstream, its health and its policies' live state."""
         s = self._sidecar
         health = upstream_health(s)
         described = s.describe_upstreams()
@@ -96,9 +94,8 @@ class AdminApi:
             msg.details.update(json.loads(json.dumps(info, default=str)))
         return out
 
-    async def Reload(  # noqa: N802
-        self, request: admin_pb2.ReloadRequest, context: Any
-    ) -> admin_pb2.ReloadResponse:
+    async def reload(self, request: admin_pb2.ReloadRequest) -> admin_pb2.ReloadResponse:
+        """``Reload``: read the config file again and apply it, or say why not."""
         result = await self._sidecar.reload_result()
         return admin_pb2.ReloadResponse(
             applied=result.applied,

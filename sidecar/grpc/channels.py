@@ -14,6 +14,9 @@ The options make the channel behave as the sidecar's policies expect: grpcio's o
 off (the ``retry`` filter is the one retrier), no service config is looked up in DNS, a connect
 attempt is bounded by ``connect_timeout``, and a down upstream is retried at least every
 ``max_reconnect_backoff`` (grpcio's default grows to two minutes). Not here: the calls.
+
+grpcio is imported by :func:`open_channel`, not with the module: the options model and the
+checks are read by every sidecar's config validation, a channel only by one with a gRPC upstream.
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ __all__ = [
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import grpc
 from pydantic import Field
 
 from ..config.base import Model
 from ..config.models import UpstreamConfig
 from ..config.types import PositiveDuration, Size
+
+if TYPE_CHECKING:
+    import grpc
 
 SCHEMES = {"grpc": False, "grpcs": True}
 
@@ -144,6 +149,8 @@ def channel_spec(up: UpstreamConfig, options: GrpcUpstreamOptions) -> ChannelSpe
 
 def open_channel(spec: ChannelSpec) -> grpc.aio.Channel:
     """A channel for ``spec``; it connects on its first call."""
+    import grpc  # composing a gRPC upstream (see the module docstring)
+
     if not spec.tls:
         return grpc.aio.insecure_channel(spec.target, options=spec.options)
     creds = grpc.ssl_channel_credentials(

@@ -4,6 +4,9 @@ Its routes are the upstreams whose adapter answers in gRPC terms (reached by ``s
 an authority naming them) and the explicit routes to them; every chain is composed for the gRPC
 front's traits, so rescue answers in gRPC statuses. Registered with the other built-in fronts
 (:mod:`sidecar.listeners.fronts`).
+
+The server is imported when the front is built (start-up), the one ``grpc.server`` names: the
+HTTP/2 front needs no grpcio, so only ``grpc.server: grpcio`` (or a gRPC upstream) loads it.
 """
 
 from __future__ import annotations
@@ -19,16 +22,16 @@ from ..routing import Route
 from .control import RESOURCE as CONTROL_SERVICES
 from .control import ControlServices
 from .dispatch import GRPC_FRONT
-from .h2_listener import H2GrpcListener
-from .listener import GrpcListener
 from .routes import GrpcRoutes
 
 if TYPE_CHECKING:
     from ..api import FrontContext, RouteBuilder
     from ..chain import Handler
+    from .h2_listener import H2GrpcListener
+    from .listener import GrpcListener
 
 
-class GrpcFront(ListenerFront[GrpcListener | H2GrpcListener]):
+class GrpcFront(ListenerFront["GrpcListener | H2GrpcListener"]):
     """``grpc``: the port gRPC apps call upstreams through."""
 
     traits = GRPC_FRONT
@@ -36,17 +39,19 @@ class GrpcFront(ListenerFront[GrpcListener | H2GrpcListener]):
     def __init__(self, ctx: FrontContext) -> None:
         cfg = ctx.config.grpc
         super().__init__(cfg.address)
-        server = H2GrpcListener if cfg.server == "h2" else GrpcListener
         control = ctx.runtime.resources.get(CONTROL_SERVICES)
-        self.listener: GrpcListener | H2GrpcListener = server(
-            cfg,
-            GrpcRoutes({}, {}),
-            ctx.metrics,
-            ctx.runtime,
-            control if isinstance(control, ControlServices) else None,
-        )
-        if isinstance(self.listener, H2GrpcListener):
-            self.listener.cap.limit = ctx.connection_cap(cfg.max_connections)
+        own = control if isinstance(control, ControlServices) else None
+        self.listener: GrpcListener | H2GrpcListener
+        if cfg.server == "h2":
+            from .h2_listener import H2GrpcListener
+
+            h2 = H2GrpcListener(cfg, GrpcRoutes({}, {}), ctx.metrics, ctx.runtime, own)
+            h2.cap.limit = ctx.connection_cap(cfg.max_connections)
+            self.listener = h2
+        else:
+            from .listener import GrpcListener  # grpcio: only for this server (see above)
+
+            self.listener = GrpcListener(cfg, GrpcRoutes({}, {}), ctx.metrics, ctx.runtime, own)
         traits, unrouted = self.traits, ctx.on_unrouted
         # gRPC answers carry no body: nothing was sent beside the status
         self.listener.on_unrouted = lambda exchange, error: unrouted(traits, exchange, error, 0)

@@ -9,10 +9,10 @@ answer is written as gRPC servers write it: HEADERS with the initial metadata, e
 framed (waiting for the app's flow-control window), then trailers; a trailers-only HEADERS
 block when there is neither a message nor initial metadata.
 
-The sidecar's own services (health, admin API, reflection: :mod:`.services`) are served by an
-internal grpc.aio server on 127.0.0.1:0; calls to them are relayed there with the ``grpc``
-adapter's handler (an adapter instance of this listener, with its own metrics registry: these
-calls are not the app's traffic and run no filter chain, as with the grpc.aio listener).
+The sidecar's own services (health, admin API, reflection: :mod:`.services`) are answered here
+too, by the services themselves (:attr:`~.control.ControlServices.serve`): these calls are not
+the app's traffic and run no filter chain, as with the grpc.aio listener. Nothing here imports
+grpcio: a sidecar on this front loads it only for a gRPC upstream.
 
 Cleartext HTTP/2 with prior knowledge only (the port is loopback, as gRPC channels connect to
 it). No ``grpc-encoding``: a call that names one is UNIMPLEMENTED, a compressed message INTERNAL.
@@ -30,19 +30,14 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import h2.config
 import h2.settings
 
-from ..api import AdapterServices
 from ..app_quiet import AppActivity
-from ..chain import Handler
-from ..config.models import UpstreamConfig
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..fdlimit import UNLIMITED, ConnectionCap
-from .adapter import GrpcAdapter
-from .control import ControlServices, ServicesHandle
+from .control import ControlServices, ServedServices
 from .dispatch import Unrouted, dispatch
 from .h2_connection import H2Connection, H2Stream, StreamGone
 from .h2_messages import CONTENT_TYPE, read_request, response_head, trailers_block
@@ -125,26 +120,16 @@ class H2GrpcListener:
             metrics.connections_refused.labels(GRPC_LISTENER, "limit").inc,
         )
         self.server: asyncio.Server | None = None
-        self.services: ServicesHandle | None = None
-        self._internal: Any = None
-        self._own_adapter: GrpcAdapter | None = None
-        self._own: Handler | None = None
+        #: the sidecar's own services, answering here (``None``: proxy only).
+        self.services: ServedServices | None = None
         self._idle = asyncio.Event()
         #: called for a call that matched no route (access log).
         self.on_unrouted: Unrouted | None = None
 
     async def start(self, host: str, port: int) -> None:
-        internal = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         if self.control is not None:
-            self.services = self.control.add(internal, self.sidecar)
-        self._internal = internal
+            self.services = self.control.serve(self.sidecar)
         try:
-            own_port = internal.add_insecure_port("127.0.0.1:0")
-            await internal.start()
-            adapter = GrpcAdapter(AdapterServices(_own_metrics(), log))
-            self._own_adapter = adapter
-            own = UpstreamConfig(adapter="grpc", url=f"grpc://127.0.0.1:{own_port}")
-            self._own = adapter.handler("sidecar", own)
             loop = asyncio.get_running_loop()
             self.server = await loop.create_server(
                 lambda: H2Connection(self), host, port, backlog=1024, reuse_address=True
@@ -188,9 +173,9 @@ class H2GrpcListener:
         # counted once running: a task cancelled before its first step never runs this body
         self.active += 1
         try:
-            if self._own is not None and path.startswith(self._own_prefixes):
+            if self.services is not None and path.startswith(self._own_prefixes):
                 try:
-                    resp = await self._own(ex)
+                    resp = await self.services.answer(ex)
                 except SidecarError as e:
                     resp = error_response(e)
             else:
@@ -274,14 +259,8 @@ class H2GrpcListener:
         return left
 
     async def _close_own(self) -> None:
-        if self._internal is not None:
-            await self._internal.stop(0)
-            self._internal = None
         if self.services is not None:
             await self.services.aclose()
-        if self._own_adapter is not None:
-            await self._own_adapter.aclose()
-            self._own_adapter = None
 
 
 async def _write(stream: H2Stream, ex: Exchange, resp: Response, max_send: int) -> None:
@@ -348,10 +327,3 @@ def _answer_http(stream: H2Stream, status: bytes) -> None:
         pass
     stream.finish()
     stream.conn.forget(stream)
-
-
-def _own_metrics() -> Metrics:
-    """A registry of their own for the relayed calls to the sidecar's services."""
-    from ..telemetry.metrics import Metrics as OwnMetrics  # noqa: PLC0415 - as app.py does
-
-    return OwnMetrics()

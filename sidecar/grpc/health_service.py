@@ -20,8 +20,12 @@ the protocol says. At drain every entry turns NOT_SERVING and every ``Watch`` st
 that last message) with UNAVAILABLE, so a long-lived watch never holds the drain up.
 
 Not grpcio-health-checking's ``aio.HealthServicer``: it cannot forget a service (a removed
-upstream) and has no ``List``; its generated messages and registration are used as they are.
-Not here: what makes an upstream healthy (:mod:`sidecar.health`).
+upstream) and has no ``List``. It is not a grpcio servicer either: :meth:`HealthService.check`,
+:meth:`~HealthService.statuses` and :meth:`~HealthService.watch` answer in plain values and end
+a call with :class:`~.control.ServiceAbort`, and each server of the gRPC port binds them
+(:mod:`.service_table`), so the HTTP/2 front answers health checks without grpcio or protobuf.
+Not here: what makes an upstream healthy (:mod:`sidecar.health`), the messages
+(:mod:`.health_codec`).
 """
 
 from __future__ import annotations
@@ -30,12 +34,11 @@ __all__ = ["MAX_WATCHERS", "POLL_INTERVAL", "HealthService"]
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from ..health import HEALTHY, UNHEALTHY, upstream_health
+from .control import ServiceAbort
 
 if TYPE_CHECKING:
     from ..api import RuntimeView
@@ -48,13 +51,14 @@ MAX_WATCHERS = 1000
 OVERALL = ""
 ADMIN_SERVICE = "sidecar.v1.Admin"
 
-_Status = health_pb2.HealthCheckResponse
-SERVING, NOT_SERVING = _Status.SERVING, _Status.NOT_SERVING
-UNKNOWN, SERVICE_UNKNOWN = _Status.UNKNOWN, _Status.SERVICE_UNKNOWN
+#: ``HealthCheckResponse.ServingStatus`` (health.proto)
+UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
+#: the gRPC status codes a health call ends with, when it does not answer
+NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE = 5, 8, 14
 
 
 class HealthService:
-    """The Health servicer of one sidecar (``Check``, ``Watch``, ``List``), and its poll."""
+    """The health of one sidecar (``Check``, ``Watch``, ``List``), and its poll."""
 
     def __init__(self, sidecar: RuntimeView, *, poll_interval: float = POLL_INTERVAL) -> None:
         self._sidecar = sidecar
@@ -65,9 +69,6 @@ class HealthService:
         self._watchers = 0
         self._draining = False
         self._poller: asyncio.Task[None] | None = None
-
-    def add_to(self, server: Any) -> None:
-        health_pb2_grpc.add_HealthServicer_to_server(self, server)
 
     # --- state -------------------------------------------------------------------------------
 
@@ -137,28 +138,29 @@ class HealthService:
 
     # --- grpc.health.v1.Health ---------------------------------------------------------------
 
-    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def check(self, service: str) -> int:
+        """``Check``: the status of ``service`` now; NOT_FOUND for a name with no entry."""
         self.refresh()
-        status = self._status.get(request.service)
+        status = self._status.get(service)
         if status is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no health entry {request.service!r}: ask for an upstream's name, a gRPC service "
+            raise ServiceAbort(
+                NOT_FOUND,
+                f"no health entry {service!r}: ask for an upstream's name, a gRPC service "
                 "it serves (upstreams.<name>.services) or the overall status ('')",
             )
-        return health_pb2.HealthCheckResponse(status=status)
+        return status
 
-    async def List(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def statuses(self) -> dict[str, int]:
+        """``List``: every entry and its status now."""
         self.refresh()
-        out = health_pb2.HealthListResponse()
-        for service, status in self._status.items():
-            out.statuses[service].status = status
-        return out
+        return dict(self._status)
 
-    async def Watch(self, request: Any, context: Any) -> None:  # noqa: N802
+    async def watch(self, service: str) -> AsyncIterator[int]:
+        """``Watch``: the status of ``service`` now, then each change; UNAVAILABLE once the
+        sidecar drains (after NOT_SERVING was sent)."""
         if self._watchers >= MAX_WATCHERS:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise ServiceAbort(
+                RESOURCE_EXHAUSTED,
                 f"{MAX_WATCHERS} health watches are open already; use Check, or close one",
             )
         self._watchers += 1
@@ -167,12 +169,12 @@ class HealthService:
             last: int | None = None
             while True:
                 changed = self._changed
-                status = self._status.get(request.service, SERVICE_UNKNOWN)
+                status = self._status.get(service, SERVICE_UNKNOWN)
                 if status != last:
-                    await context.write(health_pb2.HealthCheckResponse(status=status))
+                    yield status
                     last = status
                 if self._draining:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the sidecar is draining")
+                    raise ServiceAbort(UNAVAILABLE, "the sidecar is draining")
                 await changed.wait()
         finally:
             self._watchers -= 1

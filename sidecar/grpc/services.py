@@ -1,49 +1,59 @@
 """The sidecar's own gRPC services on the gRPC port: ``grpc.health.v1.Health``, the admin API
 ``sidecar.v1.Admin`` (``proto/sidecar/v1``) and server reflection listing those three.
 
-The listener calls :func:`add_services` before it adds the proxy's generic handler, so these
-services are found first (a call to any other service is proxied). Reflection describes only
-these: the sidecar holds no descriptors of the services it proxies.
+What the port is handed (:data:`CONTROL`, :mod:`.control`): their names, and how either server
+binds them. Both bind one table of methods (:mod:`.service_table`), so they answer alike:
 
-Not here: the services themselves (:mod:`~sidecar.grpc.health_service`,
-:mod:`~sidecar.grpc.admin_api`), the listener (:mod:`~sidecar.grpc.listener`).
+- grpcio's server (``grpc.server: grpcio``) gets them as method handlers
+  (:mod:`.services_grpcio`), added before the proxy's generic handler, so they are found first;
+- the HTTP/2 front (the default) answers a call to them itself (:class:`AnsweredServices`),
+  without grpcio. Health never needs protobuf (:mod:`.health_codec`); the admin API and
+  reflection do, and load it on their first call, so a sidecar nobody asks about its admin API
+  never holds protobuf. That first call waits for the import (about 15 ms, once).
+
+A call to any other service is proxied. Reflection describes only these: the sidecar holds no
+descriptors of the services it proxies. Not here: the services themselves
+(:mod:`.health_service`, :mod:`.admin_api`, :mod:`.reflection_service`).
 """
 
 from __future__ import annotations
 
-__all__ = ["CONTROL", "SERVICE_NAMES", "SidecarServices", "add_services"]
+__all__ = ["CONTROL", "SERVICE_NAMES", "AnsweredServices", "SidecarServices"]
 
 from typing import TYPE_CHECKING, Any
 
-from grpc_health.v1 import health as grpc_health
-from grpc_reflection.v1alpha import reflection
-
-from ..v1 import admin_pb2
-from .admin_api import AdminApi
 from .control import ControlServices
 from .health_service import HealthService
+from .service_table import (
+    ADMIN,
+    HEALTH,
+    REFLECTION,
+    Method,
+    answer,
+    health_methods,
+    protobuf_methods,
+    unimplemented,
+)
 
 if TYPE_CHECKING:
     from ..api import ControlView
+    from ..exchange import Exchange, Response
 
 #: what reflection lists (and nothing else).
-SERVICE_NAMES: tuple[str, ...] = (
-    grpc_health.SERVICE_NAME,
-    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-    reflection.SERVICE_NAME,
-)
+SERVICE_NAMES: tuple[str, ...] = (HEALTH, ADMIN, REFLECTION[0])
+#: the calls that need protobuf (see the module docstring)
+_PROTOBUF_PREFIXES = tuple(f"/{name}/" for name in (ADMIN, *REFLECTION))
 
 
 class SidecarServices:
-    """What :func:`add_services` put on a server; its owner (the listener) stops it.
+    """The services of one server; its owner (the listener) stops them.
 
     Drain order: :meth:`drain` first (health answers NOT_SERVING and open ``Watch`` streams end,
     so they do not hold the server's grace), then stop the server, then :meth:`aclose`.
     """
 
-    def __init__(self, health: HealthService, admin: AdminApi) -> None:
+    def __init__(self, health: HealthService) -> None:
         self.health = health
-        self.admin = admin
 
     def drain(self) -> None:
         """Every health entry NOT_SERVING from now on; ``Watch`` streams send it and end."""
@@ -54,21 +64,49 @@ class SidecarServices:
         await self.health.aclose()
 
 
+class AnsweredServices(SidecarServices):
+    """The services answering calls themselves (the HTTP/2 front)."""
+
+    def __init__(self, health: HealthService, sidecar: ControlView) -> None:
+        super().__init__(health)
+        self._sidecar = sidecar
+        self._methods: dict[str, Method] = health_methods(health)
+        self._protobuf = False
+
+    async def answer(self, exchange: Exchange) -> Response:
+        path = exchange.path
+        method = self._methods.get(path)
+        if method is None and not self._protobuf and path.startswith(_PROTOBUF_PREFIXES):
+            # the first admin or reflection call: protobuf and the messages load now, once
+            self._methods.update(protobuf_methods(self._sidecar, SERVICE_NAMES))
+            self._protobuf = True
+            method = self._methods.get(path)
+        if method is None:
+            return unimplemented(path)
+        return await answer(method, exchange)
+
+
 def add_services(server: Any, sidecar: ControlView) -> SidecarServices:
-    """Add the sidecar's own services to ``server`` (a ``grpc.aio.Server`` not yet started).
+    """Add the services to ``server`` (a ``grpc.aio.Server`` not yet started).
 
     Call it on the event loop (it starts the health poll); await ``aclose()`` on what it returns
     once the server has stopped.
     """
+    from .services_grpcio import add_methods  # grpcio's server: grpcio is loaded already
+
     health = HealthService(sidecar)
-    health.add_to(server)
-    admin = AdminApi(sidecar)
-    admin.add_to(server)
-    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    add_methods(server, {**health_methods(health), **protobuf_methods(sidecar, SERVICE_NAMES)})
     health.start()
-    return SidecarServices(health, admin)
+    return SidecarServices(health)
 
 
-#: What the gRPC port is handed (:mod:`sidecar.grpc.control`): these services, by name, with
-#: both reflection versions grpcio's reflection answers.
-CONTROL = ControlServices((*SERVICE_NAMES, "grpc.reflection.v1.ServerReflection"), add_services)
+def serve_services(sidecar: ControlView) -> AnsweredServices:
+    """The services as answers to calls (the HTTP/2 front); on the event loop, at start-up."""
+    health = HealthService(sidecar)
+    health.start()
+    return AnsweredServices(health, sidecar)
+
+
+#: What the gRPC port is handed (:mod:`.control`): these services, by name (reflection's two
+#: versions), and both ways to serve them.
+CONTROL = ControlServices((*SERVICE_NAMES, REFLECTION[1]), add_services, serve_services)

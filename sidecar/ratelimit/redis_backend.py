@@ -15,6 +15,9 @@ within its callers' budget); no retries inside redis-py (the budget and the outa
 :mod:`.guard`'s: a caller that gives up leaves its batch to finish or fail on its own). Times
 inside the script are integer microseconds, so the arithmetic is exact in Lua's doubles; rates
 above 1,000,000/s are counted as 1,000,000/s.
+
+redis-py is imported when a backend is built (start-up, a backend in the config), not with this
+module: the built-in plugin registers the class in every sidecar, most of which never use it.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ __all__ = ["GCRA_SCRIPT", "RedisBackend", "RedisOptions"]
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import NoScriptError
 
 from ..api import Decision, Limit, RateLimitBackend
 from ..config.base import Model
 from ..config.policies import RateLimitBackendConfig
 from ..config.types import PositiveDuration
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 #: KEYS[1]: the bucket. ARGV[1]: emission interval (µs, integer). ARGV[2]: burst (calls).
 #: Returns {allowed (0|1), remaining calls, µs until a call would be allowed}.
@@ -75,7 +79,12 @@ class RedisBackend(RateLimitBackend):
     url_schemes = ("redis", "rediss", "unix")
 
     def __init__(self, name: str, config: RateLimitBackendConfig) -> None:
+        from redis.asyncio import BlockingConnectionPool, Redis  # see the module docstring
+        from redis.exceptions import NoScriptError
+
         super().__init__(name, config)
+        #: what the server answers for a script it does not hold (kept: read per batch)
+        self._no_script: type[Exception] = NoScriptError
         opts = self.options
         assert isinstance(opts, RedisOptions)
         self.prefix = opts.key_prefix
@@ -89,7 +98,7 @@ class RedisBackend(RateLimitBackend):
             socket_timeout=max(opts.connect_timeout, config.timeout),
             password=password,
         )
-        self._redis = Redis(connection_pool=self._pool)
+        self._redis: Redis = Redis(connection_pool=self._pool)
         # the bucket parameters of each Limit, as the script takes them (built once)
         self._args: dict[Limit, tuple[int, int]] = {}
         self._pending: list[_Pending] = []
@@ -124,7 +133,8 @@ class RedisBackend(RateLimitBackend):
             for key, args, _ in batch:
                 pipe.evalsha(GCRA_SHA, 1, key, *args)
             results = await pipe.execute(raise_on_error=False)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            no_script = self._no_script
+            missing = [i for i, r in enumerate(results) if isinstance(r, no_script)]
             if missing:
                 pipe = self._redis.pipeline(transaction=False)
                 for i in missing:

@@ -4,6 +4,9 @@ Read with ``cryptography`` from PEM (the first certificate of a file is the leaf
 ``tls.crt``). Used for the expiry metric and warnings, for the ``By=`` part of the identity
 header (the sidecar's own ID) and by ``sidecar certs``. Not here: verification (OpenSSL does it
 during the handshake) or issuing (:mod:`.certs`).
+
+``cryptography`` is imported by the functions that read a certificate, not with the module: a
+sidecar with no certificate in its config never loads it (about 10 MB resident).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from .spiffe import SpiffeError, parse_spiffe_id
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,9 @@ class CertInfo:
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertInfo:
+        from cryptography import x509  # with the first certificate read (see the module)
+        from cryptography.hazmat.primitives import serialization
+
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             uris = san.get_values_for_type(x509.UniformResourceIdentifier)
@@ -64,5 +71,7 @@ class CertInfo:
 
 def read_cert_info(path: str | Path) -> CertInfo:
     """The first certificate of a PEM file; ``OSError`` or ``ValueError`` if there is none."""
+    from cryptography import x509
+
     data = Path(path).read_bytes()
     return CertInfo.of(x509.load_pem_x509_certificate(data))

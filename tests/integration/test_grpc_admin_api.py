@@ -232,3 +232,28 @@ async def test_reflection_lists_and_describes_the_sidecars_own_services() -> Non
         admin = descriptor_pb2.FileDescriptorProto.FromString(files[0])
         assert admin.name == "sidecar/v1/admin.proto"
         assert [m.name for m in admin.service[0].method] == ["GetStatus", "ListUpstreams", "Reload"]
+
+
+async def test_reflection_answers_under_its_v1_name_too() -> None:
+    """Clients that ask ``grpc.reflection.v1`` first (newer grpcurl) get the same listing."""
+    async with (
+        running_sidecar({**LISTENERS}) as s,
+        own_services(s) as target,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        async with asyncio.timeout(WAIT):
+            answers = [a async for a in info(iter([reflection_pb2.ServerReflectionRequest()]))]
+            listed = [
+                a
+                async for a in info(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+                )
+            ]
+        assert answers[0].error_response.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        names = {x.name for x in listed[0].list_services_response.service}
+        assert "sidecar.v1.Admin" in names

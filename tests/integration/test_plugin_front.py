@@ -137,7 +137,7 @@ async def test_a_plugin_front_serves_calls_through_the_same_chain_as_the_http_po
         }
     }
     async with running_sidecar(config, plugins=[LinePlugin()]) as s:
-        front = s.fronts["lines"]
+        front = s.fronts["lines"].inner  # the plugin's own object (the sidecar guards it)
         assert isinstance(front, LineFront)
         assert await ask(front.port, "LINE pay /charge") == "200 ok"
         assert fake_upstream.requests[-1].path_qs == "/charge"
@@ -163,7 +163,7 @@ async def test_a_plugin_front_takes_the_new_routes_on_reload_and_stops_on_drain(
     async with running_sidecar(
         path.read_text(), plugins=[LinePlugin()], config_path=str(path)
     ) as s:
-        front = s.fronts["lines"]
+        front = s.fronts["lines"].inner  # the plugin's own object (the sidecar guards it)
         assert isinstance(front, LineFront)
         port = front.port
         assert await ask(port, "LINE ledger /x") == "404 no_route"

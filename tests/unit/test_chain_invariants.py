@@ -25,7 +25,8 @@ from sidecar.plugins import make_plugin_host
 from sidecar.telemetry import access_writer
 from sidecar.telemetry.logs import ACCESS_LOGGER
 from sidecar.telemetry.metrics import Metrics, RouteMetrics
-from sidecar.telemetry.tracing import Tracing, build_tracing
+from sidecar.telemetry.tracing import Tracing
+from sidecar.telemetry.tracing_sdk import build_tracing
 from sidecar.telemetry.tracing_settings import resolve
 from sidecar.testing import make_exchange
 from tests.unit.chain_harness import (

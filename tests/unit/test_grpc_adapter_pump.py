@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.grpc.adapter import _send, _Writing
+from sidecar.grpc.upstream_call import _send, _Writing
 
 
 class StuckCall:

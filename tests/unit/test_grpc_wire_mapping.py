@@ -13,7 +13,6 @@ from sidecar.config import parse_config
 from sidecar.errors import NoRoute
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import metrics as metrics_filter
-from sidecar.grpc.adapter import _local_reason
 from sidecar.grpc.channels import ChannelConfigError, GrpcUpstreamOptions, channel_spec
 from sidecar.grpc.metadata import (
     MetadataInvalid,
@@ -24,6 +23,7 @@ from sidecar.grpc.metadata import (
     status_trailers,
 )
 from sidecar.grpc.routes import GrpcRoutes, service_of
+from sidecar.grpc.upstream_call import _local_reason
 from sidecar.routing import ExplicitRoute, Route
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import make_route_context

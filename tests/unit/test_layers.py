@@ -72,6 +72,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.upstream.*": Layer.EXTENSIONS,
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
+    "sidecar.grpc.upstream_call": Layer.EXTENSIONS,
     "sidecar.grpc.metadata": Layer.EXTENSIONS,
     # 5 fronts: the ports calls arrive on, and routing a call to its chain
     "sidecar.routing": Layer.FRONTS,
@@ -101,12 +102,17 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.services": Layer.CONTROL,
     "sidecar.grpc.admin_api": Layer.CONTROL,
     "sidecar.grpc.health_service": Layer.CONTROL,
+    "sidecar.grpc.health_codec": Layer.CONTROL,
+    "sidecar.grpc.reflection_service": Layer.CONTROL,
+    "sidecar.grpc.service_table": Layer.CONTROL,
+    "sidecar.grpc.services_grpcio": Layer.CONTROL,
     "sidecar.v1.*": Layer.CONTROL,
     "sidecar.plugins": Layer.CONTROL,
     "sidecar.blame": Layer.CONTROL,
     "sidecar.preflight": Layer.CONTROL,
     # the registrations made into every front's chains (reads the plugin host, used by app)
     "sidecar.composition": Layer.CONTROL,
+    "sidecar.front_guard": Layer.CONTROL,
     # what operators see of the policies' live state (/upstreams, scrape-time gauges): it reads
     # the api's SharedState and serves the admin port, so it is control plane, not a mechanism
     "sidecar.resilience.views": Layer.CONTROL,

@@ -179,3 +179,57 @@ def test_a_circle_of_placements_is_refused_naming_it() -> None:
 
     with pytest.raises(PluginError, match="circle: a -> b -> a"):
         isolated_plugin_host(Circle())
+
+
+class Greeting(sidecar.Model):
+    text: str = "hi"
+
+
+class Greeter:
+    """A plugin with a config section and a shared counter, as a test uses one."""
+
+    name = "greeter"
+    COUNT: sidecar.SharedKey[list[int]] = sidecar.SharedKey("greeter.count")
+
+    @hookimpl
+    def sidecar_declare_config(self, registry: sidecar.ConfigRegistry) -> None:
+        registry.add("greeter", Greeting)
+
+
+def test_make_route_context_validates_a_plugins_section_given_its_plugin() -> None:
+    """``plugins=[...]`` makes ``ctx.plugin_config`` typed; a section without it is an error."""
+    from sidecar.testing import make_route_context
+
+    config = {"plugins": {"greeter": {"text": "hello"}}}
+    ctx = make_route_context(config=config, plugins=[Greeter()])
+    assert ctx.plugin_config("greeter", Greeting).text == "hello"
+    with pytest.raises(ValueError, match=r"plugins\.greeter: pass its plugin"):
+        make_route_context(config=config)
+    with pytest.raises(RuntimeError, match="make_route_context"):
+        make_route_context().plugin_config("greeter", Greeting)
+
+
+def test_shared_state_in_tests_is_kept_across_contexts_like_a_running_sidecar() -> None:
+    """``shared=shared_state()``: two routes of one upstream get one object, readable back."""
+    from sidecar.testing import make_route_context, shared_state
+
+    shared = shared_state()
+    a = make_route_context(route="a", shared=shared)
+    b = make_route_context(route="b", shared=shared)
+    counter = a.shared(Greeter.COUNT, None, lambda: [0])
+    assert b.shared(Greeter.COUNT, None, lambda: [0]) is counter
+    assert shared.build().get(Greeter.COUNT, "test") is counter
+
+
+def test_sidecar_plugins_says_where_a_placed_filter_landed() -> None:
+    """``after="peer_allow"`` prints the order it landed at and what it was placed next to."""
+
+    class Placed:
+        name = "placed"
+
+        @hookimpl
+        def sidecar_register_filters(self, registry: FilterRegistry) -> None:
+            registry.add("tenant", lambda ctx: None, after="peer_allow")
+
+    [info] = [p for p in isolated_plugin_host(Placed()).plugins() if p.name == "placed"]
+    assert info.registered == ["filter tenant (order 310, after peer_allow)"]

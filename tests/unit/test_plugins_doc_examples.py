@@ -38,7 +38,7 @@ from sidecar import (
 )
 from sidecar.api.admin import runtime_key
 from sidecar.api.shared import SharedStateBuilder
-from sidecar.config import parse_config, validate_plugin_sections
+from sidecar.config import parse_config
 from sidecar.plugins import PluginHost
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
@@ -88,9 +88,8 @@ def load(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
 def route(host: PluginHost, config: dict[str, Any] | None = None, **changes: Any) -> RouteContext:
     """The context of the route ``test`` with ``config``'s plugin sections validated by
     ``host`` (``changes`` replace other fields: ``front``, ``resources``, ``shared_state``)."""
-    ctx = make_route_context(config=config, front=changes.pop("front", "http"))
-    sections = validate_plugin_sections(ctx.config, host.schemas(), "<doc>")
-    return dataclasses.replace(ctx, plugin_sections=sections, **changes)
+    ctx = make_route_context(config=config, host=host, front=changes.pop("front", "http"))
+    return dataclasses.replace(ctx, **changes)
 
 
 def chain(host: PluginHost, ctx: RouteContext, terminal: Handler) -> Handler:

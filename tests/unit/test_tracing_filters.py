@@ -21,7 +21,8 @@ from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import retry
 from sidecar.filters.tracing import server_factory, upstream_factory
 from sidecar.telemetry.trace_ids import TRACE_ID
-from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
+from sidecar.telemetry.tracing import RESOURCE, Tracing
+from sidecar.telemetry.tracing_sdk import build_tracing
 from sidecar.telemetry.tracing_settings import resolve
 from sidecar.testing import make_exchange, make_route_context, on_front
 

@@ -18,7 +18,7 @@ from sidecar.telemetry.head_sampling import (
     new_trace_id,
 )
 from sidecar.telemetry.trace_context import EMPTY
-from sidecar.telemetry.tracing import make_sampler
+from sidecar.telemetry.tracing_sdk import make_sampler
 from sidecar.telemetry.tracing_settings import SAMPLERS
 
 RATIOS = [0.0, 1e-9, 0.01, 0.25, 0.5, 0.999, 1.0]

@@ -11,7 +11,7 @@ from sidecar.config import SecretRef
 from sidecar.config.changes import split_changes
 from sidecar.config.models import TracingConfig
 from sidecar.errors import ConfigError
-from sidecar.telemetry.tracing import build_tracing, make_sampler
+from sidecar.telemetry.tracing_sdk import build_tracing, make_sampler
 from sidecar.telemetry.tracing_settings import TracingSettings, resolve
 from sidecar.testing import make_route_context
 

@@ -26,7 +26,8 @@ from sidecar.filters import retry
 from sidecar.filters.tracing import server_factory, upstream_factory
 from sidecar.telemetry.span_encoding import MAX_CACHED, EncodingGrpcExporter, SpanEncoder
 from sidecar.telemetry.span_export import BoundedBatchSpanProcessor, EncodingExporter
-from sidecar.telemetry.tracing import RESOURCE, Tracing, build_tracing
+from sidecar.telemetry.tracing import RESOURCE, Tracing
+from sidecar.telemetry.tracing_sdk import build_tracing
 from sidecar.telemetry.tracing_settings import resolve
 from sidecar.testing import make_exchange, make_route_context, on_front
 
