@@ -1,7 +1,8 @@
 # The sidecar's container image: `docker build -t sidecar:0.1.0 .` (docs/image.md).
 #
-# Two stages on the same base. The first builds a wheel of the project and installs it, with its
-# runtime dependencies and the `fast` extra (uvloop), into a venv at /opt/sidecar. The second is
+# Two stages on the same base. The first builds a wheel of the project, its data path compiled
+# with mypyc (docs/compiled-build.md), and installs it, with its runtime dependencies and the
+# `fast` extra (uvloop), into a venv at /opt/sidecar. The second is
 # the base plus that venv and the default config: no compiler, no pip, no build tools, no caches.
 # The venv's python is a link to the base's, which is why both stages must use the same BASE.
 ARG BASE=python:3.11-slim
@@ -11,10 +12,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
-# strip, for the build only: extension modules from PyPI may carry their debug information
-# (uvloop's is 12 of its 14 MB)
+# For the build only: strip (extension modules from PyPI may carry their debug information:
+# uvloop's is 12 of its 14 MB), and a C compiler and the Python headers for mypyc (a base whose
+# python3 has no headers gets Debian's)
 RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        binutils gcc libc6-dev >/dev/null \
+ && (python3 -c "import os, sysconfig; \
+raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-dev >/dev/null) \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, read from pyproject.toml: this layer is reused until pyproject.toml changes,
@@ -26,6 +32,7 @@ WORKDIR /src
 # valid whatever mtimes a copy gives the sources, so Python neither recompiles at each start nor
 # tries to write on a read-only root.
 COPY pyproject.toml ./
+COPY build_support ./build_support
 RUN python3 -m venv /opt/build \
  && python3 -m venv --without-pip /opt/sidecar \
  && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
@@ -33,6 +40,9 @@ print('\n'.join(p['build-system']['requires']), file=open('/tmp/build-requires.t
 print('\n'.join(p['project']['dependencies'] + p['project']['optional-dependencies']['fast']), \
 file=open('/tmp/requires.txt', 'w'))" \
  && /opt/build/bin/pip install -q -r /tmp/build-requires.txt wheel \
+ && /opt/build/bin/python -c "import sys; sys.path.insert(0, 'build_support'); \
+import sidecar_build; print('\n'.join(sidecar_build.compile_requirements()))" > /tmp/compile-requires.txt \
+ && /opt/build/bin/pip install -q -r /tmp/compile-requires.txt \
  && /opt/build/bin/pip --python /opt/sidecar/bin/python install -q --no-compile \
         --only-binary=:all: -r /tmp/requires.txt \
  && find /opt/sidecar/lib -name '*.so' -not -path '*.libs/*' -exec strip --strip-debug '{}' + \
@@ -43,14 +53,18 @@ root = pathlib.Path(sysconfig.get_path('purelib')); \
  && /opt/sidecar/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/sidecar/lib \
  && rm -f /opt/sidecar/bin/activate* /opt/sidecar/bin/Activate.ps1 /tmp/*.txt
 
-COPY README.md LICENSE ./
+COPY README.md LICENSE setup.py ./
 COPY sidecar ./sidecar
-# The wheel is built with the build venv's setuptools (no isolated download per build), then
-# installed with its dependencies and extra: pip finds them all satisfied by the layer above, and
-# would fetch any the list above missed.
-RUN /opt/build/bin/pip wheel -q --no-build-isolation --no-deps -w /tmp/wheels . \
+# The wheel is built with the build venv's setuptools and mypy (no isolated download per build),
+# compiled or failing (SIDECAR_COMPILE=1: never a pure build by surprise), then installed with
+# its dependencies and extra: pip finds them all satisfied by the layer above. The compiled
+# modules lose their debug sections too, and --version must say the build is compiled.
+RUN SIDECAR_COMPILE=1 /opt/build/bin/pip wheel -q --no-build-isolation --no-deps -w /tmp/wheels . \
  && /opt/build/bin/pip --python /opt/sidecar/bin/python install -q --no-compile \
         --only-binary=:all: "$(ls /tmp/wheels/sidecar-*.whl)[fast]" \
+ && lib="$(/opt/sidecar/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+ && find "$lib/sidecar" "$lib"/sidecar__mypyc*.so -name '*.so' -exec strip --strip-debug '{}' + \
+ && /opt/sidecar/bin/sidecar --version | grep -q 'compiled (mypyc)' \
  && /opt/sidecar/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash \
         "$(/opt/sidecar/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/sidecar" \
  && rm -rf /tmp/wheels

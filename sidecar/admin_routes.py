@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .api import AdminRouteRegistry, RuntimeView, hookimpl, runtime_of
+from .build_kind import build_kind
 from .dashboard import endpoints as dashboard
 
 #: A probe's (or the exposition's) answer, read from the running sidecar.
@@ -56,7 +57,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def config(request: web.Request) -> web.Response:
-    return web.json_response(runtime_of(request).redacted_config(), dumps=_dumps)
+    answer = web.json_response(runtime_of(request).redacted_config(), dumps=_dumps)
+    # which build runs (``compiled (mypyc)`` or ``pure Python``): a header, since the body is
+    # the config itself and must stay one
+    answer.headers["x-sidecar-build"] = build_kind()
+    return answer
 
 
 async def upstreams(request: web.Request) -> web.Response:

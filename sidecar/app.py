@@ -32,6 +32,7 @@ from .api import (
 from .api.context import section_of
 from .api.runtime import State
 from .app_quiet import wait_for_quiet_app
+from .build_kind import build_kind
 from .composition import Composition
 from .config import (
     DEFAULT_CONFIG_NAME,
@@ -254,6 +255,7 @@ class Sidecar:
                     **fields,
                     "upstreams": sorted(config.upstreams),
                     "config": self.config_name,
+                    "build": build_kind(),
                 }
             },
         )

@@ -40,13 +40,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def version_line() -> str:
-    """``sidecar 0.1.0 (CPython 3.11.2)``: the installed distribution's version, and the Python."""
+    """``sidecar 0.1.0 (CPython 3.11.2, compiled (mypyc))``: the installed distribution's
+    version, the Python, and whether the data path runs compiled or as Python source."""
     import platform
 
+    from .build_kind import build_kind
     from .version import installed_version
 
     python = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"sidecar {installed_version()} ({python})"
+    return f"sidecar {installed_version()} ({python}, {build_kind()})"
 
 
 def _refused(e: ConfigError) -> int:

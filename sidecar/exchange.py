@@ -56,7 +56,8 @@ class Headers:
     @classmethod
     def wrap(cls, items: list[tuple[str, str]]) -> Headers:
         """Adopt ``items`` (already lower-case names) without copying."""
-        h = cls.__new__(cls)
+        # not ``cls.__new__(cls)``: mypyc cannot compile a call to a native class's __new__
+        h = cls()
         h._items = items
         return h
 

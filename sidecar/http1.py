@@ -25,6 +25,7 @@ __all__ = [
 
 import re
 from http import HTTPStatus
+from typing import Protocol
 
 import httptools
 
@@ -109,6 +110,22 @@ def split_origin_target(target: str) -> tuple[str, str]:
     return path, query
 
 
+class _ParsedUrl(Protocol):
+    """``httptools.parse_url``'s answer as it is: its stub says each part is ``bytes``, but a part
+    the target lacks is ``None`` (compiled code checks the declared type, and would fail)."""
+
+    @property
+    def schema(self) -> bytes | None: ...
+    @property
+    def host(self) -> bytes | None: ...
+    @property
+    def path(self) -> bytes | None: ...
+    @property
+    def query(self) -> bytes | None: ...
+    @property
+    def userinfo(self) -> bytes | None: ...
+
+
 def parse_absolute_target(target: bytes) -> tuple[str, str, str]:
     """``http://host[:port]/path?query`` → ``(host, path, query)``, or :class:`BadRequest`.
 
@@ -116,7 +133,7 @@ def parse_absolute_target(target: bytes) -> tuple[str, str, str]:
     credentials in the target are refused: the sidecar is not a forward proxy for other schemes.
     """
     try:
-        url = httptools.parse_url(target)
+        url: _ParsedUrl = httptools.parse_url(target)
     except httptools.HttpParserInvalidURLError:
         raise BadRequest("malformed request target") from None
     scheme = (url.schema or b"").lower()

@@ -20,7 +20,7 @@ __all__ = ["HTTP_FRONT", "HttpListener"]
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ..api.traits import FrontTraits
 from ..app_quiet import AppActivity
@@ -98,7 +98,10 @@ class HttpListener:
     @property
     def port(self) -> int:
         assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
+        # read as Any: uvloop's ``Server.sockets`` is a list where typeshed says a tuple, and a
+        # compiled build checks the declared type
+        sockets: Any = cast(Any, self.server).sockets
+        return int(sockets[0].getsockname()[1])
 
     def connection_opened(self, conn: HttpConnection) -> bool:
         """Register a new connection; ``False``: the listener is at its cap, close it."""

@@ -26,7 +26,7 @@ upstream-specific.
 
 from __future__ import annotations
 
-__all__ = ["COLLECT_LIMIT", "MAX_PIPELINED", "HttpConnection"]
+__all__ = ["COLLECT_LIMIT", "MAX_PIPELINED", "WORKER_TASK", "HttpConnection"]
 
 import asyncio
 import logging
@@ -51,6 +51,9 @@ log = logging.getLogger("sidecar.listener")
 
 #: Requests queued behind the one in progress on a pipelining connection before reading pauses.
 MAX_PIPELINED = 16
+#: The name of each connection's worker task: what finds them among the loop's tasks (a
+#: compiled coroutine has no ``__qualname__`` to tell them by).
+WORKER_TASK = "sidecar-http-worker"
 #: How long a closing connection reads and discards what the app still sends (lingering close).
 LINGER_SECONDS = 2.0
 
@@ -117,7 +120,7 @@ class HttpConnection(RequestReader):
         if len(queue) > MAX_PIPELINED:
             self.pause_reading(QUEUE_FULL)
         if self.worker is None:
-            self.worker = self.loop.create_task(self.work())
+            self.worker = self.loop.create_task(self.work(), name=WORKER_TASK)
         else:
             w = self.next_ready
             if w is not None and not w.done():

@@ -29,7 +29,7 @@ import httptools
 
 from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge, SidecarError, UriTooLong
 from ..exchange import Exchange, Headers
-from ..flow_control import FlowControl
+from ..flow_control import BODY_WAITING, FlowControl
 from ..http1 import (
     HOP_BY_HOP,
     hop_by_hop_names,
@@ -364,9 +364,13 @@ class RequestReader(FlowControl):
 
     # --- what a RequestBody asks of its connection (``BodySource``) --------------------------
 
-    # the flow control's pause for a waiting body (its default reason), with no call in between
-    pause_body = FlowControl.pause_reading
-    resume_body = FlowControl.resume_reading
+    # methods, not ``pause_body = FlowControl.pause_reading``: a compiled class holds such an
+    # alias as a plain function, which an instance then calls without ``self``
+    def pause_body(self) -> None:
+        self.pause_reading(BODY_WAITING)
+
+    def resume_body(self) -> None:
+        self.resume_reading(BODY_WAITING)
 
     def send_continue(self) -> None:
         if self.transport is not None and not self.closed:

@@ -45,7 +45,9 @@ CLOSE_TIMEOUT = 2.0
 log = logging.getLogger("sidecar.telemetry")
 
 
-def _stdout_write(data: bytes) -> int:
+def _stdout_write(data: memoryview) -> int:
+    # typed as what it is given: a compiled build checks the declared type, and ``bytes``
+    # would refuse the memoryview of a partly written batch
     return os.write(1, data)
 
 
@@ -54,7 +56,7 @@ class AccessLogWriter:
 
     def __init__(
         self,
-        write: Callable[[bytes], int] = _stdout_write,
+        write: Callable[[memoryview], int] = _stdout_write,
         *,
         batch_bytes: int = BATCH_BYTES,
         interval: float = FLUSH_INTERVAL,
@@ -77,8 +79,9 @@ class AccessLogWriter:
         self._closing = False
         #: the thread was woken for the current batch (a hint: a lost race costs one more set).
         self._kicked = False
-        self._thread = threading.Thread(target=self._run, name="sidecar-access-log", daemon=True)
-        self._thread.start()
+        # not ``_thread``: compiled, the field would be named ``__thread``, a C keyword
+        self._writer = threading.Thread(target=self._run, name="sidecar-access-log", daemon=True)
+        self._writer.start()
 
     def write(self, line: str) -> None:
         """Queue one line (ending in a newline; ASCII, as JSON with escapes is)."""
@@ -112,7 +115,7 @@ class AccessLogWriter:
                 return
             self._closing = True
         self._wake.set()
-        self._thread.join(CLOSE_TIMEOUT)
+        self._writer.join(CLOSE_TIMEOUT)
 
     def _run(self) -> None:
         while True:
@@ -144,7 +147,7 @@ class AccessLogWriter:
         view = memoryview(data)
         try:
             while view:
-                n = self._out(view)  # type: ignore[arg-type]  # os.write takes any buffer
+                n = self._out(view)
                 view = view[n:]
         except OSError:
             self.failed += lines  # stdout closed or broken: these lines are gone

@@ -98,7 +98,9 @@ def run_bounded(
             raise PropertyBroken(f"an input took longer than {seconds:g}s") from None
         left = [t for t in asyncio.all_tasks(loop) if not t.done()]
         if left:
-            names = ", ".join(sorted({t.get_coro().__qualname__ for t in left}))  # type: ignore[union-attr]
+            # a compiled coroutine has no __qualname__: its type names it
+            coros = [t.get_coro() for t in left]
+            names = ", ".join(sorted({getattr(c, "__qualname__", type(c).__name__) for c in coros}))
             raise PropertyBroken(f"tasks still running after the connection closed: {names}")
     finally:
         for task in asyncio.all_tasks(loop):

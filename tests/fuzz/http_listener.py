@@ -16,6 +16,7 @@ a refusal; after the app leaves, the connection's worker is gone. Not here: the 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -140,6 +141,25 @@ class ListenerRun:
     responses: list[Read] = field(default_factory=list)
 
 
+class _DispatchRecorder(deque[Exchange | Response]):
+    """The connection's queue, noting each request dispatched to it (and any after a refusal):
+    the harness sees dispatch without patching the method, which a compiled connection would
+    not call (it calls its own methods directly)."""
+
+    def __init__(self, conn: HttpConnection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.methods: list[str] = []
+        self.after_refusal: list[str] = []
+
+    def append(self, item: Exchange | Response) -> None:
+        if isinstance(item, Exchange):
+            if self.conn.refused:
+                self.after_refusal.append(f"{item.method} {item.path!r}")
+            self.methods.append(item.method)
+        super().append(item)
+
+
 def listener_target(data: bytes) -> None:
     """One app connection sending ``data`` (its first byte picks the cuts and the limits)."""
     if data:
@@ -168,17 +188,9 @@ async def _drive(payload: bytes, control: int, run: ListenerRun) -> None:
     transport = MemoryTransport(conn, half_close=not control & 0x40)
     upstream = Upstream(cfg)
     listener.routes = RouteTable({"up": Route("up", "up", upstream)})
-    dispatched_after_refusal: list[str] = []
-    methods: list[str] = []
-    original = conn.dispatch
-
-    def dispatch(ex: Exchange) -> None:
-        if conn.refused:
-            dispatched_after_refusal.append(f"{ex.method} {ex.path!r}")
-        methods.append(ex.method)
-        original(ex)
-
-    conn.dispatch = dispatch  # type: ignore[method-assign]
+    queue = conn.queue = _DispatchRecorder(conn)
+    dispatched_after_refusal = queue.after_refusal
+    methods = queue.methods
     conn.connection_made(transport)
     for piece in chunks(payload, control):
         # a paused transport leaves the bytes in the kernel, not in the sidecar: wait for the

@@ -19,6 +19,9 @@ import pytest
 from .podman_cli import Podman
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the source tree the image is built from: this checkout, or the one the compiled-build run
+#: copied the tests from (its own tree links sidecar/ to an installed package)
+SOURCE = Path(os.environ.get("SIDECAR_SOURCE_TREE") or ROOT)
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"localhost/sidecar:{VERSION}"
 #: Bound (seconds) on the build: the first one on a machine also builds the base.
@@ -39,7 +42,7 @@ def image(podman: Podman) -> str:
     """The image, built once per session by the script CI uses (layers cached between runs)."""
     # its own process group, so a build past its bound is stopped with everything it started
     build = subprocess.Popen(
-        [str(ROOT / "scripts" / "build-image")],
+        [str(SOURCE / "scripts" / "build-image")],
         env={**podman.env, "SIDECAR_IMAGE": IMAGE},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

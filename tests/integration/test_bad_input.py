@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from sidecar.app import Sidecar
+from sidecar.listeners.http_connection import WORKER_TASK
 from sidecar.testing import FakeUpstream, SidecarProcess, async_wait_until, running_sidecar
 
 from .raw_http import KeepAliveProber, RawConnection, RawResponse, get, send_and_read
@@ -421,11 +422,7 @@ async def test_sidecar_process_survives_every_malformed_request() -> None:
 
 
 def _workers() -> int:
-    return sum(
-        1
-        for t in asyncio.all_tasks()
-        if getattr(t.get_coro(), "__qualname__", "") == "HttpConnection.work"
-    )
+    return sum(1 for t in asyncio.all_tasks() if t.get_name() == WORKER_TASK)
 
 
 async def test_every_way_a_connection_ends_leaves_no_worker_or_connection(env: Env) -> None:

@@ -39,6 +39,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.http1": Layer.KERNEL,
     "sidecar.hosts": Layer.KERNEL,
     "sidecar.version": Layer.KERNEL,
+    "sidecar.build_kind": Layer.KERNEL,
     "sidecar.loops": Layer.KERNEL,
     "sidecar.fdlimit": Layer.KERNEL,
     "sidecar.injected": Layer.KERNEL,

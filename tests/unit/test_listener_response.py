@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
+from sidecar.config.models import HttpListenerConfig
 from sidecar.exchange import Exchange, Headers, Response
+from sidecar.listeners.http import HttpListener
+from sidecar.listeners.http_connection import HttpConnection
 from sidecar.listeners.http_response import write_response
+from sidecar.routing import RouteTable
+from sidecar.telemetry.metrics import Metrics
 
 
 async def test_a_response_for_an_app_that_went_away_still_runs_its_completion_callbacks() -> None:
@@ -25,7 +29,9 @@ async def test_a_response_for_an_app_that_went_away_still_runs_its_completion_ca
     resp = Response(200, Headers(), stream, length=None)
     heard: list[tuple[bool, int]] = []
     resp.on_complete = [lambda ok, sent: heard.append((ok, sent))]
-    conn: Any = SimpleNamespace(transport=None, closed=True)
+    # a real connection, never connected and closed (a compiled build checks the type)
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    conn.closed = True
     keep = await write_response(conn, Exchange("GET", "/", Headers()), resp)
     assert keep is False
     assert heard == [(False, 0)]

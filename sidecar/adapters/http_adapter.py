@@ -1,0 +1,346 @@
+"""The plain HTTP/1.1 adapter's code: :class:`HttpAdapter` (registered by :mod:`.http`).
+
+For each upstream it keeps one bounded keep-alive :class:`~sidecar.upstream.pool.Pool` and builds
+the terminal handler of its routes: write the request head (``Host`` rewritten to the upstream,
+``X-Forwarded-For`` appended), stream the body with back-pressure, return the response when its
+head arrives. Pools are keyed by everything a connection depends on, so a reload that leaves an
+upstream's address and TLS alone keeps its warm connections; a pool built for a reload is only
+put in service (and the one it replaces closed) once that reload's route table is live.
+
+A request on a reused connection that fails before any response byte (the upstream closed the idle
+connection as we wrote: the keep-alive race) is sent once more on a fresh connection when that is
+safe: the body is in memory and the method is idempotent or the request has an
+``Idempotency-Key`` (the upstream may have read the request before closing). This is not a retry
+policy; that comes with the resilience filters.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HttpAdapter"]
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..api import Adapter, AdapterServices
+from ..chain import Handler
+from ..config.models import UpstreamConfig
+from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
+from ..exchange import Exchange, Response
+from ..resilience.idempotency import may_repeat
+from ..upstream.connection import UpstreamConnection
+from ..upstream.pool import Pool
+from ..upstream.tls import client_ssl_context
+
+if TYPE_CHECKING:
+    from ..telemetry.metrics import UpstreamAttempts
+
+_PoolEntry = tuple[tuple[Any, ...], Pool]
+
+
+def _pool_key(up: UpstreamConfig) -> tuple[Any, ...]:
+    return (up.url, up.tls, up.pool, up.connect_timeout)
+
+
+class HttpAdapter(Adapter):
+    #: the adapter name upstreams use to pick this adapter.
+    name = "http"
+
+    def __init__(self, services: AdapterServices) -> None:
+        super().__init__(services)
+        #: pools the live route table uses, by upstream name.
+        self.pools: dict[str, _PoolEntry] = {}
+        #: pools built for a reload whose route table is not live yet (see :meth:`retire`).
+        self._pending: dict[str, _PoolEntry] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        services.metrics.pools.sources.append(self._pool_stats)
+
+    def _pool_stats(self) -> list[tuple[str, str, int]]:
+        out = []
+        for name, (_, pool) in self.pools.items():
+            idle, busy = pool.stats()
+            out += [(name, "idle", idle), (name, "busy", busy)]
+        return out
+
+    def _pool(self, name: str, up: UpstreamConfig) -> Pool:
+        key = _pool_key(up)
+        for table in (self.pools, self._pending):
+            have = table.get(name)
+            if have is not None and have[0] == key:
+                return have[1]
+        assert up.url is not None
+        parts = urlsplit(up.url)
+        https = parts.scheme == "https"
+        host = parts.hostname or ""
+        port = parts.port or (443 if https else 80)
+        server_name = (up.tls.server_name if up.tls is not None else None) or host
+        opened = self.services.metrics.connections_opened.labels(name)
+        pool = Pool(
+            name,
+            host,
+            port,
+            ssl_context=client_ssl_context(up.tls) if https else None,
+            server_hostname=server_name,
+            max_connections=up.pool.max_connections,
+            max_idle=up.pool.max_idle,  # None: up to max_connections
+            idle_timeout=up.pool.idle_timeout,
+            connect_timeout=up.connect_timeout,
+            on_open=opened.inc,
+        )
+        if name in self.pools:
+            # a reload changed the address or TLS: in service once the new table is live
+            stale = self._pending.get(name)
+            if stale is not None:
+                stale[1].close()  # built by a reload that was refused: never used
+            self._pending[name] = (key, pool)
+        else:
+            self.pools[name] = (key, pool)
+        return pool
+
+    def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
+        pool = self._pool(name, upstream)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        assert upstream.url is not None
+        parts = urlsplit(upstream.url)
+        head = _head_writer(parts.path.rstrip("/"), upstream.host or parts.netloc)
+        attempts = self.services.metrics.attempts(name)
+        return _sender(pool, head, upstream.response_header_timeout, attempts)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for _, pool in self.pools.values():
+                pool.sweep(now)
+
+    async def retire(self, live: Mapping[str, UpstreamConfig]) -> None:
+        """The route table built from ``live`` is in service: keep its pools, close the rest.
+
+        In-flight calls on the old table finish on the pools they hold: a closed pool lets busy
+        connections end their exchange and closes them then.
+        """
+        keep: dict[str, _PoolEntry] = {}
+        for name, up in live.items():
+            if up.adapter != self.name:
+                continue
+            key = _pool_key(up)
+            for table in (self._pending, self.pools):
+                have = table.get(name)
+                if have is not None and have[0] == key:
+                    keep[name] = have
+                    break
+        for table in (self.pools, self._pending):
+            for name, (_, pool) in table.items():
+                kept = keep.get(name)
+                # the pools compared, not the entries: a compiled build boxes a fixed-length
+                # tuple anew on each read, so an entry is never the same object twice
+                if kept is None or kept[1] is not pool:
+                    pool.close()
+        self.pools = keep
+        self._pending = {}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        have = self.pools.get(name)
+        if have is None:
+            return {}
+        pool = have[1]
+        idle, busy = pool.stats()
+        return {
+            "address": f"{pool.host}:{pool.port}",
+            "tls": pool.ssl is not None,
+            "connections": {"idle": idle, "busy": busy, "max": pool.max_connections},
+            "connections_opened": pool.opened_total,
+            "waiting": len(pool.waiters),
+        }
+
+    async def aclose(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        for table in (self.pools, self._pending):
+            for _, pool in table.values():
+                pool.close()
+
+
+def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
+    """What writes a request head for one upstream: its base path before the path, ``Host``
+    rewritten to its authority, ``X-Forwarded-For`` appended, framing for ``length`` (``None``:
+    chunked)."""
+    host_line = f"host: {authority}\r\n"
+
+    def head(ex: Exchange, length: int | None) -> bytes:
+        query = ex.query
+        target = f"{ex.path}?{query}" if query else ex.path
+        out = [f"{ex.method} {base}{target} HTTP/1.1\r\n", host_line]
+        xff = None
+        for k, v in ex.headers.items():
+            if k == "host":
+                continue
+            if k == "x-forwarded-for":
+                xff = v if xff is None else f"{xff}, {v}"
+                continue
+            out.append(f"{k}: {v}\r\n")
+        client = ex.client
+        ip = client.rpartition(":")[0] if client else ""
+        if ip:
+            out.append(f"x-forwarded-for: {xff}, {ip}\r\n" if xff else f"x-forwarded-for: {ip}\r\n")
+        elif xff:
+            out.append(f"x-forwarded-for: {xff}\r\n")
+        if length is None:
+            out.append("transfer-encoding: chunked\r\n\r\n")
+        elif length or ex.method in ("POST", "PUT", "PATCH"):
+            out.append(f"content-length: {length}\r\n\r\n")
+        else:
+            out.append("\r\n")
+        return "".join(out).encode("latin-1")
+
+    return head
+
+
+def _sender(
+    pool: Pool,
+    head: Callable[[Exchange, int | None], bytes],
+    head_timeout: float | None,
+    attempts: UpstreamAttempts,
+) -> Handler:
+    """The terminal handler of one upstream: take a connection, write the request, return the
+    response once its head arrived."""
+    # every attempt counts once with its outcome: a response, the error that ended it, or
+    # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
+    ok_attempt, count_failure = attempts.response, attempts.failed
+
+    async def send(ex: Exchange) -> Response:
+        # one coroutine frame per call: acquire, write, wait for the head; a loop only for the
+        # keep-alive race resend
+        fresh = False
+        while True:
+            conn = None if fresh else pool.take_idle()  # no coroutine when one is idle
+            if conn is not None:
+                reused = True
+            else:
+                try:
+                    conn, reused = await pool.acquire(fresh)
+                except BaseException as e:
+                    count_failure(e)
+                    raise
+            fut = conn.begin(ex.method == "HEAD")
+            transport = conn.transport
+            assert transport is not None
+            body = ex.body
+            try:
+                if isinstance(body, bytes):
+                    h = head(ex, len(body))
+                    transport.write(h + body if body else h)
+                    conn.request_sent = True
+                else:
+                    length = ex.body_length
+                    _start_streaming(conn, fut, head(ex, length), body, length is None)
+                if head_timeout is None:
+                    resp = await fut
+                else:
+                    resp = await _wait_head(fut, head_timeout)
+            except SidecarError as e:
+                conn.abort()  # on any failure the connection is closed, never reused
+                count_failure(e)
+                if not fresh and reused and _lost_keep_alive_race(e, conn, ex):
+                    fresh = True  # send once more, on a new connection
+                    continue
+                raise
+            except BaseException as e:
+                conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                count_failure(e)
+                raise
+            ok_attempt()
+            return resp
+
+    return send
+
+
+def _lost_keep_alive_race(error: SidecarError, conn: UpstreamConnection, ex: Exchange) -> bool:
+    """Whether an attempt on a reused connection failed as the keep-alive race fails (the
+    upstream closed the idle connection as we wrote on it, no response byte came) and its
+    request may be sent again."""
+    return isinstance(error, UpstreamReset) and not conn.got_bytes and _replayable(ex)
+
+
+def _replayable(ex: Exchange) -> bool:
+    """Whether a request that may have reached the upstream can be sent again unchanged."""
+    if not isinstance(ex.body, bytes):
+        return False  # a stream was consumed by the first attempt
+    return may_repeat(ex)  # an idempotent method, or an Idempotency-Key
+
+
+async def _wait_head(fut: asyncio.Future[Response], limit: float | None) -> Response:
+    if limit is None:
+        return await fut
+    try:
+        async with asyncio.timeout(limit):
+            return await fut
+    except TimeoutError:
+        raise UpstreamTimeout(f"no response head from upstream within {limit:g}s") from None
+
+
+def _start_streaming(
+    conn: UpstreamConnection,
+    fut: asyncio.Future[Response],
+    head: bytes,
+    body: AsyncIterator[bytes],
+    chunked: bool,
+) -> None:
+    """Send the head, then pump the body in a task owned by ``conn``; the caller waits for
+    ``fut``, the response head.
+
+    The upstream may answer before the body is complete (an early 413, say): the caller gets the
+    response at once, the pump goes on and the connection is not reused (``request_sent`` stays
+    false until the pump ends). The pump stops when the connection closes.
+    """
+    transport = conn.transport
+    assert transport is not None
+    transport.write(head)
+
+    async def pump() -> None:
+        async for chunk in body:
+            if conn.closed:
+                return
+            if not chunk:
+                continue
+            if chunked:
+                transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                transport.write(chunk)
+            if conn.write_paused:
+                await conn.drain()
+        if conn.closed:
+            return
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        conn.request_sent = True
+
+    task = conn.pump = asyncio.get_running_loop().create_task(pump())
+    task.add_done_callback(_pumped(conn, fut))
+
+
+def _pumped(
+    conn: UpstreamConnection, fut: asyncio.Future[Response]
+) -> Callable[[asyncio.Task[None]], None]:
+    def done(t: asyncio.Task[None]) -> None:
+        conn.pump = None
+        if t.cancelled():
+            return
+        err = t.exception()
+        if err is not None:
+            # the app's body failed (cut, too large) or the upstream went away: the exchange
+            # cannot complete; the caller waiting for the head gets the reason
+            if not fut.done():
+                fut.set_exception(
+                    err if isinstance(err, SidecarError) else UpstreamReset(f"request body: {err}")
+                )
+            conn.abort()
+
+    return done
