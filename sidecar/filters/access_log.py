@@ -4,10 +4,10 @@ Fields, in this order: ``listener`` (``http``, ``grpc``, ``inbound``), ``method`
 forwarded, route prefix stripped; never the query, which may carry credentials), ``upstream``,
 ``route``, ``status`` (what the app got; on a front that answers in gRPC terms, as the gRPC
 port does, the HTTP status, 200 for every answered call, and ``grpc_status`` the gRPC status
-code), ``duration_ms`` (to the last body byte
-written), ``bytes_received`` (request body bytes from the app: the body's length when it was in
-memory, else its ``Content-Length``; absent for a streamed body of unknown length, as a gRPC
-stream's is; a unary gRPC call's one message counts), ``bytes_sent`` (response body bytes written to the app), ``client``, then when they apply:
+code), ``duration_ms`` (to the last body byte written), ``bytes_received`` (request body bytes
+from the app: the body's length when it was in memory, else its ``Content-Length``; absent for a
+streamed body of unknown length, as a gRPC stream's is; a unary gRPC call's one message counts),
+``bytes_sent`` (response body bytes written to the app), ``client``, then when they apply:
 ``trace_id`` (the trace the call belongs to: the tracing filter's, else the app's
 ``traceparent``), ``attempts`` (upstream attempts, only on a call that was retried), ``decision``
 (:mod:`sidecar.telemetry.decisions`: a rate-limit wait or shadow, a backend that failed open),
