@@ -918,9 +918,9 @@ def build_variants(args: argparse.Namespace) -> list[SidecarVariant]:
     return variants
 
 
-def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[SidecarVariant]:
-    """Each variant, then the same on commit ``ref``: a git worktree of it in ``tmp``, run by a
-    wrapper that puts it first on ``PYTHONPATH`` (same interpreter and libraries)."""
+def baseline_worktree(ref: str, tmp: Path) -> str:
+    """A wrapper running ``sidecar`` from a git worktree of ``ref`` in ``tmp`` (same interpreter
+    and libraries; :func:`remove_baseline` unregisters it)."""
     tree = tmp / "baseline"
     subprocess.run(
         ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref],
@@ -935,6 +935,12 @@ def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[S
         f'-c "from sidecar.cli import main; raise SystemExit(main())" "$@"\n'
     )
     wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[SidecarVariant]:
+    """Each variant, then the same on commit ``ref`` (:func:`baseline_worktree`)."""
+    wrapper = baseline_worktree(ref, tmp)
     # core against core: installed plugins (plugins/*) may need an API the baseline lacks
     plugins = sorted({ep.name for ep in entry_points(group="sidecar")})
     off = {"plugins": {"disabled": plugins}} if plugins else {}
@@ -943,9 +949,7 @@ def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[S
         v = dataclasses.replace(v, config=deep_merge(copy.deepcopy(v.config), off))
         out.append(v)
         out.append(
-            dataclasses.replace(
-                v, key=f"{v.key}@{ref}", label=f"{v.label} [at {ref}]", bin=str(wrapper)
-            )
+            dataclasses.replace(v, key=f"{v.key}@{ref}", label=f"{v.label} [at {ref}]", bin=wrapper)
         )
     return out
 

@@ -46,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from http_proxy import CLK_TCK, REPO, cpu_ticks, deep_merge, free_port, tail
+from http_proxy import (
+    CLK_TCK,
+    REPO,
+    baseline_worktree,
+    cpu_ticks,
+    deep_merge,
+    free_port,
+    remove_baseline,
+    tail,
+)
 
 MiB = 1024
 
@@ -300,25 +309,6 @@ def environment(env: dict[str, str]) -> str:
     return f"{os.cpu_count()} cores, load average {load}; {bytecode}"
 
 
-def baseline_worktree(ref: str, tmp: Path) -> str:
-    """A wrapper running ``sidecar`` from a git worktree of ``ref`` (same interpreter)."""
-    tree = tmp / "baseline"
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), ref],
-        check=True,
-        capture_output=True,
-    )
-    wrapper = tmp / "baseline-sidecar"
-    python = REPO / ".venv" / "bin" / "python"
-    # -P: no current directory on sys.path, which would put this checkout's sidecar first
-    wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{tree}" exec "{python}" -P '
-        '-c "from sidecar.cli import main; raise SystemExit(main())" "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return str(wrapper)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("-c", "--config", help="config file (default: the embedded default)")
@@ -483,12 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for proc in services:
             stop(proc)
-        if args.baseline_ref:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "baseline")],
-                check=False,
-                capture_output=True,
-            )
+        remove_baseline(tmp)
         if args.keep_tmp:
             print(f"kept {tmp}", file=sys.stderr)
         else:
