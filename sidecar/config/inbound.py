@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from .base import Model
 from .listeners import HttpListenerConfig
-from .names import ROUTE_NAME, ConfigurableHeaderName, SpiffePattern
+from .names import ConfigurableHeaderName, SpiffePattern, route_name
 from .routes import RouteMatch
 from .types import Address, PositiveDuration, show
 
@@ -42,13 +42,7 @@ class InboundRoute(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not ROUTE_NAME.match(v):
-            raise PydanticCustomError(
-                "route_name",
-                "a route name is letters, digits, '.', '_' or '-', got {got}",
-                {"got": show(v)},
-            )
-        return v
+        return route_name(v)
 
 
 class InboundConfig(HttpListenerConfig):

@@ -13,6 +13,7 @@ __all__ = [
     "HEADER_NAME",
     "RESERVED_HEADERS",
     "ROUTE_NAME",
+    "route_name",
     "UPSTREAM_NAME",
     "ConfigurableHeaderName",
     "GrpcServiceName",
@@ -37,6 +38,20 @@ from .types import show
 UPSTREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 #: Route names label metrics and logs.
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def route_name(v: str | None) -> str | None:
+    """A route's ``name`` (``routes[i]`` and ``inbound.routes[i]``), checked against
+    :data:`ROUTE_NAME`."""
+    if v is not None and not ROUTE_NAME.match(v):
+        raise PydanticCustomError(
+            "route_name",
+            "a route name is letters, digits, '.', '_' or '-', got {got}",
+            {"got": show(v)},
+        )
+    return v
+
+
 #: An HTTP field name (RFC 9110 §5.1 token).
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: Headers the sidecar itself owns on the way upstream: setting them from config would break

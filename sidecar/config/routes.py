@@ -16,7 +16,7 @@ from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
 from .base import Model
-from .names import ROUTE_NAME, HeaderName, one_spelling_per_header
+from .names import HeaderName, one_spelling_per_header, route_name
 from .policies import GlobalRateLimitPolicy, RateLimitPolicy, RetryPolicy, VerifyHmacPolicy
 from .types import HeaderValue, PositiveDuration, show
 
@@ -87,13 +87,7 @@ class RouteConfig(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not ROUTE_NAME.match(v):
-            raise PydanticCustomError(
-                "route_name",
-                "a route name is letters, digits, '.', '_' or '-', got {got}",
-                {"got": show(v)},
-            )
-        return v
+        return route_name(v)
 
     @field_validator("prefix_rewrite")
     @classmethod
