@@ -67,7 +67,14 @@ from .fronts import (
 from .hookspecs import API_VERSION, HookDeprecated, deprecated, hookimpl
 from .lifespans import LifespanFactory, LifespanRegistry
 from .phases import INVARIANTS, Invariant, Phase
-from .ratelimit import Decision, Limit, RateLimitBackend, RateLimitBackendRegistry
+from .ratelimit import (
+    Decision,
+    Limit,
+    LiveRateLimitBackend,
+    RateLimitBackend,
+    RateLimitBackendRegistry,
+    live_ratelimit_backend,
+)
 from .registry import Registration, Registry
 from .runtime import ControlView, PluginInfo, Registries, ReloadResult, RuntimeView
 from .shared import Held, SharedKey, SharedState
@@ -115,6 +122,7 @@ __all__ = [
     "LifespanFactory",
     "LifespanRegistry",
     "Limit",
+    "LiveRateLimitBackend",
     "Model",
     "NoRoute",
     "Overloaded",
@@ -153,6 +161,7 @@ __all__ = [
     "compose",
     "deprecated",
     "hookimpl",
+    "live_ratelimit_backend",
     "read_body",
     "runtime_of",
 ]

@@ -13,16 +13,27 @@ so a plugin's ``decide`` just raises when it cannot answer.
 
 from __future__ import annotations
 
-__all__ = ["Decision", "Limit", "RateLimitBackend", "RateLimitBackendRegistry"]
+__all__ = [
+    "Decision",
+    "Limit",
+    "LiveRateLimitBackend",
+    "RateLimitBackend",
+    "RateLimitBackendRegistry",
+    "live_ratelimit_backend",
+]
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from ..config.policies import RateLimitBackendConfig
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from ..config.models import SidecarConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +112,38 @@ class RateLimitBackendRegistry(Registry[type[RateLimitBackend]]):
 
     def add(self, name: str, backend: type[RateLimitBackend]) -> None:
         self._add(name, backend)
+
+
+class LiveRateLimitBackend(Protocol):
+    """A configured backend as the running sidecar holds it, for a plugin's own limits: each
+    :meth:`decide` is bounded by the backend's ``timeout`` and follows its outage rules (logged
+    once, counted in metrics), exactly as for ``global_rate_limit``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fail_open(self) -> bool:
+        """The backend's ``on_error``: ``True`` (``allow``) admits a call it could not decide."""
+        ...
+
+    async def decide(self, key: str, limit: Limit) -> Decision | None:
+        """The backend's decision for one call, or ``None`` when it had none in time (then
+        apply :attr:`fail_open`)."""
+        ...
+
+
+def live_ratelimit_backend(
+    resources: Mapping[str, Any], config: SidecarConfig, name: str
+) -> LiveRateLimitBackend:
+    """The live backend ``ratelimit_backends.<name>`` of the running sidecar, from
+    ``RouteContext.resources`` or ``AdapterServices.resources`` (call it when a filter or a
+    handler is built, never per call). Raises ``KeyError`` naming the configured backends when
+    ``name`` is not one of them, ``RuntimeError`` when the sidecar publishes no backends."""
+    from ..ratelimit.live import live_backends  # it imports this module
+
+    backends = config.ratelimit_backends
+    if name not in backends:
+        known = ", ".join(sorted(backends)) or "none"
+        raise KeyError(f"no backend named {name!r} under ratelimit_backends ({known})")
+    return live_backends(resources).get(name, backends[name])
