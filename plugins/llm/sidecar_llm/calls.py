@@ -203,14 +203,14 @@ async def _hold(
             for event in parser.feed(raw):
                 out, content = relay.feed(event)
                 held.extend(out)
-                if content or relay.done:
-                    ttft = asyncio.get_running_loop().time() - started
-                    up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
-                    headers.set("content-type", "text/event-stream; charset=utf-8")
-                    headers.set("cache-control", "no-cache")
-                    committed = True
-                    body = _rest(up, spec, target, client, chunks, parser, relay, held)
-                    return Response(200, headers, body, length=None)
+                committed = committed or content or relay.done
+            if committed:
+                ttft = asyncio.get_running_loop().time() - started
+                up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
+                headers.set("content-type", "text/event-stream; charset=utf-8")
+                headers.set("cache-control", "no-cache")
+                body = _rest(up, spec, target, client, chunks, parser, relay, held)
+                return Response(200, headers, body, length=None)
         return None
     except ValueError as e:  # the parser's bound
         raise ProviderFailure("protocol", "the provider sent an oversized event") from e

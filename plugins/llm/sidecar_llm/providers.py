@@ -125,9 +125,12 @@ class ProviderClient:
         }
 
     def url(self, endpoint: str) -> str:
-        """``chat``, ``embeddings`` (OpenAI) or ``messages`` (Anthropic) on this provider."""
+        """Where a call to ``endpoint`` goes: ``embeddings`` (OpenAI only), else the provider's
+        chat endpoint (``/chat/completions`` or ``/v1/messages``), whichever front the app used."""
         if self.kind == "openai":
-            return f"{self._base}/{'chat/completions' if endpoint == 'chat' else endpoint}"
+            return (
+                f"{self._base}/{'embeddings' if endpoint == 'embeddings' else 'chat/completions'}"
+            )
         return f"{self._base}/v1/messages"
 
     def _open_session(self) -> aiohttp.ClientSession:
