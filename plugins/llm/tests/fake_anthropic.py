@@ -202,7 +202,7 @@ def _check_turns(messages: list[Any]) -> str | None:
                 "have a corresponding `tool_result` block in the next message."
             )
         previous_tool_uses = {
-            b.get("id")
+            str(b.get("id"))
             for b in _blocks(message)
             if isinstance(b, dict) and b.get("type") == "tool_use"
         }
@@ -297,9 +297,10 @@ class MessageAnswer:
                 content.append(event("content_block_delta", index=index, delta=delta))
             index += 1
         trailer = [event("content_block_stop", index=index - 1)] if index else []
-        delta = {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence}
+        ending: dict[str, Any] = {"stop_reason": self.stop_reason}
+        ending["stop_sequence"] = self.stop_sequence
         trailer.append(
-            event("message_delta", delta=delta, usage={"output_tokens": self.output_tokens})
+            event("message_delta", delta=ending, usage={"output_tokens": self.output_tokens})
         )
         trailer.append(event("message_stop"))
         return StreamFrames(preamble, content, trailer)
