@@ -40,9 +40,16 @@ class SSEParser:
         self._data: list[str] = []
         self._data_bytes = 0
         self._at_start = True
+        self._after_cr = False
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Parse `data`; return the events whose terminating blank line it completed."""
+        if self._after_cr and data:
+            # The previous chunk ended in CR, already taken as a line end: its LF half, if
+            # this chunk starts with it, ends nothing more.
+            self._after_cr = False
+            if data.startswith(b"\n"):
+                data = data[1:]
         self._buffer += data
         if self._at_start:
             # A UTF-8 BOM may open the stream (and only there): wait until it can be told apart.
@@ -55,9 +62,10 @@ class SSEParser:
         position = 0
         while True:
             match = _LINE_END.search(self._buffer, position)
-            # A CR at the very end may be the first half of CRLF: wait for the next byte.
-            if match is None or (match.group() == b"\r" and match.end() == len(self._buffer)):
+            if match is None:
                 break
+            # A CR at the very end may be the first half of a CRLF split across chunks.
+            self._after_cr = match.group() == b"\r" and match.end() == len(self._buffer)
             event = self._line(bytes(self._buffer[position : match.start()]))
             if event is not None:
                 events.append(event)
