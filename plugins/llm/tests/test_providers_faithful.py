@@ -360,3 +360,27 @@ def test_anthropic_connection_faults_and_error_events(
         with ant.messages.stream(model=CLAUDE, max_tokens=10, messages=ASK) as s:
             list(s.text_stream)
     assert overloaded.value.type == "overloaded_error"
+
+
+# -- use from async tests -------------------------------------------------------------------------
+
+
+async def test_async_clients_reach_the_threaded_fakes_and_extra_servers(
+    fake_anthropic: FakeAnthropic, start_fake_provider: Any
+) -> None:
+    """From the test's own loop, async SDK clients reach the fakes; a stalled stream times out."""
+    backup = start_fake_provider(FakeOpenAI(api_key="sk-backup"))
+    async with openai.AsyncOpenAI(base_url=backup.url, api_key="sk-backup", max_retries=0) as c:
+        done = await c.chat.completions.create(model=GPT, messages=ASK)
+    assert done.choices[0].message.content == "echo: what is the weather in Paris"
+    fake_anthropic.script(Hang(after_chunks=2))
+    got: list[str] = []
+    async with anthropic.AsyncAnthropic(
+        base_url=fake_anthropic.url, api_key=ANTHROPIC_TEST_KEY, max_retries=0, timeout=0.3
+    ) as a:
+        with pytest.raises(anthropic.APITimeoutError):
+            async with a.messages.stream(model=CLAUDE, max_tokens=10, messages=ASK) as s:
+                async for text in s.text_stream:
+                    got.append(text)
+    assert got == ["echo:", " what"]
+    await fake_anthropic.wait_requests(1)
