@@ -22,6 +22,7 @@ _SYSTEM_ROLES = frozenset({"system", "developer"})
 _ECHOED_EMPTY = frozenset({"audio", "function_call", "refusal", "annotations"})
 # Prompt-caching hints: they change what a call costs and how fast it is, never its output.
 _CACHE_HINTS = frozenset({"cache_control", "prompt_cache_breakpoint"})
+_TRAILING_ASSISTANT = "a last assistant turn is continued by Anthropic but answered by OpenAI"
 
 
 def _as_list(value: object, field: str) -> list[Any]:
@@ -162,7 +163,8 @@ def openai_messages_to_anthropic(
     system: list[str] = []
     out: list[dict[str, Any]] = []
     previous_role = None
-    for i, msg in enumerate(_as_list(messages, "messages")):
+    items = _as_list(messages, "messages")
+    for i, msg in enumerate(items):
         field = f"messages[{i}]"
         msg = _as_dict(msg, field)
         role = msg.get("role")
@@ -203,6 +205,9 @@ def openai_messages_to_anthropic(
         else:
             raise Untranslatable(f"{field}.role", f"role {role!r} has no Anthropic equivalent")
         previous_role = role
+    if out and out[-1]["role"] == "assistant":
+        # OpenAI answers after a trailing assistant message; Anthropic would continue it.
+        raise Untranslatable(f"messages[{len(items) - 1}].role", _TRAILING_ASSISTANT)
     if not system:
         return None, out
     if len(system) == 1:
@@ -325,7 +330,8 @@ def anthropic_messages_to_openai(system: object, messages: object) -> list[dict[
             system if isinstance(system, str) else _text_parts(texts)
         )
         out.append({"role": "system", "content": content})
-    for i, msg in enumerate(_as_list(messages, "messages")):
+    items = _as_list(messages, "messages")
+    for i, msg in enumerate(items):
         field = f"messages[{i}]"
         msg = _as_dict(msg, field)
         _refuse_unknown_keys(msg, frozenset({"role", "content"}), field)
@@ -336,4 +342,7 @@ def anthropic_messages_to_openai(system: object, messages: object) -> list[dict[
             out.append(_anthropic_assistant(msg.get("content"), f"{field}.content"))
         else:
             raise Untranslatable(f"{field}.role", f"role {role!r} is not translated")
+        if role == "assistant" and i == len(items) - 1:
+            # A trailing assistant turn is a prefill Anthropic continues; OpenAI answers after it.
+            raise Untranslatable(f"{field}.role", _TRAILING_ASSISTANT)
     return out

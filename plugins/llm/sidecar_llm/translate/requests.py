@@ -214,7 +214,8 @@ def _anthropic_tools(tools: object) -> list[dict[str, Any]]:
         function: dict[str, Any] = {"name": tool.get("name")}
         if tool.get("description") is not None:
             function["description"] = tool["description"]
-        function["parameters"] = tool.get("input_schema")
+        if tool.get("input_schema") is not None:
+            function["parameters"] = tool["input_schema"]
         if tool.get("strict") is not None:
             function["strict"] = tool["strict"]
         out.append({"type": "function", "function": function})

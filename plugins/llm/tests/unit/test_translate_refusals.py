@@ -46,6 +46,7 @@ OPENAI_REFUSALS = [
     ),
     (openai_body(messages=[USER, {"role": "system", "content": "late"}]), "messages[1].role"),
     (openai_body(messages=[{**USER, "name": "alice"}]), "messages[0].name"),
+    (openai_body(messages=[USER, {"role": "assistant", "content": "Sure"}]), "messages[1].role"),
     (openai_body(messages=[{"role": "function", "content": "x"}]), "messages[0].role"),
     (
         openai_body(messages=user_parts({"type": "input_audio", "input_audio": {}})),
@@ -125,6 +126,10 @@ ANTHROPIC_REFUSALS = [
     ),
     (anthropic_body(tools=[{"name": "f", "input_schema": {}, "x": 1}]), "tools[0].x"),
     (anthropic_body(messages=[{"role": "system", "content": "x"}]), "messages[0].role"),
+    (
+        anthropic_body(messages=[USER, {"role": "assistant", "content": "The answer is ("}]),
+        "messages[1].role",
+    ),
     (
         anthropic_body(
             messages=user_parts(
