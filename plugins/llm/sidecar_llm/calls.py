@@ -125,11 +125,14 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
             failure = _failure(e, target)
             up.metrics.attempts.labels(up.name, target.provider, target.model, failure.reason).inc()
             if not failure.failover:
-                return dialect.error(
+                refusal = dialect.error(
                     failure.status or 502,
                     client.scrub(failure.message, failure.status),
                     type_=failure.error_type if client.kind == dialect.name else None,
                 )
+                for name, value in headers:
+                    refusal.headers.set(name, value)
+                return refusal
             up.router.failed(target, failure.retry_after)
             up.metrics.failovers.labels(up.name, spec.group, failure.reason).inc()
             if log.isEnabledFor(logging.INFO):
@@ -142,6 +145,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
         up.router.succeeded(target)
         up.metrics.attempts.labels(up.name, target.provider, target.model, "ok").inc()
         if spec.stream:
+            assert held is not None  # a stream without content raised above
             return held
         usage = usage_of(client.kind, answer)
         if usage is not None:
@@ -150,10 +154,14 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
     if last is None:
         if refused is not None:
             return dialect.error(400, f"{refused.field}: {refused.reason}", param=refused.field)
-        return dialect.error(504, "no time left for an attempt", type_=None)
-    status = last.status if last.status is not None else (504 if last.reason == "timeout" else 502)
-    message = f"every deployment failed; the last: {last.reason}"
-    return dialect.error(status, message, retry_after=last.retry_after)
+        failed = dialect.error(504, "no time left for an attempt")
+    else:
+        status = last.status or (504 if last.reason == "timeout" else 502)
+        message = f"every deployment failed; the last: {last.reason}"
+        failed = dialect.error(status, message, retry_after=last.retry_after)
+    failed.headers.set("x-sidecar-llm-attempts", str(attempts))
+    failed.headers.set("x-sidecar-llm-fallbacks", str(max(0, len(groups_tried) - 1)))
+    return failed
 
 
 def _failure(error: BaseException, target: Target) -> ProviderFailure:
@@ -198,10 +206,17 @@ async def _hold(
     parser = SSEParser(up.options.max_response_bytes)
     held: list[bytes] = []
     committed = False
+    broken: ProviderStreamError | None = None
     try:
         async for raw in chunks:
             for event in parser.feed(raw):
-                out, content = relay.feed(event)
+                try:
+                    out, content = relay.feed(event)
+                except ProviderStreamError as e:
+                    if not committed:
+                        raise
+                    broken = e  # content of this batch goes first, then the error event
+                    break
                 held.extend(out)
                 committed = committed or content or relay.done
             if committed:
@@ -209,7 +224,7 @@ async def _hold(
                 up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
                 headers.set("content-type", "text/event-stream; charset=utf-8")
                 headers.set("cache-control", "no-cache")
-                body = _rest(up, spec, target, client, chunks, parser, relay, held)
+                body = _rest(up, spec, target, client, chunks, parser, relay, held, broken)
                 return Response(200, headers, body, length=None)
         return None
     except ValueError as e:  # the parser's bound
@@ -228,6 +243,7 @@ async def _rest(
     parser: SSEParser,
     relay: Relay,
     held: list[bytes],
+    broken: ProviderStreamError | None,
 ) -> AsyncIterator[bytes]:
     """The app's stream after commit: what was held, then each event as it comes; a failure
     ends it with the front's error event."""
@@ -235,6 +251,8 @@ async def _rest(
     try:
         yield b"".join(held)
         held.clear()
+        if broken is not None:
+            raise broken
         while not relay.done:
             try:
                 async with asyncio.timeout(idle):
