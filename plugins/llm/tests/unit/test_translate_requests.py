@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sidecar_llm.translate import anthropic_to_openai_chat, openai_chat_to_anthropic
+from translate_sdk import anthropic_answering, openai_answering
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -367,3 +368,61 @@ def test_a_conversation_survives_anthropic_to_openai_to_anthropic() -> None:
         "metadata": {"user_id": "u"},
     }  # fmt: skip
     assert to_anthropic(anthropic_to_openai_chat(original)) == original
+
+
+def test_an_assistant_turn_the_openai_sdk_sends_back_translates() -> None:
+    """Appending the SDK's response message to `messages` (as its docs show) is accepted."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+    }
+    completion = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None,
+                     "message": {"role": "assistant", "content": None, "refusal": None,
+                                 "annotations": [], "tool_calls": [call]}}],
+    }  # fmt: skip
+    sent: list[Any] = []
+    client = openai_answering(completion, sent=sent)
+    tools: Any = openai_tools_conversation()["tools"]
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    answer = client.chat.completions.create(model="gpt-4o", messages=[question], tools=tools)
+    result: Any = {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
+    client.chat.completions.create(
+        model="gpt-4o", messages=[question, answer.choices[0].message, result], tools=tools
+    )
+    assert to_anthropic(sent[1])["messages"][1:] == [
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "call_1", "name": "get_weather",
+             "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"}]},
+    ]  # fmt: skip
+
+
+def test_an_assistant_turn_the_anthropic_sdk_sends_back_translates() -> None:
+    """Re-sending the SDK's `message.content` blocks (as its docs show) is accepted."""
+    message = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "text", "text": "Checking.", "citations": None},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                     "input": {"city": "Paris"}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 5},
+    }  # fmt: skip
+    sent: list[Any] = []
+    client = anthropic_answering(message, sent=sent)
+    tools: Any = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}]
+    question: Any = {"role": "user", "content": "Weather in Paris?"}
+    answer = client.messages.create(model="c", max_tokens=9, messages=[question], tools=tools)
+    result: Any = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]}  # fmt: skip
+    turns: Any = [question, {"role": "assistant", "content": answer.content}, result]
+    client.messages.create(model="c", max_tokens=9, messages=turns, tools=tools)
+    assert anthropic_to_openai_chat(sent[1])["messages"][1:] == [
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "toolu_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+    ]  # fmt: skip

@@ -24,8 +24,12 @@ def _anthropic_http() -> ModuleType:
         return httpx
 
 
-def _client(http: ModuleType, status: int, body: bytes, content_type: str) -> Any:
+def _client(
+    http: ModuleType, status: int, body: bytes, content_type: str, sent: list[Any] | None
+) -> Any:
     def answer(request: Any) -> Any:
+        if sent is not None:
+            sent.append(json.loads(request.content))
         return http.Response(status, headers={"content-type": content_type}, content=body)
 
     return http.Client(transport=http.MockTransport(answer))
@@ -37,15 +41,21 @@ def _encode(body: bytes | dict[str, Any]) -> tuple[bytes, str]:
     return json.dumps(body).encode(), "application/json"
 
 
-def openai_answering(body: bytes | dict[str, Any], status: int = 200) -> openai.OpenAI:
-    """An openai client that gets `body` (JSON, or SSE bytes) for every call."""
+def openai_answering(
+    body: bytes | dict[str, Any], status: int = 200, sent: list[Any] | None = None
+) -> openai.OpenAI:
+    """An openai client that gets `body` (JSON, or SSE bytes) for every call; the JSON
+    request bodies it sends are appended to `sent`."""
     data, content_type = _encode(body)
-    http_client = _client(httpx, status, data, content_type)
+    http_client = _client(httpx, status, data, content_type, sent)
     return openai.OpenAI(api_key="unused", http_client=http_client, max_retries=0)
 
 
-def anthropic_answering(body: bytes | dict[str, Any], status: int = 200) -> anthropic.Anthropic:
-    """An anthropic client that gets `body` (JSON, or SSE bytes) for every call."""
+def anthropic_answering(
+    body: bytes | dict[str, Any], status: int = 200, sent: list[Any] | None = None
+) -> anthropic.Anthropic:
+    """An anthropic client that gets `body` (JSON, or SSE bytes) for every call; the JSON
+    request bodies it sends are appended to `sent`."""
     data, content_type = _encode(body)
-    http_client = _client(_anthropic_http(), status, data, content_type)
+    http_client = _client(_anthropic_http(), status, data, content_type, sent)
     return anthropic.Anthropic(api_key="unused", http_client=http_client, max_retries=0)
