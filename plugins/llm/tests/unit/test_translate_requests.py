@@ -426,3 +426,15 @@ def test_an_assistant_turn_the_anthropic_sdk_sends_back_translates() -> None:
              "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
     ]  # fmt: skip
+
+
+def test_a_single_stop_string_and_the_safety_identifier_reach_anthropic() -> None:
+    """`stop` may be one string; `safety_identifier` is the end-user id when `user` is absent."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "stop": "END",
+        "safety_identifier": "hash-1",
+    }
+    out = to_anthropic(body)
+    assert (out["stop_sequences"], out["metadata"]) == (["END"], {"user_id": "hash-1"})

@@ -15,6 +15,7 @@ from sidecar_llm.translate import (
     AnthropicToOpenAIStream,
     OpenAIToAnthropicStream,
     ProviderStreamError,
+    Untranslatable,
     Usage,
     encode_sse,
     is_content_anthropic,
@@ -268,3 +269,14 @@ def test_content_is_the_first_event_with_text_or_tool_data() -> None:
     assert [is_content_anthropic(name, data) for name, data in events] == [
         False, False, False, True, True, False, True, True, True, True, False, False, False,
     ]  # fmt: skip
+
+
+def test_interleaved_openai_tool_call_arguments_are_refused() -> None:
+    """Anthropic blocks cannot reopen, so arguments for an already closed call are an error."""
+    stream = OpenAIToAnthropicStream("m")
+    stream.feed(openai_chunk({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f"}}]}))
+    stream.feed(openai_chunk({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "g"}}]}))
+    late = openai_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+    with pytest.raises(Untranslatable) as refused:
+        stream.feed(late)
+    assert refused.value.field == "choices[0].delta.tool_calls"
