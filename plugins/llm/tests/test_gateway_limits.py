@@ -34,7 +34,7 @@ def limited(url: str, limits: dict[str, Any], backend: dict[str, Any]) -> dict[s
 async def test_requests_per_minute_refuse_in_both_shapes_with_retry_after(
     fake_openai: FakeOpenAI, sidecar_factory: Any
 ) -> None:
-    """The third call in a minute of a 2/min group is 429 with Retry-After, in each front's shape."""
+    """The third call in a minute of a 2/min group is 429 with Retry-After, in either shape."""
     config = limited(fake_openai.url, {"requests_per_minute": 2}, {"type": "local"})
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         client = openai_client(s.http_port)

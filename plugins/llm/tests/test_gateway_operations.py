@@ -15,8 +15,8 @@ import openai
 import pytest
 import sidecar_llm
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from gateway import OPENAI_KEY_ENV, gateway_config, group, openai_client, openai_provider, user
+from prometheus_client.parser import text_string_to_metric_families
 from providers import OPENAI_TEST_KEY, Fail, FakeOpenAI, Reply
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")
@@ -118,9 +118,12 @@ async def test_tokens_cost_and_failovers_are_metrics(
     backup.script(Reply(text="ok", input_tokens=1000, output_tokens=2000))
     config = gateway_config(
         {"oa": openai_provider(fake_openai.url), "backup": openai_provider(backup.url)},
-        {"gpt-4o": group(("oa", "gpt-4o"), fallbacks=["mini"]), "mini": group(("backup", "gpt-4o-mini"))},
+        {
+            "gpt-4o": group(("oa", "gpt-4o"), fallbacks=["mini"]),
+            "mini": group(("backup", "gpt-4o-mini")),
+        },
         prices={"gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}},
-    )  # fmt: skip
+    )
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         await openai_client(s.http_port).chat.completions.create(model="gpt-4o", messages=user("x"))
         async with httpx.AsyncClient() as http:
