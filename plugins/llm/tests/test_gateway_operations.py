@@ -72,13 +72,19 @@ def test_sidecar_check_names_file_key_path_and_reason(tmp_path: Path) -> None:
     assert f"{where}.groups.gpt-4o.limits.backend: no backend named 'shared'" in result.stderr
 
 
-def test_sidecar_check_accepts_the_documented_failover_config(tmp_path: Path) -> None:
-    """The OpenAI→Anthropic failover config of docs/llm-gateway.md passes the check."""
+@pytest.mark.parametrize(
+    "heading", ["OpenAI only", "Anthropic only", "OpenAI with Anthropic as failover"]
+)
+def test_sidecar_check_accepts_the_documented_configs(tmp_path: Path, heading: str) -> None:
+    """Each complete config of docs/llm-gateway.md passes the check as written."""
     doc = Path(__file__).resolve().parents[3] / "docs" / "llm-gateway.md"
     text = doc.read_text()
-    start = text.index("```yaml", text.index("## OpenAI with Anthropic as failover")) + 8
+    start = text.index("```yaml", text.index(f"## {heading}\n")) + len("```yaml")
     config = text[start : text.index("```", start)]
-    yaml.safe_load(config)
+    assert yaml.safe_load(config)["upstreams"]["llm"]["adapter"] == "llm"
+    key_file = tmp_path / "anthropic-api-key"
+    key_file.write_text("sk-ant-check\n")
+    config = config.replace("/run/secrets/anthropic-api-key", str(key_file))
     result = check(tmp_path, config, OPENAI_API_KEY="sk-check", ANTHROPIC_API_KEY="sk-check")
     assert result.returncode == 0, result.stderr
 
