@@ -18,19 +18,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from fake_provider import (
+from fake_provider import FakeProvider, StreamFrames, make_id, sse
+from fake_script import (
     Fail,
-    FakeProvider,
     Reply,
-    StreamFrames,
     StreamThenFail,
     apply_limits,
     count_words,
     echo_text,
-    make_id,
     plain_text,
     split_json,
-    sse,
     words,
 )
 

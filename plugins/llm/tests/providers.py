@@ -1,7 +1,7 @@
 """Fake LLM providers for the tests: OpenAI's and Anthropic's public wire formats on 127.0.0.1.
 
-Import from here (the modules behind it are ``fake_provider``, ``fake_openai`` and
-``fake_anthropic``)::
+Import from here (the modules behind it are ``fake_script``, ``fake_provider``,
+``fake_openai``, ``fake_openai_chat`` and ``fake_anthropic``)::
 
     async with FakeOpenAI() as openai_fake:        # or ServedInThread(FakeOpenAI()) in a thread
         openai_fake.script(Fail(429, retry_after=1), Reply(text="hi"))
@@ -18,19 +18,17 @@ from __future__ import annotations
 
 from fake_anthropic import ANTHROPIC_TEST_KEY, FakeAnthropic
 from fake_openai import DEFAULT_OPENAI_MODELS, OPENAI_TEST_KEY, FakeOpenAI
-from fake_provider import (
+from fake_provider import FakeProvider, ServedInThread, refused_url
+from fake_script import (
     Close,
     Fail,
-    FakeProvider,
     Hang,
     ProviderRequest,
     Reply,
-    ServedInThread,
     Step,
     StreamThenError,
     StreamThenFail,
     ToolCall,
-    refused_url,
 )
 
 __all__ = [
