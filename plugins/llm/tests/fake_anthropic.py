@@ -37,7 +37,8 @@ ANTHROPIC_TEST_KEY = "sk-ant-test-0000000000000000"
 MESSAGE_FIELDS = frozenset(
     "model messages max_tokens system metadata stop_sequences stream temperature top_k top_p "
     "tools tool_choice thinking service_tier container mcp_servers context_management "
-    "output_format output_config inference_geo cache_control".split()
+    "output_format output_config inference_geo cache_control diagnostics speed user_profile_id "
+    "workspace_id".split()
 )
 #: Anthropic's error type and wording per status, for scripted failures
 FAILURES: Mapping[int, tuple[str, str]] = {
@@ -162,6 +163,11 @@ def check_messages(body: dict[str, Any]) -> str | None:
         for j, block in enumerate(system):
             if not isinstance(block, dict) or block.get("type") != "text":
                 return f"system.{j}.type: Input should be 'text'"
+    for i, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and tool.get("type", "custom") == "custom":
+            for name in ("name", "input_schema"):
+                if name not in tool:
+                    return f"tools.{i}.custom.{name}: Field required"
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
@@ -198,11 +204,17 @@ def _check_turns(messages: list[Any]) -> str | None:
                 f"immediately after: {', '.join(sorted(missing))}. Each `tool_use` block must "
                 "have a corresponding `tool_result` block in the next message."
             )
-        previous_tool_uses = {
-            str(b.get("id"))
-            for b in _blocks(message)
+        uses = [
+            (j, b)
+            for j, b in enumerate(_blocks(message))
             if isinstance(b, dict) and b.get("type") == "tool_use"
-        }
+        ]
+        for j, use in uses:
+            if not isinstance(use.get("input"), dict):
+                return (
+                    f"messages.{i}.content.{j}.tool_use.input: Input should be a valid dictionary"
+                )
+        previous_tool_uses = {str(use.get("id")) for _, use in uses}
     return None
 
 

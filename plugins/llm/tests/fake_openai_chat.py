@@ -29,10 +29,11 @@ from fake_script import (
 #: the request fields OpenAI's chat completions accept; any other is refused as OpenAI does
 CHAT_FIELDS = frozenset(
     "messages model audio frequency_penalty function_call functions logit_bias logprobs "
-    "max_completion_tokens max_tokens metadata modalities n parallel_tool_calls prediction "
-    "presence_penalty prompt_cache_key prompt_cache_retention reasoning_effort response_format "
-    "safety_identifier seed service_tier stop store stream stream_options temperature "
-    "tool_choice tools top_logprobs top_p user verbosity web_search_options".split()
+    "max_completion_tokens max_tokens metadata modalities moderation n parallel_tool_calls "
+    "prediction presence_penalty prompt_cache_key prompt_cache_options prompt_cache_retention "
+    "reasoning_effort response_format safety_identifier seed service_tier stop store stream "
+    "stream_options temperature tool_choice tools top_logprobs top_p user verbosity "
+    "web_search_options".split()
 )
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -60,7 +61,24 @@ def check_chat(body: dict[str, Any]) -> tuple[str, str | None, str | None] | Non
             "stream_options",
             None,
         )
+    for i, tool in enumerate(body.get("tools") or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if tool.get("type") == "function" and not (function or {}).get("name"):
+            param = f"tools[{i}].function" + (".name" if function else "")
+            return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
     return _check_roles(messages)
+
+
+def _check_arguments(i: int, message: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Tool-call arguments travel as a JSON string, never as an object."""
+    for j, call in enumerate(message.get("tool_calls") or []):
+        arguments = (call.get("function") or {}).get("arguments")
+        if not isinstance(arguments, str):
+            param = f"messages[{i}].tool_calls[{j}].function.arguments"
+            kind = "an object" if isinstance(arguments, dict) else type(arguments).__name__
+            message_text = f"Invalid type for '{param}': expected a string, but got {kind} instead."
+            return message_text, param, "invalid_type"
+    return None
 
 
 def _check_roles(messages: list[Any]) -> tuple[str, str | None, str | None] | None:
@@ -93,6 +111,8 @@ def _check_roles(messages: list[Any]) -> tuple[str, str | None, str | None] | No
                 None,
             )
         if role == "assistant":
+            if (wrong := _check_arguments(i, message)) is not None:
+                return wrong
             awaiting = {c.get("id") for c in message.get("tool_calls") or []}
     return None
 

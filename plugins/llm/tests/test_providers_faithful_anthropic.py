@@ -160,6 +160,40 @@ def test_anthropic_checks_key_version_and_max_tokens(fake_anthropic: FakeAnthrop
     }
 
 
+USE = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"n": 2}, "n: Extra inputs are not permitted"),  # an OpenAI field
+        ({"messages": [{"role": "system", "content": "x"}, *ASK]},
+         "messages.0.role: Input should be 'user' or 'assistant'"),
+        ({"messages": [{"role": "user", "content": [RESULT]}]},
+         "messages.0.content.0: unexpected `tool_use_id`"),
+        ({"messages": [*ASK, {"role": "assistant", "content": [USE]}, *ASK]},
+         "messages.1: `tool_use` ids were found without `tool_result` blocks"),
+        ({"messages": [*ASK, {"role": "assistant", "content": [{**USE, "input": "{}"}]}]},
+         "messages.1.content.0.tool_use.input: Input should be a valid dictionary"),
+        ({"tools": [{"name": "f"}]}, "tools.0.custom.input_schema: Field required"),
+        ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
+    ],
+)  # fmt: skip
+def test_anthropic_refuses_what_anthropic_refuses(
+    ant: anthropic.Anthropic, fake_anthropic: FakeAnthropic, extra: dict[str, Any], message: str
+) -> None:
+    """Malformed Messages requests (a translation bug, say) get Anthropic's 400 with its reason."""
+    fake_anthropic.script(Reply())
+    body = {"model": CLAUDE, "max_tokens": 10, "messages": ASK, **extra}
+    odd = {k: body.pop(k) for k in ("n", "temperature") if k in body}  # sent as is
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        ant.messages.create(**body, extra_body=odd)
+    assert refused.value.type == "invalid_request_error"
+    assert refused.value.api_message is not None and refused.value.api_message.startswith(message)
+    assert fake_anthropic.pending == 1  # a refused call consumes no scripted step
+
+
 def test_anthropic_connection_faults_and_error_events(
     ant: anthropic.Anthropic, fake_anthropic: FakeAnthropic
 ) -> None:
