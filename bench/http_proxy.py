@@ -79,7 +79,8 @@ class SidecarVariant:
 
 # Add variants here (e.g. "sidecar-full" below adds upstream keys to the defaults).
 #: Retries, the breaker and the concurrency limit are on by default: the "plain"
-#: variant turns them off to price the proxy alone; "full chain" adds a local rate limit.
+#: variant turns them off to price the proxy alone; "full chain" adds an api_key credential
+#: and a local rate limit.
 _POLICIES_OFF = {
     "retry": {"enabled": False},
     "circuit_breaker": {"enabled": False},
@@ -99,11 +100,17 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
     ),
     SidecarVariant(
         key="sidecar-full",
-        label="sidecar, full resilience chain (defaults + local rate limit)",
-        # a rate no run reaches: every call takes a token, none is refused
+        label="sidecar, full chain (defaults + api_key auth + local rate limit)",
+        # a rate no run reaches: every call takes a token, none is refused; the key is read
+        # from BENCH_API_KEY, which the bench sets
         config={
             "telemetry": {"log_level": "warning"},
-            "upstreams": {"up": {"rate_limit": {"rate": "10000000/s"}}},
+            "upstreams": {
+                "up": {
+                    "rate_limit": {"rate": "10000000/s"},
+                    "auth": {"type": "api_key", "key": {"env": "BENCH_API_KEY"}},
+                }
+            },
         },
     ),
     SidecarVariant(
@@ -1038,7 +1045,8 @@ def _run(
             t.broken = wait_http(t.url, 10, BODY, proc=master)
             targets.append(t)
     extra_args = shlex.split(args.sidecar_args)
-    service_env: dict[str, str] = {}
+    # the full chain's api_key credential (a value only the upstream, which ignores it, sees)
+    service_env: dict[str, str] = {"BENCH_API_KEY": "bench-api-key"}
     if any("redis" in v.services for v in variants):
         with _step(f"redis-server, core {LOAD_CORE}"):
             service_env["BENCH_REDIS_URL"] = start_redis(procs, tmp, LOAD_CORE)

@@ -28,6 +28,7 @@ COMPILED_MODULES: dict[str, str] = {
     # kernel: the call's nouns, built and read by every layer on every call
     "sidecar.exchange": "Exchange, Headers, Response: built, read and copied on every call",
     "sidecar.chain": "a route's composed handler: one call per filter per request",
+    "sidecar.observing": "metrics, access log and rescue fused: the outer frame of every call",
     "sidecar.http1": "HTTP/1.1 framing and status lines written for every response",
     "sidecar.flow_control": "pause/resume on every transport write of both connections",
     "sidecar.outcomes": "each response classified for breaker, retry and metrics",
@@ -46,7 +47,7 @@ COMPILED_MODULES: dict[str, str] = {
     "sidecar.upstream.connection": "upstream request writing and httptools response parsing",
     "sidecar.upstream.pool": "a keep-alive connection taken and returned per call",
     "sidecar.upstream.body": "streamed response bodies with back-pressure",
-    # filters on every route (filters/__init__.py places them); the optional ones stay source
+    # filters on every route (filters/__init__.py places them)
     "sidecar.filters.rescue": "outermost filter of every route",
     "sidecar.filters.access_log": "one access-log record per call",
     "sidecar.filters.metrics": "counters and histograms observed per call",
@@ -55,6 +56,11 @@ COMPILED_MODULES: dict[str, str] = {
     "sidecar.filters.retry": "retry decision on every response",
     "sidecar.filters.circuit_breaker": "breaker admission and outcome per call",
     "sidecar.filters.request_headers": "static request headers set per call where configured",
+    # the optional filters of the full chain (a credential and a local rate limit): on every
+    # call of each route that configures them
+    "sidecar.auth.filter": "the upstream credential put on every attempt",
+    "sidecar.filters.rate_limit": "the local rate limit's decision per call",
+    "sidecar.ratelimit.bucket": "the token bucket a local rate limit takes from per call",
     # resilience primitives those filters call per request
     "sidecar.resilience.breaker": "the circuit breaker's window, updated per call",
     "sidecar.resilience.concurrency": "the concurrency limiter, acquired per call",

@@ -45,10 +45,11 @@ from typing import Any
 
 from ..answers import error_body
 from ..api import FrontTraits, RouteContext
-from ..chain import Filter, Handler
+from ..chain import Filter
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..grpc.wire import grpc_status
+from ..observing import Observer, Observing
 from ..telemetry import access_writer
 from ..telemetry.decisions import DECISION
 from ..telemetry.logs import ACCESS_LOGGER, timestamp
@@ -243,60 +244,61 @@ def _error_bytes(exchange: Exchange, error: SidecarError) -> int:
 
 def _make_filter(write: Writer, ratio: float) -> Filter:
     """``ratio`` of successful calls get a line (0: errors only, 1: every call); 5xx, sidecar
-    decisions and cut calls always do."""
-    rand = random.random
-    every = ratio >= 1.0
-    sampled = 0.0 < ratio < 1.0
-
-    async def access_log(exchange: Exchange, call_next: Handler) -> Response:
-        try:
-            resp = await call_next(exchange)
-        except SidecarError as e:
-            # rescue (outside this filter) answers with the error's one-line body
-            write(exchange, e.status, _error_bytes(exchange, e), e.code, True, None)
-            raise
-        except asyncio.CancelledError:
-            write(exchange, CLIENT_CLOSED, 0, None, False, None)
-            raise
-        except Exception:
-            # rescue answers it with 500 internal
-            sent = _error_bytes(exchange, SidecarError("unexpected error in the sidecar"))
-            write(exchange, 500, sent, "internal", True, None)
-            raise
-        # sampling drops successful calls only: a 5xx is always worth its line
-        if every or resp.status >= 500 or (sampled and rand() < ratio):
-            _when_sent(resp, write, exchange)
-        elif not isinstance(resp.body, bytes):
-            _when_sent(resp, write, exchange, failures=True)  # a stream may still be cut short
-        return resp
-
-    return access_log
+    decisions and cut calls always do. An observer (:mod:`sidecar.observing`): fused with
+    metrics and rescue into one coroutine frame."""
+    return Observing((_CallLog(write, ratio),))
 
 
 def _make_grpc_filter(write: Writer, ratio: float) -> Filter:
     """A gRPC front's: the line comes once the trailers are out (``grpc_status``); a
     sidecar decision says its gRPC code (``status`` 200: rescue answers it in gRPC terms)."""
-    rand = random.random
-    every = ratio >= 1.0
-    sampled = 0.0 < ratio < 1.0
+    return Observing((_GrpcCallLog(write, ratio),))
 
-    async def access_log(exchange: Exchange, call_next: Handler) -> Response:
-        try:
-            resp = await call_next(exchange)
-        except SidecarError as e:
-            write(exchange, 200, 0, e.code, True, e.grpc_code)
-            raise
-        except asyncio.CancelledError:
-            write(exchange, CLIENT_CLOSED, 0, None, False, _GRPC_CANCELLED)
-            raise
-        except Exception:
-            write(exchange, 200, 0, "internal", True, _GRPC_INTERNAL)
-            raise
+
+class _CallLog(Observer):
+    """An HTTP front's line for each call."""
+
+    def __init__(self, write: Writer, ratio: float) -> None:
+        self.write = write
+        self.ratio = ratio
+        self.rand = random.random
+        self.every = ratio >= 1.0
+        self.sampled = 0.0 < ratio < 1.0
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        # sampling drops successful calls only: a 5xx is always worth its line
+        if self.every or resp.status >= 500 or (self.sampled and self.rand() < self.ratio):
+            _when_sent(resp, self.write, exchange)
+        elif not isinstance(resp.body, bytes):
+            _when_sent(resp, self.write, exchange, failures=True)  # a stream may yet be cut
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        if isinstance(e, SidecarError):
+            # rescue (outside this filter) answers with the error's one-line body
+            self.write(exchange, e.status, _error_bytes(exchange, e), e.code, True, None)
+        elif isinstance(e, asyncio.CancelledError):
+            self.write(exchange, CLIENT_CLOSED, 0, None, False, None)
+        elif isinstance(e, Exception):
+            # rescue answers it with 500 internal
+            sent = _error_bytes(exchange, SidecarError("unexpected error in the sidecar"))
+            self.write(exchange, 500, sent, "internal", True, None)
+
+
+class _GrpcCallLog(_CallLog):
+    """A gRPC front's line for each call."""
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
         # sampling drops successful calls only; whether it succeeded is known at the end
-        _when_grpc_sent(resp, write, exchange, not (every or (sampled and rand() < ratio)))
-        return resp
+        keep = self.every or (self.sampled and self.rand() < self.ratio)
+        _when_grpc_sent(resp, self.write, exchange, not keep)
 
-    return access_log
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        if isinstance(e, SidecarError):
+            self.write(exchange, 200, 0, e.code, True, e.grpc_code)
+        elif isinstance(e, asyncio.CancelledError):
+            self.write(exchange, CLIENT_CLOSED, 0, None, False, _GRPC_CANCELLED)
+        elif isinstance(e, Exception):
+            self.write(exchange, 200, 0, "internal", True, _GRPC_INTERNAL)
 
 
 def unrouted(front: FrontTraits, exchange: Exchange, error: SidecarError, sent: int = 0) -> None:

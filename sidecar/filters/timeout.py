@@ -21,6 +21,9 @@ __all__ = ["TIMEOUT_HEADER", "factory", "parse_timeout_header"]
 
 import asyncio
 import re
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from ..api import RouteContext
 from ..chain import Filter, Handler
@@ -63,11 +66,27 @@ def _app_deadline(exchange: Exchange, now: float) -> float:
     return now + shortest
 
 
+def _current_task_py(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    return asyncio.current_task(loop)
+
+
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _current_task_py
+if sys.version_info < (3, 12):
+    # Python 3.11's asyncio.current_task is a Python function over this C dict (a frame per
+    # call); reading the dict is all it does. From 3.12 the function itself is C.
+    try:
+        from _asyncio import _current_tasks as _tasks_by_loop  # type: ignore[attr-defined]
+
+        _current_task = _tasks_by_loop.get
+    except ImportError:  # asyncio without its C part
+        pass
+
+
 def factory(ctx: RouteContext) -> Filter:
     budget = ctx.upstream.timeout
     # one coarse timer for the route's calls instead of an asyncio.timeout each (4 µs a call)
     wheel = DeadlineWheel()
-    current_task = asyncio.current_task
+    current_task = _current_task
 
     async def timeout(exchange: Exchange, call_next: Handler) -> Response:
         loop = asyncio.get_running_loop()

@@ -88,6 +88,9 @@ class UpstreamConnection(FlowControl):
         self._got_bytes = False
         self._error: SidecarError | None = None
         self._close_delimited = False
+        #: the loop the connection runs on, found once (``get_running_loop`` costs a
+        #: ``getpid()`` system call on every call in Python 3.11)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- transport events --------------------------------------------------------------------
 
@@ -339,7 +342,10 @@ class UpstreamConnection(FlowControl):
         self._in_head = False
         self._awaiting = True
         self.request_sent = False
-        self._head = head = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._head = head = loop.create_future()
         if self.closed:
             head.set_exception(UpstreamReset("upstream closed the connection before responding"))
         return head

@@ -35,6 +35,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.errors": Layer.KERNEL,
     "sidecar.exchange": Layer.KERNEL,
     "sidecar.chain": Layer.KERNEL,
+    "sidecar.observing": Layer.KERNEL,
     "sidecar.outcomes": Layer.KERNEL,
     "sidecar.http1": Layer.KERNEL,
     "sidecar.hosts": Layer.KERNEL,

@@ -1,0 +1,104 @@
+"""Observing filters: filters that only watch a call go by, fused into one coroutine frame.
+
+Most of a chain's outer filters decide nothing: ``metrics`` counts and times the call, the
+access log writes its line, ``rescue`` turns an error into the app's answer. Written as
+coroutines, each adds a frame that every resumption of the call passes through (a call is
+resumed when its upstream answers, and again for each body chunk it waits for). Written as an
+:class:`Observer`, each is a few plain method calls instead, and :func:`sidecar.chain.compose`
+fuses adjacent :class:`Observing` filters into one: one frame for all of them.
+
+The fused filter runs exactly what the nested filters would: each observer's ``begin``
+outermost first on the way in, its ``ok`` or ``error`` innermost first on the way back, and the
+rescuer (only ever the outermost, nothing sits outside ``rescue``) last. An observer that
+raises (a bug) hands its error outward as a nested filter's would: the observers outside it
+are told of that error, and the rescuer answers it.
+
+Not here: what each observer records (:mod:`sidecar.filters.metrics`,
+:mod:`sidecar.filters.access_log`, :mod:`sidecar.filters.rescue`). Plugins write ordinary
+filters; these classes are compiled in a compiled build and not part of the plugin API.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Observer", "Observing", "Rescuer"]
+
+from collections.abc import Awaitable, Callable
+
+from .exchange import Exchange, Response
+
+
+class Observer:
+    """Watches calls: told when one starts and how it ended; decides nothing."""
+
+    def begin(self, exchange: Exchange) -> None:
+        """The call enters the filter (before anything inside it runs)."""
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        """The rest of the chain answered ``resp`` (the head; the body may still stream)."""
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        """The rest of the chain raised ``e`` (a decision, a cancellation or a bug)."""
+
+
+class Rescuer:
+    """The outermost filter's answer to an error (``rescue``)."""
+
+    def rescued(self, exchange: Exchange, e: BaseException) -> Response:
+        """The response the app gets for ``e``, or raise (``e`` itself) to let it pass."""
+        raise e
+
+
+class Observing:
+    """A filter made of observers (outermost first) and, outermost of all, an optional rescuer.
+
+    Callable as any filter. :meth:`fused` joins it with the observing filter right inside it.
+    """
+
+    def __init__(self, observers: tuple[Observer, ...], rescuer: Rescuer | None = None) -> None:
+        self.observers = observers
+        self.rescuer = rescuer
+
+    def fused(self, inner: Observing) -> Observing | None:
+        """This filter and ``inner`` (right inside it) as one, or ``None`` when they cannot be
+        (``inner`` has a rescuer: it must stay outermost of what it rescues)."""
+        if inner.rescuer is not None:
+            return None
+        return Observing(self.observers + inner.observers, self.rescuer)
+
+    async def __call__(
+        self, exchange: Exchange, call_next: Callable[[Exchange], Awaitable[Response]]
+    ) -> Response:
+        observers = self.observers
+        began = 0  # observers whose begin ran (an observer that raised in begin did not)
+        try:
+            for o in observers:
+                o.begin(exchange)
+                began += 1
+            resp = await call_next(exchange)
+        except BaseException as e:
+            return self._unwind(exchange, e, began - 1)
+        at = len(observers) - 1
+        try:
+            while at >= 0:
+                observers[at].ok(exchange, resp)
+                at -= 1
+        except BaseException as e:
+            return self._unwind(exchange, e, at - 1)  # the outer ones see what it raised
+        return resp
+
+    def _unwind(self, exchange: Exchange, e: BaseException, start: int) -> Response:
+        """``e`` passes observers ``start`` down to 0 (outward), as it would pass nested
+        filters: one that raises while told hands its own error on. Then the rescuer's answer,
+        or ``e`` raised."""
+        observers = self.observers
+        at = start
+        while at >= 0:
+            try:
+                observers[at].error(exchange, e)
+            except BaseException as raised:
+                e = raised
+            at -= 1
+        rescuer = self.rescuer
+        if rescuer is None:
+            raise e
+        return rescuer.rescued(exchange, e)

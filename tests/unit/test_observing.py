@@ -1,0 +1,234 @@
+"""Observing filters fused into one frame behave exactly as the same filters nested. No sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from sidecar.chain import Filter, Handler, compose, fuse
+from sidecar.errors import RateLimited, UpstreamTimeout
+from sidecar.exchange import Exchange, Response
+from sidecar.observing import Observer, Observing, Rescuer
+from sidecar.testing import make_exchange, make_route_context
+from tests.unit.chain_harness import HOST
+
+
+class Recording(Observer):
+    """Writes what it is told into a shared log, under its name."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def begin(self, exchange: Exchange) -> None:
+        self.log.append(f"{self.name}.begin")
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        self.log.append(f"{self.name}.ok {resp.status}")
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        self.log.append(f"{self.name}.error {type(e).__name__}")
+
+
+class Answering(Rescuer):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def rescued(self, exchange: Exchange, e: BaseException) -> Response:
+        self.log.append(f"rescue {type(e).__name__}")
+        if isinstance(e, asyncio.CancelledError):
+            raise e
+        return Response(503, body=b"rescued")
+
+
+def nested_equivalent(log: list[str]) -> list[Filter]:
+    """The same three as ordinary coroutine filters: what fusing must not change."""
+
+    async def rescue(ex: Exchange, call_next: Handler) -> Response:
+        try:
+            return await call_next(ex)
+        except asyncio.CancelledError:
+            log.append("rescue CancelledError")
+            raise
+        except BaseException as e:
+            log.append(f"rescue {type(e).__name__}")
+            return Response(503, body=b"rescued")
+
+    def observing(name: str) -> Filter:
+        async def f(ex: Exchange, call_next: Handler) -> Response:
+            log.append(f"{name}.begin")
+            try:
+                resp = await call_next(ex)
+            except BaseException as e:
+                log.append(f"{name}.error {type(e).__name__}")
+                raise
+            log.append(f"{name}.ok {resp.status}")
+            return resp
+
+        return f
+
+    return [rescue, observing("outer"), observing("inner")]
+
+
+def fused_three(log: list[str]) -> list[Filter]:
+    return [
+        Observing((), Answering(log)),
+        Observing((Recording("outer", log),)),
+        Observing((Recording("inner", log),)),
+    ]
+
+
+def terminal_of(outcome: Any) -> Handler:
+    async def terminal(ex: Exchange) -> Response:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return Response(outcome, body=b"")
+
+    return terminal
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [200, 502, UpstreamTimeout("slow"), RuntimeError("bug"), asyncio.CancelledError()],
+    ids=["ok", "5xx", "decision", "bug", "cancelled"],
+)
+async def test_fused_observers_see_and_answer_what_nested_filters_would(outcome: Any) -> None:
+    """Each observer's begin runs outermost first, its ok/error innermost first, the rescue
+    last, and the app gets the same answer (or the same cancellation) as with nested filters."""
+    results = []
+    for build in (nested_equivalent, fused_three):
+        log: list[str] = []
+        handler = compose(build(log), terminal_of(outcome))
+        try:
+            resp = await handler(make_exchange())
+            answer: object = (resp.status, resp.body)
+        except asyncio.CancelledError:
+            answer = "cancelled"
+        results.append((log, answer))
+    assert results[0] == results[1]
+
+
+def test_adjacent_observing_filters_become_one_and_others_stay_put() -> None:
+    """A run of observing filters is one filter; an ordinary filter between two runs keeps
+    them apart, and a rescuer is never fused inside another filter."""
+    log: list[str] = []
+
+    async def plain(ex: Exchange, call_next: Handler) -> Response:
+        return await call_next(ex)
+
+    a, b, c = (Observing((Recording(n, log),)) for n in "abc")
+    rescuer = Observing((), Answering(log))
+    out = fuse([rescuer, a, b, plain, c, Observing((), Answering(log))])
+    assert len(out) == 4
+    first = out[0]
+    assert isinstance(first, Observing)
+    assert first.rescuer is rescuer.rescuer
+    assert first.observers == a.observers + b.observers
+    assert out[1] is plain and out[2] is c and isinstance(out[3], Observing)
+
+
+def test_the_default_chain_observes_in_one_frame() -> None:
+    """rescue, the access log and metrics (the outer filters of every route) are one filter
+    once composed; the filters that decide follow it unchanged."""
+    ctx = make_route_context({"url": "http://pay.internal"})
+    names, filters = [], []
+    for reg in HOST.registries.filters.ordered():
+        f = reg.item(ctx)
+        if f is not None:
+            names.append(reg.name)
+            filters.append(f)
+    assert names[:3] == ["rescue", "access_log", "metrics"]
+    fused = fuse(filters)
+    assert len(fused) == len(filters) - 2
+    outer = fused[0]
+    assert isinstance(outer, Observing)
+    assert outer.rescuer is not None and len(outer.observers) == 2
+    assert fused[1:] == filters[3:]
+
+
+async def test_a_decision_is_counted_logged_and_answered_by_the_fused_default_filters() -> None:
+    """Through the real default filters: a sidecar decision below them still reaches the app
+    as its status with x-sidecar-error, is counted with that status and not rescued as a bug."""
+    ctx = make_route_context({"url": "http://pay.internal"})
+    filters = [f for reg in HOST.registries.filters.ordered() if (f := reg.item(ctx)) is not None]
+    handler = compose(filters[:3], terminal_of(RateLimited("no")))
+    resp = await handler(make_exchange())
+    assert resp.status == 429
+    assert resp.headers.get("x-sidecar-error") == "rate_limited"
+    sample = ctx.metrics.requests.labels(ctx.listener, ctx.upstream_name, ctx.route, "429")
+    assert sample.value == 1
+
+
+class Buggy(Recording):
+    """Records like the others, then raises where ``where`` says (a bug in an observer)."""
+
+    def __init__(self, name: str, log: list[str], where: str) -> None:
+        super().__init__(name, log)
+        self.where = where
+
+    def begin(self, exchange: Exchange) -> None:
+        super().begin(exchange)
+        if self.where == "begin":
+            raise KeyError("begin")
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        super().ok(exchange, resp)
+        if self.where == "ok":
+            raise ValueError("ok")
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        super().error(exchange, e)
+        if self.where == "error":
+            raise LookupError("error")
+
+
+def nested_buggy(log: list[str], where: str) -> list[Filter]:
+    """The nested form of a buggy middle observer: its bug raised where a coroutine's would."""
+    rescue, outer, inner = nested_equivalent(log)
+
+    async def middle(ex: Exchange, call_next: Handler) -> Response:
+        log.append("middle.begin")
+        if where == "begin":
+            raise KeyError("begin")
+        try:
+            resp = await call_next(ex)
+        except BaseException as e:
+            log.append(f"middle.error {type(e).__name__}")
+            if where == "error":
+                raise LookupError("error") from None
+            raise
+        log.append(f"middle.ok {resp.status}")
+        if where == "ok":
+            raise ValueError("ok")
+        return resp
+
+    return [rescue, outer, middle, inner]
+
+
+def fused_buggy(log: list[str], where: str) -> list[Filter]:
+    return [
+        Observing((), Answering(log)),
+        Observing((Recording("outer", log),)),
+        Observing((Buggy("middle", log, where),)),
+        Observing((Recording("inner", log),)),
+    ]
+
+
+@pytest.mark.parametrize("where", ["begin", "ok", "error"])
+@pytest.mark.parametrize("outcome", [200, RuntimeError("upstream bug")], ids=["ok", "bug"])
+async def test_an_observer_that_raises_hands_its_error_outward_as_a_nested_filter(
+    where: str, outcome: Any
+) -> None:
+    """A bug in one observer is seen by the observers outside it and answered by the rescue,
+    exactly as when the same code ran as nested filters (not lost, not a dropped connection)."""
+    results = []
+    for build in (nested_buggy, fused_buggy):
+        log: list[str] = []
+        handler = compose(build(log, where), terminal_of(outcome))
+        resp = await handler(make_exchange())
+        results.append((log, resp.status, resp.body))
+    assert results[0] == results[1]
+    bug_ran = where != "error" or isinstance(outcome, BaseException)
+    assert results[1][1] == (503 if bug_ran else 200)  # the rescue answered the bug
