@@ -63,7 +63,6 @@ class FakeProvider:
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._release = asyncio.Event()
-        self._serial = 0
         self.port = 0
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -148,10 +147,6 @@ class FakeProvider:
             return self._steps.popleft()
         except IndexError:
             return Reply()
-
-    def serial(self) -> int:
-        self._serial += 1
-        return self._serial
 
     async def hang(self) -> None:
         await self._release.wait()
@@ -286,7 +281,11 @@ class ServedInThread(Generic[P]):
     def __enter__(self) -> P:
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self.server.start(), self._loop)
-        started.result(timeout=THREAD_START_TIMEOUT)
+        try:
+            started.result(timeout=THREAD_START_TIMEOUT)
+        except BaseException:  # a server that cannot start fails the test; no thread is left
+            self._end_loop()
+            raise
         return self.server
 
     def __exit__(self, *exc: object) -> None:
@@ -294,10 +293,13 @@ class ServedInThread(Generic[P]):
         try:
             stopped.result(timeout=THREAD_START_TIMEOUT)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=THREAD_START_TIMEOUT)
-            if not self._thread.is_alive():
-                self._loop.close()
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=THREAD_START_TIMEOUT)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def make_id(prefix: str) -> str:

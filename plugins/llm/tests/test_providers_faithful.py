@@ -186,9 +186,11 @@ def test_openai_sdk_retries_honour_retry_after(fake_openai: FakeOpenAI) -> None:
 def test_openai_connection_faults_are_connection_errors(
     oai: openai.OpenAI, fake_openai: FakeOpenAI
 ) -> None:
-    """Close, a cut stream (after content arrived), and a hang past the timeout all surface."""
-    fake_openai.script(Close(), StreamThenFail(after_chunks=2), Hang())
+    """Close, a cut answer, a cut stream (after content), a hang past the timeout: all surface."""
+    fake_openai.script(Close(), StreamThenFail(0), StreamThenFail(after_chunks=2), Hang())
     with pytest.raises(openai.APIConnectionError):
+        oai.chat.completions.create(model=GPT, messages=ASK)
+    with pytest.raises(openai.APIConnectionError):  # headers, then half the JSON body
         oai.chat.completions.create(model=GPT, messages=ASK)
     got: list[str] = []
     with pytest.raises(openai.APIConnectionError):
