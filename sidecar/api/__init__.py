@@ -78,6 +78,7 @@ from .ratelimit import (
 from .registry import Registration, Registry
 from .runtime import ControlView, PluginInfo, Registries, ReloadResult, RuntimeView
 from .shared import Held, SharedKey, SharedState
+from .tracing import plugin_tracer
 from .traits import GRPC_STATUSES, HTTP_STATUSES, AdapterTraits, FrontTraits, StatusScheme
 
 __all__ = [
@@ -162,6 +163,7 @@ __all__ = [
     "deprecated",
     "hookimpl",
     "live_ratelimit_backend",
+    "plugin_tracer",
     "read_body",
     "runtime_of",
 ]

@@ -1,14 +1,11 @@
 """A plugin reaches a configured rate-limit backend through the public API
-(``live_ratelimit_backend``), guarded like the built-in ``global_rate_limit``'s, and an adapter
-gets the sidecar's published resources in ``AdapterServices.resources``."""
+(``live_ratelimit_backend``), guarded like the built-in ``global_rate_limit``'s."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from sidecar import AdapterServices, Limit, live_ratelimit_backend
+from sidecar import Limit, live_ratelimit_backend
 from sidecar.config import parse_config
 from sidecar.ratelimit import RateLimitBackendRegistry
 from sidecar.ratelimit.live import RESOURCE, LiveBackends
@@ -48,11 +45,3 @@ def test_an_unknown_backend_is_refused_naming_the_configured_ones() -> None:
     config = parse_config(CONFIG, "sidecar.yaml")
     with pytest.raises(KeyError, match="'nope'.*shared"):
         live_ratelimit_backend({RESOURCE: live()}, config, "nope")
-
-
-def test_adapter_services_carry_resources_and_default_to_none() -> None:
-    """An adapter built in a unit test gets an empty mapping; a sidecar lends its own."""
-    services = AdapterServices(Metrics(), logging.getLogger("test"))
-    assert dict(services.resources) == {}
-    published = {"x": object()}
-    assert AdapterServices(Metrics(), logging.getLogger("t"), published).resources is published

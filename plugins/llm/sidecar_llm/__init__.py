@@ -14,7 +14,7 @@ from __future__ import annotations
 from sidecar import AdapterRegistry, FilterRegistry, Phase, hookimpl
 
 from .adapter import LLMAdapter
-from .limits import make_filter
+from .handoff import make_filter
 
 #: The plugin API major version this plugin is written for.
 SIDECAR_API = 1
@@ -29,4 +29,4 @@ def sidecar_register_adapters(registry: AdapterRegistry) -> None:
 def sidecar_register_filters(registry: FilterRegistry) -> None:
     # EXTEND: after the sidecar's own admission decisions (a call refused there takes no LLM
     # budget) and outside retries and the timeout's attempts, so a call is limited once
-    registry.add("llm_limits", make_filter, phase=Phase.EXTEND)
+    registry.add("llm_gateway", make_filter, phase=Phase.EXTEND)

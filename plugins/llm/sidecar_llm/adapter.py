@@ -7,7 +7,8 @@ comes back in the shape the app called with. Any other path is 404 in OpenAI's s
 
 One adapter per sidecar; each upstream's provider clients and cooldown state are kept across
 reloads while its options stay equal (a changed upstream gets new ones; the old clients are
-closed once no upstream uses them). Not here: the limits filter (:mod:`.limits`), translation.
+closed once no upstream uses them). Not here: what the ``llm_gateway`` filter hands over
+(:mod:`.handoff`), translation.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from sidecar import (
 from .calls import CallSpec, Upstream, call
 from .config import LLMOptions
 from .dialects import ANTHROPIC, OPENAI, Dialect, json_response
-from .limits import LIMITS, LimitExceeded
+from .handoff import HANDOFF
+from .limits import LimitExceeded
 from .metrics import LLMMetrics
 from .providers import ProviderClient
 from .router import Router
@@ -109,9 +111,9 @@ class LLMAdapter(Adapter):
                 return dialect.unknown_model(group)
             limiter = None
             key = ""
-            limits = exchange.peek(LIMITS)
-            if limits is not None:
-                limiter = limits.by_group.get(group)
+            handoff = exchange.peek(HANDOFF)
+            if handoff is not None:
+                limiter = handoff.limiters.get(group)
             if limiter is not None:
                 key = limiter.key(exchange)
                 try:
@@ -127,7 +129,10 @@ class LLMAdapter(Adapter):
             stream = body.get("stream") is True
             options_ = body.get("stream_options")
             include_usage = isinstance(options_, dict) and options_.get("include_usage") is True
-            spec = CallSpec(dialect, endpoint, group, body, stream, include_usage, limiter, key)
+            tracer = handoff.tracer if handoff is not None else None
+            spec = CallSpec(
+                dialect, endpoint, group, body, stream, include_usage, limiter, key, tracer
+            )
             return await call(up, spec, exchange)
 
         return llm

@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar import Exchange, Headers, Response
 
@@ -39,6 +39,9 @@ from .router import Router, Target
 from .translate.errors import Untranslatable
 from .translate.sse import SSEParser
 from .translate.streams import ProviderStreamError, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 log = logging.getLogger("sidecar.plugin.llm")
 
@@ -68,6 +71,8 @@ class CallSpec:
     include_usage: bool
     limiter: GroupLimiter | None
     limit_key: str
+    #: the sidecar's tracer (``None``: tracing is off, no span is made)
+    tracer: Tracer | None = None
 
 
 async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
@@ -111,19 +116,32 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
                 ("x-sidecar-llm-fallbacks", str(len(groups_tried) - 1)),
             ]
         )
+        span = None
+        if spec.tracer is not None:
+            from . import spans  # OpenTelemetry: only in a sidecar that traces
+
+            span = spans.attempt_span(
+                spec.tracer, exchange, target, client.kind, spec.endpoint, spec.group, attempts
+            )
         try:
             async with asyncio.timeout(budget):
                 response = await client.post(spec.endpoint, request)
                 if spec.stream:
                     relay = relay_for(dialect.name, client.kind, target.model, spec.include_usage)
-                    held = await _hold(up, spec, target, client, response, relay, headers)
+                    held = await _hold(up, spec, target, client, response, relay, headers, span)
                     if held is None:
                         raise ProviderFailure("stream", "the stream ended before any content")
                 else:
                     answer = await client.read_json(response)
+        except asyncio.CancelledError:
+            if span is not None:
+                spans.end_failed(span, "cancelled", None)
+            raise
         except (TimeoutError, ProviderFailure, ProviderStreamError) as e:
             failure = _failure(e, target)
             up.metrics.attempts.labels(up.name, target.provider, target.model, failure.reason).inc()
+            if span is not None:
+                spans.end_failed(span, failure.reason, failure.status)
             if not failure.failover:
                 refusal = dialect.error(
                     failure.status or 502,
@@ -148,6 +166,8 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
             assert held is not None  # a stream without content raised above
             return held
         usage = usage_of(client.kind, answer)
+        if span is not None:
+            spans.end_ok(span, usage)
         if usage is not None:
             await _account(up, spec, target, usage)
         return json_response(200, dialect.app_answer(client.kind, answer, target.model), headers)
@@ -197,6 +217,7 @@ async def _hold(
     response: Any,
     relay: Relay,
     headers: Headers,
+    span: Span | None,
 ) -> Response | None:
     """Read the provider's stream until its first content event (or its end), then return the
     app's response: what was held, then the rest as it comes. ``None`` when the stream ended
@@ -224,7 +245,7 @@ async def _hold(
                 up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
                 headers.set("content-type", "text/event-stream; charset=utf-8")
                 headers.set("cache-control", "no-cache")
-                body = _rest(up, spec, target, client, chunks, parser, relay, held, broken)
+                body = _rest(up, spec, target, client, chunks, parser, relay, held, broken, span)
                 return Response(200, headers, body, length=None)
         return None
     except ValueError as e:  # the parser's bound
@@ -244,6 +265,7 @@ async def _rest(
     relay: Relay,
     held: list[bytes],
     broken: ProviderStreamError | None,
+    span: Span | None,
 ) -> AsyncIterator[bytes]:
     """The app's stream after commit: what was held, then each event as it comes; a failure
     ends it with the front's error event."""
@@ -279,6 +301,13 @@ async def _rest(
     finally:
         await chunks.aclose()
         usage = relay.usage
+        if span is not None:
+            from . import spans
+
+            if relay.done:
+                spans.end_ok(span, usage)
+            else:
+                spans.end_failed(span, "cut", None)
         if usage is not None:
             # accounted off the app's stream: it may be closing because the app went away
             task = asyncio.get_running_loop().create_task(_account(up, spec, target, usage))

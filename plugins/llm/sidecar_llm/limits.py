@@ -1,9 +1,9 @@
 """Requests and tokens per minute per model group, decided by the configured rate-limit backends.
 
 Each group's ``limits`` names a backend under ``ratelimit_backends`` (``local``: this process;
-``redis``: every replica shares one budget). The ``llm_limits`` filter resolves those backends
-when routes are composed (a filter factory is where the plugin API hands out live backends) and
-gives them to the adapter in the call's stash; the adapter asks them once it knows the group.
+``redis``: every replica shares one budget). The ``llm_gateway`` filter (:mod:`.handoff`)
+resolves those backends when routes are composed and hands them to the adapter in the call's
+stash; the adapter asks them once it knows the group.
 
 - Requests: one decision per call, at ``requests_per_minute / 60`` per second with the whole
   minute as burst.
@@ -20,26 +20,15 @@ in time follows its ``on_error`` (``allow`` admits). Keys are
 
 from __future__ import annotations
 
-__all__ = ["LIMITS", "GroupLimiter", "LimitExceeded", "UpstreamLimits", "make_filter"]
+__all__ = ["GroupLimiter", "LimitExceeded"]
 
 import asyncio
 import hashlib
 import math
 
-from sidecar import (
-    AuthConfigProblem,
-    Exchange,
-    Filter,
-    Handler,
-    Limit,
-    LiveRateLimitBackend,
-    Response,
-    RouteContext,
-    StashKey,
-    live_ratelimit_backend,
-)
+from sidecar import Exchange, Limit, LiveRateLimitBackend
 
-from .config import Limits, LLMOptions
+from .config import Limits
 
 #: a token budget is counted in this many units per minute
 UNITS = 100
@@ -104,40 +93,3 @@ class GroupLimiter:
         # asked together: the Redis backend sends decisions of one loop turn in one round trip
         decide = self.backend.decide
         await asyncio.gather(*(decide(f"{key}:tok", limit) for _ in range(more)))
-
-
-class UpstreamLimits:
-    """The limiters of one upstream's groups (groups without ``limits`` are absent)."""
-
-    def __init__(self, by_group: dict[str, GroupLimiter]) -> None:
-        self.by_group = by_group
-
-
-#: what the filter hands the adapter
-LIMITS: StashKey[UpstreamLimits] = StashKey("llm.limits")
-
-
-def make_filter(ctx: RouteContext) -> Filter | None:
-    """The ``llm_limits`` filter of a route to an ``llm`` upstream with limits, else ``None``."""
-    upstream = ctx.upstream
-    if upstream.adapter != "llm":
-        return None
-    options = LLMOptions.model_validate(upstream.options)
-    by_group: dict[str, GroupLimiter] = {}
-    for name, group in options.groups.items():
-        if group.limits is None:
-            continue
-        try:
-            backend = live_ratelimit_backend(ctx.resources, ctx.config, group.limits.backend)
-        except KeyError as e:
-            raise AuthConfigProblem(f"options.groups.{name}.limits.backend", e.args[0]) from None
-        by_group[name] = GroupLimiter(backend, group.limits, ctx.upstream_name, name)
-    if not by_group:
-        return None
-    limits = UpstreamLimits(by_group)
-
-    async def llm_limits(exchange: Exchange, call_next: Handler) -> Response:
-        exchange.stash[LIMITS] = limits
-        return await call_next(exchange)
-
-    return llm_limits
