@@ -63,13 +63,15 @@ async def test_each_attempt_is_a_span_under_the_calls_span(
     backup = start_fake_provider(FakeOpenAI())
     fake_openai.script(Fail(503))
     backup.script(Reply(text="ok", input_tokens=11, output_tokens=22))
+    tracing = {"protocol": "http/protobuf", "endpoint": endpoint, "schedule_delay": "20ms"}
     config = gateway_config(
         {"oa": openai_provider(fake_openai.url), "backup": openai_provider(backup.url)},
-        {"gpt-4o": group(("oa", "gpt-4o"), fallbacks=["mini"]), "mini": group(("backup", "gpt-4o-mini"))},
-        top={"telemetry": {"tracing": {
-            "protocol": "http/protobuf", "endpoint": endpoint, "schedule_delay": "20ms"
-        }}},
-    )  # fmt: skip
+        {
+            "gpt-4o": group(("oa", "gpt-4o"), fallbacks=["mini"]),
+            "mini": group(("backup", "gpt-4o-mini")),
+        },
+        top={"telemetry": {"tracing": tracing}},
+    )
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         await openai_client(s.http_port).chat.completions.create(model="gpt-4o", messages=user("x"))
         async with asyncio.timeout(10):
