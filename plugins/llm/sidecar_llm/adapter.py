@@ -28,6 +28,7 @@ from sidecar import (
     Handler,
     Response,
     SecretValue,
+    SidecarError,
     UpstreamConfig,
     read_body,
 )
@@ -104,6 +105,8 @@ class LLMAdapter(Adapter):
                 body = json.loads(await read_body(exchange, max_body))
             except ValueError:
                 return dialect.error(400, "the request body is not JSON")
+            except SidecarError as e:  # too large: answered in the front's shape all the same
+                return dialect.error(e.status, f"the request body is over {max_body} bytes")
             if not isinstance(body, dict):
                 return dialect.error(400, "the request body is not a JSON object")
             group = body.get("model")
