@@ -99,7 +99,9 @@ class LLMAdapter(Adapter):
             if route is None:
                 if exchange.method == "GET" and exchange.path == "/v1/models":
                     return models(up, exchange)
-                return OPENAI.error(404, f"no LLM endpoint {exchange.method} {exchange.path}")
+                # an Anthropic SDK says so in every request: answer it in its shape
+                front = ANTHROPIC if "anthropic-version" in exchange.headers else OPENAI
+                return front.error(404, f"no LLM endpoint {exchange.method} {exchange.path}")
             dialect, endpoint = route
             try:
                 body = json.loads(await read_body(exchange, max_body))

@@ -13,7 +13,9 @@ failure ends its stream with an error event in the front's format (OpenAI: a ``d
 {"error": ...}`` event, no ``[DONE]``; Anthropic: ``event: error``), never a silent truncation.
 
 Every answer carries ``x-sidecar-llm-provider``, ``-deployment`` (the provider's model),
-``-attempts`` (attempts sent) and ``-fallbacks`` (groups fallen back across). Usage is counted
+``-attempts`` (attempts sent) and ``-fallbacks`` (how far down the fallback chain the answering
+group is: 0 for the group the app named, also when its deployments were all cooling down and
+skipped). Usage is counted
 (metrics, cost, token limits) for every answer, streamed or not.
 """
 
@@ -83,7 +85,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
             503, f"every deployment of {spec.group!r} is cooling down", retry_after=wait
         )
     attempts = 0
-    groups_tried: list[str] = []
+    depth = 0  # how far down the fallback chain the last attempt was
     refused: Untranslatable | None = None
     last: ProviderFailure | None = None
     loop = asyncio.get_running_loop()
@@ -106,14 +108,13 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
             if budget <= 0:
                 break
         attempts += 1
-        if target.group not in groups_tried:
-            groups_tried.append(target.group)
+        depth = up.router.depth(spec.group, target.group)
         headers = Headers(
             [
                 ("x-sidecar-llm-provider", target.provider),
                 ("x-sidecar-llm-deployment", target.model),
                 ("x-sidecar-llm-attempts", str(attempts)),
-                ("x-sidecar-llm-fallbacks", str(len(groups_tried) - 1)),
+                ("x-sidecar-llm-fallbacks", str(depth)),
             ]
         )
         span = None
@@ -180,7 +181,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
         message = f"every deployment failed; the last: {last.reason}"
         failed = dialect.error(status, message, retry_after=last.retry_after)
     failed.headers.set("x-sidecar-llm-attempts", str(attempts))
-    failed.headers.set("x-sidecar-llm-fallbacks", str(max(0, len(groups_tried) - 1)))
+    failed.headers.set("x-sidecar-llm-fallbacks", str(depth))
     return failed
 
 

@@ -78,6 +78,10 @@ class Router:
     def groups(self) -> list[str]:
         return list(self._groups)
 
+    def depth(self, group: str, tried: str) -> int:
+        """How far down ``group``'s fallback chain ``tried`` is (0: ``group`` itself)."""
+        return self._orders[group].index(tried)
+
     def plan(self, group: str) -> tuple[list[Target], float]:
         """The targets to try for a call to ``group``, in order, and, when that list is empty
         because everything is cooling down, the seconds until the first one is back."""

@@ -186,7 +186,13 @@ async def test_a_failing_deployment_cools_down_and_comes_back(
             return raw.headers["x-sidecar-llm-provider"]
 
         assert await provider_of_next_call() == "an"  # failed over
-        assert await provider_of_next_call() == "an"  # oa is cooling down: not even tried
+        skipped = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=user("x")
+        )
+        # oa is cooling down: not even tried, the fallback answers at the first attempt
+        assert skipped.headers["x-sidecar-llm-provider"] == "an"
+        assert skipped.headers["x-sidecar-llm-attempts"] == "1"
+        assert skipped.headers["x-sidecar-llm-fallbacks"] == "1"
         assert len(fake_openai.model_requests()) == 1
         seen: list[str] = []
 

@@ -64,6 +64,7 @@ def handler() -> Any:
     ("method", "path", "body", "status", "shape"),
     [
         ("GET", "/v1/nothing", b"", 404, "openai"),
+        ("POST", "/v1/messages/count_tokens", b"{}", 404, "anthropic"),
         ("POST", "/v1/chat/completions", b"{not json", 400, "openai"),
         ("POST", "/v1/chat/completions", b'{"model": "gpt-5", "messages": []}', 404, "openai"),
         ("POST", "/v1/messages", b'{"model": "claude-x", "max_tokens": 1}', 404, "anthropic"),
@@ -75,7 +76,8 @@ async def test_what_cannot_be_served_is_answered_in_the_fronts_shape(
 ) -> None:
     """Unknown paths, bodies that are not a JSON object and unknown models never reach a
     provider, and the SDK gets the error body it parses."""
-    response = await handler(make_exchange(method, path, body=body))
+    headers = {"anthropic-version": "2023-06-01"} if shape == "anthropic" else {}
+    response = await handler(make_exchange(method, path, headers=headers, body=body))
     assert response.status == status
     parsed = json.loads(response.body)
     if shape == "openai":
