@@ -198,6 +198,8 @@ class RunResult:
     non2xx: int
     socket_errors: dict[str, int]
     problems: list[str]
+    #: p50 latency at one connection (``--one-connection``): the proxy's own added latency
+    p50_1c_us: float | None = None
 
     @property
     def errors(self) -> int:
@@ -739,6 +741,22 @@ def scan_log(log: Path, connections: int) -> list[str]:
 # Report
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def sidecar_build(sidecar_bin: str) -> str:
+    """What ``sidecar --version`` says (the build that ran: compiled or pure Python)."""
+    try:
+        out = subprocess.run(
+            [sidecar_bin, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{sidecar_bin} (--version failed: {e})"
+    return out.strip() or f"{sidecar_bin} (--version printed nothing)"
+
+
 def fmt_us(us: float) -> str:
     if us >= 1e6:
         return f"{us / 1e6:.2f} s"
@@ -759,18 +777,22 @@ def report(
             "p50": statistics.median(r.p50_us for r in runs),
             "p99": statistics.median(r.p99_us for r in runs),
             "cpu": statistics.median(cpus) if cpus else None,
+            "p50_1c": _median_or_none([r.p50_1c_us for r in runs]),
         }
     ref = med.get("nginx")
+    one = args.one_connection
     lines = [
-        "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx | other load "
-        "| errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx "
+        + ("| p50 @1 | added p50 @1 vs nginx " if one else "")
+        + "| other load | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if one else "") + "---:|---|",
     ]
     notes: list[str] = []
     for t in targets:
         runs = results.get(t.key, [])
         if t.broken:
-            lines.append(f"| {t.label} | – | – | – | – | – | – | – | ⚠ FAILED (see below) |")
+            dashes = "– | " * (9 if one else 7)
+            lines.append(f"| {t.label} | {dashes}⚠ FAILED (see below) |")
             notes.append(f"**{t.label}**: {t.broken}")
             continue
         if not runs:
@@ -799,9 +821,14 @@ def report(
         err = "⚠ " + "; ".join(flags) if flags else "0"
         if probs:
             notes.append(f"**{t.label}** log/process problems:\n" + "\n".join(probs[:10]))
+        single = ""
+        if one:
+            p1, ref1 = m["p50_1c"], (ref or {}).get("p50_1c")
+            added = f"{p1 - ref1:+.0f} µs" if p1 is not None and ref1 is not None else "–"
+            single = f"{'–' if p1 is None else f'{p1:.0f} µs'} | {added} | "
         lines.append(
             f"| {t.label} | {rps:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
-            f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | "
+            f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | {single}"
             f"{max(r.foreign_pct for r in runs):.0f} % | {err} |"
         )
     rounds = f"median of {args.runs} interleaved runs" if args.runs > 1 else "1 run"
@@ -809,6 +836,8 @@ def report(
         f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {rounds}; "
         f"proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE}; "
         f"CPU µs/req = proxy process utime+stime / requests."
+        + (f" p50 @1: wrk -c1 -d{max(args.duration / 2, 1.0):g}s after each run." if one else "")
+        + f"\nsidecar: {sidecar_build(args.sidecar_bin)}."
     )
     out = head + "\n\n" + "\n".join(lines)
     labels = {t.key: t.label for t in targets}
@@ -900,6 +929,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="GIT_REF",
         help="also run every sidecar variant on this commit (checked out in the temp dir and "
         "run with the same venv), interleaved with the current tree: before/after in one run",
+    )
+    p.add_argument(
+        "--one-connection",
+        action="store_true",
+        help="after each run, also one of --duration/2 at a single connection: its p50 is the "
+        "latency a proxy adds when it is not queueing (column 'p50 @1')",
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
@@ -1088,6 +1123,9 @@ def _run(
                     f"again ({attempt + 1}/{args.retries})",
                     file=sys.stderr,
                 )
+            if args.one_connection:
+                one = run_wrk(t, 1, max(args.duration / 2, 1.0), args.warmup / 2, own)
+                r.p50_1c_us = one.p50_us
             results.setdefault(t.key, []).append(r)
             cpu = "–" if r.cpu_us_per_req is None else f"{r.cpu_us_per_req:.1f}"
             line = (
@@ -1095,6 +1133,8 @@ def _run(
                 f"p50 {fmt_us(r.p50_us):>9}  p99 {fmt_us(r.p99_us):>9}  cpu {cpu:>6} µs/req  "
                 f"other load {r.foreign_pct:3.0f} %"
             )
+            if r.p50_1c_us is not None:
+                line += f"  p50 @1 {fmt_us(r.p50_1c_us)}"
             if r.errors:
                 line += f"  non-2xx {r.non2xx} socket {r.socket_errors}"
             print(line, file=sys.stderr, flush=True)
