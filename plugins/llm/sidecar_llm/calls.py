@@ -129,7 +129,9 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
                 response = await client.post(spec.endpoint, request)
                 if spec.stream:
                     relay = relay_for(dialect.name, client.kind, target.model, spec.include_usage)
-                    held = await _hold(up, spec, target, client, response, relay, headers, span)
+                    held = await _hold(
+                        up, spec, target, client, response, relay, headers, span, exchange.deadline
+                    )
                     if held is None:
                         raise ProviderFailure("stream", "the stream ended before any content")
                 else:
@@ -219,6 +221,7 @@ async def _hold(
     relay: Relay,
     headers: Headers,
     span: Span | None,
+    deadline: float | None,
 ) -> Response | None:
     """Read the provider's stream until its first content event (or its end), then return the
     app's response: what was held, then the rest as it comes. ``None`` when the stream ended
@@ -246,7 +249,9 @@ async def _hold(
                 up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
                 headers.set("content-type", "text/event-stream; charset=utf-8")
                 headers.set("cache-control", "no-cache")
-                body = _rest(up, spec, target, client, chunks, parser, relay, held, broken, span)
+                body = _rest(
+                    up, spec, target, client, chunks, parser, relay, held, broken, span, deadline
+                )
                 return Response(200, headers, body, length=None)
         return None
     except ValueError as e:  # the parser's bound
@@ -267,18 +272,22 @@ async def _rest(
     held: list[bytes],
     broken: ProviderStreamError | None,
     span: Span | None,
+    deadline: float | None,
 ) -> AsyncIterator[bytes]:
     """The app's stream after commit: what was held, then each event as it comes; a failure
     ends it with the front's error event."""
     idle = client.provider.timeout
+    loop = asyncio.get_running_loop()
     try:
         yield b"".join(held)
         held.clear()
         if broken is not None:
             raise broken
         while not relay.done:
+            # silent for a whole attempt's timeout, or past the call's deadline: cut
+            wait = idle if deadline is None else min(idle, deadline - loop.time())
             try:
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout(wait):
                     raw = await anext(chunks)
             except StopAsyncIteration:
                 raise ProviderFailure("stream", "the provider's stream ended early") from None

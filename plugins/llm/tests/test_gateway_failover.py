@@ -136,6 +136,24 @@ async def test_an_error_after_content_ends_the_stream_with_an_error_event(
     assert len(fake_anthropic.model_requests()) == 1  # not tried again after content
 
 
+async def test_a_provider_silent_after_content_is_cut_with_an_error_event(
+    fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, sidecar_factory: Any
+) -> None:
+    """A stream that stalls after content ends after the provider's timeout, never hangs."""
+    fake_openai.script(Hang(after_chunks=1))
+    config = gateway_config(
+        {"oa": openai_provider(fake_openai.url, timeout="300ms")},
+        {"gpt-4o": group(("oa", "gpt-4o"))},
+    )
+    async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
+        stream = await openai_client(s.http_port).chat.completions.create(
+            model="gpt-4o", messages=user("one two three"), stream=True
+        )
+        with pytest.raises(openai.APIError, match="stream failed: timeout"):
+            async with asyncio.timeout(5):
+                _ = [chunk async for chunk in stream]
+
+
 async def test_a_client_error_is_the_apps_answer_without_failover(
     fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, sidecar_factory: Any
 ) -> None:
