@@ -138,3 +138,24 @@ async def test_two_sidecars_share_one_budget_through_redis(
                 outcomes.append("limited")
     assert outcomes == ["ok", "ok", "ok", "limited", "limited"]
     assert len(fake_openai.model_requests()) == 3
+
+
+async def test_two_sidecars_share_one_token_budget_through_redis(
+    fake_openai: FakeOpenAI, sidecar_factory: Any, redis_url: str
+) -> None:
+    """Tokens one replica's call used are gone for the other: its next call is refused."""
+    fake_openai.script(Reply(text="long answer", input_tokens=600, output_tokens=500))
+    backend = {"type": "redis", "url": redis_url, "timeout": "500ms", "on_error": "deny"}
+    config = limited(fake_openai.url, {"tokens_per_minute": 1000}, backend)
+    async with (
+        sidecar_factory(config, plugins=[sidecar_llm]) as one,
+        sidecar_factory(config, plugins=[sidecar_llm]) as two,
+    ):
+        await openai_client(one.http_port).chat.completions.create(
+            model="gpt-4o", messages=user("x")
+        )
+        other = openai_client(two.http_port)
+        with pytest.raises(openai.RateLimitError, match="tokens per minute") as info:
+            await other.chat.completions.create(model="gpt-4o", messages=user("x"))
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert len(fake_openai.model_requests()) == 1
