@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["Cooldown", "Deployment", "Group", "Limits", "LLMOptions", "Price", "Provider"]
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -116,8 +117,6 @@ class LLMOptions(Model):
     @field_validator("providers", "groups")
     @classmethod
     def _names(cls, v: dict[str, object]) -> dict[str, object]:
-        import re
-
         for name in v:
             if not re.match(NAME, name):
                 raise ValueError(f"{name!r} is not a plain name (letters, digits, . _ : / -)")
