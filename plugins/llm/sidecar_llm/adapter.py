@@ -24,12 +24,14 @@ from sidecar import (
     Adapter,
     AdapterServices,
     AuthConfigProblem,
+    Classifier,
     Exchange,
     Handler,
     Response,
     SecretValue,
     SidecarError,
     UpstreamConfig,
+    classify_http,
     read_body,
 )
 
@@ -142,6 +144,12 @@ class LLMAdapter(Adapter):
 
         return llm
 
+    def classifier(self, name: str, upstream: UpstreamConfig) -> Classifier:
+        """The sidecar's retry and circuit breaker count no answer of the gateway as a failure:
+        it has failed over and cooled deployments down itself, and a breaker over the whole
+        upstream would shut every group for one provider's outage."""
+        return _errors_only
+
     def describe(self, name: str) -> dict[str, Any]:
         have = self._live.get(name)
         if have is None:
@@ -171,6 +179,10 @@ class LLMAdapter(Adapter):
             await client.aclose()
         self._live.clear()
         self._retired.clear()
+
+
+def _errors_only(response: Response | None, error: BaseException | None) -> tuple[str, ...]:
+    return () if error is None else classify_http(None, error)
 
 
 def models(up: Upstream, exchange: Exchange) -> Response:

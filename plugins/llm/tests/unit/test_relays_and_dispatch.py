@@ -13,7 +13,7 @@ from sidecar_llm.adapter import LLMAdapter
 from sidecar_llm.relays import relay_for
 from sidecar_llm.translate.sse import SSEEvent
 
-from sidecar import AdapterServices, UpstreamConfig
+from sidecar import AdapterServices, Response, UpstreamConfig, UpstreamTimeout
 from sidecar.testing import make_exchange, make_route_context
 
 
@@ -93,3 +93,12 @@ async def test_models_are_listed_in_the_shape_of_the_sdk_that_asked(handler: Any
     exchange = make_exchange("GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
     page = json.loads((await handler(exchange)).body)
     assert page["data"][0]["type"] == "model" and page["has_more"] is False
+
+
+def test_the_sidecars_breaker_and_retry_count_no_gateway_answer() -> None:
+    """A 503 after every deployment failed is not a failure of the upstream for the breaker
+    (one provider's outage must not shut every group); a transport error still is."""
+    services = AdapterServices(make_route_context().metrics, logging.getLogger("test"))
+    classify = LLMAdapter(services).classifier("llm", UpstreamConfig(adapter="llm"))
+    assert classify(Response(503), None) == ()
+    assert classify(None, UpstreamTimeout("late")) != ()
