@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 import sidecar_llm
@@ -212,6 +213,10 @@ async def test_a_failing_deployment_cools_down_and_comes_back(
         assert skipped.headers["x-sidecar-llm-attempts"] == "1"
         assert skipped.headers["x-sidecar-llm-fallbacks"] == "1"
         assert len(fake_openai.model_requests()) == 1
+        async with httpx.AsyncClient() as http:
+            shown = (await http.get(f"http://127.0.0.1:{s.admin_port}/upstreams")).json()
+        (cooling,) = shown["llm"]["cooling_down"]  # /upstreams says who is cooling down
+        assert (cooling["provider"], cooling["model"]) == ("oa", "gpt-4o")
         seen: list[str] = []
 
         async def back() -> bool:
