@@ -193,7 +193,7 @@ async def test_a_failing_deployment_cools_down_and_comes_back(
     config = failover_config(
         fake_openai.url,
         fake_anthropic.url,
-        cooldown={"failures": 1, "window": "10s", "duration": "300ms"},
+        cooldown={"failures": 1, "window": "10s", "duration": "1s"},
     )
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         client = openai_client(s.http_port)
