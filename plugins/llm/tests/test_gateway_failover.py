@@ -143,7 +143,7 @@ async def test_a_provider_silent_after_content_is_cut_with_an_error_event(
     """A stream that stalls after content ends after the provider's timeout, never hangs."""
     fake_openai.script(Hang(after_chunks=1))
     config = gateway_config(
-        {"oa": openai_provider(fake_openai.url, timeout="300ms")},
+        {"oa": openai_provider(fake_openai.url, timeout="600ms")},
         {"gpt-4o": group(("oa", "gpt-4o"))},
     )
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
