@@ -84,6 +84,39 @@ async def test_a_failing_provider_falls_over_to_the_fallback_group(
     assert raw.headers["x-sidecar-llm-fallbacks"] == "1"
 
 
+async def test_a_429_storm_falls_over_for_every_call_and_stops_hitting_the_limited_provider(
+    fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, sidecar_factory: Any
+) -> None:
+    """Two OpenAI accounts answering 429 to everything: 12 concurrent calls all get answers
+    from the fallback, and once cooled down the limited accounts are not called at all."""
+    fake_openai.script(*[Fail(429, retry_after=30)] * 50)
+    config = gateway_config(
+        {
+            "oa1": openai_provider(fake_openai.url),
+            "oa2": openai_provider(fake_openai.url),
+            "an": anthropic_provider(fake_anthropic.url),
+        },
+        {
+            "gpt-4o": group(("oa1", "gpt-4o"), ("oa2", "gpt-4o"), fallbacks=["claude"]),
+            "claude": group(("an", "claude-sonnet-4-5")),
+        },
+    )
+    async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
+        client = openai_client(s.http_port)
+
+        async def one() -> str:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=user("storm")
+            )
+            return raw.headers["x-sidecar-llm-provider"]
+
+        assert await asyncio.gather(*(one() for _ in range(12))) == ["an"] * 12
+        hit = len(fake_openai.model_requests())
+        assert await one() == "an"
+    assert 2 <= hit <= 24  # each call tried each account at most once
+    assert len(fake_openai.model_requests()) == hit  # cooled down: not called again
+
+
 async def test_529_and_refused_connections_fall_over_for_the_anthropic_sdk(
     fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, sidecar_factory: Any
 ) -> None:
