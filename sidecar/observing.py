@@ -1,26 +1,32 @@
-"""Observing filters: filters that only watch a call go by, fused into one coroutine frame.
+"""Observing filters: filters that act only as a call enters and leaves them, fused into one
+coroutine frame.
 
-Most of a chain's outer filters decide nothing: ``metrics`` counts and times the call, the
-access log writes its line, ``rescue`` turns an error into the app's answer. Written as
-coroutines, each adds a frame that every resumption of the call passes through (a call is
-resumed when its upstream answers, and again for each body chunk it waits for). Written as an
-:class:`Observer`, each is a few plain method calls instead, and :func:`sidecar.chain.compose`
-fuses adjacent :class:`Observing` filters into one: one frame for all of them.
+Most of a chain's outer filters never wait: ``metrics`` counts and times the call, the access
+log writes its line, ``rescue`` turns an error into the app's answer, the local rate limit takes
+a token or refuses, the concurrency limit (without a queue) takes a slot or refuses and gives it
+back. Written as coroutines, each adds a frame that every resumption of the call passes through
+(a call is resumed when its upstream answers, and again for each body chunk it waits for).
+Written as an :class:`Observer`, each is a few plain method calls instead, and
+:func:`sidecar.chain.compose` fuses adjacent :class:`Observing` filters into one: one frame for
+all of them.
 
 The fused filter runs exactly what the nested filters would: each observer's ``begin``
-outermost first on the way in, its ``ok`` or ``error`` innermost first on the way back, and the
-rescuer (only ever the outermost, nothing sits outside ``rescue``) last. An observer that
-raises (a bug) hands its error outward as a nested filter's would: the observers outside it
-are told of that error, and the rescuer answers it.
+outermost first on the way in (one that raises refuses the call: the observers inside it never
+begin, those outside it are told of the error), its ``ok`` or ``error`` innermost first on the
+way back, and the rescuer (only ever the outermost, nothing sits outside ``rescue``) last. An
+observer that raises on the way back (a bug, or a conversion) hands its error outward as a
+nested filter's would: the observers outside it are told of that error, and the rescuer
+answers it.
 
-Not here: what each observer records (:mod:`sidecar.filters.metrics`,
-:mod:`sidecar.filters.access_log`, :mod:`sidecar.filters.rescue`). Plugins write ordinary
+Not here: what each observer does (:mod:`sidecar.filters.metrics`,
+:mod:`sidecar.filters.access_log`, :mod:`sidecar.filters.rescue`,
+:mod:`sidecar.filters.rate_limit`, :mod:`sidecar.filters.concurrency`). Plugins write ordinary
 filters; these classes are compiled in a compiled build and not part of the plugin API.
 """
 
 from __future__ import annotations
 
-__all__ = ["Observer", "Observing", "Rescuer"]
+__all__ = ["Observer", "ObserverOf", "Observing", "Rescuer", "RescuerOf"]
 
 from collections.abc import Awaitable, Callable
 
@@ -28,10 +34,10 @@ from .exchange import Exchange, Response
 
 
 class Observer:
-    """Watches calls: told when one starts and how it ended; decides nothing."""
+    """Told when a call enters (and may refuse it then) and how it ended; never waits."""
 
     def begin(self, exchange: Exchange) -> None:
-        """The call enters the filter (before anything inside it runs)."""
+        """The call enters the filter (before anything inside it runs); raise to refuse it."""
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
         """The rest of the chain answered ``resp`` (the head; the body may still stream)."""
@@ -46,6 +52,43 @@ class Rescuer:
     def rescued(self, exchange: Exchange, e: BaseException) -> Response:
         """The response the app gets for ``e``, or raise (``e`` itself) to let it pass."""
         raise e
+
+
+class ObserverOf(Observer):
+    """An observer made of functions (a compiled class cannot be subclassed by interpreted
+    code: tests, and code left as Python, build observers from functions instead)."""
+
+    def __init__(
+        self,
+        begin: Callable[[Exchange], None] | None = None,
+        ok: Callable[[Exchange, Response], None] | None = None,
+        error: Callable[[Exchange, BaseException], None] | None = None,
+    ) -> None:
+        self._begin = begin
+        self._ok = ok
+        self._error = error
+
+    def begin(self, exchange: Exchange) -> None:
+        if self._begin is not None:
+            self._begin(exchange)
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        if self._ok is not None:
+            self._ok(exchange, resp)
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        if self._error is not None:
+            self._error(exchange, e)
+
+
+class RescuerOf(Rescuer):
+    """A rescuer made of a function (see :class:`ObserverOf`)."""
+
+    def __init__(self, rescued: Callable[[Exchange, BaseException], Response]) -> None:
+        self._rescued = rescued
+
+    def rescued(self, exchange: Exchange, e: BaseException) -> Response:
+        return self._rescued(exchange, e)
 
 
 class Observing:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..exchange import Exchange, Response
+from ..observing import Observer, Observing
 from ..resilience.concurrency import ConcurrencyLimiter
 
 #: the ``shared`` kind (and the key under ``/upstreams`` → ``policies``).
@@ -43,20 +44,9 @@ def factory(ctx: RouteContext) -> Filter | None:
     wait, release = limiter.wait, limiter.release
 
     if not limiter.queue_size:
-        # no queue (the default): nobody ever waits for a slot, so giving one back is a
-        # decrement (``release`` would look for a waiter first: a method call per request)
-
-        async def concurrency_no_queue(exchange: Exchange, call_next: Handler) -> Response:
-            if limiter.in_flight < limit:
-                limiter.in_flight += 1
-            else:
-                await wait()  # raises Overloaded: there is no queue
-            try:
-                return await call_next(exchange)
-            finally:
-                limiter.in_flight -= 1
-
-        return concurrency_no_queue
+        # no queue (the default): nobody ever waits for a slot, so taking one decides at once
+        # and giving one back is a decrement: an observer, fused with its neighbours
+        return Observing((_Slots(limiter),))
 
     async def concurrency(exchange: Exchange, call_next: Handler) -> Response:
         if limiter.in_flight < limit:
@@ -69,3 +59,24 @@ def factory(ctx: RouteContext) -> Filter | None:
             release()
 
     return concurrency
+
+
+class _Slots(Observer):
+    """The limit without a queue: a slot per call, or ``Overloaded`` at once."""
+
+    def __init__(self, limiter: ConcurrencyLimiter) -> None:
+        self.limiter = limiter
+        self.limit = limiter.limit
+
+    def begin(self, exchange: Exchange) -> None:
+        limiter = self.limiter
+        if limiter.in_flight < self.limit:
+            limiter.in_flight += 1
+        else:
+            raise limiter.full()
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        self.limiter.in_flight -= 1
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        self.limiter.in_flight -= 1

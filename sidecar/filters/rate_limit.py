@@ -32,6 +32,7 @@ from ..chain import Filter, Handler
 from ..config.policies import RateLimitPolicy
 from ..errors import RateLimited
 from ..exchange import Exchange, Response
+from ..observing import Observer, Observing
 from ..ratelimit.bucket import TokenBuckets
 from ..ratelimit.headers import limited_headers, policy_field
 from ..ratelimit.keys import key_function
@@ -86,43 +87,11 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
         rejected()
         return RateLimited(detail, headers=limited_headers(POLICY_NAME, policy, wait))
 
-    if p.shadow:
-
-        def shadow_rate_limit(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
-            key = key_of if isinstance(key_of, str) else key_of(exchange)
-            if buckets.take(key, clock()):
-                shadowed()
-                note(exchange, RATE_LIMIT_SHADOW)  # the access log's "decision"
-            return call_next(exchange)
-
-        return shadow_rate_limit
-
-    # The reject filters decide before the call and do nothing after it: plain functions that
-    # hand back the rest of the chain's awaitable, so the chain has no coroutine frame of theirs
-    # (each frame costs on every resumption of the call, not only once). A refusal is raised
-    # when awaited, like any filter's.
-    take = buckets.take
-    if p.on_limit == "reject":
-        if isinstance(key_of, str):
-            key = key_of
-
-            def rate_limit_one_key(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
-                # one bucket for every call (key upstream or route): nothing to work out per call
-                wait = take(key, clock())
-                if wait:
-                    return _raise(refuse(wait))
-                return call_next(exchange)
-
-            return rate_limit_one_key
-        key_fn = key_of
-
-        def rate_limit(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
-            wait = take(key_fn(exchange), clock())
-            if wait:
-                return _raise(refuse(wait))
-            return call_next(exchange)
-
-        return rate_limit
+    # The reject and shadow modes decide before the call and do nothing after it: observers
+    # (sidecar.observing), fused with the filters around them into one coroutine frame. A
+    # refusal is raised where the call enters the filter, as a coroutine filter's would be.
+    if p.shadow or p.on_limit == "reject":
+        return Observing((_Bucket(buckets, clock, key_of, refuse, shadowed if p.shadow else None),))
 
     max_wait, max_waiting, sleep = p.max_wait, p.max_waiting, limiter.sleep
 
@@ -159,10 +128,6 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
     return rate_limit_wait
 
 
-async def _raise(error: RateLimited) -> Response:
-    raise error
-
-
 #: The upstream's bucket (one per route for a route with its own limit).
 LIMITER: SharedKey[LocalLimiter] = SharedKey("rate_limit")
 
@@ -174,3 +139,38 @@ def factory(ctx: RouteContext) -> Filter | None:
     own = ctx.route_config is not None and ctx.route_config.rate_limit is not None
     limiter = ctx.shared(LIMITER, policy, lambda: LocalLimiter(policy), per_route=own)
     return make_filter(limiter, ctx.metrics, ctx.upstream_name, ctx.route)
+
+
+class _Bucket(Observer):
+    """A token per call from the route's buckets; without one, refused (or, in shadow mode,
+    only counted and noted)."""
+
+    def __init__(
+        self,
+        buckets: TokenBuckets,
+        clock: Callable[[], float],
+        key_of: str | Callable[[Exchange], str],
+        refuse: Callable[[float], RateLimited],
+        shadowed: Callable[[], None] | None,
+    ) -> None:
+        self.take = buckets.take
+        self.clock = clock
+        #: one bucket for every call (key ``upstream`` or ``route``): nothing to work out
+        self.key = key_of if isinstance(key_of, str) else None
+        self.key_of = None if isinstance(key_of, str) else key_of
+        self.refuse = refuse
+        self.shadowed = shadowed
+
+    def begin(self, exchange: Exchange) -> None:
+        key = self.key
+        if key is None:
+            key_of = self.key_of
+            assert key_of is not None
+            key = key_of(exchange)
+        wait = self.take(key, self.clock())
+        if wait:
+            shadowed = self.shadowed
+            if shadowed is None:
+                raise self.refuse(wait)
+            shadowed()
+            note(exchange, RATE_LIMIT_SHADOW)  # the access log's "decision"

@@ -90,18 +90,23 @@ class ConcurrencyLimiter:
                 return
         self.in_flight -= 1
 
+    def full(self) -> BaseException:
+        """The refusal of a call finding every slot taken and no room in the queue (counted
+        as shed ``limit``): raise it."""
+        return self._shed(
+            "limit",
+            f"{self.in_flight} calls in flight to upstream {self.upstream!r} "
+            f"(max_in_flight {self.limit})"
+            + (f", {len(self._waiters)} queued" if self.queue_size else ""),
+        )
+
     async def wait(self) -> None:
         """At the limit: wait in the queue for a slot, or raise ``Overloaded``."""
         if self.in_flight < self.limit:  # a slot freed up between the check and here
             self.in_flight += 1
             return
         if len(self._waiters) >= self.queue_size:
-            raise self._shed(
-                "limit",
-                f"{self.in_flight} calls in flight to upstream {self.upstream!r} "
-                f"(max_in_flight {self.limit})"
-                + (f", {len(self._waiters)} queued" if self.queue_size else ""),
-            )
+            raise self.full()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(fut)

@@ -10,37 +10,41 @@ import pytest
 from sidecar.chain import Filter, Handler, compose, fuse
 from sidecar.errors import RateLimited, UpstreamTimeout
 from sidecar.exchange import Exchange, Response
-from sidecar.observing import Observer, Observing, Rescuer
+from sidecar.observing import Observer, ObserverOf, Observing, Rescuer, RescuerOf
 from sidecar.testing import make_exchange, make_route_context
 from tests.unit.chain_harness import HOST
 
 
-class Recording(Observer):
-    """Writes what it is told into a shared log, under its name."""
+def recording(name: str, log: list[str], raises: str = "") -> Observer:
+    """An observer writing what it is told into a shared log under its name; with ``raises``
+    (``begin``, ``ok`` or ``error``) it then raises there, as a buggy observer would."""
 
-    def __init__(self, name: str, log: list[str]) -> None:
-        self.name = name
-        self.log = log
+    def begin(exchange: Exchange) -> None:
+        log.append(f"{name}.begin")
+        if raises == "begin":
+            raise KeyError("begin")
 
-    def begin(self, exchange: Exchange) -> None:
-        self.log.append(f"{self.name}.begin")
+    def ok(exchange: Exchange, resp: Response) -> None:
+        log.append(f"{name}.ok {resp.status}")
+        if raises == "ok":
+            raise ValueError("ok")
 
-    def ok(self, exchange: Exchange, resp: Response) -> None:
-        self.log.append(f"{self.name}.ok {resp.status}")
+    def error(exchange: Exchange, e: BaseException) -> None:
+        log.append(f"{name}.error {type(e).__name__}")
+        if raises == "error":
+            raise LookupError("error")
 
-    def error(self, exchange: Exchange, e: BaseException) -> None:
-        self.log.append(f"{self.name}.error {type(e).__name__}")
+    return ObserverOf(begin, ok, error)
 
 
-class Answering(Rescuer):
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-
-    def rescued(self, exchange: Exchange, e: BaseException) -> Response:
-        self.log.append(f"rescue {type(e).__name__}")
+def answering(log: list[str]) -> Rescuer:
+    def rescued(exchange: Exchange, e: BaseException) -> Response:
+        log.append(f"rescue {type(e).__name__}")
         if isinstance(e, asyncio.CancelledError):
             raise e
         return Response(503, body=b"rescued")
+
+    return RescuerOf(rescued)
 
 
 def nested_equivalent(log: list[str]) -> list[Filter]:
@@ -74,9 +78,9 @@ def nested_equivalent(log: list[str]) -> list[Filter]:
 
 def fused_three(log: list[str]) -> list[Filter]:
     return [
-        Observing((), Answering(log)),
-        Observing((Recording("outer", log),)),
-        Observing((Recording("inner", log),)),
+        Observing((), answering(log)),
+        Observing((recording("outer", log),)),
+        Observing((recording("inner", log),)),
     ]
 
 
@@ -118,9 +122,9 @@ def test_adjacent_observing_filters_become_one_and_others_stay_put() -> None:
     async def plain(ex: Exchange, call_next: Handler) -> Response:
         return await call_next(ex)
 
-    a, b, c = (Observing((Recording(n, log),)) for n in "abc")
-    rescuer = Observing((), Answering(log))
-    out = fuse([rescuer, a, b, plain, c, Observing((), Answering(log))])
+    a, b, c = (Observing((recording(n, log),)) for n in "abc")
+    rescuer = Observing((), answering(log))
+    out = fuse([rescuer, a, b, plain, c, Observing((), answering(log))])
     assert len(out) == 4
     first = out[0]
     assert isinstance(first, Observing)
@@ -129,23 +133,39 @@ def test_adjacent_observing_filters_become_one_and_others_stay_put() -> None:
     assert out[1] is plain and out[2] is c and isinstance(out[3], Observing)
 
 
-def test_the_default_chain_observes_in_one_frame() -> None:
-    """rescue, the access log and metrics (the outer filters of every route) are one filter
-    once composed; the filters that decide follow it unchanged."""
-    ctx = make_route_context({"url": "http://pay.internal"})
+@pytest.mark.parametrize(
+    ("upstream", "fused_names"),
+    [
+        ({}, ["rescue", "access_log", "metrics", "concurrency"]),
+        (
+            {"rate_limit": {"rate": "100/s"}},
+            ["rescue", "access_log", "metrics", "rate_limit", "concurrency"],
+        ),
+        ({"concurrency": {"queue": 10}}, ["rescue", "access_log", "metrics"]),
+    ],
+    ids=["defaults", "local-rate-limit", "queued-concurrency"],
+)
+def test_the_outer_filters_of_a_route_run_in_one_frame(
+    upstream: dict[str, Any], fused_names: list[str]
+) -> None:
+    """rescue, the access log, metrics, the local rate limit and the concurrency limit (the
+    outer filters of a route) are one filter once composed; a limit that may wait (a queue)
+    keeps its own frame, and the filters inside them follow unchanged."""
+    ctx = make_route_context({"url": "http://pay.internal", **upstream})
     names, filters = [], []
     for reg in HOST.registries.filters.ordered():
         f = reg.item(ctx)
         if f is not None:
             names.append(reg.name)
             filters.append(f)
-    assert names[:3] == ["rescue", "access_log", "metrics"]
+    n = len(fused_names)
+    assert names[:n] == fused_names
     fused = fuse(filters)
-    assert len(fused) == len(filters) - 2
     outer = fused[0]
     assert isinstance(outer, Observing)
-    assert outer.rescuer is not None and len(outer.observers) == 2
-    assert fused[1:] == filters[3:]
+    assert outer.rescuer is not None and len(outer.observers) == n - 1
+    assert fused[1:] == filters[n:]
+    assert not isinstance(fused[1], Observing)
 
 
 async def test_a_decision_is_counted_logged_and_answered_by_the_fused_default_filters() -> None:
@@ -159,29 +179,6 @@ async def test_a_decision_is_counted_logged_and_answered_by_the_fused_default_fi
     assert resp.headers.get("x-sidecar-error") == "rate_limited"
     sample = ctx.metrics.requests.labels(ctx.listener, ctx.upstream_name, ctx.route, "429")
     assert sample.value == 1
-
-
-class Buggy(Recording):
-    """Records like the others, then raises where ``where`` says (a bug in an observer)."""
-
-    def __init__(self, name: str, log: list[str], where: str) -> None:
-        super().__init__(name, log)
-        self.where = where
-
-    def begin(self, exchange: Exchange) -> None:
-        super().begin(exchange)
-        if self.where == "begin":
-            raise KeyError("begin")
-
-    def ok(self, exchange: Exchange, resp: Response) -> None:
-        super().ok(exchange, resp)
-        if self.where == "ok":
-            raise ValueError("ok")
-
-    def error(self, exchange: Exchange, e: BaseException) -> None:
-        super().error(exchange, e)
-        if self.where == "error":
-            raise LookupError("error")
 
 
 def nested_buggy(log: list[str], where: str) -> list[Filter]:
@@ -209,10 +206,10 @@ def nested_buggy(log: list[str], where: str) -> list[Filter]:
 
 def fused_buggy(log: list[str], where: str) -> list[Filter]:
     return [
-        Observing((), Answering(log)),
-        Observing((Recording("outer", log),)),
-        Observing((Buggy("middle", log, where),)),
-        Observing((Recording("inner", log),)),
+        Observing((), answering(log)),
+        Observing((recording("outer", log),)),
+        Observing((recording("middle", log, where),)),
+        Observing((recording("inner", log),)),
     ]
 
 
