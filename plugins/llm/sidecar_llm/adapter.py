@@ -35,7 +35,8 @@ from sidecar import (
     read_body,
 )
 
-from .calls import CallSpec, Upstream, call
+from .call_state import CallSpec, Upstream
+from .calls import call
 from .config import LLMOptions
 from .dialects import ANTHROPIC, OPENAI, Dialect, json_response
 from .handoff import HANDOFF

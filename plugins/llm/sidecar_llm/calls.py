@@ -7,74 +7,33 @@ reports an error *before its first content event*; any other provider 4xx is the
 request cannot be translated for is skipped; when every one was, the app gets 400 naming the
 field.
 
-Streams are held until the provider's first content event (text or tool data): the events before
-it are kept, so a failure up to there falls over invisibly. Once content reached the app, a
-failure ends its stream with an error event in the front's format (OpenAI: a ``data:
-{"error": ...}`` event, no ``[DONE]``; Anthropic: ``event: error``), never a silent truncation.
+Streams are held until the provider's first content event (:mod:`.streaming`), so a failure up
+to there falls over invisibly. Once content reached the app, a failure ends its stream with an
+error event in the front's format (OpenAI: a ``data: {"error": ...}`` event, no ``[DONE]``;
+Anthropic: ``event: error``), never a silent truncation.
 
 Every answer carries ``x-sidecar-llm-provider``, ``-deployment`` (the provider's model),
 ``-attempts`` (attempts sent) and ``-fallbacks`` (how far down the fallback chain the answering
 group is: 0 for the group the app named, also when its deployments were all cooling down and
-skipped). Usage is counted
-(metrics, cost, token limits) for every answer, streamed or not.
+skipped). Usage is counted (metrics, cost, token limits) for every answer, streamed or not.
 """
 
 from __future__ import annotations
 
-__all__ = ["CallSpec", "Upstream", "call"]
+__all__ = ["call"]
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from sidecar import Exchange, Headers, Response
 
-from .config import LLMOptions
-from .dialects import Dialect, json_response, usage_of
-from .limits import GroupLimiter
-from .metrics import LLMMetrics
-from .providers import ProviderClient, ProviderFailure
-from .relays import Relay, relay_for
-from .router import Router, Target
+from .call_state import CallSpec, Upstream, account, failure_of, log, log_fields
+from .dialects import json_response, usage_of
+from .providers import ProviderFailure
+from .relays import relay_for
+from .streaming import hold
 from .translate.errors import Untranslatable
-from .translate.sse import SSEParser
-from .translate.streams import ProviderStreamError, Usage
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer
-
-log = logging.getLogger("sidecar.plugin.llm")
-
-
-@dataclass
-class Upstream:
-    """What every call to one ``llm`` upstream shares (built with its handler)."""
-
-    name: str
-    options: LLMOptions
-    router: Router
-    clients: dict[str, ProviderClient]
-    metrics: LLMMetrics
-    #: tasks accounting streamed usage after the app's stream ended (owned by the adapter)
-    tasks: set[asyncio.Task[None]]
-
-
-@dataclass
-class CallSpec:
-    """One app call: which front, endpoint and group, and its request."""
-
-    dialect: Dialect
-    endpoint: str  # chat, embeddings, messages
-    group: str
-    body: dict[str, Any]
-    stream: bool
-    include_usage: bool
-    limiter: GroupLimiter | None
-    limit_key: str
-    #: the sidecar's tracer (``None``: tracing is off, no span is made)
-    tracer: Tracer | None = None
+from .translate.streams import ProviderStreamError
 
 
 async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
@@ -129,7 +88,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
                 response = await client.post(spec.endpoint, request)
                 if spec.stream:
                     relay = relay_for(dialect.name, client.kind, target.model, spec.include_usage)
-                    held = await _hold(
+                    held = await hold(
                         up, spec, target, client, response, relay, headers, span, exchange.deadline
                     )
                     if held is None:
@@ -141,7 +100,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
                 spans.end_failed(span, "cancelled", None)
             raise
         except (TimeoutError, ProviderFailure, ProviderStreamError) as e:
-            failure = _failure(e, target)
+            failure = failure_of(e, target)
             up.metrics.attempts.labels(up.name, target.provider, target.model, failure.reason).inc()
             if span is not None:
                 spans.end_failed(span, failure.reason, failure.status)
@@ -159,7 +118,7 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "llm attempt failed, trying the next deployment",
-                    extra={"fields": _fields(up, spec, target, failure)},
+                    extra={"fields": log_fields(up, spec, target, failure)},
                 )
             last = failure
             continue
@@ -172,8 +131,16 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
         if span is not None:
             spans.end_ok(span, usage)
         if usage is not None:
-            await _account(up, spec, target, usage)
-        return json_response(200, dialect.app_answer(client.kind, answer, target.model), headers)
+            await account(up, spec, target, usage)
+        try:
+            converted = dialect.app_answer(client.kind, answer, target.model)
+        except (ValueError, KeyError, TypeError, AttributeError):  # Untranslatable included
+            # the provider answered (and was paid): not worth another attempt, but no 500 either
+            log.warning(
+                "llm answer could not be converted", extra={"fields": {"upstream": up.name}}
+            )
+            return dialect.error(502, "the provider's answer could not be converted")
+        return json_response(200, converted, headers)
     if last is None:
         if refused is not None:
             return dialect.error(400, f"{refused.field}: {refused.reason}", param=refused.field)
@@ -185,141 +152,3 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
     failed.headers.set("x-sidecar-llm-attempts", str(attempts))
     failed.headers.set("x-sidecar-llm-fallbacks", str(depth))
     return failed
-
-
-def _failure(error: BaseException, target: Target) -> ProviderFailure:
-    if isinstance(error, ProviderFailure):
-        return error
-    if isinstance(error, ProviderStreamError):
-        return ProviderFailure("stream", f"the stream failed: {error.error_type}")
-    return ProviderFailure("timeout", f"no answer from {target.provider!r} in time")
-
-
-def _fields(up: Upstream, spec: CallSpec, target: Target, f: ProviderFailure) -> dict[str, Any]:
-    return {
-        "upstream": up.name,
-        "group": spec.group,
-        "provider": target.provider,
-        "model": target.model,
-        "reason": f.reason,
-        "status": f.status,
-    }
-
-
-async def _account(up: Upstream, spec: CallSpec, target: Target, usage: Usage) -> None:
-    up.metrics.used(up.name, spec.group, target, usage, up.options.prices.get(target.model))
-    if spec.limiter is not None:
-        await spec.limiter.charge(spec.limit_key, usage.input_tokens + usage.output_tokens)
-
-
-async def _hold(
-    up: Upstream,
-    spec: CallSpec,
-    target: Target,
-    client: ProviderClient,
-    response: Any,
-    relay: Relay,
-    headers: Headers,
-    span: Span | None,
-    deadline: float | None,
-) -> Response | None:
-    """Read the provider's stream until its first content event (or its end), then return the
-    app's response: what was held, then the rest as it comes. ``None`` when the stream ended
-    without either; raises what broke it."""
-    started = asyncio.get_running_loop().time()
-    chunks = client.chunks(response)
-    parser = SSEParser(up.options.max_response_bytes)
-    held: list[bytes] = []
-    committed = False
-    broken: ProviderStreamError | None = None
-    try:
-        async for raw in chunks:
-            for event in parser.feed(raw):
-                try:
-                    out, content = relay.feed(event)
-                except ProviderStreamError as e:
-                    if not committed:
-                        raise
-                    broken = e  # content of this batch goes first, then the error event
-                    break
-                held.extend(out)
-                committed = committed or content or relay.done
-            if committed:
-                ttft = asyncio.get_running_loop().time() - started
-                up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)
-                headers.set("content-type", "text/event-stream; charset=utf-8")
-                headers.set("cache-control", "no-cache")
-                body = _rest(
-                    up, spec, target, client, chunks, parser, relay, held, broken, span, deadline
-                )
-                return Response(200, headers, body, length=None)
-        return None
-    except ValueError as e:  # the parser's bound
-        raise ProviderFailure("protocol", "the provider sent an oversized event") from e
-    finally:
-        if not committed:
-            await chunks.aclose()
-
-
-async def _rest(
-    up: Upstream,
-    spec: CallSpec,
-    target: Target,
-    client: ProviderClient,
-    chunks: AsyncGenerator[bytes, None],
-    parser: SSEParser,
-    relay: Relay,
-    held: list[bytes],
-    broken: ProviderStreamError | None,
-    span: Span | None,
-    deadline: float | None,
-) -> AsyncIterator[bytes]:
-    """The app's stream after commit: what was held, then each event as it comes; a failure
-    ends it with the front's error event."""
-    idle = client.provider.timeout
-    loop = asyncio.get_running_loop()
-    try:
-        yield b"".join(held)
-        held.clear()
-        if broken is not None:
-            raise broken
-        while not relay.done:
-            # silent for a whole attempt's timeout, or past the call's deadline: cut
-            wait = idle if deadline is None else min(idle, deadline - loop.time())
-            try:
-                async with asyncio.timeout(wait):
-                    raw = await anext(chunks)
-            except StopAsyncIteration:
-                raise ProviderFailure("stream", "the provider's stream ended early") from None
-            out: list[bytes] = []
-            try:
-                events = parser.feed(raw)
-            except ValueError as e:  # the parser's bound
-                raise ProviderFailure("protocol", "the provider sent an oversized event") from e
-            for event in events:
-                out.extend(relay.feed(event)[0])
-            if out:
-                yield b"".join(out)
-    except (TimeoutError, ProviderFailure, ProviderStreamError) as e:
-        failure = _failure(e, target)
-        up.metrics.attempts.labels(up.name, target.provider, target.model, "cut").inc()
-        log.warning(
-            "llm stream failed after content: the app got an error event",
-            extra={"fields": _fields(up, spec, target, failure)},
-        )
-        yield spec.dialect.stream_error(f"the provider's stream failed: {failure.reason}")
-    finally:
-        await chunks.aclose()
-        usage = relay.usage
-        if span is not None:
-            from . import spans
-
-            if relay.done:
-                spans.end_ok(span, usage)
-            else:
-                spans.end_failed(span, "cut", None)
-        if usage is not None:
-            # accounted off the app's stream: it may be closing because the app went away
-            task = asyncio.get_running_loop().create_task(_account(up, spec, target, usage))
-            up.tasks.add(task)
-            task.add_done_callback(up.tasks.discard)
