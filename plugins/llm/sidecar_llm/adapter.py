@@ -66,7 +66,7 @@ class LLMAdapter(Adapter):
 
     def __init__(self, services: AdapterServices) -> None:
         super().__init__(services)
-        self.metrics = LLMMetrics(services.metrics.registry)
+        self.metrics = LLMMetrics.of(services.metrics.registry)
         #: upstream name → (its options, its shared state)
         self._live: dict[str, tuple[LLMOptions, Upstream]] = {}
         self._retired: list[ProviderClient] = []

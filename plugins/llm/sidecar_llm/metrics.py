@@ -19,6 +19,7 @@ from __future__ import annotations
 
 __all__ = ["LLMMetrics"]
 
+import weakref
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -31,7 +32,16 @@ TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 class LLMMetrics:
-    """The families, registered once per sidecar (one adapter instance per sidecar)."""
+    """The families, registered once per sidecar's registry (:meth:`of`)."""
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> LLMMetrics:
+        """The families on ``registry``, registered by the first adapter built with it (a
+        second adapter on one registry would otherwise be refused as a duplicate)."""
+        have = _BY_REGISTRY.get(registry)
+        if have is None:
+            have = _BY_REGISTRY[registry] = cls(registry)
+        return have
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.tokens = Counter(
@@ -84,3 +94,6 @@ class LLMMetrics:
                 + usage.output_tokens * price.output_per_million
             ) / 1e6
             self.cost.labels(*labels).inc(cost)
+
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, LLMMetrics] = weakref.WeakKeyDictionary()

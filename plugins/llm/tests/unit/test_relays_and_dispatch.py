@@ -99,6 +99,20 @@ def test_the_sidecars_breaker_and_retry_count_no_gateway_answer() -> None:
     """A 503 after every deployment failed is not a failure of the upstream for the breaker
     (one provider's outage must not shut every group); a transport error still is."""
     services = AdapterServices(make_route_context().metrics, logging.getLogger("test"))
+    LLMAdapter(services)  # a second adapter on one registry (a rebuilt sidecar) is fine
     classify = LLMAdapter(services).classifier("llm", UpstreamConfig(adapter="llm"))
     assert classify(Response(503), None) == ()
     assert classify(None, UpstreamTimeout("late")) != ()
+
+
+def test_an_event_that_cannot_be_converted_is_the_providers_error() -> None:
+    """A provider event that is no JSON, or that the translation cannot read, is a provider
+    error (failover before content, an error event after it), never a crash."""
+    from sidecar_llm.streaming import _feed  # the guard the stream loop uses
+    from sidecar_llm.translate.streams import ProviderStreamError
+
+    for front, kind in (("openai", "anthropic"), ("anthropic", "openai"), ("openai", "openai")):
+        with pytest.raises(ProviderStreamError):
+            _feed(relay_for(front, kind, "m", False), event("{not json", "message_start"))
+    with pytest.raises(ProviderStreamError):
+        _feed(relay_for("openai", "anthropic", "m", False), event(["a list"], "message_start"))
