@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from sidecar.auth.broker import RESOURCE, CredentialBroker
 from sidecar.auth.filter import factory
 from sidecar.chain import Filter
 from sidecar.errors import BodyTooLarge
-from sidecar.exchange import Exchange
+from sidecar.exchange import Exchange, Response
 from sidecar.testing import isolated_plugin_host, make_exchange, make_route_context, responder
 
 TYPES = {r.name: r.item for r in isolated_plugin_host().registries.credentials.registrations()}
@@ -185,6 +185,19 @@ async def test_hmac_refuses_a_chunked_body_that_grows_past_max_body() -> None:
 
 
 async def test_a_static_provider_builds_no_coroutine_per_call() -> None:
-    """api_key/bearer/basic cost one plain call: their filter calls inject, never apply."""
+    """api_key/bearer/basic cost one plain call: the filter puts the credential on the call
+    and hands back the rest of the chain's own awaitable, with no coroutine of its own."""
     f = auth_filter({"type": "bearer", "token": {"env": "TOKEN"}})
-    assert f.__name__ == "auth_static"
+    seen: list[Exchange] = []
+    rest = responder(200, seen=seen)
+    handed: list[Awaitable[Response]] = []
+
+    def call_next(ex: Exchange) -> Awaitable[Response]:
+        handed.append(rest(ex))
+        return handed[-1]
+
+    ex = make_exchange()
+    awaitable = f(ex, call_next)
+    assert awaitable is handed[0]
+    assert (await awaitable).status == 200
+    assert seen[0].headers.get("authorization", "").startswith("Bearer ")
