@@ -114,6 +114,12 @@ class RateLimitBackendRegistry(Registry[type[RateLimitBackend]]):
         self._add(name, backend)
 
 
+#: where the running sidecar publishes its live backends in ``resources`` (the built-in
+#: plugin ``sidecar.ratelimit.plugin`` does, under this key, an object whose
+#: ``get(name, config)`` gives the live backend of one configured name)
+LIVE_BACKENDS = "ratelimit_backends"
+
+
 class LiveRateLimitBackend(Protocol):
     """A configured backend as the running sidecar holds it, for a plugin's own limits: each
     :meth:`decide` is bounded by the backend's ``timeout`` and follows its outage rules (logged
@@ -140,10 +146,15 @@ def live_ratelimit_backend(
     ``RouteContext.resources`` or ``AdapterServices.resources`` (call it when a filter or a
     handler is built, never per call). Raises ``KeyError`` naming the configured backends when
     ``name`` is not one of them, ``RuntimeError`` when the sidecar publishes no backends."""
-    from ..ratelimit.live import live_backends  # it imports this module
-
     backends = config.ratelimit_backends
     if name not in backends:
         known = ", ".join(sorted(backends)) or "none"
         raise KeyError(f"no backend named {name!r} under ratelimit_backends ({known})")
-    return live_backends(resources).get(name, backends[name])
+    live = resources.get(LIVE_BACKENDS)
+    if live is None:
+        raise RuntimeError(
+            "no live rate-limit backends: the built-in plugin 'sidecar.ratelimit.plugin' "
+            "publishes them (is it in plugins.disabled?)"
+        )
+    backend: LiveRateLimitBackend = live.get(name, backends[name])
+    return backend

@@ -16,16 +16,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer
+    from opentelemetry.trace import Tracer, TracerProvider
+
+#: where the running sidecar publishes its tracing in ``resources`` when tracing is on (the
+#: built-in ``sidecar.telemetry.tracing`` does, under this key, an object whose ``provider``
+#: is its OpenTelemetry tracer provider)
+TRACING = "tracing"
 
 
 def plugin_tracer(resources: Mapping[str, Any], name: str) -> Tracer | None:
     """The sidecar's tracer for instrumentation scope ``name`` (your plugin's distribution),
     or ``None`` when tracing is off (then make no span at all). Call it when a filter is
     built, never per call."""
-    from ..telemetry.tracing import RESOURCE, Tracing  # not loaded with the API: tracing is off
-
-    live = resources.get(RESOURCE)
-    if not isinstance(live, Tracing):
+    live = resources.get(TRACING)
+    provider: TracerProvider | None = getattr(live, "provider", None)
+    if provider is None:
         return None
-    return live.provider.get_tracer(name)
+    return provider.get_tracer(name)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api import RateLimitBackend, RateLimitBackendRegistry
+from ..api.ratelimit import LIVE_BACKENDS
 from ..config.policies import RateLimitBackendConfig
 from ..telemetry.metrics import Metrics
 from .guard import GuardedBackend
@@ -24,7 +25,7 @@ from .guard import GuardedBackend
 log = logging.getLogger("sidecar.ratelimit")
 
 #: Where a sidecar's live backends are published (``sidecar.resources``).
-RESOURCE = "ratelimit_backends"
+RESOURCE = LIVE_BACKENDS  # the key the public API reads (sidecar.api.ratelimit)
 
 
 class LiveBackends:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..api import LifespanRegistry, hookimpl
+from ..api.tracing import TRACING
 from .tracing_settings import TracingSettings, resolve
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.tracing")
 
 #: Key of the live :class:`Tracing` in ``sidecar.resources`` (absent when tracing is off).
-RESOURCE = "tracing"
+RESOURCE = TRACING  # the key the public API reads (sidecar.api.tracing)
 #: Seconds the spans still queued at shutdown get to reach the collector.
 FLUSH_TIMEOUT = 5.0
 
