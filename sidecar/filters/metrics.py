@@ -32,6 +32,7 @@ from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..grpc.wire import grpc_status
 from ..observing import Observer, Observing
+from ..telemetry.families import CounterChild
 from ..telemetry.metrics import RouteMetrics
 
 #: Status counted for a call whose app connection went away first (nginx's 499).
@@ -86,6 +87,9 @@ class _CallMetrics(Observer):
         self.observe = rm.duration.observe
         self.in_flight = rm.in_flight  # a plain number on the loop thread: no lock, no call
         self.count = rm.count
+        self.requests = rm.requests
+        #: status -> its requests_total child, bumped here (RouteMetrics is not compiled)
+        self.codes: dict[int, CounterChild] = {}
         self.error_of = error
 
     def begin(self, exchange: Exchange) -> None:
@@ -94,7 +98,11 @@ class _CallMetrics(Observer):
     def ok(self, exchange: Exchange, resp: Response) -> None:
         self.in_flight.value -= 1
         self.observe(perf_counter() - exchange.start)
-        self.count(resp.status)
+        status = resp.status
+        child = self.codes.get(status)
+        if child is None:
+            child = self.codes[status] = self.requests(status)
+        child.value += 1
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
         if isinstance(e, SidecarError):

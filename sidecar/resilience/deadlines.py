@@ -32,12 +32,14 @@ _EARLY = 1e-6
 class Deadline:
     """One call's registration: its task, its bucket and whether the deadline fired."""
 
-    __slots__ = ("fired", "slot", "task")
+    __slots__ = ("fired", "seconds", "slot", "task")
 
     def __init__(self, task: asyncio.Task[object], slot: int) -> None:
         self.task = task
         self.slot = slot
         self.fired = False
+        #: the time the call was given, for the caller's message (set by the caller)
+        self.seconds = 0.0
 
 
 class DeadlineWheel:

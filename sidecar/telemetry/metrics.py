@@ -316,8 +316,16 @@ class RouteMetrics:
     def count(self, status: int) -> None:
         child = self._codes.get(status)
         if child is None:
-            child = self._codes[status] = self._metrics.requests.labels(*self.labels, str(status))
+            child = self.requests(status)
         child.value += 1
+
+    def requests(self, status: int) -> CounterChild:
+        """The ``sidecar_requests_total`` child of ``status`` (found once per status; the
+        compiled metrics filter keeps them and bumps the child itself)."""
+        child = self._codes.get(status)
+        if child is None:
+            child = self._codes[status] = self._metrics.requests.labels(*self.labels, str(status))
+        return child
 
 
 class UpstreamAttempts:

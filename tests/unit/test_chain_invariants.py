@@ -23,6 +23,7 @@ from sidecar.exchange import Exchange, Response
 from sidecar.filters.concurrency import LIMITER
 from sidecar.plugins import make_plugin_host
 from sidecar.telemetry import access_writer
+from sidecar.telemetry.families import CounterChild
 from sidecar.telemetry.logs import ACCESS_LOGGER
 from sidecar.telemetry.metrics import Metrics, RouteMetrics
 from sidecar.telemetry.tracing import Tracing
@@ -183,6 +184,9 @@ class CountingFails(RouteMetrics):
     __slots__ = ()
 
     def count(self, status: int) -> None:
+        raise RuntimeError("a bug in the metrics filter")
+
+    def requests(self, status: int) -> CounterChild:
         raise RuntimeError("a bug in the metrics filter")
 
 

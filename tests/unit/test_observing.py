@@ -136,10 +136,10 @@ def test_adjacent_observing_filters_become_one_and_others_stay_put() -> None:
 @pytest.mark.parametrize(
     ("upstream", "fused_names"),
     [
-        ({}, ["rescue", "access_log", "metrics", "concurrency"]),
+        ({}, ["rescue", "access_log", "metrics", "concurrency", "timeout"]),
         (
             {"rate_limit": {"rate": "100/s"}},
-            ["rescue", "access_log", "metrics", "rate_limit", "concurrency"],
+            ["rescue", "access_log", "metrics", "rate_limit", "concurrency", "timeout"],
         ),
         ({"concurrency": {"queue": 10}}, ["rescue", "access_log", "metrics"]),
     ],
@@ -148,9 +148,9 @@ def test_adjacent_observing_filters_become_one_and_others_stay_put() -> None:
 def test_the_outer_filters_of_a_route_run_in_one_frame(
     upstream: dict[str, Any], fused_names: list[str]
 ) -> None:
-    """rescue, the access log, metrics, the local rate limit and the concurrency limit (the
-    outer filters of a route) are one filter once composed; a limit that may wait (a queue)
-    keeps its own frame, and the filters inside them follow unchanged."""
+    """rescue, the access log, metrics, the local rate limit, the concurrency limit and the
+    deadline (the outer filters of a route) are one filter once composed; a limit that may
+    wait (a queue) keeps its own frame, and the filters inside them follow unchanged."""
     ctx = make_route_context({"url": "http://pay.internal", **upstream})
     names, filters = [], []
     for reg in HOST.registries.filters.ordered():
