@@ -81,6 +81,38 @@ def test_every_module_imports_from_a_runtime_only_install(runtime_venv: Path) ->
     assert int(done.stdout.strip()) > 50  # the walk found the package's modules
 
 
+PLUGINS_IMPORT = """
+import importlib, json, pkgutil
+from importlib.metadata import entry_points
+found = {}
+for ep in entry_points(group="sidecar"):
+    module = ep.load()
+    names = [m.name for m in pkgutil.walk_packages(module.__path__, module.__name__ + ".")]
+    for name in names:
+        importlib.import_module(name)
+    found[ep.name] = len(names)
+print(json.dumps(found))
+"""
+
+
+def test_every_plugin_in_the_repository_is_installed_and_imports_without_test_tools(
+    runtime_venv: Path,
+) -> None:
+    """The set-up installs each distribution under plugins/ (so `adapter: llm` works on the
+    README's first command), and none needs a test-only dependency to load."""
+    done = subprocess.run(
+        [str(runtime_venv / "bin" / "python"), "-c", PLUGINS_IMPORT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    wanted = {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
+    assert "llm" in wanted and wanted <= set(found), found
+
+
 def _free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
