@@ -4,11 +4,11 @@ coroutine frame.
 Most of a chain's outer filters never wait: ``metrics`` counts and times the call, the access
 log writes its line, ``rescue`` turns an error into the app's answer, the local rate limit takes
 a token or refuses, the concurrency limit (without a queue) takes a slot or refuses and gives it
-back. Written as coroutines, each adds a frame that every resumption of the call passes through
-(a call is resumed when its upstream answers, and again for each body chunk it waits for).
-Written as an :class:`Observer`, each is a few plain method calls instead, and
-:func:`sidecar.chain.compose` fuses adjacent :class:`Observing` filters into one: one frame for
-all of them.
+back, ``timeout`` registers the call's deadline and turns its firing into a 504. Written as
+coroutines, each adds a frame that every resumption of the call passes through (a call is
+resumed when its upstream answers, and again for each body chunk it waits for). Written as an
+:class:`Observer`, each is a few plain method calls instead, and :func:`sidecar.chain.compose`
+fuses adjacent :class:`Observing` filters into one: one frame for all of them.
 
 The fused filter runs exactly what the nested filters would: each observer's ``begin``
 outermost first on the way in (one that raises refuses the call: the observers inside it never
@@ -20,7 +20,8 @@ answers it.
 
 Not here: what each observer does (:mod:`sidecar.filters.metrics`,
 :mod:`sidecar.filters.access_log`, :mod:`sidecar.filters.rescue`,
-:mod:`sidecar.filters.rate_limit`, :mod:`sidecar.filters.concurrency`). Plugins write ordinary
+:mod:`sidecar.filters.rate_limit`, :mod:`sidecar.filters.concurrency`,
+:mod:`sidecar.filters.timeout`). Plugins write ordinary
 filters; these classes are compiled in a compiled build and not part of the plugin API.
 """
 

@@ -56,8 +56,10 @@ class _Rescue(Rescuer):
     def rescued(self, exchange: Exchange, e: BaseException) -> Response:
         if isinstance(e, SidecarError):
             return self.answer(e)
-        if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt)):
-            raise e  # the app went away, or the process is being stopped: not an error
+        if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)):
+            # the app went away, the process is being stopped, or the call's coroutine is
+            # being closed: not an error, and nothing to answer
+            raise e
         # SystemExit or a custom BaseException from a plugin: a bug
         hook = self.hook
         if hook is not None:
