@@ -43,7 +43,7 @@ from sidecar.api import (
 from sidecar.api.shared import SharedState, SharedStateBuilder
 from sidecar.auth.broker import RESOURCE as CREDENTIALS
 from sidecar.auth.broker import CredentialBroker
-from sidecar.chain import Handler, compose
+from sidecar.chain import Filter, Handler, compose
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.plugins import make_plugin_host
 from sidecar.ratelimit.guard import GuardedBackend
@@ -139,13 +139,20 @@ def route(
         resources[TRACING] = tracing
     state = SharedStateBuilder(SharedState())
     ctx = dataclasses.replace(ctx, resources=resources, shared_state=state)
-    names, filters = [], []
+    names, filters = route_filters(ctx)
+    return Route(compose(filters, terminal), ctx, names, live, state)
+
+
+def route_filters(ctx: RouteContext) -> tuple[list[str], list[Filter]]:
+    """The names and filters every registered factory builds for ``ctx``, outermost first."""
+    names: list[str] = []
+    filters: list[Filter] = []
     for reg in HOST.registries.filters.ordered():
         f = reg.item(ctx)
         if f is not None:
             names.append(reg.name)
             filters.append(f)
-    return Route(compose(filters, terminal), ctx, names, live, state)
+    return names, filters
 
 
 # --- what each test records -------------------------------------------------------------------

@@ -12,7 +12,7 @@ from sidecar.errors import RateLimited, UpstreamTimeout
 from sidecar.exchange import Exchange, Response
 from sidecar.observing import Observer, ObserverOf, Observing, Rescuer, RescuerOf
 from sidecar.testing import make_exchange, make_route_context
-from tests.unit.chain_harness import HOST
+from tests.unit.chain_harness import route_filters
 
 
 def recording(name: str, log: list[str], raises: str = "") -> Observer:
@@ -151,13 +151,7 @@ def test_the_outer_filters_of_a_route_run_in_one_frame(
     """rescue, the access log, metrics, the local rate limit, the concurrency limit and the
     deadline (the outer filters of a route) are one filter once composed; a limit that may
     wait (a queue) keeps its own frame, and the filters inside them follow unchanged."""
-    ctx = make_route_context({"url": "http://pay.internal", **upstream})
-    names, filters = [], []
-    for reg in HOST.registries.filters.ordered():
-        f = reg.item(ctx)
-        if f is not None:
-            names.append(reg.name)
-            filters.append(f)
+    names, filters = route_filters(make_route_context({"url": "http://pay.internal", **upstream}))
     n = len(fused_names)
     assert names[:n] == fused_names
     fused = fuse(filters)
@@ -172,7 +166,7 @@ async def test_a_decision_is_counted_logged_and_answered_by_the_fused_default_fi
     """Through the real default filters: a sidecar decision below them still reaches the app
     as its status with x-sidecar-error, is counted with that status and not rescued as a bug."""
     ctx = make_route_context({"url": "http://pay.internal"})
-    filters = [f for reg in HOST.registries.filters.ordered() if (f := reg.item(ctx)) is not None]
+    _, filters = route_filters(ctx)
     handler = compose(filters[:3], terminal_of(RateLimited("no")))
     resp = await handler(make_exchange())
     assert resp.status == 429
