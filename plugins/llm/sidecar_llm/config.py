@@ -13,14 +13,29 @@ from __future__ import annotations
 __all__ = ["Cooldown", "Deployment", "Group", "Limits", "LLMOptions", "Price", "Provider"]
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sidecar import Duration, Model, SecretRef, Size
 
 #: a provider or group name: it becomes a metric label and a header value, so it is kept plain
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+def _by_reference(value: object) -> object:
+    """A key is a reference; anything else is refused without repeating it (a key written inline
+    would otherwise be printed by ``sidecar check`` as the value it did not expect)."""
+    if isinstance(value, dict | SecretRef):
+        return value
+    raise ValueError(
+        "a key is given by reference, {env: NAME} or {file: PATH}, never inline "
+        "(the value is not repeated here)"
+    )
+
+
+#: a provider's key: ``{env: NAME}`` or ``{file: PATH}`` only
+KeyByReference = Annotated[SecretRef, BeforeValidator(_by_reference)]
 
 
 class Provider(Model):
@@ -31,7 +46,7 @@ class Provider(Model):
     #: Anthropic: ``https://api.anthropic.com``.
     base_url: str = Field(pattern=r"^https?://[^\s@?#]+$")
     #: the provider's key, by reference (``{env: NAME}`` or ``{file: PATH}``); never inline.
-    api_key: SecretRef
+    api_key: KeyByReference
     #: opening a connection to the provider.
     connect_timeout: Duration = Field(5.0, gt=0)
     #: one attempt's whole budget (for a stream: until its first content); the upstream's

@@ -72,6 +72,17 @@ def test_sidecar_check_names_file_key_path_and_reason(tmp_path: Path) -> None:
     assert f"{where}.groups.gpt-4o.limits.backend: no backend named 'shared'" in result.stderr
 
 
+def test_sidecar_check_never_repeats_a_key_written_inline(tmp_path: Path) -> None:
+    """A key written in the file instead of by reference is refused without echoing the key."""
+    inline = "sk-inline-llm-key-4242"
+    result = check(tmp_path, BAD.replace("{env: LLM_CHECK_NO_SUCH_KEY}", inline))
+    assert result.returncode == 2, result.stderr
+    assert "upstreams.llm.options.providers.oa.api_key: a key is given by reference" in (
+        result.stderr
+    )
+    assert inline not in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize(
     "heading", ["OpenAI only", "Anthropic only", "OpenAI with Anthropic as failover"]
 )
