@@ -325,20 +325,9 @@ class GlobalRateLimitPolicy(Model):
         return self.burst or self.rate.default_burst
 
 
-def _by_reference(value: Any) -> Any:
-    """A secret is a reference; anything else is refused without repeating it (a value written
-    inline here would be a secret in the file, and then in this very message)."""
-    if isinstance(value, dict | SecretRef):
-        return value
-    raise PydanticCustomError(
-        "secret_ref",
-        "a secret is given by reference, {env: NAME} or {file: PATH}, never inline "
-        "(the value is not repeated here)",
-    )
-
-
-#: A secret field that takes only ``{env: NAME}`` / ``{file: PATH}``.
-SecretByReference = Annotated[SecretRef, BeforeValidator(_by_reference)]
+#: A secret field that takes only ``{env: NAME}`` / ``{file: PATH}`` (``SecretRef`` refuses
+#: anything else without repeating it); the name says so where a field is declared.
+SecretByReference = SecretRef
 
 
 class RateLimitBackendConfig(Model):

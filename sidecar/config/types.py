@@ -196,6 +196,19 @@ class SecretRef(BaseModel):
     env: str | None = None
     file: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _by_reference(cls, value: Any) -> Any:
+        """Anything but a mapping is refused without repeating it: a value written inline
+        here would be a secret in the file, and then in this very message."""
+        if isinstance(value, dict | SecretRef):
+            return value
+        raise PydanticCustomError(
+            "secret_ref",
+            "a secret is given by reference, {env: NAME} or {file: PATH}, never inline "
+            "(the value is not repeated here)",
+        )
+
     @field_validator("env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from sidecar.api import hookimpl
+from sidecar.api import SecretRef, hookimpl
 from sidecar.auth import CredentialProvider, CredentialRegistry
 from sidecar.cli import main
 from sidecar.config import parse_config
@@ -223,3 +225,20 @@ def test_a_provider_without_a_settings_model_is_refused_when_registered() -> Non
     registry = CredentialRegistry()
     with pytest.raises(TypeError, match="settings_model"):
         registry.add("x", NoModel)
+
+
+@pytest.mark.parametrize("inline", [INLINE, 12345, [INLINE]])
+def test_the_public_secret_type_refuses_an_inline_value_without_repeating_it(inline: Any) -> None:
+    """A plugin's own `SecretRef` field refuses a value written inline as the built-in
+    credentials do: the message (what `sidecar check` prints) says how to give it and never
+    prints the value back."""
+
+    class PluginOptions(Model):
+        api_key: SecretRef
+
+    with pytest.raises(ValidationError) as caught:
+        PluginOptions.model_validate({"api_key": inline})
+    [error] = caught.value.errors()
+    assert error["loc"] == ("api_key",)
+    assert "never inline" in error["msg"]
+    assert str(inline) not in error["msg"] and INLINE not in error["msg"]
