@@ -1,0 +1,64 @@
+"""The ``pubsub_subscriptions`` lifespan: runs every configured subscription while the sidecar
+runs.
+
+Each pubsub upstream with ``subscriptions`` gets its own backend (its own connections, apart
+from the publishing ones a reload may replace) and one task per subscription; on shutdown the
+tasks are cancelled (a message being delivered stays unacknowledged, so the broker gives it out
+again) and the connections closed. Subscriptions are read at start-up: a reload that changes
+them takes effect at the next start. Not here: the loop itself (:mod:`.subscriber`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["run_subscriptions"]
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+
+from sidecar import RuntimeView
+
+from .adapter import PubSubAdapter
+from .config import PluginSettings, PubSubOptions
+from .subscriber import Subscription
+
+#: connections to the app at most, over every subscription
+APP_CONNECTIONS = 256
+
+
+@asynccontextmanager
+async def run_subscriptions(runtime: RuntimeView) -> AsyncIterator[None]:
+    adapter = runtime.adapter("pubsub")
+    settings = runtime.plugin_config("pubsub", PluginSettings)
+    wanted = [
+        (name, up.url, PubSubOptions.model_validate(up.options))
+        for name, up in runtime.config.upstreams.items()
+        if up.adapter == "pubsub" and up.options.get("subscriptions")
+    ]
+    if not isinstance(adapter, PubSubAdapter) or not wanted:
+        yield
+        return
+    consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"[:100]
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=APP_CONNECTIONS))
+        )
+        tasks: list[asyncio.Task[None]] = []
+        for name, url, options in wanted:
+            backend = adapter.build_backend(url, options)
+            stack.push_async_callback(backend.aclose)
+            for sub in options.subscriptions:
+                loop = Subscription(
+                    name, sub, backend, settings.app, consumer, session, adapter.metrics
+                )
+                tasks.append(asyncio.create_task(loop.run(), name=f"pubsub {name} {sub.topic}"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,174 @@
+"""A subscription's loop: read from the broker, deliver to the app, then acknowledge.
+
+At-least-once: a message is acknowledged to the broker only after the app's answer settled it
+(acknowledged, dropped, or copied to the dead-letter topic and that publish confirmed). A
+sidecar that dies before that leaves the message with the broker, which gives it out again
+(a restart reads its own pending ones; another member claims them after ``claim_after``).
+Retries wait ``backoff`` doubled each time up to ``max_backoff``; after ``retry.attempts``
+deliveries the message is dead-lettered. Messages are handled ``concurrency`` at a time, in
+batches. Not here: one HTTP delivery (:mod:`.delivery`), the lifespan (:mod:`.lifespan`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Subscription"]
+
+import asyncio
+import logging
+
+import aiohttp
+
+from .backend import Backend, BrokerUnavailable, Consumer, Delivery
+from .config import SubscriptionConfig
+from .delivery import Verdict, deliver
+from .envelope import CloudEvent, complete
+from .metrics import PubSubMetrics
+
+log = logging.getLogger("sidecar.plugin.pubsub")
+#: bound on one wait for messages (and so on how late a stop is noticed by a quiet broker)
+RECEIVE_WAIT = 1.0
+#: waits after the broker failed, doubled up to the last
+BROKER_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Subscription:
+    """One configured subscription of one upstream, run by :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        upstream: str,
+        config: SubscriptionConfig,
+        backend: Backend,
+        app_url: str,
+        consumer_name: str,
+        session: aiohttp.ClientSession,
+        metrics: PubSubMetrics,
+    ) -> None:
+        self.upstream = upstream
+        self.config = config
+        self.backend = backend
+        self.url = app_url.rstrip("/") + config.path
+        self.consumer_name = consumer_name
+        self.session = session
+        self.metrics = metrics
+        labels = (upstream, config.topic, config.group)
+        self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
+        self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
+
+    async def run(self) -> None:
+        consumer: Consumer | None = None
+        failures = 0
+        try:
+            while True:
+                try:
+                    if consumer is None:
+                        consumer = await self.backend.consumer(
+                            self.config.topic,
+                            self.config.group,
+                            self.consumer_name,
+                            self.config.claim_after,
+                        )
+                    batch = await consumer.receive(self.config.concurrency, RECEIVE_WAIT)
+                    failures = 0
+                except BrokerUnavailable as e:
+                    if failures == 0:
+                        log.warning(
+                            f"pubsub: cannot read {self.config.topic}: {e}",
+                            extra={"fields": self._fields},
+                        )
+                    wait = BROKER_BACKOFF[min(failures, len(BROKER_BACKOFF) - 1)]
+                    failures += 1
+                    if consumer is not None:
+                        await consumer.aclose()
+                        consumer = None
+                    await asyncio.sleep(wait)  # the broker is down: wait before asking again
+                    continue
+                if batch:
+                    await asyncio.gather(*(self.handle(d) for d in batch))
+        finally:
+            if consumer is not None:
+                await consumer.aclose()
+
+    async def handle(self, message: Delivery) -> None:
+        """Deliver one message until it is settled, then acknowledge it (or leave it to the
+        broker when the settling itself failed)."""
+        event = message.event
+        if event is None:
+            if await self.dead_letter(_undecodable(message), "undecodable", "not a CloudEvent"):
+                await self._ack(message)
+            return
+        retry = self.config.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            verdict, reason = await deliver(
+                self.session, self.url, event, attempt, self.config.timeout
+            )
+            self._outcomes[verdict].inc()
+            if verdict is Verdict.RETRY and attempt < retry.attempts:
+                await asyncio.sleep(min(retry.max_backoff, retry.backoff * 2 ** (attempt - 1)))
+                continue
+            break
+        if verdict is Verdict.RETRY:
+            settled = await self.dead_letter(
+                event, "exhausted", f"{reason} ({attempt} deliveries)", attempt
+            )
+        elif verdict is Verdict.DEADLETTER:
+            settled = await self.dead_letter(event, "app", reason, attempt)
+        else:
+            settled = True
+        if settled:
+            await self._ack(message)
+
+    async def dead_letter(
+        self, event: CloudEvent, kind: str, reason: str, attempts: int = 0
+    ) -> bool:
+        """Copy ``event`` to the dead-letter topic with why; whether it is settled (the copy
+        confirmed, or no dead-letter topic is configured and it was counted and logged)."""
+        self.metrics.dead_lettered.labels(
+            self.upstream, self.config.topic, self.config.group, kind
+        ).inc()
+        topic = self.config.dead_letter
+        if topic is None:
+            log.warning(
+                f"pubsub: message {event.id} of {self.config.topic} given up: {reason} "
+                "(no dead_letter topic configured)",
+                extra={"fields": self._fields},
+            )
+            return True
+        copy = CloudEvent(dict(event.attributes), event.data)
+        copy.attributes["deadletterreason"] = reason
+        copy.attributes["deadlettertopic"] = self.config.topic
+        copy.attributes["deadlettergroup"] = self.config.group
+        copy.attributes["deadletterattempts"] = attempts
+        try:
+            await self.backend.publish(topic, copy)
+        except BrokerUnavailable as e:
+            log.warning(
+                f"pubsub: dead-lettering {event.id} failed ({e}); left with the broker",
+                extra={"fields": self._fields},
+            )
+            return False
+        return True
+
+    async def _ack(self, message: Delivery) -> None:
+        try:
+            await message.ack()
+        except BrokerUnavailable as e:
+            # not lost: the broker delivers it again (at-least-once)
+            log.warning(
+                f"pubsub: ack of {message.broker_id} failed ({e}); it will come again",
+                extra={"fields": self._fields},
+            )
+
+
+def _undecodable(message: Delivery) -> CloudEvent:
+    """A new event carrying what the broker held, for the dead-letter topic."""
+    event = CloudEvent(
+        {
+            "datacontenttype": "application/octet-stream",
+            "brokerid": message.broker_id,
+        },
+        message.raw,
+    )
+    return complete(event, source="sidecar-pubsub", type_="sidecar.pubsub.undecodable")

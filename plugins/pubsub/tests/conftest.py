@@ -1,0 +1,29 @@
+"""Fixtures of the pubsub tests: the brokers, each started once per session when a test first
+needs it (a broker that cannot start fails that test), and an app that records deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pubsub_brokers import RabbitMQBroker, RedisBroker
+
+
+@pytest.fixture(scope="session")
+def redis_broker() -> Iterator[RedisBroker]:
+    """The session's redis-server (tests keep apart by key prefix)."""
+    broker = RedisBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Iterator[RabbitMQBroker]:
+    """The session's rabbitmq-server (tests keep apart by exchange)."""
+    broker = RabbitMQBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
