@@ -1,0 +1,146 @@
+"""The ``webhooks`` adapter: the app's ``POST /<upstream>/<event-type>`` becomes queued deliveries.
+
+It answers ``202 {"id": "msg_...", "endpoints": [...]}`` once every delivery of the event is on
+disk (an event type no endpoint subscribes to is accepted with no endpoints), ``503`` when the
+queue is full or the disk failed, ``413`` past ``max_body``. Secrets are read here (start-up,
+``sidecar check`` and each reload), so an unusable one is reported at its key path. The engines
+that deliver are started by the plugin's lifespan, after this adapter is built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar import (
+    Adapter,
+    AdapterServices,
+    AuthConfigProblem,
+    Exchange,
+    Handler,
+    Headers,
+    Response,
+    SecretValue,
+    SidecarError,
+    UpstreamConfig,
+    read_body,
+)
+
+from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem
+from .delivery import Engine, QueueFull, log
+from .metrics import WebhookMetrics
+
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+
+
+class UnusableSetting(ValueError):
+    """A setting the adapter cannot use; ``key`` is its path under the upstream."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
+class NotAnEvent(SidecarError):
+    status, grpc_code, code = 404, 5, "webhook_not_an_event"  # 5: NOT_FOUND
+
+
+class OnlyPost(SidecarError):
+    status, grpc_code, code = 405, 12, "webhook_method"  # 12: UNIMPLEMENTED
+
+
+class QueueUnavailable(SidecarError):
+    status, grpc_code, code = 503, 14, "webhook_queue_unavailable"  # 14: UNAVAILABLE
+
+
+def settings_of(upstream: UpstreamConfig) -> tuple[WebhooksOptions, dict[str, list[SecretValue]]]:
+    """The upstream's options and its endpoints' secrets, read now; raises UnusableSetting
+    naming the key path of a secret that cannot be used (never its value)."""
+    options = WebhooksOptions.model_validate(upstream.options)
+    secrets: dict[str, list[SecretValue]] = {}
+    for endpoint, settings in options.endpoints.items():
+        secrets[endpoint] = []
+        for i, ref in enumerate(settings.secrets):
+            key_path = f"options.endpoints.{endpoint}.secrets.{i}"
+            try:
+                secrets[endpoint].append(SecretValue(ref, key_path, check=secret_problem))
+            except AuthConfigProblem as e:
+                raise UnusableSetting(key_path, str(e)) from None
+    return options, secrets
+
+
+class WebhooksAdapter(Adapter):
+    options_model = WebhooksOptions
+
+    def __init__(self, services: AdapterServices) -> None:
+        super().__init__(services)
+        self.metrics = WebhookMetrics.of(services.metrics.registry)
+        #: upstream → its running engine (filled by the lifespan)
+        self.engines: dict[str, Engine] = {}
+
+    def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
+        options, _ = settings_of(upstream)
+        running = self.engines.get(name)
+        if running is not None and running.options != options:
+            # the engine owns open files and in-flight sends: swapping it under live calls
+            # could send one delivery twice at once, so endpoint changes wait for a restart
+            log.warning(
+                "webhooks options changed: they take effect at the next restart",
+                extra={"fields": {"upstream": name}},
+            )
+        attempts = self.services.metrics.attempts(name)
+        max_body = options.max_body
+        engines = self.engines
+
+        async def accept(exchange: Exchange) -> Response:
+            attempts.response()
+            if exchange.method != "POST":
+                raise OnlyPost("send events with POST /<upstream>/<event-type>")
+            event_type = exchange.path.strip("/")
+            if not _EVENT_TYPE.fullmatch(event_type):
+                raise NotAnEvent("the path is no event type (letters, digits, . _ : -)")
+            engine = engines.get(name)
+            if engine is None:
+                raise QueueUnavailable("the webhooks queue is not running")
+            body = await read_body(exchange, max_body)
+            content_type = exchange.headers.get("content-type") or "application/json"
+            try:
+                msg_id, endpoints = await engine.accept(event_type, body, content_type)
+            except QueueFull:
+                raise QueueUnavailable("too many webhook deliveries pending") from None
+            except OSError as e:
+                log.error(
+                    "webhooks queue write failed",
+                    extra={"fields": {"upstream": name, "reason": e.strerror}},
+                )
+                raise QueueUnavailable("the webhooks queue could not be written") from None
+            answer = json.dumps({"id": msg_id, "endpoints": endpoints}).encode()
+            return Response(202, Headers([("content-type", "application/json")]), answer)
+
+        return accept
+
+    async def start(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
+        """Start an engine for each upstream using this adapter (the plugin's lifespan, which
+        runs before the routes are composed: the upstreams come from the config)."""
+        for name, upstream in upstreams.items():
+            if upstream.adapter != "webhooks":
+                continue
+            try:
+                options, secrets = settings_of(upstream)
+            except UnusableSetting:
+                continue  # handler() reports it at its key path when the routes are composed
+            engine = Engine(name, options, secrets, self.metrics)
+            await engine.start()
+            self.engines[name] = engine
+
+    async def stop(self) -> None:
+        engines = list(self.engines.values())
+        self.engines.clear()  # the same dict the handlers hold
+        for engine in engines:
+            await engine.stop()
+
+    def describe(self, name: str) -> dict[str, Any]:
+        engine = self.engines.get(name)
+        return engine.describe() if engine is not None else {"running": False}

@@ -1,0 +1,132 @@
+"""The webhooks plugin's settings: the ``webhooks`` adapter's options and ``plugins.webhooks``.
+
+Outbound delivery is configured on the upstream the app posts events to
+(``upstreams.<u>.options``, adapter ``webhooks``): where the durable queue lives, the endpoints
+and the event types each subscribes to, their secrets (by reference only) and the retry schedule.
+Inbound verification is configured per upstream under ``plugins.webhooks.verify``. This module
+only declares and validates; reading secrets and delivering are elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from sidecar import Duration, Model, SecretRef, Size
+
+#: names that become file names and metric labels: short, plain
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+#: an event type is the last path segment of the app's POST; also an endpoint's subscription
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the scheme's prefix, not a secret)
+
+
+def refuse_inline(value: Any) -> Any:
+    """A secret written into the file is refused without being repeated in the error."""
+    if isinstance(value, list) and any(isinstance(item, str) for item in value):
+        raise PydanticCustomError(
+            "secret_inline",
+            "a secret is given by reference, {env: NAME} or {file: PATH}, never inline",
+        )
+    return value
+
+
+Secrets = Annotated[list[SecretRef], BeforeValidator(refuse_inline)]
+
+
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` is no Standard Webhooks secret (``whsec_`` + base64), or ``None``.
+
+    The message never contains the value."""
+    if not value.startswith(SECRET_PREFIX):
+        return "is not a Standard Webhooks secret: it must start with whsec_"
+    try:
+        key = base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        return "is not a Standard Webhooks secret: the part after whsec_ is not base64"
+    if not 24 <= len(key) <= 64:
+        return "is not a Standard Webhooks secret: its key must be 24 to 64 bytes"
+    return None
+
+
+class RetryPolicy(Model):
+    """When a failed delivery is tried again: ``first_delay * 2**(n-1)`` after the n-th failed
+    attempt, capped at ``max_delay``, each delay multiplied by a random factor in
+    ``[1 - jitter, 1 + jitter]``; a ``Retry-After`` answer replaces the computed delay (capped
+    at ``max_delay`` as well). After ``attempts`` attempts the delivery is dead."""
+
+    attempts: int = Field(default=8, ge=1, le=50)
+    first_delay: Duration = Field(default=5.0, gt=0)
+    max_delay: Duration = Field(default=3600.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryPolicy:
+        if self.max_delay < self.first_delay:
+            raise ValueError("max_delay must be at least first_delay")
+        return self
+
+
+class Endpoint(Model):
+    """One receiver of webhooks: deliveries go to ``url`` and nowhere else (never a redirect)."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    #: the event types delivered here; ``"*"`` subscribes to every type
+    events: list[str] = Field(min_length=1, max_length=1000)
+    #: one or more ``whsec_`` secrets by reference; every one signs each delivery (rotation)
+    secrets: Secrets = Field(min_length=1, max_length=8)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout: Duration = Field(default=10.0, gt=0, le=300)
+    #: also send ``x-webhook-signature: sha256=<hex>`` (HMAC-SHA256 of the body, first secret)
+    hex_signature: bool = False
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item != "*" and not re.match(EVENT_TYPE_PATTERN, item):
+                raise ValueError(f"{item!r} is no event type (letters, digits, . _ : -) nor '*'")
+        return v
+
+    def subscribes(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
+class WebhooksOptions(Model):
+    """``upstreams.<u>.options`` of an upstream with ``adapter: webhooks``."""
+
+    #: the durable queue's directory (created if missing); one sub-directory per upstream
+    store_dir: str = Field(min_length=1)
+    endpoints: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Endpoint] = Field(
+        min_length=1, max_length=100
+    )
+    retry: RetryPolicy = RetryPolicy()
+    #: the largest event body accepted from the app (413 past it)
+    max_body: Size = Field(default=256 * 1024, ge=1, le=16 * 1024 * 1024)
+    #: deliveries waiting (pending) at most; past it the app gets 503 and should retry later
+    max_pending: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: dead deliveries kept for inspection and redelivery; the oldest go first past it
+    max_dead: int = Field(default=10_000, ge=0, le=1_000_000)
+
+
+class VerifyPolicy(Model):
+    """Verification of Standard Webhooks signatures on the calls of one upstream."""
+
+    secrets: Secrets = Field(min_length=1, max_length=8)
+    #: how far a ``webhook-timestamp`` may be from now, either way
+    tolerance: Duration = Field(default=300.0, gt=0, le=86400)
+    #: webhook ids remembered to refuse replays (each for its timestamp's tolerance window)
+    replay_cache: int = Field(default=100_000, ge=0, le=10_000_000)
+    #: the largest body verified; a larger one is refused (413)
+    max_body: Size = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+
+
+class WebhooksConfig(Model):
+    """``plugins.webhooks``: inbound verification by upstream name."""
+
+    verify: dict[str, VerifyPolicy] = {}

@@ -1,0 +1,257 @@
+"""Outbound delivery through a real sidecar to real endpoints on 127.0.0.1: signatures checked
+by the independent ``standardwebhooks`` library, retries, Retry-After, 410, hangs, dead letters,
+redelivery, concurrency and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sidecar_webhooks
+from conftest import endpoint, hooks_config
+from endpoints import Receiver, wait_until
+from standardwebhooks.webhooks import Webhook
+
+from sidecar.testing import Sidecar
+
+Factory = Callable[..., Any]
+Receivers = Callable[..., Awaitable[Receiver]]
+
+
+async def post_event(s: Sidecar, event_type: str, body: bytes = b'{"n": 1}') -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(
+            f"http://127.0.0.1:{s.http_port}/hooks/{event_type}",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+
+
+async def admin(s: Sidecar, method: str, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.request(method, f"http://127.0.0.1:{s.admin_port}{path}")
+
+
+async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """One POST reaches each subscribed endpoint once, signed so standardwebhooks verifies it."""
+    billing, audit, other = await receivers(), await receivers(), await receivers()
+    billing_secret, old, new = secret_env("BILLING_WH"), secret_env("OLD_WH"), secret_env("NEW_WH")
+    secret_env("OTHER_WH")
+    endpoints = {
+        "billing": endpoint(billing.url, "BILLING_WH", hex_signature=True),
+        "audit": {
+            **endpoint(audit.url, "OLD_WH", ["*"]),
+            "secrets": [{"env": "OLD_WH"}, {"env": "NEW_WH"}],
+        },
+        "other": endpoint(other.url, "OTHER_WH", ["user.deleted"]),
+    }
+    body = b'{"order": 42}'
+    async with sidecar_factory(hooks_config(tmp_path, endpoints), plugins=[sidecar_webhooks]) as s:
+        r = await post_event(s, "order.created", body)
+        assert r.status_code == 202
+        answer = r.json()
+        assert answer["id"].startswith("msg_")
+        assert sorted(answer["endpoints"]) == ["audit", "billing"]
+        [got] = await billing.wait_for(1)
+        [seen] = await audit.wait_for(1)
+    assert other.received == []
+    assert got.body == body and got.headers["content-type"] == "application/json"
+    assert got.headers["webhook-id"] == seen.headers["webhook-id"] == answer["id"]
+    assert Webhook(billing_secret).verify(got.body, got.headers) == {"order": 42}
+    # rotation: both of the audit endpoint's secrets sign, each verifies alone
+    assert len(seen.headers["webhook-signature"].split()) == 2
+    for secret in (old, new):
+        Webhook(secret).verify(seen.body, seen.headers)
+    key = Webhook(billing_secret)._whsecret
+    expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    assert got.headers["x-webhook-signature"] == expected
+    assert "x-webhook-signature" not in seen.headers
+
+
+async def test_failures_are_retried_until_delivered_or_dead(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """500s are retried with backoff until a 2xx; an endpoint that never answers goes dead after
+    the last attempt, is listed dead on the admin port, and the metrics count both."""
+    flaky = await receivers([500, 500, 200])
+    secret = secret_env("WH")
+    endpoints = {
+        "flaky": endpoint(flaky.url, "WH"),
+        "refused": endpoint("http://127.0.0.1:9/nothing-listens", "WH"),
+    }
+    async with sidecar_factory(hooks_config(tmp_path, endpoints), plugins=[sidecar_webhooks]) as s:
+        r = await post_event(s, "order.created")
+        assert r.status_code == 202
+        attempts = await flaky.wait_for(3)
+        assert len({a.headers["webhook-id"] for a in attempts}) == 1
+        for a in attempts:  # each attempt is signed afresh, and verifies
+            Webhook(secret).verify(a.body, a.headers)
+        gaps = [b.at - a.at for a, b in zip(attempts, attempts[1:], strict=False)]
+        assert all(gap >= 0.035 for gap in gaps), gaps  # 50 ms ± 20 % jitter, then doubled
+
+        async def refused_is_dead() -> bool:
+            listed = (
+                await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")
+            ).json()
+            return listed["total"] == 1
+
+        await wait_until(refused_is_dead, what="the refused delivery is dead")
+        dead = (await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")).json()
+        [entry] = dead["deliveries"]
+        assert entry["endpoint"] == "refused" and entry["attempts"] == 3
+        assert entry["last_error"] == "connection refused or unreachable"
+        assert "body" not in entry
+        metrics = (await admin(s, "GET", "/metrics")).text
+    assert 'endpoint="flaky",outcome="retry",upstream="hooks"} 2.0' in metrics
+    assert 'endpoint="flaky",outcome="delivered",upstream="hooks"} 1.0' in metrics
+    assert 'endpoint="refused",outcome="dead",upstream="hooks"} 1.0' in metrics
+    assert (
+        'sidecar_webhooks_queued{endpoint="refused",state="dead",upstream="hooks"} 1.0' in metrics
+    )
+
+
+async def test_retry_after_is_honoured(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """A 429 with Retry-After: 1 is tried again after a second, not on the 50 ms schedule
+    (a Retry-After past max_delay would be cut to max_delay)."""
+    limited = await receivers([429], headers={"retry-after": "1"})
+    secret_env("WH")
+    retry = {"attempts": 3, "first_delay": "50ms", "max_delay": "5s"}
+    config = hooks_config(tmp_path, {"limited": endpoint(limited.url, "WH")}, retry=retry)
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        assert (await post_event(s, "order.created")).status_code == 202
+        first, second = await limited.wait_for(2)
+    assert second.at - first.at >= 0.95
+
+
+async def test_a_hanging_endpoint_times_out_and_is_retried(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """An endpoint that does not answer within its timeout is tried again."""
+    hangs = await receivers(["hang"])
+    secret_env("WH")
+    config = hooks_config(tmp_path, {"slow": endpoint(hangs.url, "WH", timeout="200ms")})
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        assert (await post_event(s, "order.created")).status_code == 202
+        first, second = await hangs.wait_for(2)
+
+        async def nothing_pending() -> bool:
+            overview = (await admin(s, "GET", "/webhooks")).json()
+            return overview["hooks"]["endpoints"]["slow"]["pending"] == 0
+
+        await wait_until(nothing_pending, what="the retry was delivered")
+    assert second.at - first.at >= 0.2
+
+
+async def test_410_disables_the_endpoint_until_enabled(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """A 410 answer makes the delivery dead and stops deliveries to that endpoint; the admin
+    enable action turns it back on."""
+    gone = await receivers([410])
+    secret_env("WH")
+    async with sidecar_factory(
+        hooks_config(tmp_path, {"gone": endpoint(gone.url, "WH")}), plugins=[sidecar_webhooks]
+    ) as s:
+        assert (await post_event(s, "order.created")).json()["endpoints"] == ["gone"]
+        await gone.wait_for(1)
+
+        async def disabled() -> bool:
+            return bool(
+                (await admin(s, "GET", "/webhooks")).json()["hooks"]["endpoints"]["gone"][
+                    "disabled"
+                ]
+            )
+
+        await wait_until(disabled, what="the endpoint is disabled")
+        assert (await post_event(s, "order.created")).json()["endpoints"] == []
+        r = await admin(s, "POST", "/webhooks/endpoints/hooks/gone/enable")
+        assert r.status_code == 200
+        assert (await post_event(s, "order.created")).json()["endpoints"] == ["gone"]
+        await gone.wait_for(2)
+    assert len(gone.received) == 2
+
+
+async def test_a_dead_delivery_is_redelivered_from_the_admin_port(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """A delivery that died can be sent again, with the same webhook-id, by the admin action."""
+    failing = await receivers([500])
+    secret = secret_env("WH")
+    config = hooks_config(
+        tmp_path, {"ep": endpoint(failing.url, "WH")}, retry={"attempts": 1, "first_delay": "50ms"}
+    )
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        msg_id = (await post_event(s, "order.created")).json()["id"]
+        await failing.wait_for(1)
+
+        async def dead_entries() -> list[dict[str, Any]]:
+            r = await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")
+            return list(r.json()["deliveries"])
+
+        await wait_until(dead_entries, what="the delivery died")
+        [entry] = await dead_entries()
+        assert entry["key"] == f"{msg_id}.ep" and entry["last_error"] == "answered 500"
+        r = await admin(s, "POST", f"/webhooks/deliveries/hooks/{entry['key']}/redeliver")
+        assert r.status_code == 200
+        _, again = await failing.wait_for(2)
+        assert (
+            await admin(s, "POST", "/webhooks/deliveries/hooks/nope.ep/redeliver")
+        ).status_code == 404
+    assert again.headers["webhook-id"] == msg_id
+    Webhook(secret).verify(again.body, again.headers)
+
+
+async def test_deliveries_to_one_endpoint_respect_its_concurrency(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """With concurrency 2, never more than two deliveries to the endpoint are in flight."""
+    held = await receivers(hold=True)
+    secret_env("WH")
+    config = hooks_config(tmp_path, {"ep": endpoint(held.url, "WH", concurrency=2)})
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        for n in range(6):
+            assert (
+                await post_event(s, "order.created", json.dumps({"n": n}).encode())
+            ).status_code == 202
+        await held.wait_for(2)
+        for count in range(3, 7):  # one answer lets exactly one more in
+            held.release()
+            await held.wait_for(count)
+        held.release(2)
+        await wait_until(lambda: held.in_flight == 0, what="all answered")
+    assert held.max_in_flight == 2
+    assert sorted(json.loads(r.body)["n"] for r in held.received) == list(range(6))
+
+
+async def test_the_app_gets_clear_answers_for_what_is_no_event(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """GET is 405, a bad event type 404, a too large body 413, an unsubscribed type 202 with no
+    endpoints; none is delivered."""
+    ep = await receivers()
+    secret_env("WH")
+    config = hooks_config(tmp_path, {"ep": endpoint(ep.url, "WH")}, max_body="1KiB")
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        async with httpx.AsyncClient(timeout=10) as client:
+            base = f"http://127.0.0.1:{s.http_port}/hooks"
+            got = await client.get(f"{base}/order.created")
+            assert (got.status_code, got.headers["x-sidecar-error"]) == (405, "webhook_method")
+            bad = await client.post(f"{base}/a/b", content=b"{}")
+            assert (bad.status_code, bad.headers["x-sidecar-error"]) == (
+                404,
+                "webhook_not_an_event",
+            )
+            big = await client.post(f"{base}/order.created", content=b"x" * 2048)
+            assert big.status_code == 413
+        none = await post_event(s, "user.deleted")
+        assert (none.status_code, none.json()["endpoints"]) == (202, [])
+    assert ep.received == []

@@ -1,0 +1,60 @@
+"""Nothing accepted is lost: `sidecar run` is killed with SIGKILL while deliveries are in flight
+and others wait in their retry schedule, restarted on the same queue directory, and every event
+it answered 202 for reaches the endpoint (at least once), signed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from conftest import endpoint, hooks_config
+from endpoints import Receiver, wait_until
+from standardwebhooks.webhooks import Webhook
+
+from sidecar.testing import SidecarProcess
+
+EVENTS = 30
+
+
+async def test_every_accepted_event_is_delivered_after_a_sigkill(
+    receivers: Callable[..., Awaitable[Receiver]], secret_env: Any, tmp_path: Path
+) -> None:
+    """Events answered 202 before a SIGKILL mid-delivery are all delivered after the restart."""
+    ep = await receivers([500, 500], hold=True)  # two failures: those two wait for a retry
+    secret = secret_env("WH")
+    retry = {"attempts": 20, "first_delay": "100ms", "max_delay": "300ms"}
+    config = hooks_config(
+        tmp_path / "queue", {"ep": endpoint(ep.url, "WH", concurrency=2)}, retry=retry
+    )
+    first = SidecarProcess(config)
+    accepted: list[str] = []
+    try:
+        await asyncio.to_thread(first.start)
+        async with httpx.AsyncClient(timeout=10) as client:
+            for n in range(EVENTS):
+                r = await client.post(f"{first.http_url}/hooks/order.created", json={"n": n})
+                assert r.status_code == 202, r.text
+                accepted.append(r.json()["id"])
+        await ep.wait_for(2)
+        ep.release(4)  # 500, 500, then two 200s; two more deliveries arrive and are held
+        await ep.wait_for(6)
+        await wait_until(lambda: len(ep.answered) == 4, what="four answers sent")
+        first.kill()  # SIGKILL: two deliveries in flight, two in their retry schedule
+    finally:
+        first.kill()
+    assert len(ep.delivered_ids()) == 2
+    ep.hold = False  # the restarted sidecar's deliveries are answered 200 at once
+    second = SidecarProcess(config)
+    try:
+        await asyncio.to_thread(second.start)
+        await wait_until(
+            lambda: ep.delivered_ids() >= set(accepted), within=20, what="all delivered"
+        )
+    finally:
+        second.terminate()
+    for got in ep.received:
+        Webhook(secret).verify(got.body, got.headers)
+    assert {got.headers["webhook-id"] for got in ep.received} == set(accepted)

@@ -1,0 +1,120 @@
+"""The webhooks plugin without sockets: signatures against the independent standardwebhooks
+library, the retry schedule, the durable store's files, and what ``sidecar check`` reports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import new_secret
+from sidecar_webhooks.config import RetryPolicy, secret_problem
+from sidecar_webhooks.delivery import parse_retry_after, retry_delay
+from sidecar_webhooks.signing import matches, secret_key, sign_headers
+from sidecar_webhooks.store import Delivery, Store
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+def test_our_signatures_verify_with_standardwebhooks() -> None:
+    """A delivery signed with two secrets verifies with each of them alone, and not with a third."""
+    first, second = new_secret(), new_secret()
+    body = b'{"type": "order.created", "data": {"\\u00e9": 1}}'
+    now = int(datetime.now(UTC).timestamp())
+    headers = sign_headers([secret_key(first), secret_key(second)], "msg_1", now, body)
+    for secret in (first, second):
+        assert Webhook(secret).verify(body, headers)["type"] == "order.created"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+
+
+def test_we_accept_what_standardwebhooks_signs_and_nothing_else() -> None:
+    """The inbound check agrees with the library: its signature matches, a changed body does not."""
+    secret = new_secret()
+    stamp = datetime.now(UTC)
+    offered = Webhook(secret).sign("msg_2", stamp, b"payload")
+    key = secret_key(secret)
+    ts = int(stamp.timestamp())
+    assert matches([secret_key(new_secret()), key], "msg_2", ts, b"payload", "v1,xx " + offered)
+    assert not matches([key], "msg_2", ts, b"payloaD", offered)
+    assert not matches([key], "msg_3", ts, b"payload", offered)
+    assert not matches([key], "msg_2", ts, b"payload", offered.replace("v1,", "v2,"))
+
+
+def test_secrets_must_be_standard_webhooks_secrets() -> None:
+    """Only whsec_ + base64 of 24..64 bytes is a secret; the reason never shows the value."""
+    assert secret_problem(new_secret()) is None
+    for bad in ("hunter2hunter2", "whsec_not base64!", "whsec_" + "QUJD"):
+        problem = secret_problem(bad)
+        assert problem is not None and bad not in problem
+
+
+def test_the_retry_schedule_doubles_with_jitter_and_is_capped() -> None:
+    """Delays double from first_delay within ±jitter, never pass max_delay, and Retry-After wins."""
+    policy = RetryPolicy(attempts=10, first_delay=1.0, max_delay=10.0, jitter=0.2)
+    for n, base in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)):
+        for _ in range(50):
+            assert base * 0.8 <= retry_delay(policy, n, None) <= min(base * 1.2, 10.0)
+    assert all(retry_delay(policy, 9, None) <= 10.0 for _ in range(50))
+    assert retry_delay(policy, 1, 3.0) == 3.0
+    assert retry_delay(policy, 1, 3600.0) == 10.0
+    assert parse_retry_after("7", 0.0) == 7.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 40.0) == 60.0
+    assert parse_retry_after("soon", 0.0) is None
+
+
+def test_the_store_keeps_deliveries_across_instances(tmp_path: Path) -> None:
+    """What was saved is loaded by a new Store (a restart); dead moves; a cut write is dropped."""
+    store = Store(tmp_path)
+    a = Delivery("msg_a", "order.created", "ep", b"\x00\xffbody", "application/json", 1.0, 2.0)
+    b = Delivery("msg_b", "order.created", "ep", b"{}", "application/json", 1.0, 2.0)
+    store.save([a, b])
+    b.state = "dead"
+    store.save([b])
+    (tmp_path / "tmp" / "msg_c.ep.cut").write_bytes(b"{half")
+    loaded = {d.key: d for d in Store(tmp_path).load()}
+    assert loaded == {"msg_a.ep": a, "msg_b.ep": b}
+    assert loaded["msg_b.ep"].state == "dead"
+    assert list((tmp_path / "tmp").iterdir()) == []
+    store.remove(a)
+    assert [d.key for d in Store(tmp_path).load()] == ["msg_b.ep"]
+
+
+def check(tmp_path: Path, options: dict[str, object], env: dict[str, str]) -> tuple[int, str]:
+    config = {"upstreams": {"hooks": {"adapter": "webhooks", "options": options}}}
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exe = Path(sys.executable).with_name("sidecar")
+    done = subprocess.run(  # noqa: S603
+        [str(exe), "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_sidecar_check_names_the_file_key_and_reason(tmp_path: Path) -> None:
+    """Unusable webhooks settings fail `sidecar check` with file, key path and reason, and the
+    secret's value never appears."""
+    ep = {"url": "http://127.0.0.1:9/x", "events": ["order.created"], "secrets": [{"env": "WH"}]}
+    options = {"store_dir": str(tmp_path / "q"), "endpoints": {"billing": ep}}
+    code, out = check(tmp_path, options, {"WH": new_secret()})
+    assert code == 0, out
+    code, out = check(tmp_path, options, {"WH": "not-a-whsec-value"})
+    assert code == 2
+    assert "sidecar.yaml: upstreams.hooks.options.endpoints.billing.secrets.0:" in out
+    assert "must start with whsec_" in out and "not-a-whsec-value" not in out
+    code, out = check(tmp_path, options, {})
+    assert code == 2 and "billing.secrets.0: the secret {env: WH} is missing" in out
+    inline = {**options, "endpoints": {"billing": {**ep, "secrets": ["whsec_inline"]}}}
+    code, out = check(tmp_path, inline, {"WH": new_secret()})
+    assert code == 2 and "upstreams.hooks.options.endpoints.billing.secrets: a secret is" in out
+    assert "never inline" in out and "whsec_inline" not in out
+    typo = {**options, "endpoints": {"billing": {**ep, "events": ["order created"]}}}
+    code, out = check(tmp_path, typo, {"WH": new_secret()})
+    assert code == 2 and "upstreams.hooks.options.endpoints.billing.events" in out
+    assert "'order created' is no event type" in out
