@@ -14,7 +14,7 @@ import binascii
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sidecar import Duration, Model, SecretRef, Size
@@ -37,6 +37,23 @@ def refuse_inline(value: Any) -> Any:
 
 
 Secrets = Annotated[list[SecretRef], BeforeValidator(refuse_inline)]
+
+
+def readable(ref: SecretRef) -> SecretRef:
+    """The reference, once its value was read and is a ``whsec_`` secret (so ``sidecar check``
+    reports an unusable inbound secret at its key path; the filter reads it again)."""
+    try:
+        problem = secret_problem(ref.reveal())
+    except LookupError as e:
+        raise PydanticCustomError("secret_unusable", str(e)) from None  # names the reference only
+    if problem is not None:
+        raise PydanticCustomError("secret_unusable", f"the secret {ref} {problem}")
+    return ref
+
+
+ReadableSecrets = Annotated[
+    list[Annotated[SecretRef, AfterValidator(readable)]], BeforeValidator(refuse_inline)
+]
 
 
 def secret_problem(value: str) -> str | None:
@@ -117,7 +134,7 @@ class WebhooksOptions(Model):
 class VerifyPolicy(Model):
     """Verification of Standard Webhooks signatures on the calls of one upstream."""
 
-    secrets: Secrets = Field(min_length=1, max_length=8)
+    secrets: ReadableSecrets = Field(min_length=1, max_length=8)
     #: how far a ``webhook-timestamp`` may be from now, either way
     tolerance: Duration = Field(default=300.0, gt=0, le=86400)
     #: webhook ids remembered to refuse replays (each for its timestamp's tolerance window)

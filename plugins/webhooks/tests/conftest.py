@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from endpoints import Answer, Receiver
 
 
@@ -59,3 +62,18 @@ def hooks_config(store: Path, endpoints: dict[str, Any], **options: Any) -> dict
 
 def endpoint(url: str, env: str, events: list[str] | None = None, **kw: Any) -> dict[str, Any]:
     return {"url": url, "events": events or ["order.created"], "secrets": [{"env": env}], **kw}
+
+
+def run_check(tmp_path: Path, config: dict[str, object], env: dict[str, str]) -> tuple[int, str]:
+    """`sidecar check` of ``config`` with only ``env``: its exit code and output."""
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exe = Path(sys.executable).with_name("sidecar")
+    done = subprocess.run(  # noqa: S603
+        [str(exe), "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    return done.returncode, done.stdout + done.stderr

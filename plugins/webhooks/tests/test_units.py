@@ -3,14 +3,11 @@ library, the retry schedule, the durable store's files, and what ``sidecar check
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import new_secret
+from conftest import new_secret, run_check
 from sidecar_webhooks.config import RetryPolicy, secret_problem
 from sidecar_webhooks.delivery import parse_retry_after, retry_delay
 from sidecar_webhooks.signing import matches, secret_key, sign_headers
@@ -84,17 +81,7 @@ def test_the_store_keeps_deliveries_across_instances(tmp_path: Path) -> None:
 
 def check(tmp_path: Path, options: dict[str, object], env: dict[str, str]) -> tuple[int, str]:
     config = {"upstreams": {"hooks": {"adapter": "webhooks", "options": options}}}
-    path = tmp_path / "sidecar.yaml"
-    path.write_text(yaml.safe_dump(config))
-    exe = Path(sys.executable).with_name("sidecar")
-    done = subprocess.run(  # noqa: S603
-        [str(exe), "check", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **env},
-    )
-    return done.returncode, done.stdout + done.stderr
+    return run_check(tmp_path, config, env)
 
 
 def test_sidecar_check_names_the_file_key_and_reason(tmp_path: Path) -> None:
