@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = ["run_subscriptions"]
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -28,6 +29,10 @@ from .subscriber import Subscription
 
 #: connections to the app at most, over every subscription
 APP_CONNECTIONS = 256
+#: bound on joining the consumer groups at start-up; a broker that is down then does not hold
+#: the start up: the subscriptions keep trying in the background
+JOIN_WAIT = 5.0
+log = logging.getLogger("sidecar.plugin.pubsub")
 
 
 @asynccontextmanager
@@ -47,15 +52,28 @@ async def run_subscriptions(runtime: RuntimeView) -> AsyncIterator[None]:
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=APP_CONNECTIONS))
         )
-        tasks: list[asyncio.Task[None]] = []
+        loops: list[Subscription] = []
         for name, url, options in wanted:
             backend = adapter.build_backend(url, options)
             stack.push_async_callback(backend.aclose)
-            for sub in options.subscriptions:
-                loop = Subscription(
-                    name, sub, backend, settings.app, consumer, session, adapter.metrics
+            loops.extend(
+                Subscription(name, sub, backend, settings.app, consumer, session, adapter.metrics)
+                for sub in options.subscriptions
+            )
+        joined = await asyncio.gather(
+            *(asyncio.wait_for(loop.join(), JOIN_WAIT) for loop in loops), return_exceptions=True
+        )
+        for loop, outcome in zip(loops, joined, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    f"pubsub: could not join {loop.config.group} on {loop.config.topic} at "
+                    f"start-up ({type(outcome).__name__}); trying in the background",
+                    extra={"fields": {"upstream": loop.upstream}},
                 )
-                tasks.append(asyncio.create_task(loop.run(), name=f"pubsub {name} {sub.topic}"))
+        tasks = [
+            asyncio.create_task(loop.run(), name=f"pubsub {loop.upstream} {loop.config.topic}")
+            for loop in loops
+        ]
         try:
             yield
         finally:

@@ -54,9 +54,18 @@ class Subscription:
         labels = (upstream, config.topic, config.group)
         self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
         self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
+        self._consumer: Consumer | None = None
+
+    async def join(self) -> None:
+        """Join the consumer group now (creating it, and binding its queue), so what the app
+        publishes once the sidecar is ready has a group to go to; raises
+        :class:`BrokerUnavailable` (then :meth:`run` keeps trying)."""
+        self._consumer = await self.backend.consumer(
+            self.config.topic, self.config.group, self.consumer_name, self.config.claim_after
+        )
 
     async def run(self) -> None:
-        consumer: Consumer | None = None
+        consumer, self._consumer = self._consumer, None
         failures = 0
         try:
             while True:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -22,6 +22,15 @@ async def until(predicate: Callable[[], bool], what: str, limit: float = WAIT) -
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {limit}s: {what}")
         await asyncio.sleep(0.01)
+
+
+async def until_async(probe: Callable[[], Awaitable[bool]], what: str, limit: float = WAIT) -> None:
+    """Like :func:`until` for a probe that asks a broker (each probe bounded by its client)."""
+    deadline = time.monotonic() + limit
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {limit}s: {what}")
+        await asyncio.sleep(0.02)
 
 
 def prefix() -> str:

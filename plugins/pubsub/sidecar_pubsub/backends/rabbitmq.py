@@ -83,7 +83,9 @@ class RabbitMQBackend(Backend):
             async with self._lock:  # one connection and channel, opened once
                 connection = await self._connect()
                 if self._publisher is None or self._publisher.is_closed:
-                    self._publisher = await connection.channel(publisher_confirms=True)
+                    self._publisher = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
                 channel = self._publisher
             exchange = await self._exchange(channel)
             message = aio_pika.Message(
