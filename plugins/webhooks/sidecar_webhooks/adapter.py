@@ -29,8 +29,9 @@ from sidecar import (
 )
 
 from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem
-from .delivery import Engine, QueueFull, log
+from .delivery import Engine, QueueFull
 from .metrics import WebhookMetrics
+from .worker import log
 
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 

@@ -1,27 +1,18 @@
-"""The delivery engine of one webhooks upstream: accepts events, sends them, retries, gives up.
+"""The delivery engine of one webhooks upstream: accepts events, keeps them, hands them out.
 
 ``accept`` writes one delivery per subscribed endpoint to the durable store before it returns,
-so an event the app was told is accepted survives a crash. Each endpoint has a worker that takes
-due deliveries in ``next_at`` order and sends at most ``concurrency`` at once, signed afresh for
-each attempt. A 2xx delivers, a 410 disables the endpoint, anything else (refused, timeout, any
-other status) is tried again on the retry schedule until the last attempt makes it dead. It
-never follows a redirect: deliveries go to configured URLs only. The HTTP answer to the app is
-the adapter's; this module knows nothing of routes.
+so an event the app was told is accepted survives a crash; at start the engine reads the store
+back and gives each pending delivery to its endpoint's worker (:mod:`.worker`, which sends,
+retries and gives up). Dead deliveries are kept (bounded) for the admin view and redelivery.
+The HTTP answer to the app is the adapter's; this module knows nothing of routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import heapq
-import itertools
-import logging
-import random
 import time
 import uuid
-from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,162 +20,14 @@ import aiohttp
 
 from sidecar import SecretValue
 
-from .config import Endpoint, RetryPolicy, WebhooksOptions
+from .config import WebhooksOptions
 from .metrics import WebhookMetrics
-from .signing import secret_key, sign_headers
-from .store import HISTORY, Delivery, Store
-
-log = logging.getLogger("sidecar.plugin.webhooks")
+from .store import Delivery, Store
+from .worker import EndpointWorker, log
 
 
 class QueueFull(Exception):
     """More deliveries are pending than ``max_pending`` allows."""
-
-
-def retry_delay(policy: RetryPolicy, failed_attempts: int, retry_after: float | None) -> float:
-    """Seconds until the next attempt after ``failed_attempts`` failures (see RetryPolicy)."""
-    cap = float(policy.max_delay)
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), cap)
-    base = min(float(policy.first_delay) * 2.0 ** (failed_attempts - 1), cap)
-    jittered = base * random.uniform(1 - policy.jitter, 1 + policy.jitter)  # noqa: S311
-    return min(jittered, cap)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds of a ``Retry-After`` header (delay or HTTP date), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return float(parsedate_to_datetime(value).timestamp()) - now
-    except (TypeError, ValueError):
-        return None
-
-
-class EndpointWorker:
-    """The due-time queue and the sender of one endpoint."""
-
-    def __init__(
-        self, engine: Engine, name: str, endpoint: Endpoint, secrets: Sequence[SecretValue]
-    ) -> None:
-        self.engine = engine
-        self.name = name
-        self.endpoint = endpoint
-        #: read at each attempt: a secret file that changed is picked up without a reload
-        self.secrets = secrets
-        self.disabled = False
-        self._heap: list[tuple[float, int, str]] = []
-        self._seq = itertools.count()
-        self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(endpoint.concurrency)
-        self._sending: set[asyncio.Task[None]] = set()
-        self._labels = {
-            outcome: engine.metrics.deliveries.labels(engine.upstream, name, outcome)
-            for outcome in ("delivered", "retry", "dead", "gone")
-        }
-
-    def schedule(self, delivery: Delivery) -> None:
-        heapq.heappush(self._heap, (delivery.next_at, next(self._seq), delivery.key))
-        self._wake.set()
-
-    async def run(self) -> None:
-        try:
-            while True:
-                await self._slots.acquire()
-                delivery = await self._next_due()
-                task = asyncio.create_task(self._attempt(delivery))
-                self._sending.add(task)
-                task.add_done_callback(self._done)
-        finally:
-            for task in self._sending:
-                task.cancel()
-            await asyncio.gather(*self._sending, return_exceptions=True)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("webhook delivery failed unexpectedly", exc_info=task.exception())
-
-    async def _next_due(self) -> Delivery:
-        while True:
-            if self._heap:
-                due, _, key = self._heap[0]
-                delivery = self.engine.pending.get(key)
-                if delivery is None or delivery.next_at != due:
-                    heapq.heappop(self._heap)  # delivered, dead or rescheduled meanwhile
-                    continue
-                wait = due - time.time()
-                if wait <= 0:
-                    heapq.heappop(self._heap)
-                    return delivery
-            else:
-                wait = None
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-
-    async def _attempt(self, delivery: Delivery) -> None:
-        if self.disabled:
-            await self.engine.finish(delivery, "dead", "the endpoint is disabled (it answered 410)")
-            return
-        now = time.time()
-        headers = sign_headers(
-            [secret_key(s.get()) for s in self.secrets],
-            delivery.msg_id,
-            int(now),
-            delivery.body,
-            hex_form=self.endpoint.hex_signature,
-        )
-        headers["content-type"] = delivery.content_type
-        status: int | None = None
-        retry_after: float | None = None
-        try:
-            async with self.engine.session.post(
-                self.endpoint.url,
-                data=delivery.body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout),
-            ) as answer:
-                status = answer.status
-                retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
-                await answer.content.readany()  # a bounded look; the body is not kept
-            error = None if 200 <= status < 300 else f"answered {status}"
-        except TimeoutError:
-            error = f"no answer within {self.endpoint.timeout:g}s"
-        except aiohttp.ClientConnectorError:
-            error = "connection refused or unreachable"
-        except aiohttp.ClientError as e:
-            error = f"connection failed: {type(e).__name__}"
-        delivery.attempts += 1
-        delivery.history.append({"at": now, "status": status, "error": error})
-        del delivery.history[:-HISTORY]
-        delivery.last_error = error
-        if error is None:
-            self._labels["delivered"].inc()
-            await self.engine.finish(delivery, "delivered", None)
-        elif status == 410:
-            self._labels["gone"].inc()
-            self.disabled = True
-            await asyncio.to_thread(self.engine.store.set_disabled, self.name, True)
-            log.warning(
-                "webhook endpoint answered 410 Gone: disabled",
-                extra={"fields": {"upstream": self.engine.upstream, "endpoint": self.name}},
-            )
-            await self.engine.finish(delivery, "dead", "the endpoint answered 410: disabled")
-        elif delivery.attempts >= self.engine.options.retry.attempts:
-            self._labels["dead"].inc()
-            await self.engine.finish(delivery, "dead", error)
-        else:
-            self._labels["retry"].inc()
-            delay = retry_delay(self.engine.options.retry, delivery.attempts, retry_after)
-            delivery.next_at = time.time() + delay
-            await asyncio.to_thread(self.engine.store.save, [delivery])
-            self.schedule(delivery)
 
 
 class Engine:

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import sidecar_webhooks
-from conftest import endpoint, hooks_config
-from endpoints import Receiver, wait_until
 from standardwebhooks.webhooks import Webhook
+from webhooks_receiver import Receiver, wait_until
+from webhooks_support import endpoint, hooks_config
 
 from sidecar.testing import Sidecar
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import endpoint, hooks_config
-from endpoints import Receiver, wait_until
 from standardwebhooks.webhooks import Webhook
+from webhooks_receiver import Receiver, wait_until
+from webhooks_support import endpoint, hooks_config
 
 from sidecar.testing import SidecarProcess
 

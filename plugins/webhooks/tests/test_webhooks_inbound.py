@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import sidecar_webhooks
-from conftest import endpoint, hooks_config, run_check
-from endpoints import Receiver
 from sidecar_webhooks.inbound import (
     BadSignature,
     Replayed,
@@ -23,6 +21,8 @@ from sidecar_webhooks.inbound import (
     make_verify_filter,
 )
 from standardwebhooks.webhooks import Webhook
+from webhooks_receiver import Receiver
+from webhooks_support import endpoint, hooks_config, run_check
 
 from sidecar import Filter, SidecarError
 from sidecar.testing import make_exchange, make_route_context, responder

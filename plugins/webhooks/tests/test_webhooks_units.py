@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import new_secret, run_check
 from sidecar_webhooks.config import RetryPolicy, secret_problem
-from sidecar_webhooks.delivery import parse_retry_after, retry_delay
 from sidecar_webhooks.signing import matches, secret_key, sign_headers
 from sidecar_webhooks.store import Delivery, Store
+from sidecar_webhooks.worker import parse_retry_after, retry_delay
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from webhooks_support import new_secret, run_check
 
 
 def test_our_signatures_verify_with_standardwebhooks() -> None:

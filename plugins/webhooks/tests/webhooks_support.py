@@ -1,0 +1,49 @@
+"""Helpers of the webhooks plugin's tests: fresh ``whsec_`` secrets, the config of a ``hooks``
+upstream and its endpoints, and `sidecar check` run on a config."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def hooks_config(store: Path, endpoints: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A config whose upstream ``hooks`` is the webhooks adapter with these endpoints."""
+    options.setdefault("retry", {"attempts": 3, "first_delay": "50ms", "max_delay": "200ms"})
+    return {
+        "upstreams": {
+            "hooks": {
+                "adapter": "webhooks",
+                "options": {"store_dir": str(store), "endpoints": endpoints, **options},
+            }
+        }
+    }
+
+
+def endpoint(url: str, env: str, events: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+    return {"url": url, "events": events or ["order.created"], "secrets": [{"env": env}], **kw}
+
+
+def run_check(tmp_path: Path, config: dict[str, object], env: dict[str, str]) -> tuple[int, str]:
+    """`sidecar check` of ``config`` with only ``env``: its exit code and output."""
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exe = Path(sys.executable).with_name("sidecar")
+    done = subprocess.run(  # noqa: S603
+        [str(exe), "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    return done.returncode, done.stdout + done.stderr
