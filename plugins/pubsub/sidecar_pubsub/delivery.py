@@ -14,7 +14,7 @@ Not here: retry timing, acknowledgement, dead letters (:mod:`.subscriber`).
 
 from __future__ import annotations
 
-__all__ = ["Verdict", "deliver"]
+__all__ = ["Verdict", "deliver", "verdict_of"]
 
 import enum
 import json
@@ -58,6 +58,11 @@ async def deliver(
         return Verdict.RETRY, f"the app did not answer within {limit_s:.3g}s"
     except aiohttp.ClientError as e:
         return Verdict.RETRY, f"the app could not be reached ({type(e).__name__})"
+    return verdict_of(status, text)
+
+
+def verdict_of(status: int, text: bytes) -> tuple[Verdict, str]:
+    """What the app's answer (its status and the start of its body) decides."""
     if 200 <= status < 300:
         return _status_of(text)
     if status in RETRYABLE or status >= 500:

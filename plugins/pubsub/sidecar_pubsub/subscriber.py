@@ -11,7 +11,7 @@ batches. Not here: one HTTP delivery (:mod:`.delivery`), the lifespan (:mod:`.li
 
 from __future__ import annotations
 
-__all__ = ["Subscription"]
+__all__ = ["Subscription", "retry_wait"]
 
 import asyncio
 import logging
@@ -19,7 +19,7 @@ import logging
 import aiohttp
 
 from .backend import Backend, BrokerUnavailable, Consumer, Delivery
-from .config import SubscriptionConfig
+from .config import RetryPolicy, SubscriptionConfig
 from .delivery import Verdict, deliver
 from .envelope import CloudEvent, complete
 from .metrics import PubSubMetrics
@@ -93,7 +93,18 @@ class Subscription:
                     await asyncio.sleep(wait)  # the broker is down: wait before asking again
                     continue
                 if batch:
-                    await asyncio.gather(*(self.handle(d) for d in batch))
+                    outcomes = await asyncio.gather(
+                        *(self.handle(d) for d in batch), return_exceptions=True
+                    )
+                    for outcome in outcomes:
+                        if isinstance(outcome, Exception):
+                            # a bug must not stop the subscription; the message stays
+                            # unacknowledged, so it is delivered again
+                            log.error(
+                                f"pubsub: delivery failed: {type(outcome).__name__}",
+                                exc_info=outcome,
+                                extra={"fields": self._fields},
+                            )
         finally:
             if consumer is not None:
                 await consumer.aclose()
@@ -115,7 +126,7 @@ class Subscription:
             )
             self._outcomes[verdict].inc()
             if verdict is Verdict.RETRY and attempt < retry.attempts:
-                await asyncio.sleep(min(retry.max_backoff, retry.backoff * 2 ** (attempt - 1)))
+                await asyncio.sleep(retry_wait(retry, attempt))  # the retry policy's backoff
                 continue
             break
         if verdict is Verdict.RETRY:
@@ -169,6 +180,12 @@ class Subscription:
                 f"pubsub: ack of {message.broker_id} failed ({e}); it will come again",
                 extra={"fields": self._fields},
             )
+
+
+def retry_wait(policy: RetryPolicy, attempt: int) -> float:
+    """Seconds to wait after failed delivery number ``attempt`` (from 1): ``backoff`` doubled
+    each time, never more than ``max_backoff``."""
+    return float(min(policy.max_backoff, policy.backoff * 2 ** min(attempt - 1, 30)))
 
 
 def _undecodable(message: Delivery) -> CloudEvent:
