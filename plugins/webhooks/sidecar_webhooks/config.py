@@ -89,6 +89,14 @@ class RetryPolicy(Model):
         return self
 
 
+class Breaker(Model):
+    """An endpoint's breaker: after ``failures`` failed attempts in a row nothing is sent to it
+    for ``open_for``; then one delivery probes it. ``failures: 0`` turns it off."""
+
+    failures: int = Field(default=5, ge=0, le=1000)
+    open_for: Duration = Field(default=30.0, gt=0, le=3600)
+
+
 class Endpoint(Model):
     """One receiver of webhooks: deliveries go to ``url`` and nowhere else (never a redirect)."""
 
@@ -101,6 +109,7 @@ class Endpoint(Model):
     timeout: Duration = Field(default=10.0, gt=0, le=300)
     #: also send ``x-webhook-signature: sha256=<hex>`` (HMAC-SHA256 of the body, first secret)
     hex_signature: bool = False
+    breaker: Breaker = Breaker()
 
     @field_validator("events")
     @classmethod

@@ -172,6 +172,7 @@ class Engine:
                     "url": w.endpoint.url,
                     "events": list(w.endpoint.events),
                     "disabled": w.disabled,
+                    "breaker": "open" if w.open_until > time.time() else "closed",
                     "pending": self._counts[(name, "pending")],
                     "dead": self._counts[(name, "dead")],
                 }

@@ -76,6 +76,10 @@ class EndpointWorker:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(endpoint.concurrency)
         self._sending: set[asyncio.Task[None]] = set()
+        self._failures_in_row = 0
+        #: while in the future the breaker is open; once passed, the next send is the probe
+        self.open_until = 0.0
+        self._fields = {"fields": {"upstream": engine.upstream, "endpoint": name}}
         self._labels = {
             outcome: engine.metrics.deliveries.labels(engine.upstream, name, outcome)
             for outcome in ("delivered", "retry", "dead", "gone")
@@ -89,6 +93,9 @@ class EndpointWorker:
         try:
             while True:
                 await self._slots.acquire()
+                if self.open_until:
+                    await self._probe()
+                    continue
                 delivery = await self._next_due()
                 task = asyncio.create_task(self._attempt(delivery))
                 self._sending.add(task)
@@ -97,6 +104,30 @@ class EndpointWorker:
             for task in self._sending:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _probe(self) -> None:
+        """Wait out the open breaker, then send one delivery alone: its answer decides."""
+        try:
+            wait = self.open_until - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # nothing is due to this endpoint before then
+            await self._attempt(await self._next_due())
+        finally:
+            self._slots.release()
+
+    def _passed(self, ok: bool) -> None:
+        """Count one attempt's end for the breaker (a 410 is neither: it disables)."""
+        breaker = self.endpoint.breaker
+        if ok:
+            if self.open_until:
+                log.info("webhook endpoint answers again: breaker closed", extra=self._fields)
+            self._failures_in_row, self.open_until = 0, 0.0
+            return
+        self._failures_in_row += 1
+        if breaker.failures and self._failures_in_row >= breaker.failures:
+            if not self.open_until:
+                log.warning("webhook endpoint failing: breaker open", extra=self._fields)
+            self.open_until = time.time() + breaker.open_for
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
@@ -124,6 +155,7 @@ class EndpointWorker:
 
     async def _attempt(self, delivery: Delivery) -> None:
         if self.disabled:
+            self._labels["dead"].inc()
             await self.engine.finish(delivery, "dead", "the endpoint is disabled (it answered 410)")
             return
         now = time.time()
@@ -159,6 +191,8 @@ class EndpointWorker:
         delivery.history.append({"at": now, "status": status, "error": error})
         del delivery.history[:-HISTORY]
         delivery.last_error = error
+        if status != 410:
+            self._passed(error is None)
         if error is None:
             self._labels["delivered"].inc()
             await self.engine.finish(delivery, "delivered", None)
@@ -166,10 +200,7 @@ class EndpointWorker:
             self._labels["gone"].inc()
             self.disabled = True
             await asyncio.to_thread(self.engine.store.set_disabled, self.name, True)
-            log.warning(
-                "webhook endpoint answered 410 Gone: disabled",
-                extra={"fields": {"upstream": self.engine.upstream, "endpoint": self.name}},
-            )
+            log.warning("webhook endpoint answered 410 Gone: disabled", extra=self._fields)
             await self.engine.finish(delivery, "dead", "the endpoint answered 410: disabled")
         elif delivery.attempts >= self.engine.options.retry.attempts:
             self._labels["dead"].inc()

@@ -255,3 +255,32 @@ async def test_the_app_gets_clear_answers_for_what_is_no_event(
         none = await post_event(s, "user.deleted")
         assert (none.status_code, none.json()["endpoints"]) == (202, [])
     assert ep.received == []
+
+
+async def test_a_500_storm_opens_the_endpoints_breaker(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """After three failures in a row nothing is sent for open_for, then one probe at a time; once
+    the endpoint answers again every event is delivered and no attempt was used up waiting."""
+    storm = await receivers(default=500)
+    secret_env("WH")
+    ep = endpoint(storm.url, "WH", concurrency=1, breaker={"failures": 3, "open_for": "400ms"})
+    retry = {"attempts": 5, "first_delay": "20ms", "max_delay": "50ms"}
+    config = hooks_config(tmp_path, {"storm": ep}, retry=retry)
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        for n in range(5):
+            body = json.dumps({"n": n}).encode()
+            assert (await post_event(s, "order.created", body)).status_code == 202
+        await storm.wait_for(3)
+
+        async def breaker_open() -> bool:
+            overview = (await admin(s, "GET", "/webhooks")).json()["hooks"]["endpoints"]
+            return bool(overview["storm"]["breaker"] == "open")
+
+        await wait_until(breaker_open, what="the breaker opened after three failures")
+        first = await storm.wait_for(4)
+        assert first[3].at - first[2].at >= 0.38  # the breaker held the fourth attempt back
+        storm.default = 200
+        await wait_until(lambda: len(storm.delivered_ids()) == 5, what="all five delivered")
+        dead = (await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")).json()
+    assert dead["total"] == 0  # 5 attempts each would have run out without the breaker
