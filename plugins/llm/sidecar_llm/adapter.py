@@ -108,7 +108,7 @@ class LLMAdapter(Adapter):
             dialect, endpoint = route
             try:
                 body = json.loads(await read_body(exchange, max_body))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past the parser
                 return dialect.error(400, "the request body is not JSON")
             except SidecarError as e:  # too large: answered in the front's shape all the same
                 return dialect.error(e.status, f"the request body is over {max_body} bytes")
@@ -117,6 +117,14 @@ class LLMAdapter(Adapter):
             group = body.get("model")
             if not isinstance(group, str) or group not in options.groups:
                 return dialect.unknown_model(group)
+            # anything else would be read as a plain call but sent on as a stream: the
+            # provider's answer then looks broken, and the deployment would be cooled down
+            options_ = body.get("stream_options")
+            if not isinstance(body.get("stream"), bool | None):
+                return dialect.error(400, "stream: expected a boolean", param="stream")
+            if not isinstance(options_, dict | None):
+                message = "stream_options: expected an object"
+                return dialect.error(400, message, param="stream_options")
             limiter = None
             key = ""
             handoff = exchange.peek(HANDOFF)
@@ -135,7 +143,6 @@ class LLMAdapter(Adapter):
                         retry_after=e.retry_after,
                     )
             stream = body.get("stream") is True
-            options_ = body.get("stream_options")
             include_usage = isinstance(options_, dict) and options_.get("include_usage") is True
             tracer = handoff.tracer if handoff is not None else None
             spec = CallSpec(

@@ -79,6 +79,8 @@ def log_fields(up: Upstream, spec: CallSpec, target: Target, f: ProviderFailure)
 
 
 async def account(up: Upstream, spec: CallSpec, target: Target, usage: Usage) -> None:
+    # a stream's counts are the provider's word: a negative one would make the counter raise
+    usage = Usage(max(0, usage.input_tokens), max(0, usage.output_tokens))
     up.metrics.used(up.name, spec.group, target, usage, up.options.prices.get(target.model))
     if spec.limiter is not None:
         await spec.limiter.charge(spec.limit_key, usage.input_tokens + usage.output_tokens)

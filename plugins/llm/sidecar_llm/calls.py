@@ -148,7 +148,10 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
     else:
         status = last.status or (504 if last.reason == "timeout" else 502)
         message = f"every deployment failed; the last: {last.reason}"
-        failed = dialect.error(status, message, retry_after=last.retry_after)
+        retry_after = last.retry_after
+        if retry_after is not None:  # what the app is told is bounded like the cooldown
+            retry_after = min(retry_after, up.options.cooldown.max_retry_after)
+        failed = dialect.error(status, message, retry_after=retry_after)
     failed.headers.set("x-sidecar-llm-attempts", str(attempts))
     failed.headers.set("x-sidecar-llm-fallbacks", str(depth))
     return failed

@@ -126,7 +126,8 @@ class LLMOptions(Model):
     prices: dict[str, Price] = {}
     #: largest request body accepted from the app (413 past it).
     max_request_bytes: Size = Field(8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
-    #: largest non-streamed answer or single stream event read from a provider.
+    #: largest non-streamed answer or single stream event read from a provider, and the most
+    #: a stream may send before its first content (held in memory until then).
     max_response_bytes: Size = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
     @field_validator("providers", "groups")

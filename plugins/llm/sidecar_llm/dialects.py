@@ -34,14 +34,21 @@ def json_response(status: int, body: dict[str, Any], headers: Headers | None = N
     return Response(status, h, json.dumps(body).encode())
 
 
+def _tokens(value: object) -> int:
+    """A provider's token count; what is no finite non-negative number counts as none."""
+    if isinstance(value, int | float) and 0 < value < math.inf:
+        return int(value)
+    return 0
+
+
 def usage_of(kind: str, answer: dict[str, Any]) -> Usage | None:
     """The usage in a provider's non-streamed answer."""
     usage = answer.get("usage")
     if not isinstance(usage, dict):
         return None
     if kind == "openai":
-        return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-    return Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+        return Usage(_tokens(usage.get("prompt_tokens")), _tokens(usage.get("completion_tokens")))
+    return Usage(_tokens(usage.get("input_tokens")), _tokens(usage.get("output_tokens")))
 
 
 class Dialect:

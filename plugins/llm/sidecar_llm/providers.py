@@ -18,6 +18,8 @@ __all__ = ["ProviderClient", "ProviderFailure", "parse_retry_after"]
 
 import asyncio
 import json
+import math
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -31,6 +33,9 @@ from .config import Provider
 FAILOVER_STATUSES = frozenset({408, 409, 429})
 #: bytes of a provider's error body read to find its message
 ERROR_BODY_LIMIT = 64 * 1024
+#: what a provider's error type looks like (``invalid_request_error``); anything else is not
+#: passed on (it is the provider's text, and may echo a key)
+ERROR_TYPE = re.compile(r"[a-z_]{1,64}")
 
 
 class ProviderFailure(Exception):
@@ -67,7 +72,7 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if 0 <= seconds < math.inf else None  # nan and inf are no wait
 
 
 def status_reason(status: int) -> str:
@@ -81,7 +86,7 @@ def error_message(body: bytes) -> tuple[str, str | None]:
     """The message and type in an OpenAI or Anthropic error body (both nest ``error``)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "the provider answered with an error", None
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
@@ -89,7 +94,7 @@ def error_message(body: bytes) -> tuple[str, str | None]:
         kind = err.get("type")
         return (
             str(message) if message else "the provider answered with an error",
-            str(kind) if isinstance(kind, str) else None,
+            kind if isinstance(kind, str) and ERROR_TYPE.fullmatch(kind) else None,
         )
     return "the provider answered with an error", None
 
@@ -151,8 +156,12 @@ class ProviderClient:
         and reads or releases the body."""
         session = self._open_session()
         try:
+            # no redirects: the key would go along to wherever the provider points
             response = await session.post(
-                self.url(endpoint), data=json.dumps(body).encode(), headers=self._headers()
+                self.url(endpoint),
+                data=json.dumps(body).encode(),
+                headers=self._headers(),
+                allow_redirects=False,
             )
         except TimeoutError:
             raise
@@ -160,8 +169,11 @@ class ProviderClient:
             raise ProviderFailure("connect", f"cannot connect to provider {self.name!r}") from e
         except (aiohttp.ClientError, OSError) as e:
             raise ProviderFailure("reset", f"provider {self.name!r} dropped the call") from e
-        if response.status < 400:
+        if 200 <= response.status < 300:
             return response
+        if response.status < 400:
+            response.release()
+            raise ProviderFailure("protocol", f"provider {self.name!r} answered {response.status}")
         try:
             raw = await response.content.read(ERROR_BODY_LIMIT)
         except (aiohttp.ClientError, OSError):
@@ -191,10 +203,13 @@ class ProviderClient:
             raise ProviderFailure("protocol", f"provider {self.name!r} answered too much")
         try:
             data = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise ProviderFailure("protocol", f"provider {self.name!r} answered no JSON") from e
         if not isinstance(data, dict):
             raise ProviderFailure("protocol", f"provider {self.name!r} answered no JSON object")
+        if "error" in data or data.get("type") == "error":
+            # an error with status 200: no answer to pass on, whatever the status says
+            raise ProviderFailure("protocol", f"provider {self.name!r} answered an error")
         return data
 
     async def chunks(self, response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:

@@ -36,7 +36,7 @@ DONE = b"data: [DONE]\n\n"
 def _json(data: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProviderStreamError(
             "api_error", "the provider sent an event that is no JSON"
         ) from None

@@ -65,6 +65,7 @@ async def hold(
     chunks = client.chunks(response)
     parser = SSEParser(up.options.max_response_bytes)
     held: list[bytes] = []
+    held_bytes = 0
     committed = False
     broken: ProviderStreamError | None = None
     try:
@@ -78,7 +79,11 @@ async def hold(
                     broken = e  # content of this batch goes first, then the error event
                     break
                 held.extend(out)
+                held_bytes += sum(len(b) for b in out)
                 committed = committed or content or relay.done
+                if not committed and held_bytes > up.options.max_response_bytes:
+                    # events without content (pings...) are held in memory: bounded
+                    raise ProviderFailure("protocol", "the provider sent too much before content")
             if committed:
                 ttft = asyncio.get_running_loop().time() - started
                 up.metrics.ttft.labels(up.name, target.provider, target.model).observe(ttft)

@@ -148,6 +148,8 @@ def openai_chat_to_anthropic(body: dict[str, Any], *, default_max_tokens: int) -
         out["top_p"] = body["top_p"]
     stop = body.get("stop")
     if stop is not None:
+        if not isinstance(stop, str | list):
+            raise Untranslatable("stop", "expected a string or a list")
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("stream") is not None:
         out["stream"] = bool(body["stream"])
