@@ -284,3 +284,22 @@ async def test_a_500_storm_opens_the_endpoints_breaker(
         await wait_until(lambda: len(storm.delivered_ids()) == 5, what="all five delivered")
         dead = (await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")).json()
     assert dead["total"] == 0  # 5 attempts each would have run out without the breaker
+
+
+async def test_a_redirect_is_not_followed(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """Deliveries go only to the configured URL: a 307 to elsewhere is a failed attempt and the
+    other server never gets the event."""
+    elsewhere = await receivers()
+    redirecting = await receivers([307], headers={"location": elsewhere.url})
+    secret_env("WH")
+    retry = {"attempts": 2, "first_delay": "20ms", "max_delay": "50ms"}
+    config = hooks_config(tmp_path, {"ep": endpoint(redirecting.url, "WH")}, retry=retry)
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        msg_id = (await post_event(s, "order.created")).json()["id"]
+        await redirecting.wait_for(2)
+        await wait_until(lambda: msg_id in redirecting.delivered_ids(), what="the retry")
+        first = (await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")).json()
+    assert redirecting.answered[0] == (msg_id, 307)
+    assert elsewhere.received == [] and first["total"] == 0
