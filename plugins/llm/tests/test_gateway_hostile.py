@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -272,6 +273,21 @@ async def test_events_held_before_content_are_bounded(
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         answer = await post(s, "anthropic", ask("m", stream=True))
     assert_front_error("anthropic", answer, range(502, 503))
+
+
+def test_a_long_event_in_small_pieces_costs_linear_time() -> None:
+    """A provider trickling one 4 MB event in 4 kB pieces costs the parser milliseconds, not the
+    seconds of searching the whole pending line again for every piece (the loop would stall)."""
+    from sidecar_llm.translate.sse import SSEParser
+
+    parser = SSEParser(16 << 20)
+    started = time.process_time()
+    parser.feed(b"data: ")
+    for _ in range((4 << 20) // 4096):
+        assert parser.feed(b"x" * 4096) == []
+    events = parser.feed(b"\r") + parser.feed(b"\n\n")
+    assert time.process_time() - started < 1.0
+    assert [len(e.data) for e in events] == [4 << 20]
 
 
 async def test_an_endless_stream_ends_at_the_upstreams_timeout(

@@ -50,6 +50,9 @@ class SSEParser:
             self._after_cr = False
             if data.startswith(b"\n"):
                 data = data[1:]
+        # the buffer held no line end before this chunk: search only the new bytes (searching
+        # a long pending line again on every chunk is quadratic: minutes for one 16 MB event)
+        scan_from = len(self._buffer)
         self._buffer += data
         if self._at_start:
             # A UTF-8 BOM may open the stream (and only there): wait until it can be told apart.
@@ -58,10 +61,11 @@ class SSEParser:
             self._at_start = False
             if self._buffer.startswith(_BOM):
                 del self._buffer[: len(_BOM)]
+                scan_from = 0
         events: list[SSEEvent] = []
         position = 0
         while True:
-            match = _LINE_END.search(self._buffer, position)
+            match = _LINE_END.search(self._buffer, max(position, scan_from))
             if match is None:
                 break
             # A CR at the very end may be the first half of a CRLF split across chunks.
