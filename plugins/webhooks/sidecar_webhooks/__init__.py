@@ -12,6 +12,7 @@ It imports only from ``sidecar``, the public plugin API.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,7 +29,7 @@ from sidecar import (
 from . import admin
 from .adapter import WebhooksAdapter
 from .config import WebhooksConfig
-from .inbound import make_verify_filter
+from .inbound import REDIS_STORES, RedisSeenIds, make_verify_filter
 
 #: The plugin API major version this plugin is written for.
 SIDECAR_API = 1
@@ -36,16 +37,22 @@ SIDECAR_API = 1
 
 @asynccontextmanager
 async def run_engines(runtime: RuntimeView) -> AsyncIterator[None]:
-    """Start each webhooks upstream's delivery engine; stop them after the fronts drained."""
+    """Start each webhooks upstream's delivery engine; stop them after the fronts drained, and
+    close the Redis replay stores the verify filters opened."""
+    redis_stores: list[RedisSeenIds] = []
+    runtime.resources[REDIS_STORES] = redis_stores
     adapter = runtime.adapter("webhooks")
-    if not isinstance(adapter, WebhooksAdapter):
-        yield
-        return
-    await adapter.start(runtime.config.upstreams)
+    if isinstance(adapter, WebhooksAdapter):
+        await adapter.start(runtime.config.upstreams)
     try:
         yield
     finally:
-        await adapter.stop()
+        if isinstance(adapter, WebhooksAdapter):
+            await adapter.stop()
+        for store in redis_stores:
+            with contextlib.suppress(Exception):  # closing is best effort at shutdown
+                await store.aclose()
+        del runtime.resources[REDIS_STORES]
 
 
 @hookimpl

@@ -140,6 +140,25 @@ class WebhooksOptions(Model):
     max_dead: int = Field(default=10_000, ge=0, le=1_000_000)
 
 
+def revealable(ref: SecretRef) -> SecretRef:
+    """The reference, once its value could be read (reported at its key path otherwise)."""
+    try:
+        ref.reveal()
+    except LookupError as e:
+        raise PydanticCustomError("secret_unusable", str(e)) from None
+    return ref
+
+
+class ReplayRedis(Model):
+    """Seen webhook ids kept in Redis, so every replica refuses a replay another one passed."""
+
+    url: str = Field(pattern=r"^rediss?://")
+    password: Annotated[SecretRef, AfterValidator(revealable)] | None = None
+    #: each check is one command; past this the call gets 503 (a replay cannot be ruled out)
+    timeout: Duration = Field(default=0.25, gt=0, le=10)
+    key_prefix: str = Field(default="sidecar:webhooks:seen:", max_length=100)
+
+
 class VerifyPolicy(Model):
     """Verification of Standard Webhooks signatures on the calls of one upstream."""
 
@@ -148,6 +167,8 @@ class VerifyPolicy(Model):
     tolerance: Duration = Field(default=300.0, gt=0, le=86400)
     #: webhook ids remembered to refuse replays (each for its timestamp's tolerance window)
     replay_cache: int = Field(default=100_000, ge=0, le=10_000_000)
+    #: keep the seen ids in Redis (shared by replicas) instead of this process
+    replay_redis: ReplayRedis | None = None
     #: the largest body verified; a larger one is refused (413)
     max_body: Size = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 

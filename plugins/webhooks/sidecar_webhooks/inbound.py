@@ -6,14 +6,19 @@ that arrive for it). A call passes when ``webhook-id``, ``webhook-timestamp`` an
 ``webhook-signature`` are present, the timestamp is within ``tolerance`` of now, some ``v1``
 signature matches some configured secret (several: rotation), and the id was not seen in a
 call that passed within the tolerance window. Otherwise it gets a 401 whose
-``x-sidecar-error`` says which check failed. The seen ids are kept in this process only
-(bounded; the oldest forgotten first), so replicas do not share them.
+``x-sidecar-error`` says which check failed. The seen ids are kept in this process (bounded; the
+oldest forgotten first), or with ``replay_redis`` in Redis, one ``SET NX`` per call, so replicas
+agree; when Redis does not answer in time the call gets 503 (fail closed: the sender retries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+
+import redis
+import redis.asyncio
 
 from sidecar import (
     AuthConfigProblem,
@@ -28,7 +33,7 @@ from sidecar import (
     read_body,
 )
 
-from .config import VerifyPolicy, WebhooksConfig, secret_problem
+from .config import ReplayRedis, VerifyPolicy, WebhooksConfig, secret_problem
 from .signing import matches, secret_key
 
 
@@ -46,6 +51,10 @@ class BadSignature(SidecarError):
 
 class Replayed(SidecarError):
     status, grpc_code, code = 401, 16, "webhook_replayed"
+
+
+class ReplayCheckUnavailable(SidecarError):
+    status, grpc_code, code = 503, 14, "webhook_replay_check_unavailable"  # 14: UNAVAILABLE
 
 
 class SeenIds:
@@ -70,8 +79,48 @@ class SeenIds:
         self._until[msg_id] = until
         self._until.move_to_end(msg_id)
 
+    async def first_time(self, msg_id: str, until: float, now: float) -> bool:
+        """Whether ``msg_id`` was not seen; remembers it until ``until`` either way."""
+        if self.seen(msg_id, now):
+            return False
+        self.remember(msg_id, until, now)
+        return True
+
+
+class RedisSeenIds:
+    """Seen ids in Redis: ``SET <prefix><upstream>:<id> 1 NX PXAT <until>``, atomic across
+    replicas. The client connects on first use: building one (``sidecar check``) costs nothing."""
+
+    def __init__(self, settings: ReplayRedis, upstream: str) -> None:
+        self.prefix = f"{settings.key_prefix}{upstream}:"
+        self.timeout = settings.timeout
+        password = settings.password.reveal() if settings.password is not None else None
+        self.client = redis.asyncio.Redis.from_url(
+            settings.url,
+            password=password,
+            socket_timeout=settings.timeout,
+            socket_connect_timeout=settings.timeout,
+        )
+
+    async def first_time(self, msg_id: str, until: float, now: float) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout):
+                created = await self.client.set(
+                    self.prefix + msg_id, b"1", nx=True, pxat=int(until * 1000)
+                )
+        except (TimeoutError, redis.RedisError, OSError):
+            raise ReplayCheckUnavailable("the replay check could not reach its store") from None
+        return bool(created)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
 
 SEEN_IDS: SharedKey[SeenIds] = SharedKey("webhooks_seen_ids")
+REDIS_SEEN_IDS: SharedKey[RedisSeenIds] = SharedKey("webhooks_redis_seen_ids")
+#: under ``runtime.resources``: the Redis stores built while the sidecar runs, which the
+#: plugin's lifespan closes at shutdown (shared objects have no close of their own)
+REDIS_STORES = "sidecar_webhooks.redis_stores"
 
 
 def make_verify_filter(ctx: RouteContext) -> Filter | None:
@@ -86,11 +135,27 @@ def make_verify_filter(ctx: RouteContext) -> Filter | None:
             secrets.append(SecretValue(ref, key_path, check=secret_problem))
         except AuthConfigProblem as e:
             raise ValueError(f"{key_path}: {e}") from None
-    seen_ids = ctx.shared(SEEN_IDS, policy.replay_cache, lambda: SeenIds(policy.replay_cache))
+    seen_ids: SeenIds | RedisSeenIds
+    shared_redis = policy.replay_redis
+    if shared_redis is not None:
+        upstream = ctx.upstream_name
+        to_close = ctx.resources.get(REDIS_STORES)
+
+        def build() -> RedisSeenIds:
+            store = RedisSeenIds(shared_redis, upstream)
+            if isinstance(to_close, list):
+                to_close.append(store)
+            return store
+
+        seen_ids = ctx.shared(REDIS_SEEN_IDS, shared_redis, build)
+    else:
+        seen_ids = ctx.shared(SEEN_IDS, policy.replay_cache, lambda: SeenIds(policy.replay_cache))
     return verifier(policy, secrets, seen_ids)
 
 
-def verifier(policy: VerifyPolicy, secrets: list[SecretValue], seen_ids: SeenIds) -> Filter:
+def verifier(
+    policy: VerifyPolicy, secrets: list[SecretValue], seen_ids: SeenIds | RedisSeenIds
+) -> Filter:
     tolerance = policy.tolerance
     max_body = policy.max_body
 
@@ -112,9 +177,8 @@ def verifier(policy: VerifyPolicy, secrets: list[SecretValue], seen_ids: SeenIds
         if not matches(keys, msg_id, timestamp, body, offered):
             raise BadSignature("no webhook-signature matches a configured secret")
         # checked after the signature: an unsigned call cannot burn an id it does not own
-        if seen_ids.seen(msg_id, now):
+        if not await seen_ids.first_time(msg_id, timestamp + tolerance, now):
             raise Replayed("this webhook-id was already received")
-        seen_ids.remember(msg_id, timestamp + tolerance, now)
         return await call_next(exchange)
 
     return verify_webhook

@@ -22,6 +22,7 @@ from sidecar_webhooks.inbound import (
 )
 from standardwebhooks.webhooks import Webhook
 from webhooks_receiver import Receiver
+from webhooks_redis import RedisServer
 from webhooks_support import endpoint, hooks_config, run_check
 
 from sidecar import Filter, SidecarError
@@ -166,3 +167,43 @@ def test_an_unusable_inbound_secret_is_a_config_problem(tmp_path: Path) -> None:
     assert code == 2
     assert "sidecar.yaml: plugins.webhooks.verify.app.secrets[0]: the secret {env: IN_WH}" in out
     assert "plaintext-password" not in out
+
+
+async def test_replicas_sharing_redis_refuse_each_others_replays(
+    sidecar_factory: Factory, fake_upstream: Any, secret_env: Any
+) -> None:
+    """With replay_redis, a webhook passed by one sidecar is refused as a replay by another;
+    with Redis down a new webhook gets 503 (a replay cannot be ruled out), never the app."""
+    secret = secret_env("IN_WH")
+    server = RedisServer().start()
+    try:
+        policy = {"secrets": [{"env": "IN_WH"}], "replay_redis": {"url": server.url}}
+        config = {
+            "upstreams": {"app": {"url": fake_upstream.url}},
+            "plugins": {"webhooks": {"verify": {"app": policy}}},
+        }
+        async with (
+            sidecar_factory(config, plugins=[sidecar_webhooks]) as one,
+            sidecar_factory(config, plugins=[sidecar_webhooks]) as two,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
+            headers = signed(secret, "msg_shared", b"{}")
+            first = await client.post(
+                f"http://127.0.0.1:{one.http_port}/app/in", content=b"{}", headers=headers
+            )
+            replay = await client.post(
+                f"http://127.0.0.1:{two.http_port}/app/in", content=b"{}", headers=headers
+            )
+            server.stop()
+            down = await client.post(
+                f"http://127.0.0.1:{two.http_port}/app/in",
+                content=b"{}",
+                headers=signed(secret, "msg_new", b"{}"),
+            )
+    finally:
+        server.stop()
+    assert first.status_code == 200
+    assert (replay.status_code, replay.headers["x-sidecar-error"]) == (401, "webhook_replayed")
+    assert down.status_code == 503
+    assert down.headers["x-sidecar-error"] == "webhook_replay_check_unavailable"
+    assert len(fake_upstream.requests) == 1
