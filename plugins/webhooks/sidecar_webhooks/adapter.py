@@ -29,7 +29,7 @@ from sidecar import (
 )
 
 from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem
-from .delivery import Engine, QueueFull
+from .delivery import Engine, QueueFull, Stopping
 from .metrics import WebhookMetrics
 from .worker import log
 
@@ -82,15 +82,7 @@ class WebhooksAdapter(Adapter):
         self.engines: dict[str, Engine] = {}
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
-        options, _ = settings_of(upstream)
-        running = self.engines.get(name)
-        if running is not None and running.options != options:
-            # the engine owns open files and in-flight sends: swapping it under live calls
-            # could send one delivery twice at once, so endpoint changes wait for a restart
-            log.warning(
-                "webhooks options changed: they take effect at the next restart",
-                extra={"fields": {"upstream": name}},
-            )
+        options, _ = settings_of(upstream)  # unusable settings stop start-up or the reload
         attempts = self.services.metrics.attempts(name)
         max_body = options.max_body
         engines = self.engines
@@ -111,6 +103,8 @@ class WebhooksAdapter(Adapter):
                 msg_id, endpoints = await engine.accept(event_type, body, content_type)
             except QueueFull:
                 raise QueueUnavailable("too many webhook deliveries pending") from None
+            except Stopping:
+                raise QueueUnavailable("the webhooks queue is restarting") from None
             except OSError as e:
                 log.error(
                     "webhooks queue write failed",
@@ -135,6 +129,33 @@ class WebhooksAdapter(Adapter):
             engine = Engine(name, options, secrets, self.metrics)
             await engine.start()
             self.engines[name] = engine
+
+    async def retire(self, live: Mapping[str, UpstreamConfig]) -> None:
+        """After a reload applied: restart the engine of each webhooks upstream whose options
+        changed, start the new ones, stop the removed ones. Pending deliveries stay on disk
+        through the swap (an attempt in flight is sent again); calls arriving during it get
+        503, which the app retries."""
+        for name in list(self.engines):
+            upstream = live.get(name)
+            if upstream is None or upstream.adapter != "webhooks":
+                await self.engines.pop(name).stop()
+        for name, upstream in live.items():
+            if upstream.adapter != "webhooks":
+                continue
+            try:
+                options, secrets = settings_of(upstream)
+            except UnusableSetting:
+                continue  # the reload was refused for it; the running engine stays
+            running = self.engines.get(name)
+            if running is not None and running.options == options:
+                continue
+            if running is not None:
+                del self.engines[name]  # no call may queue into an engine being stopped
+                await running.stop()
+            engine = Engine(name, options, secrets, self.metrics)
+            await engine.start()
+            self.engines[name] = engine
+            log.info("webhooks options applied", extra={"fields": {"upstream": name}})
 
     async def stop(self) -> None:
         engines = list(self.engines.values())

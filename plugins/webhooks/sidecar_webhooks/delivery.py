@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +25,13 @@ from .config import WebhooksOptions
 from .metrics import WebhookMetrics
 from .store import Delivery, Store
 from .worker import EndpointWorker, log
+
+#: seconds stop() waits for accepts still writing to the disk
+STOP_WAIT = 5.0
+
+
+class Stopping(Exception):
+    """The engine is being stopped (shutdown, or a reload replacing it)."""
 
 
 class QueueFull(Exception):
@@ -53,6 +61,10 @@ class Engine:
         self.session: aiohttp.ClientSession
         self._tasks: list[asyncio.Task[None]] = []
         self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._stopping = False
+        self._accepting = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         for name in self.workers:  # every configured series exists from the start, at 0
             for state in ("pending", "dead"):
                 metrics.queued.labels(upstream, name, state).set(0)
@@ -79,16 +91,28 @@ class Engine:
         self._tasks = [asyncio.create_task(w.run()) for w in self.workers.values()]
 
     async def stop(self) -> None:
+        """Stop sending. Accepts still writing finish first (bounded), so an engine started on
+        the same directory afterwards (a reload) reads every accepted delivery back."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT):
+                await self._idle.wait()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.session.close()
+        for name in self.workers:  # a later engine sets its own; a removed endpoint shows none
+            for state in ("pending", "dead"):
+                with contextlib.suppress(KeyError):
+                    self.metrics.queued.remove(self.upstream, name, state)
 
     async def accept(
         self, event_type: str, body: bytes, content_type: str
     ) -> tuple[str, list[str]]:
         """Queue ``body`` for every enabled endpoint subscribed to ``event_type``, durably;
-        returns the message id and the endpoints. Raises QueueFull."""
+        returns the message id and the endpoints. Raises QueueFull (or Stopping)."""
+        if self._stopping:
+            raise Stopping
         endpoints = [
             name
             for name, w in self.workers.items()
@@ -102,7 +126,14 @@ class Engine:
             Delivery(msg_id, event_type, name, body, content_type, created=now, next_at=now)
             for name in endpoints
         ]
-        await asyncio.to_thread(self.store.save, deliveries)
+        self._accepting += 1
+        self._idle.clear()
+        try:
+            await asyncio.to_thread(self.store.save, deliveries)
+        finally:
+            self._accepting -= 1
+            if self._accepting == 0:
+                self._idle.set()
         for delivery in deliveries:
             self.pending[delivery.key] = delivery
             self._counted(delivery, "pending", +1)

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+
+from sidecar.testing import Sidecar
 
 
 def new_secret() -> str:
@@ -47,3 +50,17 @@ def run_check(tmp_path: Path, config: dict[str, object], env: dict[str, str]) ->
         env={"PATH": "/usr/bin:/bin", **env},
     )
     return done.returncode, done.stdout + done.stderr
+
+
+async def post_event(s: Sidecar, event_type: str, body: bytes = b'{"n": 1}') -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(
+            f"http://127.0.0.1:{s.http_port}/hooks/{event_type}",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+
+
+async def admin(s: Sidecar, method: str, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.request(method, f"http://127.0.0.1:{s.admin_port}{path}")
