@@ -33,7 +33,7 @@ async def test_every_confirmed_publish_is_in_the_stream_after_a_sigkill(
     orders = Stream(redis_broker.url, f"{p}orders")
     config = subscribed_config(redis_broker.url, "http://127.0.0.1:9", p)
     del config["upstreams"]["events"]["options"]["subscriptions"]
-    sidecar = await started(config)
+    proc = await started(config)
     confirmed: list[str] = []
     failed = 0
 
@@ -42,7 +42,7 @@ async def test_every_confirmed_publish_is_in_the_stream_after_a_sigkill(
         for n in range(10_000):
             try:
                 r = await client.post(
-                    f"{sidecar.http_url}/events/orders", content=f"{worker}-{n}".encode()
+                    f"{proc.http_url}/events/orders", content=f"{worker}-{n}".encode()
                 )
             except httpx.TransportError:
                 failed += 1
@@ -54,18 +54,18 @@ async def test_every_confirmed_publish_is_in_the_stream_after_a_sigkill(
         async with httpx.AsyncClient(timeout=10) as client:
             workers = [asyncio.create_task(publisher(client, w)) for w in range(8)]
             await until(lambda: len(confirmed) >= 200, "200 confirmed publishes")
-            await asyncio.to_thread(sidecar.kill)  # SIGKILL, with publishes in flight
+            await asyncio.to_thread(proc.kill)  # SIGKILL, with publishes in flight
             await asyncio.wait_for(asyncio.gather(*workers), 15)
         stored = {e["id"] for e in orders.events()}
         assert failed == 8  # every publisher saw the sidecar die mid-stream
         assert set(confirmed) <= stored
-        sidecar = await started(config)
+        proc = await started(config)
         async with httpx.AsyncClient(timeout=10) as client:
-            r = await client.post(f"{sidecar.http_url}/events/orders", content=b"after")
+            r = await client.post(f"{proc.http_url}/events/orders", content=b"after")
         assert r.status_code == 204
         assert r.headers["ce-id"] in {e["id"] for e in orders.events()}
     finally:
-        sidecar.kill()
+        proc.kill()
         orders.close()
 
 
@@ -99,20 +99,20 @@ async def test_every_message_reaches_the_app_after_a_sigkill_mid_batch(
 
     async with FakeUpstream(app_handler) as app:
         config = subscribed_config(redis_broker.url, app.url, p, concurrency=4)
-        sidecar = await started(config)
+        proc = await started(config)
         try:
             await until(lambda: len(delivered) > 10, "a delivery held in flight")
             in_flight = orders.pending()
-            await asyncio.to_thread(sidecar.kill)
+            await asyncio.to_thread(proc.kill)
             first_run = False
             held.set()
             assert in_flight > 0  # the kill left unacknowledged messages behind
-            sidecar = await started(config)  # the same consumer name: reads its pending first
+            proc = await started(config)  # the same consumer name: reads its pending first
             wanted = {f"m{n}" for n in range(MESSAGES)}
             await until(lambda: wanted <= set(delivered), "every message delivered", 30)
             await until(lambda: orders.pending() == 0, "every message acknowledged", 30)
         finally:
-            sidecar.kill()
+            proc.kill()
     dead = [e["id"] for e in dlq.events()]
     assert set(dead) == {f"m{n}" for n in POISON}
     orders.close()
