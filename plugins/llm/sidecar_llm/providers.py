@@ -154,12 +154,17 @@ class ProviderClient:
         """Send ``body`` and return the response once its head says success (status < 400);
         raises :class:`ProviderFailure` otherwise. The caller bounds the time (asyncio.timeout)
         and reads or releases the body."""
+        try:
+            data = json.dumps(body).encode()
+        except RecursionError:  # parsed at the app's call, but too deep to encode from here
+            message = "the request is nested too deeply"
+            raise ProviderFailure("4xx", message, status=400, failover=False) from None
         session = self._open_session()
         try:
             # no redirects: the key would go along to wherever the provider points
             response = await session.post(
                 self.url(endpoint),
-                data=json.dumps(body).encode(),
+                data=data,
                 headers=self._headers(),
                 allow_redirects=False,
             )
