@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pubsub_brokers import RabbitMQBroker, RedisBroker
+from pubsub_brokers import MosquittoBroker, RabbitMQBroker, RedisBroker
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,16 @@ def redis_broker() -> Iterator[RedisBroker]:
 def rabbitmq_broker() -> Iterator[RabbitMQBroker]:
     """The session's rabbitmq-server (tests keep apart by exchange)."""
     broker = RabbitMQBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_broker() -> Iterator[MosquittoBroker]:
+    """The session's mosquitto (tests keep apart by topic prefix)."""
+    broker = MosquittoBroker().start()
     try:
         yield broker
     finally:

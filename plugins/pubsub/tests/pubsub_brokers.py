@@ -104,6 +104,56 @@ class RedisBroker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class MosquittoBroker:
+    """``mosquitto`` with anonymous access and no persistence; its log goes to our pipe (it
+    drops to user ``mosquitto``, which could not write a file of ours)."""
+
+    def __init__(self) -> None:
+        self.exe = _needs("mosquitto")
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pubsub-mosquitto-"))
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "log_dest stdout\nmax_queued_messages 10000\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> MosquittoBroker:
+        self.proc = subprocess.Popen(  # noqa: S603 - our own binary and config
+            [self.exe, "-c", str(self.conf)],
+            stdout=(self.dir / "out.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_WAIT
+        while not self._speaks_mqtt():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "out.log").read_text(errors="replace")[-2000:]
+                self.close()
+                raise RuntimeError(f"mosquitto did not start on {self.port}:\n{log}")
+            time.sleep(0.01)
+        return self
+
+    def _speaks_mqtt(self) -> bool:
+        """Whether the broker answers an MQTT 3.1.1 CONNECT with a CONNACK."""
+        connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x0a\x00\x00"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.settimeout(2.0)
+                s.sendall(connect)
+                return s.recv(4)[:1] == b"\x20"
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        _stop(self.proc, group=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class RabbitMQBroker:
     """``rabbitmq-server`` with no plugins, its own node name, ports and ``epmd``."""
 
