@@ -62,6 +62,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._stopping = False
+        #: msg id → deliveries (pending or dead) that still need its body on disk
+        self._bodies_needed: collections.Counter[str] = collections.Counter()
         self._accepting = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -76,6 +78,7 @@ class Engine:
         disabled = await asyncio.to_thread(self.store.disabled)
         for delivery in await asyncio.to_thread(self.store.load):
             (self.pending if delivery.state == "pending" else self.dead)[delivery.key] = delivery
+            self._bodies_needed[delivery.msg_id] += 1
             self._counted(delivery, delivery.state, +1)
         for name in disabled & self.workers.keys():
             self.workers[name].disabled = True
@@ -123,17 +126,19 @@ class Engine:
         msg_id = "msg_" + uuid.uuid4().hex
         now = time.time()
         deliveries = [
-            Delivery(msg_id, event_type, name, body, content_type, created=now, next_at=now)
+            Delivery(msg_id, event_type, name, len(body), content_type, created=now, next_at=now)
             for name in endpoints
         ]
         self._accepting += 1
         self._idle.clear()
         try:
-            await asyncio.to_thread(self.store.save, deliveries)
+            await asyncio.to_thread(self.store.add, body, deliveries)
         finally:
             self._accepting -= 1
             if self._accepting == 0:
                 self._idle.set()
+        if deliveries:
+            self._bodies_needed[msg_id] = len(deliveries)
         for delivery in deliveries:
             self.pending[delivery.key] = delivery
             self._counted(delivery, "pending", +1)
@@ -147,6 +152,7 @@ class Engine:
             self._counted(delivery, "pending", -1)
         if outcome == "delivered":
             await asyncio.to_thread(self.store.remove, delivery)
+            await self._release_body(delivery.msg_id)
         else:
             delivery.state = "dead"
             delivery.last_error = reason
@@ -170,6 +176,16 @@ class Engine:
                 del self.dead[oldest.key]
                 self._counted(oldest, "dead", -1)
                 await asyncio.to_thread(self.store.remove, oldest)
+                await self._release_body(oldest.msg_id)
+
+    async def _release_body(self, msg_id: str) -> None:
+        """One delivery less needs this body; the last one removes it."""
+        left = self._bodies_needed[msg_id] - 1
+        if left > 0:
+            self._bodies_needed[msg_id] = left
+            return
+        self._bodies_needed.pop(msg_id, None)
+        await asyncio.to_thread(self.store.remove_body, msg_id)
 
     async def redeliver(self, key: str) -> Delivery | None:
         """Move a dead delivery back to pending, due now, its attempts counted afresh."""

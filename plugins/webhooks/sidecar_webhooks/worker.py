@@ -158,12 +158,18 @@ class EndpointWorker:
             self._labels["dead"].inc()
             await self.engine.finish(delivery, "dead", "the endpoint is disabled (it answered 410)")
             return
+        try:
+            body = await asyncio.to_thread(self.engine.store.read_body, delivery.msg_id)
+        except OSError:
+            self._labels["dead"].inc()
+            await self.engine.finish(delivery, "dead", "its body is missing from the queue")
+            return
         now = time.time()
         headers = sign_headers(
             [secret_key(s.get()) for s in self.secrets],
             delivery.msg_id,
             int(now),
-            delivery.body,
+            body,
             hex_form=self.endpoint.hex_signature,
         )
         headers["content-type"] = delivery.content_type
@@ -172,7 +178,7 @@ class EndpointWorker:
         try:
             async with self.engine.session.post(
                 self.endpoint.url,
-                data=delivery.body,
+                data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout),

@@ -25,7 +25,8 @@ Receivers = Callable[..., Awaitable[Receiver]]
 async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
     sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
 ) -> None:
-    """One POST reaches each subscribed endpoint once, signed so standardwebhooks verifies it."""
+    """One POST reaches each subscribed endpoint once, signed so standardwebhooks verifies it,
+    and leaves nothing on disk once delivered."""
     billing, audit, other = await receivers(), await receivers(), await receivers()
     billing_secret, old, new = secret_env("BILLING_WH"), secret_env("OLD_WH"), secret_env("NEW_WH")
     secret_env("OTHER_WH")
@@ -46,6 +47,14 @@ async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
         assert sorted(answer["endpoints"]) == ["audit", "billing"]
         [got] = await billing.wait_for(1)
         [seen] = await audit.wait_for(1)
+        queue = tmp_path / "hooks"
+        # once both endpoints have it, nothing of the event is left on disk
+        await wait_until(
+            lambda: (
+                not any((queue / "bodies").iterdir()) and not any((queue / "pending").iterdir())
+            ),
+            what="the delivered event's files are removed",
+        )
     assert other.received == []
     assert got.body == body and got.headers["content-type"] == "application/json"
     assert got.headers["webhook-id"] == seen.headers["webhook-id"] == answer["id"]

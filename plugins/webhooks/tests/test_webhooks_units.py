@@ -63,18 +63,23 @@ def test_the_retry_schedule_doubles_with_jitter_and_is_capped() -> None:
 
 
 def test_the_store_keeps_deliveries_across_instances(tmp_path: Path) -> None:
-    """What was saved is loaded by a new Store (a restart); dead moves; a cut write is dropped."""
+    """What was saved is loaded by a new Store (a restart); dead moves; a cut write is dropped,
+    and so is a body no delivery needs."""
     store = Store(tmp_path)
-    a = Delivery("msg_a", "order.created", "ep", b"\x00\xffbody", "application/json", 1.0, 2.0)
-    b = Delivery("msg_b", "order.created", "ep", b"{}", "application/json", 1.0, 2.0)
-    store.save([a, b])
+    a = Delivery("msg_a", "order.created", "ep", 6, "application/json", 1.0, 2.0)
+    b = Delivery("msg_b", "order.created", "ep", 2, "application/json", 1.0, 2.0)
+    store.add(b"\x00\xffbody", [a])
+    store.add(b"{}", [b])
     b.state = "dead"
     store.save([b])
     (tmp_path / "tmp" / "msg_c.ep.cut").write_bytes(b"{half")
+    (tmp_path / "bodies" / "msg_orphan").write_bytes(b"accept cut before its deliveries")
     loaded = {d.key: d for d in Store(tmp_path).load()}
     assert loaded == {"msg_a.ep": a, "msg_b.ep": b}
     assert loaded["msg_b.ep"].state == "dead"
+    assert store.read_body("msg_a") == b"\x00\xffbody"
     assert list((tmp_path / "tmp").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "bodies").iterdir()) == ["msg_a", "msg_b"]
     store.remove(a)
     assert [d.key for d in Store(tmp_path).load()] == ["msg_b.ep"]
 
