@@ -10,8 +10,10 @@ that deliver are started by the plugin's lifespan, after this adapter is built.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sidecar import (
@@ -56,10 +58,25 @@ class QueueUnavailable(SidecarError):
     status, grpc_code, code = 503, 14, "webhook_queue_unavailable"  # 14: UNAVAILABLE
 
 
+def store_dir_problem(path: Path) -> str | None:
+    """Why the queue cannot live in ``path`` (checked at start-up and by ``sidecar check``)."""
+    if path.exists() and not path.is_dir():
+        return f"{path} exists and is not a directory"
+    existing = path
+    while not existing.exists():  # the queue creates what is missing: its parent must allow it
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this process"
+    return None
+
+
 def settings_of(upstream: UpstreamConfig) -> tuple[WebhooksOptions, dict[str, list[SecretValue]]]:
     """The upstream's options and its endpoints' secrets, read now; raises UnusableSetting
     naming the key path of a secret that cannot be used (never its value)."""
     options = WebhooksOptions.model_validate(upstream.options)
+    problem = store_dir_problem(Path(options.store_dir))
+    if problem is not None:
+        raise UnusableSetting("options.store_dir", problem)
     secrets: dict[str, list[SecretValue]] = {}
     for endpoint, settings in options.endpoints.items():
         secrets[endpoint] = []

@@ -106,6 +106,11 @@ def test_sidecar_check_names_the_file_key_and_reason(tmp_path: Path) -> None:
     code, out = check(tmp_path, inline, {"WH": new_secret()})
     assert code == 2 and "upstreams.hooks.options.endpoints.billing.secrets: a secret is" in out
     assert "never inline" in out and "whsec_inline" not in out
+    (tmp_path / "a-file").write_text("")
+    not_dir = {**options, "store_dir": str(tmp_path / "a-file")}
+    code, out = check(tmp_path, not_dir, {"WH": new_secret()})
+    assert code == 2 and "upstreams.hooks.options.store_dir: " in out
+    assert "a-file exists and is not a directory" in out
     typo = {**options, "endpoints": {"billing": {**ep, "events": ["order created"]}}}
     code, out = check(tmp_path, typo, {"WH": new_secret()})
     assert code == 2 and "upstreams.hooks.options.endpoints.billing.events" in out
