@@ -103,6 +103,8 @@ async def test_failures_are_retried_until_delivered_or_dead(
         assert entry["last_error"] == "connection refused or unreachable"
         assert "body" not in entry
         metrics = (await admin(s, "GET", "/metrics")).text
+    assert 'sidecar_webhooks_accepted_total{upstream="hooks"} 1.0' in metrics
+    assert secret.removeprefix("whsec_") not in metrics + json.dumps(dead)
     assert 'endpoint="flaky",outcome="retry",upstream="hooks"} 2.0' in metrics
     assert 'endpoint="flaky",outcome="delivered",upstream="hooks"} 1.0' in metrics
     assert 'endpoint="refused",outcome="dead",upstream="hooks"} 1.0' in metrics
