@@ -99,6 +99,18 @@ def error_message(body: bytes) -> tuple[str, str | None]:
     return "the provider answered with an error", None
 
 
+async def read_upto(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body until its end or past ``limit`` bytes (then ``limit + 1`` of them): one
+    ``read(n)`` returns only what has arrived so far, often a piece of the answer."""
+    raw = bytearray()
+    while len(raw) <= limit:
+        piece = await response.content.read(limit + 1 - len(raw))
+        if not piece:
+            break
+        raw += piece
+    return bytes(raw)
+
+
 class ProviderClient:
     """Sends requests to one provider with its key; one per provider and adapter."""
 
@@ -180,7 +192,7 @@ class ProviderClient:
             response.release()
             raise ProviderFailure("protocol", f"provider {self.name!r} answered {response.status}")
         try:
-            raw = await response.content.read(ERROR_BODY_LIMIT)
+            raw = await read_upto(response, ERROR_BODY_LIMIT)
         except (aiohttp.ClientError, OSError):
             raw = b""
         finally:
@@ -199,7 +211,7 @@ class ProviderClient:
     async def read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
         """The whole JSON answer (bounded); a cut or malformed one is a failover failure."""
         try:
-            raw = await response.content.read(self._max_body + 1)
+            raw = await read_upto(response, self._max_body)
         except (aiohttp.ClientError, OSError) as e:
             raise ProviderFailure("reset", f"provider {self.name!r} dropped the answer") from e
         finally:

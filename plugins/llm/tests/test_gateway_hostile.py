@@ -352,6 +352,64 @@ async def test_apps_leaving_streams_leak_no_connections_or_tasks(
         await async_wait_until(lambda: len(asyncio.all_tasks()) <= before, 10)
 
 
+async def test_answers_nested_near_the_parsers_limit_are_no_500(
+    fake_upstream: FakeUpstream, sidecar_factory: Any
+) -> None:
+    """Answers and stream events nested just under what the parser takes, encoded again (and
+    translated) for the app: each is the answer or a 502, never the sidecar's own 500."""
+    depth = [0]
+
+    async def nested(request: web.Request) -> web.StreamResponse:
+        value = "[" * depth[0] + "]" * depth[0]
+        block = f'{{"type": "tool_use", "id": "t", "name": "f", "input": {{"a": {value}}}}}'
+        if not (await request.json()).get("stream"):
+            message = f'{{"id": "m", "type": "message", "role": "assistant", "content": [{block}]'
+            message += ', "stop_reason": "tool_use", "usage": {}}'
+            return await answer(200, message.encode(), content_type="application/json")(request)
+        start = f'{{"type": "content_block_start", "index": 0, "content_block": {block}}}'
+        return await streamed(sse(start, "content_block_start"))(request)
+
+    fake_upstream.handler = nested
+    config = hostile_config(fake_upstream.url, "anthropic", cooldown={"failures": 1000})
+    async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
+        for depth[0] in range(900, 1001):
+            for stream in (False, True):
+                r = await post(s, "openai", ask("m", stream=stream))
+                if r.status_code != 200:
+                    assert_front_error("openai", r, range(502, 503))
+
+
+async def test_an_answer_arriving_in_pieces_is_read_whole(
+    fake_upstream: FakeUpstream, sidecar_factory: Any
+) -> None:
+    """A plain answer (or an error body) the provider sends in several pieces, with pauses, is
+    read whole: the app gets the answer (or the provider's message), not a protocol failure."""
+    chat = '{"id": "c", "object": "chat.completion", "created": 0, "model": "x", "choices": '
+    chat += '[{"index": 0, "message": {"role": "assistant", "content": "whole"}, '
+    chat += '"finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+    refusal = '{"error": {"message": "max_tokens is too large", "type": "invalid_request_error"}}'
+    body = [chat]
+
+    async def in_pieces(request: web.Request) -> web.StreamResponse:
+        status = 200 if body[0] is chat else 400
+        response = web.StreamResponse(status=status, headers={"content-type": "application/json"})
+        await response.prepare(request)
+        for i in range(0, len(body[0]), 16):
+            await response.write(body[0][i : i + 16].encode())
+            await asyncio.sleep(0.002)
+        await response.write_eof()
+        return response
+
+    fake_upstream.handler = in_pieces
+    async with sidecar_factory(hostile_config(fake_upstream.url), plugins=[sidecar_llm]) as s:
+        r = await post(s, "openai", ask("m"))
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "whole"
+        body[0] = refusal
+        r = await post(s, "openai", ask("m"))
+        assert_front_error("openai", r, range(400, 401))
+        assert r.json()["error"]["message"] == "max_tokens is too large"
+
+
 async def test_a_redirect_takes_no_key_elsewhere(
     fake_upstream: FakeUpstream, sidecar_factory: Any
 ) -> None:
