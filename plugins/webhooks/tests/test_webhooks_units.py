@@ -3,16 +3,21 @@ library, the retry schedule, the durable store's files, and what ``sidecar check
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sidecar_webhooks.config import RetryPolicy, secret_problem
+import sidecar_webhooks
+from sidecar_webhooks.config import RetryPolicy, WebhooksConfig, secret_problem
 from sidecar_webhooks.signing import matches, secret_key, sign_headers
 from sidecar_webhooks.store import Delivery, Store
 from sidecar_webhooks.worker import parse_retry_after, retry_delay
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from webhooks_support import new_secret, run_check
+
+from sidecar import API_VERSION
 
 
 def test_our_signatures_verify_with_standardwebhooks() -> None:
@@ -115,3 +120,16 @@ def test_sidecar_check_names_the_file_key_and_reason(tmp_path: Path) -> None:
     code, out = check(tmp_path, typo, {"WH": new_secret()})
     assert code == 2 and "upstreams.hooks.options.endpoints.billing.events" in out
     assert "'order created' is no event type" in out
+
+
+def test_the_plugin_registers_its_parts_and_checks_signatures_before_rate_limits(
+    plugin_host: Callable[..., Any],
+) -> None:
+    """The host finds the adapter, the section and the filter, placed right after verify_hmac:
+    a forged webhook is refused before it takes a rate-limit token or reaches the app."""
+    registries = plugin_host(sidecar_webhooks).registries
+    assert registries.config["webhooks"] is WebhooksConfig
+    names = [r.name for r in registries.filters.ordered()]
+    assert names.index("verify_hmac") + 1 == names.index("verify_webhook")
+    assert names.index("verify_webhook") < names.index("rate_limit")
+    assert str(sidecar_webhooks.SIDECAR_API) == API_VERSION.split(".")[0]
