@@ -147,6 +147,8 @@ async def call(up: Upstream, spec: CallSpec, exchange: Exchange) -> Response:
         failed = dialect.error(504, "no time left for an attempt")
     else:
         status = last.status or (504 if last.reason == "timeout" else 502)
+        if status > 599:  # no status an app's client knows
+            status = 502
         message = f"every deployment failed; the last: {last.reason}"
         retry_after = last.retry_after
         if retry_after is not None:  # what the app is told is bounded like the cooldown

@@ -79,7 +79,7 @@ def status_reason(status: int) -> str:
     """The metric label of a failing status: its code for the ones that matter, else its class."""
     if status in (408, 409, 429, 529):
         return str(status)
-    return f"{status // 100}xx"
+    return f"{min(status // 100, 5)}xx"  # past 599 no HTTP status class: a server's failure
 
 
 def error_message(body: bytes) -> tuple[str, str | None]:

@@ -226,6 +226,20 @@ async def test_broken_plain_answers_are_a_5xx(
             assert_front_error(front, await post(s, front, ask("m")), statuses)
 
 
+@pytest.mark.parametrize("status", [600, 799, 999])
+async def test_statuses_past_5xx_reach_the_app_as_502(
+    status: int, fake_upstream: FakeUpstream, sidecar_factory: Any
+) -> None:
+    """A provider answering a status no HTTP client knows (600-999): the app gets 502 in its
+    front's shape, and the failure label stays one of the documented reasons."""
+    fake_upstream.handler = answer(status, b'{"error": {"message": "odd"}}')
+    async with sidecar_factory(hostile_config(fake_upstream.url), plugins=[sidecar_llm]) as s:
+        for front in ("openai", "anthropic"):
+            assert_front_error(front, await post(s, front, ask("m")), range(502, 503))
+        metrics = await admin(s, "/metrics")
+    assert f'reason="{str(status)[0]}xx"' not in metrics
+
+
 @pytest.mark.parametrize("value", ["garbage", "-5", "1e9", "inf", "1e400", "nan"])
 async def test_retry_after_is_bounded(
     value: str, fake_upstream: FakeUpstream, sidecar_factory: Any
