@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -36,6 +37,12 @@ class Stopping(Exception):
 
 class QueueFull(Exception):
     """More deliveries are pending than ``max_pending`` allows."""
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an endpoint URL: its path or query may carry a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 class Engine:
@@ -216,7 +223,7 @@ class Engine:
             "store": str(self.store.root),
             "endpoints": {
                 name: {
-                    "url": w.endpoint.url,
+                    "origin": origin_of(w.endpoint.url),
                     "events": list(w.endpoint.events),
                     "disabled": w.disabled,
                     "breaker": "open" if w.open_until > time.time() else "closed",
