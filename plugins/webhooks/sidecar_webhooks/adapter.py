@@ -1,10 +1,12 @@
 """The ``webhooks`` adapter: the app's ``POST /<upstream>/<event-type>`` becomes queued deliveries.
 
-It answers ``202 {"id": "msg_...", "endpoints": [...]}`` once every delivery of the event is on
-disk (an event type no endpoint subscribes to is accepted with no endpoints), ``503`` when the
-queue is full or the disk failed, ``413`` past ``max_body``. Secrets are read here (start-up,
-``sidecar check`` and each reload), so an unusable one is reported at its key path. The engines
-that deliver are started by the plugin's lifespan, after this adapter is built.
+It answers ``202 {"id": "msg_...", "endpoints": [...], "repeat": false}`` once every delivery of
+the event is on disk (an event type no endpoint subscribes to is accepted with no endpoints),
+``503`` when the queue is full or the disk failed, ``413`` past ``max_body``. An app that sends
+its own ``webhook-id`` can post again safely: while that event is held it is not queued twice
+(``"repeat": true``), and a later repeat is delivered with the same id, so receivers drop it.
+Secrets are read here (start-up, ``sidecar check`` and each reload), so an unusable one is
+reported at its key path. The engines that deliver are started by the plugin's lifespan.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from .metrics import WebhookMetrics
 from .worker import log
 
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+#: an id the app gives its event (``webhook-id``): it names files, so it is kept plain
+_MSG_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class UnusableSetting(ValueError):
@@ -48,6 +52,10 @@ class UnusableSetting(ValueError):
 
 class NotAnEvent(SidecarError):
     status, grpc_code, code = 404, 5, "webhook_not_an_event"  # 5: NOT_FOUND
+
+
+class BadMessageId(SidecarError):
+    status, grpc_code, code = 400, 3, "webhook_bad_id"  # 3: INVALID_ARGUMENT
 
 
 class OnlyPost(SidecarError):
@@ -116,8 +124,13 @@ class WebhooksAdapter(Adapter):
                 raise QueueUnavailable("the webhooks queue is not running")
             body = await read_body(exchange, max_body)
             content_type = exchange.headers.get("content-type") or "application/json"
+            given = exchange.headers.get("webhook-id")
+            if given is not None and not _MSG_ID.fullmatch(given):
+                raise BadMessageId("webhook-id is 1 to 64 letters, digits, _ or -")
             try:
-                msg_id, endpoints = await engine.accept(event_type, body, content_type)
+                msg_id, endpoints, repeat = await engine.accept(
+                    event_type, body, content_type, given
+                )
             except QueueFull:
                 raise QueueUnavailable("too many webhook deliveries pending") from None
             except Stopping:
@@ -128,7 +141,7 @@ class WebhooksAdapter(Adapter):
                     extra={"fields": {"upstream": name, "reason": e.strerror}},
                 )
                 raise QueueUnavailable("the webhooks queue could not be written") from None
-            answer = json.dumps({"id": msg_id, "endpoints": endpoints}).encode()
+            answer = json.dumps({"id": msg_id, "endpoints": endpoints, "repeat": repeat}).encode()
             return Response(202, Headers([("content-type", "application/json")]), answer)
 
         return accept

@@ -72,6 +72,8 @@ class Engine:
         #: msg id → deliveries (pending or dead) that still need its body on disk
         self._bodies_needed: collections.Counter[str] = collections.Counter()
         self._accepting = 0
+        #: msg id → endpoints, of the accepts writing to the disk right now
+        self._writing: dict[str, list[str]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         for name in self.workers:  # every configured series exists from the start, at 0
@@ -117,12 +119,19 @@ class Engine:
                     self.metrics.queued.remove(self.upstream, name, state)
 
     async def accept(
-        self, event_type: str, body: bytes, content_type: str
-    ) -> tuple[str, list[str]]:
+        self, event_type: str, body: bytes, content_type: str, msg_id: str | None = None
+    ) -> tuple[str, list[str], bool]:
         """Queue ``body`` for every enabled endpoint subscribed to ``event_type``, durably;
-        returns the message id and the endpoints. Raises QueueFull (or Stopping)."""
+        returns the message id, the endpoints, and whether it was a repeat: an app-given
+        ``msg_id`` whose event is still held (pending or dead) is not queued again. Raises
+        QueueFull (or Stopping)."""
         if self._stopping:
             raise Stopping
+        if msg_id is not None and msg_id in self._writing:
+            return msg_id, self._writing[msg_id], True
+        if msg_id is not None and self._bodies_needed[msg_id] > 0:
+            held = [*self.pending.values(), *self.dead.values()]
+            return msg_id, sorted(d.endpoint for d in held if d.msg_id == msg_id), True
         endpoints = [
             name
             for name, w in self.workers.items()
@@ -130,7 +139,7 @@ class Engine:
         ]
         if len(self.pending) + len(endpoints) > self.options.max_pending:
             raise QueueFull
-        msg_id = "msg_" + uuid.uuid4().hex
+        msg_id = msg_id or "msg_" + uuid.uuid4().hex
         now = time.time()
         deliveries = [
             Delivery(msg_id, event_type, name, len(body), content_type, created=now, next_at=now)
@@ -138,9 +147,11 @@ class Engine:
         ]
         self._accepting += 1
         self._idle.clear()
+        self._writing[msg_id] = endpoints  # a repeat arriving while this writes is one
         try:
             await asyncio.to_thread(self.store.add, body, deliveries)
         finally:
+            del self._writing[msg_id]
             self._accepting -= 1
             if self._accepting == 0:
                 self._idle.set()
@@ -151,7 +162,7 @@ class Engine:
             self._counted(delivery, "pending", +1)
             self.workers[delivery.endpoint].schedule(delivery)
         self.metrics.accepted.labels(self.upstream).inc()
-        return msg_id, endpoints
+        return msg_id, endpoints, False
 
     async def finish(self, delivery: Delivery, outcome: str, reason: str | None) -> None:
         """Delivered (the file goes) or dead (it moves to dead/, trimmed to ``max_dead``)."""

@@ -217,3 +217,28 @@ async def test_a_reload_applies_changed_endpoints(
     [entry] = dead["deliveries"]
     assert entry["key"] == f"{pending_id}.a"
     assert entry["last_error"] == "the endpoint is no longer configured"
+
+
+async def test_an_app_given_webhook_id_makes_posting_again_safe(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+) -> None:
+    """An event posted twice with the app's own webhook-id is queued once while it is held, and
+    delivered under that id; an id that could not name a file is refused with 400."""
+    held = await receivers(hold=True)
+    secret = secret_env("WH")
+    config = hooks_config(tmp_path, {"ep": endpoint(held.url, "WH")})
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = f"http://127.0.0.1:{s.http_port}/hooks/order.created"
+            mine = {"webhook-id": "order-42-created", "content-type": "application/json"}
+            first = (await client.post(url, content=b"{}", headers=mine)).json()
+            again = (await client.post(url, content=b"{}", headers=mine)).json()
+            bad = await client.post(url, content=b"{}", headers={"webhook-id": "../../etc"})
+        [got] = await held.wait_for(1)
+        held.release()
+        await wait_until(lambda: held.delivered_ids() == {"order-42-created"}, what="delivered")
+    assert first == {"id": "order-42-created", "endpoints": ["ep"], "repeat": False}
+    assert again == {"id": "order-42-created", "endpoints": ["ep"], "repeat": True}
+    assert (bad.status_code, bad.headers["x-sidecar-error"]) == (400, "webhook_bad_id")
+    assert len(held.received) == 1
+    Webhook(secret).verify(got.body, got.headers)
