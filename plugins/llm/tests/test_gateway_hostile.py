@@ -337,18 +337,19 @@ async def test_an_endless_stream_ends_at_the_upstreams_timeout(
 async def test_apps_leaving_streams_leak_no_connections_or_tasks(
     fake_upstream: FakeUpstream, sidecar_factory: Any
 ) -> None:
-    """20 concurrent streams whose apps go away mid-stream: every provider stream is closed and
-    no task is left behind."""
+    """20 concurrent streams whose apps go away mid-stream, then 20 whose apps go away before
+    any content: every provider stream is closed and no task is left behind."""
     live: list[int] = [0]
 
-    async def counted(request: web.Request) -> web.StreamResponse:
+    async def counted_with(handler: Handler, request: web.Request) -> web.StreamResponse:
         live[0] += 1
         try:
-            return await streamed(CONTENT, forever=CONTENT, every=0.01)(request)
+            return await handler(request)
         finally:
             live[0] -= 1
 
-    fake_upstream.handler = counted
+    content = streamed(CONTENT, forever=CONTENT, every=0.01)
+    fake_upstream.handler = lambda request: counted_with(content, request)
     config = hostile_config(fake_upstream.url)
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
         before = len(asyncio.all_tasks())
@@ -362,6 +363,22 @@ async def test_apps_leaving_streams_leak_no_connections_or_tasks(
                         break
 
         await asyncio.gather(*(leave() for _ in range(20)))
+        await async_wait_until(lambda: live[0] == 0, 10)
+        await async_wait_until(lambda: len(asyncio.all_tasks()) <= before, 10)
+
+        # apps leaving while their streams are held (no content yet): closed by the attempt's
+        # timeout at the latest
+        silent = streamed(forever=b": keep-alive\n\n", every=0.01)
+        fake_upstream.handler = lambda request: counted_with(silent, request)
+
+        async def leave_early() -> None:
+            async with httpx.AsyncClient(timeout=0.2) as http:
+                url = f"http://127.0.0.1:{s.http_port}{CHAT}"
+                with pytest.raises(httpx.ReadTimeout):
+                    await http.post(url, json=ask("m", stream=True))
+
+        await asyncio.gather(*(leave_early() for _ in range(20)))
+        assert live[0] > 0
         await async_wait_until(lambda: live[0] == 0, 10)
         await async_wait_until(lambda: len(asyncio.all_tasks()) <= before, 10)
 
@@ -510,8 +527,8 @@ async def test_keys_never_leave_the_sidecar(
 async def test_no_header_injection_and_no_invented_metric_labels(
     fake_openai: FakeOpenAI, sidecar_factory: Any
 ) -> None:
-    """Model names the app invents (with CR/LF, or just many) reach no response header and no
-    metric label; a provider's own headers are not passed on."""
+    """Model names and paths the app invents (with CR/LF, or just many) reach no response header
+    and no metric label; a provider's own headers are not passed on."""
     config = gateway_config({"oa": openai_provider(fake_openai.url)}, {"m": group(("oa", "gpt"))})
     invented = [f"invented-model-{i}" for i in range(20)] + ["m\r\nx-injected: 1", "m\nx: y"]
     async with sidecar_factory(config, plugins=[sidecar_llm]) as s:
@@ -520,7 +537,10 @@ async def test_no_header_injection_and_no_invented_metric_labels(
                 r = await post(s, front, ask(name))
                 assert_front_error(front, r, range(404, 405))
                 assert "x-injected" not in r.headers and "x" not in r.headers
+        for i in range(10):  # paths too: no endpoint, no label
+            url = f"http://127.0.0.1:{s.http_port}/llm/v1/invented-path-{i}"
+            assert_front_error("openai", await HTTP["client"].post(url), range(404, 405))
         ok = await post(s, "openai", ask("m"))
         assert ok.status_code == 200 and "x-request-id" not in ok.headers
         metrics = await admin(s, "/metrics")
-    assert "invented-model" not in metrics and "x-injected" not in metrics
+    assert "invented-" not in metrics and "x-injected" not in metrics
