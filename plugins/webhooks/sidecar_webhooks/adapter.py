@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sidecar import (
     Adapter,
@@ -26,13 +26,14 @@ from sidecar import (
     Handler,
     Headers,
     Response,
+    SecretRef,
     SecretValue,
     SidecarError,
     UpstreamConfig,
     read_body,
 )
 
-from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem
+from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem, url_problem
 from .delivery import Engine, QueueFull, Stopping
 from .metrics import WebhookMetrics
 from .worker import log
@@ -78,23 +79,40 @@ def store_dir_problem(path: Path) -> str | None:
     return None
 
 
-def settings_of(upstream: UpstreamConfig) -> tuple[WebhooksOptions, dict[str, list[SecretValue]]]:
-    """The upstream's options and its endpoints' secrets, read now; raises UnusableSetting
-    naming the key path of a secret that cannot be used (never its value)."""
+class Settings(NamedTuple):
+    """An upstream's options with its endpoints' secrets (and referenced URLs) read."""
+
+    options: WebhooksOptions
+    secrets: dict[str, list[SecretValue]]
+    #: the endpoints whose URL is given by reference
+    urls: dict[str, SecretValue]
+
+
+def settings_of(upstream: UpstreamConfig) -> Settings:
+    """The upstream's options, its endpoints' secrets and referenced URLs, read now; raises
+    UnusableSetting naming the key path of one that cannot be used (never its value)."""
     options = WebhooksOptions.model_validate(upstream.options)
     problem = store_dir_problem(Path(options.store_dir))
     if problem is not None:
         raise UnusableSetting("options.store_dir", problem)
     secrets: dict[str, list[SecretValue]] = {}
+    urls: dict[str, SecretValue] = {}
     for endpoint, settings in options.endpoints.items():
+        refs = [(f"secrets.{i}", ref, secret_problem) for i, ref in enumerate(settings.secrets)]
+        if isinstance(settings.url, SecretRef):
+            refs.append(("url", settings.url, url_problem))
         secrets[endpoint] = []
-        for i, ref in enumerate(settings.secrets):
-            key_path = f"options.endpoints.{endpoint}.secrets.{i}"
+        for where, ref, check in refs:
+            key_path = f"options.endpoints.{endpoint}.{where}"
             try:
-                secrets[endpoint].append(SecretValue(ref, key_path, check=secret_problem))
+                value = SecretValue(ref, key_path, check=check)
             except AuthConfigProblem as e:
                 raise UnusableSetting(key_path, str(e)) from None
-    return options, secrets
+            if where == "url":
+                urls[endpoint] = value
+            else:
+                secrets[endpoint].append(value)
+    return Settings(options, secrets, urls)
 
 
 class WebhooksAdapter(Adapter):
@@ -107,7 +125,7 @@ class WebhooksAdapter(Adapter):
         self.engines: dict[str, Engine] = {}
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
-        options, _ = settings_of(upstream)  # unusable settings stop start-up or the reload
+        options = settings_of(upstream).options  # unusable settings stop start-up or reload
         attempts = self.services.metrics.attempts(name)
         max_body = options.max_body
         engines = self.engines
@@ -153,10 +171,10 @@ class WebhooksAdapter(Adapter):
             if upstream.adapter != "webhooks":
                 continue
             try:
-                options, secrets = settings_of(upstream)
+                settings = settings_of(upstream)
             except UnusableSetting:
                 continue  # handler() reports it at its key path when the routes are composed
-            engine = Engine(name, options, secrets, self.metrics)
+            engine = Engine(name, settings, self.metrics)
             await engine.start()
             self.engines[name] = engine
 
@@ -173,16 +191,16 @@ class WebhooksAdapter(Adapter):
             if upstream.adapter != "webhooks":
                 continue
             try:
-                options, secrets = settings_of(upstream)
+                settings = settings_of(upstream)
             except UnusableSetting:
                 continue  # the reload was refused for it; the running engine stays
             running = self.engines.get(name)
-            if running is not None and running.options == options:
+            if running is not None and running.options == settings.options:
                 continue
             if running is not None:
                 del self.engines[name]  # no call may queue into an engine being stopped
                 await running.stop()
-            engine = Engine(name, options, secrets, self.metrics)
+            engine = Engine(name, settings, self.metrics)
             await engine.start()
             self.engines[name] = engine
             log.info("webhooks options applied", extra={"fields": {"upstream": name}})

@@ -23,6 +23,7 @@ from sidecar import Duration, Model, SecretRef, Size
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 #: an event type is the last path segment of the app's POST; also an endpoint's subscription
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+URL_PATTERN = r"^https?://[^\s/]+"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the scheme's prefix, not a secret)
 
 
@@ -54,6 +55,11 @@ def readable(ref: SecretRef) -> SecretRef:
 ReadableSecrets = Annotated[
     list[Annotated[SecretRef, AfterValidator(readable)]], BeforeValidator(refuse_inline)
 ]
+
+
+def url_problem(value: str) -> str | None:
+    """Why a URL given by reference cannot be delivered to (never repeating it)."""
+    return None if re.match(URL_PATTERN, value) else "is not an http:// or https:// URL"
 
 
 def secret_problem(value: str) -> str | None:
@@ -100,7 +106,9 @@ class Breaker(Model):
 class Endpoint(Model):
     """One receiver of webhooks: deliveries go to ``url`` and nowhere else (never a redirect)."""
 
-    url: str = Field(pattern=r"^https?://[^\s/]+")
+    #: the URL, or a reference to it (``{env: NAME}`` / ``{file: PATH}``) when it is itself a
+    #: secret (a token in its path): then neither ``/config`` nor the admin view shows it
+    url: Annotated[str, Field(pattern=URL_PATTERN)] | SecretRef
     #: the event types delivered here; ``"*"`` subscribes to every type
     events: list[str] = Field(min_length=1, max_length=1000)
     #: one or more ``whsec_`` secrets by reference; every one signs each delivery (rotation)

@@ -15,17 +15,17 @@ import contextlib
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from sidecar import SecretValue
-
-from .config import WebhooksOptions
 from .metrics import WebhookMetrics
 from .store import Delivery, Store
 from .worker import EndpointWorker, log
+
+if TYPE_CHECKING:
+    from .adapter import Settings
 
 #: seconds stop() waits for accepts still writing to the disk
 STOP_WAIT = 5.0
@@ -51,18 +51,19 @@ class Engine:
     def __init__(
         self,
         upstream: str,
-        options: WebhooksOptions,
-        secrets: dict[str, list[SecretValue]],
+        settings: Settings,
         metrics: WebhookMetrics,
     ) -> None:
         self.upstream = upstream
-        self.options = options
+        options = self.options = settings.options
         self.metrics = metrics
         self.store = Store(Path(options.store_dir) / upstream)
         self.pending: dict[str, Delivery] = {}
         self.dead: dict[str, Delivery] = {}
         self.workers = {
-            name: EndpointWorker(self, name, endpoint, secrets[name])
+            name: EndpointWorker(
+                self, name, endpoint, settings.secrets[name], settings.urls.get(name)
+            )
             for name, endpoint in options.endpoints.items()
         }
         self.session: aiohttp.ClientSession
@@ -234,7 +235,11 @@ class Engine:
             "store": str(self.store.root),
             "endpoints": {
                 name: {
-                    "origin": origin_of(w.endpoint.url),
+                    "origin": (
+                        origin_of(w.endpoint.url)
+                        if isinstance(w.endpoint.url, str)
+                        else "(given by reference)"
+                    ),
                     "events": list(w.endpoint.events),
                     "disabled": w.disabled,
                     "breaker": "open" if w.open_until > time.time() else "closed",

@@ -63,13 +63,19 @@ class EndpointWorker:
     """The due-time queue and the sender of one endpoint."""
 
     def __init__(
-        self, engine: Engine, name: str, endpoint: Endpoint, secrets: Sequence[SecretValue]
+        self,
+        engine: Engine,
+        name: str,
+        endpoint: Endpoint,
+        secrets: Sequence[SecretValue],
+        url_ref: SecretValue | None,
     ) -> None:
         self.engine = engine
         self.name = name
         self.endpoint = endpoint
         #: read at each attempt: a secret file that changed is picked up without a reload
         self.secrets = secrets
+        self._url = url_ref.get if url_ref is not None else (lambda: str(endpoint.url))
         self.disabled = False
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -177,7 +183,7 @@ class EndpointWorker:
         retry_after: float | None = None
         try:
             async with self.engine.session.post(
-                self.endpoint.url,
+                self._url(),
                 data=body,
                 headers=headers,
                 allow_redirects=False,

@@ -242,3 +242,22 @@ async def test_an_app_given_webhook_id_makes_posting_again_safe(
     assert (bad.status_code, bad.headers["x-sidecar-error"]) == (400, "webhook_bad_id")
     assert len(held.received) == 1
     Webhook(secret).verify(got.body, got.headers)
+
+
+async def test_an_endpoint_url_can_be_a_secret_by_reference(
+    sidecar_factory: Factory,
+    receivers: Receivers,
+    secret_env: Any,
+    tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """A URL given as {env: NAME} is delivered to, and neither /config nor /webhooks shows it."""
+    ep = await receivers()
+    secret_env("WH")
+    monkeypatch.setenv("HOOK_URL", ep.url + "/T0KEN-in-the-path")
+    config = hooks_config(tmp_path, {"ep": {**endpoint("", "WH"), "url": {"env": "HOOK_URL"}}})
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        assert (await post_event(s, "order.created")).status_code == 202
+        await ep.wait_for(1)
+        shown = (await admin(s, "GET", "/config")).text + (await admin(s, "GET", "/webhooks")).text
+    assert "T0KEN" not in shown and "(given by reference)" in shown

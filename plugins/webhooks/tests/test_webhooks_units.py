@@ -116,6 +116,10 @@ def test_sidecar_check_names_the_file_key_and_reason(tmp_path: Path) -> None:
     code, out = check(tmp_path, not_dir, {"WH": new_secret()})
     assert code == 2 and "upstreams.hooks.options.store_dir: " in out
     assert "a-file exists and is not a directory" in out
+    by_ref = {**options, "endpoints": {"billing": {**ep, "url": {"env": "URL"}}}}
+    code, out = check(tmp_path, by_ref, {"WH": new_secret(), "URL": "ftp://h/T0KEN"})
+    assert code == 2 and "upstreams.hooks.options.endpoints.billing.url: the secret" in out
+    assert "is not an http:// or https:// URL" in out and "T0KEN" not in out
     typo = {**options, "endpoints": {"billing": {**ep, "events": ["order created"]}}}
     code, out = check(tmp_path, typo, {"WH": new_secret()})
     assert code == 2 and "upstreams.hooks.options.endpoints.billing.events" in out
