@@ -40,6 +40,11 @@ pytestmark = pytest.mark.usefixtures("provider_keys", http_client.__name__)
 
 # -- a hostile app ---------------------------------------------------------------------------
 
+#: an assistant turn whose tool-call arguments (a string in the body) nest past the parser
+NESTED_CALL = {
+    "role": "assistant",
+    "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "[" * DEEP}}],
+}
 BAD_FIELDS: list[dict[str, Any]] = [
     {"messages": "x"},
     {"messages": 5},
@@ -57,6 +62,7 @@ BAD_FIELDS: list[dict[str, Any]] = [
     {"stream": True, "stream_options": "x"},
     {"stream": True, "stream_options": [1]},
     {"messages": json.loads("[" * 900 + "]" * 900)},
+    {"messages": [{"role": "user", "content": "hi"}, NESTED_CALL, {"role": "tool", "content": ""}]},
 ]
 #: values only the provider can judge: sent on (the fakes are lax), never a sidecar failure
 PROVIDERS_CALL: list[dict[str, Any]] = [
@@ -164,14 +170,15 @@ async def test_apps_leaving_streams_leak_no_connections_or_tasks(
         silent = streamed(forever=b": keep-alive\n\n", every=0.01)
         fake_upstream.handler = lambda request: counted_with(silent, request)
 
-        async def leave_early() -> None:
-            async with httpx.AsyncClient(timeout=0.2) as http:
-                url = f"http://127.0.0.1:{s.http_port}{CHAT}"
-                with pytest.raises(httpx.ReadTimeout):
-                    await http.post(url, json=ask("m", stream=True))
+        async def held() -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                await http.post(f"http://127.0.0.1:{s.http_port}{CHAT}", json=ask("m", stream=True))
 
-        await asyncio.gather(*(leave_early() for _ in range(20)))
-        assert live[0] > 0
+        calls = [asyncio.create_task(held()) for _ in range(20)]
+        await async_wait_until(lambda: live[0] == 20, 10)  # every stream open at the provider
+        for task in calls:
+            task.cancel()  # the app goes away
+        await asyncio.gather(*calls, return_exceptions=True)
         await async_wait_until(lambda: live[0] == 0, 10)
         await async_wait_until(lambda: len(asyncio.all_tasks()) <= before, 10)
 

@@ -63,6 +63,20 @@ async def test_broken_plain_answers_are_a_5xx(
             assert_front_error(front, await post(s, front, ask("m")), statuses)
 
 
+async def test_tool_arguments_nested_past_the_parser_are_a_502(
+    fake_upstream: FakeUpstream, sidecar_factory: Any
+) -> None:
+    """An OpenAI answer whose tool-call arguments (a string) nest past the parser, translated
+    for the Anthropic front: a 502 in its shape, not the sidecar's own 500."""
+    call = {"id": "t", "type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    chat = {"id": "c", "object": "chat.completion", "created": 0, "model": "x", "choices": []}
+    chat["choices"] = [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+    fake_upstream.handler = answer(200, json.dumps(chat).encode(), content_type="application/json")
+    async with sidecar_factory(hostile_config(fake_upstream.url), plugins=[sidecar_llm]) as s:
+        assert_front_error("anthropic", await post(s, "anthropic", ask("m")), range(502, 503))
+
+
 @pytest.mark.parametrize("status", [600, 799, 999])
 async def test_statuses_past_5xx_reach_the_app_as_502(
     status: int, fake_upstream: FakeUpstream, sidecar_factory: Any

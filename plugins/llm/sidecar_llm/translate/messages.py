@@ -101,7 +101,7 @@ def _openai_user_content(content: object, field: str) -> str | list[dict[str, An
 def _tool_input(arguments: object, field: str) -> dict[str, Any]:
     try:
         parsed = json.loads(arguments) if isinstance(arguments, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser
         parsed = None
     if not isinstance(parsed, dict):
         raise Untranslatable(field, "tool call arguments must be a JSON object")

@@ -140,7 +140,7 @@ def _tool_use(call: object, field: str) -> dict[str, Any]:
     function = call["function"]
     try:
         arguments = json.loads(function.get("arguments") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser
         arguments = None
     if not isinstance(arguments, dict):
         raise Untranslatable(f"{field}.function.arguments", "not a JSON object")
