@@ -91,7 +91,10 @@ def from_http(headers: Iterable[tuple[str, str]], body: bytes) -> CloudEvent:
     attributes: dict[str, Any] = {}
     for key, value in pairs:
         if key.startswith("ce-"):
-            attributes[key[3:]] = unquote(value, errors="strict")
+            try:
+                attributes[key[3:]] = unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                raise EnvelopeError(f"header {key[:43]!r} is not percent-encoded UTF-8") from None
     _check_names(attributes)
     if "data" in attributes or "data_base64" in attributes:
         raise EnvelopeError("'data' is not an attribute: send it as the body")

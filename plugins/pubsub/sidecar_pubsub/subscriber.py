@@ -145,11 +145,12 @@ class Subscription:
     ) -> bool:
         """Copy ``event`` to the dead-letter topic with why; whether it is settled (the copy
         confirmed, or no dead-letter topic is configured and it was counted and logged)."""
-        self.metrics.dead_lettered.labels(
+        counted = self.metrics.dead_lettered.labels(
             self.upstream, self.config.topic, self.config.group, kind
-        ).inc()
+        )
         topic = self.config.dead_letter
         if topic is None:
+            counted.inc()
             log.warning(
                 f"pubsub: message {event.id} of {self.config.topic} given up: {reason} "
                 "(no dead_letter topic configured)",
@@ -169,6 +170,7 @@ class Subscription:
                 extra={"fields": self._fields},
             )
             return False
+        counted.inc()  # once it is settled: a copy that failed is tried again later
         return True
 
     async def _ack(self, message: Delivery) -> None:

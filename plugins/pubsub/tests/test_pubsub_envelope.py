@@ -117,6 +117,7 @@ def test_complete_keeps_what_the_app_set() -> None:
         ([("content-type", STRUCTURED)], b'{"x":{"y":1}}', "string, number or boolean"),
         ([("ce-Bad_Name", "v")], b"", "lower-case"),
         ([("ce-data", "v")], b"", "body"),
+        ([("ce-subject", "%FF%FE")], b"", "percent-encoded UTF-8"),
     ],
 )
 def test_invalid_events_are_refused_with_the_reason(

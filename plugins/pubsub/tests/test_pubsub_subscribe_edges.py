@@ -133,3 +133,29 @@ async def test_a_subscription_resumes_after_the_broker_comes_back(sidecar_factor
         assert app.requests[1].headers["ce-id"] == again.headers["ce-id"]
     finally:
         broker.close()
+
+
+async def test_without_a_dead_letter_topic_a_given_up_message_is_counted_and_acked(
+    redis_broker: RedisBroker, sidecar_factory: Any
+) -> None:
+    """With no dead_letter configured, a message the app gives up on is counted, not kept."""
+    p = prefix()
+    orders = Stream(redis_broker.url, f"{p}orders")
+
+    async def give_up(request: web.Request) -> web.Response:
+        return web.json_response({"status": "DEADLETTER"})
+
+    async with FakeUpstream(give_up) as app:
+        config = subscribed_config(redis_broker.url, app.url, p, dead_letter=None)
+        async with sidecar_factory(config, plugins=[sidecar_pubsub]) as s:
+            async with httpx.AsyncClient() as client:
+                await client.post(f"http://127.0.0.1:{s.http_port}/events/orders", content=b"x")
+                await until(lambda: len(app.requests) == 1, "the delivery")
+                await until(lambda: orders.pending() == 0, "the message acknowledged")
+                metrics = (await client.get(f"http://127.0.0.1:{s.admin_port}/metrics")).text
+    labels = 'group="shop",reason="app",topic="orders",upstream="events"'
+    assert f"sidecar_pubsub_dead_lettered_total{{{labels}}} 1.0" in metrics
+    dlq = Stream(redis_broker.url, f"{p}orders.dlq")
+    assert dlq.events() == []
+    orders.close()
+    dlq.close()

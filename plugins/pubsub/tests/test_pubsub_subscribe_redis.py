@@ -151,6 +151,8 @@ async def test_deadletter_and_drop_answers_are_final(
     assert len(app.requests) == 2  # neither was delivered again
     labels = 'group="shop",outcome="drop",topic="orders",upstream="events"'
     assert f"sidecar_pubsub_deliveries_total{{{labels}}} 1.0" in metrics
+    labels = 'group="shop",reason="app",topic="orders",upstream="events"'
+    assert f"sidecar_pubsub_dead_lettered_total{{{labels}}} 1.0" in metrics
     orders.close()
     dlq.close()
 
