@@ -38,6 +38,17 @@ CHAT_FIELDS = frozenset(
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
+#: fields whose JSON type OpenAI checks before anything else (a wrong one is a 400 there)
+_TYPED_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("tools", list, "an array"),
+    ("stop", (str, list), "a string or an array"),
+    ("stream", bool, "a boolean"),
+    ("stream_options", dict, "an object"),
+    ("max_tokens", int, "an integer"),
+    ("max_completion_tokens", int, "an integer"),
+)
+
+
 def check_chat(body: dict[str, Any]) -> tuple[str, str | None, str | None] | None:
     """OpenAI's own 400s for a chat request, as ``(message, param, code)``; None when valid."""
     for name in body:
@@ -61,8 +72,17 @@ def check_chat(body: dict[str, Any]) -> tuple[str, str | None, str | None] | Non
             "stream_options",
             None,
         )
+    for name, kinds, expected in _TYPED_FIELDS:
+        if name in body and body[name] is not None and not isinstance(body[name], kinds):
+            got = type(body[name]).__name__
+            message = f"Invalid type for '{name}': expected {expected}, but got {got} instead."
+            return message, name, "invalid_type"
     for i, tool in enumerate(body.get("tools") or []):
-        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict):
+            param = f"tools[{i}]"
+            message = f"Invalid type for '{param}': expected an object, but got a value instead."
+            return message, param, "invalid_type"
+        function = tool.get("function")
         if tool.get("type") == "function" and not (function or {}).get("name"):
             param = f"tools[{i}].function" + (".name" if function else "")
             return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
