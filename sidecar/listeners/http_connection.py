@@ -41,7 +41,7 @@ from ..http1 import CLOSED_REQUEST_PARSER
 from ..routing import normalize_path
 from .http_body import RequestBody
 from .http_request import COLLECT_LIMIT, RequestReader
-from .http_response import REFUSED, refusal_bytes, write_response
+from .http_response import REFUSED, refusal_bytes, write_response, write_whole
 from .http_state import BUSY, HEAD, IDLE, INPUT_CLOSED, LINGER, QUEUE_FULL
 
 if TYPE_CHECKING:
@@ -196,6 +196,9 @@ class HttpConnection(RequestReader):
             )
             resp = error_response(SidecarError("unexpected error in the sidecar"))
             resp.close = True
+        kept = write_whole(self, ex, resp)  # the common answer: no coroutine to write it
+        if kept is not None:
+            return kept
         return await write_response(self, ex, resp)
 
     def begin_drain(self) -> None:

@@ -13,7 +13,7 @@ says.
 
 from __future__ import annotations
 
-__all__ = ["REFUSED", "refusal_bytes", "write_response"]
+__all__ = ["REFUSED", "refusal_bytes", "write_response", "write_whole"]
 
 import asyncio
 import logging
@@ -34,8 +34,32 @@ _NO_BODY_STATUS = frozenset({204, 304})
 REFUSED = Exchange("GET", "/", Headers())
 
 
+def write_whole(conn: HttpConnection, ex: Exchange, resp: Response) -> bool | None:
+    """The common answer written at once, with no coroutine of its own: a body in memory, an
+    app still connected, a final status. Whether the connection stays open after it; ``None``
+    for any other response, which :func:`write_response` writes."""
+    transport = conn.transport
+    body = resp.body
+    if transport is None or conn.closed or type(body) is not bytes:
+        return None
+    status = resp.status
+    line = STATUS_LINES.get(status) if status >= 200 else None
+    if line is None:
+        return None
+    out, keep, no_body, _ = _framed(conn, ex, resp, status, line)
+    if body and not no_body:
+        out.append(body)
+    transport.write(b"".join(out))
+    if resp.on_complete:
+        completed(resp, True, 0 if no_body else len(body))
+    return keep
+
+
 async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> bool:
     """Frame and write ``resp``; ``False`` when the connection must close after it."""
+    kept = write_whole(conn, ex, resp)
+    if kept is not None:
+        return kept
     transport = conn.transport
     if transport is None or conn.closed:
         # the app went away first: its callbacks (access log, tracing) still hear the end
@@ -43,6 +67,38 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
         completed(resp, False, 0)
         return False
     status = resp.status
+    line = STATUS_LINES.get(status) if status >= 200 else None
+    if line is None:
+        # an interim or out-of-range status as the final answer would desynchronise the app
+        log.error("a handler returned status %s; sent 502 instead", status)
+        await close_body(resp)
+        resp.status = 502
+        resp.body = b""
+        kept = write_whole(conn, ex, resp)
+        assert kept is not None  # a final status, a body in memory, the app still there
+        return kept
+    body = resp.body
+    out, keep, no_body, chunked = _framed(conn, ex, resp, status, line)
+    if isinstance(body, bytes):  # (a bytes subclass: what write_whole leaves to this path)
+        if body and not no_body:
+            out.append(body)
+        transport.write(b"".join(out))
+        if resp.on_complete:
+            completed(resp, True, 0 if no_body else len(body))
+        return keep
+    transport.write(b"".join(out))
+    if no_body:
+        await close_body(resp)
+        completed(resp, True, 0)
+        return keep
+    return await _stream_body(conn, ex, resp, body, chunked) and keep
+
+
+def _framed(
+    conn: HttpConnection, ex: Exchange, resp: Response, status: int, line: bytes
+) -> tuple[list[bytes], bool, bool, bool]:
+    """The head of ``resp`` as parts to join, then whether the connection stays open, whether
+    the answer has no body (HEAD, 204, 304) and whether its body goes chunked."""
     keep = (
         ex.keep_alive
         and not resp.close
@@ -51,14 +107,6 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
         # draining: requests already read are answered, the last one says Connection: close
         and (not conn.listener.draining or conn.more_owed())
     )
-    line = STATUS_LINES.get(status) if status >= 200 else None
-    if line is None:
-        # an interim or out-of-range status as the final answer would desynchronise the app
-        log.error("a handler returned status %s; sent 502 instead", status)
-        await close_body(resp)
-        status = 502
-        line = STATUS_LINES[502]
-        resp.body = b""
     # the header lines as one str, encoded once
     fields = "".join(
         [f"{name}: {value}\r\n" for name, value in resp.headers if name not in FRAMING]
@@ -83,19 +131,7 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     elif ex.http_version == "1.0":
         out.append(b"connection: keep-alive\r\n")
     out.append(b"\r\n")
-    if isinstance(body, bytes):
-        if body and not no_body:
-            out.append(body)
-        transport.write(b"".join(out))
-        if resp.on_complete:
-            completed(resp, True, 0 if no_body else len(body))
-        return keep
-    transport.write(b"".join(out))
-    if no_body:
-        await close_body(resp)
-        completed(resp, True, 0)
-        return keep
-    return await _stream_body(conn, ex, resp, body, chunked) and keep
+    return out, keep, no_body, chunked
 
 
 async def _stream_body(
