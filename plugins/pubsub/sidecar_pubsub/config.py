@@ -64,6 +64,9 @@ class SubscriptionConfig(Model):
     path: str = Field(pattern=r"^/[!-~]*$", max_length=2000)
     #: messages delivered to the app at once
     concurrency: int = Field(default=1, ge=1, le=256)
+    #: a CloudEvents attribute (``partitionkey``...): messages with the same value of it are
+    #: delivered one at a time, in the order they were read; others go at once
+    ordered_by: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,40}$")
     #: bound on one delivery to the app; past it the delivery is retried
     timeout: Duration = Field(default=10.0, gt=0, le=600)
     retry: RetryPolicy = RetryPolicy()

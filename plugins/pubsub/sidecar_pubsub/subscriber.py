@@ -5,8 +5,10 @@ At-least-once: a message is acknowledged to the broker only after the app's answ
 sidecar that dies before that leaves the message with the broker, which gives it out again
 (a restart reads its own pending ones; another member claims them after ``claim_after``).
 Retries wait ``backoff`` doubled each time up to ``max_backoff``; after ``retry.attempts``
-deliveries the message is dead-lettered. Messages are handled ``concurrency`` at a time, in
-batches. Not here: one HTTP delivery (:mod:`.delivery`), the lifespan (:mod:`.lifespan`).
+deliveries the message is dead-lettered. Up to ``concurrency`` messages are being delivered at
+once, and a free slot is filled as soon as one is settled; messages with the same value of
+``ordered_by`` go one after another, in the order read. Not here: one HTTP delivery
+(:mod:`.delivery`), the lifespan (:mod:`.lifespan`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ __all__ = ["Subscription", "retry_wait"]
 
 import asyncio
 import logging
+from functools import partial
 
 import aiohttp
 
@@ -67,8 +70,17 @@ class Subscription:
     async def run(self) -> None:
         consumer, self._consumer = self._consumer, None
         failures = 0
+        #: deliveries being handled, by the broker's id of their message
+        in_flight: dict[str, asyncio.Task[None]] = {}
+        #: the last delivery of each ``ordered_by`` value, which the next one of it waits for
+        tails: dict[str, asyncio.Task[None]] = {}
         try:
             while True:
+                free = self.config.concurrency - len(in_flight)
+                if free <= 0:
+                    # every slot is taken: read more only once a delivery is settled
+                    await asyncio.wait(in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     if consumer is None:
                         consumer = await self.backend.consumer(
@@ -77,7 +89,7 @@ class Subscription:
                             self.consumer_name,
                             self.config.claim_after,
                         )
-                    batch = await consumer.receive(self.config.concurrency, RECEIVE_WAIT)
+                    batch = await consumer.receive(free, RECEIVE_WAIT)
                     failures = 0
                 except BrokerUnavailable as e:
                     if failures == 0:
@@ -92,22 +104,44 @@ class Subscription:
                         consumer = None
                     await asyncio.sleep(wait)  # the broker is down: wait before asking again
                     continue
-                if batch:
-                    outcomes = await asyncio.gather(
-                        *(self.handle(d) for d in batch), return_exceptions=True
-                    )
-                    for outcome in outcomes:
-                        if isinstance(outcome, Exception):
-                            # a bug must not stop the subscription; the message stays
-                            # unacknowledged, so it is delivered again
-                            log.error(
-                                f"pubsub: delivery failed: {type(outcome).__name__}",
-                                exc_info=outcome,
-                                extra={"fields": self._fields},
-                            )
+                for message in batch:
+                    if message.broker_id in in_flight:
+                        continue  # given again while still being handled (a claim of our own)
+                    key = self._order_key(message)
+                    task = asyncio.create_task(self._settle(message, tails.get(key or "")))
+                    in_flight[message.broker_id] = task
+                    task.add_done_callback(partial(_forget, in_flight, message.broker_id))
+                    if key is not None:
+                        tails[key] = task
+                        task.add_done_callback(partial(_forget, tails, key))
         finally:
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
             if consumer is not None:
                 await consumer.aclose()
+
+    def _order_key(self, message: Delivery) -> str | None:
+        attribute = self.config.ordered_by
+        if attribute is None or message.event is None:
+            return None
+        value = message.event.attributes.get(attribute)
+        return None if value is None else str(value)
+
+    async def _settle(self, message: Delivery, before: asyncio.Task[None] | None) -> None:
+        """Handle ``message`` once ``before`` (the previous message of its key) is done."""
+        if before is not None:
+            await asyncio.wait([before])
+        try:
+            await self.handle(message)
+        except Exception as e:
+            # a bug must not stop the subscription; the message stays unacknowledged, so it
+            # is delivered again
+            log.error(
+                f"pubsub: delivery failed: {type(e).__name__}",
+                exc_info=e,
+                extra={"fields": self._fields},
+            )
 
     async def handle(self, message: Delivery) -> None:
         """Deliver one message until it is settled, then acknowledge it (or leave it to the
@@ -182,6 +216,12 @@ class Subscription:
                 f"pubsub: ack of {message.broker_id} failed ({e}); it will come again",
                 extra={"fields": self._fields},
             )
+
+
+def _forget(table: dict[str, asyncio.Task[None]], key: str, task: asyncio.Task[None]) -> None:
+    """Drop ``table[key]`` if it is still ``task`` (a later task of the key may replace it)."""
+    if table.get(key) is task:
+        del table[key]
 
 
 def retry_wait(policy: RetryPolicy, attempt: int) -> float:

@@ -135,8 +135,10 @@ class _StreamConsumer(Consumer):
         self.group = group
         self.name = name
         self.claim_after_ms = int(claim_after * 1000)
-        #: this consumer's own unacknowledged entries (a restart) are read before new ones
+        #: this consumer's own unacknowledged entries (a restart) are read before new ones,
+        #: from this id on (each read goes past the last, so none is handed out twice)
         self._own_pending = True
+        self._pending_from = "0"
         self._next_claim = 0.0
 
     async def receive(self, max_count: int, wait: float) -> list[Delivery]:
@@ -144,12 +146,15 @@ class _StreamConsumer(Consumer):
         try:
             if self._own_pending:
                 reply: Any = await client.xreadgroup(
-                    self.group, self.name, {self.key: "0"}, count=max_count
+                    self.group, self.name, {self.key: self._pending_from}, count=max_count
                 )
-                entries = await self._live(_stream_entries(reply))
-                if entries:
-                    return entries
-                if not _stream_entries(reply):
+                pending = _stream_entries(reply)
+                if pending:
+                    self._pending_from = pending[-1][0]
+                    entries = await self._live(pending)
+                    if entries:
+                        return entries
+                else:
                     self._own_pending = False
             now = time.monotonic()
             if now >= self._next_claim:
