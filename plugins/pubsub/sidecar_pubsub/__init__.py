@@ -4,9 +4,9 @@ CloudEvents (``adapter: pubsub``).
 The app publishes with ``POST /<upstream>/<topic>`` and is answered 204 once the broker
 confirmed; configured subscriptions deliver each message to the app over HTTP, with retries and
 a dead-letter topic, acknowledging it to the broker only after the app's answer. Backends:
-Redis Streams and RabbitMQ; other distributions add more through :data:`hookimpl`
-(``pubsub_register_backends``). Imports only ``sidecar``, the public plugin API. Docs:
-``plugins/pubsub/README.md``.
+Redis Streams, RabbitMQ, MQTT 5 and Kafka; other distributions add more through
+:data:`backend_hookimpl` (``pubsub_register_backends``). Imports only ``sidecar``, the
+public plugin API. Docs: ``plugins/pubsub/README.md``.
 """
 
 from __future__ import annotations

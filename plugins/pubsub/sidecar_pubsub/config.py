@@ -1,7 +1,8 @@
 """The options of an upstream with ``adapter: pubsub`` (``upstreams.<u>.options``).
 
-The upstream's ``url`` is the broker (``redis://host:6379/0``, ``amqp://host:5672/vhost``); its
-scheme picks the backend unless ``backend.type`` names one. ``topics`` are the only topics the
+The upstream's ``url`` is the broker (``redis://host:6379/0``, ``amqp://host:5672/vhost``,
+``mqtt://host:1883``, ``kafka://host:9092``); its scheme picks the backend unless
+``backend.type`` names one. ``topics`` are the only topics the
 app may publish to (and the only topic label values of the metrics); ``subscriptions`` are what
 the sidecar delivers to the app. Validated by ``sidecar check`` and at start-up, each problem at
 its key path. Not here: the backend's own keys (its ``options_model``, checked when the
