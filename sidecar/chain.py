@@ -6,8 +6,8 @@ filters run in chain order outbound and reverse order inbound (Envoy's order).
 
 :func:`compose` builds a route's handler at start-up or reload; a request then pays one Python call
 per filter and nothing else (no hook calls, no lookups). Adjacent filters that only observe
-(:class:`~sidecar.observing.Observing`: metrics, the access log, rescue) are fused into one
-coroutine frame on the way.
+(:class:`~sidecar.observing.Observing`: metrics, the access log, rescue...) are fused into one
+coroutine frame on the way, and retry runs the circuit breaker's steps in its own frame.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["Filter", "Handler", "compose", "fuse"]
 from collections.abc import Awaitable, Callable, Sequence
 
 from .exchange import Exchange, Response
-from .observing import Observing
+from .observing import Absorbing, Observing
 
 Handler = Callable[[Exchange], Awaitable[Response]]
 Filter = Callable[[Exchange, Handler], Awaitable[Response]]
@@ -40,8 +40,9 @@ def compose(filters: Sequence[Filter], terminal: Handler) -> Handler:
 
 
 def fuse(filters: Sequence[Filter]) -> list[Filter]:
-    """``filters`` with each run of adjacent observing filters joined into one (same order,
-    same behaviour, one coroutine frame per run)."""
+    """``filters`` with each run of adjacent observing filters joined into one, and the run
+    right inside an absorbing filter (retry) taken into its frame: same order, same behaviour,
+    fewer coroutine frames."""
     out: list[Filter] = []
     for f in filters:
         last = out[-1] if out else None
@@ -51,4 +52,17 @@ def fuse(filters: Sequence[Filter]) -> list[Filter]:
                 out[-1] = joined
                 continue
         out.append(f)
-    return out
+    done: list[Filter] = []
+    i = 0
+    while i < len(out):
+        f = out[i]
+        if isinstance(f, Absorbing):
+            inner = out[i + 1] if i + 1 < len(out) else None
+            if isinstance(inner, Observing) and inner.rescuer is None:
+                done.append(f.build(inner))
+                i += 2
+                continue
+            f = f.plain
+        done.append(f)
+        i += 1
+    return done

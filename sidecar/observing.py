@@ -27,7 +27,7 @@ filters; these classes are compiled in a compiled build and not part of the plug
 
 from __future__ import annotations
 
-__all__ = ["Observer", "ObserverOf", "Observing", "Rescuer", "RescuerOf"]
+__all__ = ["Absorbing", "Observer", "ObserverOf", "Observing", "Rescuer", "RescuerOf"]
 
 from collections.abc import Awaitable, Callable
 
@@ -112,28 +112,55 @@ class Observing:
     async def __call__(
         self, exchange: Exchange, call_next: Callable[[Exchange], Awaitable[Response]]
     ) -> Response:
-        observers = self.observers
-        began = 0  # observers whose begin ran (an observer that raised in begin did not)
+        e = self.begin_all(exchange)
+        if e is None:
+            try:
+                resp = await call_next(exchange)
+            except BaseException as raised:
+                e = self.fail_all(exchange, raised)
+            else:
+                e = self.finish_all(exchange, resp)
+                if e is None:
+                    return resp
+        rescuer = self.rescuer
+        if rescuer is None:
+            raise e
+        return rescuer.rescued(exchange, e)
+
+    # The steps of a call through the observers, for this filter and for a filter that runs
+    # them in its own frame (:class:`Absorbing`). Each returns the error the call leaves with
+    # (after the observers outside the one that raised were told), or ``None``.
+
+    def begin_all(self, exchange: Exchange) -> BaseException | None:
+        """Each ``begin``, outermost first; one that raises refuses the call."""
+        began = 0  # observers whose begin ran (one that raised did not)
         try:
-            for o in observers:
+            for o in self.observers:
                 o.begin(exchange)
                 began += 1
-            resp = await call_next(exchange)
         except BaseException as e:
             return self._unwind(exchange, e, began - 1)
+        return None
+
+    def finish_all(self, exchange: Exchange, resp: Response) -> BaseException | None:
+        """Each ``ok``, innermost first; one that raises hands its error outward."""
+        observers = self.observers
         at = len(observers) - 1
         try:
             while at >= 0:
                 observers[at].ok(exchange, resp)
                 at -= 1
         except BaseException as e:
-            return self._unwind(exchange, e, at - 1)  # the outer ones see what it raised
-        return resp
+            return self._unwind(exchange, e, at - 1)
+        return None
 
-    def _unwind(self, exchange: Exchange, e: BaseException, start: int) -> Response:
+    def fail_all(self, exchange: Exchange, e: BaseException) -> BaseException:
+        """Each ``error``, innermost first."""
+        return self._unwind(exchange, e, len(self.observers) - 1)
+
+    def _unwind(self, exchange: Exchange, e: BaseException, start: int) -> BaseException:
         """``e`` passes observers ``start`` down to 0 (outward), as it would pass nested
-        filters: one that raises while told hands its own error on. Then the rescuer's answer,
-        or ``e`` raised."""
+        filters: one that raises while told hands its own error on."""
         observers = self.observers
         at = start
         while at >= 0:
@@ -142,7 +169,24 @@ class Observing:
             except BaseException as raised:
                 e = raised
             at -= 1
-        rescuer = self.rescuer
-        if rescuer is None:
-            raise e
-        return rescuer.rescued(exchange, e)
+        return e
+
+
+class Absorbing:
+    """A filter that can run the observing filter right inside it in its own frame: ``retry``,
+    whose every attempt passes the circuit breaker. ``build(inner)`` makes the filter with
+    ``inner``'s steps inlined (``None``: plain); :func:`sidecar.chain.fuse` calls it.
+    Called as is, it is the plain filter."""
+
+    def __init__(self, build: Callable[[Observing | None], FilterFn]) -> None:
+        self.build = build
+        self.plain = build(None)
+
+    def __call__(
+        self, exchange: Exchange, call_next: Callable[[Exchange], Awaitable[Response]]
+    ) -> Awaitable[Response]:
+        return self.plain(exchange, call_next)
+
+
+#: a filter, as :mod:`sidecar.chain` names it (spelled out: chain imports this module)
+FilterFn = Callable[[Exchange, Callable[[Exchange], Awaitable[Response]]], Awaitable[Response]]

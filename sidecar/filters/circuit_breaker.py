@@ -17,8 +17,10 @@ upstream. Each transition is logged once (``sidecar.circuit_breaker``, with upst
 reason) and counted in ``sidecar_circuit_transitions_total``; ``sidecar_circuit_state`` and
 ``/upstreams`` read the breaker's state when asked.
 
-A closed breaker costs a call two attribute reads, a ``try`` and one method call; the clock is
-read only on failures (and per call when a ``failure_ratio`` window is configured).
+A closed breaker costs a call two attribute reads, the admitted generation kept and taken back
+(one dict entry) and one method call; the clock is read only on failures (and per call when a
+``failure_ratio`` window is configured). It is an observer (:mod:`sidecar.observing`): the
+``retry`` filter right above it runs its steps within its own coroutine frame.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import asyncio
 import logging
 
 from ..api import RouteContext, SharedKey
-from ..chain import Filter, Handler
+from ..chain import Filter
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
+from ..observing import Observer, Observing
+from ..outcomes import Classifier
 from ..resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("sidecar.circuit_breaker")
@@ -62,49 +66,56 @@ def factory(ctx: RouteContext) -> Filter | None:
     if not policy.enabled:
         return None
     breaker = ctx.shared(BREAKER, policy, lambda: make_breaker(ctx))
-    classify = ctx.classify
-    failing = frozenset(policy.failure_on)
-    timeout_fails = "timeout" in failing
-    success, failure, release, admit = (
-        breaker.success,
-        breaker.failure,
-        breaker.release,
-        breaker.admit,
-    )
+    # an observer (sidecar.observing): ``retry`` right above runs its steps in its own frame
+    return Observing((_Judge(breaker, ctx.classify, frozenset(policy.failure_on)),))
 
-    async def circuit_breaker(exchange: Exchange, call_next: Handler) -> Response:
+
+class _Judge(Observer):
+    """Admits each attempt (open: ``CircuitOpen``), then tells the breaker what it did."""
+
+    def __init__(
+        self, breaker: CircuitBreaker, classify: Classifier, failing: frozenset[str]
+    ) -> None:
+        self.breaker = breaker
+        self.classify = classify
+        self.failing = failing
+        self.timeout_fails = "timeout" in failing
+        #: the attempts inside now, and the breaker generation each was admitted in
+        self.admitted: dict[Exchange, int] = {}
+
+    def begin(self, exchange: Exchange) -> None:
+        breaker = self.breaker
         # closed: no call, no clock; open or half-open: admit() decides (raises CircuitOpen)
-        gen = admit() if breaker.state else breaker.generation
-        try:
-            resp = await call_next(exchange)
-        except SidecarError as e:
-            conditions = classify(None, e)
+        self.admitted[exchange] = breaker.admit() if breaker.state else breaker.generation
+
+    def ok(self, exchange: Exchange, resp: Response) -> None:
+        gen = self.admitted.pop(exchange)
+        conditions = self.classify(resp, None)
+        if conditions and not self.failing.isdisjoint(conditions):
+            self.breaker.failure(gen, conditions[0])
+        else:
+            self.breaker.success(gen)
+
+    def error(self, exchange: Exchange, e: BaseException) -> None:
+        gen = self.admitted.pop(exchange)
+        breaker = self.breaker
+        if isinstance(e, SidecarError):
+            conditions = self.classify(None, e)
             if not conditions:
-                release(gen)  # the sidecar's own decision: no verdict on the upstream
-            elif failing.isdisjoint(conditions):
-                success(gen)
+                breaker.release(gen)  # the sidecar's own decision: no verdict on the upstream
+            elif self.failing.isdisjoint(conditions):
+                breaker.success(gen)
             else:
-                failure(gen, conditions[0])
-            raise
-        except asyncio.CancelledError:
+                breaker.failure(gen, conditions[0])
+        elif isinstance(e, asyncio.CancelledError):
             deadline = exchange.deadline
             if (
-                timeout_fails
+                self.timeout_fails
                 and deadline is not None
                 and asyncio.get_running_loop().time() >= deadline - _DEADLINE_SLACK
             ):
-                failure(gen, "timeout")  # the overall deadline cut the call
+                breaker.failure(gen, "timeout")  # the overall deadline cut the call
             else:
-                release(gen)  # the app went away
-            raise
-        except BaseException:
-            release(gen)  # a bug below; rescue reports it, the upstream is not to blame
-            raise
-        conditions = classify(resp, None)
-        if conditions and not failing.isdisjoint(conditions):
-            failure(gen, conditions[0])
+                breaker.release(gen)  # the app went away
         else:
-            success(gen)
-        return resp
-
-    return circuit_breaker
+            breaker.release(gen)  # a bug below; rescue reports it, the upstream is not to blame

@@ -10,7 +10,7 @@ import pytest
 from sidecar.chain import Filter, Handler, compose, fuse
 from sidecar.errors import RateLimited, UpstreamTimeout
 from sidecar.exchange import Exchange, Response
-from sidecar.observing import Observer, ObserverOf, Observing, Rescuer, RescuerOf
+from sidecar.observing import Absorbing, Observer, ObserverOf, Observing, Rescuer, RescuerOf
 from sidecar.testing import make_exchange, make_route_context
 from tests.unit.chain_harness import route_filters
 
@@ -150,16 +150,19 @@ def test_the_outer_filters_of_a_route_run_in_one_frame(
 ) -> None:
     """rescue, the access log, metrics, the local rate limit, the concurrency limit and the
     deadline (the outer filters of a route) are one filter once composed; a limit that may
-    wait (a queue) keeps its own frame, and the filters inside them follow unchanged."""
+    wait (a queue) keeps its own frame; retry runs the circuit breaker in its own."""
     names, filters = route_filters(make_route_context({"url": "http://pay.internal", **upstream}))
     n = len(fused_names)
     assert names[:n] == fused_names
+    assert names[-2:] == ["retry", "circuit_breaker"]
     fused = fuse(filters)
     outer = fused[0]
     assert isinstance(outer, Observing)
     assert outer.rescuer is not None and len(outer.observers) == n - 1
-    assert fused[1:] == filters[n:]
-    assert not isinstance(fused[1], Observing)
+    # what follows is unchanged, but retry, which now runs the breaker in its own frame
+    assert fused[1:-1] == filters[n:-2]
+    assert isinstance(filters[-2], Absorbing) and isinstance(filters[-1], Observing)
+    assert not isinstance(fused[-1], Absorbing | Observing)
 
 
 async def test_a_decision_is_counted_logged_and_answered_by_the_fused_default_filters() -> None:
@@ -223,3 +226,55 @@ async def test_an_observer_that_raises_hands_its_error_outward_as_a_nested_filte
     assert results[0] == results[1]
     bug_ran = where != "error" or isinstance(outcome, BaseException)
     assert results[1][1] == (503 if bug_ran else 200)  # the rescue answered the bug
+
+
+async def through_retry(retry: Filter, statuses: list[Any], absorbed: bool) -> tuple[Any, ...]:
+    """What the attempts did and what the app got, with a recording observer right inside
+    ``retry``: taken into retry's frame, or kept apart as a plain filter of its own."""
+    log: list[str] = []
+    left = list(statuses)
+
+    async def terminal(ex: Exchange) -> Response:
+        outcome = left.pop(0) if len(left) > 1 else left[0]
+        log.append(f"upstream {outcome}")
+        if outcome == "boom":
+            raise UpstreamTimeout("slow")
+        return Response(outcome, body=b"")
+
+    observing = Observing((recording("breaker", log),))
+
+    def apart(ex: Exchange, call_next: Handler) -> Any:
+        return observing(ex, call_next)
+
+    chain: list[Filter] = [retry, observing if absorbed else apart]
+    assert len(fuse(chain)) == (1 if absorbed else 2)
+    resp = await compose(chain, terminal)(make_exchange())
+    return tuple(log), resp.status
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [[200], [503, 200], [503, 503, 503], ["boom", 200]],
+    ids=["first", "retried", "exhausted", "error-then-ok"],
+)
+async def test_retry_runs_the_observers_inside_it_as_the_nested_filter_would(
+    statuses: list[Any],
+) -> None:
+    """Each attempt passes the observers right inside retry (the circuit breaker) the same way,
+    whether retry runs them in its own frame or they are a filter of their own."""
+    upstream = {
+        "url": "http://pay.internal",
+        # a budget no test run spends: both runs share this retry filter's budget
+        "retry": {
+            "attempts": 3,
+            "backoff": {"base": "1ms", "max": "1ms"},
+            "budget": {"min_retries": 100},
+        },
+    }
+    _, filters = route_filters(make_route_context(upstream))
+    retry = next(f for f in filters if isinstance(f, Absorbing))
+    absorbed = await through_retry(retry, statuses, True)
+    assert absorbed == await through_retry(retry, statuses, False)
+    log, _ = absorbed
+    attempts = len([x for x in log if x.startswith("upstream")])
+    assert attempts == min(len(statuses), 3) and len(log) == 3 * attempts
