@@ -33,7 +33,7 @@ from sidecar import (
 )
 
 from .backend import Backend, BrokerUnavailable
-from .backends_host import load_backends
+from .backends_host import BackendRegistry, load_backends
 from .config import PubSubOptions
 from .envelope import EnvelopeError, complete, from_http
 from .errors import InvalidEvent, MethodNotAllowed, PublishFailed, UnknownTopic
@@ -64,10 +64,19 @@ class PubSubAdapter(Adapter):
 
     def __init__(self, services: AdapterServices) -> None:
         super().__init__(services)
-        self.backends = load_backends()
+        self._backends: BackendRegistry | None = None
         self.metrics = PubSubMetrics.of(services.metrics.registry)
         self.live: dict[str, Upstream] = {}
         self._retired: list[Backend] = []
+
+    @property
+    def backends(self) -> BackendRegistry:
+        """Every backend, loaded when a pubsub upstream is first built: a sidecar whose config
+        has none never imports the broker clients (redis-py, aio-pika, aiomqtt, aiokafka: tens
+        of megabytes and a good part of a second at start)."""
+        if self._backends is None:
+            self._backends = load_backends()
+        return self._backends
 
     def build_backend(self, url: str | None, options: PubSubOptions) -> Backend:
         """A new backend for an upstream's url and options (no connection is made yet)."""
