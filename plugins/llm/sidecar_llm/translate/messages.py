@@ -257,6 +257,16 @@ def _anthropic_tool_result(block: dict[str, Any], field: str) -> dict[str, Any]:
     }
 
 
+def openai_tool_call(block: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic ``tool_use`` block as an OpenAI tool call (arguments as a JSON string)."""
+    arguments = json.dumps(block.get("input", {}), separators=(",", ":"))
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": arguments},
+    }
+
+
 def _text_parts(texts: list[str]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text} for text in texts]
 
@@ -300,14 +310,7 @@ def _anthropic_assistant(content: object, field: str) -> dict[str, Any]:
             texts.append(str(block.get("text", "")))
         elif kind == "tool_use":
             _refuse_unknown_keys(block, frozenset({"type", "id", "name", "input"}), f"{field}[{j}]")
-            arguments = json.dumps(block.get("input", {}), separators=(",", ":"))
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
-                }
-            )
+            calls.append(openai_tool_call(block))
         else:
             raise Untranslatable(f"{field}[{j}].type", f"{kind!r} blocks have no OpenAI part")
     message: dict[str, Any] = {"role": "assistant"}

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .errors import Untranslatable
+from .messages import openai_tool_call
 
 __all__ = [
     "anthropic_message_to_openai_chat",
@@ -99,14 +100,7 @@ def anthropic_message_to_openai_chat(
         if kind == "text":
             texts.append(str(block.get("text", "")))
         elif kind == "tool_use":
-            arguments = json.dumps(block.get("input", {}), separators=(",", ":"))
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
-                }
-            )
+            calls.append(openai_tool_call(block))
         else:
             raise Untranslatable(f"content[{i}].type", f"{kind!r} blocks have no OpenAI form")
     message: dict[str, Any] = {
