@@ -75,7 +75,9 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
         resp.status = 502
         resp.body = b""
         kept = write_whole(conn, ex, resp)
-        assert kept is not None  # a final status, a body in memory, the app still there
+        if kept is None:  # the app went away while the body was closed
+            completed(resp, False, 0)
+            return False
         return kept
     body = resp.body
     out, keep, no_body, chunked = _framed(conn, ex, resp, status, line)
