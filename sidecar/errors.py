@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitUnavailable",
     "RateLimited",
     "RegistryConflict",
+    "ReplayCheckUnavailable",
     "RequestTimeout",
     "SidecarError",
     "SignatureInvalid",
@@ -115,6 +116,13 @@ class SignatureInvalid(SidecarError):
     """An inbound request's HMAC signature or timestamp did not verify (or was a replay)."""
 
     status, grpc_code, code = 401, 16, "signature_invalid"  # UNAUTHENTICATED
+
+
+class ReplayCheckUnavailable(SidecarError):
+    """``verify_hmac`` could not ask its shared replay store (Redis) in time: a replay cannot be
+    ruled out, so the call is refused (fail closed) and the sender tries again later."""
+
+    status, grpc_code, code = 503, 14, "replay_check_unavailable"  # UNAVAILABLE
 
 
 class PeerNotAllowed(SidecarError):

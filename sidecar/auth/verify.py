@@ -1,23 +1,27 @@
-"""``verify_hmac``: accept only calls signed with the shared secret, fresh, and seen once.
+"""``verify_hmac``: accept only calls signed with a configured secret, fresh, and seen once.
 
 For webhooks: an upstream or route with ``verify_hmac`` refuses, with 401 ``signature_invalid``
 and a reason, every call that
 
-1. lacks the signature or timestamp header, or has one that does not parse (``missing``,
-   ``malformed``);
+1. lacks the signature or timestamp header (or, scheme ``standard-webhooks``, the
+   ``webhook-id``), or has one that does not parse (``missing``, ``malformed``);
 2. was signed at a time further than ``max_skew`` (5 min) from the sidecar's clock (``stale``):
    an old captured call cannot be sent again later;
-3. does not carry the HMAC-SHA256 of the string-to-sign of :mod:`.hmac` (``mismatch``), compared
-   in constant time (``hmac.compare_digest``);
-4. carries a signature already accepted within the window (``replay``): accepted signatures are
-   remembered until their timestamp leaves the window, in a bounded cache (``replay_cache``
-   entries, the oldest forgotten first, so size it above the calls one window brings).
+3. does not carry the HMAC-SHA256 the scheme computes from the call with one of the configured
+   secrets (``mismatch``): several secrets at once let a sender rotate; every offered signature
+   is compared with every secret's, in constant time (``hmac.compare_digest``), without stopping
+   at the first match;
+4. carries what was already accepted within the window (``replay``): the signature (scheme
+   ``sidecar``) or the ``webhook-id`` (``standard-webhooks``), remembered until its timestamp
+   leaves the window, in this process or, with ``replay_backend``, in Redis so replicas agree
+   (:mod:`.replays`; Redis unreachable: 503 ``replay_check_unavailable``, fail closed).
 
-The checks run in that order, the cheap ones first: the body is read (bounded by ``max_body``,
-413 past it) only for a call whose headers passed, and a signature is remembered only once it
-verified, so forged calls cannot fill the cache. The path signed is the path the call is
-forwarded with (the route's prefix stripping or rewriting applied), which is the path the sender
-called on the inbound listener and on explicit routes without ``prefix_rewrite``.
+The two schemes are small strategies (:mod:`.signature_schemes`) around this one flow. The checks
+run in that order, the cheap ones first: the body is read (bounded by ``max_body``, 413 past it)
+only for a call whose headers passed, and a replay id is remembered only once it verified, so
+forged calls cannot fill the store. For scheme ``sidecar`` the path signed is the path the call
+is forwarded with (the route's prefix stripping or rewriting applied), which is the path the
+sender called on the inbound listener and on explicit routes without ``prefix_rewrite``.
 
 Order 320: right inside ``metrics`` (so refusals are counted and logged) and before the rate
 limits and the concurrency limit, so an unsigned call takes no rate-limit token and no slot
@@ -26,67 +30,45 @@ from the signed ones. Refusals count ``sidecar_signatures_rejected_total{reason}
 
 from __future__ import annotations
 
-__all__ = ["REASONS", "ReplayCache", "factory", "make_verify_hmac"]
+__all__ = ["REASONS", "REPLAYS", "ReplayCache", "SharedReplays", "factory", "make_verify_hmac"]
 
 import hmac
 import json
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from ..api import RouteContext, SharedKey
+from ..api import AuthConfigProblem, RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..config.policies import VerifyHmacPolicy
 from ..config.secrets import SecretValue
 from ..errors import BodyTooLarge, SignatureInvalid
 from ..exchange import Exchange, Response, read_body
-from .hmac import sign
+from ..ratelimit.live import live_backends
+from ..ratelimit.redis_backend import RedisBackend
+from .replays import ReplayCache, SharedReplays
+from .signature_schemes import Refusal, scheme_of
 
 #: why a call was refused (``sidecar_signatures_rejected_total{reason}``).
 REASONS = ("missing", "malformed", "stale", "mismatch", "replay")
 
-
-class ReplayCache:
-    """Signatures accepted recently, each until its timestamp leaves the window (LRU-bounded)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def seen_before(self, signature: str, now: float, until: float) -> bool:
-        """``True`` if ``signature`` was accepted and is still in its window; else remember it
-        (until wall time ``until``) and return ``False``."""
-        seen = self._seen
-        # entries arrive roughly in timestamp order: forget those whose window has passed
-        while seen:
-            first = next(iter(seen.values()))
-            if first >= now:
-                break
-            seen.popitem(last=False)
-        expires = seen.get(signature)
-        if expires is not None and expires >= now:
-            return True
-        seen[signature] = until
-        if len(seen) > self.size:
-            seen.popitem(last=False)
-        return False
-
-    def describe(self) -> dict[str, Any]:
-        return {"replay_cache": {"entries": len(self._seen), "max": self.size}}
-
-
 #: One replay cache for all routes of an upstream (a replay on another route is a replay).
 REPLAYS: SharedKey[ReplayCache] = SharedKey("verify_hmac")
+#: The Redis replay store of an upstream (one key space per upstream and scheme).
+SHARED_REPLAYS: SharedKey[SharedReplays] = SharedKey("verify_hmac_shared")
 
 
 def factory(ctx: RouteContext) -> Filter | None:
     policy = ctx.upstream.verify_hmac
     if policy is None or not policy.enabled:
         return None
-    secret = SecretValue(policy.secret, "verify_hmac.secret")
-    replay = None
-    if policy.replay_cache:
+    check = policy.secret_check("secrets")
+    secrets = [
+        SecretValue(ref, f"verify_hmac.{where}", check=check) for where, ref in policy.all_secrets
+    ]
+    replay: ReplayCache | SharedReplays | None = None
+    if policy.replay_backend is not None:
+        replay = _shared_replays(ctx, policy, policy.replay_backend)
+    elif policy.replay_cache:
         size = policy.replay_cache
         key = json.dumps(policy.model_dump(mode="json"), sort_keys=True)
         # one cache for all routes of the upstream (a replay on another route is a replay)
@@ -95,45 +77,63 @@ def factory(ctx: RouteContext) -> Filter | None:
     counters: dict[str, Callable[[], None]] = {
         r: family.labels(ctx.upstream_name, ctx.route, r).inc for r in REASONS
     }
-    return make_verify_hmac(policy, secret, replay, counters)
+    return make_verify_hmac(policy, secrets, replay, counters)
+
+
+def _shared_replays(ctx: RouteContext, policy: VerifyHmacPolicy, name: str) -> SharedReplays:
+    config = ctx.config.ratelimit_backends.get(name)
+    if config is None:  # the config checks say so first, at the key's path
+        raise AuthConfigProblem("verify_hmac.replay_backend", f"no backend named {name!r}")
+    # the live backend itself is part of the key: a reload that changed it gets a new store
+    backend = live_backends(ctx.resources).get(name, config).backend
+    if not isinstance(backend, RedisBackend):
+        raise AuthConfigProblem(
+            "verify_hmac.replay_backend", f"the backend {name!r} is not of type redis"
+        )
+    space = f"{ctx.upstream_name}:{policy.scheme}"
+    return ctx.shared(SHARED_REPLAYS, (backend, space), lambda: SharedReplays(backend, space))
 
 
 def make_verify_hmac(
     policy: VerifyHmacPolicy,
-    secret: SecretValue,
-    replay: ReplayCache | None,
+    secrets: SecretValue | Sequence[SecretValue],
+    replay: ReplayCache | SharedReplays | None,
     counters: dict[str, Callable[[], None]] | None = None,
     *,
     wall: Callable[[], float] = time.time,
 ) -> Filter:
     """The filter of one route; ``wall`` (seconds since the epoch) is for tests."""
-    header, ts_header, prefix = policy.header, policy.timestamp_header, policy.prefix
+    scheme = scheme_of(policy)
+    present, expected, key_of = scheme.present, scheme.expected, scheme.key
     skew, limit = policy.max_skew, policy.max_body
     counted = counters or {}
-    key: list[tuple[str, bytes]] = [("", b"")]  # (secret, its bytes): encoded once per value
+    values = [secrets] if isinstance(secrets, SecretValue) else list(secrets)
+    # (secret, its key) per secret: the key is derived once per value, again after a rotation
+    keys: list[tuple[str, bytes]] = [("", b"")] * len(values)
+    local = replay if isinstance(replay, ReplayCache) else None
+    shared = replay if isinstance(replay, SharedReplays) else None
 
     def refuse(reason: str, detail: str) -> SignatureInvalid:
         count = counted.get(reason)
         if count is not None:
             count()
-        err = SignatureInvalid(detail, headers=(("www-authenticate", "HMAC-SHA256"),))
-        return err
+        return SignatureInvalid(detail, headers=(("www-authenticate", "HMAC-SHA256"),))
+
+    def current_keys() -> list[bytes]:
+        for i, secret in enumerate(values):
+            value = secret.get()
+            if keys[i][0] is not value:
+                keys[i] = (value, key_of(value))
+        return [k for _, k in keys]
 
     async def verify_hmac(exchange: Exchange, call_next: Handler) -> Response:
-        headers = exchange.headers
-        provided = headers.get(header)
-        stamp = headers.get(ts_header)
-        if provided is None or stamp is None:
-            raise refuse("missing", f"the call needs {header} and {ts_header} headers")
-        stamp = stamp.strip()
-        if not provided.startswith(prefix) or not stamp.isdigit() or len(stamp) > 12:
-            raise refuse(
-                "malformed", f"{header} is {prefix}<hex> and {ts_header} a Unix time in seconds"
-            )
+        call = present(exchange.headers)
+        if isinstance(call, Refusal):
+            raise refuse(call.reason, call.detail)
         now = wall()
-        signed_at = int(stamp)
+        signed_at = call.signed_at
         if abs(now - signed_at) > skew:
-            raise refuse("stale", f"{ts_header} is outside the accepted window of ±{skew:g}s")
+            raise refuse("stale", scheme.stale)
         body = exchange.body
         if not isinstance(body, bytes):
             length = exchange.body_length
@@ -142,18 +142,20 @@ def make_verify_hmac(
             body = await read_body(exchange, limit)
         elif len(body) > limit:
             raise BodyTooLarge(f"a signed body is verified whole, up to {limit} bytes")
-        value = secret.get()
-        if key[0][0] is not value:
-            key[0] = (value, value.encode())
-        query = exchange.query
-        target = f"{exchange.path}?{query}" if query else exchange.path
-        expected = sign(key[0][1], stamp, exchange.method, target, body)
-        got = provided[len(prefix) :].strip().lower()
-        # bytes on both sides: compare_digest refuses non-ASCII str, and header values are latin-1
-        if not hmac.compare_digest(got.encode("latin-1", "replace"), expected.encode()):
-            raise refuse("mismatch", f"{header} does not match the call")
-        if replay is not None and replay.seen_before(got, now, signed_at + skew):
-            raise refuse("replay", "this signature was already accepted (a replayed call)")
+        found = False
+        for key in current_keys():
+            want = expected(key, call, exchange, body)
+            for got in call.offered:
+                # every pair compared: the time taken does not tell which secret matched
+                found |= hmac.compare_digest(got, want)
+        if not found:
+            raise refuse("mismatch", scheme.mismatch)
+        # remembered only now that it verified: a forged call cannot use up a genuine id
+        until = signed_at + skew
+        if local is not None and local.seen_before(call.replay_id, now, until):
+            raise refuse("replay", scheme.replayed)
+        if shared is not None and not await shared.first_time(call.replay_id, until - now):
+            raise refuse("replay", scheme.replayed)
         return await call_next(exchange)
 
     return verify_hmac

@@ -11,8 +11,8 @@ from __future__ import annotations
 __all__ = ["Parts", "cross_check", "secret_problems", "valid_parts"]
 
 import difflib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigProblem
 from ..hosts import is_loopback_host, split_host
 from .models import RouteConfig, SidecarConfig, UpstreamConfig
-from .policies import GlobalRateLimitPolicy
+from .policies import GlobalRateLimitPolicy, VerifyHmacPolicy
 from .source import key_path
 from .types import SecretRef, show
 
@@ -37,6 +37,8 @@ class Parts:
     backends: set[str] | None = None
     #: the hosts of the listeners' addresses (``http.address``...), lower-case, no port.
     own_hosts: frozenset[str] = frozenset()
+    #: each ``ratelimit_backends`` entry's ``type``, where it is a string.
+    backend_types: dict[str, str] = field(default_factory=dict)
 
 
 def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
@@ -47,6 +49,7 @@ def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
             list(enumerate(config.routes)),
             set(config.ratelimit_backends),
             _own_hosts(data),
+            {n: b.type for n, b in config.ratelimit_backends.items()},
         )
     raw_backends = data.get("ratelimit_backends", {})
     backends = {str(n) for n in raw_backends} if isinstance(raw_backends, dict) else None
@@ -59,8 +62,18 @@ def valid_parts(data: Mapping[str, Any], config: SidecarConfig | None) -> Parts:
             routes.append((i, RouteConfig.model_validate(raw)))
         except ValidationError:
             pass  # already reported
+    types = {
+        str(n): b["type"]
+        for n, b in (raw_backends.items() if isinstance(raw_backends, dict) else ())
+        if isinstance(b, dict) and isinstance(b.get("type"), str)
+    }
     return Parts(
-        names, _valid_entries(raw_upstreams, UpstreamConfig), routes, backends, _own_hosts(data)
+        names,
+        _valid_entries(raw_upstreams, UpstreamConfig),
+        routes,
+        backends,
+        _own_hosts(data),
+        types,
     )
 
 
@@ -89,10 +102,12 @@ def cross_check(parts: Parts, file: str) -> list[ConfigProblem]:
     for name, up in parts.upstreams.items():
         problems += _check_upstream(name, up, file)
         problems += _check_backend(f"upstreams.{name}", up.global_rate_limit, parts, file)
+        problems += _check_replay_backend(f"upstreams.{name}", up.verify_hmac, parts, file)
     seen: dict[str, int] = {}
     for i, route in parts.routes:
         where = f"routes[{i}]"
         problems += _check_backend(where, route.global_rate_limit, parts, file)
+        problems += _check_replay_backend(where, route.verify_hmac, parts, file)
         if parts.names is not None and route.upstream not in parts.names:
             problems.append(
                 ConfigProblem(
@@ -170,6 +185,24 @@ def _check_backend(
     ]
 
 
+def _check_replay_backend(
+    where: str, policy: VerifyHmacPolicy | None, parts: Parts, file: str
+) -> list[ConfigProblem]:
+    """``verify_hmac.replay_backend`` names a configured ``ratelimit_backends`` entry that can
+    hold replays (type ``redis``)."""
+    if policy is None or policy.replay_backend is None or parts.backends is None:
+        return []
+    name = policy.replay_backend
+    if name not in parts.backends:
+        names = ", ".join(sorted(parts.backends)) or "none are configured"
+        reason = f"no backend named {show(name)} under ratelimit_backends ({names})"
+    elif parts.backend_types.get(name, "redis") != "redis":
+        reason = f"the backend {show(name)} is not of type redis: only Redis holds replays"
+    else:
+        return []
+    return [ConfigProblem(file, f"{where}.verify_hmac.replay_backend", reason)]
+
+
 def _valid_entries(raw: Any, model: type[UpstreamConfig]) -> dict[str, UpstreamConfig]:
     out = {}
     if isinstance(raw, dict):
@@ -202,26 +235,38 @@ def _check_upstream(name: str, up: UpstreamConfig, file: str) -> list[ConfigProb
 
 
 def secret_problems(obj: Any, loc: tuple[str | int, ...], file: str) -> list[ConfigProblem]:
+    """Every secret reference under ``obj`` read once; a model with a ``secret_check(field)``
+    method (``verify_hmac``) also has the values of that field's secrets checked."""
     problems = []
-    for where, ref in _secret_refs(obj, loc):
+    for where, ref, check in _secret_refs(obj, loc, None):
         try:
-            ref.reveal()
+            value = ref.reveal()
         except LookupError as e:  # the message names the reference, never the value
             problems.append(ConfigProblem(file, key_path(where), str(e)))
+            continue
+        problem = check(value) if check is not None else None
+        if problem is not None:
+            problems.append(ConfigProblem(file, key_path(where), f"the secret {ref} {problem}"))
     return problems
 
 
+#: why a secret's value cannot be used where it goes, or ``None``
+_ValueCheck = Callable[[str], "str | None"]
+
+
 def _secret_refs(
-    obj: Any, loc: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], SecretRef]]:
+    obj: Any, loc: tuple[str | int, ...], check: _ValueCheck | None
+) -> Iterator[tuple[tuple[str | int, ...], SecretRef, _ValueCheck | None]]:
     if isinstance(obj, SecretRef):
-        yield loc, obj
+        yield loc, obj, check
     elif isinstance(obj, BaseModel):
+        checks = getattr(obj, "secret_check", None)
         for name in type(obj).model_fields:
-            yield from _secret_refs(getattr(obj, name), (*loc, name))
+            inner = checks(name) if callable(checks) else None
+            yield from _secret_refs(getattr(obj, name), (*loc, name), inner)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from _secret_refs(v, (*loc, str(k)))
+            yield from _secret_refs(v, (*loc, str(k)), check)
     elif isinstance(obj, list | tuple):
         for i, v in enumerate(obj):
-            yield from _secret_refs(v, (*loc, i))
+            yield from _secret_refs(v, (*loc, i), check)

@@ -29,6 +29,7 @@ __all__ = [
 
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ from pydantic_core import PydanticCustomError
 
 from .base import Model
 from .types import Duration, PositiveDuration, SecretRef, Size, show
+from .webhook_secrets import whsec_problem
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {
@@ -409,24 +411,63 @@ class AuthPolicy(Model):
 
 class VerifyHmacPolicy(Model):
     """``upstreams.<name>.verify_hmac`` (and ``routes[i].verify_hmac``): inbound webhook
-    verification. A call must carry a fresh timestamp and an HMAC-SHA256 signature of it, the
-    method, the path and the body (the string-to-sign of docs/credentials.md); otherwise 401
-    ``signature_invalid``. A signature seen before within the window is a replay, refused too.
+    verification. A call must carry a fresh timestamp and an HMAC-SHA256 signature by one of the
+    configured secrets, in the ``scheme``'s form; otherwise 401 ``signature_invalid``. A call
+    seen before within the window (same signature, or same ``webhook-id``) is a replay, refused
+    too (docs/credentials.md).
     """
 
     enabled: bool = True
+    #: ``sidecar``: the string-to-sign of docs/credentials.md (``X-Signature``, ``X-Timestamp``);
+    #: ``standard-webhooks``: ``webhook-id``/``-timestamp``/``-signature`` (standardwebhooks.com).
+    scheme: Literal["sidecar", "standard-webhooks"] = "sidecar"
     #: the shared secret, by reference (a file is re-read when it changes).
-    secret: SecretByReference
-    #: the header carrying ``<prefix><hex signature>``.
+    secret: SecretByReference | None = None
+    #: several secrets at once (rotation): a call signed by any one of them passes.
+    secrets: list[SecretByReference] = Field(default_factory=list, max_length=8)
+    #: the header carrying ``<prefix><hex signature>`` (scheme ``sidecar``).
     header: ReadHeaderName = "x-signature"
-    #: the header carrying the Unix time (seconds) the sender signed at.
+    #: the header carrying the Unix time (seconds) the sender signed at (scheme ``sidecar``).
     timestamp_header: ReadHeaderName = "x-timestamp"
-    #: what comes before the hex digits in ``header``.
+    #: what comes before the hex digits in ``header`` (scheme ``sidecar``).
     prefix: str = "sha256="
     #: how far the timestamp may be from the sidecar's clock, either way.
     max_skew: PositiveDuration = 300.0
     #: the body is read whole to be verified: larger ones are refused (413).
     max_body: Size = Field(1024 * 1024, ge=0, le=64 * 1024 * 1024)
-    #: signatures remembered to refuse replays within ``max_skew`` (oldest forgotten first);
-    #: 0 turns replay protection off.
+    #: signatures (or webhook ids) remembered in this process to refuse replays within
+    #: ``max_skew`` (oldest forgotten first); 0 turns replay protection off.
     replay_cache: int = Field(10_000, ge=0, le=10_000_000)
+    #: a ``ratelimit_backends`` entry of type ``redis``: replays are refused there instead, so
+    #: every replica sharing it agrees (unreachable: 503, fail closed).
+    replay_backend: str | None = None
+
+    @model_validator(mode="after")
+    def _secrets_and_scheme(self) -> VerifyHmacPolicy:
+        if (self.secret is None) == (not self.secrets):
+            raise PydanticCustomError(
+                "secrets", "give the secret as secret: {env|file} or secrets: [...], one of them"
+            )
+        if self.scheme == "standard-webhooks":
+            fixed = sorted({"header", "timestamp_header", "prefix"} & self.model_fields_set)
+            if fixed:
+                raise PydanticCustomError(
+                    "scheme",
+                    "{keys}: the Standard Webhooks headers are fixed by the spec (webhook-id, "
+                    "webhook-timestamp, webhook-signature)",
+                    {"keys": ", ".join(fixed)},
+                )
+        return self
+
+    @property
+    def all_secrets(self) -> list[tuple[str, SecretRef]]:
+        """Every configured secret with its key path under the policy (``secrets.1``)."""
+        if self.secret is not None:
+            return [("secret", self.secret)]
+        return [(f"secrets.{i}", ref) for i, ref in enumerate(self.secrets)]
+
+    def secret_check(self, field: str) -> Callable[[str], str | None] | None:
+        """Why a value of ``field``'s secrets cannot be used (``sidecar check`` asks)."""
+        if self.scheme == "standard-webhooks" and field in ("secret", "secrets"):
+            return whsec_problem
+        return None

@@ -16,6 +16,10 @@ within its callers' budget); no retries inside redis-py (the budget and the outa
 inside the script are integer microseconds, so the arithmetic is exact in Lua's doubles; rates
 above 1,000,000/s are counted as 1,000,000/s.
 
+The same connection pool also answers ``verify_hmac``'s shared replay check
+(:meth:`RedisBackend.claim`, one ``SET NX`` with an expiry), so a Redis configured once serves
+both.
+
 redis-py is imported when a backend is built (start-up, a backend in the config), not with this
 module: the built-in plugin registers the class in every sidecar, most of which never use it.
 """
@@ -26,6 +30,7 @@ __all__ = ["GCRA_SCRIPT", "RedisBackend", "RedisOptions"]
 
 import asyncio
 import hashlib
+import math
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -155,6 +160,15 @@ class RedisBackend(RateLimitBackend):
             else:
                 allowed, remaining, wait_us = res
                 fut.set_result(Decision(bool(allowed), int(remaining), int(wait_us) / 1e6))
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """``SET <key_prefix><key> 1 NX PX <ttl>``: ``True`` when the key was new, so exactly
+        one replica sharing the server gets ``True`` (``verify_hmac``'s replay check). The expiry
+        is relative, so the server's clock does not need to agree with ours."""
+        created = await self._redis.set(
+            self.prefix + key, b"1", nx=True, px=max(1, math.ceil(ttl * 1000))
+        )
+        return bool(created)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
