@@ -1,8 +1,9 @@
 """The ``webhooks`` adapter: the app's ``POST /<upstream>/<event-type>`` becomes queued deliveries.
 
 It answers ``202 {"id": "msg_...", "endpoints": [...], "repeat": false}`` once every delivery of
-the event is on disk (an event type no endpoint subscribes to is accepted with no endpoints),
-``503`` when the queue is full or the disk failed, ``413`` past ``max_body``. An app that sends
+the event is durably queued (an event type no endpoint subscribes to is accepted with no
+endpoints), ``503`` when the queue is full or could not be written (a disk error, Redis down),
+``413`` past ``max_body``. An app that sends
 its own ``webhook-id`` can post again safely: while that event is held it is not queued twice
 (``"repeat": true``), and a later repeat is delivered with the same id, so receivers drop it.
 Secrets are read here (start-up, ``sidecar check`` and each reload), so an unusable one is
@@ -34,8 +35,9 @@ from sidecar import (
 )
 
 from .config import EVENT_TYPE_PATTERN, WebhooksOptions, secret_problem, url_problem
-from .delivery import Engine, QueueFull, Stopping
+from .delivery import Engine, Stopping
 from .metrics import WebhookMetrics
+from .queue import QueueDown, QueueFull
 from .worker import log
 
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
@@ -86,15 +88,24 @@ class Settings(NamedTuple):
     secrets: dict[str, list[SecretValue]]
     #: the endpoints whose URL is given by reference
     urls: dict[str, SecretValue]
+    #: the Redis queue's password, when it has one
+    redis_password: SecretValue | None = None
 
 
 def settings_of(upstream: UpstreamConfig) -> Settings:
     """The upstream's options, its endpoints' secrets and referenced URLs, read now; raises
     UnusableSetting naming the key path of one that cannot be used (never its value)."""
     options = WebhooksOptions.model_validate(upstream.options)
-    problem = store_dir_problem(Path(options.store_dir))
-    if problem is not None:
-        raise UnusableSetting("options.store_dir", problem)
+    if options.store_dir is not None:
+        problem = store_dir_problem(Path(options.store_dir))
+        if problem is not None:
+            raise UnusableSetting("options.store_dir", problem)
+    redis_password = None
+    if options.redis is not None and options.redis.password is not None:
+        try:
+            redis_password = SecretValue(options.redis.password, "options.redis.password")
+        except AuthConfigProblem as e:
+            raise UnusableSetting("options.redis.password", str(e)) from None
     secrets: dict[str, list[SecretValue]] = {}
     urls: dict[str, SecretValue] = {}
     for endpoint, settings in options.endpoints.items():
@@ -112,7 +123,7 @@ def settings_of(upstream: UpstreamConfig) -> Settings:
                 urls[endpoint] = value
             else:
                 secrets[endpoint].append(value)
-    return Settings(options, secrets, urls)
+    return Settings(options, secrets, urls, redis_password)
 
 
 class WebhooksAdapter(Adapter):
@@ -153,11 +164,7 @@ class WebhooksAdapter(Adapter):
                 raise QueueUnavailable("too many webhook deliveries pending") from None
             except Stopping:
                 raise QueueUnavailable("the webhooks queue is restarting") from None
-            except OSError as e:
-                log.error(
-                    "webhooks queue write failed",
-                    extra={"fields": {"upstream": name, "reason": e.strerror}},
-                )
+            except QueueDown:
                 raise QueueUnavailable("the webhooks queue could not be written") from None
             answer = json.dumps({"id": msg_id, "endpoints": endpoints, "repeat": repeat}).encode()
             return Response(202, Headers([("content-type", "application/json")]), answer)
@@ -213,4 +220,4 @@ class WebhooksAdapter(Adapter):
 
     def describe(self, name: str) -> dict[str, Any]:
         engine = self.engines.get(name)
-        return engine.describe() if engine is not None else {"running": False}
+        return {"store": engine.queue.where} if engine is not None else {"running": False}

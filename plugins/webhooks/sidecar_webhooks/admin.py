@@ -7,7 +7,8 @@
   due now, with a fresh attempt count
 - ``POST /webhooks/endpoints/{upstream}/{endpoint}/enable``: re-enables an endpoint a 410 disabled
 
-Nothing here shows a secret or a body.
+They read the queue through its interface, so they work alike on the file and the Redis queue;
+when the queue cannot be reached they answer 503. Nothing here shows a secret or a body.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sidecar import runtime_of
 
 from .adapter import WebhooksAdapter
 from .delivery import Engine
+from .queue import QueueDown
+from .store import State
 
 MAX_LIST = 1000
 
@@ -33,31 +36,45 @@ def _engine(request: web.Request, upstream: str) -> Engine:
     return engine
 
 
+def _unavailable() -> web.Response:
+    return web.json_response({"error": "the webhooks queue is unavailable"}, status=503)
+
+
 async def overview(request: web.Request) -> web.Response:
     adapter = runtime_of(request).adapter("webhooks")
     engines = adapter.engines if isinstance(adapter, WebhooksAdapter) else {}
-    return web.json_response({name: e.describe() for name, e in engines.items()})
+    return web.json_response({name: await e.describe() for name, e in engines.items()})
 
 
 async def deliveries(request: web.Request) -> web.Response:
     engine = _engine(request, request.query.get("upstream", ""))
-    state = request.query.get("state", "pending")
-    if state not in ("pending", "dead"):
-        return web.json_response({"error": "state is pending or dead"}, status=400)
+    state: State
+    match request.query.get("state", "pending"):
+        case "pending":
+            state = "pending"
+        case "dead":
+            state = "dead"
+        case _:
+            return web.json_response({"error": "state is pending or dead"}, status=400)
     try:
         limit = min(max(int(request.query.get("limit", "100")), 1), MAX_LIST)
     except ValueError:
         return web.json_response({"error": "limit is a number"}, status=400)
-    held = engine.pending if state == "pending" else engine.dead
-    listed = sorted(held.values(), key=lambda d: d.created)[:limit]
+    try:
+        total, listed = await engine.queue.listing(state, limit)
+    except QueueDown:
+        return _unavailable()
     return web.json_response(
-        {"state": state, "total": len(held), "deliveries": [d.describe() for d in listed]}
+        {"state": state, "total": total, "deliveries": [d.describe() for d in listed]}
     )
 
 
 async def redeliver(request: web.Request) -> web.Response:
     engine = _engine(request, request.match_info["upstream"])
-    delivery = await engine.redeliver(request.match_info["key"])
+    try:
+        delivery = await engine.redeliver(request.match_info["key"])
+    except QueueDown:
+        return _unavailable()
     if delivery is None:
         return web.json_response({"error": "no dead delivery of that key"}, status=404)
     return web.json_response(delivery.describe())
@@ -65,6 +82,10 @@ async def redeliver(request: web.Request) -> web.Response:
 
 async def enable(request: web.Request) -> web.Response:
     engine = _engine(request, request.match_info["upstream"])
-    if not await engine.enable(request.match_info["endpoint"]):
+    try:
+        enabled = await engine.enable(request.match_info["endpoint"])
+    except QueueDown:
+        return _unavailable()
+    if not enabled:
         return web.json_response({"error": "no endpoint of that name"}, status=404)
     return web.json_response({"enabled": request.match_info["endpoint"]})

@@ -131,11 +131,31 @@ class Endpoint(Model):
         return "*" in self.events or event_type in self.events
 
 
+class RedisQueueOptions(Model):
+    """The outbound queue in Redis Streams, shared by every sidecar replica configured alike."""
+
+    url: str = Field(pattern=r"^rediss?://")
+    #: by reference; read (and reported at its key path) with the endpoints' secrets
+    password: SecretRef | None = None
+    #: each command; past it the app gets 503 and the deliveries wait for Redis to answer again
+    timeout: Duration = Field(default=2.0, gt=0, le=30)
+    #: keys are ``<key_prefix>{<upstream>}:<name>`` (one hash slot per upstream)
+    key_prefix: str = Field(default="sidecar:webhooks:", max_length=100)
+    #: a delivery a replica read and has not finished for this long (the replica died) is taken
+    #: over by another; a live replica renews the deliveries it holds well before that
+    claim_idle: Duration = Field(default=60.0, ge=0.5, le=86400)
+    #: deliveries one replica holds at most (read from the stream, not finished)
+    prefetch: int = Field(default=64, ge=1, le=10_000)
+
+
 class WebhooksOptions(Model):
-    """``upstreams.<u>.options`` of an upstream with ``adapter: webhooks``."""
+    """``upstreams.<u>.options`` of an upstream with ``adapter: webhooks``: the queue is a
+    directory (``store_dir``, the default kind) or Redis Streams (``redis``), exactly one."""
 
     #: the durable queue's directory (created if missing); one sub-directory per upstream
-    store_dir: str = Field(min_length=1)
+    store_dir: str | None = Field(default=None, min_length=1)
+    #: the durable queue in Redis Streams instead (replicas share it)
+    redis: RedisQueueOptions | None = None
     endpoints: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Endpoint] = Field(
         min_length=1, max_length=100
     )
@@ -146,6 +166,12 @@ class WebhooksOptions(Model):
     max_pending: int = Field(default=100_000, ge=1, le=10_000_000)
     #: dead deliveries kept for inspection and redelivery; the oldest go first past it
     max_dead: int = Field(default=10_000, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_queue(self) -> WebhooksOptions:
+        if (self.store_dir is None) == (self.redis is None):
+            raise ValueError("give the queue as exactly one of store_dir or redis")
+        return self
 
 
 def revealable(ref: SecretRef) -> SecretRef:

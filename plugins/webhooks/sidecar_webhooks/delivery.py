@@ -1,16 +1,15 @@
-"""The delivery engine of one webhooks upstream: accepts events, keeps them, hands them out.
+"""The delivery engine of one webhooks upstream: accepts events and hands due deliveries out.
 
-``accept`` writes one delivery per subscribed endpoint to the durable store before it returns,
-so an event the app was told is accepted survives a crash; at start the engine reads the store
-back and gives each pending delivery to its endpoint's worker (:mod:`.worker`, which sends,
-retries and gives up). Dead deliveries are kept (bounded) for the admin view and redelivery.
+``accept`` keeps one delivery per subscribed endpoint in the durable queue before it returns,
+so an event the app was told is accepted survives a crash; the queue (:mod:`.queue`: a directory
+or Redis Streams, chosen by the config) hands each pending delivery back when it is due, and the
+engine gives it to its endpoint's worker (:mod:`.worker`, which sends, retries and gives up).
 The HTTP answer to the app is the adapter's; this module knows nothing of routes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 import uuid
@@ -20,23 +19,21 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from .file_queue import FileQueue
 from .metrics import WebhookMetrics
-from .store import Delivery, Store
+from .queue import Queue, QueueDown
+from .store import Delivery
 from .worker import EndpointWorker, log
 
 if TYPE_CHECKING:
     from .adapter import Settings
 
-#: seconds stop() waits for accepts still writing to the disk
+#: seconds stop() waits for accepts still writing to the queue
 STOP_WAIT = 5.0
 
 
 class Stopping(Exception):
     """The engine is being stopped (shutdown, or a reload replacing it)."""
-
-
-class QueueFull(Exception):
-    """More deliveries are pending than ``max_pending`` allows."""
 
 
 def origin_of(url: str) -> str:
@@ -45,21 +42,32 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-class Engine:
-    """Accepting, keeping and delivering the events of one webhooks upstream."""
+def make_queue(upstream: str, settings: Settings) -> Queue:
+    """The queue the options ask for: Redis Streams when ``redis`` is set, else a directory."""
+    options = settings.options
+    if options.redis is not None:
+        # imported here: a sidecar whose config has no Redis queue never loads redis-py
+        from .redis_queue import RedisQueue
 
-    def __init__(
-        self,
-        upstream: str,
-        settings: Settings,
-        metrics: WebhookMetrics,
-    ) -> None:
+        password = settings.redis_password.get() if settings.redis_password else None
+        return RedisQueue(upstream, options.redis, password, options.max_pending, options.max_dead)
+    assert options.store_dir is not None  # the options allow exactly one of the two
+    return FileQueue(
+        Path(options.store_dir) / upstream,
+        options.max_pending,
+        options.max_dead,
+        options.endpoints.keys(),
+    )
+
+
+class Engine:
+    """Accepting and handing out the events of one webhooks upstream."""
+
+    def __init__(self, upstream: str, settings: Settings, metrics: WebhookMetrics) -> None:
         self.upstream = upstream
         options = self.options = settings.options
         self.metrics = metrics
-        self.store = Store(Path(options.store_dir) / upstream)
-        self.pending: dict[str, Delivery] = {}
-        self.dead: dict[str, Delivery] = {}
+        self.queue = make_queue(upstream, settings)
         self.workers = {
             name: EndpointWorker(
                 self, name, endpoint, settings.secrets[name], settings.urls.get(name)
@@ -68,13 +76,9 @@ class Engine:
         }
         self.session: aiohttp.ClientSession
         self._tasks: list[asyncio.Task[None]] = []
-        self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._finishing: set[asyncio.Task[None]] = set()
         self._stopping = False
-        #: msg id → deliveries (pending or dead) that still need its body on disk
-        self._bodies_needed: collections.Counter[str] = collections.Counter()
         self._accepting = 0
-        #: msg id → endpoints, of the accepts writing to the disk right now
-        self._writing: dict[str, list[str]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         for name in self.workers:  # every configured series exists from the start, at 0
@@ -85,34 +89,23 @@ class Engine:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), trust_env=False, auto_decompress=False
         )
-        disabled = await asyncio.to_thread(self.store.disabled)
-        for delivery in await asyncio.to_thread(self.store.load):
-            (self.pending if delivery.state == "pending" else self.dead)[delivery.key] = delivery
-            self._bodies_needed[delivery.msg_id] += 1
-            self._counted(delivery, delivery.state, +1)
-        for name in disabled & self.workers.keys():
-            self.workers[name].disabled = True
-        orphans = []
-        for delivery in self.pending.values():
-            worker = self.workers.get(delivery.endpoint)
-            if worker is None:
-                orphans.append(delivery)
-            else:
-                worker.schedule(delivery)
-        for delivery in orphans:
-            await self.finish(delivery, "dead", "the endpoint is no longer configured")
         self._tasks = [asyncio.create_task(w.run()) for w in self.workers.values()]
+        await self.queue.start(self._hand_out, self._counted)
 
     async def stop(self) -> None:
         """Stop sending. Accepts still writing finish first (bounded), so an engine started on
-        the same directory afterwards (a reload) reads every accepted delivery back."""
+        the same queue afterwards (a reload) finds every accepted delivery."""
         self._stopping = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_WAIT):
                 await self._idle.wait()
-        for task in self._tasks:
+        # the workers first: an attempt cut here is not written, so the queue hands it out
+        # again later (at least once), and no worker writes to a queue being closed
+        tasks = [*self._tasks, *self._finishing]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.queue.stop()
         await self.session.close()
         for name in self.workers:  # a later engine sets its own; a removed endpoint shows none
             for state in ("pending", "dead"):
@@ -125,114 +118,82 @@ class Engine:
         """Queue ``body`` for every enabled endpoint subscribed to ``event_type``, durably;
         returns the message id, the endpoints, and whether it was a repeat: an app-given
         ``msg_id`` whose event is still held (pending or dead) is not queued again. Raises
-        QueueFull (or Stopping)."""
+        QueueFull, QueueDown or Stopping."""
         if self._stopping:
             raise Stopping
-        if msg_id is not None and msg_id in self._writing:
-            return msg_id, self._writing[msg_id], True
-        if msg_id is not None and self._bodies_needed[msg_id] > 0:
-            held = [*self.pending.values(), *self.dead.values()]
-            return msg_id, sorted(d.endpoint for d in held if d.msg_id == msg_id), True
-        endpoints = [
-            name
-            for name, w in self.workers.items()
-            if w.endpoint.subscribes(event_type) and not w.disabled
-        ]
-        if len(self.pending) + len(endpoints) > self.options.max_pending:
-            raise QueueFull
         msg_id = msg_id or "msg_" + uuid.uuid4().hex
         now = time.time()
         deliveries = [
             Delivery(msg_id, event_type, name, len(body), content_type, created=now, next_at=now)
-            for name in endpoints
+            for name, w in self.workers.items()
+            if w.endpoint.subscribes(event_type)
         ]
         self._accepting += 1
         self._idle.clear()
-        self._writing[msg_id] = endpoints  # a repeat arriving while this writes is one
         try:
-            await asyncio.to_thread(self.store.add, body, deliveries)
+            added = await self.queue.add(msg_id, body, deliveries)
         finally:
-            del self._writing[msg_id]
             self._accepting -= 1
             if self._accepting == 0:
                 self._idle.set()
-        if deliveries:
-            self._bodies_needed[msg_id] = len(deliveries)
-        for delivery in deliveries:
-            self.pending[delivery.key] = delivery
-            self._counted(delivery, "pending", +1)
-            self.workers[delivery.endpoint].schedule(delivery)
-        self.metrics.accepted.labels(self.upstream).inc()
-        return msg_id, endpoints, False
+        if not added.repeat:
+            self.metrics.accepted.labels(self.upstream).inc()
+        return msg_id, added.endpoints, added.repeat
+
+    def _hand_out(self, delivery: Delivery) -> None:
+        """A due delivery goes to its endpoint's worker; one whose endpoint is no longer
+        configured (a reload removed it) is dead, redeliverable once it is back."""
+        worker = self.workers.get(delivery.endpoint)
+        if worker is not None:
+            worker.hand(delivery)
+            return
+        delivery.last_error = "the endpoint is no longer configured"
+        task = asyncio.create_task(self.finish(delivery, "dead", delivery.last_error))
+        self._finishing.add(task)  # owned: cancelled at stop
+        task.add_done_callback(self._finishing.discard)
 
     async def finish(self, delivery: Delivery, outcome: str, reason: str | None) -> None:
-        """Delivered (the file goes) or dead (it moves to dead/, trimmed to ``max_dead``)."""
-        if self.pending.pop(delivery.key, None) is not None:
-            self._counted(delivery, "pending", -1)
+        """Delivered (forgotten) or dead (kept, bounded by ``max_dead``)."""
         if outcome == "delivered":
-            await asyncio.to_thread(self.store.remove, delivery)
-            await self._release_body(delivery.msg_id)
-        else:
-            delivery.state = "dead"
-            delivery.last_error = reason
-            self.dead[delivery.key] = delivery
-            self._counted(delivery, "dead", +1)
-            await asyncio.to_thread(self.store.save, [delivery])
-            log.warning(
-                "webhook delivery dead",
-                extra={
-                    "fields": {
-                        "upstream": self.upstream,
-                        "endpoint": delivery.endpoint,
-                        "delivery": delivery.key,
-                        "attempts": delivery.attempts,
-                        "reason": reason,
-                    }
-                },
-            )
-            while len(self.dead) > self.options.max_dead:
-                oldest = min(self.dead.values(), key=lambda d: d.created)
-                del self.dead[oldest.key]
-                self._counted(oldest, "dead", -1)
-                await asyncio.to_thread(self.store.remove, oldest)
-                await self._release_body(oldest.msg_id)
-
-    async def _release_body(self, msg_id: str) -> None:
-        """One delivery less needs this body; the last one removes it."""
-        left = self._bodies_needed[msg_id] - 1
-        if left > 0:
-            self._bodies_needed[msg_id] = left
+            await self.queue.delivered(delivery)
             return
-        self._bodies_needed.pop(msg_id, None)
-        await asyncio.to_thread(self.store.remove_body, msg_id)
+        delivery.last_error = reason
+        await self.queue.dead(delivery)
+        log.warning(
+            "webhook delivery dead",
+            extra={
+                "fields": {
+                    "upstream": self.upstream,
+                    "endpoint": delivery.endpoint,
+                    "delivery": delivery.key,
+                    "attempts": delivery.attempts,
+                    "reason": reason,
+                }
+            },
+        )
 
     async def redeliver(self, key: str) -> Delivery | None:
-        """Move a dead delivery back to pending, due now, its attempts counted afresh."""
-        delivery = self.dead.get(key)
-        worker = self.workers.get(delivery.endpoint) if delivery is not None else None
-        if delivery is None or worker is None:
-            return None
-        del self.dead[key]
-        self._counted(delivery, "dead", -1)
-        delivery.state, delivery.attempts, delivery.next_at = "pending", 0, time.time()
-        await asyncio.to_thread(self.store.save, [delivery])
-        self.pending[key] = delivery
-        self._counted(delivery, "pending", +1)
-        worker.schedule(delivery)
-        return delivery
+        """A dead delivery is pending again, due now, its attempts counted afresh."""
+        return await self.queue.redeliver(key, set(self.workers))
 
     async def enable(self, endpoint: str) -> bool:
         """Turn an endpoint a 410 disabled back on."""
-        worker = self.workers.get(endpoint)
-        if worker is None:
+        if endpoint not in self.workers:
             return False
-        worker.disabled = False
-        await asyncio.to_thread(self.store.set_disabled, endpoint, False)
+        await self.queue.set_disabled(endpoint, False)
         return True
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
+        try:
+            counts = await self.queue.counts()
+        except QueueDown:
+            counts = {}
+            available = False
+        else:
+            available = True
         return {
-            "store": str(self.store.root),
+            "store": self.queue.where,
+            "available": available,
             "endpoints": {
                 name: {
                     "origin": (
@@ -241,20 +202,16 @@ class Engine:
                         else "(given by reference)"
                     ),
                     "events": list(w.endpoint.events),
-                    "disabled": w.disabled,
+                    "disabled": self.queue.is_disabled(name),
                     "breaker": "open" if w.open_until > time.time() else "closed",
-                    "pending": self._counts[(name, "pending")],
-                    "dead": self._counts[(name, "dead")],
+                    "pending": counts.get((name, "pending"), 0),
+                    "dead": counts.get((name, "dead"), 0),
                 }
                 for name, w in self.workers.items()
             },
         }
 
-    def _counted(self, delivery: Delivery, state: str, change: int) -> None:
-        """Keep the per-endpoint counts (and their gauge) in step with a state change."""
-        key = (delivery.endpoint, state)
-        self._counts[key] += change
-        if delivery.endpoint in self.workers:
-            self.metrics.queued.labels(self.upstream, delivery.endpoint, state).set(
-                self._counts[key]
-            )
+    def _counted(self, endpoint: str, state: str, count: int) -> None:
+        """The queue's count changed: the gauge follows (for configured endpoints only)."""
+        if endpoint in self.workers:
+            self.metrics.queued.labels(self.upstream, endpoint, state).set(count)

@@ -1,24 +1,22 @@
 """The sender of one endpoint: its due-time queue, its concurrency, its breaker, its retries.
 
-A worker takes due deliveries in ``next_at`` order and sends at most ``concurrency`` at once,
-each signed afresh. A 2xx delivers, a 410 disables the endpoint, anything else (refused,
+The queue hands a worker each delivery when it is due; the worker sends at most ``concurrency``
+at once, each signed afresh. A 2xx delivers, a 410 disables the endpoint, anything else (refused,
 timeout, any other status) is tried again on the retry schedule until the last attempt makes
 it dead. After ``breaker.failures`` failures in a row the endpoint's breaker opens: nothing is
 sent to it for ``breaker.open_for``, then one delivery probes it, and its answer closes or
-reopens the breaker; waiting behind an open breaker uses up no attempt. Keeping and accepting
-deliveries is the engine's (:mod:`.delivery`).
+reopens the breaker; a delivery due while the breaker is open goes back to the queue until it
+closes, using up no attempt. Keeping and accepting deliveries is the engine's and the queue's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
@@ -27,6 +25,7 @@ import aiohttp
 from sidecar import SecretValue
 
 from .config import Endpoint, RetryPolicy
+from .queue import QueueDown
 from .signing import secret_key, sign_headers
 from .store import HISTORY, Delivery
 
@@ -34,6 +33,8 @@ if TYPE_CHECKING:
     from .delivery import Engine
 
 log = logging.getLogger("sidecar.plugin.webhooks")
+#: seconds before a delivery whose body the queue could not read is tried again
+UNREADABLE_WAIT = 1.0
 
 
 def retry_delay(policy: RetryPolicy, failed_attempts: int, retry_after: float | None) -> float:
@@ -60,7 +61,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 class EndpointWorker:
-    """The due-time queue and the sender of one endpoint."""
+    """The sender of one endpoint: the queue hands it due deliveries (:meth:`hand`)."""
 
     def __init__(
         self,
@@ -76,10 +77,8 @@ class EndpointWorker:
         #: read at each attempt: a secret file that changed is picked up without a reload
         self.secrets = secrets
         self._url = url_ref.get if url_ref is not None else (lambda: str(endpoint.url))
-        self.disabled = False
-        self._heap: list[tuple[float, int, str]] = []
-        self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        #: due deliveries, bounded by what the queue hands out (its pending, or its prefetch)
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self._slots = asyncio.Semaphore(endpoint.concurrency)
         self._sending: set[asyncio.Task[None]] = set()
         self._failures_in_row = 0
@@ -91,33 +90,34 @@ class EndpointWorker:
             for outcome in ("delivered", "retry", "dead", "gone")
         }
 
-    def schedule(self, delivery: Delivery) -> None:
-        heapq.heappush(self._heap, (delivery.next_at, next(self._seq), delivery.key))
-        self._wake.set()
+    def hand(self, delivery: Delivery) -> None:
+        self._inbox.put_nowait(delivery)
 
     async def run(self) -> None:
         try:
             while True:
                 await self._slots.acquire()
-                if self.open_until:
-                    await self._probe()
-                    continue
-                delivery = await self._next_due()
-                task = asyncio.create_task(self._attempt(delivery))
-                self._sending.add(task)
-                task.add_done_callback(self._done)
+                delivery = await self._inbox.get()
+                if self.open_until > time.time():
+                    # the breaker is open: the delivery waits in the queue until it closes,
+                    # using up no attempt (and holding no slot of this replica meanwhile)
+                    delivery.next_at = self.open_until
+                    await self._then_release(self.engine.queue.reschedule(delivery))
+                elif self.open_until:
+                    # half open: this delivery probes alone; its answer closes or reopens
+                    await self._then_release(self._attempt(delivery))
+                else:
+                    task = asyncio.create_task(self._attempt(delivery))
+                    self._sending.add(task)
+                    task.add_done_callback(self._done)
         finally:
             for task in self._sending:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
 
-    async def _probe(self) -> None:
-        """Wait out the open breaker, then send one delivery alone: its answer decides."""
+    async def _then_release(self, step: Awaitable[None]) -> None:
         try:
-            wait = self.open_until - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # nothing is due to this endpoint before then
-            await self._attempt(await self._next_due())
+            await step
         finally:
             self._slots.release()
 
@@ -141,34 +141,21 @@ class EndpointWorker:
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery failed unexpectedly", exc_info=task.exception())
 
-    async def _next_due(self) -> Delivery:
-        while True:
-            if self._heap:
-                due, _, key = self._heap[0]
-                delivery = self.engine.pending.get(key)
-                if delivery is None or delivery.next_at != due:
-                    heapq.heappop(self._heap)  # delivered, dead or rescheduled meanwhile
-                    continue
-                wait = due - time.time()
-                if wait <= 0:
-                    heapq.heappop(self._heap)
-                    return delivery
-            else:
-                wait = None
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-
     async def _attempt(self, delivery: Delivery) -> None:
-        if self.disabled:
+        queue = self.engine.queue
+        if queue.is_disabled(self.name):
             self._labels["dead"].inc()
             await self.engine.finish(delivery, "dead", "the endpoint is disabled (it answered 410)")
             return
         try:
-            body = await asyncio.to_thread(self.engine.store.read_body, delivery.msg_id)
-        except OSError:
+            body = await queue.body(delivery)
+        except LookupError:
             self._labels["dead"].inc()
             await self.engine.finish(delivery, "dead", "its body is missing from the queue")
+            return
+        except QueueDown:
+            delivery.next_at = time.time() + UNREADABLE_WAIT  # the queue is down: try later
+            await queue.reschedule(delivery)
             return
         now = time.time()
         headers = sign_headers(
@@ -210,8 +197,8 @@ class EndpointWorker:
             await self.engine.finish(delivery, "delivered", None)
         elif status == 410:
             self._labels["gone"].inc()
-            self.disabled = True
-            await asyncio.to_thread(self.engine.store.set_disabled, self.name, True)
+            with contextlib.suppress(QueueDown):  # kept here; other replicas learn it later
+                await queue.set_disabled(self.name, True)
             log.warning("webhook endpoint answered 410 Gone: disabled", extra=self._fields)
             await self.engine.finish(delivery, "dead", "the endpoint answered 410: disabled")
         elif delivery.attempts >= self.engine.options.retry.attempts:
@@ -221,5 +208,4 @@ class EndpointWorker:
             self._labels["retry"].inc()
             delay = retry_delay(self.engine.options.retry, delivery.attempts, retry_after)
             delivery.next_at = time.time() + delay
-            await asyncio.to_thread(self.engine.store.save, [delivery])
-            self.schedule(delivery)
+            await queue.reschedule(delivery)
