@@ -16,17 +16,17 @@ import sidecar_webhooks
 import yaml
 from standardwebhooks.webhooks import Webhook
 from webhooks_receiver import Receiver, wait_until
-from webhooks_support import admin, endpoint, hooks_config, post_event
+from webhooks_support import admin, endpoint, hooks_config, nothing_left, post_event
 
 Factory = Callable[..., Any]
 Receivers = Callable[..., Awaitable[Receiver]]
 
 
 async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """One POST reaches each subscribed endpoint once, signed so standardwebhooks verifies it,
-    and leaves nothing on disk once delivered."""
+    and leaves nothing queued once delivered (on both queue kinds)."""
     billing, audit, other = await receivers(), await receivers(), await receivers()
     billing_secret, old, new = secret_env("BILLING_WH"), secret_env("OLD_WH"), secret_env("NEW_WH")
     secret_env("OTHER_WH")
@@ -39,7 +39,7 @@ async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
         "other": endpoint(other.url, "OTHER_WH", ["user.deleted"]),
     }
     body = b'{"order": 42}'
-    async with sidecar_factory(hooks_config(tmp_path, endpoints), plugins=[sidecar_webhooks]) as s:
+    async with sidecar_factory(hooks_config(queue, endpoints), plugins=[sidecar_webhooks]) as s:
         r = await post_event(s, "order.created", body)
         assert r.status_code == 202
         answer = r.json()
@@ -47,14 +47,8 @@ async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
         assert sorted(answer["endpoints"]) == ["audit", "billing"]
         [got] = await billing.wait_for(1)
         [seen] = await audit.wait_for(1)
-        queue = tmp_path / "hooks"
-        # once both endpoints have it, nothing of the event is left on disk
-        await wait_until(
-            lambda: (
-                not any((queue / "bodies").iterdir()) and not any((queue / "pending").iterdir())
-            ),
-            what="the delivered event's files are removed",
-        )
+        # once both endpoints have it, nothing of the event is left in the queue
+        await wait_until(lambda: nothing_left(queue), what="the delivered event is forgotten")
     assert other.received == []
     assert got.body == body and got.headers["content-type"] == "application/json"
     assert got.headers["webhook-id"] == seen.headers["webhook-id"] == answer["id"]
@@ -70,7 +64,7 @@ async def test_an_event_is_delivered_signed_to_every_subscribed_endpoint(
 
 
 async def test_failures_are_retried_until_delivered_or_dead(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """500s are retried with backoff until a 2xx; an endpoint that never answers goes dead after
     the last attempt, is listed dead on the admin port, and the metrics count both."""
@@ -80,7 +74,7 @@ async def test_failures_are_retried_until_delivered_or_dead(
         "flaky": endpoint(flaky.url, "WH"),
         "refused": endpoint("http://127.0.0.1:9/nothing-listens", "WH"),
     }
-    async with sidecar_factory(hooks_config(tmp_path, endpoints), plugins=[sidecar_webhooks]) as s:
+    async with sidecar_factory(hooks_config(queue, endpoints), plugins=[sidecar_webhooks]) as s:
         r = await post_event(s, "order.created")
         assert r.status_code == 202
         attempts = await flaky.wait_for(3)
@@ -114,13 +108,13 @@ async def test_failures_are_retried_until_delivered_or_dead(
 
 
 async def test_a_dead_delivery_is_redelivered_from_the_admin_port(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """A delivery that died can be sent again, with the same webhook-id, by the admin action."""
     failing = await receivers([500])
     secret = secret_env("WH")
     config = hooks_config(
-        tmp_path, {"ep": endpoint(failing.url, "WH")}, retry={"attempts": 1, "first_delay": "50ms"}
+        queue, {"ep": endpoint(failing.url, "WH")}, retry={"attempts": 1, "first_delay": "50ms"}
     )
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         msg_id = (await post_event(s, "order.created")).json()["id"]
@@ -144,12 +138,12 @@ async def test_a_dead_delivery_is_redelivered_from_the_admin_port(
 
 
 async def test_deliveries_to_one_endpoint_respect_its_concurrency(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """With concurrency 2, never more than two deliveries to the endpoint are in flight."""
     held = await receivers(hold=True)
     secret_env("WH")
-    config = hooks_config(tmp_path, {"ep": endpoint(held.url, "WH", concurrency=2)})
+    config = hooks_config(queue, {"ep": endpoint(held.url, "WH", concurrency=2)})
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         for n in range(6):
             assert (
@@ -166,13 +160,13 @@ async def test_deliveries_to_one_endpoint_respect_its_concurrency(
 
 
 async def test_the_app_gets_clear_answers_for_what_is_no_event(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """GET is 405, a bad event type 404, a too large body 413, an unsubscribed type 202 with no
     endpoints; none is delivered."""
     ep = await receivers()
     secret_env("WH")
-    config = hooks_config(tmp_path, {"ep": endpoint(ep.url, "WH")}, max_body="1KiB")
+    config = hooks_config(queue, {"ep": endpoint(ep.url, "WH")}, max_body="1KiB")
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         async with httpx.AsyncClient(timeout=10) as client:
             base = f"http://127.0.0.1:{s.http_port}/hooks"
@@ -220,13 +214,13 @@ async def test_a_reload_applies_changed_endpoints(
 
 
 async def test_an_app_given_webhook_id_makes_posting_again_safe(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """An event posted twice with the app's own webhook-id is queued once while it is held, and
     delivered under that id; an id that could not name a file is refused with 400."""
     held = await receivers(hold=True)
     secret = secret_env("WH")
-    config = hooks_config(tmp_path, {"ep": endpoint(held.url, "WH")})
+    config = hooks_config(queue, {"ep": endpoint(held.url, "WH")})
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         async with httpx.AsyncClient(timeout=10) as client:
             url = f"http://127.0.0.1:{s.http_port}/hooks/order.created"

@@ -17,14 +17,14 @@ Receivers = Callable[..., Awaitable[Receiver]]
 
 
 async def test_retry_after_is_honoured(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """A 429 with Retry-After: 1 is tried again after a second, not on the 50 ms schedule
     (a Retry-After past max_delay would be cut to max_delay)."""
     limited = await receivers([429], headers={"retry-after": "1"})
     secret_env("WH")
     retry = {"attempts": 3, "first_delay": "50ms", "max_delay": "5s"}
-    config = hooks_config(tmp_path, {"limited": endpoint(limited.url, "WH")}, retry=retry)
+    config = hooks_config(queue, {"limited": endpoint(limited.url, "WH")}, retry=retry)
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         assert (await post_event(s, "order.created")).status_code == 202
         first, second = await limited.wait_for(2)
@@ -51,14 +51,14 @@ async def test_a_hanging_endpoint_times_out_and_is_retried(
 
 
 async def test_410_disables_the_endpoint_until_enabled(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """A 410 answer makes the delivery dead and stops deliveries to that endpoint; the admin
     enable action turns it back on."""
     gone = await receivers([410])
     secret_env("WH")
     async with sidecar_factory(
-        hooks_config(tmp_path, {"gone": endpoint(gone.url, "WH")}), plugins=[sidecar_webhooks]
+        hooks_config(queue, {"gone": endpoint(gone.url, "WH")}), plugins=[sidecar_webhooks]
     ) as s:
         assert (await post_event(s, "order.created")).json()["endpoints"] == ["gone"]
         await gone.wait_for(1)
@@ -80,7 +80,7 @@ async def test_410_disables_the_endpoint_until_enabled(
 
 
 async def test_a_500_storm_opens_the_endpoints_breaker(
-    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, tmp_path: Path
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
 ) -> None:
     """After three failures in a row nothing is sent for open_for, then one probe at a time; once
     the endpoint answers again every event is delivered and no attempt was used up waiting."""
@@ -88,7 +88,7 @@ async def test_a_500_storm_opens_the_endpoints_breaker(
     secret_env("WH")
     ep = endpoint(storm.url, "WH", concurrency=1, breaker={"failures": 3, "open_for": "400ms"})
     retry = {"attempts": 5, "first_delay": "20ms", "max_delay": "50ms"}
-    config = hooks_config(tmp_path, {"storm": ep}, retry=retry)
+    config = hooks_config(queue, {"storm": ep}, retry=retry)
     async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
         for n in range(5):
             body = json.dumps({"n": n}).encode()

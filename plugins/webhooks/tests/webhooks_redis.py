@@ -1,5 +1,7 @@
-"""A private ``redis-server`` for the tests: no persistence, a free port on 127.0.0.1, stopped by
-its PID. A machine without redis-server fails the test that needs it (never skips)."""
+"""A private ``redis-server`` for the tests: a free port on 127.0.0.1, stopped by its PID; with
+``persistent=True`` an append-only file fsynced at every write (what the Redis queue relies on),
+so a ``restart()`` comes back with its data. A machine without redis-server fails the test that
+needs it (never skips)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -27,8 +29,9 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="webhooks-redis-"))
         self.conf = self.dir / "redis.conf"
         self.conf.write_text(
-            f'port {self.port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndaemonize no\n'
-            f"dir {self.dir}\nlogfile {self.dir / 'redis.log'}\n"
+            f'port {self.port}\nbind 127.0.0.1\nsave ""\ndaemonize no\n'
+            + ("appendonly yes\nappendfsync always\n" if persistent else "appendonly no\n")
+            + f"dir {self.dir}\nlogfile {self.dir / 'redis.log'}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -54,8 +57,12 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL, keeping its files (a persistent server restarts with its data)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
