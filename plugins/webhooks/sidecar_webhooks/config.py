@@ -3,8 +3,9 @@
 Outbound delivery is configured on the upstream the app posts events to
 (``upstreams.<u>.options``, adapter ``webhooks``): where the durable queue lives, the endpoints
 and the event types each subscribes to, their secrets (by reference only) and the retry schedule.
-Inbound verification is configured per upstream under ``plugins.webhooks.verify``. This module
-only declares and validates; reading secrets and delivering are elsewhere.
+Inbound verification is the core's ``verify_hmac`` with ``scheme: standard-webhooks``
+(docs/credentials.md), not this plugin's. This module only declares and validates; reading
+secrets and delivering are elsewhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import binascii
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from sidecar import Duration, Model, SecretRef, Size
@@ -38,23 +39,6 @@ def refuse_inline(value: Any) -> Any:
 
 
 Secrets = Annotated[list[SecretRef], BeforeValidator(refuse_inline)]
-
-
-def readable(ref: SecretRef) -> SecretRef:
-    """The reference, once its value was read and is a ``whsec_`` secret (so ``sidecar check``
-    reports an unusable inbound secret at its key path; the filter reads it again)."""
-    try:
-        problem = secret_problem(ref.reveal())
-    except LookupError as e:
-        raise PydanticCustomError("secret_unusable", str(e)) from None  # names the reference only
-    if problem is not None:
-        raise PydanticCustomError("secret_unusable", f"the secret {ref} {problem}")
-    return ref
-
-
-ReadableSecrets = Annotated[
-    list[Annotated[SecretRef, AfterValidator(readable)]], BeforeValidator(refuse_inline)
-]
 
 
 def url_problem(value: str) -> str | None:
@@ -174,40 +158,17 @@ class WebhooksOptions(Model):
         return self
 
 
-def revealable(ref: SecretRef) -> SecretRef:
-    """The reference, once its value could be read (reported at its key path otherwise)."""
-    try:
-        ref.reveal()
-    except LookupError as e:
-        raise PydanticCustomError("secret_unusable", str(e)) from None
-    return ref
-
-
-class ReplayRedis(Model):
-    """Seen webhook ids kept in Redis, so every replica refuses a replay another one passed."""
-
-    url: str = Field(pattern=r"^rediss?://")
-    password: Annotated[SecretRef, AfterValidator(revealable)] | None = None
-    #: each check is one command; past this the call gets 503 (a replay cannot be ruled out)
-    timeout: Duration = Field(default=0.25, gt=0, le=10)
-    key_prefix: str = Field(default="sidecar:webhooks:seen:", max_length=100)
-
-
-class VerifyPolicy(Model):
-    """Verification of Standard Webhooks signatures on the calls of one upstream."""
-
-    secrets: ReadableSecrets = Field(min_length=1, max_length=8)
-    #: how far a ``webhook-timestamp`` may be from now, either way
-    tolerance: Duration = Field(default=300.0, gt=0, le=86400)
-    #: webhook ids remembered to refuse replays (each for its timestamp's tolerance window)
-    replay_cache: int = Field(default=100_000, ge=0, le=10_000_000)
-    #: keep the seen ids in Redis (shared by replicas) instead of this process
-    replay_redis: ReplayRedis | None = None
-    #: the largest body verified; a larger one is refused (413)
-    max_body: Size = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
-
-
 class WebhooksConfig(Model):
-    """``plugins.webhooks``: inbound verification by upstream name."""
+    """``plugins.webhooks``: no keys of its own today (endpoints are adapter options)."""
 
-    verify: dict[str, VerifyPolicy] = {}
+    @model_validator(mode="before")
+    @classmethod
+    def _verify_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "verify" in data:
+            # the plugin's own inbound filter is gone: say where its settings went
+            raise PydanticCustomError(
+                "moved",
+                "verify is gone: inbound webhooks are verified by upstreams.<u>.verify_hmac "
+                "with scheme: standard-webhooks (docs/credentials.md)",
+            )
+        return data

@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures: signing outbound deliveries and verifying inbound ones.
+"""Standard Webhooks signatures of outbound deliveries (inbound ones are verified by the core's
+``verify_hmac`` with ``scheme: standard-webhooks``).
 
 The signed content is ``<webhook-id>.<webhook-timestamp>.<body>``; the signature is
 ``v1,<base64 of HMAC-SHA256>`` keyed by the base64-decoded part of a ``whsec_`` secret. Several
@@ -42,17 +43,3 @@ def sign_headers(
             "sha256=" + hmac.new(keys[0], body, hashlib.sha256).hexdigest()
         )
     return headers
-
-
-def matches(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes, header: str) -> bool:
-    """Whether any ``v1`` entry of ``header`` is the signature by any of ``keys``."""
-    offered = [entry.encode() for entry in header.split() if entry.startswith("v1,")]
-    if not offered:
-        return False
-    found = False
-    for key in keys:
-        expected = signature(key, msg_id, timestamp, body).encode()
-        for entry in offered:
-            # compare all of them: the time taken does not tell which secret matched
-            found |= hmac.compare_digest(expected, entry)
-    return found
