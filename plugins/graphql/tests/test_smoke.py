@@ -11,5 +11,5 @@ async def test_a_query_through_the_sidecar(graphql_server) -> None:
     """A gql client pointed at the sidecar gets the server's answer."""
     async with running_sidecar(sidecar_config(graphql_server.url), plugins=[sidecar_graphql]) as s:
         async with client(s.http_port) as session:
-            result = await session.execute(gql("query Hi { hello(name: \"x\") }"))
+            result = await session.execute(gql('query Hi { hello(name: "x") }'))
     assert result == {"hello": "hello x"}
