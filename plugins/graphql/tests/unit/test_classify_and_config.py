@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-
-from sidecar import Headers, Response, UpstreamConnectError
 from sidecar_graphql.classify import make_classifier, outcome_of
 from sidecar_graphql.config import GraphQLOptions
+
+from sidecar import Headers, Response, UpstreamConnectError
 
 
 def answer(body: Any, status: int = 200) -> Response:

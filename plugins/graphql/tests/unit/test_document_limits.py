@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sidecar_graphql.answers import Refusal
 from sidecar_graphql.config import Limits
 from sidecar_graphql.document import analyze

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from sidecar.testing import make_exchange
 from sidecar_graphql.answers import Refusal
 from sidecar_graphql.config import GraphQLOptions
 from sidecar_graphql.gate import RETRY_MARK, GraphQLCall, UpstreamState, _mark_retry
 from sidecar_graphql.persisted import MemoryStore, sha256_hex
+
+from sidecar.testing import make_exchange
 
 QUERY = "query Hi { hello }"
 HASH = sha256_hex(QUERY)
