@@ -1,0 +1,116 @@
+"""What the queue itself promises, through real sidecars on 127.0.0.1: a full queue refuses
+instead of dropping (both kinds); with the Redis queue, replicas on one stream share the work
+without sending an event twice, one that stopped has its deliveries taken over, and Redis being
+down is a 503 for the app with deliveries resuming once it is back."""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sidecar_webhooks
+from standardwebhooks.webhooks import Webhook
+from webhooks_receiver import Receiver, wait_until
+from webhooks_redis import RedisServer
+from webhooks_support import admin, endpoint, hooks_config, post_event, redis_queue
+
+Factory = Callable[..., Any]
+Receivers = Callable[..., Awaitable[Receiver]]
+
+
+async def test_a_full_queue_refuses_new_events_and_drops_nothing(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
+) -> None:
+    """Past max_pending the app gets 503 webhook_queue_unavailable and the event is not taken;
+    what was accepted is all delivered, and then events are accepted again."""
+    held = await receivers(hold=True)
+    secret_env("WH")
+    config = hooks_config(queue, {"ep": endpoint(held.url, "WH", concurrency=1)}, max_pending=2)
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        ids = [(await post_event(s, "order.created")).json()["id"] for _ in range(2)]
+        full = await post_event(s, "order.created")
+        await held.wait_for(1)
+        held.release(2)
+        await wait_until(lambda: held.delivered_ids() == set(ids), what="both delivered")
+        held.hold = False
+        again = await post_event(s, "order.created")
+        await wait_until(lambda: len(held.delivered_ids()) == 3, what="the next one delivered")
+    assert (full.status_code, full.headers["x-sidecar-error"]) == (503, "webhook_queue_unavailable")
+    assert again.status_code == 202
+    assert len(held.received) == 3
+
+
+async def test_two_replicas_share_one_stream_without_sending_twice(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, redis_server: RedisServer
+) -> None:
+    """Two sidecars on one Redis queue send at the same time, each event once; the delivery a
+    stopped replica was sending is sent by the other after claim_idle (the at-least-once edge:
+    that one event arrives twice)."""
+    held = await receivers(hold=True)
+    secret = secret_env("WH")
+    queue = redis_queue(redis_server, prefetch=1, claim_idle="1s")
+    config = hooks_config(queue, {"ep": endpoint(held.url, "WH", concurrency=1)})
+    ids: list[str] = []
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as one:
+        async with sidecar_factory(config, plugins=[sidecar_webhooks]) as two:
+            for n in range(4):
+                r = await post_event((one, two)[n % 2], "order.created")
+                ids.append(r.json()["id"])
+            # each replica holds one delivery at most (prefetch 1): two in flight = both send
+            await wait_until(lambda: held.in_flight == 2, what="both replicas sending")
+            held.release(4)
+            await wait_until(lambda: held.delivered_ids() == set(ids), what="four delivered")
+            assert len(held.received) == 4  # under normal operation: each event once
+            for n in range(2):
+                ids.append((await post_event((one, two)[n], "order.created")).json()["id"])
+            await wait_until(lambda: held.in_flight == 2, what="both replicas sending again")
+        # `two` stopped mid-delivery: its delivery was not written, so `one` takes it over
+        held.hold = False
+        held.release(10)
+        await wait_until(lambda: held.delivered_ids() == set(ids), within=10, what="all six")
+        await wait_until(lambda: len(held.received) == 7, what="the cut one sent again")
+        overview = (await admin(one, "GET", "/webhooks")).json()["hooks"]
+    times = collections.Counter(got.headers["webhook-id"] for got in held.received)
+    assert sorted(times.values()) == [1, 1, 1, 1, 1, 2]
+    assert overview["endpoints"]["ep"]["pending"] == 0
+    for got in held.received:
+        Webhook(secret).verify(got.body, got.headers)
+
+
+async def test_redis_down_is_503_for_the_app_and_deliveries_resume_when_it_is_back(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any
+) -> None:
+    """While Redis does not answer the app gets 503 webhook_queue_unavailable; a delivery waiting
+    for its retry is delivered once Redis is back (its append-only file kept it), and new events
+    are accepted again."""
+    server = RedisServer(persistent=True).start()
+    try:
+        ep = await receivers([500])
+        secret = secret_env("WH")
+        retry = {"attempts": 5, "first_delay": "300ms", "max_delay": "1s"}
+        config = hooks_config(redis_queue(server), {"ep": endpoint(ep.url, "WH")}, retry=retry)
+        async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+            first = (await post_event(s, "order.created")).json()["id"]
+
+            async def waiting_for_retry() -> bool:
+                r = await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=pending")
+                return [d["attempts"] for d in r.json()["deliveries"]] == [1]
+
+            await wait_until(waiting_for_retry, what="the failed attempt is written")
+            server.kill()
+            down = await post_event(s, "order.created", json.dumps({"n": 2}).encode())
+            listing = await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")
+            server.start()
+            await wait_until(lambda: first in ep.delivered_ids(), what="the retry after Redis")
+            again = await post_event(s, "order.created")
+            await wait_until(lambda: again.json()["id"] in ep.delivered_ids(), what="new event")
+    finally:
+        server.stop()
+    assert (down.status_code, down.headers["x-sidecar-error"]) == (503, "webhook_queue_unavailable")
+    assert listing.status_code == 503
+    assert again.status_code == 202
+    assert len(ep.received) == 3  # the first twice (500, then 200), the new one; not the refused
+    for got in ep.received:
+        Webhook(secret).verify(got.body, got.headers)
