@@ -6,7 +6,9 @@ does is told by :class:`Script` (reset before each test): ``fail`` makes the nex
 ``flaky`` (a non-null root field: the answer is ``errors`` and ``"data": null``) raise errors
 with the given codes; ``calls`` counts each root field's resolver runs, so a test sees how many
 times the sidecar sent an operation; ``headers`` keeps the last request's headers.
-Subscriptions (``ticks``) are served over SSE (ariadne's GraphQL-SSE handler).
+Subscriptions (``ticks``) are served over SSE (ariadne's GraphQL-SSE handler). Every JSON
+answer is a 200, as Apollo Server and Strawberry answer ``application/json`` (ariadne makes an
+answer without data a 400): the sidecar must tell a failure from the body.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ariadne import (
 from ariadne.asgi import GraphQL
 from ariadne.contrib.sse import GraphQLHTTPSSEHandler
 from graphql import GraphQLError
+from starlette.responses import JSONResponse
 
 SDL = """
 type Query {
@@ -63,6 +66,15 @@ class Script:
             code = self.fail.pop(0)
             extensions = {"code": code} if code is not None else None
             raise GraphQLError(f"{field_name} failed", extensions=extensions)
+
+
+class AlwaysOk(GraphQLHTTPSSEHandler):
+    """ariadne's handler, answering 200 whatever the body says."""
+
+    async def create_json_response(
+        self, request: Any, result: dict[str, Any], success: bool
+    ) -> Any:
+        return JSONResponse(result, status_code=200)
 
 
 def make_app(script: Script) -> Any:
@@ -113,11 +125,11 @@ def make_app(script: Script) -> Any:
             yield i
 
     @subscription.field("ticks")
-    def ticks(value: int, *_: Any) -> int:
+    def ticks(value: int, *_: Any, **__: Any) -> int:
         return value
 
     schema = make_executable_schema(SDL, query, mutation, subscription, user, partial)
-    graphql_app = GraphQL(schema, http_handler=GraphQLHTTPSSEHandler())
+    graphql_app = GraphQL(schema, http_handler=AlwaysOk())
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
