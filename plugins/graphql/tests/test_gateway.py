@@ -152,10 +152,8 @@ async def test_operations_are_counted_by_bounded_labels(graphql_server: ServedIn
         async with httpx.AsyncClient() as http:
             text = (await http.get(f"http://127.0.0.1:{s.admin_port}/metrics")).text
     lines = [line for line in text.splitlines() if line.startswith("sidecar_graphql_")]
-    assert (
-        'sidecar_graphql_operations_total{operation="Hi",outcome="ok",type="query",upstream="gql"} 1.0'
-        in lines
-    )
+    hi = 'operation="Hi",outcome="ok",type="query",upstream="gql"'
+    assert f"sidecar_graphql_operations_total{{{hi}}} 1.0" in lines
     assert any('operation="other",outcome="ok"' in line for line in lines)
     assert not any("SomethingElse" in line for line in lines)
     assert (
