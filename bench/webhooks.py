@@ -49,9 +49,14 @@ from counting_server import CountingServer
 from http_proxy import LOAD_CORE, PROXY_CORE, Processes, free_port, sidecar_build, tail
 from pubsub_measure import metric_sum, run_bounded, sidecar_cpu
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "webhooks" / "tests"))
+from webhooks_redis import RedisServer  # noqa: E402 - the plugin tests' redis-server helper
+
 REPO = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"order": 42, "customer": "c-1001", "items": [{"sku": "A-1", "qty": 2}]})
 EVENT_TYPE = "order.created"
+QUEUE_HELP = "the sidecar's queue: a directory (default) or Redis Streams (appendfsync always)"
+LABELS = {"file": "sidecar (file store, fsynced)", "redis": "sidecar (Redis Streams queue)"}
 
 
 def new_secret() -> str:
@@ -96,7 +101,12 @@ class Round:
 
 
 def sidecar_config(
-    args: argparse.Namespace, receiver: str, store: Path, admin: int, http: int
+    args: argparse.Namespace,
+    receiver: str,
+    store: Path,
+    redis_url: str | None,
+    admin: int,
+    http: int,
 ) -> dict[str, Any]:
     endpoints = {
         f"e{i}": {"url": f"{receiver}/e{i}", "events": ["*"], "secrets": [{"env": "BENCH_WHSEC"}],
@@ -105,10 +115,13 @@ def sidecar_config(
         for i in range(args.endpoints)
     }  # fmt: skip
     options: dict[str, Any] = {
-        "store_dir": str(store),
         "endpoints": endpoints,
         "max_pending": max(100_000, 2 * args.events * args.endpoints),
     }
+    if redis_url is None:
+        options["store_dir"] = str(store)
+    else:
+        options["redis"] = {"url": redis_url, "key_prefix": "bench:"}
     return {
         "admin": {"address": f"127.0.0.1:{admin}"},
         "http": {"address": f"127.0.0.1:{http}"},
@@ -258,7 +271,7 @@ def report(rounds: list[Round], args: argparse.Namespace) -> str:
     rows = [
         "| path | deliveries/s | CPU µs/delivery | 202 p50 / p99 | sidecar CPU µs/accept |",
         "|---|---:|---:|---:|---:|",
-        f"| sidecar (fsynced file store) | {med('deliveries_s'):,.0f} | "
+        f"| {LABELS[args.queue]} | {med('deliveries_s'):,.0f} | "
         f"{med('delivery_cpu_us'):.0f} | {med('accept_p50') / 1000:.2f} / "
         f"{med('accept_p99') / 1000:.2f} ms | {med('accept_cpu_us'):.0f} |",
         f"| direct: aiohttp, same signed requests | {med('direct_s'):,.0f} | "
@@ -280,10 +293,13 @@ async def run_all(args: argparse.Namespace, procs: Processes, tmp: Path) -> tupl
 
     verifier = Verifier(os.environ["BENCH_WHSEC"])
     receiver = await CountingServer(verifier).start()
+    redis = None
     try:
         admin, http = free_port(), free_port()
         store = Path(args.store_dir) if args.store_dir else tmp / "store"
-        config = sidecar_config(args, receiver.url, store, admin, http)
+        if args.queue == "redis":  # fsynced at every write, as the file store is
+            redis = RedisServer(persistent=True).start()
+        config = sidecar_config(args, receiver.url, store, redis and redis.url, admin, http)
         path = tmp / "sidecar.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = tmp / "sidecar.log"
@@ -313,6 +329,9 @@ async def run_all(args: argparse.Namespace, procs: Processes, tmp: Path) -> tupl
             rounds[-1].problems.append(f"{verifier.bad} deliveries with a bad signature")
         return report(rounds, args), any(r.problems for r in rounds)
     finally:
+        procs.close()  # the sidecar before its queue's Redis
+        if redis is not None:
+            redis.stop()
         await receiver.close()
 
 
@@ -323,6 +342,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--endpoint-concurrency", type=int, default=8, help="per endpoint (8)")
     p.add_argument("--app-concurrency", type=int, default=1, help="app posts in flight (1)")
     p.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
+    p.add_argument("--queue", choices=["file", "redis"], default="file", help=QUEUE_HELP)
     p.add_argument("--store-dir", help="the sidecar's store (default: in the temp dir)")
     p.add_argument("--sidecar-bin", default=str(REPO / ".venv" / "bin" / "sidecar"))
     p.add_argument("--ready-timeout", type=float, default=30.0, help="start-up bound (s)")
