@@ -12,7 +12,9 @@ store, metrics) is :mod:`.verify`'s, the same for both.
   ``webhook-timestamp``, ``webhook-signature`` (fixed names) carrying space-separated
   ``v1,<base64 HMAC-SHA256>`` entries over ``<id>.<timestamp>.<body>``, keyed by the decoded
   part of a ``whsec_`` secret. Replays are recognised by their ``webhook-id``: a sender's retry
-  is signed afresh but keeps its id, and is still the same event.
+  is signed afresh but keeps its id, and is still the same event. Svix sends the same three
+  headers named ``svix-id``, ``svix-timestamp``, ``svix-signature`` unless white-labelled; like
+  the Svix and Standard Webhooks libraries, those are read when ``webhook-id`` is absent.
 
 Not here: reading secrets, the clock, the body, or comparing.
 """
@@ -96,6 +98,11 @@ class SidecarScheme:
         return sign(key, call.stamp, exchange.method, target, body).encode()
 
 
+#: the timestamp and signature headers that go with ``webhook-id`` / ``svix-id``
+_STANDARD = ("webhook-timestamp", "webhook-signature")
+_SVIX = ("svix-timestamp", "svix-signature")
+
+
 class StandardWebhooksScheme:
     """``standard-webhooks`` (see the module docstring)."""
 
@@ -111,8 +118,12 @@ class StandardWebhooksScheme:
 
     def present(self, headers: Headers) -> Presented | Refusal:
         msg_id = headers.get("webhook-id")
-        stamp = headers.get("webhook-timestamp")
-        signatures = headers.get("webhook-signature")
+        if msg_id is None and "svix-id" in headers:
+            msg_id, names = headers.get("svix-id"), _SVIX
+        else:
+            names = _STANDARD
+        stamp = headers.get(names[0])
+        signatures = headers.get(names[1])
         if not msg_id or stamp is None or signatures is None:
             return Refusal(
                 "missing", "the call needs webhook-id, webhook-timestamp and webhook-signature"

@@ -172,6 +172,18 @@ async def test_a_forged_call_does_not_use_up_a_genuine_webhook_id() -> None:
     assert (await f(call(headers()), responder(200))).status == 200
 
 
+async def test_svix_branded_headers_are_the_same_scheme() -> None:
+    """Svix sends svix-id/-timestamp/-signature unless white-labelled: they verify like the
+    webhook-* headers, and the id is the same replay id whichever prefix carried it."""
+    svix = {k.replace("webhook-", "svix-"): v for k, v in headers().items()}
+    f = make(replay=ReplayCache(10))
+    assert (await f(call(svix), responder(200))).status == 200
+    with pytest.raises(SignatureInvalid, match="already accepted"):
+        await f(call(headers()), responder(200))
+    with pytest.raises(SignatureInvalid, match="needs webhook-id"):
+        await f(call({"svix-id": "m9", "webhook-signature": "v1,x"}), responder(200))
+
+
 async def test_either_secret_verifies_during_a_rotation() -> None:
     """With an old and a new secret configured, a call signed by either passes, so does a
     header carrying several signatures; a secret removed from the list no longer does."""
