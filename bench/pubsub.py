@@ -41,8 +41,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from counting_server import CountingServer
-from http_proxy import LOAD_CORE, PROXY_CORE, Processes, free_port, sidecar_build, tail
+from http_proxy import (
+    LOAD_CORE,
+    PROXY_CORE,
+    Processes,
+    free_port,
+    sidecar_build,
+    tail,
+    wait_http,
+)
 from pubsub_direct import DATA, EXCHANGE, Counter, Publisher, publish_many
 from pubsub_measure import Measured, direct_publish, metric_sum, sidecar_cpu, wrk_publish
 
@@ -94,9 +103,6 @@ def sidecar_config(backend: str, url: str, topics: list[str], admin: int, http: 
 def start_sidecar(procs: Processes, tmp: Path, name: str, config: dict[str, Any],
                   args: argparse.Namespace) -> tuple[int, str, Path]:  # fmt: skip
     """-> (pid, its HTTP base URL, its log), once ``/readyz`` answered 200."""
-    import yaml
-    from http_proxy import wait_http
-
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / f"{name}.log"
@@ -307,8 +313,8 @@ async def run_all(args: argparse.Namespace, procs: Processes, tmp: Path) -> tupl
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Pub/sub: direct broker clients vs the sidecar.")
-    p.add_argument("--seconds", type=float, default=5.0, help="per publish run (default 5)")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first (1)")
+    p.add_argument("--seconds", type=int, default=5, help="per publish run (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured seconds first (1)")
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("-c", "--concurrency", type=int, default=32, help="publishers (default 32)")
     p.add_argument("--messages", type=int, default=20_000, help="delivered messages (20000)")

@@ -17,11 +17,16 @@ event type. Each round, interleaved:
    aiohttp POSTing the same bodies, signed the same way, to the same endpoints, with as many
    requests in flight as the sidecar may have (endpoints × ``--endpoint-concurrency``).
 
+With ``--queue redis`` the sidecar queues in Redis Streams instead of the directory (the plugin's
+other queue), on a private ``redis-server`` with ``appendfsync always``, so that each accept is
+as durable as the file store's fsync; Redis's own CPU is not the sidecar's.
+
 Checks: every post answered 202 naming every endpoint, every delivery signed right and
 received once, the sidecar's ``delivered`` count and an empty pending queue at the end.
 
     .venv/bin/python bench/webhooks.py                      # 3 rounds of 2000 events × 3 endpoints
     .venv/bin/python bench/webhooks.py --events 100 --runs 1   # smoke
+    .venv/bin/python bench/webhooks.py --queue redis
     .venv/bin/python bench/webhooks.py --sidecar-bin /tmp/sidecar-compiled/venv/bin/sidecar
 """
 
@@ -45,8 +50,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from counting_server import CountingServer
-from http_proxy import LOAD_CORE, PROXY_CORE, Processes, free_port, sidecar_build, tail
+from http_proxy import (
+    LOAD_CORE,
+    PROXY_CORE,
+    Processes,
+    free_port,
+    sidecar_build,
+    tail,
+    wait_http,
+)
 from pubsub_measure import metric_sum, run_bounded, sidecar_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "webhooks" / "tests"))
@@ -288,9 +302,6 @@ def report(rounds: list[Round], args: argparse.Namespace) -> str:
 
 
 async def run_all(args: argparse.Namespace, procs: Processes, tmp: Path) -> tuple[str, bool]:
-    import yaml
-    from http_proxy import wait_http
-
     verifier = Verifier(os.environ["BENCH_WHSEC"])
     receiver = await CountingServer(verifier).start()
     redis = None
