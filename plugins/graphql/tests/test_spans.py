@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-
-from sidecar import AdapterServices, UpstreamConfig
-from sidecar.testing import make_exchange, make_route_context
 from sidecar_graphql.adapter import GraphQLAdapter
 from sidecar_graphql.config import GraphQLOptions
 from sidecar_graphql.gate import GRAPHQL_CALL, GraphQLCall, UpstreamState
+
+from sidecar import AdapterServices, UpstreamConfig
+from sidecar.testing import make_exchange, make_route_context
 
 
 async def test_an_attempt_is_a_span_named_by_operation_type_and_name(
