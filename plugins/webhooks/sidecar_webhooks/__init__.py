@@ -1,7 +1,7 @@
 """sidecar-webhooks: durable, signed outbound webhooks.
 
 - adapter ``webhooks``: the app posts an event once to ``/<upstream>/<event-type>``; it is
-  queued on disk and delivered, signed by the Standard Webhooks scheme, to every configured
+  queued durably (a directory, or Redis Streams shared by replicas) and delivered, signed by the Standard Webhooks scheme, to every configured
   endpoint subscribed to the type, with retries, backoff and a dead state;
 - lifespan ``webhooks`` starts and stops the delivery engines; admin routes under ``/webhooks``.
 

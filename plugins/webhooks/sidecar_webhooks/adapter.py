@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -134,6 +136,9 @@ class WebhooksAdapter(Adapter):
         self.metrics = WebhookMetrics.of(services.metrics.registry)
         #: upstream → its running engine (filled by the lifespan)
         self.engines: dict[str, Engine] = {}
+        #: this sidecar's name in a Redis queue's consumer group: the same across reloads (a
+        #: new engine reads back what the one it replaced held), new at each start
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
         options = settings_of(upstream).options  # unusable settings stop start-up or reload
@@ -181,7 +186,7 @@ class WebhooksAdapter(Adapter):
                 settings = settings_of(upstream)
             except UnusableSetting:
                 continue  # handler() reports it at its key path when the routes are composed
-            engine = Engine(name, settings, self.metrics)
+            engine = Engine(name, settings, self.metrics, self.consumer)
             await engine.start()
             self.engines[name] = engine
 
@@ -207,7 +212,7 @@ class WebhooksAdapter(Adapter):
             if running is not None:
                 del self.engines[name]  # no call may queue into an engine being stopped
                 await running.stop()
-            engine = Engine(name, settings, self.metrics)
+            engine = Engine(name, settings, self.metrics, self.consumer)
             await engine.start()
             self.engines[name] = engine
             log.info("webhooks options applied", extra={"fields": {"upstream": name}})

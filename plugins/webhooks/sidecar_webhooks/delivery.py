@@ -42,7 +42,7 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-def make_queue(upstream: str, settings: Settings) -> Queue:
+def make_queue(upstream: str, settings: Settings, consumer: str) -> Queue:
     """The queue the options ask for: Redis Streams when ``redis`` is set, else a directory."""
     options = settings.options
     if options.redis is not None:
@@ -50,7 +50,9 @@ def make_queue(upstream: str, settings: Settings) -> Queue:
         from .redis_queue import RedisQueue
 
         password = settings.redis_password.get() if settings.redis_password else None
-        return RedisQueue(upstream, options.redis, password, options.max_pending, options.max_dead)
+        return RedisQueue(
+            upstream, options.redis, password, options.max_pending, options.max_dead, consumer
+        )
     assert options.store_dir is not None  # the options allow exactly one of the two
     return FileQueue(
         Path(options.store_dir) / upstream,
@@ -63,11 +65,13 @@ def make_queue(upstream: str, settings: Settings) -> Queue:
 class Engine:
     """Accepting and handing out the events of one webhooks upstream."""
 
-    def __init__(self, upstream: str, settings: Settings, metrics: WebhookMetrics) -> None:
+    def __init__(
+        self, upstream: str, settings: Settings, metrics: WebhookMetrics, consumer: str
+    ) -> None:
         self.upstream = upstream
         options = self.options = settings.options
         self.metrics = metrics
-        self.queue = make_queue(upstream, settings)
+        self.queue = make_queue(upstream, settings, consumer)
         self.workers = {
             name: EndpointWorker(
                 self, name, endpoint, settings.secrets[name], settings.urls.get(name)

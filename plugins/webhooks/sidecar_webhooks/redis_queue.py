@@ -25,10 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,13 +57,15 @@ class RedisQueue:
         password: str | None,
         max_pending: int,
         max_dead: int,
+        consumer: str,
     ) -> None:
         prefix = f"{options.key_prefix}{{{upstream}}}:"
         self.keys = [prefix + name for name in KEY_NAMES]
         self.where = f"redis {_without_credentials(options.url)} {prefix}stream"
         self.options = options
         self.max_pending, self.max_dead = max_pending, max_dead
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        #: this sidecar in the consumer group (kept across reloads, new at each start)
+        self.consumer = consumer
         common: dict[str, Any] = {
             "password": password,
             "socket_connect_timeout": options.timeout,
@@ -244,9 +243,11 @@ class RedisQueue:
             self._room.clear()
 
     async def _read(self, hand_out: HandOut) -> None:
-        """Read new entries through the group while this replica has room."""
+        """Read what this consumer held before (an engine a reload replaced), then new entries
+        through the group, while this replica has room."""
         backoff = 0.1
         await self._retrying(self._ensure_group)
+        after = "0"  # "0": this consumer's own unfinished entries; ">": entries never read
         while True:
             await self._room.wait()
             room = self.options.prefetch - len(self.held)
@@ -257,12 +258,14 @@ class RedisQueue:
                 reply: Any = await self.reader.xreadgroup(
                     GROUP,
                     self.consumer,
-                    {self.keys[0]: ">"},
+                    {self.keys[0]: after},
                     count=room,
                     block=int(READ_BLOCK * 1000),
                 )
-                for _, entries in reply or []:
-                    await self._take(entries, hand_out)
+                entries = reply[0][1] if reply else []
+                if after != ">":
+                    after = entries[-1][0].decode() if entries else ">"
+                await self._take(entries, hand_out)
                 backoff = 0.1
             except (redis.RedisError, OSError, TimeoutError, QueueDown) as e:
                 if "NOGROUP" in str(e):  # Redis came back without its data: start afresh
@@ -313,6 +316,8 @@ class RedisQueue:
                 self._disabled = {
                     m.decode() for m in await self._call(self.client.smembers(self.keys[9]))
                 }
+                for (endpoint, state), n in (await self.counts()).items():
+                    self._counted(endpoint, state, n)  # what other replicas changed
                 for c in await self._call(self.client.xinfo_consumers(self.keys[0], GROUP)):
                     name = c["name"].decode()
                     if c["pending"] == 0 and c["idle"] > idle_ms and name != self.consumer:
