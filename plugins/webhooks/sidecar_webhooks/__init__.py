@@ -1,8 +1,9 @@
 """sidecar-webhooks: durable, signed outbound webhooks.
 
 - adapter ``webhooks``: the app posts an event once to ``/<upstream>/<event-type>``; it is
-  queued durably (a directory, or Redis Streams shared by replicas) and delivered, signed by the Standard Webhooks scheme, to every configured
-  endpoint subscribed to the type, with retries, backoff and a dead state;
+  queued durably (a directory, or Redis Streams shared by replicas) and delivered, signed by
+  the Standard Webhooks scheme, to every configured endpoint subscribed to the type, with
+  retries, backoff and a dead state;
 - lifespan ``webhooks`` starts and stops the delivery engines; admin routes under ``/webhooks``.
 
 Webhooks sent *to* the app are verified by the core's ``verify_hmac`` with
