@@ -64,8 +64,9 @@ from pubsub_brokers import (  # noqa: E402 - the plugin tests' broker helpers
     TansuBroker,
 )
 
-BACKENDS = {"redis": RedisBroker, "rabbitmq": RabbitMQBroker, "mqtt": MosquittoBroker,
-            "kafka": TansuBroker}  # fmt: skip
+#: each backend's broker, started by the plugin tests' helper class
+BACKENDS: dict[str, Any] = {"redis": RedisBroker, "rabbitmq": RabbitMQBroker,
+                            "mqtt": MosquittoBroker, "kafka": TansuBroker}  # fmt: skip
 DELIVER_TOPIC, GROUP = "deliver", "bench"
 
 
@@ -243,7 +244,7 @@ async def bench_deliveries(backend: str, broker: Any, procs: Processes, tmp: Pat
 
 def report(publish: list[Measured], deliveries: list[Measured], args: argparse.Namespace) -> str:
     def med(rows: list[Measured], field: str) -> float:
-        return statistics.median(getattr(r, field) for r in rows)
+        return float(statistics.median(getattr(r, field) for r in rows))
 
     def pick(backend: str, mode: str, conc: int) -> list[Measured]:
         return [m for m in publish if (m.backend, m.mode, m.concurrency) == (backend, mode, conc)]

@@ -84,7 +84,7 @@ class Publisher:
             host, port = self.url.split("://", 1)[1].split(":")
             self.client = aiomqtt.Client(host, int(port), protocol=aiomqtt.ProtocolVersion.V5)
             await self.client.__aenter__()
-            self.properties = Properties(PacketTypes.PUBLISH)
+            self.properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             self.properties.ContentType = STRUCTURED
         else:
             from aiokafka import AIOKafkaProducer

@@ -273,7 +273,7 @@ async def direct_client(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(rounds: list[Round], args: argparse.Namespace) -> str:
     def med(field: str) -> float:
-        return statistics.median(getattr(r, field) for r in rounds)
+        return float(statistics.median(getattr(r, field) for r in rounds))
 
     head = (
         f"build: {sidecar_build(args.sidecar_bin)}\n"
@@ -310,7 +310,9 @@ async def run_all(args: argparse.Namespace, procs: Processes, tmp: Path) -> tupl
         store = Path(args.store_dir) if args.store_dir else tmp / "store"
         if args.queue == "redis":  # fsynced at every write, as the file store is
             redis = RedisServer(persistent=True).start()
-        config = sidecar_config(args, receiver.url, store, redis and redis.url, admin, http)
+        config = sidecar_config(
+            args, receiver.url, store, redis.url if redis else None, admin, http
+        )
         path = tmp / "sidecar.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         log = tmp / "sidecar.log"
