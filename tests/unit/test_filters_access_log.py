@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import access_log
 from sidecar.filters.retry import ATTEMPTS
 from sidecar.telemetry import access_writer, decisions
-from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter
+from sidecar.telemetry.logs import ACCESS_LOGGER, JsonFormatter, timestamp
 from sidecar.telemetry.trace_ids import TRACE_ID
 from sidecar.testing import make_exchange, make_route_context, on_front, responder
 
@@ -374,3 +375,54 @@ def test_an_unrouted_call_is_logged_in_its_fronts_terms(
         ("http", "warning", 404, None, 27, "no_route"),
         ("events", "warning", 200, 12, 0, "no_route"),
     ]
+
+
+async def test_the_fast_writer_writes_what_the_log_formatter_would() -> None:
+    """A log shipper sees one line format whichever way it was written: same keys, same order,
+    same text for every value but the time taken, the timestamp in the formatter's format."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    via_logging, via_writer = JsonLines(), WrittenLines()
+    raw: list[str] = []
+    via_logging.emit = lambda record: raw.append(via_logging.format(record))  # type: ignore[method-assign]
+    try:
+        logger.addHandler(via_logging)
+        ex = make_exchange("GET", '/a"b/\u00e9', client="10.0.0.1:9", headers={"x": "y"})
+        sent(await make()(ex, responder(502, b"bad")))
+        logger.removeHandler(via_logging)
+        access_writer.install(via_writer.writer)
+        ex = make_exchange("GET", '/a"b/\u00e9', client="10.0.0.1:9", headers={"x": "y"})
+        sent(await make()(ex, responder(502, b"bad")))
+        via_writer.writer.flush()
+    finally:
+        logger.removeHandler(via_logging)
+        access_writer.install(None)
+        logger.setLevel(old_level)
+    (expected,) = raw
+    (written,) = via_writer.out.decode().splitlines()
+
+    def comparable(line: str) -> str:  # the two calls took their own time, at their own time
+        line = re.sub(r'"duration_ms": [0-9.e-]+', '"duration_ms": D', line)
+        return re.sub(r'"ts": "[^"]+"', '"ts": T', line)
+
+    assert comparable(written) == comparable(expected)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", json.loads(written)["ts"])
+
+
+@pytest.mark.parametrize(
+    "created", [1_700_000_000.0, 1_700_000_000.0005, 1_700_000_000.5, 1_700_000_059.999]
+)
+def test_the_fast_writers_timestamps_match_the_log_formatters(created: float) -> None:
+    """Access lines and the sidecar's own log lines carry timestamps that sort together."""
+    stamps = access_log._Timestamps()
+    assert stamps.of(created) == timestamp(created)
+    assert stamps.of(created + 1.25) == timestamp(created + 1.25)  # the next second's prefix
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, 0.000034, 0.0125, 0.003, 1.0, 12.3456789, 0.0009999, 61.2]
+)
+def test_durations_are_milliseconds_to_the_microsecond(seconds: float) -> None:
+    """``duration_ms`` reads as the formatter's would: milliseconds rounded to the microsecond."""
+    assert access_log._millis(seconds) == repr(round(seconds * 1000, 3))
