@@ -269,9 +269,7 @@ class RequestReader(FlowControl):
         first time, ``Expect``, a new ``Host``, a refusal's reason) is in the helpers below it.
         """
         p = self.parser
-        version = p.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise BadRequest(f"HTTP/{version} is not supported")
+        keep_alive = p.should_keep_alive()
         raw_method = p.get_method()
         method = _METHODS.get(raw_method) or _method_name(raw_method)
         hdrs = self.hdrs
@@ -280,6 +278,7 @@ class RequestReader(FlowControl):
         connection: list[str] = []
         content_length: str | None = None
         te: str | None = None
+        expects: list[str] | None = None
         hop = False
         for name, value in hdrs:
             if name == "host":
@@ -297,6 +296,17 @@ class RequestReader(FlowControl):
                 # or "gzip" then "chunked" would pass where "gzip, chunked" is refused
                 te = value if te is None else f"{te}, {value}"
             elif name == "expect":
+                if expects is None:
+                    expects = []
+                expects.append(value)
+        # llhttp keeps an HTTP/1.1 connection alive unless told to close, and accepts no other
+        # 1.x with a minor version (1.2 is refused): kept alive with no Connection header, the
+        # version is 1.1 without asking httptools, whose answer is a str.format per request
+        version = "1.1" if keep_alive and not connection else p.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise BadRequest(f"HTTP/{version} is not supported")
+        if expects is not None:
+            for value in expects:
                 self.expect_continue = _expects_continue(value, version)
         if hosts != 1:
             if hosts or version == "1.1":  # only an HTTP/1.0 request may come without one
@@ -347,7 +357,7 @@ class RequestReader(FlowControl):
             if self.absolute_form is None:
                 self.absolute_form = set()
             self.absolute_form.add(ex)
-        if not p.should_keep_alive():
+        if not keep_alive:
             ex.keep_alive = False
             self.last_request = True
         return ex

@@ -191,13 +191,19 @@ class UpstreamConnection(FlowControl):
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
         hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
+    def _check_version(self, status: int) -> None:
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise self._violation(f"upstream answered HTTP/{version} {status}")
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self.parser
         status = parser.get_status_code()
-        if parser.get_http_version() not in ("1.1", "1.0") or status > 599:
+        if status > 599:
             raise self._violation(f"upstream answered HTTP/{parser.get_http_version()} {status}")
         if status < 200:
+            self._check_version(status)
             if status == 101:
                 raise self._violation("upstream switched protocols unasked")
             return  # interim response (100 Continue, 103 Early Hints): skip it
@@ -226,7 +232,12 @@ class UpstreamConnection(FlowControl):
         if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
             drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
             hdrs = [kv for kv in hdrs if kv[0] not in drop]
-        if not parser.should_keep_alive():
+        keep_alive = parser.should_keep_alive()
+        # kept alive with no Connection header, llhttp has read HTTP/1.1 (it refuses 1.2 and
+        # the like): only the other answers ask httptools, whose answer costs a str.format
+        if not (keep_alive and connection is None):
+            self._check_version(status)
+        if not keep_alive:
             self.reusable = False
         if self._head_only or status in _NO_BODY:
             if status == 204:

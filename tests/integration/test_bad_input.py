@@ -194,6 +194,12 @@ MALFORMED: list[tuple[str, bytes, int, str]] = [
     ("binary-garbage", b"\xff\xfe\xfd\r\n\r\n", 400, "bad_request"),
     ("version-1.7", _req(f"GET /up/ HTTP/1.7\r\n{H}\r\n"), 400, "bad_request"),
     ("version-3.0", _req(f"GET /up/ HTTP/3.0\r\n{H}\r\n"), 400, "bad_request"),
+    (
+        "version-2.0-kept-alive",
+        _req(f"GET /up/ HTTP/2.0\r\n{H}Connection: keep-alive\r\n\r\n"),
+        400,
+        "bad_request",
+    ),
     ("version-0.9", b"GET /up/\r\n\r\n", 400, "bad_request"),
     ("lower-case-version", _req(f"GET /up/ http/1.1\r\n{H}\r\n"), 400, "bad_request"),
     (

@@ -48,6 +48,12 @@ HOSTILE = {
     "non-numeric-status": b"HTTP/1.1 2x0 OK\r\ncontent-length: 2\r\n\r\nok",
     "status-out-of-range": b"HTTP/1.1 999 Nope\r\ncontent-length: 2\r\n\r\nok",
     "http-2-status-line": b"HTTP/2.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    "http-2-kept-alive": (
+        b"HTTP/2.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok"
+    ),
+    "http-2-interim": (
+        b"HTTP/2.0 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    ),
     "bad-header-name-char": b"HTTP/1.1 200 OK\r\nx-a\x01b: 1\r\ncontent-length: 2\r\n\r\nok",
     "nul-in-header-value": b"HTTP/1.1 200 OK\r\nx-a: b\x00c\r\ncontent-length: 2\r\n\r\nok",
     "space-before-colon": b"HTTP/1.1 200 OK\r\nx-a : b\r\ncontent-length: 2\r\n\r\nok",
