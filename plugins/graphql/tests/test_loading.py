@@ -96,3 +96,19 @@ def test_graphql_core_is_loaded_only_with_a_graphql_upstream(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "graphql.md"
+
+
+def test_the_documented_config_is_valid_and_documents_every_option() -> None:
+    """docs/graphql.md's complete config validates, and names every option and limit."""
+    from sidecar_graphql.config import GraphQLOptions, Limits, PersistedQueries, QueryCache
+
+    text = DOC.read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    options = yaml.safe_load(block)["upstreams"]["catalog"]["options"]
+    GraphQLOptions.model_validate(options)
+    for model in (GraphQLOptions, Limits, PersistedQueries, QueryCache):
+        missing = [f for f in model.model_fields if f"`{f}" not in text and f".{f}`" not in text]
+        assert missing == [], model.__name__
