@@ -115,19 +115,27 @@ class Catalog:
         return Resolved(app_name, described, described.dimension or configured, metric)
 
     def after_upsert(self, ns: Resolved, records: Sequence[Record]) -> None:
-        """Forget what the store said when an upsert may have changed it: a first vector
-        set the dimension, or new metadata fields became Weaviate properties."""
+        """Forget what the store said when an upsert may have changed it: a first vector set
+        the dimension, or a field got a kind of value the store's schema did not list (the
+        filter translation of Weaviate and Chroma depends on it)."""
         described = ns.described
-        if described.dimension is None or (
-            described.properties is not None
-            and self._options.backend == "weaviate"
-            and any(k not in described.properties for r in records for k in r.metadata)
-        ):
+        if described.dimension is None:
             self._known.pop(ns.app_name, None)
-        elif self._options.backend == "weaviate" and (
-            self._options.weaviate_id_property not in described.properties
-        ):
-            self._known.pop(ns.app_name, None)
+            return
+        if described.properties is None:
+            return
+        kinds = dict(described.properties)
+        if self._options.backend == "weaviate":
+            kinds.setdefault(self._options.weaviate_id_property, frozenset())
+            if self._options.weaviate_id_property not in described.properties:
+                self._known.pop(ns.app_name, None)
+                return
+        for record in records:
+            for key, value in record.metadata.items():
+                have = kinds.get(key)
+                if have is None or not _fits(value, have, self._options.backend):
+                    self._known.pop(ns.app_name, None)
+                    return
 
     def describe(self) -> dict[str, object]:
         """What is known now, for ``/upstreams``."""
@@ -135,3 +143,17 @@ class Catalog:
             name: {"dimension": r.dimension, "metric": r.metric}
             for name, (_, r) in self._known.items()
         }
+
+
+def _fits(value: object, kinds: frozenset[str], backend: str) -> bool:
+    """Whether a written value is of a kind the cached schema already lists."""
+    if isinstance(value, bool):
+        kind = "boolean"
+    elif isinstance(value, int):
+        # Weaviate keeps an integer in a number property as a number
+        kind = "number" if backend == "weaviate" and "number" in kinds else "int"
+    elif isinstance(value, float):
+        kind = "number"
+    else:
+        kind = "text"
+    return kind in kinds

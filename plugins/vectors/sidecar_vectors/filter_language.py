@@ -16,7 +16,22 @@ records that have the field with a value of the compared type. Bounded: depth 8,
 
 from __future__ import annotations
 
-__all__ = ["All", "AnyOf", "Compare", "Filter", "FilterError", "OneOf", "Scalar", "parse_filter"]
+__all__ = [
+    "NOTHING",
+    "All",
+    "AnyOf",
+    "Compare",
+    "Filter",
+    "FilterError",
+    "Nothing",
+    "OneOf",
+    "Op",
+    "Scalar",
+    "fields_of",
+    "integer_bound",
+    "is_number",
+    "parse_filter",
+]
 
 import math
 import re
@@ -63,6 +78,26 @@ class AnyOf:
 
 
 Filter = Compare | OneOf | All | AnyOf
+
+
+class Nothing:
+    """A translated filter no record can match (a field the store has never seen, a value of
+    another type): the store is not asked, the answer is empty."""
+
+
+NOTHING = Nothing()
+
+
+def integer_bound(op: Op, value: float) -> int | None:
+    """The bound selecting the same integers as ``op value`` for a fractional ``value``
+    (``> 2.5`` is ``> 2``, ``>= 2.5`` is ``>= 3``); ``None`` for ``eq``: no integer is equal.
+    Stores that compare an integer field with an integer only (Weaviate's ``valueInt``) or
+    truncate a fraction (Chroma) need it."""
+    if op in ("gt", "lte"):
+        return math.floor(value)
+    if op in ("gte", "lt"):
+        return math.ceil(value)
+    return None
 
 
 def is_number(value: object) -> bool:

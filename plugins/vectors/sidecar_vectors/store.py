@@ -16,7 +16,7 @@ __all__ = ["Described", "Store", "StoreHttp", "StoreOptions"]
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -42,8 +42,9 @@ class Described:
     metric: Metric | None
     #: the store's own handle: Chroma's collection id; else the name
     handle: str
-    #: Weaviate: property → its data type (``text``, ``int``, ``number``, ``boolean``)
-    properties: Mapping[str, str] = field(default_factory=dict)
+    #: Weaviate and Chroma: field → the kinds of value it holds (``text``, ``int``, ``number``,
+    #: ``boolean``), as their schema says; ``None`` where the store keeps no schema (Pinecone)
+    properties: Mapping[str, frozenset[str]] | None = None
     #: Pinecone: the records in it (informational)
     count: int | None = None
 

@@ -5,7 +5,9 @@ looked up by name (its id, ``dimension`` and ``configuration_json.hnsw.space``),
 by id: ``/upsert``, ``/query``, ``/get``, ``/delete``. The key, when configured, goes in
 ``x-chroma-token``. Chroma's ``where`` takes the same operators as ours; it wants an explicit
 ``$and`` (never two fields in one object) and at least two filters in an ``$and``/``$or``, which
-the parsed tree already guarantees. The sidecar never sends documents or texts, so no embedding
+the parsed tree already guarantees. Its upsert merges metadata, so the fields a new record
+lacks are removed explicitly (read first: two calls, not atomic against a concurrent writer of
+the same id). The sidecar never sends documents or texts, so no embedding
 function runs. Not here: creating collections (the platform's job, with the metric it wants).
 """
 
@@ -13,34 +15,106 @@ from __future__ import annotations
 
 __all__ = ["ChromaStore", "to_chroma"]
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from sidecar import SecretValue
 
 from .config import VectorsOptions
-from .filter_language import All, AnyOf, Compare, Filter, OneOf
+from .filter_language import (
+    NOTHING,
+    All,
+    AnyOf,
+    Compare,
+    Filter,
+    Nothing,
+    OneOf,
+    Op,
+    Scalar,
+    integer_bound,
+)
 from .results import metadata_out, number, vector_out
 from .scores import Metric, from_chroma, metric_of
 from .store import Described, StoreHttp
-from .vector_api import Match, QueryCall, Record
+from .vector_api import ApiError, Match, QueryCall, Record
 
 _OPS = {"eq": "$eq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 
-def to_chroma(tree: Filter) -> dict[str, Any]:
-    """Our filter as Chroma's ``where``."""
+#: Chroma's schema value types → the kinds the filter translation tells apart
+_KINDS = {"int": "int", "float": "number", "string": "text", "bool": "boolean"}
+
+
+def _number(op: Op, value: float, kinds: frozenset[str], field: str) -> int | float | Nothing:
+    """A number as Chroma must be given it. Chroma compares an integer field with a fraction
+    truncated (``year == 2010.5`` matches 2010), so a fraction against integers becomes the
+    integer bound selecting the same records."""
+    if value.is_integer():
+        return int(value)
+    if "int" not in kinds:
+        return value
+    if "number" in kinds:
+        raise ApiError(
+            400,
+            "invalid_filter",
+            f"filter: {field!r} holds both integers and fractions in this Chroma collection, "
+            "which Chroma cannot compare with a fraction; compare it with an integer",
+        )
+    bound = integer_bound(op, value)
+    return NOTHING if bound is None else bound
+
+
+def to_chroma(tree: Filter, kinds: Mapping[str, frozenset[str]]) -> dict[str, Any] | Nothing:
+    """Our filter as Chroma's ``where`` given the fields' kinds, or NOTHING."""
     match tree:
         case Compare(field=f, op=op, value=v):
+            if isinstance(v, float):
+                n = _number(op, v, kinds.get(f, frozenset()), f)
+                return NOTHING if isinstance(n, Nothing) else {f: {_OPS[op]: n}}
             return {f: {_OPS[op]: v}}
         case OneOf(field=f, values=values):
-            return {f: {"$in": list(values)}}
+            have = kinds.get(f, frozenset())
+            picked: list[Scalar] = []
+            for value in values:
+                if isinstance(value, float):
+                    n = _number("eq", value, have, f)
+                    if not isinstance(n, Nothing):
+                        picked.append(n)
+                else:
+                    picked.append(value)
+            if not picked:
+                return NOTHING
+            # Chroma refuses an $in mixing integers and floats: all floats then
+            if any(isinstance(v, float) for v in picked):
+                picked = [float(v) for v in picked]
+            return {f: {"$in": picked}}
         case All(parts=parts):
-            return {"$and": [to_chroma(p) for p in parts]}
+            all_of = [to_chroma(p, kinds) for p in parts]
+            if any(isinstance(p, Nothing) for p in all_of):
+                return NOTHING
+            return _join("$and", [p for p in all_of if not isinstance(p, Nothing)])
         case AnyOf(parts=parts):
-            return {"$or": [to_chroma(p) for p in parts]}
+            translated = [to_chroma(p, kinds) for p in parts]
+            any_of = [p for p in translated if not isinstance(p, Nothing)]
+            return _join("$or", any_of) if any_of else NOTHING
     raise AssertionError(tree)
+
+
+def _join(operator: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    # Chroma wants 2 or more filters under $and / $or
+    return parts[0] if len(parts) == 1 else {operator: parts}
+
+
+def _fields(collection: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Each metadata field's kinds of value, from the collection's ``schema.keys``."""
+    schema = collection.get("schema")
+    keys = schema.get("keys") if isinstance(schema, dict) else None
+    out: dict[str, frozenset[str]] = {}
+    for name, types in (keys or {}).items() if isinstance(keys, dict) else ():
+        if isinstance(name, str) and not name.startswith("#") and isinstance(types, dict):
+            out[name] = frozenset(_KINDS[t] for t in types if t in _KINDS)
+    return out
 
 
 def _space(collection: dict[str, Any]) -> str:
@@ -73,17 +147,27 @@ class ChromaStore:
             dimension=dimension if isinstance(dimension, int) and dimension > 0 else None,
             metric=metric_of("chroma", _space(data)),
             handle=data["id"],
+            properties=_fields(data),
         )
 
     def _at(self, ns: Described, verb: str) -> str:
         return f"{self.base}/{quote(ns.handle)}/{verb}"
 
     async def upsert(self, ns: Described, records: Sequence[Record]) -> None:
+        # Chroma's upsert merges metadata into an existing record's: the fields the new record
+        # lacks are sent as null, which removes them, so an upsert replaces as elsewhere
+        before = await self.fetch(ns, [r.id for r in records], vectors=False)
+        old = {r.id: r.metadata for r in before}
+        metadatas: list[dict[str, Any] | None] = []
+        for r in records:
+            metadata: dict[str, Any] = {k: None for k in old.get(r.id, {}) if k not in r.metadata}
+            metadata.update(r.metadata)
+            # Chroma refuses an empty metadata object: a record without any sends none
+            metadatas.append(metadata or None)
         body = {
             "ids": [r.id for r in records],
             "embeddings": [list(r.vector) for r in records],
-            # Chroma refuses an empty metadata object: a record without any sends none
-            "metadatas": [r.metadata or None for r in records],
+            "metadatas": metadatas,
         }
         await self.http.call("POST", self._at(ns, "upsert"), body)
 
@@ -99,7 +183,10 @@ class ChromaStore:
             "include": include,
         }
         if call.filter is not None:
-            body["where"] = to_chroma(call.filter)
+            where = to_chroma(call.filter, ns.properties or {})
+            if isinstance(where, Nothing):
+                return []  # no record can match: Chroma is not asked
+            body["where"] = where
         _, data = await self.http.call("POST", self._at(ns, "query"), body)
         data = data if isinstance(data, dict) else {}
         ids = _first(data.get("ids"))

@@ -17,10 +17,9 @@ so the answer is the one the other stores give. Not here: named vectors, multi-t
 
 from __future__ import annotations
 
-__all__ = ["FALSE", "WeaviateStore", "gql", "object_id", "to_weaviate"]
+__all__ = ["WeaviateStore", "gql", "object_id", "to_weaviate"]
 
 import json
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +28,18 @@ from urllib.parse import quote
 from sidecar import SecretValue
 
 from .config import VectorsOptions
-from .filter_language import All, AnyOf, Compare, Filter, OneOf, is_number
+from .filter_language import (
+    NOTHING,
+    All,
+    AnyOf,
+    Compare,
+    Filter,
+    Nothing,
+    OneOf,
+    Op,
+    integer_bound,
+    is_number,
+)
 from .results import metadata_out, number, vector_out
 from .scores import Metric, from_weaviate, metric_of
 from .store import Described, StoreHttp
@@ -46,12 +56,6 @@ _OPS = {
 }
 SCALAR_TYPES = frozenset({"text", "int", "number", "boolean"})
 
-
-class _False:
-    """A filter no record can match."""
-
-
-FALSE = _False()
 Where = dict[str, Any]
 
 
@@ -78,39 +82,41 @@ def gql(value: object) -> str:
     raise TypeError(type(value).__name__)
 
 
-def _compare(kind: str, op: str, value: object) -> tuple[str, object] | _False:
-    """The ``value*`` key and value comparing a property of type ``kind``, or FALSE."""
+def _compare(kind: str, op: Op, value: object) -> tuple[str, object] | Nothing:
+    """The ``value*`` key and value comparing a property of type ``kind``, or NOTHING."""
     if kind == "text":
-        return ("valueText", value) if isinstance(value, str) else FALSE
+        return ("valueText", value) if isinstance(value, str) else NOTHING
     if kind == "boolean":
-        return ("valueBoolean", value) if isinstance(value, bool) and op == "eq" else FALSE
+        return ("valueBoolean", value) if isinstance(value, bool) and op == "eq" else NOTHING
     if not is_number(value):
-        return FALSE
+        return NOTHING
     assert isinstance(value, int | float)
     if kind == "number":
         return ("valueNumber", float(value))
     if kind != "int":
-        return FALSE
+        return NOTHING
     if float(value).is_integer():
         return ("valueInt", int(value))
     # an int property against a fraction: the same records, compared with an integer
-    if op == "gt" or op == "lte":
-        return ("valueInt", math.floor(value))
-    if op == "gte" or op == "lt":
-        return ("valueInt", math.ceil(value))
-    return FALSE  # equal to a fraction: no integer is
+    bound = integer_bound(op, value)
+    return NOTHING if bound is None else ("valueInt", bound)
 
 
-def to_weaviate(tree: Filter, types: Mapping[str, str]) -> Where | _False:
-    """Our filter as Weaviate's ``where`` given the properties' types, or FALSE."""
+def _kind(kinds: Mapping[str, frozenset[str]], name: str) -> str:
+    have = kinds.get(name, frozenset())
+    return next(iter(have)) if len(have) == 1 else ""
+
+
+def to_weaviate(tree: Filter, types: Mapping[str, frozenset[str]]) -> Where | Nothing:
+    """Our filter as Weaviate's ``where`` given the properties' types, or NOTHING."""
     match tree:
         case Compare(field=f, op=op, value=v):
-            cmp = _compare(types.get(f, ""), op, v)
-            if isinstance(cmp, _False):
-                return FALSE
+            cmp = _compare(_kind(types, f), op, v)
+            if isinstance(cmp, Nothing):
+                return NOTHING
             return {"operator": Enum(_OPS[op]), "path": [f], cmp[0]: cmp[1]}
         case OneOf(field=f, values=values):
-            kind = types.get(f, "")
+            kind = _kind(types, f)
             if kind == "text":
                 usable: list[object] = [v for v in values if isinstance(v, str)]
                 key = "valueTextArray"
@@ -121,19 +127,19 @@ def to_weaviate(tree: Filter, types: Mapping[str, str]) -> Where | _False:
                 usable = [float(v) for v in values if is_number(v)]
                 key = "valueNumberArray"
             else:
-                return FALSE
+                return NOTHING
             if not usable:
-                return FALSE
+                return NOTHING
             return {"operator": Enum("ContainsAny"), "path": [f], key: usable}
         case All(parts=parts):
             all_of = [to_weaviate(p, types) for p in parts]
-            if any(isinstance(p, _False) for p in all_of):
-                return FALSE
-            return _join("And", [p for p in all_of if not isinstance(p, _False)])
+            if any(isinstance(p, Nothing) for p in all_of):
+                return NOTHING
+            return _join("And", [p for p in all_of if not isinstance(p, Nothing)])
         case AnyOf(parts=parts):
             translated = [to_weaviate(p, types) for p in parts]
-            any_of = [w for w in translated if not isinstance(w, _False)]
-            return _join("Or", any_of) if any_of else FALSE
+            any_of = [w for w in translated if not isinstance(w, Nothing)]
+            return _join("Or", any_of) if any_of else NOTHING
     raise AssertionError(tree)
 
 
@@ -149,12 +155,12 @@ class WeaviateStore:
     async def describe(self, name: str) -> Described:
         _, schema = await self.http.call("GET", f"/v1/schema/{quote(name)}")
         schema = schema if isinstance(schema, dict) else {}
-        properties: dict[str, str] = {}
+        properties: dict[str, frozenset[str]] = {}
         for prop in schema.get("properties") or []:
             if isinstance(prop, dict) and isinstance(prop.get("name"), str):
                 kinds = prop.get("dataType")
                 if isinstance(kinds, list) and len(kinds) == 1 and kinds[0] in SCALAR_TYPES:
-                    properties[prop["name"]] = kinds[0]
+                    properties[prop["name"]] = frozenset(kinds)
         index = schema.get("vectorIndexConfig")
         distance = index.get("distance") if isinstance(index, dict) else None
         params = [("class", name), ("limit", "1"), ("include", "vector")]
@@ -210,17 +216,17 @@ class WeaviateStore:
         return found if isinstance(found, list) else []
 
     def _fields(self, ns: Described, metadata: bool, extra: str) -> str:
-        names = [self.id_property, *(p for p in ns.properties if p != self.id_property)]
+        names = [self.id_property, *(p for p in (ns.properties or {}) if p != self.id_property)]
         return " ".join(names if metadata else [self.id_property]) + f" _additional{{{extra}}}"
 
     async def query(self, ns: Described, call: QueryCall, metric: Metric) -> list[Match]:
-        if self.id_property not in ns.properties:
+        if self.id_property not in (ns.properties or {}):
             return []  # nothing was ever written here through the sidecar
         arguments: dict[str, Any] = {"nearVector": {"vector": list(call.vector)}}
         arguments["limit"] = call.top_k
         if call.filter is not None:
-            where = to_weaviate(call.filter, ns.properties)
-            if isinstance(where, _False):
+            where = to_weaviate(call.filter, (ns.properties or {}))
+            if isinstance(where, Nothing):
                 return []  # no record can match: Weaviate is not asked
             arguments["where"] = where
         extra = "id distance vector" if call.include_vectors else "id distance"
@@ -247,7 +253,7 @@ class WeaviateStore:
         return {"operator": Enum("ContainsAny"), "path": [self.id_property], "valueTextArray": ids}
 
     async def fetch(self, ns: Described, ids: Sequence[str], vectors: bool) -> list[Record]:
-        if self.id_property not in ns.properties:
+        if self.id_property not in (ns.properties or {}):
             return []
         arguments = {"where": self._ids_where(list(ids)), "limit": len(ids)}
         extra = "id vector" if vectors else "id"
@@ -261,7 +267,7 @@ class WeaviateStore:
         return [found[rid] for rid in ids if rid in found]
 
     async def delete(self, ns: Described, ids: Sequence[str]) -> None:
-        if self.id_property not in ns.properties:
+        if self.id_property not in (ns.properties or {}):
             return
         body = {
             # the enums are strings to json: the same where, as REST takes it
