@@ -183,3 +183,19 @@ async def test_subscriptions_pass_on_their_transport_when_enabled(
     ]
     assert [d["data"]["ticks"] for d in data if "data" in d] == [0, 1, 2]
     assert "event: complete" in text
+
+
+async def test_a_server_that_cannot_be_reached_and_another_path_are_clear_answers(
+    graphql_server: ServedInThread,
+) -> None:
+    """A refused connection is the sidecar's 502 upstream_connect (retried, as any upstream's);
+    a path other than the endpoint is a GraphQL-shaped 404 that reaches no server."""
+    async with running_sidecar(
+        sidecar_config("http://127.0.0.1:9"), plugins=[sidecar_graphql]
+    ) as s:
+        r = await post(s.http_port, {"query": "{ hello }"})
+        async with httpx.AsyncClient(timeout=10) as http:
+            other = await http.post(f"http://127.0.0.1:{s.http_port}/gql/other", json={})
+    assert r.status_code == 502 and r.headers["x-sidecar-error"] == "upstream_connect"
+    assert other.status_code == 404
+    assert other.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
