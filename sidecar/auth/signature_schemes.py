@@ -141,7 +141,7 @@ class StandardWebhooksScheme:
             return Refusal(
                 "malformed",
                 f"webhook-id is 1-{MAX_ID_LENGTH} characters, webhook-timestamp a Unix time in "
-                f"seconds and webhook-signature up to {MAX_SIGNATURES} entries, one v1,<base64>",
+                f"seconds, webhook-signature up to {MAX_SIGNATURES} entries with a v1,<base64>",
             )
         return Presented(stamp, int(stamp), offered, msg_id)
 
