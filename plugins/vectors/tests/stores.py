@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 #: the variables the configs name for the stores' keys
 KEY_ENV = {"pinecone": "VECTORS_TEST_PINECONE_KEY", "weaviate": "VECTORS_TEST_WEAVIATE_KEY"}
 PINECONE_METRIC = {"cosine": "cosine", "dot": "dotproduct", "euclidean": "euclidean"}
@@ -103,3 +105,21 @@ RECORDS = [
     {"id": "d", "vector": [1, 1, 0],
      "metadata": {"genre": "horror", "year": 1999, "rating": 5.0, "new": False}},
 ]  # fmt: skip
+
+
+async def call(
+    port: int, verb: str, body: Any = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """``POST /vec/<verb>`` with ``body`` as JSON (``GET`` without one), through the sidecar."""
+    async with httpx.AsyncClient(timeout=20) as client:
+        url = f"http://127.0.0.1:{port}/vec/{verb}"
+        if body is None:
+            return await client.get(url, headers=headers)
+        return await client.post(url, json=body, headers=headers)
+
+
+async def seed(port: int, namespace: str = "docs") -> None:
+    """Upsert :data:`RECORDS` into ``namespace``."""
+    r = await call(port, "upsert", {"namespace": namespace, "vectors": RECORDS})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"namespace": namespace, "upserted": 4}

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import httpx
 import pytest
 import sidecar_vectors
-from stores import RECORDS, StoreUnderTest
+from stores import RECORDS, StoreUnderTest, call, seed
 
 FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
     ("eq-string", {"genre": "drama"}, {"a", "c"}),
@@ -37,20 +36,6 @@ FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
     ("other-type", {"year": "2010"}, set()),
     ("or-with-unknown-field", {"$or": [{"nope": 1}, {"genre": "horror"}]}, {"d"}),
 ]
-
-
-async def call(port: int, verb: str, body: Any = None) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=20) as client:
-        url = f"http://127.0.0.1:{port}/vec/{verb}"
-        if body is None:
-            return await client.get(url)
-        return await client.post(url, json=body)
-
-
-async def seed(port: int, namespace: str = "docs") -> None:
-    r = await call(port, "upsert", {"namespace": namespace, "vectors": RECORDS})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"namespace": namespace, "upserted": 4}
 
 
 async def test_upsert_then_fetch_gives_back_vectors_and_metadata(
