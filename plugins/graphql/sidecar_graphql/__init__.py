@@ -11,10 +11,11 @@ Imports only ``sidecar``, the public plugin API. Docs: ``docs/graphql.md``.
 
 from __future__ import annotations
 
-from sidecar import AdapterRegistry, FilterRegistry, Phase, hookimpl
+from sidecar import AdapterRegistry, FilterRegistry, LifespanRegistry, Phase, hookimpl
 
 from .adapter import GraphQLAdapter
 from .gate import make_filter
+from .persisted import stores_lifespan
 
 #: The plugin API major version this plugin is written for.
 SIDECAR_API = 1
@@ -31,3 +32,9 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     # the timeout and the retries: a document is read and checked once, and its retry
     # decided (see .gate) before the retry filter looks at the request
     registry.add("graphql", make_filter, phase=Phase.EXTEND)
+
+
+@hookimpl
+def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
+    # entered before routes are composed: the filter factories find the stores published
+    registry.add("graphql_stores", stores_lifespan)

@@ -45,7 +45,7 @@ from .answers import Refusal, error_response
 from .classify import outcome_of
 from .config import GraphQLOptions
 from .metrics import GraphQLMetrics
-from .persisted import QueryStore, make_store, sha256_hex
+from .persisted import STORES, QueryStore, Stores, make_store, sha256_hex
 from .request import GraphQLRequest, from_get, from_post
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ class UpstreamState:
     """One upstream's persisted-query store, allow-list and recent analyses, shared by its
     routes and kept across reloads while its options stay equal."""
 
-    def __init__(self, options: GraphQLOptions) -> None:
+    def __init__(
+        self, options: GraphQLOptions, stores: Stores | None = None, upstream: str = ""
+    ) -> None:
         # graphql-core comes in with the first graphql upstream, never with the plugin
         from .document import analyze
 
@@ -97,9 +99,11 @@ class UpstreamState:
             except ValueError as e:
                 raise AuthConfigProblem("options.persisted_queries.allow_list", str(e)) from None
         # with an allow-list only listed documents pass: registering others would be pointless
-        self.store: QueryStore | None = (
-            make_store(pq.cache) if pq.automatic and self.allow is None else None
-        )
+        self.store: QueryStore | None = None
+        if pq.automatic and self.allow is None:
+            # a running sidecar's stores are closed when it stops; without one (sidecar check,
+            # unit tests) the store is this state's own
+            self.store = make_store(pq.cache) if stores is None else stores.get(upstream, pq.cache)
         names = set(options.operations)
         if self.allow is not None:
             names |= self.allow.names
@@ -219,11 +223,12 @@ def make_filter(ctx: RouteContext) -> Filter | None:
             "non_idempotent would retry every mutation",
         )
     options = GraphQLOptions.model_validate(upstream.options)
-    state = ctx.shared(STATE, options, lambda: UpstreamState(options))
+    stores = ctx.resources.get(STORES)
+    name = ctx.upstream_name
+    state = ctx.shared(STATE, options, lambda: UpstreamState(options, stores, name))
     metrics = GraphQLMetrics.of(ctx.metrics.registry)
     tracer = plugin_tracer(ctx.resources, SCOPE)
     endpoint = options.endpoint
-    name = ctx.upstream_name
     refused = metrics.refused
     counted = metrics.operations
     errors = metrics.errors

@@ -5,18 +5,32 @@ LRU per upstream; the Redis store is shared by replicas, each entry living ``ttl
 use. redis-py is imported when a Redis store is built, never by a sidecar that has none. A Redis
 that fails or is slow past ``timeout`` makes a lookup a miss (the app then sends the document,
 as APQ expects) and a registration a no-op: persisted queries save bytes, they never fail a
-call. Not here: the protocol (:mod:`.gate`), the allow-list (:mod:`.allow_list`).
+call. A running sidecar keeps its stores in :class:`Stores` and closes them when it stops.
+Not here: the protocol (:mod:`.gate`), the allow-list (:mod:`.allow_list`).
 """
 
 from __future__ import annotations
 
-__all__ = ["MemoryStore", "QueryStore", "RedisStore", "make_store", "sha256_hex"]
+__all__ = [
+    "STORES",
+    "MemoryStore",
+    "QueryStore",
+    "RedisStore",
+    "Stores",
+    "make_store",
+    "sha256_hex",
+    "stores_lifespan",
+]
 
 import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
+
+from sidecar import RuntimeView
 
 from .config import QueryCache
 
@@ -99,3 +113,38 @@ def make_store(cache: QueryCache) -> QueryStore:
     if cache.type == "redis":
         return RedisStore(cache)
     return MemoryStore(cache.max_entries)
+
+
+#: where the running sidecar's :class:`Stores` is published (``RouteContext.resources``)
+STORES = "graphql.stores"
+
+
+class Stores:
+    """The persisted-query stores of one running sidecar, by upstream and cache settings,
+    closed when it stops (the ``graphql_stores`` lifespan publishes it). A store stays while
+    its settings do; one a reload left behind is closed at shutdown with the rest."""
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple[str, QueryCache], QueryStore] = {}
+
+    def get(self, upstream: str, cache: QueryCache) -> QueryStore:
+        have = self._stores.get((upstream, cache))
+        if have is None:
+            have = self._stores[(upstream, cache)] = make_store(cache)
+        return have
+
+    async def aclose(self) -> None:
+        stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            await store.aclose()
+
+
+@asynccontextmanager
+async def stores_lifespan(runtime: RuntimeView) -> AsyncIterator[None]:
+    """Publish a :class:`Stores` for the filter factories; close every store at shutdown."""
+    stores = runtime.resources[STORES] = Stores()
+    try:
+        yield
+    finally:
+        runtime.resources.pop(STORES, None)
+        await stores.aclose()

@@ -3,12 +3,14 @@ cache in memory and in Redis (shared by two sidecars, as by replicas)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio
 import sidecar_graphql
 from graphql_server import ServedInThread
 from sidecars import endpoint, sidecar_config
@@ -55,17 +57,26 @@ async def test_apq_registers_on_the_second_call_and_serves_by_hash(
 async def test_a_redis_cache_is_shared_by_sidecars(
     graphql_server: ServedInThread, redis_url: str
 ) -> None:
-    """A document registered through one sidecar is served by hash through another."""
+    """A document registered through one sidecar is served by hash through another; each
+    sidecar closes its Redis connections when it stops."""
     digest = hashlib.sha256(b"query Shared { hello }").hexdigest()
     options = {"persisted_queries": {"cache": {"type": "redis", "url": redis_url}}}
     config = sidecar_config(graphql_server.url, **options)
-    async with running_sidecar(config, plugins=[sidecar_graphql]) as a:
-        async with running_sidecar(config, plugins=[sidecar_graphql]) as b:
-            miss = await post(b.http_port, apq(digest=digest))
-            assert miss.json()["errors"][0]["message"] == "PersistedQueryNotFound"
-            await post(a.http_port, apq("query Shared { hello }", digest))
-            hit = await post(b.http_port, apq(digest=digest))
-    assert hit.json() == {"data": {"hello": "hello world"}}
+    probe = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        async with running_sidecar(config, plugins=[sidecar_graphql]) as a:
+            async with running_sidecar(config, plugins=[sidecar_graphql]) as b:
+                miss = await post(b.http_port, apq(digest=digest))
+                assert miss.json()["errors"][0]["message"] == "PersistedQueryNotFound"
+                await post(a.http_port, apq("query Shared { hello }", digest))
+                hit = await post(b.http_port, apq(digest=digest))
+                assert len(await probe.client_list()) >= 3  # the two sidecars' and the probe's
+        assert hit.json() == {"data": {"hello": "hello world"}}
+        async with asyncio.timeout(5):  # the server sees the closes a moment later
+            while len(await probe.client_list()) > 1:  # the probe's own connection only
+                await asyncio.sleep(0.01)
+    finally:
+        await probe.aclose()
 
 
 async def test_only_allow_listed_operations_reach_the_server(
