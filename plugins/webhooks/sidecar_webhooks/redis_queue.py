@@ -112,8 +112,9 @@ class RedisQueue:
         ]
 
     async def stop(self) -> None:
-        """Stop the loops. What this replica holds stays pending in the group: another replica
-        (or this one, restarted) takes it after ``claim_idle``."""
+        """Stop the loops. What this replica holds stays pending in the group under its consumer
+        name: the engine a reload starts reads it back at once; after a shutdown another replica
+        takes it after ``claim_idle``."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -296,6 +297,7 @@ class RedisQueue:
         """Renew what this replica holds; take over what a dead replica held; forget consumers
         that hold nothing (each restart makes a new one); refresh the disabled endpoints."""
         idle_ms = int(self.options.claim_idle * 1000)
+        cursor = "0-0"
         while True:
             await asyncio.sleep(self.options.claim_idle / 3)
             try:
@@ -309,9 +311,11 @@ class RedisQueue:
                 if room > 0:
                     reply = await self._call(
                         self.client.xautoclaim(
-                            self.keys[0], GROUP, self.consumer, idle_ms, "0-0", count=room
+                            self.keys[0], GROUP, self.consumer, idle_ms, cursor, count=room
                         )
                     )
+                    # a long list of pending entries is scanned a part per round
+                    cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
                     await self._take(reply[1], hand_out)
                 self._disabled = {
                     m.decode() for m in await self._call(self.client.smembers(self.keys[9]))

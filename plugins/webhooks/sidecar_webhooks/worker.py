@@ -118,6 +118,8 @@ class EndpointWorker:
     async def _then_release(self, step: Awaitable[None]) -> None:
         try:
             await step
+        except Exception:  # the worker goes on: one delivery's bug must not stop the endpoint
+            log.exception("webhook delivery failed unexpectedly", extra=self._fields)
         finally:
             self._slots.release()
 

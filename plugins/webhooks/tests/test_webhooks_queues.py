@@ -1,16 +1,19 @@
 """What the queue itself promises, through real sidecars on 127.0.0.1: a full queue refuses
 instead of dropping (both kinds); with the Redis queue, replicas on one stream share the work
-without sending an event twice, one that stopped has its deliveries taken over, and Redis being
-down is a 503 for the app with deliveries resuming once it is back."""
+without sending an event twice, one that stopped has its deliveries taken over, a reload
+resumes what it cut at once, and Redis being down is a 503 for the app with deliveries resuming
+once it is back."""
 
 from __future__ import annotations
 
 import collections
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import sidecar_webhooks
+import yaml
 from standardwebhooks.webhooks import Webhook
 from webhooks_receiver import Receiver, wait_until
 from webhooks_redis import RedisServer
@@ -114,3 +117,33 @@ async def test_redis_down_is_503_for_the_app_and_deliveries_resume_when_it_is_ba
     assert len(ep.received) == 3  # the first twice (500, then 200), the new one; not the refused
     for got in ep.received:
         Webhook(secret).verify(got.body, got.headers)
+
+
+async def test_a_reload_resumes_the_redis_deliveries_it_cut_at_once(
+    sidecar_factory: Factory,
+    receivers: Receivers,
+    secret_env: Any,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """A reload that restarts the engine mid-delivery sends that delivery again right away (the
+    new engine reads back what its consumer held), not after claim_idle."""
+    held = await receivers(hold=True)
+    secret_env("WH")
+    queue = redis_queue(redis_server, claim_idle="60s")
+    before = hooks_config(queue, {"ep": endpoint(held.url, "WH")})
+    after = hooks_config(queue, {"ep": endpoint(held.url, "WH", timeout="9s")})
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(before))
+    async with sidecar_factory(
+        path.read_text(), plugins=[sidecar_webhooks], config_path=str(path)
+    ) as s:
+        msg_id = (await post_event(s, "order.created")).json()["id"]
+        await held.wait_for(1)
+        path.write_text(yaml.safe_dump(after))
+        assert (await s.reload_result()).applied
+        again = await held.wait_for(2, within=5)  # far less than claim_idle
+        held.hold = False
+        held.release(10)
+        await wait_until(lambda: msg_id in held.delivered_ids(), what="delivered")
+    assert [got.headers["webhook-id"] for got in again] == [msg_id, msg_id]
