@@ -44,6 +44,8 @@ GROUP = "sidecar-webhooks"
 READ_BLOCK = 0.5
 #: the longest pause between two tries while Redis does not answer
 MAX_BACKOFF = 5.0
+#: a consumer that holds nothing is removed from the group after this long without a read
+FORGET_CONSUMER_MS = 60_000
 ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
 
 
@@ -230,7 +232,7 @@ class RedisQueue:
             entry = entry_id.decode()
             key = (fields or {}).get(b"key", b"").decode()
             raw = await self._call(self.client.hget(self.keys[1], key)) if key else None
-            delivery = Delivery.from_json(raw) if raw is not None else None
+            delivery = _parsed(raw)
             if self.held.get(key) == entry:
                 continue  # already ours (taken back by XAUTOCLAIM after a slow renewal)
             if delivery is None or delivery.state != "pending" or key in self.held:
@@ -268,7 +270,7 @@ class RedisQueue:
                     after = entries[-1][0].decode() if entries else ">"
                 await self._take(entries, hand_out)
                 backoff = 0.1
-            except (redis.RedisError, OSError, TimeoutError, QueueDown) as e:
+            except Exception as e:  # noqa: BLE001 (Redis errors, or a bad entry: the loop goes on)
                 if "NOGROUP" in str(e):  # Redis came back without its data: start afresh
                     await self._retrying(self._ensure_group)
                     continue
@@ -282,7 +284,7 @@ class RedisQueue:
             try:
                 moved, after = await self._run("promote", [time.time(), 100])
                 backoff = 0.1
-            except QueueDown as e:
+            except Exception as e:  # noqa: BLE001 (the loop must go on)
                 backoff = await self._pause("moving due retries", e, backoff)
                 continue
             if moved:
@@ -297,6 +299,9 @@ class RedisQueue:
         """Renew what this replica holds; take over what a dead replica held; forget consumers
         that hold nothing (each restart makes a new one); refresh the disabled endpoints."""
         idle_ms = int(self.options.claim_idle * 1000)
+        # a live consumer reads every READ_BLOCK whenever it holds nothing: one that held
+        # nothing and did not read for this long is gone
+        forget_ms = max(idle_ms, FORGET_CONSUMER_MS)
         cursor = "0-0"
         while True:
             await asyncio.sleep(self.options.claim_idle / 3)
@@ -324,9 +329,9 @@ class RedisQueue:
                     self._counted(endpoint, state, n)  # what other replicas changed
                 for c in await self._call(self.client.xinfo_consumers(self.keys[0], GROUP)):
                     name = c["name"].decode()
-                    if c["pending"] == 0 and c["idle"] > idle_ms and name != self.consumer:
+                    if c["pending"] == 0 and c["idle"] > forget_ms and name != self.consumer:
                         await self._call(self.client.xgroup_delconsumer(self.keys[0], GROUP, name))
-            except (QueueDown, redis.ResponseError) as e:
+            except Exception as e:  # noqa: BLE001 (the loop must go on)
                 log.warning(
                     "webhooks redis queue: renewing failed, trying again",
                     extra={"fields": {"reason": str(e)}},
@@ -353,3 +358,14 @@ def _without_credentials(url: str) -> str:
     """The URL without a user or password in it (the admin view shows it)."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _parsed(raw: bytes | None) -> Delivery | None:
+    """A delivery's state as kept in Redis, or ``None`` when it is gone or unreadable."""
+    if raw is None:
+        return None
+    try:
+        return Delivery.from_json(raw)
+    except (ValueError, TypeError, KeyError):
+        log.error("webhooks redis queue: a delivery's state cannot be read; it is dropped")
+        return None
