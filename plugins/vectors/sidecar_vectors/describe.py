@@ -97,6 +97,13 @@ class Catalog:
                 f"namespace {app_name!r}: the store holds vectors of {described.dimension}, "
                 f"the config says dimension {configured}",
             )
+        if described.reported is not None and described.metric is None:
+            raise ApiError(
+                502,
+                "config_mismatch",
+                f"namespace {app_name!r}: the store uses the metric {described.reported[:32]!r}, "
+                "which has no normalised score here (cosine, dot, euclidean)",
+            )
         metric = described.metric or self._options.metric
         if metric is None:
             raise ApiError(

@@ -40,6 +40,8 @@ class Described:
     name: str
     dimension: int | None
     metric: Metric | None
+    #: the store's own name for its metric, when it said one (``dotproduct``, ``hamming``)
+    reported: str | None
     #: the store's own handle: Chroma's collection id; else the name
     handle: str
     #: Weaviate and Chroma: field → the kinds of value it holds (``text``, ``int``, ``number``,

@@ -146,6 +146,7 @@ class ChromaStore:
             name=name,
             dimension=dimension if isinstance(dimension, int) and dimension > 0 else None,
             metric=metric_of("chroma", _space(data)),
+            reported=_space(data),
             handle=data["id"],
             properties=_fields(data),
         )

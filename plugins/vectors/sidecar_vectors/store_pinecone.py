@@ -62,6 +62,7 @@ class PineconeStore:
             name=name,
             dimension=dimension if isinstance(dimension, int) and dimension > 0 else None,
             metric=metric_of("pinecone", reported) if isinstance(reported, str) else None,
+            reported=reported if isinstance(reported, str) else None,
             handle=name,
             count=count if isinstance(count, int) else None,
         )

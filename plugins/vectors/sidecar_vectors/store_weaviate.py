@@ -163,6 +163,8 @@ class WeaviateStore:
                     properties[prop["name"]] = frozenset(kinds)
         index = schema.get("vectorIndexConfig")
         distance = index.get("distance") if isinstance(index, dict) else None
+        # Weaviate's default distance is cosine
+        distance = distance if isinstance(distance, str) else "cosine"
         params = [("class", name), ("limit", "1"), ("include", "vector")]
         _, sample = await self.http.call("GET", "/v1/objects", params=params)
         objects = sample.get("objects") if isinstance(sample, dict) else None
@@ -173,7 +175,8 @@ class WeaviateStore:
         return Described(
             name=name,
             dimension=dimension,
-            metric=metric_of("weaviate", distance if isinstance(distance, str) else "cosine"),
+            metric=metric_of("weaviate", distance),
+            reported=distance,
             handle=name,
             properties=properties,
         )
