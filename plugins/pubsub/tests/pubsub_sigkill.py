@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 import httpx
@@ -37,9 +38,18 @@ READY_WAIT = 30.0
 WAIT = 30.0
 
 
+def only_pubsub(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every other installed plugin disabled: the child runs the built-ins
+    and this plugin, as the in-process tests do (``plugins=[sidecar_pubsub]``)."""
+    others = sorted({e.name for e in entry_points(group="sidecar")} - {"pubsub"})
+    plugins = {**config.get("plugins", {}), "disabled": others}
+    return {**config, "plugins": plugins}
+
+
 async def started(config: dict[str, Any]) -> SidecarProcess:
     """``sidecar run`` as a child, started without blocking the app served by this loop."""
-    return await asyncio.to_thread(SidecarProcess(config, ready_timeout=READY_WAIT).start)
+    child = SidecarProcess(only_pubsub(config), ready_timeout=READY_WAIT)
+    return await asyncio.to_thread(child.start)
 
 
 async def confirmed_before_sigkill(
@@ -135,6 +145,7 @@ class MidBatchKill:
 
     async def start(self, config: dict[str, Any]) -> SidecarProcess:
         self.proc = await started(config)
+        print("LOG", self.proc.log_path)  # DEBUG
         return self.proc
 
     async def kill_while_held(self) -> None:

@@ -5,7 +5,6 @@ group member's uncommitted message delivered."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import httpx
@@ -14,51 +13,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pubsub_app import until, until_async
 from pubsub_brokers import TansuBroker
+from pubsub_kafka import a_topic, group_of, kafka_config, read_all
 
 from sidecar.testing import FakeUpstream
-
-
-def kafka_config(broker: TansuBroker, topic: str, app_url: str | None = None) -> dict[str, Any]:
-    options: dict[str, Any] = {"topics": [topic, f"{topic}.dlq"]}
-    config: dict[str, Any] = {
-        "upstreams": {"events": {"adapter": "pubsub", "url": broker.url, "options": options}}
-    }
-    if app_url is not None:
-        options["subscriptions"] = [
-            {
-                "topic": topic,
-                "group": "shop",
-                "path": "/in",
-                "dead_letter": f"{topic}.dlq",
-                "retry": {"attempts": 2, "backoff": "10ms", "max_backoff": "20ms"},
-            }
-        ]
-        config["plugins"] = {"pubsub": {"app": app_url, "consumer": "sidecar-1"}}
-    return config
-
-
-def a_topic() -> str:
-    return f"t{uuid.uuid4().hex[:8]}.orders"
-
-
-async def read_all(broker: TansuBroker, topic: str) -> list[Any]:
-    """Every record of partition 0 of ``topic``, read from the start without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        records: list[Any] = []
-        while len(records) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            if not batch:
-                break
-            records.extend(batch[tp])
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def test_publish_is_204_once_the_broker_acknowledged_it(
@@ -102,7 +59,9 @@ async def test_deliveries_are_committed_once_settled_and_poison_is_dead_lettered
                 bad = await client.post(base, content=b"b", headers={"ce-type": "poison"})
             await until(lambda: len(app.requests) == 3, "three deliveries", 30)
             await until_async(dead_letters, "the dead letter", 30)
-            admin = AIOKafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, group_id="shop")
+            admin = AIOKafkaConsumer(
+                bootstrap_servers=kafka_broker.bootstrap, group_id=group_of(topic)
+            )
             tp = TopicPartition(topic, 0)
 
             async def committed() -> bool:
@@ -134,11 +93,11 @@ async def test_a_message_a_dead_member_left_uncommitted_is_delivered(
     member = AIOKafkaConsumer(
         topic,
         bootstrap_servers=kafka_broker.bootstrap,
-        group_id="shop",
+        group_id=group_of(topic),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=6000,  # the broker's usual minimum: the group moves on sooner
-        heartbeat_interval_ms=1000,
+        session_timeout_ms=2000,  # Tansu takes less than Kafka's 6 s minimum: a faster test
+        heartbeat_interval_ms=600,
     )
     await member.start()
     taken = await member.getmany(timeout_ms=15_000, max_records=1)

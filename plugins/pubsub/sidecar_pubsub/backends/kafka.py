@@ -125,6 +125,8 @@ class KafkaBackend(Backend):
             auto_offset_reset="earliest",
             request_timeout_ms=int(self.settings.request_timeout * 1000),
             session_timeout_ms=int(self.settings.session_timeout * 1000),
+            # a third of the session, as Kafka advises: three heartbeats lost make a member dead
+            heartbeat_interval_ms=int(self.settings.session_timeout * 1000 / 3),
         )
         try:
             await consumer.start()

@@ -1,0 +1,78 @@
+"""What the Kafka tests share: the config of an upstream on a test's own topic, and a look
+into a topic and a group's commits as a second client sees them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pubsub_brokers import TansuBroker
+
+
+def kafka_config(
+    broker: TansuBroker, topic: str, app_url: str | None = None, **subscription: Any
+) -> dict[str, Any]:
+    """One kafka upstream ``events`` with topics ``<topic>``/``<topic>.dlq``; with ``app_url``,
+    a subscription of ``<topic>`` by group :func:`group_of` delivered to ``<app>/in``, fast
+    retries."""
+    options: dict[str, Any] = {"topics": [topic, f"{topic}.dlq"]}
+    config: dict[str, Any] = {
+        "upstreams": {"events": {"adapter": "pubsub", "url": broker.url, "options": options}}
+    }
+    if app_url is not None:
+        options["subscriptions"] = [
+            {
+                "topic": topic,
+                "group": group_of(topic),
+                "path": "/in",
+                "dead_letter": f"{topic}.dlq",
+                "retry": {"attempts": 2, "backoff": "10ms", "max_backoff": "20ms"},
+                **subscription,
+            }
+        ]
+        config["plugins"] = {"pubsub": {"app": app_url, "consumer": "sidecar-1"}}
+    return config
+
+
+def group_of(topic: str) -> str:
+    """The test's own consumer group: a group shared by tests would make each join wait for
+    the rebalance of members an earlier test left behind."""
+    return f"shop.{topic}"
+
+
+def a_topic() -> str:
+    return f"t{uuid.uuid4().hex[:8]}.orders"
+
+
+async def read_all(broker: TansuBroker, topic: str) -> list[Any]:
+    """Every record of partition 0 of ``topic``, read from the start without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[Any] = []
+        while len(records) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            if not batch:
+                break
+            records.extend(batch[tp])
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def uncommitted(broker: TansuBroker, topic: str, partitions: int) -> int:
+    """Records of ``topic`` past what its group committed, over its ``partitions``, as the
+    broker says (a partition with no commit counts from its start)."""
+    admin = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group_of(topic))
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await admin.end_offsets(tps)
+        return sum([ends[tp] - (await admin.committed(tp) or 0) for tp in tps])
+    finally:
+        await admin.stop()
