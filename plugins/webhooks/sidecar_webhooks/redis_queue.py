@@ -104,9 +104,8 @@ class RedisQueue:
     async def start(self, hand_out: HandOut, counted: Counted) -> None:
         """Start the loops; Redis need not answer yet (they wait for it)."""
         self._counted = counted
-        with contextlib.suppress(QueueDown):
-            for (endpoint, state), n in (await self.counts()).items():
-                counted(endpoint, state, n)
+        with contextlib.suppress(QueueDown):  # else the renewing loop reads them later
+            await self._refresh()
         self._tasks = [
             asyncio.create_task(self._read(hand_out)),
             asyncio.create_task(self._promote()),
@@ -193,6 +192,13 @@ class RedisQueue:
             endpoint, _, state = field.decode().partition(" ")
             out[(endpoint, state)] = int(value)
         return out
+
+    async def _refresh(self) -> None:
+        """Read what other replicas change too: the disabled endpoints and the counts."""
+        members = await self._call(self.client.smembers(self.keys[9]))
+        self._disabled = {m.decode() for m in members}
+        for (endpoint, state), n in (await self.counts()).items():
+            self._counted(endpoint, state, n)
 
     async def _call(self, awaitable: Any) -> Any:
         """One command's reply; any Redis or connection failure becomes QueueDown."""
@@ -322,11 +328,7 @@ class RedisQueue:
                     # a long list of pending entries is scanned a part per round
                     cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
                     await self._take(reply[1], hand_out)
-                self._disabled = {
-                    m.decode() for m in await self._call(self.client.smembers(self.keys[9]))
-                }
-                for (endpoint, state), n in (await self.counts()).items():
-                    self._counted(endpoint, state, n)  # what other replicas changed
+                await self._refresh()
                 for c in await self._call(self.client.xinfo_consumers(self.keys[0], GROUP)):
                     name = c["name"].decode()
                     if c["pending"] == 0 and c["idle"] > forget_ms and name != self.consumer:

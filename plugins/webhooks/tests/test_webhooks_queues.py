@@ -147,3 +147,35 @@ async def test_a_reload_resumes_the_redis_deliveries_it_cut_at_once(
         held.release(10)
         await wait_until(lambda: msg_id in held.delivered_ids(), what="delivered")
     assert [got.headers["webhook-id"] for got in again] == [msg_id, msg_id]
+
+
+async def test_dead_letters_and_disabled_endpoints_survive_a_restart(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, queue: dict[str, Any]
+) -> None:
+    """After a restart on the same queue, a dead delivery is still listed (and redeliverable), an
+    endpoint a 410 disabled is still disabled, and the gauges say so from the start."""
+    gone, failing = await receivers([410]), await receivers(default=500)
+    secret_env("WH")
+    endpoints = {"gone": endpoint(gone.url, "WH"), "failing": endpoint(failing.url, "WH")}
+    config = hooks_config(queue, endpoints, retry={"attempts": 1, "first_delay": "50ms"})
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        msg_id = (await post_event(s, "order.created")).json()["id"]
+
+        async def both_dead() -> bool:
+            r = await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")
+            return bool(r.json()["total"] == 2)
+
+        await wait_until(both_dead, what="both deliveries dead")
+    async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+        overview = (await admin(s, "GET", "/webhooks")).json()["hooks"]["endpoints"]
+        dead = (await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=dead")).json()
+        metrics = (await admin(s, "GET", "/metrics")).text
+        later = (await post_event(s, "order.created")).json()
+        failing.default = 200
+        r = await admin(s, "POST", f"/webhooks/deliveries/hooks/{msg_id}.failing/redeliver")
+        await wait_until(lambda: msg_id in failing.delivered_ids(), what="redelivered")
+    assert overview["gone"]["disabled"] and not overview["failing"]["disabled"]
+    assert sorted(d["key"] for d in dead["deliveries"]) == [f"{msg_id}.failing", f"{msg_id}.gone"]
+    assert 'sidecar_webhooks_queued{endpoint="gone",state="dead",upstream="hooks"} 1.0' in metrics
+    assert later["endpoints"] == ["failing"]
+    assert r.status_code == 200
