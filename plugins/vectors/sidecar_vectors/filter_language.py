@@ -27,7 +27,6 @@ __all__ = [
     "OneOf",
     "Op",
     "Scalar",
-    "fields_of",
     "integer_bound",
     "is_number",
     "parse_filter",
@@ -193,13 +192,3 @@ def parse_filter(value: object) -> Filter | None:
     if value is None:
         return None
     return _Parser().node(value, "filter", 1)
-
-
-def fields_of(tree: Filter) -> set[str]:
-    """Every field a filter names."""
-    match tree:
-        case Compare(field=f) | OneOf(field=f):
-            return {f}
-        case All(parts=parts) | AnyOf(parts=parts):
-            return set().union(*(fields_of(p) for p in parts))
-    raise AssertionError(tree)

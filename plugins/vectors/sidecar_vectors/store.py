@@ -11,7 +11,7 @@ or is late (``upstream_timeout``). The key is sent, never logged or put in a mes
 
 from __future__ import annotations
 
-__all__ = ["Described", "Store", "StoreHttp", "StoreOptions"]
+__all__ = ["Described", "Store", "StoreHttp", "read_upto", "store_message"]
 
 import asyncio
 import json
@@ -49,9 +49,6 @@ class Described:
     properties: Mapping[str, frozenset[str]] | None = None
     #: Pinecone: the records in it (informational)
     count: int | None = None
-
-
-StoreOptions = VectorsOptions
 
 
 class Store(Protocol):

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from fake_graphql import EnumValue, Field, GraphQLSyntaxError, parse
 from fake_store import FakeStore, cosine, dot, is_number, squared_l2
+from fake_weaviate_schema import class_json
 
 WEAVIATE_TEST_KEY = "wv-test-key-00000000000000000000"
 VALUE_KEYS = {
@@ -81,62 +82,8 @@ class FakeWeaviate(FakeStore):
         return None
 
     def _class_json(self, name: str) -> dict[str, Any]:
-        """A class as ``GET /v1/schema/{class}`` shows it (Weaviate 1.28, no vectorizer)."""
         c = self.classes[name]
-        return {
-            "class": name,
-            "invertedIndexConfig": {
-                "bm25": {"b": 0.75, "k1": 1.2},
-                "cleanupIntervalSeconds": 60,
-                "stopwords": {"additions": None, "preset": "en", "removals": None},
-            },
-            "multiTenancyConfig": {
-                "autoTenantActivation": False,
-                "autoTenantCreation": False,
-                "enabled": False,
-            },
-            "properties": [_property(p, t) for p, t in c["properties"].items()],
-            "replicationConfig": {
-                "asyncEnabled": False,
-                "deletionStrategy": "NoAutomatedResolution",
-                "factor": 1,
-            },
-            "shardingConfig": {
-                "actualCount": 1,
-                "actualVirtualCount": 128,
-                "desiredCount": 1,
-                "desiredVirtualCount": 128,
-                "function": "murmur3",
-                "key": "_id",
-                "strategy": "hash",
-                "virtualPerPhysical": 128,
-            },
-            "vectorIndexConfig": {
-                "bq": {"enabled": False},
-                "cleanupIntervalSeconds": 300,
-                "distance": c["distance"],
-                "dynamicEfFactor": 8,
-                "dynamicEfMax": 500,
-                "dynamicEfMin": 100,
-                "ef": -1,
-                "efConstruction": 128,
-                "filterStrategy": "sweeping",
-                "flatSearchCutoff": 40000,
-                "maxConnections": 32,
-                "pq": {
-                    "bitCompression": False,
-                    "centroids": 256,
-                    "enabled": False,
-                    "encoder": {"distribution": "log-normal", "type": "kmeans"},
-                    "segments": 0,
-                    "trainingLimit": 100000,
-                },
-                "skip": False,
-                "vectorCacheMaxObjects": 1000000000000,
-            },
-            "vectorIndexType": "hnsw",
-            "vectorizer": "none",
-        }
+        return class_json(name, c["distance"], c["properties"])
 
     async def _meta(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -363,17 +310,3 @@ class FakeWeaviate(FakeStore):
                     item[f.name] = o["properties"].get(f.name)
             out.append(item)
         return out
-
-
-def _property(name: str, kind: str) -> dict[str, Any]:
-    """A property as the schema shows it: text is searchable and tokenized by word."""
-    prop: dict[str, Any] = {
-        "dataType": [kind],
-        "indexFilterable": True,
-        "indexRangeFilters": False,
-        "indexSearchable": kind == "text",
-        "name": name,
-    }
-    if kind == "text":
-        prop["tokenization"] = "word"
-    return prop

@@ -194,3 +194,15 @@ def test_sidecar_check_reports_file_key_path_and_reason(tmp_path: Path) -> None:
     assert "upstreams.wv.options" in out and "no Weaviate collection name" in out
     assert "default_namespace" in out
     assert "pcsk_inline_secret_value" not in out
+
+
+async def test_an_object_weaviate_refuses_in_a_batch_fails_the_upsert(
+    fake_weaviate: FakeWeaviate, store_keys: None, sidecar_factory: Any
+) -> None:
+    """Weaviate answers a batch 200 with each object's own errors: one refused is a 502."""
+    store = StoreUnderTest.make("weaviate", fake_weaviate, uuid.uuid4().hex[:8])
+    record = {"id": "a", "vector": [1, 0, 0], "metadata": {"year": "not a number"}}
+    async with sidecar_factory(store.config(), plugins=[sidecar_vectors]) as s:
+        r = await call(s.http_port, "upsert", {"vectors": [record]})
+    assert (r.status_code, r.headers["x-sidecar-error"]) == (502, "store_error")
+    assert "requires a int" in r.json()["error"]["message"]
