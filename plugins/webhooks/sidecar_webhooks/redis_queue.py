@@ -5,13 +5,13 @@ Each state change is one Lua script (:mod:`.redis_scripts`): an event is kept (b
 one stream entry per delivery) by one script whose reply is the app's 202, so with
 ``appendonly yes`` and ``appendfsync always`` an accepted event is on Redis's disk.
 
-Sharing: every replica reads the stream through one consumer group, so each due delivery goes to
-one replica. A replica renews the entries it holds (resets their idle time) every third of
-``claim_idle``; entries of a replica that died stop being renewed and another replica takes them
-with ``XAUTOCLAIM`` once idle for ``claim_idle``. A failed delivery leaves the stream for the
-``retry`` sorted set; any replica moves it back onto the stream when it is due. At least once:
-a replica paused longer than ``claim_idle`` (or one whose outcome could not be written while
-Redis was down) may send a delivery another replica also sends.
+Sharing (:mod:`.redis_group`): every replica reads the stream through one consumer group, so
+each due delivery goes to one replica. A replica renews the entries it holds (resets their idle
+time) every third of ``claim_idle``; entries of a replica that died stop being renewed and
+another replica takes them with ``XAUTOCLAIM`` once idle for ``claim_idle``. A failed delivery
+leaves the stream for the ``retry`` sorted set; any replica moves it back onto the stream when
+it is due. At least once: a replica paused longer than ``claim_idle`` (or one whose outcome
+could not be written while Redis was down) may send a delivery another replica also sends.
 
 Bounds: the stream holds only due and in-flight deliveries (an entry is deleted when its
 delivery is finished or waits for a retry) and is never trimmed with ``MAXLEN``, which would drop
@@ -35,18 +35,11 @@ from redis.backoff import NoBackoff
 
 from .config import RedisQueueOptions
 from .queue import Added, Counted, HandOut, QueueDown, QueueFull
+from .redis_group import ERRORS, GROUP, READ_BLOCK, GroupMember
 from .redis_scripts import ADD, DEAD, DELIVERED, KEY_NAMES, PROMOTE, REDELIVER, RENEW, RESCHEDULE
 from .store import Delivery, State
 
 log = logging.getLogger("sidecar.plugin.webhooks")
-GROUP = "sidecar-webhooks"
-#: the longest a read blocks, so a stop or a freed slot is noticed soon
-READ_BLOCK = 0.5
-#: the longest pause between two tries while Redis does not answer
-MAX_BACKOFF = 5.0
-#: a consumer that holds nothing is removed from the group after this long without a read
-FORGET_CONSUMER_MS = 60_000
-ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
 
 
 class RedisQueue:
@@ -66,8 +59,6 @@ class RedisQueue:
         self.where = f"redis {_without_credentials(options.url)} {prefix}stream"
         self.options = options
         self.max_pending, self.max_dead = max_pending, max_dead
-        #: this sidecar in the consumer group (kept across reloads, new at each start)
-        self.consumer = consumer
         common: dict[str, Any] = {
             "password": password,
             "socket_connect_timeout": options.timeout,
@@ -92,11 +83,7 @@ class RedisQueue:
                 ("renew", RENEW),
             )
         }
-        #: delivery key → the stream entry it came from, for the deliveries this replica holds
-        self.held: dict[str, str] = {}
-        self._room = asyncio.Event()
-        self._room.set()
-        self._retry_soon = asyncio.Event()
+        self.member = GroupMember(self, consumer)
         self._disabled: set[str] = set()
         self._counted: Counted = lambda endpoint, state, n: None
         self._tasks: list[asyncio.Task[None]] = []
@@ -105,12 +92,8 @@ class RedisQueue:
         """Start the loops; Redis need not answer yet (they wait for it)."""
         self._counted = counted
         with contextlib.suppress(QueueDown):  # else the renewing loop reads them later
-            await self._refresh()
-        self._tasks = [
-            asyncio.create_task(self._read(hand_out)),
-            asyncio.create_task(self._promote()),
-            asyncio.create_task(self._renew_and_claim(hand_out)),
-        ]
+            await self.refresh()
+        self._tasks = self.member.start(hand_out)
 
     async def stop(self) -> None:
         """Stop the loops. What this replica holds stays pending in the group under its consumer
@@ -127,7 +110,7 @@ class RedisQueue:
         args: list[Any] = [msg_id, body, self.max_pending, time.time()]
         for d in deliveries:
             args += [d.endpoint, d.key, d.to_json()]
-        status, text = await self._run("add", args)
+        status, text = await self.run("add", args)
         if status == 2:
             raise QueueFull
         return Added(text.split(), repeat=status == 1)
@@ -138,36 +121,33 @@ class RedisQueue:
     async def set_disabled(self, endpoint: str, disabled: bool) -> None:
         (self._disabled.add if disabled else self._disabled.discard)(endpoint)
         command = self.client.sadd if disabled else self.client.srem
-        await self._call(command(self.keys[9], endpoint))
+        await self.call(command(self.keys[9], endpoint))
 
     async def body(self, delivery: Delivery) -> bytes:
-        raw = await self._call(self.client.hget(self.keys[2], delivery.msg_id))
+        raw = await self.call(self.client.hget(self.keys[2], delivery.msg_id))
         if raw is None:
             raise LookupError(delivery.msg_id)
         return bytes(raw)
 
     async def reschedule(self, delivery: Delivery) -> None:
-        entry = self.held.pop(delivery.key, "")
-        self._room.set()
+        entry = self.member.release(delivery.key)
         args = [delivery.key, delivery.to_json(), delivery.next_at, entry, GROUP]
         if await self._settle("reschedule", args):
-            self._retry_soon.set()
+            self.member.retry_soon.set()
 
     async def delivered(self, delivery: Delivery) -> None:
-        entry = self.held.pop(delivery.key, "")
-        self._room.set()
+        entry = self.member.release(delivery.key)
         args = [delivery.key, delivery.msg_id, delivery.endpoint, entry, GROUP]
         await self._settle("delivered", args)
 
     async def dead(self, delivery: Delivery) -> None:
-        entry = self.held.pop(delivery.key, "")
-        self._room.set()
+        entry = self.member.release(delivery.key)
         delivery.state = "dead"
         args: list[Any] = [delivery.key, delivery.msg_id, delivery.endpoint, delivery.to_json()]
         await self._settle("dead", [*args, delivery.created, entry, GROUP, self.max_dead])
 
     async def redeliver(self, key: str, endpoints: set[str]) -> Delivery | None:
-        raw = await self._call(self.client.hget(self.keys[1], key))
+        raw = await self.call(self.client.hget(self.keys[1], key))
         if raw is None:
             return None
         delivery = Delivery.from_json(raw)
@@ -175,41 +155,41 @@ class RedisQueue:
             return None
         delivery.state, delivery.attempts, delivery.next_at = "pending", 0, time.time()
         args = [key, delivery.to_json(), delivery.created, delivery.endpoint]
-        status, _ = await self._run("redeliver", args)
+        status, _ = await self.run("redeliver", args)
         return delivery if status == 1 else None
 
     async def listing(self, state: State, limit: int) -> tuple[int, list[Delivery]]:
         index = self.keys[5] if state == "pending" else self.keys[6]
-        total = await self._call(self.client.zcard(index))
-        keys = await self._call(self.client.zrange(index, 0, limit - 1))
-        raws = await self._call(self.client.hmget(self.keys[1], keys)) if keys else []
+        total = await self.call(self.client.zcard(index))
+        keys = await self.call(self.client.zrange(index, 0, limit - 1))
+        raws = await self.call(self.client.hmget(self.keys[1], keys)) if keys else []
         return int(total), [Delivery.from_json(raw) for raw in raws if raw is not None]
 
     async def counts(self) -> dict[tuple[str, str], int]:
-        raw = await self._call(self.client.hgetall(self.keys[8]))
+        raw = await self.call(self.client.hgetall(self.keys[8]))
         out: dict[tuple[str, str], int] = {}
         for field, value in raw.items():
             endpoint, _, state = field.decode().partition(" ")
             out[(endpoint, state)] = int(value)
         return out
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         """Read what other replicas change too: the disabled endpoints and the counts."""
-        members = await self._call(self.client.smembers(self.keys[9]))
+        members = await self.call(self.client.smembers(self.keys[9]))
         self._disabled = {m.decode() for m in members}
         for (endpoint, state), n in (await self.counts()).items():
             self._counted(endpoint, state, n)
 
-    async def _call(self, awaitable: Any) -> Any:
+    async def call(self, awaitable: Any) -> Any:
         """One command's reply; any Redis or connection failure becomes QueueDown."""
         try:
             return await awaitable
         except ERRORS as e:
             raise QueueDown(type(e).__name__) from None
 
-    async def _run(self, script: str, args: Sequence[Any]) -> tuple[int, str]:
+    async def run(self, script: str, args: Sequence[Any]) -> tuple[int, str]:
         """Run one script; report the counts it moved; its status and text."""
-        status, text, changed = await self._call(self._scripts[script](self.keys, list(args)))
+        status, text, changed = await self.call(self._scripts[script](self.keys, list(args)))
         for i in range(0, len(changed), 3):
             self._counted(changed[i].decode(), changed[i + 1].decode(), int(changed[i + 2]))
         return int(status), text.decode() if isinstance(text, bytes) else str(text)
@@ -218,7 +198,7 @@ class RedisQueue:
         """Write an outcome; when Redis cannot take it, the entry stays in the group un-renewed
         and is taken again after ``claim_idle`` (the delivery may then be sent again)."""
         try:
-            await self._run(script, args)
+            await self.run(script, args)
         except QueueDown as e:
             log.warning(
                 "webhooks redis queue: an outcome could not be written, the delivery will be"
@@ -228,146 +208,8 @@ class RedisQueue:
             return False
         return True
 
-    async def _ensure_group(self) -> None:
-        with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists already
-            await self.client.xgroup_create(self.keys[0], GROUP, id="0", mkstream=True)
-
-    async def _take(self, entries: Sequence[Any], hand_out: HandOut) -> None:
-        """Hand out the deliveries of stream entries; settle entries whose delivery is gone."""
-        for entry_id, fields in entries:
-            entry = entry_id.decode()
-            key = (fields or {}).get(b"key", b"").decode()
-            raw = await self._call(self.client.hget(self.keys[1], key)) if key else None
-            delivery = _parsed(raw)
-            if self.held.get(key) == entry:
-                continue  # already ours (taken back by XAUTOCLAIM after a slow renewal)
-            if delivery is None or delivery.state != "pending" or key in self.held:
-                # finished meanwhile, or a second entry of a delivery held here: drop it
-                await self._call(self.client.xack(self.keys[0], GROUP, entry))
-                await self._call(self.client.xdel(self.keys[0], entry))
-                continue
-            self.held[key] = entry
-            hand_out(delivery)
-        if len(self.held) >= self.options.prefetch:
-            self._room.clear()
-
-    async def _read(self, hand_out: HandOut) -> None:
-        """Read what this consumer held before (an engine a reload replaced), then new entries
-        through the group, while this replica has room."""
-        backoff = 0.1
-        await self._retrying(self._ensure_group)
-        after = "0"  # "0": this consumer's own unfinished entries; ">": entries never read
-        while True:
-            await self._room.wait()
-            room = self.options.prefetch - len(self.held)
-            if room <= 0:
-                self._room.clear()
-                continue
-            try:
-                reply: Any = await self.reader.xreadgroup(
-                    GROUP,
-                    self.consumer,
-                    {self.keys[0]: after},
-                    count=room,
-                    block=int(READ_BLOCK * 1000),
-                )
-                entries = reply[0][1] if reply else []
-                if after != ">":
-                    after = entries[-1][0].decode() if entries else ">"
-                await self._take(entries, hand_out)
-                backoff = 0.1
-            except Exception as e:  # noqa: BLE001 (Redis errors, or a bad entry: the loop goes on)
-                if "NOGROUP" in str(e):  # Redis came back without its data: start afresh
-                    await self._retrying(self._ensure_group)
-                    continue
-                backoff = await self._pause("reading the stream", e, backoff)
-
-    async def _promote(self) -> None:
-        """Move due retries onto the stream; sleep until the next one is due (at most 1 s,
-        since other replicas add retries too)."""
-        backoff = 0.1
-        while True:
-            try:
-                moved, after = await self._run("promote", [time.time(), 100])
-                backoff = 0.1
-            except Exception as e:  # noqa: BLE001 (the loop must go on)
-                backoff = await self._pause("moving due retries", e, backoff)
-                continue
-            if moved:
-                continue  # there may be more due
-            wait = min(float(after) - time.time(), 1.0) if after else 1.0
-            self._retry_soon.clear()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._retry_soon.wait(), wait)
-
-    async def _renew_and_claim(self, hand_out: HandOut) -> None:
-        """Renew what this replica holds; take over what a dead replica held; forget consumers
-        that hold nothing (each restart makes a new one); refresh the disabled endpoints."""
-        idle_ms = int(self.options.claim_idle * 1000)
-        # a live consumer reads every READ_BLOCK whenever it holds nothing: one that held
-        # nothing and did not read for this long is gone
-        forget_ms = max(idle_ms, FORGET_CONSUMER_MS)
-        cursor = "0-0"
-        while True:
-            await asyncio.sleep(self.options.claim_idle / 3)
-            try:
-                if self.held:
-                    _, lost = await self._run("renew", [GROUP, self.consumer, *self.held.values()])
-                    gone = set(lost.split())
-                    for key, entry in list(self.held.items()):
-                        if entry in gone:
-                            del self.held[key]
-                room = self.options.prefetch - len(self.held)
-                if room > 0:
-                    reply = await self._call(
-                        self.client.xautoclaim(
-                            self.keys[0], GROUP, self.consumer, idle_ms, cursor, count=room
-                        )
-                    )
-                    # a long list of pending entries is scanned a part per round
-                    cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-                    await self._take(reply[1], hand_out)
-                await self._refresh()
-                for c in await self._call(self.client.xinfo_consumers(self.keys[0], GROUP)):
-                    name = c["name"].decode()
-                    if c["pending"] == 0 and c["idle"] > forget_ms and name != self.consumer:
-                        await self._call(self.client.xgroup_delconsumer(self.keys[0], GROUP, name))
-            except Exception as e:  # noqa: BLE001 (the loop must go on)
-                log.warning(
-                    "webhooks redis queue: renewing failed, trying again",
-                    extra={"fields": {"reason": str(e)}},
-                )
-
-    async def _retrying(self, step: Any) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                return await step()  # type: ignore[no-any-return]
-            except ERRORS as e:
-                backoff = await self._pause("creating the consumer group", e, backoff)
-
-    async def _pause(self, doing: str, error: BaseException, backoff: float) -> float:
-        log.warning(
-            f"webhooks redis queue: {doing} failed, trying again",
-            extra={"fields": {"reason": type(error).__name__, "in_s": backoff}},
-        )
-        await asyncio.sleep(backoff)
-        return min(backoff * 2, MAX_BACKOFF)
-
 
 def _without_credentials(url: str) -> str:
     """The URL without a user or password in it (the admin view shows it)."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
-
-
-def _parsed(raw: bytes | None) -> Delivery | None:
-    """A delivery's state as kept in Redis, or ``None`` when it is gone or unreadable."""
-    if raw is None:
-        return None
-    try:
-        return Delivery.from_json(raw)
-    except (ValueError, TypeError, KeyError):
-        log.error("webhooks redis queue: a delivery's state cannot be read; it is dropped")
-        return None
