@@ -3,10 +3,10 @@
 ``chroma_server`` is a real Chroma (``chroma run`` from the ``chromadb`` package of the test
 extra) on a free port with its data in a temporary directory; it must start (a test that needs
 it fails, never skips). ``fake_pinecone`` / ``fake_weaviate`` are the test servers speaking
-those stores' wire formats (``fake_pinecone.py``, ``fake_weaviate.py``), each on its own loop
-in a thread, emptied before every test. ``store`` is one of the three, set up with the same
-namespaces (``docs`` and ``other``, dimension 3, cosine unless a test says otherwise), for the
-tests that must hold whatever the backend.
+those stores' wire formats (``vectors_fake_pinecone.py``, ``vectors_fake_weaviate.py``), each
+on its own loop in a thread, emptied before every test. ``store`` is one of the three, set up
+with the same namespaces (``docs`` and ``other``, dimension 3, cosine unless a test says
+otherwise), for the tests that must hold whatever the backend.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_pinecone import PINECONE_TEST_KEY, FakePinecone
-from fake_store import ServedInThread
-from fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
-from stores import KEY_ENV, ChromaServer, StoreUnderTest
+from vectors_fake_pinecone import PINECONE_TEST_KEY, FakePinecone
+from vectors_fake_store import ServedInThread
+from vectors_fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
+from vectors_stores import KEY_ENV, ChromaServer, StoreUnderTest
 
 #: seconds Chroma may take to answer its heartbeat (it is up in about a second here)
 CHROMA_START = 30.0

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pinecone
 import pytest
-from fake_pinecone import PINECONE_TEST_KEY, FakePinecone
 from pinecone.errors.exceptions import PineconeApiException, UnauthorizedError
+from vectors_fake_pinecone import PINECONE_TEST_KEY, FakePinecone
 
 
 @pytest.fixture

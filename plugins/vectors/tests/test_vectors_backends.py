@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import sidecar_vectors
-from stores import RECORDS, StoreUnderTest, call, seed
+from vectors_stores import RECORDS, StoreUnderTest, call, seed
 
 FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
     ("eq-string", {"genre": "drama"}, {"a", "c"}),

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import sidecar_vectors
-from fake_pinecone import PINECONE_TEST_KEY, FakePinecone
-from fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
-from stores import KEY_ENV, RECORDS, StoreUnderTest, call, seed
+from vectors_fake_pinecone import PINECONE_TEST_KEY, FakePinecone
+from vectors_fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
+from vectors_stores import KEY_ENV, RECORDS, StoreUnderTest, call, seed
 
 SIDECAR = Path(sys.executable).with_name("sidecar")
 

@@ -4,7 +4,7 @@
 in the test extra; run this where it is installed (with aiohttp), from this directory::
 
     python3 -m venv /tmp/wv && /tmp/wv/bin/pip install "weaviate-client>=4,<5" aiohttp
-    /tmp/wv/bin/python weaviate_client_check.py
+    /tmp/wv/bin/python vectors_weaviate_client_check.py
 
 It drives the REST and GraphQL endpoints the plugin uses (the client sends writes and plain
 queries over gRPC, which the test server does not speak): creating a collection, reading its
@@ -15,8 +15,8 @@ sends them; the client must parse every answer, and its errors must be Weaviate'
 from __future__ import annotations
 
 import weaviate
-from fake_store import ServedInThread
-from fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
+from vectors_fake_store import ServedInThread
+from vectors_fake_weaviate import WEAVIATE_TEST_KEY, FakeWeaviate
 from weaviate.classes.init import Auth
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateQueryError
 

@@ -18,9 +18,9 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from fake_graphql import EnumValue, Field, GraphQLSyntaxError, parse
-from fake_store import FakeStore, cosine, dot, is_number, squared_l2
-from fake_weaviate_schema import class_json
+from vectors_fake_graphql import EnumValue, Field, GraphQLSyntaxError, parse
+from vectors_fake_store import FakeStore, cosine, dot, is_number, squared_l2
+from vectors_fake_weaviate_schema import class_json
 
 WEAVIATE_TEST_KEY = "wv-test-key-00000000000000000000"
 VALUE_KEYS = {

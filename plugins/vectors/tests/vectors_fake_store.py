@@ -1,10 +1,10 @@
 """What the test stores share: an aiohttp server on 127.0.0.1, its records, vector math, a thread.
 
 :class:`FakeStore` starts and stops the server and records every request (method, path, query,
-headers, JSON body); subclasses add a store's routes and wire format (``fake_pinecone``,
-``fake_weaviate``). :class:`ServedInThread` runs one on its own loop in a thread, so a sync
-client (the ``pinecone`` SDK) and a sidecar in the test's loop can both call it. The similarity
-functions are the textbook ones the real stores document.
+headers, JSON body); subclasses add a store's routes and wire format
+(``vectors_fake_pinecone``, ``vectors_fake_weaviate``). :class:`ServedInThread` runs one on its
+own loop in a thread, so a sync client (the ``pinecone`` SDK) and a sidecar in the test's loop
+can both call it. The similarity functions are the textbook ones the real stores document.
 """
 
 from __future__ import annotations

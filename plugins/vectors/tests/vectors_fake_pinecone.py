@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from fake_store import FakeStore, cosine, dot, is_number, squared_l2
+from vectors_fake_store import FakeStore, cosine, dot, is_number, squared_l2
 
 PINECONE_TEST_KEY = "pcsk_test_0000000000000000000000"
 
