@@ -4,7 +4,8 @@ The answer is ``204`` (with the event's ``ce-id``) only after the broker confirm
 publish_failed`` when it refused, could not be reached, or did not confirm within
 ``publish_timeout`` (or the call's deadline). The request is a CloudEvent in binary or
 structured mode, or a plain body (:mod:`.envelope`). One backend per upstream, kept across
-reloads while the upstream's url and options stay equal. Not here: deliveries to the app
+reloads while the upstream's url and options stay equal. With tracing on, each publish is a
+PRODUCER span (:mod:`.spans`) whose context the event carries. Not here: deliveries to the app
 (:mod:`.subscriber`).
 """
 
@@ -35,9 +36,10 @@ from sidecar import (
 from .backend import Backend, BrokerUnavailable
 from .backends_host import BackendRegistry, load_backends
 from .config import PubSubOptions
-from .envelope import EnvelopeError, complete, from_http
+from .envelope import CloudEvent, EnvelopeError, complete, from_http
 from .errors import InvalidEvent, MethodNotAllowed, PublishFailed, UnknownTopic
 from .metrics import PubSubMetrics
+from .tracing import LiveTracer
 
 
 class UnusableSetting(ValueError):
@@ -57,6 +59,8 @@ class Upstream:
     url: str
     options: PubSubOptions
     backend: Backend
+    #: the backend's registered name (``redis``, ``kafka``...): the spans' ``messaging.system``
+    system: str
 
 
 class PubSubAdapter(Adapter):
@@ -68,6 +72,8 @@ class PubSubAdapter(Adapter):
         self.metrics = PubSubMetrics.of(services.metrics.registry)
         self.live: dict[str, Upstream] = {}
         self._retired: list[Backend] = []
+        #: the sidecar's tracer, once the subscriptions' lifespan attached its resources
+        self.tracer = LiveTracer()
 
     @property
     def backends(self) -> BackendRegistry:
@@ -78,8 +84,8 @@ class PubSubAdapter(Adapter):
             self._backends = load_backends()
         return self._backends
 
-    def build_backend(self, url: str | None, options: PubSubOptions) -> Backend:
-        """A new backend for an upstream's url and options (no connection is made yet)."""
+    def backend_kind(self, url: str | None, options: PubSubOptions) -> str:
+        """The registered name of the backend an upstream's url and options pick."""
         if url is None:
             raise UnusableSetting("url", "required: the broker's url (redis://..., amqp://...)")
         kind = options.backend.type
@@ -95,7 +101,11 @@ class PubSubAdapter(Adapter):
             raise UnusableSetting(
                 "options.backend.type", f"unknown pubsub backend {kind!r} (backends: {known})"
             )
-        cls = self.backends[kind]
+        return kind
+
+    def build_backend(self, url: str | None, options: PubSubOptions) -> Backend:
+        """A new backend for an upstream's url and options (no connection is made yet)."""
+        cls = self.backends[self.backend_kind(url, options)]
         try:
             own = cls.options_model.model_validate(options.backend.own_keys())
         except ValidationError as e:
@@ -103,7 +113,7 @@ class PubSubAdapter(Adapter):
             where = ".".join(str(p) for p in err["loc"])
             raise UnusableSetting(f"options.backend.{where}", err["msg"]) from None
         try:
-            return cls(url, own)
+            return cls(url or "", own)
         except AuthConfigProblem as e:
             raise UnusableSetting("options.backend.password", str(e)) from None
 
@@ -113,7 +123,9 @@ class PubSubAdapter(Adapter):
         have = self.live.get(name)
         if have is not None and have.url == upstream.url and have.options == options:
             return have
-        up = Upstream(name, upstream.url or "", options, self.build_backend(upstream.url, options))
+        backend = self.build_backend(upstream.url, options)
+        system = self.backend_kind(upstream.url, options)
+        up = Upstream(name, upstream.url or "", options, backend, system)
         if have is not None:
             self._retired.append(have.backend)
         self.live[name] = up
@@ -128,6 +140,8 @@ class PubSubAdapter(Adapter):
         counter = self.metrics.published
         attempts = self.services.metrics.attempts(name)
         max_bytes = options.max_message_bytes
+        live_tracer = self.tracer
+        system = up.system
 
         async def publish(exchange: Exchange) -> Response:
             if exchange.method != "POST":
@@ -138,14 +152,38 @@ class PubSubAdapter(Adapter):
             body = await read_body(exchange, max_bytes)
             try:
                 event = complete(
-                    from_http(exchange.headers, body),
-                    source=options.source,
-                    type_=options.type,
-                    traceparent=exchange.headers.get("traceparent"),
+                    from_http(exchange.headers, body), source=options.source, type_=options.type
                 )
             except EnvelopeError as e:
                 counter.labels(name, topic, "invalid").inc()
                 raise InvalidEvent(str(e)) from None
+            call_context = exchange.headers.get("traceparent")
+            tracer = live_tracer.get()
+            if tracer is None:
+                if call_context is not None:
+                    event.attributes.setdefault("traceparent", call_context)
+                return await confirmed(exchange, topic, event)
+            from . import spans  # OpenTelemetry: only in a sidecar that traces
+
+            span = spans.publish_span(tracer, system, topic, call_context)
+            span.set_attribute("messaging.message.id", event.id)
+            # the consumer's span goes under this one, unless the app named its own parent
+            carried = spans.traceparent_of(span) or call_context
+            if carried is not None:
+                event.attributes.setdefault("traceparent", carried)
+            try:
+                answer = await confirmed(exchange, topic, event)
+            except PublishFailed as e:
+                spans.end(span, "publish_failed", str(e))
+                raise
+            except BaseException as e:  # cancelled: the app went away before the broker answered
+                spans.end(span, type(e).__name__)
+                raise
+            spans.end(span)
+            return answer
+
+        async def confirmed(exchange: Exchange, topic: str, event: CloudEvent) -> Response:
+            """Publish ``event`` and answer 204 once the broker confirmed it, else raise."""
             wait = options.publish_timeout
             if exchange.deadline is not None:
                 now = asyncio.get_running_loop().time()

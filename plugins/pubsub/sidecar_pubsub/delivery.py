@@ -1,7 +1,8 @@
 """One message to the app: POST it as a CloudEvent and read what the app decided.
 
 The app is sent the event in HTTP binary mode (``ce-*`` headers, the data as the body, plus the
-event's ``traceparent`` so its trace goes on) at ``plugins.pubsub.app`` + the subscription's
+``traceparent`` of the delivery's span, or the event's own, so its trace goes on) at
+``plugins.pubsub.app`` + the subscription's
 ``path``. Its answer is a :class:`Verdict`:
 
 - 2xx acknowledges, unless its JSON body says ``{"status": "RETRY" | "DEADLETTER" | "DROP"}``;
@@ -36,11 +37,18 @@ class Verdict(enum.Enum):
 
 
 async def deliver(
-    session: aiohttp.ClientSession, url: str, event: CloudEvent, attempt: int, limit_s: float
+    session: aiohttp.ClientSession,
+    url: str,
+    event: CloudEvent,
+    attempt: int,
+    limit_s: float,
+    traceparent: object = None,
 ) -> tuple[Verdict, str]:
-    """POST ``event`` to ``url``: the app's verdict and, when it is not an ack, why."""
+    """POST ``event`` to ``url``: the app's verdict and, when it is not an ack, why. The call
+    carries ``traceparent`` (the delivery's span) or else the one the event carries."""
     headers, body = to_binary(event)
-    traceparent = event.attributes.get("traceparent")
+    if traceparent is None:
+        traceparent = event.attributes.get("traceparent")
     if traceparent is not None:
         headers.append(("traceparent", str(traceparent)))
     headers.append(("x-sidecar-delivery-attempt", str(attempt)))

@@ -44,7 +44,12 @@ async def run_subscriptions(runtime: RuntimeView) -> AsyncIterator[None]:
         for name, up in runtime.config.upstreams.items()
         if up.adapter == "pubsub" and up.options.get("subscriptions")
     ]
-    if not isinstance(adapter, PubSubAdapter) or not wanted:
+    if not isinstance(adapter, PubSubAdapter):
+        yield
+        return
+    # the tracing lifespan publishes the tracer later: the adapter looks it up when it is asked
+    adapter.tracer.attach(runtime.resources)
+    if not wanted:
         yield
         return
     consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"[:100]
@@ -55,9 +60,20 @@ async def run_subscriptions(runtime: RuntimeView) -> AsyncIterator[None]:
         loops: list[Subscription] = []
         for name, url, options in wanted:
             backend = adapter.build_backend(url, options)
+            system = adapter.backend_kind(url, options)
             stack.push_async_callback(backend.aclose)
             loops.extend(
-                Subscription(name, sub, backend, settings.app, consumer, session, adapter.metrics)
+                Subscription(
+                    name,
+                    sub,
+                    backend,
+                    settings.app,
+                    consumer,
+                    session,
+                    adapter.metrics,
+                    adapter.tracer,
+                    system,
+                )
                 for sub in options.subscriptions
             )
         joined = await asyncio.gather(

@@ -7,7 +7,8 @@ sidecar that dies before that leaves the message with the broker, which gives it
 Retries wait ``backoff`` doubled each time up to ``max_backoff``; after ``retry.attempts``
 deliveries the message is dead-lettered. Up to ``concurrency`` messages are being delivered at
 once, and a free slot is filled as soon as one is settled; messages with the same value of
-``ordered_by`` go one after another, in the order read. Not here: one HTTP delivery
+``ordered_by`` go one after another, in the order read. With tracing on, each delivery is a
+CONSUMER span (:mod:`.spans`) under the context the event carries. Not here: one HTTP delivery
 (:mod:`.delivery`), the lifespan (:mod:`.lifespan`).
 """
 
@@ -26,6 +27,7 @@ from .config import RetryPolicy, SubscriptionConfig
 from .delivery import Verdict, deliver
 from .envelope import CloudEvent, complete
 from .metrics import PubSubMetrics
+from .tracing import LiveTracer
 
 log = logging.getLogger("sidecar.plugin.pubsub")
 #: bound on one wait for messages (and so on how late a stop is noticed by a quiet broker)
@@ -46,6 +48,8 @@ class Subscription:
         consumer_name: str,
         session: aiohttp.ClientSession,
         metrics: PubSubMetrics,
+        tracer: LiveTracer,
+        system: str,
     ) -> None:
         self.upstream = upstream
         self.config = config
@@ -54,6 +58,9 @@ class Subscription:
         self.consumer_name = consumer_name
         self.session = session
         self.metrics = metrics
+        self.tracer = tracer
+        #: the backend's name, the spans' ``messaging.system``
+        self.system = system
         labels = (upstream, config.topic, config.group)
         self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
         self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
@@ -155,9 +162,7 @@ class Subscription:
         attempt = 0
         while True:
             attempt += 1
-            verdict, reason = await deliver(
-                self.session, self.url, event, attempt, self.config.timeout
-            )
+            verdict, reason = await self._deliver(event, attempt)
             self._outcomes[verdict].inc()
             if verdict is Verdict.RETRY and attempt < retry.attempts:
                 await asyncio.sleep(retry_wait(retry, attempt))  # the retry policy's backoff
@@ -173,6 +178,41 @@ class Subscription:
             settled = True
         if settled:
             await self._ack(message)
+
+    async def _deliver(self, event: CloudEvent, attempt: int) -> tuple[Verdict, str]:
+        """One delivery to the app, in a CONSUMER span of its own when the sidecar traces."""
+        tracer = self.tracer.get()
+        if tracer is None:
+            return await deliver(self.session, self.url, event, attempt, self.config.timeout)
+        from . import spans  # OpenTelemetry: only in a sidecar that traces
+
+        span = spans.process_span(
+            tracer,
+            self.system,
+            self.config.topic,
+            self.config.group,
+            event.id,
+            event.attributes.get("traceparent"),
+            attempt,
+        )
+        try:
+            verdict, reason = await deliver(
+                self.session,
+                self.url,
+                event,
+                attempt,
+                self.config.timeout,
+                spans.traceparent_of(span),
+            )
+        except BaseException as e:  # cancelled at shutdown: the message comes again
+            spans.end(span, type(e).__name__)
+            raise
+        span.set_attribute("sidecar.pubsub.outcome", verdict.value)
+        if verdict in (Verdict.RETRY, Verdict.DEADLETTER):
+            spans.end(span, verdict.value, reason)
+        else:
+            spans.end(span)
+        return verdict, reason
 
     async def dead_letter(
         self, event: CloudEvent, kind: str, reason: str, attempts: int = 0
