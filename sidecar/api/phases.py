@@ -14,9 +14,10 @@ that phase) or, where the order inside the phase matters, right after or before 
   deadline, no attempt and no credential; one admitted holds its concurrency slot through every
   attempt.
 - ``EXTEND``: plugin filters by default; they see an admitted call once, whatever its retries.
-- ``RESILIENCE``: the overall deadline, then retry, then the circuit breaker. The deadline bounds
-  every attempt and every wait between them; each attempt passes the breaker, and an open breaker
-  ends the retries.
+- ``RESILIENCE``: the overall deadline, then injected faults (only where configured), then
+  retry, then the circuit breaker. The deadline bounds every attempt and every wait between them
+  (an injected delay too); each attempt passes the breaker, and an open breaker ends the retries;
+  an injected abort is neither retried nor counted by the breaker.
 - ``ATTEMPT``: what runs once per attempt, right above the adapter: the credential (taken when
   the attempt is sent), the CLIENT span, the verified identity header, configured headers (last,
   so nothing above can undo them).
@@ -33,6 +34,7 @@ __all__ = [
     "ORDER_CIRCUIT_BREAKER",
     "ORDER_CONCURRENCY",
     "ORDER_DEFAULT",
+    "ORDER_FAULT",
     "ORDER_GLOBAL_RATE_LIMIT",
     "ORDER_IDENTITY_HEADER",
     "ORDER_METRICS",
@@ -101,6 +103,7 @@ ORDER_GLOBAL_RATE_LIMIT = Phase.ADMIT + 50
 ORDER_CONCURRENCY = Phase.ADMIT + 90
 ORDER_DEFAULT = Phase.EXTEND + 0
 ORDER_TIMEOUT = Phase.RESILIENCE + 0
+ORDER_FAULT = Phase.RESILIENCE + 10
 ORDER_RETRY = Phase.RESILIENCE + 20
 ORDER_CIRCUIT_BREAKER = Phase.RESILIENCE + 40
 ORDER_AUTH = Phase.ATTEMPT + 0
@@ -136,6 +139,9 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("concurrency", "timeout", "a queued wait is not the upstream's deadline"),
     Invariant("concurrency", "retry", "one app call holds one slot, whatever its retries"),
     Invariant("timeout", "retry", "the deadline bounds every attempt and every backoff"),
+    Invariant("timeout", "fault", "an injected delay counts against the call's deadline"),
+    Invariant("fault", "retry", "an injected abort consumes no retry"),
+    Invariant("fault", "circuit_breaker", "an injected abort never trips the real breaker"),
     Invariant("retry", "circuit_breaker", "every attempt passes the breaker"),
     Invariant("circuit_breaker", "auth", "an open breaker refuses before a token is fetched"),
     Invariant("retry", "auth", "every attempt gets a credential taken when it is sent"),

@@ -16,6 +16,7 @@ from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
 from .base import Model
+from .fault import FaultPolicy
 from .names import HeaderName, one_spelling_per_header, route_name
 from .policies import GlobalRateLimitPolicy, RateLimitPolicy, RetryPolicy, VerifyHmacPolicy
 from .types import HeaderValue, PositiveDuration, show
@@ -74,6 +75,7 @@ class RouteConfig(Model):
     rate_limit: RateLimitPolicy | None = None
     global_rate_limit: GlobalRateLimitPolicy | None = None
     verify_hmac: VerifyHmacPolicy | None = None
+    fault: FaultPolicy | None = None
 
     #: the keys above that override the upstream's.
     OVERRIDES: ClassVar[tuple[str, ...]] = (
@@ -82,6 +84,7 @@ class RouteConfig(Model):
         "rate_limit",
         "global_rate_limit",
         "verify_hmac",
+        "fault",
     )
 
     @field_validator("name")

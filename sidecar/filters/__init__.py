@@ -26,6 +26,9 @@ Chain order, outermost first, by phase (:mod:`sidecar.api.phases`), and why:
   (``max_wait``).
 - plugin filters (the extend phase by default).
 - ``timeout`` (resilience phase): the overall deadline covers every attempt below it.
+- ``fault`` (resilience phase, only where configured): injected delays and aborts. Inside the
+  deadline, so an injected delay counts against it as a slow upstream's would; outside ``retry``
+  and the breaker, so an injected abort consumes no retry and never trips the real breaker.
 - ``retry`` (resilience phase): inside the deadline (which bounds its waits) and outside the
   breaker, so every attempt passes the breaker and an open breaker stops the retries; outside
   ``request_headers`` and the adapter, which run again for each attempt.
@@ -53,6 +56,7 @@ from ..api.phases import (
     ORDER_AUTH,
     ORDER_CIRCUIT_BREAKER,
     ORDER_CONCURRENCY,
+    ORDER_FAULT,
     ORDER_GLOBAL_RATE_LIMIT,
     ORDER_IDENTITY_HEADER,
     ORDER_METRICS,
@@ -74,6 +78,7 @@ from . import (
     access_log,
     circuit_breaker,
     concurrency,
+    fault,
     global_rate_limit,
     metrics,
     rate_limit,
@@ -97,6 +102,7 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     registry.add("global_rate_limit", global_rate_limit.factory, order=ORDER_GLOBAL_RATE_LIMIT)
     registry.add("concurrency", concurrency.factory, order=ORDER_CONCURRENCY)
     registry.add("timeout", timeout.factory, order=ORDER_TIMEOUT)
+    registry.add("fault", fault.factory, order=ORDER_FAULT)
     registry.add("retry", retry.factory, order=ORDER_RETRY)
     registry.add("circuit_breaker", circuit_breaker.factory, order=ORDER_CIRCUIT_BREAKER)
     registry.add("auth", auth_filter.factory, order=ORDER_AUTH)

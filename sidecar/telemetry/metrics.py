@@ -223,6 +223,20 @@ class Metrics:
             ["upstream", "route", "reason"],
             registry=r,
         )
+        # fault injection (sidecar.filters.fault): kind is delay or abort; reason is why a fault
+        # that was due was not injected (max_active)
+        self.faults_injected = Counter(
+            "sidecar_faults_injected",
+            "Faults injected, by upstream, route and kind (delay, abort).",
+            ["upstream", "route", "kind"],
+            registry=r,
+        )
+        self.faults_skipped = Counter(
+            "sidecar_faults_skipped",
+            "Faults due but not injected (the call went through unfaulted), by reason.",
+            ["reason"],
+            registry=r,
+        )
         # rate limits (sidecar.filters.rate_limit, sidecar.filters.global_rate_limit,
         # sidecar.ratelimit.guard): mode is what happened to the call (reject: 429, wait:
         # delayed then sent, shadow: would have been limited); backend is a ratelimit_backends name

@@ -20,6 +20,7 @@ from sidecar.auth.broker import PROVIDER
 from sidecar.auth.hmac import sign
 from sidecar.config.models import TracingConfig
 from sidecar.exchange import Exchange, Response
+from sidecar.filters.circuit_breaker import BREAKER
 from sidecar.filters.concurrency import LIMITER
 from sidecar.plugins import make_plugin_host
 from sidecar.telemetry import access_writer
@@ -455,6 +456,45 @@ async def test_every_attempt_passes_the_breaker() -> None:
     resp = await asyncio.wait_for(r.handler(make_exchange()), 5)
     assert len(failing.sent) == 3  # the third failed attempt opened it
     assert (resp.status, decided(resp)) == (503, "circuit_open")
+
+
+@shows("timeout", "fault")
+async def test_an_injected_delay_counts_against_the_calls_deadline() -> None:
+    """An injected delay longer than the timeout ends as a slow upstream would: a 504 in time."""
+    upstream = Upstream()
+    fault = {"delay": {"duration": "5s"}}
+    r = route({"url": URL, "timeout": "100ms", "fault": fault}, upstream)
+    in_order(r, "timeout", "fault")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await asyncio.wait_for(r.handler(make_exchange()), 5)
+    assert loop.time() - started < 1.0
+    assert (resp.status, decided(resp), len(upstream.sent)) == (504, "upstream_timeout", 0)
+
+
+@shows("fault", "retry")
+async def test_an_injected_abort_consumes_no_retry() -> None:
+    """An injected 503 reaches the app at once: it is not retried and takes no retry budget."""
+    upstream = Upstream()
+    r = route({"url": URL, "retry": QUICK_RETRIES, "fault": {"abort": {"status": 503}}}, upstream)
+    in_order(r, "fault", "retry")
+    resp = await asyncio.wait_for(r.handler(make_exchange()), 5)
+    assert (resp.status, decided(resp), len(upstream.sent)) == (503, "fault_injected", 0)
+    assert counted(r, "sidecar_retries_total", upstream="test", route="test", condition="503") == 0
+
+
+@shows("fault", "circuit_breaker")
+async def test_an_injected_abort_never_trips_the_real_breaker() -> None:
+    """Many injected aborts leave the upstream's breaker closed: real calls still flow after."""
+    upstream = Upstream()
+    breaker = {"consecutive_failures": 2}
+    fault = {"abort": {"status": 503}}
+    r = route({"url": URL, "circuit_breaker": breaker, "fault": fault}, upstream)
+    in_order(r, "fault", "circuit_breaker")
+    for _ in range(5):
+        resp = await asyncio.wait_for(r.handler(make_exchange()), 5)
+        assert decided(resp) == "fault_injected"
+    assert r.shared(BREAKER).describe()["state"] == "closed"
 
 
 # --- attempt: credential, CLIENT span, configured headers --------------------------------------
