@@ -14,6 +14,8 @@ it: those are the sidecar's own and may change in any release. What is here chan
 - read-only views of the running sidecar: :class:`RuntimeView`, :class:`ControlView`;
 - the nouns of a call (``Exchange``, ``Response``, ``Headers``, ``StashKey``, ``Filter``,
   ``Handler``) and the typed errors a filter or adapter raises (``SidecarError`` and its kinds);
+- what a plugin may tell the core about a call (:mod:`.calls`): ``log_field`` (an access-log
+  field), ``name_span`` (the SERVER span's name), ``allow_retry`` (a retry permit or veto);
 - the config a factory reads (``SidecarConfig``, ``UpstreamConfig``, ``RouteConfig``) and what a
   plugin's own config section is made of (``Model``: frozen, unknown keys refused; ``Duration``,
   ``Size``, ``SecretRef`` for a ``{env|file}`` secret, ``SecretValue`` to read one).
@@ -47,6 +49,17 @@ from ..exchange import Exchange, Headers, Response, StashKey, read_body
 from ..outcomes import Classifier, classify_http
 from .adapter import Adapter, AdapterRegistry, AdapterServices
 from .admin import AdminHandler, AdminRouteRegistry, runtime_of
+from .calls import (
+    LOG_FIELDS,
+    MAX_LOG_FIELDS,
+    MAX_LOG_VALUE,
+    MAX_SPAN_NAME,
+    RETRY_PERMIT,
+    SPAN_NAME,
+    allow_retry,
+    log_field,
+    name_span,
+)
 from .config import ConfigRegistry
 from .context import FilterFactory, RouteContext
 from .credentials import (
@@ -86,6 +99,12 @@ __all__ = [
     "GRPC_STATUSES",
     "HTTP_STATUSES",
     "INVARIANTS",
+    "LOG_FIELDS",
+    "MAX_LOG_FIELDS",
+    "MAX_LOG_VALUE",
+    "MAX_SPAN_NAME",
+    "RETRY_PERMIT",
+    "SPAN_NAME",
     "Adapter",
     "AdapterRegistry",
     "AdapterServices",
@@ -158,11 +177,14 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamReset",
     "UpstreamTimeout",
+    "allow_retry",
     "classify_http",
     "compose",
     "deprecated",
     "hookimpl",
     "live_ratelimit_backend",
+    "log_field",
+    "name_span",
     "plugin_tracer",
     "read_body",
     "runtime_of",

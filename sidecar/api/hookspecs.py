@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimitBackendRegistry
 
 #: The plugin API's version, ``MAJOR.MINOR`` (see the module's "Versions").
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 #: Marks the declarations below; the project name is also the entry-point group.
 hookspec = pluggy.HookspecMarker("sidecar")

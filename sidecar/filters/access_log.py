@@ -11,8 +11,10 @@ streamed body of unknown length, as a gRPC stream's is; a unary gRPC call's one 
 ``trace_id`` (the trace the call belongs to: the tracing filter's, else the app's
 ``traceparent``), ``attempts`` (upstream attempts, only on a call that was retried), ``decision``
 (:mod:`sidecar.telemetry.decisions`: a rate-limit wait or shadow, a backend that failed open),
-``error`` (the ``x-sidecar-error`` reason) when the sidecar decided the answer, and ``aborted``
-when the response was cut short (the app went away, or the drain grace ran out: status 499).
+``error`` (the ``x-sidecar-error`` reason) when the sidecar decided the answer, the fields a
+plugin added (``sidecar.api.log_field``: bounded, names checked, values JSON strings), and
+``aborted`` when the response was cut short (the app went away, or the drain grace ran out:
+status 499).
 
 Levels: a call the sidecar decided, a 5xx, a gRPC server-side failure (:data:`GRPC_FAILURES`)
 and an aborted call are WARNING; the rest INFO, sampled by ``telemetry.access_log.sample_ratio``.
@@ -45,6 +47,7 @@ from typing import Any
 
 from ..answers import error_body
 from ..api import FrontTraits, RouteContext
+from ..api.calls import LOG_FIELDS
 from ..chain import Filter
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
@@ -158,6 +161,11 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
         if error:
             quoted = json_str(error)
             tail = f'{tail}, "error": {quoted}'
+        extra = exchange.peek(LOG_FIELDS)  # a plugin's fields (sidecar.api.log_field)
+        if extra is not None:
+            for name, value in extra.items():  # names are checked: [a-z0-9_], quoted as is
+                quoted = json_str(value)
+                tail = f'{tail}, "{name}": {quoted}'
         ts: str = stamp.of(wall())
         method: str = json_str(exchange.method)
         path: str = json_str(exchange.path)
@@ -241,6 +249,9 @@ def _record_writer(listener: str, upstream: str, route: str) -> Writer:
             fields["decision"] = decision
         if error:
             fields["error"] = error
+        extra = exchange.peek(LOG_FIELDS)
+        if extra is not None:
+            fields.update(extra)  # names never one of the above (sidecar.api.calls)
         if not ok:
             fields["aborted"] = True
         log.log(level, "access", extra={"fields": fields})

@@ -6,8 +6,9 @@ A call is sent again only when every one of these holds, checked in this order:
 
 1. an outcome condition is listed in ``retry.on``, and attempts are left (``retry.attempts``
    counts the first one);
-2. repeating it is safe (:mod:`sidecar.resilience.idempotency`) and its body can be replayed
-   (:mod:`sidecar.resilience.replay`: bodies up to ``retry.buffer``);
+2. repeating it is safe (:mod:`sidecar.resilience.idempotency`; or as a plugin said for this
+   call, :func:`sidecar.api.allow_retry`, read once before the first attempt) and its body can
+   be replayed (:mod:`sidecar.resilience.replay`: bodies up to ``retry.buffer``);
 3. the wait fits the deadline: full-jitter backoff, or the upstream's ``Retry-After`` when it sent
    one (a ``Retry-After`` that ends past the deadline means no retry: its answer goes back);
 4. the upstream's retry budget allows it (:mod:`sidecar.resilience.retry_budget`).
@@ -53,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..api import RouteContext, SharedKey
+from ..api.calls import RETRY_PERMIT
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, StashKey, discard
@@ -127,11 +129,14 @@ def _attempts_filter(
         blocked: str | None = None
         replay: MessageReplay | None = None
         body = exchange.body
-        if not (
-            any_method
-            or exchange.method in IDEMPOTENT_METHODS
-            or "idempotency-key" in exchange.headers
-        ):
+        permit = exchange.peek(RETRY_PERMIT)  # a plugin's say on this call (api.allow_retry)
+        if permit is None:
+            permit = (
+                any_method
+                or exchange.method in IDEMPOTENT_METHODS
+                or "idempotency-key" in exchange.headers
+            )
+        if not permit:
             blocked = "non_idempotent"
         elif isinstance(body, bytes):
             if len(body) > limit:

@@ -6,6 +6,9 @@ log (:data:`~sidecar.telemetry.trace_ids.TRACE_ID`) and the span for ``upstream_
 the span when the response is complete (``Response.on_complete``: a streamed body and gRPC
 trailers are part of the call), or at once when the call ends in an error or is cancelled.
 
+A plugin may rename a call's SERVER span after what the call did (``query GetUser``,
+:func:`sidecar.api.name_span`): the name is read once the chain inside returned or raised.
+
 ``upstream_span`` (attempt phase, inside retry, the breaker and auth) starts a CLIENT
 span, child of the SERVER span, on every attempt, so retries are sibling CLIENT spans numbered
 by ``sidecar.attempt``; it writes that span as the upstream's ``traceparent``, replacing the

@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
 from ..api import GRPC_STATUSES, RouteContext
+from ..api.calls import SPAN_NAME
 from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Response, StashKey
@@ -146,7 +147,13 @@ def server_filter(ctx: RouteContext, live: Tracing) -> Filter:
         stash[SERVER_SPAN] = span
         stash[TRACE_ID] = format(span.get_span_context().trace_id, "032x")
         try:
-            resp = await call_next(exchange)
+            try:
+                resp = await call_next(exchange)
+            finally:
+                # a plugin's name for what the call did (api.name_span), set inside the chain
+                renamed = stash.get(SPAN_NAME)
+                if renamed is not None:
+                    span.update_name(renamed)
         except SidecarError as e:
             decided(span, attrs, e, grpc=grpc, server=True)
             raise
