@@ -78,9 +78,14 @@ class Catalog:
         if pending is None:
             pending = asyncio.ensure_future(self._ask(app_name))
             self._asking[app_name] = pending
-            pending.add_done_callback(lambda _: self._asking.pop(app_name, None))
+            pending.add_done_callback(lambda done: self._settled(app_name, done))
         # shield: one caller leaving (its deadline) does not cancel the others' question
         return await asyncio.shield(pending)
+
+    def _settled(self, app_name: str, done: asyncio.Future[Resolved]) -> None:
+        self._asking.pop(app_name, None)
+        if not done.cancelled():
+            done.exception()  # read here: every caller may have left (their deadlines)
 
     async def _ask(self, app_name: str) -> Resolved:
         described = await self._store.describe(self._options.namespaces[app_name])
