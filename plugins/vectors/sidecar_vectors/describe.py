@@ -117,7 +117,10 @@ class Catalog:
                 f"namespace {app_name!r}: the store reports no metric the sidecar can "
                 "normalise (cosine, dot, euclidean); set options.metric if it uses one",
             )
-        if self._options.metric is not None and described.metric not in (None, metric):
+        if self._options.metric is not None and described.metric not in (
+            None,
+            self._options.metric,
+        ):
             raise ApiError(
                 502,
                 "config_mismatch",
