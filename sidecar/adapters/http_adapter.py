@@ -55,6 +55,8 @@ class HttpAdapter(Adapter):
         #: pools built for a reload whose route table is not live yet (see :meth:`retire`).
         self._pending: dict[str, _PoolEntry] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        #: upstreams of other adapters whose routes borrowed a handler since the last retire
+        self._lent: set[str] = set()
         services.metrics.pools.sources.append(self._pool_stats)
 
     def _pool_stats(self) -> list[tuple[str, str, int]]:
@@ -109,6 +111,13 @@ class HttpAdapter(Adapter):
         attempts = self.services.metrics.attempts(name)
         return _sender(pool, head, upstream.response_header_timeout, attempts)
 
+    def lend(self, name: str, upstream: UpstreamConfig) -> Handler:
+        """The handler of upstream ``name`` for another adapter's calls (the plugin API's
+        ``RouteContext.http_client``): the same pool, TLS and timeouts as an ``http``
+        upstream's, kept by :meth:`retire` while the live table borrowed it."""
+        self._lent.add(name)
+        return self.handler(name, upstream)
+
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -124,8 +133,11 @@ class HttpAdapter(Adapter):
         connections end their exchange and closes them then.
         """
         keep: dict[str, _PoolEntry] = {}
+        # lent since the last retire: by the composition of the table now live (a refused
+        # reload's names only keep a pool one reload longer)
+        lent, self._lent = self._lent, set()
         for name, up in live.items():
-            if up.adapter != self.name:
+            if up.adapter != self.name and name not in lent:
                 continue
             key = _pool_key(up)
             for table in (self._pending, self.pools):

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel
 
 from ..outcomes import Classifier, classify_http
+from .http_client import HTTP_CLIENT, UpstreamClients
 from .shared import SharedKey, SharedStateBuilder
 from .traits import AdapterTraits, FrontTraits
 
 if TYPE_CHECKING:
-    from ..chain import Filter
+    from ..chain import Filter, Handler
     from ..config.models import RouteConfig, SidecarConfig, UpstreamConfig
     from ..exchange import Exchange, Response
     from ..telemetry.metrics import Metrics
@@ -77,6 +78,16 @@ class RouteContext:
             return factory()
         route = self.route if per_route else None
         return self.shared_state.share(key, self.upstream_name, settings, factory, route)
+
+    def http_client(self) -> Handler | None:
+        """The sidecar's HTTP/1.1 client toward this route's upstream (:mod:`.http_client`:
+        its pool, ``tls``, timeouts), for a plugin's adapter to send through; ``None`` without
+        a running sidecar (unit tests) or with the built-in ``http`` adapter disabled. Ask for
+        it when the filter or adapter is built, never per call."""
+        clients: UpstreamClients | None = self.resources.get(HTTP_CLIENT)
+        if clients is None:
+            return None
+        return clients.lend(self.upstream_name, self.upstream)
 
     @overload
     def plugin_config(self, name: str) -> Any: ...
