@@ -206,3 +206,19 @@ async def test_an_object_weaviate_refuses_in_a_batch_fails_the_upsert(
         r = await call(s.http_port, "upsert", {"vectors": [record]})
     assert (r.status_code, r.headers["x-sidecar-error"]) == (502, "store_error")
     assert "requires a int" in r.json()["error"]["message"]
+
+
+async def test_a_slow_store_is_cut_at_the_upstreams_timeout(
+    pinecone_store: StoreUnderTest, fake_pinecone: FakePinecone, sidecar_factory: Any
+) -> None:
+    """A store slower than the upstream's timeout: 504 upstream_timeout at the deadline."""
+    config = pinecone_store.config()
+    config["upstreams"]["vec"]["timeout"] = "300ms"
+    async with sidecar_factory(config, plugins=[sidecar_vectors]) as s:
+        await call(s.http_port, "describe")
+        fake_pinecone.query_delay = 5.0
+        started = asyncio.get_running_loop().time()
+        r = await call(s.http_port, "query", {"vector": [1, 0, 0]})
+        took = asyncio.get_running_loop().time() - started
+    assert (r.status_code, r.headers["x-sidecar-error"]) == (504, "upstream_timeout")
+    assert took < 2.0

@@ -13,6 +13,7 @@ the official ``pinecone`` client.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -86,6 +87,8 @@ class FakePinecone(FakeStore):
         self.metric = metric
         #: namespace → id → {"id", "values", "metadata"}
         self.data: dict[str, dict[str, dict[str, Any]]] = {}
+        #: seconds each query waits before answering (a slow index)
+        self.query_delay = 0.0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/vectors/upsert", self._upsert)
@@ -96,6 +99,7 @@ class FakePinecone(FakeStore):
 
     def clear(self) -> None:
         self.data.clear()
+        self.query_delay = 0.0
         self.reset()
 
     async def _body(
@@ -151,6 +155,7 @@ class FakePinecone(FakeStore):
         if refused is not None:
             return refused
         assert body is not None
+        await asyncio.sleep(self.query_delay)
         top_k = body.get("topK")
         if not isinstance(top_k, int) or not 1 <= top_k <= 10_000:
             return error(400, 3, "topK must be between 1 and 10000")
