@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["Composition"]
 
+import dataclasses
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from .api import Adapter, AdapterTraits, FrontTraits, RouteContext
 from .api.shared import SharedState, SharedStateBuilder
+from .cassettes.handler import cassette_handler
 from .chain import Filter, Handler, compose
 from .config.models import RouteConfig
 from .errors import ConfigError, ConfigProblem, PluginError
@@ -91,6 +93,10 @@ class Composition:
         adapter = self._adapter(up)
         try:
             handler = adapter.handler(upstream_name, up)
+            if up.cassette is not None:  # below every filter: it sees the call as sent
+                handler = cassette_handler(
+                    upstream_name, up.cassette, handler, type(adapter).traits
+                )
         except (ConfigError, PluginError, OSError):
             raise  # OSError: a file the front names in the config (certificates)
         except ValueError as e:
@@ -176,7 +182,7 @@ class Composition:
             config=self._config,
             metrics=self.metrics,
             front=front,
-            adapter=type(adapter).traits,
+            adapter=_traits(adapter, up),
             route_config=route_config,
             plugin_sections=self.sections,
             rescue_hook=self._rescue,
@@ -185,3 +191,13 @@ class Composition:
             shared_state=self.shared,
             resources=self.resources,
         )
+
+
+def _traits(adapter: Adapter, up: UpstreamConfig) -> AdapterTraits:
+    """The adapter's traits, as filters see them on this upstream's routes: a cassette writes
+    each request to a file, so it shows requests, and the filters that inject secrets mark them
+    for it to redact (:mod:`sidecar.cassettes.handler`)."""
+    traits = type(adapter).traits
+    if up.cassette is not None and not traits.shows_requests:
+        return dataclasses.replace(traits, shows_requests=True)
+    return traits

@@ -4,22 +4,28 @@
 - :func:`make_exchange` and :func:`responder`: drive a filter or adapter with no sockets;
 - :class:`FakeUpstream`: a real HTTP server on 127.0.0.1 that records requests and answers as told;
 - :func:`running_sidecar`: a real sidecar in this event loop on ephemeral ports;
-- :class:`SidecarProcess`: ``sidecar run`` as a child process (signals, exit codes).
+- :class:`SidecarProcess`: ``sidecar run`` as a child process (signals, exit codes);
+- :func:`cassette` and :func:`replaying_sidecar`: read a recorded cassette, and run a sidecar
+  whose upstream answers from one (docs/testing-plugins.md).
 
 Loaded as a pytest plugin (entry point ``pytest11``), it also provides the fixtures
-``plugin_host``, ``fake_upstream`` and ``sidecar_factory``.
+``plugin_host``, ``fake_upstream``, ``sidecar_factory`` and ``replay_factory``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Cassette",
     "FakeUpstream",
+    "Interaction",
     "RecordedRequest",
     "Sidecar",
     "SidecarProcess",
     "isolated_plugin_host",
     "make_exchange",
+    "cassette",
     "make_route_context",
+    "replaying_sidecar",
     "responder",
     "running_sidecar",
     "shared_state",
@@ -49,6 +55,7 @@ from pydantic import BaseModel
 from .api import AdapterTraits, FrontTraits, RouteContext, SharedState
 from .api.shared import SharedStateBuilder
 from .app import Sidecar
+from .cassettes.view import Cassette, Interaction
 from .config import parse_config, validate_plugin_sections
 from .config.models import GrpcListenerConfig
 from .exchange import Body, Exchange, Headers, Response
@@ -328,6 +335,38 @@ async def running_sidecar(
         await sidecar.drain()
 
 
+def cassette(path: str | os.PathLike[str]) -> Cassette:
+    """The cassette at ``path``, to assert on what was recorded (``.interactions``, ``.find``,
+    ``.assert_free_of(secret)``)."""
+    return Cassette(path)
+
+
+@asynccontextmanager
+async def replaying_sidecar(
+    upstream: str,
+    path: str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any] | None = None,
+    match: Mapping[str, Any] | None = None,
+    plugins: Iterable[object] = (),
+) -> AsyncIterator[Sidecar]:
+    """A running sidecar whose ``upstream`` answers from the cassette at ``path`` (no network).
+
+    ``config`` is the rest of the file's shape (that upstream's section, if given, keeps its
+    filters: credentials, plugin settings...); ``match`` the ``cassette.match`` rules.
+    """
+    data: dict[str, Any] = dict(config or {})
+    ups = dict(data.get("upstreams") or {})
+    section = dict(ups.get(upstream) or {"url": "http://127.0.0.1:9"})
+    section["cassette"] = {"mode": "replay", "path": str(path)}
+    if match is not None:
+        section["cassette"]["match"] = dict(match)
+    ups[upstream] = section
+    data["upstreams"] = ups
+    async with running_sidecar(data, plugins=plugins) as sidecar:
+        yield sidecar
+
+
 class SidecarProcess:
     """``sidecar run -c FILE`` as a child process; ports are read from its "ready" log line.
 
@@ -482,6 +521,13 @@ async def fake_upstream() -> AsyncIterator[FakeUpstream]:
 def sidecar_factory() -> Callable[..., Any]:
     """``async with sidecar_factory(config, plugins=[...]) as s:`` → a running sidecar."""
     return running_sidecar
+
+
+@pytest.fixture
+def replay_factory() -> Callable[..., Any]:
+    """``async with replay_factory("users", "tests/cassettes/users.jsonl") as s:`` → a running
+    sidecar whose upstream ``users`` answers from that cassette."""
+    return replaying_sidecar
 
 
 def wait_until(

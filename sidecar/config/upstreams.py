@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .base import Model
+from .cassette import CassetteConfig
 from .fault import FaultPolicy
 from .names import (
     ConfigurableHeaderName,
@@ -113,6 +114,9 @@ class UpstreamConfig(Model):
     verify_hmac: VerifyHmacPolicy | None = None
     #: injected delays and aborts (docs/resilience.md); unset: no fault filter in the chain.
     fault: FaultPolicy | None = None
+    #: record this upstream's calls to a file, or replay them from it (docs/testing-plugins.md);
+    #: off when unset.
+    cassette: CassetteConfig | None = None
     #: adapter-specific options, validated by the adapter's own model.
     options: dict[str, Any] = {}
 

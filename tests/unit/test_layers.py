@@ -70,6 +70,8 @@ LAYERS: dict[str, Layer] = {
     "sidecar.tls.*": Layer.EXTENSIONS,
     "sidecar.telemetry.*": Layer.EXTENSIONS,
     "sidecar.adapters.*": Layer.EXTENSIONS,
+    # record and replay: the wrapper of an upstream's terminal handler, the file, matching
+    "sidecar.cassettes.*": Layer.EXTENSIONS,
     "sidecar.upstream.*": Layer.EXTENSIONS,
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
@@ -126,6 +128,8 @@ LAYERS: dict[str, Layer] = {
     "sidecar.lifecycle": Layer.ROOT,
     "sidecar.cli": Layer.ROOT,
     "sidecar.testing": Layer.ROOT,
+    # contract tests: a Pact replayed through a running sidecar (sidecar contract ...)
+    "sidecar.contract.*": Layer.ROOT,
     "sidecar.k8s.*": Layer.ROOT,
 }
 
