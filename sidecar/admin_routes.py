@@ -6,6 +6,8 @@
 - ``/config``: the running config as JSON, secrets shown only as their references;
 - ``/upstreams``: each upstream, its adapter, policies and connection-pool state;
 - ``/plugins``: the loaded plugins, where they came from and what they registered;
+- ``/explain?route=NAME`` or ``?upstream=NAME``: that route's chain, each filter's settings and
+  where they came from (:mod:`sidecar.explain`; ``&format=text`` for a table);
 - ``/dashboard``, ``/dashboard/data``: the live dashboard and its JSON (:mod:`sidecar.dashboard`).
 
 Handlers read the sidecar through ``runtime_of(request)``. The probes and the exposition are
@@ -23,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from .api import AdminRouteRegistry, RuntimeView, hookimpl, runtime_of
 from .build_kind import build_kind
 from .dashboard import endpoints as dashboard
+from .explain import ExplainError, explain_running, render_text
 
 #: A probe's (or the exposition's) answer, read from the running sidecar.
 ProbeAnswer = Callable[[RuntimeView], web.Response]
@@ -76,6 +79,24 @@ async def plugins(request: web.Request) -> web.Response:
     )
 
 
+async def explain(request: web.Request) -> web.Response:
+    query = request.query
+    text = query.get("format", "json")
+    if text not in ("json", "text"):
+        return web.json_response({"error": "format is json (the default) or text"}, status=400)
+    try:
+        answer = explain_running(
+            runtime_of(request), route=query.get("route"), upstream=query.get("upstream")
+        )
+    except ExplainError as e:
+        if text == "text":
+            return web.Response(text=f"{e.message}\n", status=e.status)
+        return web.json_response({"error": e.message}, status=e.status)
+    if text == "text":
+        return web.Response(text=render_text(answer))
+    return web.json_response(answer, dumps=_dumps)
+
+
 def _dumps(obj: object) -> str:
     import json
 
@@ -90,5 +111,6 @@ def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
     registry.add("GET", "/config", config)
     registry.add("GET", "/upstreams", upstreams)
     registry.add("GET", "/plugins", plugins)
+    registry.add("GET", "/explain", explain)
     registry.add("GET", "/dashboard", dashboard.page)
     registry.add("GET", "/dashboard/data", dashboard.data)

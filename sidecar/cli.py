@@ -1,5 +1,5 @@
-"""The ``sidecar`` command: ``run``, ``check``, ``plugins``, ``certs`` (:mod:`sidecar.tls.cli`),
-``inject`` (:mod:`sidecar.k8s.cli`).
+"""The ``sidecar`` command: ``run``, ``check``, ``plugins``, ``explain`` (:mod:`sidecar.explain`),
+``certs`` (:mod:`sidecar.tls.cli`), ``inject`` (:mod:`sidecar.k8s.cli`).
 
 Exit codes: 0 ok; 2 the config was refused (each problem printed as ``file: key.path: reason``);
 1 anything else that stopped start-up (a plugin failed, a port was taken), with the reason.
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, help="YAML config file")
     plugins = sub.add_parser("plugins", help="list loaded plugins and what they registered")
     plugins.add_argument("-c", "--config", help="YAML config file (for plugins.disabled)")
+    explain = sub.add_parser("explain", help="show one route's filter chain and its settings")
+    explain.add_argument("-c", "--config", help="YAML config file (the embedded default without)")
+    which = explain.add_mutually_exclusive_group(required=True)
+    which.add_argument("--route", help="an explicit route's name (routes[i].name or route-<i>)")
+    which.add_argument("--upstream", help="an upstream's /<upstream>/ route")
+    explain.add_argument("--format", choices=("json", "text"), default="json")
     certs_cli.add_parser(sub)
     inject_cli.add_parser(sub)
     return p
@@ -139,6 +145,41 @@ def cmd_plugins(path: str | None) -> int:
     return 0
 
 
+def cmd_explain(path: str | None, route: str | None, upstream: str | None, fmt: str) -> int:
+    """What ``/explain`` answers for the same config, from the file, offline."""
+    import json
+
+    from .config import validate_plugin_sections
+    from .explain import ExplainError, explain, render_text
+
+    try:
+        config, host = load_checked(path)
+        sections = validate_plugin_sections(config, host.schemas(), path or "<embedded default>")
+    except ConfigError as e:
+        return _refused(e)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    registries = host.registries
+    try:
+        answer = explain(
+            config,
+            registries.filters,
+            sources={p.name: p.source for p in host.plugins()},
+            sections=sections,
+            declared={reg.name: reg.owner for reg in registries.config.registrations()},
+            route=route,
+            upstream=upstream,
+        )
+    except ExplainError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    print(render_text(answer) if fmt == "text" else json.dumps(answer, indent=2), end="")
+    if fmt != "text":
+        print()
+    return 0
+
+
 def cmd_run(path: str | None) -> int:
     # SIGHUP's default action kills the process: until serve() installs its handler, a SIGHUP
     # (a reload asked for while starting) is remembered and served once the sidecar is up
@@ -194,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.config)
     if args.command == "plugins":
         return cmd_plugins(args.config)
+    if args.command == "explain":
+        return cmd_explain(args.config, args.route, args.upstream, args.format)
     if args.command == "certs":
         return certs_cli.run(args)
     if args.command == "inject":

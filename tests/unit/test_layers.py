@@ -116,6 +116,8 @@ LAYERS: dict[str, Layer] = {
     "sidecar.plugins": Layer.CONTROL,
     "sidecar.blame": Layer.CONTROL,
     "sidecar.preflight": Layer.CONTROL,
+    # /explain and `sidecar explain`: a route's chain and its settings' sources, from the config
+    "sidecar.explain": Layer.CONTROL,
     # the registrations made into every front's chains (reads the plugin host, used by app)
     "sidecar.composition": Layer.CONTROL,
     "sidecar.front_guard": Layer.CONTROL,
