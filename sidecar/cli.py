@@ -1,5 +1,6 @@
 """The ``sidecar`` command: ``run``, ``check``, ``plugins``, ``explain`` (:mod:`sidecar.explain`),
-``certs`` (:mod:`sidecar.tls.cli`), ``inject`` (:mod:`sidecar.k8s.cli`).
+``certs`` (:mod:`sidecar.tls.cli`), ``inject`` (:mod:`sidecar.k8s.cli`), ``contract``
+(:mod:`sidecar.contract.cli`), ``plugin new`` (:mod:`sidecar.kit.cli`).
 
 Exit codes: 0 ok; 2 the config was refused (each problem printed as ``file: key.path: reason``);
 1 anything else that stopped start-up (a plugin failed, a port was taken), with the reason.
@@ -16,8 +17,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .config import SidecarConfig, load_config, load_data, validate_data
+from .contract import cli as contract_cli
 from .errors import ConfigError, PluginError
 from .k8s import cli as inject_cli
+from .kit import cli as kit_cli
 from .tls import cli as certs_cli
 
 if TYPE_CHECKING:
@@ -42,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--format", choices=("json", "text"), default="json")
     certs_cli.add_parser(sub)
     inject_cli.add_parser(sub)
+    contract_cli.add_parser(sub)
+    kit_cli.add_parser(sub)
     return p
 
 
@@ -241,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         return certs_cli.run(args)
     if args.command == "inject":
         return inject_cli.run(args)
+    if args.command == "contract":
+        return contract_cli.run(args)
+    if args.command == "plugin":
+        return kit_cli.run(args)
     return cmd_run(args.config)
 
 

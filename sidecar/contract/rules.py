@@ -1,0 +1,390 @@
+"""Pact's matching rules: does what a provider answered satisfy what a consumer expects?
+
+:func:`compare_response` returns one line per mismatch (empty: the response passes). Without a
+rule, Pact's defaults apply: the status is equal; each expected header is there with an equal
+value (a ``content-type`` by media type, and its parameters when the pact names some); in a JSON
+body each expected key is there (more keys are allowed), arrays have the expected length, and
+values are equal. A rule applies to its path and, unless a more specific one does, to everything
+under it (a ``type`` rule on an object makes its whole subtree match by type); the most specific
+path wins (named keys and indexes weigh more than ``*``).
+
+Matchers understood: ``type`` (with ``min``/``max`` on arrays, each element then matched against
+the first expected one), ``regex``, ``equality``, ``include``, ``integer``, ``decimal``,
+``number``, ``boolean``, ``null``, ``notEmpty``, ``date``, ``time``, ``datetime``/``timestamp``
+(a Java ``SimpleDateFormat`` pattern, or ISO 8601 without one), ``semver`` and ``statusCode``.
+Any other matcher fails its path, saying it is not supported, rather than passing unchecked.
+"""
+
+from __future__ import annotations
+
+__all__ = ["compare_response", "java_date_regex"]
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .pact import PactResponse, RuleSet
+
+#: A path token: a key (``"name"``), an index (``3``), or a wildcard (``"*"`` key, ``-1`` index).
+Token = str | int
+_STAR_INDEX = -1
+_PATH_TOKEN = re.compile(r"\.(\*|[^.\[\]]+)|\[(\*|\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+
+
+def _tokens(path: str) -> tuple[Token, ...] | None:
+    """``$.a[0].*`` as ``("a", 0, "*")``; ``None`` when it is not a path this module reads."""
+    if not path.startswith("$"):
+        return None
+    out: list[Token] = []
+    at = 1
+    while at < len(path):
+        m = _PATH_TOKEN.match(path, at)
+        if m is None:
+            return None
+        key, index, quoted, dquoted = m.groups()
+        if index is not None:
+            out.append(_STAR_INDEX if index == "*" else int(index))
+        else:
+            out.append(next(t for t in (key, quoted, dquoted) if t is not None))
+        at = m.end()
+    return tuple(out)
+
+
+def _weight(rule: Sequence[Token], path: Sequence[Token]) -> int:
+    """How well ``rule`` names ``path`` or one of its ancestors (0: not at all)."""
+    if len(rule) > len(path):
+        return 0
+    weight = 1
+    for want, got in zip(rule, path, strict=False):
+        if want == got:
+            weight *= 2
+        elif (want == "*" and isinstance(got, str)) or (
+            want == _STAR_INDEX and isinstance(got, int)
+        ):
+            weight *= 1
+        else:
+            return 0
+    return weight
+
+
+class _Rules:
+    """The body rules of one response, by parsed path."""
+
+    def __init__(self, rules: Mapping[str, RuleSet]) -> None:
+        self.paths: list[tuple[tuple[Token, ...], RuleSet]] = []
+        for path, rule in rules.items():
+            parsed = _tokens(path)
+            if parsed is not None:
+                self.paths.append((parsed, rule))
+
+    def at(self, path: tuple[Token, ...]) -> tuple[RuleSet, bool] | None:
+        """The rule governing ``path`` and whether it names ``path`` itself (not an ancestor)."""
+        best: tuple[int, int, tuple[Token, ...], RuleSet] | None = None
+        for tokens, rule in self.paths:
+            w = _weight(tokens, path)
+            if w and (best is None or (w, len(tokens)) > (best[0], best[1])):
+                best = (w, len(tokens), tokens, rule)
+        if best is None:
+            return None
+        return best[3], len(best[2]) == len(path)
+
+
+def _show(path: tuple[Token, ...]) -> str:
+    out = "$"
+    for t in path:
+        out += f"[{t}]" if isinstance(t, int) else f".{t}"
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _text(value: Any) -> str:
+    """``value`` as text is matched (a string as it is, anything else as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: JSON (so ``"42"`` and ``42`` differ), cut at 200."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+#: Java SimpleDateFormat letters (longest first) and what each matches.
+_JAVA_DATE = [
+    ("yyyy", r"\d{4}"),
+    ("yy", r"\d{2}"),
+    ("MMMM", r"[A-Za-z]+"),
+    ("MMM", r"[A-Za-z]{3}"),
+    ("MM", r"(0[1-9]|1[0-2])"),
+    ("M", r"(1[0-2]|[1-9])"),
+    ("dd", r"(0[1-9]|[12]\d|3[01])"),
+    ("d", r"([12]\d|3[01]|[1-9])"),
+    ("HH", r"([01]\d|2[0-3])"),
+    ("H", r"(1\d|2[0-3]|\d)"),
+    ("hh", r"(0[1-9]|1[0-2])"),
+    ("h", r"(1[0-2]|[1-9])"),
+    ("mm", r"[0-5]\d"),
+    ("ss", r"[0-5]\d"),
+    ("SSSSSS", r"\d{6}"),
+    ("SSS", r"\d{3}"),
+    ("S", r"\d+"),
+    ("XXX", r"(Z|[+-]\d{2}:\d{2})"),
+    ("XX", r"(Z|[+-]\d{4})"),
+    ("X", r"(Z|[+-]\d{2}(\d{2})?)"),
+    ("Z", r"[+-]\d{4}"),
+    ("z", r"[A-Za-z]+"),
+    ("EEEE", r"[A-Za-z]+"),
+    ("EEE", r"[A-Za-z]{3}"),
+    ("a", r"(AM|PM|am|pm)"),
+]
+
+
+def java_date_regex(pattern: str) -> re.Pattern[str]:
+    """A regex matching what ``pattern`` (Java ``SimpleDateFormat``) formats."""
+    out, at = [], 0
+    while at < len(pattern):
+        ch = pattern[at]
+        if ch == "'":
+            end = pattern.find("'", at + 1)
+            end = len(pattern) if end < 0 else end
+            out.append(re.escape(pattern[at + 1 : end]) if end > at + 1 else "'")
+            at = end + 1
+            continue
+        for letters, regex in _JAVA_DATE:
+            if pattern.startswith(letters, at):
+                out.append(regex)
+                at += len(letters)
+                break
+        else:
+            out.append(re.escape(ch))
+            at += 1
+    return re.compile("".join(out))
+
+
+def _iso(value: str, kind: str) -> bool:
+    try:
+        if kind == "date":
+            datetime.strptime(value, "%Y-%m-%d")
+        elif kind == "time":
+            return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?", value) is not None
+        else:
+            datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_SEMVER = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+
+
+def _leaf(matcher: Mapping[str, Any], expected: Any, actual: Any) -> str | None:
+    """Why ``actual`` fails ``matcher`` (``None``: it passes). Containers reach here only for
+    matchers that judge a value whole."""
+    kind = matcher.get("match", "type")
+    if kind == "type":
+        if _kind(actual) != _kind(expected):
+            return f"expected a {_kind(expected)} (type), got {_shown(actual)}"
+        return None
+    if kind == "regex":
+        regex = str(matcher.get("regex", ""))
+        if isinstance(actual, dict | list) or re.fullmatch(regex, _text(actual)) is None:
+            return f"expected to match /{regex}/, got {_shown(actual)}"
+        return None
+    if kind == "equality":
+        if _kind(actual) != _kind(expected) or actual != expected:
+            return f"expected {_shown(expected)} (equality), got {_shown(actual)}"
+        return None
+    if kind == "include":
+        value = str(matcher.get("value", ""))
+        return (
+            None
+            if value in _text(actual)
+            else f"expected to include {value!r}, got {_shown(actual)}"
+        )
+    checks = {
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "decimal": lambda v: isinstance(v, float),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "notEmpty": lambda v: v not in (None, "", [], {}),
+        "semver": lambda v: isinstance(v, str) and _SEMVER.fullmatch(v) is not None,
+    }
+    check = checks.get(str(kind))
+    if check is not None:
+        return None if check(actual) else f"expected {kind}, got {_shown(actual)}"
+    if kind in ("date", "time", "datetime", "timestamp"):
+        fmt = matcher.get("format") or matcher.get(kind)
+        if not isinstance(actual, str):
+            return f"expected a {kind} string, got {_shown(actual)}"
+        if isinstance(fmt, str) and fmt:
+            ok = java_date_regex(fmt).fullmatch(actual) is not None
+            return None if ok else f"expected a {kind} formatted {fmt!r}, got {_shown(actual)}"
+        return (
+            None
+            if _iso(actual, str(kind))
+            else f"expected an ISO 8601 {kind}, got {_shown(actual)}"
+        )
+    return f"matcher {kind!r} is not supported by this verifier"
+
+
+def _judge(rule: RuleSet, expected: Any, actual: Any, exact: bool) -> list[str]:
+    """The failures of ``rule``'s matchers on one value (``exact``: the rule names this path,
+    so an array's ``min``/``max`` apply; inherited by an element, they do not)."""
+    failures = []
+    for matcher in rule.matchers:
+        why = None
+        if isinstance(actual, list) and exact:
+            low, high = matcher.get("min"), matcher.get("max")
+            if isinstance(low, int) and len(actual) < low:
+                why = f"expected at least {low} items, got {len(actual)}"
+            elif isinstance(high, int) and len(actual) > high:
+                why = f"expected at most {high} items, got {len(actual)}"
+        if why is None:
+            why = _leaf(matcher, expected, actual)
+        if why is not None:
+            failures.append(why)
+    if rule.combine == "OR" and len(failures) < len(rule.matchers):
+        return []
+    return failures
+
+
+def _by_type(rule: RuleSet) -> bool:
+    """Whether ``rule`` matches containers by type (their children then follow it too)."""
+    return bool(rule.matchers) and all(m.get("match", "type") == "type" for m in rule.matchers)
+
+
+def _compare(
+    rules: _Rules, path: tuple[Token, ...], expected: Any, actual: Any, out: list[str]
+) -> None:
+    found = rules.at(path)
+    if found is not None:
+        rule, exact = found
+        failures = _judge(rule, expected, actual, exact)
+        out.extend(f"{_show(path)}: {why}" for why in failures)
+        if failures or not _by_type(rule) or not isinstance(expected, dict | list):
+            return  # a leaf, or a container judged whole (equality, regex...)
+        by_type = True
+    else:
+        by_type = False
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            out.append(f"{_show(path)}: expected an object, got {_shown(actual)}")
+            return
+        for key, value in expected.items():
+            if key not in actual:
+                out.append(f"{_show((*path, key))}: missing (expected {_shown(value)})")
+            else:
+                _compare(rules, (*path, key), value, actual[key], out)
+        return
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            out.append(f"{_show(path)}: expected an array, got {_shown(actual)}")
+            return
+        if by_type and expected:
+            for i, item in enumerate(actual):  # each element like the first expected one
+                _compare(rules, (*path, i), expected[0], item, out)
+            return
+        if len(actual) != len(expected):
+            out.append(f"{_show(path)}: expected {len(expected)} items, got {len(actual)}")
+            return
+        for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
+            _compare(rules, (*path, i), want, got, out)
+        return
+    if not by_type and (_kind(actual) != _kind(expected) or actual != expected):
+        out.append(f"{_show(path)}: expected {_shown(expected)}, got {_shown(actual)}")
+
+
+def _media(value: str) -> tuple[str, dict[str, str]]:
+    media, _, rest = value.partition(";")
+    params = {}
+    for part in rest.split(";"):
+        key, eq, val = part.partition("=")
+        if eq:
+            params[key.strip().lower()] = val.strip().strip('"').lower()
+    return media.strip().lower(), params
+
+
+def _header_differs(name: str, expected: str, actual: str) -> bool:
+    if name == "content-type":
+        want, got = _media(expected), _media(actual)
+        return want[0] != got[0] or any(got[1].get(k) != v for k, v in want[1].items())
+    split = [v.strip() for v in expected.split(",")]
+    return split != [v.strip() for v in actual.split(",")]
+
+
+def compare_response(
+    expected: PactResponse, status: int, headers: Mapping[str, str], body: bytes
+) -> list[str]:
+    """Every way the answer (``headers`` by lower-case name) misses ``expected``."""
+    out: list[str] = []
+    status_rule = expected.rules.get("status", {}).get("$")
+    if status_rule is not None and any(
+        m.get("match") == "statusCode" for m in status_rule.matchers
+    ):
+        why = _status_class(status_rule, status)
+        if why:
+            out.append(f"status: {why}")
+    elif status != expected.status:
+        out.append(f"status: expected {expected.status}, got {status}")
+    header_rules = expected.rules.get("header", {})
+    for name, want in expected.headers.items():
+        got = headers.get(name)
+        if got is None:
+            out.append(f"header {name}: missing (expected {want!r})")
+            continue
+        rule = header_rules.get(name)
+        if rule is not None:
+            out.extend(f"header {name}: {why}" for why in _judge(rule, want, got, True))
+        elif _header_differs(name, want, got):
+            out.append(f"header {name}: expected {want!r}, got {got!r}")
+    if not expected.has_body or expected.body is None:
+        return out
+    rules = _Rules(expected.rules.get("body", {}))
+    if expected.json:
+        try:
+            actual = json.loads(body) if body else None
+        except ValueError:
+            out.append(f"body: expected JSON, got {body[:80]!r}")
+            return out
+        _compare(rules, (), expected.body, actual, out)
+    else:
+        _compare(rules, (), str(expected.body), body.decode("utf-8", "replace"), out)
+    return out
+
+
+_STATUS_CLASSES = {
+    "information": range(100, 200),
+    "success": range(200, 300),
+    "redirect": range(300, 400),
+    "clientError": range(400, 500),
+    "serverError": range(500, 600),
+    "nonError": range(100, 400),
+    "error": range(400, 600),
+}
+
+
+def _status_class(rule: RuleSet, status: int) -> str | None:
+    for matcher in rule.matchers:
+        want = matcher.get("status")
+        if isinstance(want, list):
+            if status not in [int(x) for x in want]:
+                return f"expected one of {want}, got {status}"
+        elif isinstance(want, str):
+            if status not in _STATUS_CLASSES.get(want, range(0)):
+                return f"expected a {want} status, got {status}"
+    return None
