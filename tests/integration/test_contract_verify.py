@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pact  # pact-python, in the test extra
 import pytest
 import yaml
 from aiohttp import web
 
 from sidecar.cli import main
 from sidecar.testing import FakeUpstream
-
-pact = pytest.importorskip("pact", reason="pact-python is in the test extra")
 
 API_KEY = "provider-key-1"
 
