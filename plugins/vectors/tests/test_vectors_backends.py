@@ -67,16 +67,19 @@ async def test_upsert_replaces_a_record_of_the_same_id(
     assert r.json()["vectors"] == [{"id": "a", "metadata": {"genre": "news"}}]
 
 
-@pytest.mark.parametrize(("name", "flt", "expected"), FILTERS, ids=[f[0] for f in FILTERS])
 async def test_every_filter_operator_selects_the_same_records(
-    store: StoreUnderTest, sidecar_factory: Any, name: str, flt: dict[str, Any], expected: set[str]
+    store: StoreUnderTest, sidecar_factory: Any
 ) -> None:
     """Each operator of the filter language selects the same records on every store."""
+    wrong: dict[str, Any] = {}
     async with sidecar_factory(store.config(), plugins=[sidecar_vectors]) as s:
         await seed(s.http_port)
-        r = await call(s.http_port, "query", {"vector": [1, 1, 1], "top_k": 10, "filter": flt})
-    assert r.status_code == 200, r.text
-    assert {m["id"] for m in r.json()["matches"]} == expected
+        for name, flt, expected in FILTERS:  # one sidecar and one seeding for all of them
+            r = await call(s.http_port, "query", {"vector": [1, 1, 1], "top_k": 10, "filter": flt})
+            got = {m["id"] for m in r.json()["matches"]} if r.status_code == 200 else r.text
+            if got != expected:
+                wrong[name] = got
+    assert wrong == {}
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
