@@ -109,6 +109,8 @@ async def test_faults_on_the_http_port_configured_and_header_triggered() -> None
         assert 'sidecar_faults_injected_total{kind="delay",route="pay",upstream="pay"} 1.0' in (
             metrics
         )
+        errors = 'sidecar_errors_total{listener="http",reason="fault_injected",upstream="pay"} 2.0'
+        assert errors in metrics  # counted as what the app got, like every sidecar decision
 
 
 @pytest.mark.usefixtures("grpc_server")

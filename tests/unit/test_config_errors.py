@@ -97,9 +97,9 @@ CASES: list[tuple[str, str, list[str]]] = [
         f"upstreams: {{p: {{{UP}, on: [503]}}}}\n",
         [
             "sidecar.yaml: upstreams.p.on: unknown key (this section takes: adapter, auth, "
-            "circuit_breaker, concurrency, connect_timeout, global_rate_limit, host, options, "
-            "pool, rate_limit, request_headers, response_header_timeout, retry, services, timeout, "
-            "tls, url, verify_hmac)"
+            "cassette, circuit_breaker, concurrency, connect_timeout, fault, global_rate_limit, "
+            "host, options, pool, rate_limit, request_headers, response_header_timeout, retry, "
+            "services, timeout, tls, url, verify_hmac)"
         ],
     ),
     # --- wrong types
