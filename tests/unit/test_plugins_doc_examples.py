@@ -26,6 +26,9 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from sidecar import (
+    LOG_FIELDS,
+    RETRY_PERMIT,
+    SPAN_NAME,
     AdapterServices,
     ConfigError,
     Exchange,
@@ -37,6 +40,7 @@ from sidecar import (
     compose,
 )
 from sidecar.api.admin import runtime_key
+from sidecar.api.http_client import HTTP_CLIENT
 from sidecar.api.shared import SharedStateBuilder
 from sidecar.config import parse_config
 from sidecar.plugins import PluginHost
@@ -258,6 +262,27 @@ async def check_test_hello(module: ModuleType) -> None:
     assert callable(module.test_hello_through_a_real_sidecar)
 
 
+async def check_sidecar_operations(module: ModuleType) -> None:
+    exchange = make_exchange("POST", "/graphql")
+    await module.operations(exchange, responder())
+    assert exchange.peek(LOG_FIELDS) == {"graphql_operation": "GetUser"}
+    assert (exchange.peek(SPAN_NAME), exchange.peek(RETRY_PERMIT)) == ("query GetUser", True)
+
+
+async def check_sidecar_rpc(module: ModuleType) -> None:
+    sent: list[Exchange] = []
+
+    class Clients:  # the sidecar's HTTP client as a running sidecar publishes it
+        def lend(self, name: str, upstream: object) -> Handler:
+            return responder(200, b"{}", seen=sent)
+
+    ctx = make_route_context({"adapter": "rpc", "url": "http://127.0.0.1:9"})
+    assert module.make_filter(ctx) is None  # no running sidecar: nothing to lend
+    lending = module.make_filter(dataclasses.replace(ctx, resources={HTTP_CLIENT: Clients()}))
+    assert (await lending(make_exchange(), module.attempt)).status == 200
+    assert [(e.method, e.path, e.body) for e in sent] == [("POST", "/rpc", b"{}")]
+
+
 CHECKS: dict[str, Callable[[ModuleType], Awaitable[None]]] = {
     "sidecar_hello": check_sidecar_hello,
     "sidecar_tagger": check_sidecar_tagger,
@@ -270,6 +295,8 @@ CHECKS: dict[str, Callable[[ModuleType], Awaitable[None]]] = {
     "sidecar_client_id": check_sidecar_client_id,
     "sidecar_quota": check_sidecar_quota,
     "test_hello": check_test_hello,
+    "sidecar_operations": check_sidecar_operations,
+    "sidecar_rpc": check_sidecar_rpc,
 }
 
 

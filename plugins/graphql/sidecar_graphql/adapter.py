@@ -8,21 +8,19 @@ document; a GET's query too, so one request shape reaches the server). The answe
 subscription's answer (``text/event-stream``, ``multipart/mixed``) streams through as it comes.
 Any other path under the upstream is a GraphQL-shaped 404.
 
-The server is called with aiohttp, one connection pool per upstream (opened on its first call,
-closed when a reload drops the upstream or the sidecar stops): the sidecar's own HTTP upstream
-machinery is not part of the plugin API. aiohttp's errors become the sidecar's typed upstream
-errors here, so retry and the breaker see ``connect-failure``, ``reset``, ``timeout``.
+The server is called through the sidecar's own HTTP/1.1 client, which the filter took from
+``RouteContext.http_client()`` and hands over in the call: the upstream's pool, ``tls``
+section, ``connect_timeout`` and ``response_header_timeout`` apply as to any ``http`` upstream,
+and its errors are already the sidecar's typed upstream errors (``connect-failure``, ``reset``,
+``timeout`` for retry and the breaker).
 """
 
 from __future__ import annotations
 
 __all__ = ["GraphQLAdapter", "UnusableSetting"]
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
-
-import aiohttp
 
 from sidecar import (
     Adapter,
@@ -35,8 +33,6 @@ from sidecar import (
     UpstreamConfig,
     UpstreamConnectError,
     UpstreamProtocolError,
-    UpstreamReset,
-    UpstreamTimeout,
 )
 
 from .answers import Refusal, error_response
@@ -62,10 +58,6 @@ DROPPED = frozenset(
         "expect",
     }
 )
-#: answer headers the listener frames itself
-DROPPED_BACK = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
-)
 STREAMED = ("text/event-stream", "multipart/mixed")
 
 
@@ -77,37 +69,13 @@ class UnusableSetting(ValueError):
         self.key = key
 
 
-class _Upstream:
-    """One upstream's address and connection pool."""
-
-    def __init__(self, url: str, options: GraphQLOptions, connect_timeout: float) -> None:
-        self.url = url
-        self.options = options
-        self.connect_timeout = connect_timeout
-        self.session: aiohttp.ClientSession | None = None
-
-    def client(self) -> aiohttp.ClientSession:
-        if self.session is None or self.session.closed:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.options.max_connections),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
-                auto_decompress=False,
-                skip_auto_headers=("user-agent",),
-            )
-        return self.session
-
-    async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-
-
 class GraphQLAdapter(Adapter):
     options_model = GraphQLOptions
 
     def __init__(self, services: AdapterServices) -> None:
         super().__init__(services)
-        self._live: dict[str, _Upstream] = {}
-        self._retired: list[_Upstream] = []
+        #: each live upstream's endpoint URL, for ``/upstreams``
+        self._endpoints: dict[str, str] = {}
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
         options = GraphQLOptions.model_validate(upstream.options)
@@ -116,13 +84,7 @@ class GraphQLAdapter(Adapter):
         # graphql-core is loaded by a sidecar with a graphql upstream only (see .document)
         from . import document  # noqa: F401
 
-        url = upstream.url.rstrip("/") + options.endpoint
-        have = self._live.get(name)
-        if have is None or have.url != url or have.options != options:
-            if have is not None:
-                self._retired.append(have)
-            have = self._live[name] = _Upstream(url, options, upstream.connect_timeout)
-        up = have
+        self._endpoints[name] = upstream.url.rstrip("/") + options.endpoint
         limit = options.max_response_bytes
         endpoint = options.endpoint
         from .gate import GRAPHQL_CALL
@@ -139,7 +101,7 @@ class GraphQLAdapter(Adapter):
 
                 span = attempt_span(call.tracer, exchange, call)
             try:
-                response = await _send(up, exchange, call, limit)
+                response = await _send(exchange, call, endpoint, limit)
             except BaseException as e:
                 if span is not None:
                     from .spans import end_span
@@ -164,77 +126,59 @@ class GraphQLAdapter(Adapter):
         return make_classifier(GraphQLOptions.model_validate(upstream.options))
 
     def describe(self, name: str) -> dict[str, Any]:
-        up = self._live.get(name)
-        return {} if up is None else {"endpoint": up.url}
+        endpoint = self._endpoints.get(name)
+        return {} if endpoint is None else {"endpoint": endpoint}
 
     async def retire(self, live: Mapping[str, UpstreamConfig]) -> None:
-        for name in [n for n in self._live if n not in live]:
-            self._retired.append(self._live.pop(name))
-        retired, self._retired = self._retired, []
-        for up in retired:
-            await up.aclose()
-
-    async def aclose(self) -> None:
-        for up in [*self._live.values(), *self._retired]:
-            await up.aclose()
-        self._live.clear()
-        self._retired.clear()
+        # the connections are the sidecar's client's, closed by it
+        self._endpoints = {n: e for n, e in self._endpoints.items() if n in live}
 
 
-def _headers(exchange: Exchange, call: GraphQLCall) -> list[tuple[str, str]]:
-    out = [(k, v) for k, v in exchange.headers if k not in DROPPED]
-    if call.marked:  # the filter's own key is for the sidecar's retry only
-        out = [(k, v) for k, v in out if k != "idempotency-key"]
-    if call.app_key is not None:
-        out.append(("idempotency-key", call.app_key))
-    out.append(("content-type", "application/json"))
-    return out
-
-
-async def _send(up: _Upstream, exchange: Exchange, call: GraphQLCall, limit: int) -> Response:
-    try:
-        resp = await up.client().post(up.url, data=call.body, headers=_headers(exchange, call))
-    except aiohttp.ClientConnectorError as e:
-        raise UpstreamConnectError(f"cannot connect to the GraphQL server: {e.os_error}") from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-        raise UpstreamReset(f"the GraphQL server closed the connection: {e}") from None
-    except TimeoutError:
-        raise UpstreamTimeout("the GraphQL server did not answer in time") from None
-    except aiohttp.ClientError as e:
-        raise UpstreamProtocolError(f"the GraphQL server's answer: {type(e).__name__}") from None
-    headers = Headers(
-        [(k.lower(), v) for k, v in resp.headers.items() if k.lower() not in DROPPED_BACK]
+async def _send(exchange: Exchange, call: GraphQLCall, endpoint: str, limit: int) -> Response:
+    """One attempt: the call as ``POST`` JSON to the server's endpoint, through the sidecar's
+    client; a JSON answer read whole (up to ``limit`` bytes), a streamed one passed on."""
+    if call.send is None:
+        # only without a running sidecar, or with the built-in http adapter plugin disabled
+        raise UpstreamConnectError("the sidecar's HTTP client is not available")
+    headers = Headers([(k, v) for k, v in exchange.headers if k not in DROPPED])
+    headers.add("content-type", "application/json")
+    # a new exchange per attempt: the app's stays as it came (a retry sends this again)
+    out = Exchange(
+        "POST",
+        endpoint,
+        headers,
+        body=call.body,
+        body_length=len(call.body),
+        client=exchange.client,
+        listener=exchange.listener,
+        start=exchange.start,
     )
-    kind = resp.headers.get("content-type", "")
-    if kind.startswith(STREAMED):
-        return Response(resp.status, headers, _stream(resp), None)
+    out.deadline = exchange.deadline
+    out.upstream, out.route = exchange.upstream, exchange.route
+    response = await call.send(out)
+    body = response.body
+    kind = response.headers.get("content-type") or ""
+    if isinstance(body, bytes) or kind.startswith(STREAMED):
+        return response
+    response.body = await _read(body, limit)
+    response.length = len(response.body)
+    return response
+
+
+async def _read(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """The whole answer, or :class:`UpstreamProtocolError` past ``limit`` bytes (the rest of
+    it is not read: its connection is closed, never reused mid-body)."""
+    parts: list[bytes] = []
+    size = 0
     try:
-        body = await _read(resp, limit)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError):
-        raise UpstreamReset("the GraphQL server closed the connection mid-answer") from None
-    except TimeoutError:
-        raise UpstreamTimeout("the GraphQL server's answer did not finish in time") from None
-    finally:
-        resp.release()
-    return Response(resp.status, headers, body)
-
-
-async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    raw = bytearray()
-    async for piece in resp.content.iter_any():
-        raw += piece
-        if len(raw) > limit:
-            resp.close()
-            raise UpstreamProtocolError(f"the GraphQL server's answer is over {limit} bytes")
-    return bytes(raw)
-
-
-async def _stream(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    try:
-        async for piece in resp.content.iter_any():
-            yield piece
-    except (aiohttp.ClientError, ConnectionError, asyncio.CancelledError):
-        resp.close()
+        async for piece in body:
+            size += len(piece)
+            if size > limit:
+                raise UpstreamProtocolError(f"the GraphQL server's answer is over {limit} bytes")
+            parts.append(piece)
+    except BaseException:
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
         raise
-    finally:
-        resp.release()
+    return b"".join(parts)

@@ -112,8 +112,8 @@ class GraphQLOptions(Model):
     uncoded_status: int = Field(500, ge=400, le=599)
     #: the server's answer is read whole (to classify it) up to this size; larger: 502.
     max_response_bytes: Size = Field(16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
-    #: connections kept open to the server.
-    max_connections: int = Field(100, ge=1, le=10_000)
+    # no max_connections: the upstream's own ``pool`` section bounds the connections (the
+    # server is called through the sidecar's HTTP client)
 
     @field_validator("operations", "idempotent_mutations")
     @classmethod

@@ -8,18 +8,18 @@ query resolved (:mod:`.persisted`, :mod:`.allow_list`), its document parsed and 
 GraphQL-shaped answer when it breaks a rule. What passes is handed to the adapter in the call's
 stash (:class:`GraphQLCall`), and counted by operation when its answer is back.
 
-Retries are decided per operation. The sidecar's retry repeats a POST only when the request
-carries an ``Idempotency-Key`` (the one per-call signal it reads), so the filter gives a query,
-or a mutation named in ``idempotent_mutations``, a key of its own (the adapter does not send it
-on), and holds back an app's own key from any other mutation (the adapter sends it on, to the
-server that asked for it). ``retry.non_idempotent: true`` would repeat every mutation, so such a
-``graphql`` upstream is refused at load. This filter sits in the ``EXTEND`` phase: after the
-admission decisions, outside the timeout and the retries.
+Retries are decided per operation and told to the sidecar's retry with ``allow_retry``: a
+query, or a mutation named in ``idempotent_mutations``, may be sent again; any other mutation
+and a subscription never (whatever ``retry.non_idempotent`` says, and with the app's
+``Idempotency-Key`` untouched, sent on to the server). The operation is named on the call's
+access-log line (``graphql_operation``, ``graphql_type``; a refusal's code as
+``graphql_refused``) and on its SERVER span (``query GetUser``). This filter sits in the
+``EXTEND`` phase: after the admission decisions, outside the timeout and the retries.
 """
 
 from __future__ import annotations
 
-__all__ = ["GRAPHQL_CALL", "RETRY_MARK", "GraphQLCall", "UpstreamState", "make_filter"]
+__all__ = ["GRAPHQL_CALL", "GraphQLCall", "UpstreamState", "make_filter"]
 
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,6 +36,9 @@ from sidecar import (
     SharedKey,
     SidecarError,
     StashKey,
+    allow_retry,
+    log_field,
+    name_span,
     plugin_tracer,
     read_body,
 )
@@ -55,9 +58,6 @@ if TYPE_CHECKING:
 
 #: the instrumentation scope of the plugin's spans
 SCOPE = "sidecar-graphql"
-IDEMPOTENCY_KEY = "idempotency-key"
-#: the value of the key the filter adds to a retryable operation (never sent upstream)
-RETRY_MARK = "sidecar-graphql-retryable"
 #: documents analysed per upstream, and the largest one kept (bounded memory: 512 × 8 KiB)
 ANALYSES, ANALYSED_BYTES = 512, 8192
 
@@ -65,15 +65,14 @@ ANALYSES, ANALYSED_BYTES = 512, 8192
 @dataclass
 class GraphQLCall:
     """What the adapter sends and names: the body for the server (the whole document), the
-    operation, its metric label, the tracer; the app's ``Idempotency-Key`` held back from the
-    retry rule (sent on by the adapter), and whether the filter added a key of its own."""
+    operation, its metric label, the tracer, and the sidecar's HTTP client toward the route's
+    upstream (``None`` without a running sidecar)."""
 
     body: bytes
     operation: Operation
     label: str
     tracer: Tracer | None
-    app_key: str | None = None
-    marked: bool = False
+    send: Handler | None = None
 
 
 GRAPHQL_CALL: StashKey[GraphQLCall] = StashKey("graphql.call")
@@ -216,12 +215,6 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     upstream = ctx.upstream
     if upstream.adapter != "graphql":
         return None
-    if upstream.retry.enabled and upstream.retry.non_idempotent:
-        raise AuthConfigProblem(
-            "retry.non_idempotent",
-            "a graphql upstream retries per operation (queries, and idempotent_mutations): "
-            "non_idempotent would retry every mutation",
-        )
     options = GraphQLOptions.model_validate(upstream.options)
     stores = ctx.resources.get(STORES)
     name = ctx.upstream_name
@@ -234,6 +227,7 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     errors = metrics.errors
     duration = metrics.duration
     known_codes = frozenset(options.statuses())
+    send = ctx.http_client()  # the sidecar's own client: the upstream's pool, tls, timeouts
 
     async def graphql(exchange: Exchange, call_next: Handler) -> Response:
         if exchange.path != endpoint:
@@ -243,12 +237,16 @@ def make_filter(ctx: RouteContext) -> Filter | None:
             request, operation, body = await state.admit(exchange)
         except Refusal as r:
             refused.labels(name, r.code).inc()
+            log_field(exchange, "graphql_refused", r.code)
             return error_response(r)
         label = operation.name if operation.name in state.labels else "other"
-        call = GraphQLCall(body, operation, label, tracer)
-        _mark_retry(exchange, call, state.idempotent)
-        exchange.stash[GRAPHQL_CALL] = call
         kind = operation.kind
+        _name_call(exchange, kind, operation.name)
+        allow_retry(
+            exchange,
+            kind == "query" or (kind == "mutation" and operation.name in state.idempotent),
+        )
+        exchange.stash[GRAPHQL_CALL] = GraphQLCall(body, operation, label, tracer, send)
         try:
             response = await call_next(exchange)
         except BaseException:
@@ -273,16 +271,12 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     return graphql
 
 
-def _mark_retry(exchange: Exchange, call: GraphQLCall, idempotent: frozenset[str]) -> None:
-    """Let the sidecar's retry repeat exactly the operations that may be repeated (see the
-    module): a key of the filter's own for them, the app's held back from the others."""
-    kind = call.operation.kind
-    may_repeat = kind == "query" or (kind == "mutation" and call.operation.name in idempotent)
-    app_key = exchange.headers.get(IDEMPOTENCY_KEY)
-    if may_repeat:
-        if app_key is None and exchange.method == "POST":
-            exchange.headers.add(IDEMPOTENCY_KEY, RETRY_MARK)
-            call.marked = True
-    elif app_key is not None:
-        exchange.headers.remove(IDEMPOTENCY_KEY)
-        call.app_key = app_key
+def _name_call(exchange: Exchange, kind: str, operation: str | None) -> None:
+    """The operation on the call's access-log line and SERVER span (OpenTelemetry's GraphQL
+    convention: ``<type> <name>``, the type alone for an anonymous operation)."""
+    log_field(exchange, "graphql_type", kind)
+    if operation is None:
+        name_span(exchange, kind)
+        return
+    log_field(exchange, "graphql_operation", operation)
+    name_span(exchange, f"{kind} {operation}")

@@ -116,8 +116,13 @@ async def test_mutations_are_retried_only_when_marked_idempotent(
     graphql_server: ServedInThread,
 ) -> None:
     """A failed mutation is never sent twice, even with the app's Idempotency-Key (which still
-    reaches the server); one named in idempotent_mutations is retried like a query."""
-    config = sidecar_config(graphql_server.url, idempotent_mutations=["SetFlag"])
+    reaches the server) and ``retry.non_idempotent: true``; one named in idempotent_mutations
+    is retried like a query."""
+    config = sidecar_config(
+        graphql_server.url,
+        idempotent_mutations=["SetFlag"],
+        upstream={"retry": {"non_idempotent": True, "backoff": {"base": "1ms", "max": "2ms"}}},
+    )
     script = graphql_server.script
     async with running_sidecar(config, plugins=[sidecar_graphql]) as s:
         script.fail[:] = ["SERVICE_UNAVAILABLE"]
@@ -133,8 +138,7 @@ async def test_mutations_are_retried_only_when_marked_idempotent(
         async with client(s.http_port) as session:
             got = await session.execute(gql("mutation SetFlag { setFlag(on: true) }"))
         assert got == {"setFlag": 1} and script.calls["setFlag"] == 2
-        # the sidecar's own retry mark is never sent to the server
-        assert "idempotency-key" not in script.headers
+        assert "idempotency-key" not in script.headers  # the sidecar adds none of its own
 
 
 async def test_operations_are_counted_by_bounded_labels(graphql_server: ServedInThread) -> None:

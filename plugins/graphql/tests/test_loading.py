@@ -45,12 +45,6 @@ def check(tmp_path: Path, options: dict[str, object], **upstream: object) -> str
             "upstreams.shop.options.persisted_queries.allow_list",
             "cannot read",
         ),
-        (
-            {},
-            {"retry": {"non_idempotent": True}},
-            "upstreams.shop.retry.non_idempotent",
-            "mutation",
-        ),
     ],
 )
 def test_sidecar_check_names_the_file_the_key_and_the_reason(

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sidecar_graphql.answers import Refusal
 from sidecar_graphql.config import GraphQLOptions
-from sidecar_graphql.gate import RETRY_MARK, GraphQLCall, UpstreamState, _mark_retry
+from sidecar_graphql.gate import UpstreamState, make_filter
 from sidecar_graphql.persisted import MemoryStore, sha256_hex
 
-from sidecar.testing import make_exchange
+from sidecar import LOG_FIELDS, RETRY_PERMIT, SPAN_NAME, Exchange
+from sidecar.testing import make_exchange, make_route_context, responder
 
 QUERY = "query Hi { hello }"
 HASH = sha256_hex(QUERY)
@@ -196,31 +197,39 @@ async def test_a_mutation_by_get_is_405() -> None:
     assert (await refused(UpstreamState(GraphQLOptions()), exchange)).status == 405
 
 
-async def marked(
-    query: str, headers: dict[str, str] | None = None, **options: Any
-) -> tuple[Any, GraphQLCall]:
-    state = UpstreamState(GraphQLOptions(**options))
-    exchange = post({"query": query}, headers)
-    _, op, body = await state.admit(exchange)
-    call = GraphQLCall(body, op, "other", None)
-    _mark_retry(exchange, call, state.idempotent)
-    return exchange, call
+async def passed(
+    query: str | None, headers: dict[str, str] | None = None, **options: Any
+) -> Exchange:
+    """The exchange as the ``graphql`` filter hands it on (or answers it, for a refusal)."""
+    ctx = make_route_context(
+        {"adapter": "graphql", "url": "http://127.0.0.1:9", "options": options}, name="gql"
+    )
+    gate = make_filter(ctx)
+    assert gate is not None
+    exchange = post({"query": query} if query is not None else {}, headers)
+    await gate(exchange, responder(200, b'{"data": {}}'))
+    return exchange
 
 
-async def test_a_query_gets_the_retry_mark_a_mutation_does_not() -> None:
-    """Queries may be retried by the sidecar; a mutation is not, unless marked idempotent."""
-    exchange, call = await marked("query Q { a }")
-    assert exchange.headers.get("idempotency-key") == RETRY_MARK and call.marked
-    exchange, call = await marked("mutation M { a }")
-    assert "idempotency-key" not in exchange.headers and not call.marked
-    exchange, call = await marked("mutation M { a }", idempotent_mutations=["M"])
-    assert exchange.headers.get("idempotency-key") == RETRY_MARK
+async def test_queries_may_be_retried_mutations_only_when_marked_idempotent() -> None:
+    """The sidecar's retry is told per call: a query yes, a mutation no unless listed in
+    idempotent_mutations, and the app's own Idempotency-Key is left for the server."""
+    assert (await passed("query Q { a }")).peek(RETRY_PERMIT) is True
+    assert (await passed("mutation M { a }")).peek(RETRY_PERMIT) is False
+    listed = await passed("mutation M { a }", idempotent_mutations=["M"])
+    assert listed.peek(RETRY_PERMIT) is True
+    keyed = await passed("mutation M { a }", {"idempotency-key": "k1"})
+    assert keyed.peek(RETRY_PERMIT) is False and keyed.headers.get("idempotency-key") == "k1"
 
 
-async def test_an_apps_idempotency_key_on_a_mutation_is_held_back_from_retry() -> None:
-    """The app's key on a mutation not marked idempotent does not make the sidecar retry it
-    (it is kept for the server)."""
-    exchange, call = await marked("mutation M { a }", {"idempotency-key": "k1"})
-    assert "idempotency-key" not in exchange.headers and call.app_key == "k1"
-    exchange, call = await marked("query Q { a }", {"idempotency-key": "k2"})
-    assert exchange.headers.get("idempotency-key") == "k2" and not call.marked
+async def test_the_operation_names_the_access_log_line_and_the_server_span() -> None:
+    """``graphql_operation``/``graphql_type`` on the line and ``query GetUser`` as the span's
+    name (the type alone for an anonymous operation); a refusal's code on the line."""
+    named = await passed("query GetUser { a }")
+    assert named.peek(LOG_FIELDS) == {"graphql_type": "query", "graphql_operation": "GetUser"}
+    assert named.peek(SPAN_NAME) == "query GetUser"
+    anonymous = await passed("{ a }")
+    assert anonymous.peek(LOG_FIELDS) == {"graphql_type": "query"}
+    assert anonymous.peek(SPAN_NAME) == "query"
+    refused = await passed(None)
+    assert refused.peek(LOG_FIELDS) == {"graphql_refused": "BAD_REQUEST"}
