@@ -2,6 +2,7 @@
 
 - :func:`isolated_plugin_host`: a plugin host with the built-ins and your plugins, no entry points;
 - :func:`make_exchange` and :func:`responder`: drive a filter or adapter with no sockets;
+- :func:`provider_context`: what a credential provider is built with, with no sockets;
 - :class:`FakeUpstream`: a real HTTP server on 127.0.0.1 that records requests and answers as told;
 - :func:`running_sidecar`: a real sidecar in this event loop on ephemeral ports;
 - :class:`SidecarProcess`: ``sidecar run`` as a child process (signals, exit codes);
@@ -34,6 +35,7 @@ __all__ = [
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -41,18 +43,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
 from aiohttp import web
 from pydantic import BaseModel
 
-from .api import AdapterTraits, FrontTraits, RouteContext, SharedState
+from .api import AdapterTraits, FrontTraits, ProviderContext, RouteContext, SharedState
 from .api.shared import SharedStateBuilder
 from .app import Sidecar
 from .cassettes.view import Cassette, Interaction
@@ -185,6 +187,40 @@ def shared_state() -> SharedStateBuilder:
     """Per-upstream state kept across the contexts given it (``make_route_context(shared=)``),
     as a running sidecar keeps it across routes; ``.build().get(KEY, upstream)`` reads it."""
     return SharedStateBuilder(SharedState())
+
+
+def provider_context(
+    upstream: str = "test",
+    type_name: str = "test",
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> ProviderContext:
+    """The :class:`ProviderContext` a credential provider of ``upstream`` gets (no sockets).
+
+    A unit test has no sidecar to own tasks or an HTTP client: ``spawn`` and ``http_session``
+    raise (a provider that needs them is tested through :func:`running_sidecar`). Pass
+    ``clock``/``wall`` to control time."""
+
+    def no_tasks(coro: Coroutine[Any, Any, Any], name: str) -> NoReturn:
+        coro.close()
+        raise RuntimeError(f"provider_context: no task can be started here ({name})")
+
+    def no_http_client() -> NoReturn:
+        raise RuntimeError("provider_context: no HTTP client here (use running_sidecar)")
+
+    return ProviderContext(
+        upstream=upstream,
+        type_name=type_name,
+        base_path="",
+        metrics=metrics if metrics is not None else Metrics(),
+        log=logging.getLogger(f"sidecar.test.{type_name}"),
+        spawn=no_tasks,
+        http_session=no_http_client,
+        clock=clock,
+        wall=wall,
+    )
 
 
 def _adapter_traits(adapter: str) -> AdapterTraits:

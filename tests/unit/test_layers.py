@@ -130,6 +130,8 @@ LAYERS: dict[str, Layer] = {
     "sidecar.lifecycle": Layer.ROOT,
     "sidecar.cli": Layer.ROOT,
     "sidecar.testing": Layer.ROOT,
+    # the plugin authors' kit: `sidecar plugin new` and the test servers sidecar.testing offers
+    "sidecar.kit.*": Layer.ROOT,
     # contract tests: a Pact replayed through a running sidecar (sidecar contract ...)
     "sidecar.contract.*": Layer.ROOT,
     "sidecar.k8s.*": Layer.ROOT,
