@@ -188,17 +188,17 @@ def _is_json_type(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+#: The keys of a V4 body object (``{"content": ..., "contentType": ..., "encoded": ...}``).
+_V4_BODY_KEYS = frozenset({"content", "contentType", "contentTypeHint", "encoded"})
+
+
 def _body(part: Mapping[str, Any], headers: list[tuple[str, str]]) -> tuple[bool, Any, bool]:
     """``(present, value, is_json)`` of a request or response body, any version."""
     if "body" not in part:
         return False, None, False
     body = part["body"]
     content_type = _content_type(headers)
-    if (
-        isinstance(body, dict)
-        and "content" in body
-        and ("contentType" in body or "encoded" in body)
-    ):
+    if isinstance(body, dict) and "content" in body and set(body) <= _V4_BODY_KEYS:
         # V4: {"content": ..., "contentType": ..., "encoded": false | "base64" | "json"}
         content_type = str(body.get("contentType") or content_type).lower()
         encoded, content = body.get("encoded"), body["content"]

@@ -320,11 +320,21 @@ def _media(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _header_differs(name: str, expected: str, actual: str) -> bool:
+    """Pact's header comparison: ``content-type`` by media type; other values item by item
+    (split at commas, spaces around them ignored), an item with parameters (``a/b;
+    charset=utf-8``) by media type and parameters in any case, any other item exactly."""
     if name == "content-type":
-        want, got = _media(expected), _media(actual)
-        return want[0] != got[0] or any(got[1].get(k) != v for k, v in want[1].items())
-    split = [v.strip() for v in expected.split(",")]
-    return split != [v.strip() for v in actual.split(",")]
+        return _media_differs(expected, actual)
+    want = [v.strip() for v in expected.split(",")]
+    got = [v.strip() for v in actual.split(",")]
+    if len(want) != len(got):
+        return True
+    return any(_media_differs(w, g) if ";" in w else w != g for w, g in zip(want, got, strict=True))
+
+
+def _media_differs(expected: str, actual: str) -> bool:
+    want, got = _media(expected), _media(actual)
+    return want[0] != got[0] or any(got[1].get(k) != v for k, v in want[1].items())
 
 
 def compare_response(
@@ -352,7 +362,11 @@ def compare_response(
             out.extend(f"header {name}: {why}" for why in _judge(rule, want, got, True))
         elif _header_differs(name, want, got):
             out.append(f"header {name}: expected {want!r}, got {got!r}")
-    if not expected.has_body or expected.body is None:
+    if not expected.has_body:
+        return out  # no body in the pact: any body passes
+    if expected.body is None or expected.body == "":
+        if body.strip() not in (b"", b"null", b'""'):
+            out.append(f"body: expected none, got {len(body)} bytes")
         return out
     rules = _Rules(expected.rules.get("body", {}))
     if expected.json:
