@@ -129,7 +129,9 @@ class VectorsAdapter(Adapter):
                     )
                 try:
                     raw = await read_body(exchange, options.max_request_bytes)
-                except SidecarError:
+                except SidecarError as e:
+                    if e.status != 413:
+                        raise  # the app's body broke off: the sidecar's own answer
                     raise ApiError(
                         413,
                         "body_too_large",
