@@ -17,46 +17,76 @@ serves the very same answers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .api import AdminRouteRegistry, RuntimeView, hookimpl, runtime_of
 from .build_kind import build_kind
-from .dashboard import endpoints as dashboard
+from .control_light import Answer, aiohttp_response
+from .deferred_import import deferred
 from .explain import ExplainError, explain_running, render_text
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .dashboard import endpoints as dashboard
+else:
+    # the handlers below import aiohttp (and the dashboard) when they first run: the probes
+    # and the exposition are answered without it (:mod:`sidecar.control_light`)
+    web = deferred("aiohttp.web")
+    dashboard = deferred("sidecar.dashboard.endpoints")
+
 #: A probe's (or the exposition's) answer, read from the running sidecar.
-ProbeAnswer = Callable[[RuntimeView], web.Response]
+ProbeAnswer = Callable[[RuntimeView], Answer]
+_JSON = "application/json; charset=utf-8"
 
 
-def healthz_answer(runtime: RuntimeView) -> web.Response:
-    return web.json_response({"status": "ok"})
+def healthz_answer(runtime: RuntimeView) -> Answer:
+    return Answer(200, b'{"status": "ok"}', _JSON)
 
 
-def readyz_answer(runtime: RuntimeView) -> web.Response:
+def readyz_answer(runtime: RuntimeView) -> Answer:
     state = runtime.state
-    return web.json_response({"status": state}, status=200 if state == "ready" else 503)
+    body = json.dumps({"status": state}).encode()  # as aiohttp's json_response writes it
+    return Answer(200 if state == "ready" else 503, body, _JSON)
 
 
-def metrics_answer(runtime: RuntimeView) -> web.Response:
+def metrics_answer(runtime: RuntimeView) -> Answer:
     body = runtime.metrics.exposition()
     # the 0.0.4 text format, which every Prometheus version and compatible scraper reads (our
     # names are plain ASCII, so the body is the same as prometheus_client's newer 1.0.0 text)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+    return Answer(200, body, CONTENT_TYPE_PLAIN_0_0_4)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return healthz_answer(runtime_of(request))
+    return aiohttp_response(healthz_answer(runtime_of(request)))
 
 
 async def readyz(request: web.Request) -> web.Response:
-    return readyz_answer(runtime_of(request))
+    return aiohttp_response(readyz_answer(runtime_of(request)))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return metrics_answer(runtime_of(request))
+    return aiohttp_response(metrics_answer(runtime_of(request)))
+
+
+#: The admin handlers the control ports answer without aiohttp, and how (:mod:`sidecar.admin`).
+PROBES: dict[Callable[..., object], ProbeAnswer] = {
+    healthz: healthz_answer,
+    readyz: readyz_answer,
+    metrics: metrics_answer,
+}
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    return await dashboard.page(request)
+
+
+async def dashboard_data(request: web.Request) -> web.Response:
+    return await dashboard.data(request)
 
 
 async def config(request: web.Request) -> web.Response:
@@ -98,8 +128,6 @@ async def explain(request: web.Request) -> web.Response:
 
 
 def _dumps(obj: object) -> str:
-    import json
-
     return json.dumps(obj, indent=2) + "\n"
 
 
@@ -112,5 +140,5 @@ def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
     registry.add("GET", "/upstreams", upstreams)
     registry.add("GET", "/plugins", plugins)
     registry.add("GET", "/explain", explain)
-    registry.add("GET", "/dashboard", dashboard.page)
-    registry.add("GET", "/dashboard/data", dashboard.data)
+    registry.add("GET", "/dashboard", dashboard_page)
+    registry.add("GET", "/dashboard/data", dashboard_data)

@@ -22,23 +22,34 @@ ports serve (:mod:`sidecar.admin`, :mod:`sidecar.metrics_port`).
 
 from __future__ import annotations
 
-__all__ = ["MisdirectedRequests", "admin_hosts", "host_guard", "metrics_hosts"]
+__all__ = [
+    "MisdirectedRequests",
+    "admin_hosts",
+    "host_guard",
+    "metrics_hosts",
+    "misdirected_answer",
+    "refusing",
+]
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter
 
 from .config.types import split_address
+from .control_light import Answer, Refusal, aiohttp_response
 from .hosts import is_ip_literal, is_loopback_host, split_host
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Middleware
 
 log = logging.getLogger("sidecar")
 
 #: Whether a ``Host`` value's host part (lower-case, no port, no brackets) may be answered.
 Accept = Callable[[str], bool]
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
 
 def admin_hosts(address: str) -> Accept:
@@ -78,14 +89,36 @@ class MisdirectedRequests:
         )
 
 
-def host_guard(port: str, accept: Accept, seen: MisdirectedRequests, allowed: str) -> Middleware:
-    """aiohttp middleware answering 421 to a request whose ``Host`` ``accept`` refuses;
-    ``allowed`` says in the body which ``Host`` values the port answers."""
+def misdirected_answer(port: str, allowed: str) -> Answer:
+    """The 421 a port answers to a ``Host`` it refuses; ``allowed`` says in the body which
+    ``Host`` values the port answers."""
     body = (
         f"421 Misdirected Request: the {port} port answers only Host {allowed} (with any port). "
         "A request naming another site is refused, so a web page that points its own DNS name "
         "at this machine cannot read this port.\n"
     )
+    headers = (("x-sidecar-error", "misdirected_request"), ("cache-control", "no-store"))
+    return Answer(421, body.encode(), headers=headers)
+
+
+def refusing(port: str, seen: MisdirectedRequests, allowed: str) -> Refusal:
+    """The light protocol's refusal of a ``Host`` (:mod:`sidecar.control_light`): counted and
+    answered as :func:`host_guard` does."""
+    answer = misdirected_answer(port, allowed)
+
+    def refuse(host: str) -> Answer:
+        seen.refused(port, host)
+        return answer
+
+    return refuse
+
+
+def host_guard(port: str, accept: Accept, seen: MisdirectedRequests, allowed: str) -> Middleware:
+    """aiohttp middleware answering 421 to a request whose ``Host`` ``accept`` refuses;
+    ``allowed`` says in the body which ``Host`` values the port answers."""
+    from aiohttp import web  # the port's aiohttp app is being built: it is loaded already
+
+    answer = misdirected_answer(port, allowed)
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -93,10 +126,6 @@ def host_guard(port: str, accept: Accept, seen: MisdirectedRequests, allowed: st
         if value is None or accept(split_host(value)[0]):
             return await handler(request)
         seen.refused(port, value)
-        return web.Response(
-            status=421,
-            text=body,
-            headers={"x-sidecar-error": "misdirected_request", "cache-control": "no-store"},
-        )
+        return aiohttp_response(answer)
 
     return guard

@@ -12,6 +12,10 @@ drained (``/readyz`` says ``draining`` meanwhile), then closes before the admin 
 is fixed at start-up, as all of ``admin`` is. A port that cannot be bound stops start-up
 (``sidecar run`` exits 1 naming this plugin and the address).
 
+Its requests are answered without aiohttp (:mod:`sidecar.control_light`): ``GET`` and ``HEAD``
+of the three paths, and 404 for other plain paths; only an odd request (another method, a
+``%``-escaped path, HTTP/1.0...) loads aiohttp, whose application here serves the same.
+
 Every request passes the ``Host`` check first (:mod:`sidecar.host_guard`): its configured
 address, loopback and any IP literal (the pod IP the kubelet and Prometheus use) are answered;
 any other DNS name gets 421, as a DNS-rebinding page in a browser would send.
@@ -23,22 +27,24 @@ from __future__ import annotations
 
 __all__ = ["METRICS_PORT_ROUTES", "metrics_port"]
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
-
-from aiohttp import web
 
 from . import admin_routes
 from .admin import misdirected_requests
 from .admin_routes import ProbeAnswer
 from .api import AdminHandler, LifespanRegistry, hookimpl
 from .config.types import split_address
-from .control_port import listen_capped
-from .host_guard import host_guard, metrics_hosts
+from .control_light import LightRoutes, aiohttp_response
+from .control_port import ControlPort
+from .host_guard import host_guard, metrics_hosts, refusing
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from .api import RuntimeView
 
 log = logging.getLogger("sidecar")
@@ -61,37 +67,42 @@ async def metrics_port(sidecar: RuntimeView) -> AsyncIterator[None]:
     # one count of refused requests for both ports (sidecar_admin_misdirected_total{port})
     seen = misdirected_requests(sidecar)
     allowed = "its configured address, an IP address (the pod's) or localhost"
-    guard = host_guard("metrics", metrics_hosts(address), seen, allowed)
-    app = web.Application(middlewares=[guard])
-    for path, answer in METRICS_PORT_ROUTES:
-        app.router.add_get(path, _serving(answer, sidecar))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    accept = metrics_hosts(address)
+    light = LightRoutes(
+        answers={path: functools.partial(answer, sidecar) for path, answer in METRICS_PORT_ROUTES},
+        methods=frozenset({b"GET", b"HEAD"}),  # aiohttp's add_get serves HEAD too
+        accept=accept,
+        refuse=refusing("metrics", seen, allowed),
+        not_found=True,
+    )
+
+    def build_app() -> web.Application:
+        from aiohttp import web
+
+        app = web.Application(middlewares=[host_guard("metrics", accept, seen, allowed)])
+        for path, answer in METRICS_PORT_ROUTES:
+            app.router.add_get(path, _serving(answer, sidecar))
+        return app
+
+    refused = sidecar.metrics.connections_refused
+    port = ControlPort(
+        "metrics", light, build_app, count=lambda why: refused.labels("metrics", why).inc()
+    )
+    host, number = split_address(address)
     try:
-        host, port = split_address(address)
-        refused = sidecar.metrics.connections_refused
-        try:
-            listening = await listen_capped(
-                runner,
-                host,
-                port,
-                name="metrics",
-                count=lambda why: refused.labels("metrics", why).inc(),
-            )
-        except OSError as e:
-            raise OSError(e.errno, f"cannot listen on {address} (metrics): {e.strerror}") from None
-        log.info("metrics port up", extra={"fields": {"metrics": address}})
-        try:
-            yield
-        finally:
-            listening.close()
+        await port.start(host, number)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot listen on {address} (metrics): {e.strerror}") from None
+    log.info("metrics port up", extra={"fields": {"metrics": address}})
+    try:
+        yield
     finally:
-        await runner.cleanup()
+        await port.stop()
 
 
 def _serving(answer: ProbeAnswer, runtime: RuntimeView) -> AdminHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return answer(runtime)
+        return aiohttp_response(answer(runtime))
 
     return handler
 

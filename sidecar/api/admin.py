@@ -53,10 +53,12 @@ class AdminRouteRegistry(Registry[AdminHandler]):
 
 
 def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
-    from aiohttp import web  # imported when an admin route is added; the data path never is
-
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
+        # imported when a route first runs, not when it is registered: a sidecar that is only
+        # probed and scraped never loads aiohttp (sidecar.control_light)
+        from aiohttp import web
+
         try:
             answer: object = await handler(request)
         except web.HTTPException:

@@ -5,7 +5,8 @@ published as ``sidecar.resources["credentials"]`` for the ``auth`` filter's fact
 
 - the **provider types** registered through ``sidecar_register_credentials``;
 - one **aiohttp client** for control-plane calls (token endpoints), opened on first use, so a
-  sidecar without OAuth2 upstreams never opens one;
+  sidecar without OAuth2 upstreams never opens one (nor imports aiohttp: a provider that needs
+  it imports it when it is built);
 - the **background tasks** providers start (token fetches and refreshers): each is cancelled and
   awaited when the sidecar stops, after the listeners drained.
 
@@ -27,7 +28,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import ValidationError
 
 from ..api import AuthConfigProblem, CredentialProvider, ProviderContext, SharedKey
@@ -35,6 +35,8 @@ from ..config.problems import validation_problems
 from .tokens import TokenFetchError
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from ..api import RouteContext
     from ..telemetry.metrics import Metrics
 
@@ -130,6 +132,8 @@ class CredentialBroker:
         if self._closed:
             raise RuntimeError("the credential broker is closed")
         if self._session is None:
+            import aiohttp
+
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=60),
                 headers={"User-Agent": "sidecar"},

@@ -14,7 +14,8 @@ gets the call once more with a renewed token (:meth:`OAuth2ClientCredentials.una
 Token requests use the sidecar's shared aiohttp client (as every control-plane call does), bounded
 by ``timeout``, never following redirects (a redirect would carry the client secret elsewhere).
 Failures are described by status code and OAuth ``error`` code only: the IdP's body may echo
-what it was sent.
+what it was sent. aiohttp is imported when a provider is built (start-up, or the reload that
+adds it), not when this module is: a sidecar without OAuth2 upstreams never loads it here.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import json
 import re
 import ssl
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote_plus, urlsplit
 
-import aiohttp
 from pydantic import AfterValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -41,6 +41,9 @@ from ..config.secrets import SecretValue, UnusableSecret
 from ..config.types import PositiveDuration, SecretRef, StrOrSecret, header_value_problem, show
 from ..exchange import Exchange
 from .tokens import Token, TokenFetchError, TokenSource
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: A token endpoint's answer is small; more than this is not one.
 MAX_TOKEN_RESPONSE = 64 * 1024
@@ -152,6 +155,10 @@ class OAuth2ClientCredentials(CredentialProvider):
 
     def __init__(self, settings: OAuth2Settings, context: ProviderContext) -> None:
         super().__init__(settings, context)
+        # the token client's library, loaded with the provider (start-up), not by the first call
+        import aiohttp
+
+        self._aiohttp = aiohttp
         self._secret = context.secret(settings.client_secret, "client_secret")
         cid = settings.client_id
         self._client_id: SecretValue | str = (
@@ -216,6 +223,7 @@ class OAuth2ClientCredentials(CredentialProvider):
         else:
             form["client_id"], form["client_secret"] = cid, secret
         session = self.context.http_session()
+        aiohttp = self._aiohttp
         try:
             async with session.post(
                 s.token_url,

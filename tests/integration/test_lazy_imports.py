@@ -1,14 +1,20 @@
 """A sidecar loads what its config uses, when it uses it: grpcio, protobuf, the OpenTelemetry
-SDK, redis-py and cryptography stay out of a process whose config does not need them (each is
-megabytes of resident memory and tens of milliseconds of start-up), and come in at start-up
-when it does. Read from ``sys.modules`` inside a real ``sidecar run`` (:mod:`.module_probe`)."""
+SDK, redis-py, cryptography and aiohttp stay out of a process whose config does not need them
+(each is megabytes of resident memory and tens of milliseconds of start-up), and come in at
+start-up when it does (aiohttp: at the first admin call that is not a probe or a scrape). Read
+from ``sys.modules`` inside a real ``sidecar run`` (:mod:`.module_probe`).
+
+The sidecar's own modules are checked: the plugins installed beside it are disabled (several
+import aiohttp themselves when they load)."""
 
 from __future__ import annotations
 
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +30,16 @@ PROBE = Path(__file__).with_name("module_probe.py")
 WAIT = 10.0
 #: what the embedded default never needs
 OPTIONAL = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "opentelemetry", "redis")
-OPTIONAL += ("cryptography",)
+OPTIONAL += ("cryptography", "aiohttp")
 
 
 def embedded_default(**extra: Any) -> dict[str, Any]:
-    """``sidecar/default.yaml`` on ephemeral ports, plus ``extra`` sections."""
+    """``sidecar/default.yaml`` on ephemeral ports, no installed plugin, plus ``extra``."""
     data = yaml.safe_load(resources.files("sidecar").joinpath("default.yaml").read_text())
     for section in ("admin", "http", "grpc"):
         data[section] = {**data[section], "address": "127.0.0.1:0"}
+    installed = sorted({ep.name for ep in entry_points(group="sidecar")})
+    data["plugins"] = {**data.get("plugins", {}), "disabled": installed}
     for key, value in extra.items():
         data[key] = {**data.get(key, {}), **value}
     return data
@@ -112,3 +120,36 @@ def test_a_feature_the_config_uses_is_loaded_at_start_up(
         now = modules()
         assert loaded(now, needed)
         assert not loaded(now, still_out)
+
+
+def test_probes_and_scrapes_leave_aiohttp_out_and_an_admin_call_loads_it(tmp_path: Path) -> None:
+    """/healthz, /readyz and /metrics are answered without aiohttp; /config loads it, once."""
+    with probed(embedded_default(), tmp_path) as (p, modules):
+        for path in ("/healthz", "/readyz", "/metrics"):
+            with urllib.request.urlopen(f"{p.admin_url}{path}", timeout=WAIT) as r:
+                assert r.status == 200
+        assert not loaded(modules(), "aiohttp")
+        with urllib.request.urlopen(f"{p.admin_url}/config", timeout=WAIT) as r:
+            assert r.status == 200
+        assert loaded(modules(), "aiohttp.web")
+
+
+def test_an_oauth2_upstream_loads_the_token_client_at_start_up(tmp_path: Path) -> None:
+    """An ``oauth2_client_credentials`` upstream imports aiohttp's client by the time it is
+    ready (its first call does not pay for the import); the server side stays out."""
+    oauth2 = {
+        "idp_protected": {
+            "url": "http://127.0.0.1:9",
+            "auth": {
+                "type": "oauth2_client_credentials",
+                "token_url": "http://127.0.0.1:9/token",
+                "client_id": "test",
+                "client_secret": {"file": str(tmp_path / "secret")},
+            },
+        }
+    }
+    (tmp_path / "secret").write_text("made-up")
+    with probed(embedded_default(upstreams=oauth2), tmp_path) as (_, modules):
+        now = modules()
+        assert loaded(now, "aiohttp")
+        assert not loaded(now, "aiohttp.web")

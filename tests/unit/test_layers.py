@@ -44,6 +44,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.loops": Layer.KERNEL,
     "sidecar.fdlimit": Layer.KERNEL,
     "sidecar.injected": Layer.KERNEL,
+    "sidecar.deferred_import": Layer.KERNEL,
     "sidecar.answers": Layer.KERNEL,
     "sidecar.flow_control": Layer.KERNEL,
     "sidecar.grpc.wire": Layer.KERNEL,
@@ -100,6 +101,7 @@ LAYERS: dict[str, Layer] = {
     # the plugin host
     "sidecar.admin": Layer.CONTROL,
     "sidecar.admin_routes": Layer.CONTROL,
+    "sidecar.control_light": Layer.CONTROL,
     "sidecar.control_port": Layer.CONTROL,
     "sidecar.host_guard": Layer.CONTROL,
     "sidecar.metrics_port": Layer.CONTROL,
