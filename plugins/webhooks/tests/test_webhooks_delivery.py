@@ -16,7 +16,14 @@ import sidecar_webhooks
 import yaml
 from standardwebhooks.webhooks import Webhook
 from webhooks_receiver import Receiver, wait_until
-from webhooks_support import admin, endpoint, hooks_config, nothing_left, post_event
+from webhooks_support import (
+    admin,
+    endpoint,
+    hooks_config,
+    nothing_left,
+    on_free_ports,
+    post_event,
+)
 
 Factory = Callable[..., Any]
 Receivers = Callable[..., Awaitable[Receiver]]
@@ -195,13 +202,13 @@ async def test_a_reload_applies_changed_endpoints(
     before = hooks_config(tmp_path / "q", {"a": endpoint(a.url, "WH")}, retry=retry)
     after = hooks_config(tmp_path / "q", {"b": endpoint(b.url, "WH")}, retry=retry)
     path = tmp_path / "sidecar.yaml"
-    path.write_text(yaml.safe_dump(before))
+    path.write_text(yaml.safe_dump(on_free_ports(before)))
     async with sidecar_factory(
         path.read_text(), plugins=[sidecar_webhooks], config_path=str(path)
     ) as s:
         pending_id = (await post_event(s, "order.created")).json()["id"]
         await a.wait_for(1)  # failed once; the next attempt is 30 s away
-        path.write_text(yaml.safe_dump(after))
+        path.write_text(yaml.safe_dump(on_free_ports(after)))
         result = await s.reload_result()
         assert result.applied, result
         answer = (await post_event(s, "order.created")).json()

@@ -17,7 +17,14 @@ import yaml
 from standardwebhooks.webhooks import Webhook
 from webhooks_receiver import Receiver, wait_until
 from webhooks_redis import RedisServer
-from webhooks_support import admin, endpoint, hooks_config, post_event, redis_queue
+from webhooks_support import (
+    admin,
+    endpoint,
+    hooks_config,
+    on_free_ports,
+    post_event,
+    redis_queue,
+)
 
 Factory = Callable[..., Any]
 Receivers = Callable[..., Awaitable[Receiver]]
@@ -134,15 +141,15 @@ async def test_a_reload_resumes_the_redis_deliveries_it_cut_at_once(
     before = hooks_config(queue, {"ep": endpoint(held.url, "WH")})
     after = hooks_config(queue, {"ep": endpoint(held.url, "WH", timeout="9s")})
     path = tmp_path / "sidecar.yaml"
-    path.write_text(yaml.safe_dump(before))
+    path.write_text(yaml.safe_dump(on_free_ports(before)))
     async with sidecar_factory(
         path.read_text(), plugins=[sidecar_webhooks], config_path=str(path)
     ) as s:
         msg_id = (await post_event(s, "order.created")).json()["id"]
         await held.wait_for(1)
-        path.write_text(yaml.safe_dump(after))
+        path.write_text(yaml.safe_dump(on_free_ports(after)))
         assert (await s.reload_result()).applied
-        again = await held.wait_for(2, within=5)  # far less than claim_idle
+        again = await held.wait_for(2, within=20)  # far less than claim_idle (60 s)
         held.hold = False
         held.release(10)
         await wait_until(lambda: msg_id in held.delivered_ids(), what="delivered")

@@ -89,3 +89,9 @@ def nothing_left(queue: dict[str, Any], upstream: str = "hooks") -> bool:
     with redis.Redis.from_url(queue["redis"]["url"]) as client:
         kept = client.hlen(prefix + "bodies") + client.hlen(prefix + "deliveries")
         return int(kept) + int(client.xlen(prefix + "stream")) == 0
+
+
+def on_free_ports(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the admin and HTTP ports chosen by the OS: a config given as a file's text
+    (to be reloaded) keeps its ports, and the defaults may be taken on a shared machine."""
+    return {**config, "admin": {"address": "127.0.0.1:0"}, "http": {"address": "127.0.0.1:0"}}
