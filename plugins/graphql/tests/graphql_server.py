@@ -140,17 +140,21 @@ def make_app(script: Script) -> Any:
 
 
 class ServedInThread:
-    """uvicorn serving ``make_app(script)`` on 127.0.0.1 (an ephemeral port) in a thread."""
+    """uvicorn serving ``make_app(script)`` on 127.0.0.1 (an ephemeral port) in a thread;
+    HTTPS with ``certfile`` and ``keyfile``."""
 
-    def __init__(self) -> None:
+    def __init__(self, certfile: str | None = None, keyfile: str | None = None) -> None:
         self.script = Script()
         self.port = 0
+        self.scheme = "http" if certfile is None else "https"
         config = uvicorn.Config(
             make_app(self.script),
             host="127.0.0.1",
             port=0,
             log_level="warning",
             lifespan="off",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -160,7 +164,7 @@ class ServedInThread:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ServedInThread:
         self._thread.start()
