@@ -14,7 +14,7 @@ from __future__ import annotations
 __all__ = ["PubSubAdapter", "Upstream"]
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +74,8 @@ class PubSubAdapter(Adapter):
         self._retired: list[Backend] = []
         #: the sidecar's tracer, once the subscriptions' lifespan attached its resources
         self.tracer = LiveTracer()
+        #: called after each applied reload (the subscriptions follow the new config)
+        self.reload_listeners: list[Callable[[], None]] = []
 
     @property
     def backends(self) -> BackendRegistry:
@@ -221,6 +223,8 @@ class PubSubAdapter(Adapter):
         retired, self._retired = self._retired, []
         for backend in retired:
             await backend.aclose()
+        for listener in list(self.reload_listeners):
+            listener()  # retire is called once per applied reload, with the new config in effect
 
     async def aclose(self) -> None:
         for up in self.live.values():

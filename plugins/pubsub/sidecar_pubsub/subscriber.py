@@ -7,9 +7,11 @@ sidecar that dies before that leaves the message with the broker, which gives it
 Retries wait ``backoff`` doubled each time up to ``max_backoff``; after ``retry.attempts``
 deliveries the message is dead-lettered. Up to ``concurrency`` messages are being delivered at
 once, and a free slot is filled as soon as one is settled; messages with the same value of
-``ordered_by`` go one after another, in the order read. With tracing on, each delivery is a
-CONSUMER span (:mod:`.spans`) under the context the event carries. Not here: one HTTP delivery
-(:mod:`.delivery`), the lifespan (:mod:`.lifespan`).
+``ordered_by`` go one after another, in the order read. :meth:`Subscription.stop` ends the loop
+gracefully (a reload changed or removed the subscription): what is in flight settles and is
+acknowledged first. With tracing on, each delivery is a CONSUMER span (:mod:`.spans`) under the
+context the event carries. Not here: one HTTP delivery (:mod:`.delivery`), which subscriptions
+run (:mod:`.running`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ log = logging.getLogger("sidecar.plugin.pubsub")
 RECEIVE_WAIT = 1.0
 #: waits after the broker failed, doubled up to the last
 BROKER_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: added to a delivery's ``timeout`` when a stopping subscription waits for it to settle (its
+#: dead-letter publish and acknowledgement)
+DRAIN_MARGIN = 2.0
 
 
 class Subscription:
@@ -65,6 +70,27 @@ class Subscription:
         self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
         self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
         self._consumer: Consumer | None = None
+        #: set by :meth:`stop`: read no more, let what is in flight settle, then end
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to end gracefully: it reads no more messages, lets the deliveries in
+        flight settle and be acknowledged (each within the subscription's ``timeout``; a
+        message waiting for a retry is left to the broker), closes its consumer and returns."""
+        self._stopping.set()
+
+    @property
+    def drain_bound(self) -> float:
+        """How long :meth:`run` may take to end after :meth:`stop` (past it, cancel it)."""
+        return RECEIVE_WAIT + self.config.timeout + DRAIN_MARGIN
+
+    async def _paused(self, seconds: float) -> bool:
+        """Wait ``seconds``; whether :meth:`stop` was asked meanwhile (then at once)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def join(self) -> None:
         """Join the consumer group now (creating it, and binding its queue), so what the app
@@ -82,7 +108,7 @@ class Subscription:
         #: the last delivery of each ``ordered_by`` value, which the next one of it waits for
         tails: dict[str, asyncio.Task[None]] = {}
         try:
-            while True:
+            while not self._stopping.is_set():
                 free = self.config.concurrency - len(in_flight)
                 if free <= 0:
                     # every slot is taken: read more only once a delivery is settled
@@ -109,7 +135,7 @@ class Subscription:
                     if consumer is not None:
                         await consumer.aclose()
                         consumer = None
-                    await asyncio.sleep(wait)  # the broker is down: wait before asking again
+                    await self._paused(wait)  # the broker is down: wait before asking again
                     continue
                 for message in batch:
                     if message.broker_id in in_flight:
@@ -121,6 +147,9 @@ class Subscription:
                     if key is not None:
                         tails[key] = task
                         task.add_done_callback(partial(_forget, tails, key))
+            # stopped: what is in flight settles and is acknowledged on this consumer, bounded
+            if in_flight:
+                await asyncio.wait(in_flight.values(), timeout=self.config.timeout + DRAIN_MARGIN)
         finally:
             for task in in_flight.values():
                 task.cancel()
@@ -165,7 +194,8 @@ class Subscription:
             verdict, reason = await self._deliver(event, attempt)
             self._outcomes[verdict].inc()
             if verdict is Verdict.RETRY and attempt < retry.attempts:
-                await asyncio.sleep(retry_wait(retry, attempt))  # the retry policy's backoff
+                if await self._paused(retry_wait(retry, attempt)):  # the retry policy's backoff
+                    return  # stopping: unacknowledged, the broker gives it out again
                 continue
             break
         if verdict is Verdict.RETRY:

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sidecar.testing import RedisServer
+
 #: bound on a broker's start (RabbitMQ takes ~5 s here) and stop
 START_WAIT = 40.0
 STOP_WAIT = 20.0
@@ -52,56 +54,12 @@ def _stop(proc: subprocess.Popen[bytes] | None, group: bool) -> None:
         proc.wait(STOP_WAIT)
 
 
-class RedisBroker:
-    """``redis-server`` without persistence; :meth:`kill` and :meth:`start` again (same port)
-    make it down and back."""
-
-    def __init__(self) -> None:
-        self.exe = _needs("redis-server")
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pubsub-redis-"))
-        self.conf = self.dir / "redis.conf"
-        self.conf.write_text(
-            f'port {self.port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndaemonize no\n'
-            f"dir {self.dir}\nlogfile {self.dir / 'redis.log'}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisBroker:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own binary and config
-            [self.exe, str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + START_WAIT
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on {self.port}")
-            time.sleep(0.01)
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_WAIT)
-
-    def stop(self) -> None:
-        _stop(self.proc, group=False)
+class RedisBroker(RedisServer):
+    """``sidecar.testing.RedisServer`` without persistence; :meth:`kill` and :meth:`start` again
+    (same port) make it down and back."""
 
     def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.stop()  # and its files
 
 
 class MosquittoBroker:
