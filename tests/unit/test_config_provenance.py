@@ -225,3 +225,27 @@ def test_the_text_table_has_a_line_per_setting_with_its_source() -> None:
     assert any("retry.attempts" in line and line.rstrip().endswith("route") for line in lines)
     assert any("plugins.greeter.greeting" in line and '"hi"' in line for line in lines)
     assert "PAY_TOKEN" in text and "tok-never-shown" not in text  # the reference, never a value
+
+
+def test_sidecar_explain_prints_the_chain_from_a_file(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sidecar explain -c FILE`` answers offline what ``/explain`` answers, secrets as refs."""
+    import json
+
+    import yaml
+
+    from sidecar.cli import main
+
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump({"upstreams": {"payments": PAYMENTS}, "routes": [SEARCH]}))
+    assert main(["explain", "-c", str(path), "--route", "search"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    by = {f["name"]: f for f in answer["filters"]}
+    assert by["retry"]["sources"]["retry.attempts"] == "route"
+    assert by["auth"]["settings"]["auth"]["token"] == {"env": "PAY_TOKEN"}
+    assert main(["explain", "-c", str(path), "--upstream", "payments", "--format", "text"]) == 0
+    text = capsys.readouterr().out
+    assert "retry.backoff.base" in text and "tok-never-shown" not in text
+    assert main(["explain", "-c", str(path), "--route", "nope"]) == 1
+    assert "no route named 'nope'" in capsys.readouterr().err
