@@ -112,14 +112,14 @@ def plan_from_headers(exchange: Exchange, max_delay: float) -> _Plan:
     value = headers.get(DELAY_HEADER)
     if value is not None:
         v = value.strip()
-        if not v.isdigit() or len(v) > 9 or int(v) / 1000 > max_delay:
+        if not (v.isascii() and v.isdigit()) or len(v) > 9 or int(v) / 1000 > max_delay:
             raise _bad(DELAY_HEADER, value, f"milliseconds from 0 to {round(max_delay * 1000)}")
         delay = int(v) / 1000
     abort = 0
     value = headers.get(ABORT_HEADER)
     if value is not None:
         v = value.strip()
-        if not v.isdigit() or not 400 <= int(v) <= 599:
+        if not (v.isascii() and v.isdigit()) or not 400 <= int(v) <= 599:
             raise _bad(ABORT_HEADER, value, "a status from 400 to 599")
         abort = int(v)
     percent = 100.0
