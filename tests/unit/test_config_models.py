@@ -13,6 +13,7 @@ from sidecar.config import (
     PluginSchemas,
     SecretRef,
     SidecarConfig,
+    cassette,
     inbound,
     listeners,
     load_config,
@@ -266,7 +267,17 @@ def test_the_documented_complete_example_is_valid_and_sets_every_key() -> None:
     assert missing == set()
     sections = {
         cls
-        for module in (models, listeners, inbound, upstreams, routes, telemetry, shutdown, policies)
+        for module in (
+            models,
+            listeners,
+            inbound,
+            upstreams,
+            routes,
+            telemetry,
+            shutdown,
+            policies,
+            cassette,
+        )
         for cls in vars(module).values()
         if isinstance(cls, type)
         and issubclass(cls, BaseModel)
