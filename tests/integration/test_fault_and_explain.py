@@ -111,6 +111,8 @@ async def test_faults_on_the_http_port_configured_and_header_triggered() -> None
         )
         errors = 'sidecar_errors_total{listener="http",reason="fault_injected",upstream="pay"} 2.0'
         assert errors in metrics  # counted as what the app got, like every sidecar decision
+        upstreams = (await c.get(f"http://127.0.0.1:{s.admin_port}/upstreams")).json()
+        assert upstreams["pay"]["policies"]["fault"] == {"active": 0}  # none held now
 
 
 @pytest.mark.usefixtures("grpc_server")
