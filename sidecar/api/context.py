@@ -82,8 +82,8 @@ class RouteContext:
     def http_client(self) -> Handler | None:
         """The sidecar's HTTP/1.1 client toward this route's upstream (:mod:`.http_client`:
         its pool, ``tls``, timeouts), for a plugin's adapter to send through; ``None`` without
-        a running sidecar (unit tests) or with the built-in ``http`` adapter disabled. Ask for
-        it when the filter or adapter is built, never per call."""
+        a running sidecar (unit tests, ``sidecar check``) or with the built-in ``http`` adapter
+        disabled. Ask for it in a filter factory (when the chain is composed), never per call."""
         clients: UpstreamClients | None = self.resources.get(HTTP_CLIENT)
         if clients is None:
             return None
