@@ -14,6 +14,7 @@ from sidecar.config import (
     SecretRef,
     SidecarConfig,
     cassette,
+    fault,
     inbound,
     listeners,
     load_config,
@@ -277,6 +278,7 @@ def test_the_documented_complete_example_is_valid_and_sets_every_key() -> None:
             shutdown,
             policies,
             cassette,
+            fault,
         )
         for cls in vars(module).values()
         if isinstance(cls, type)
