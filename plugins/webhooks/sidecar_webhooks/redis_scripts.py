@@ -78,15 +78,18 @@ return {0, joined, changed}
 """
 )
 
-#: ARGV: key, json, next_at, stream entry id (or ''), group.
+#: ARGV: key, json, next_at, stream entry id (or ''), group. The entry is settled first: Redis
+#: checks a script against ``maxmemory`` at its first write, and an acknowledgement is no
+#: growing write, so with ``noeviction`` a full Redis refuses new events but still lets the
+#: deliveries it holds go on (as DELIVERED and DEAD, which start with a ZREM).
 RESCHEDULE = (
     _PRELUDE
     + """
+settle(ARGV[4], ARGV[5])
 if redis.call('ZSCORE', pending, ARGV[1]) then
   redis.call('HSET', deliveries, ARGV[1], ARGV[2])
   redis.call('ZADD', retry, ARGV[3], ARGV[1])
 end
-settle(ARGV[4], ARGV[5])
 return {0, '', changed}
 """
 )

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 import sidecar_webhooks
 import yaml
 from standardwebhooks.webhooks import Webhook
@@ -21,6 +22,7 @@ from webhooks_support import (
     admin,
     endpoint,
     hooks_config,
+    nothing_left,
     on_free_ports,
     post_event,
     redis_queue,
@@ -186,3 +188,38 @@ async def test_dead_letters_and_disabled_endpoints_survive_a_restart(
     assert 'sidecar_webhooks_queued{endpoint="gone",state="dead",upstream="hooks"} 1.0' in metrics
     assert later["endpoints"] == ["failing"]
     assert r.status_code == 200
+
+
+async def test_a_full_redis_refuses_new_events_but_lets_held_deliveries_finish(
+    sidecar_factory: Factory, receivers: Receivers, secret_env: Any, redis_server: RedisServer
+) -> None:
+    """With Redis out of memory (noeviction) the app gets 503, while a delivery already held
+    still has its failed attempt written and is retried on schedule and delivered."""
+    ep = await receivers([500], hold=True)
+    secret_env("WH")
+    queue = redis_queue(redis_server, claim_idle="5s")
+    retry = {"attempts": 3, "first_delay": "1s", "max_delay": "1s"}
+    config = hooks_config(queue, {"ep": endpoint(ep.url, "WH")}, retry=retry)
+    with redis.Redis.from_url(redis_server.url) as control:
+        async with sidecar_factory(config, plugins=[sidecar_webhooks]) as s:
+            msg_id = (await post_event(s, "order.created")).json()["id"]
+            await ep.wait_for(1)
+            control.config_set("maxmemory-policy", "noeviction")
+            control.config_set("maxmemory", "1")  # every growing write is refused now
+            try:
+                full = await post_event(s, "order.created")
+                ep.hold = False
+                ep.release(10)
+
+                async def failed_attempt_written() -> bool:
+                    r = await admin(s, "GET", "/webhooks/deliveries?upstream=hooks&state=pending")
+                    return [d["attempts"] for d in r.json()["deliveries"]] == [1]
+
+                await wait_until(failed_attempt_written, what="the 500 written under OOM")
+                await wait_until(lambda: msg_id in ep.delivered_ids(), what="retried, delivered")
+                await wait_until(lambda: nothing_left(queue), what="and forgotten")
+            finally:
+                control.config_set("maxmemory", "0")
+    assert (full.status_code, full.headers["x-sidecar-error"]) == (503, "webhook_queue_unavailable")
+    first, second = ep.received
+    assert second.at - first.at < 4  # on its 1 s schedule, not taken over after claim_idle
