@@ -6,6 +6,7 @@
 - :class:`FakeUpstream`: a real HTTP server on 127.0.0.1 that records requests and answers as told;
 - :func:`running_sidecar`: a real sidecar in this event loop on ephemeral ports;
 - :class:`SidecarProcess`: ``sidecar run`` as a child process (signals, exit codes);
+- :class:`RedisServer`: a private ``redis-server`` on a free port (for state kept in Redis);
 - :func:`cassette` and :func:`replaying_sidecar`: read a recorded cassette, and run a sidecar
   whose upstream answers from one (docs/testing-plugins.md).
 
@@ -20,6 +21,7 @@ __all__ = [
     "FakeUpstream",
     "Interaction",
     "RecordedRequest",
+    "RedisServer",
     "Sidecar",
     "SidecarProcess",
     "isolated_plugin_host",
@@ -61,6 +63,7 @@ from .cassettes.view import Cassette, Interaction
 from .config import parse_config, validate_plugin_sections
 from .config.models import GrpcListenerConfig
 from .exchange import Body, Exchange, Headers, Response
+from .kit.redis_server import RedisServer
 from .plugins import PluginHost, make_plugin_host
 from .telemetry.metrics import Metrics
 

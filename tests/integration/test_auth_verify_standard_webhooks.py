@@ -21,9 +21,7 @@ import pytest
 import yaml
 from standardwebhooks.webhooks import Webhook
 
-from sidecar.testing import FakeUpstream, running_sidecar
-
-from .redis_server import RedisServer
+from sidecar.testing import FakeUpstream, RedisServer, running_sidecar
 
 SIDECAR = str(Path(sys.executable).with_name("sidecar"))
 

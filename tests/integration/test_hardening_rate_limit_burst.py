@@ -13,9 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sidecar.testing import SidecarProcess
-
-from .redis_server import RedisServer
+from sidecar.testing import RedisServer, SidecarProcess
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sidecar.testing import SidecarProcess, running_sidecar
-
-from .redis_server import RedisServer, free_port
+from sidecar.kit.redis_server import free_port
+from sidecar.testing import RedisServer, SidecarProcess, running_sidecar
 
 BUDGET = 0.020  # the redis backend's default timeout
 
