@@ -156,10 +156,13 @@ class RunningSubscriptions:
     async def _stop(self, run: _Running) -> None:
         """Stop one subscription gracefully; cancel it if it overruns its drain bound."""
         run.subscription.stop()
-        done, _ = await asyncio.wait([run.task], timeout=run.subscription.drain_bound)
-        if not done:
-            run.task.cancel()
-            await asyncio.gather(run.task, return_exceptions=True)
+        try:
+            await asyncio.wait([run.task], timeout=run.subscription.drain_bound)
+        finally:
+            # overran, or the sidecar is shutting down meanwhile: no task outlives its owner
+            if not run.task.done():
+                run.task.cancel()
+                await asyncio.gather(run.task, return_exceptions=True)
 
     async def _close_unused_backends(self) -> None:
         used = {id(run.subscription.backend) for run in self._running.values()}
