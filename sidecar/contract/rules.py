@@ -1,31 +1,29 @@
-"""Pact's matching rules: does what a provider answered satisfy what a consumer expects?
+"""Pact's matching rules on a body: :func:`compare_body`, and :func:`judge` for one value.
 
-:func:`compare_response` returns one line per mismatch (empty: the response passes). Without a
-rule, Pact's defaults apply: the status is equal; each expected header is there with an equal
-value (a ``content-type`` by media type, and its parameters when the pact names some); in a JSON
-body each expected key is there (more keys are allowed), arrays have the expected length, and
-values are equal. A rule applies to its path and, unless a more specific one does, to everything
-under it (a ``type`` rule on an object makes its whole subtree match by type); the most specific
-path wins (named keys and indexes weigh more than ``*``).
+Without a rule, Pact's defaults apply: in a JSON body each expected key is there (more keys are
+allowed), arrays have the expected length, and values are equal; a text body is equal. A rule
+applies to its path and, unless a more specific one does, to everything under it (a ``type``
+rule on an object makes its whole subtree match by type); the most specific path wins (named keys
+and indexes weigh more than ``*``).
 
 Matchers understood: ``type`` (with ``min``/``max`` on arrays, each element then matched against
 the first expected one), ``regex``, ``equality``, ``include``, ``integer``, ``decimal``,
 ``number``, ``boolean``, ``null``, ``notEmpty``, ``date``, ``time``, ``datetime``/``timestamp``
-(a Java ``SimpleDateFormat`` pattern, or ISO 8601 without one), ``semver`` and ``statusCode``.
-Any other matcher fails its path, saying it is not supported, rather than passing unchecked.
+(:mod:`.dates`) and ``semver``. Any other matcher fails its path, saying it is not supported,
+rather than passing unchecked. Not here: status and headers (:mod:`.compare`).
 """
 
 from __future__ import annotations
 
-__all__ = ["compare_response", "java_date_regex"]
+__all__ = ["compare_body", "judge"]
 
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from .pact import PactResponse, RuleSet
+from .dates import iso_date_ok, java_date_regex
+from .pact import RuleSet
 
 #: A path token: a key (``"name"``), an index (``3``), or a wildcard (``"*"`` key, ``-1`` index).
 Token = str | int
@@ -123,71 +121,6 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-#: Java SimpleDateFormat letters (longest first) and what each matches.
-_JAVA_DATE = [
-    ("yyyy", r"\d{4}"),
-    ("yy", r"\d{2}"),
-    ("MMMM", r"[A-Za-z]+"),
-    ("MMM", r"[A-Za-z]{3}"),
-    ("MM", r"(0[1-9]|1[0-2])"),
-    ("M", r"(1[0-2]|[1-9])"),
-    ("dd", r"(0[1-9]|[12]\d|3[01])"),
-    ("d", r"([12]\d|3[01]|[1-9])"),
-    ("HH", r"([01]\d|2[0-3])"),
-    ("H", r"(1\d|2[0-3]|\d)"),
-    ("hh", r"(0[1-9]|1[0-2])"),
-    ("h", r"(1[0-2]|[1-9])"),
-    ("mm", r"[0-5]\d"),
-    ("ss", r"[0-5]\d"),
-    ("SSSSSS", r"\d{6}"),
-    ("SSS", r"\d{3}"),
-    ("S", r"\d+"),
-    ("XXX", r"(Z|[+-]\d{2}:\d{2})"),
-    ("XX", r"(Z|[+-]\d{4})"),
-    ("X", r"(Z|[+-]\d{2}(\d{2})?)"),
-    ("Z", r"[+-]\d{4}"),
-    ("z", r"[A-Za-z]+"),
-    ("EEEE", r"[A-Za-z]+"),
-    ("EEE", r"[A-Za-z]{3}"),
-    ("a", r"(AM|PM|am|pm)"),
-]
-
-
-def java_date_regex(pattern: str) -> re.Pattern[str]:
-    """A regex matching what ``pattern`` (Java ``SimpleDateFormat``) formats."""
-    out, at = [], 0
-    while at < len(pattern):
-        ch = pattern[at]
-        if ch == "'":
-            end = pattern.find("'", at + 1)
-            end = len(pattern) if end < 0 else end
-            out.append(re.escape(pattern[at + 1 : end]) if end > at + 1 else "'")
-            at = end + 1
-            continue
-        for letters, regex in _JAVA_DATE:
-            if pattern.startswith(letters, at):
-                out.append(regex)
-                at += len(letters)
-                break
-        else:
-            out.append(re.escape(ch))
-            at += 1
-    return re.compile("".join(out))
-
-
-def _iso(value: str, kind: str) -> bool:
-    try:
-        if kind == "date":
-            datetime.strptime(value, "%Y-%m-%d")
-        elif kind == "time":
-            return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?", value) is not None
-        else:
-            datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
 _SEMVER = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 
 
@@ -236,13 +169,13 @@ def _leaf(matcher: Mapping[str, Any], expected: Any, actual: Any) -> str | None:
             return None if ok else f"expected a {kind} formatted {fmt!r}, got {_shown(actual)}"
         return (
             None
-            if _iso(actual, str(kind))
+            if iso_date_ok(actual, str(kind))
             else f"expected an ISO 8601 {kind}, got {_shown(actual)}"
         )
     return f"matcher {kind!r} is not supported by this verifier"
 
 
-def _judge(rule: RuleSet, expected: Any, actual: Any, exact: bool) -> list[str]:
+def judge(rule: RuleSet, expected: Any, actual: Any, exact: bool) -> list[str]:
     """The failures of ``rule``'s matchers on one value (``exact``: the rule names this path,
     so an array's ``min``/``max`` apply; inherited by an element, they do not)."""
     failures = []
@@ -274,7 +207,7 @@ def _compare(
     found = rules.at(path)
     if found is not None:
         rule, exact = found
-        failures = _judge(rule, expected, actual, exact)
+        failures = judge(rule, expected, actual, exact)
         out.extend(f"{_show(path)}: {why}" for why in failures)
         if failures or not _by_type(rule) or not isinstance(expected, dict | list):
             return  # a leaf, or a container judged whole (equality, regex...)
@@ -309,96 +242,9 @@ def _compare(
         out.append(f"{_show(path)}: expected {_shown(expected)}, got {_shown(actual)}")
 
 
-def _media(value: str) -> tuple[str, dict[str, str]]:
-    media, _, rest = value.partition(";")
-    params = {}
-    for part in rest.split(";"):
-        key, eq, val = part.partition("=")
-        if eq:
-            params[key.strip().lower()] = val.strip().strip('"').lower()
-    return media.strip().lower(), params
-
-
-def _header_differs(name: str, expected: str, actual: str) -> bool:
-    """Pact's header comparison: ``content-type`` by media type; other values item by item
-    (split at commas, spaces around them ignored), an item with parameters (``a/b;
-    charset=utf-8``) by media type and parameters in any case, any other item exactly."""
-    if name == "content-type":
-        return _media_differs(expected, actual)
-    want = [v.strip() for v in expected.split(",")]
-    got = [v.strip() for v in actual.split(",")]
-    if len(want) != len(got):
-        return True
-    return any(_media_differs(w, g) if ";" in w else w != g for w, g in zip(want, got, strict=True))
-
-
-def _media_differs(expected: str, actual: str) -> bool:
-    want, got = _media(expected), _media(actual)
-    return want[0] != got[0] or any(got[1].get(k) != v for k, v in want[1].items())
-
-
-def compare_response(
-    expected: PactResponse, status: int, headers: Mapping[str, str], body: bytes
-) -> list[str]:
-    """Every way the answer (``headers`` by lower-case name) misses ``expected``."""
+def compare_body(rules: Mapping[str, RuleSet], expected: Any, actual: Any) -> list[str]:
+    """Every way ``actual`` (a parsed JSON value, or text) misses ``expected`` under the body
+    ``rules`` (by path, as the pact writes them)."""
     out: list[str] = []
-    status_rule = expected.rules.get("status", {}).get("$")
-    if status_rule is not None and any(
-        m.get("match") == "statusCode" for m in status_rule.matchers
-    ):
-        why = _status_class(status_rule, status)
-        if why:
-            out.append(f"status: {why}")
-    elif status != expected.status:
-        out.append(f"status: expected {expected.status}, got {status}")
-    header_rules = expected.rules.get("header", {})
-    for name, want in expected.headers.items():
-        got = headers.get(name)
-        if got is None:
-            out.append(f"header {name}: missing (expected {want!r})")
-            continue
-        rule = header_rules.get(name)
-        if rule is not None:
-            out.extend(f"header {name}: {why}" for why in _judge(rule, want, got, True))
-        elif _header_differs(name, want, got):
-            out.append(f"header {name}: expected {want!r}, got {got!r}")
-    if not expected.has_body:
-        return out  # no body in the pact: any body passes
-    if expected.body is None or expected.body == "":
-        if body.strip() not in (b"", b"null", b'""'):
-            out.append(f"body: expected none, got {len(body)} bytes")
-        return out
-    rules = _Rules(expected.rules.get("body", {}))
-    if expected.json:
-        try:
-            actual = json.loads(body) if body else None
-        except ValueError:
-            out.append(f"body: expected JSON, got {body[:80]!r}")
-            return out
-        _compare(rules, (), expected.body, actual, out)
-    else:
-        _compare(rules, (), str(expected.body), body.decode("utf-8", "replace"), out)
+    _compare(_Rules(rules), (), expected, actual, out)
     return out
-
-
-_STATUS_CLASSES = {
-    "information": range(100, 200),
-    "success": range(200, 300),
-    "redirect": range(300, 400),
-    "clientError": range(400, 500),
-    "serverError": range(500, 600),
-    "nonError": range(100, 400),
-    "error": range(400, 600),
-}
-
-
-def _status_class(rule: RuleSet, status: int) -> str | None:
-    for matcher in rule.matchers:
-        want = matcher.get("status")
-        if isinstance(want, list):
-            if status not in [int(x) for x in want]:
-                return f"expected one of {want}, got {status}"
-        elif isinstance(want, str):
-            if status not in _STATUS_CLASSES.get(want, range(0)):
-                return f"expected a {want} status, got {status}"
-    return None

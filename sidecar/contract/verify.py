@@ -29,8 +29,8 @@ from yarl import URL
 from ..app import Sidecar
 from ..config import load_data, validate_data
 from ..plugins import make_plugin_host
+from .compare import compare_response
 from .pact import PactInteraction
-from .rules import compare_response
 
 #: A response body longer than this is cut before comparing (and fails if JSON was expected).
 MAX_RESPONSE_BODY = 16 * 1024 * 1024

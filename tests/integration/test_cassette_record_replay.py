@@ -152,3 +152,32 @@ async def test_a_full_cassette_refuses_the_call_before_it_reaches_the_upstream(
     assert r.headers["x-sidecar-error"] == "cassette_full"
     assert "max_size" in r.text
     assert up.requests == []
+
+
+def test_sidecar_check_names_an_unusable_cassette_at_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay file that is missing, or a cassette on a gRPC upstream, stops check (exit 2)."""
+    from sidecar.cli import main
+
+    config = tmp_path / "sidecar.yaml"
+    missing = tmp_path / "missing.jsonl"
+    ups = {
+        "users": {
+            "url": "http://127.0.0.1:9",
+            "cassette": {"mode": "replay", "path": str(missing)},
+        },
+        "inventory": {
+            "adapter": "grpc",
+            "url": "grpc://127.0.0.1:9",
+            "services": ["inventory.v1.Inventory"],
+            "cassette": {"mode": "record", "path": str(tmp_path / "g.jsonl")},
+        },
+    }
+    config.write_text(json.dumps({"upstreams": {"users": ups["users"]}}))
+    assert main(["check", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "upstreams.users.cassette.path: cassette" in err and "cannot be read" in err
+    config.write_text(json.dumps({"upstreams": {"inventory": ups["inventory"]}}))
+    assert main(["check", "-c", str(config)]) == 2
+    assert "upstreams.inventory.cassette: a cassette records HTTP calls" in capsys.readouterr().err

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from sidecar.contract.compare import compare_response
+from sidecar.contract.dates import java_date_regex
 from sidecar.contract.from_cassette import pact_from_interactions
 from sidecar.contract.pact import PactError, PactResponse, parse_pact
-from sidecar.contract.rules import compare_response, java_date_regex
 
 JSON = {"content-type": "application/json"}
 
