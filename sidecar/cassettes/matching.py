@@ -135,11 +135,24 @@ class Replayer:
         self.name = name
         # how many calls each group of matching interactions answered (by their indexes)
         self._served: dict[tuple[int, ...], int] = {}
+        # the interactions a call may match, by what the method and path rules compare: a call
+        # is checked against those only, not the whole cassette
+        self._by_key: dict[tuple[str, str], list[int]] = {}
+        for i, rec in enumerate(self.requests):
+            self._by_key.setdefault(self._key(rec), []).append(i)
+
+    def _key(self, request: RecordedRequest) -> tuple[str, str]:
+        return (
+            request.method if self.rules.method else "",
+            request.path if self.rules.path else "",
+        )
 
     def answer(self, call: RecordedRequest) -> Mapping[str, Any]:
         """The interaction that answers ``call``; raises :class:`NoMatch`."""
         found = tuple(
-            i for i, rec in enumerate(self.requests) if difference(self.rules, rec, call) is None
+            i
+            for i in self._by_key.get(self._key(call), ())
+            if difference(self.rules, self.requests[i], call) is None
         )
         if not found:
             raise NoMatch(self._why_not(call))
