@@ -29,13 +29,39 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+class Child:
+    """A child process started now and waited for later; its output goes to a file (a pipe
+    nobody reads could fill and stall it)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.cmd, self.cwd, self.log = cmd, cwd, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 - our venv's tools on files we wrote
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def output(self, timeout: float) -> str:
+        """Its output once it exited 0 (bounded wait), or the test fails with it."""
+        code = self.proc.wait(timeout)
+        output = self.log.read_text(errors="replace")
+        assert code == 0, f"{' '.join(self.cmd[:3])} in {self.cwd.name}:\n{output[-6000:]}"
+        return output
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 @dataclass(frozen=True)
 class Scaffolded:
-    """The distributions written, by kind, and the environment that has them installed."""
+    """The distributions written, by kind, and what runs on them (started all at once: the
+    four test runs and mypy take a few CPU seconds each and mostly wait on imports)."""
 
     dirs: dict[str, Path]
     env: dict[str, str]
-    workdir: Path
+    test_runs: dict[str, Child]
+    mypy: Child
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
@@ -48,10 +74,18 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     return output
 
 
+def checked_files(directory: Path) -> list[str]:
+    """The package and tests of a written distribution (``sidecar-kit_x`` holds
+    ``sidecar_kit_x``)."""
+    return [str(directory / directory.name.replace("-", "_")), str(directory / "tests")]
+
+
 @pytest.fixture(scope="module")
 def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaffolded]:
-    """One plugin of each kind written by the command and installed (one pip run for all)."""
+    """One plugin of each kind written by the command, installed (one pip run for all), its
+    tests and mypy started."""
     workdir = tmp_path_factory.mktemp("plugin-new")
+    children: list[Child] = []
     try:
         dirs = {}
         for kind in KINDS:
@@ -67,21 +101,35 @@ def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaffolded]
             for info in path.glob("*.egg-info"):
                 shutil.rmtree(info)
         path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
-        yield Scaffolded(dirs, {**os.environ, "PYTHONPATH": path}, workdir)
+        env = {**os.environ, "PYTHONPATH": path}
+        test_runs = {}
+        for kind, directory in dirs.items():
+            pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+            log = workdir / f"pytest-{kind}.log"
+            test_runs[kind] = Child(pytest_cmd, directory, env, log)
+            children.append(test_runs[kind])
+        # an editable install of the sidecar is found through an import hook mypy does not
+        # run: point it at the source. The sidecar's own errors are its own mypy run's
+        # business (followed silently here); the plugins' are reported. One run for all four
+        # (their module names differ), with the generated pyproject's settings.
+        mypy_env = {**env, "MYPYPATH": str(ROOT)}
+        config = dirs["filter"] / "pyproject.toml"
+        mypy_cmd = [str(BIN / "mypy"), "--config-file", str(config), "--follow-imports=silent"]
+        mypy_cmd += ["--cache-dir", str(workdir / "mypy-cache")]
+        mypy_cmd += [f for d in dirs.values() for f in checked_files(d)]
+        mypy = Child(mypy_cmd, workdir, mypy_env, workdir / "mypy.log")
+        children.append(mypy)
+        yield Scaffolded(dirs, env, test_runs, mypy)
     finally:
+        for child in children:
+            child.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_written_plugin_passes_its_own_tests(scaffolded: Scaffolded, kind: str) -> None:
     """Installed, each kind's generated unit and running-sidecar tests pass as written."""
-    directory = scaffolded.dirs[kind]
-    out = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        directory,
-        scaffolded.env,
-        timeout=120,
-    )
+    out = scaffolded.test_runs[kind].output(timeout=180)
     summary = out.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
     assert passed is not None and int(passed.group(1)) >= 6, summary
@@ -89,21 +137,15 @@ def test_the_written_plugin_passes_its_own_tests(scaffolded: Scaffolded, kind: s
 
 
 def test_the_written_code_passes_ruff_and_mypy_strict(scaffolded: Scaffolded) -> None:
-    """The package and tests of every kind pass ruff (lint and format) and mypy --strict with
-    the generated pyproject's settings."""
-    # an editable install of the sidecar is found through an import hook mypy does not run:
-    # point it at the source. The sidecar's own errors are its own mypy run's business
-    # (followed silently here), the plugin's are reported.
-    env = {**scaffolded.env, "MYPYPATH": str(ROOT)}
-    cache = scaffolded.workdir / "mypy-cache"  # shared: the sidecar is analysed once
-    for directory in scaffolded.dirs.values():
-        package = directory.name.replace("-", "_")  # sidecar-kit_filter -> sidecar_kit_filter
-        files = [package, "tests"]
-        run([str(BIN / "ruff"), "check", "--no-cache", *files], directory, env, timeout=60)
-        run([str(BIN / "ruff"), "format", "--check", "--no-cache", *files], directory, env, 60)
-        mypy = [str(BIN / "mypy"), "--follow-imports=silent", "--cache-dir", str(cache), *files]
-        out = run(mypy, directory, env, timeout=300)
-        assert "Success: no issues found in" in out, out
+    """The package and tests of every kind pass ruff (lint and format, each file under its
+    own pyproject's settings) and mypy --strict."""
+    files = [f for d in scaffolded.dirs.values() for f in checked_files(d)]
+    cwd = next(iter(scaffolded.dirs.values())).parent
+    ruff = str(BIN / "ruff")
+    run([ruff, "check", "--no-cache", *files], cwd, scaffolded.env, timeout=60)
+    run([ruff, "format", "--check", "--no-cache", *files], cwd, scaffolded.env, timeout=60)
+    out = scaffolded.mypy.output(timeout=300)
+    assert "Success: no issues found in 12 source files" in out, out
 
 
 @pytest.mark.parametrize(
