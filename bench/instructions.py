@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""User-space instructions per proxied request, counted by valgrind: a figure load cannot move.
+
+``bench/http_proxy.py`` measures requests per second and CPU time, which need a quiet machine:
+on a shared one, anything else running moves them by tens of percent. This script counts
+instead: it runs each proxy under ``valgrind --tool=callgrind``, sends ``-n`` requests over one
+keep-alive connection after a warm-up, and reads how many instructions the proxy's process
+executed for them (its own code, Python, the C libraries; not the kernel's work in system
+calls, which is about half of a request's CPU and the same for every HTTP/1 proxy). The same
+binary and config give the same count to within a few percent (timers and garbage collection
+fall differently), whatever else runs, so it compares two commits or two builds where timing
+cannot.
+
+The peer is nginx as a reverse proxy (``master_process off`` under valgrind, keep-alive to the
+upstream), counted the same way; every proxy forwards to one nginx upstream that is not counted.
+
+    .venv/bin/python bench/instructions.py                      # nginx + the sidecar variants
+    .venv/bin/python bench/instructions.py --sidecar-bin /tmp/sidecar-compiled/venv/bin/sidecar
+    .venv/bin/python bench/instructions.py --only sidecar,sidecar-log --compare-bin OTHER_SIDECAR
+
+Needs ``valgrind`` (Debian: ``apt-get install valgrind``) and ``nginx``. Under valgrind a
+process runs ~50x slower: the default 2,000 requests per variant take a few seconds each. The
+variants are ``bench/http_proxy.py``'s (plain, defaults, full chain, access log, ...). Exit 1
+if a proxy failed to start or answered anything but 200 with the upstream's body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+from http_proxy import (
+    BODY,
+    NGINX_COMMON,
+    NGINX_PROXY,
+    NGINX_UPSTREAM,
+    SIDECAR_VARIANTS,
+    Processes,
+    SidecarVariant,
+    free_port,
+    sidecar_build,
+    sidecar_config,
+    start_nginx,
+    tail,
+    wait_http,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_VARIANTS = "sidecar-plain,sidecar,sidecar-full,sidecar-log"
+REQUEST = b"GET /up/x HTTP/1.1\r\nhost: localhost\r\nuser-agent: bench\r\naccept: */*\r\n\r\n"
+NGINX_REQUEST = REQUEST.replace(b"/up/x", b"/x")
+
+
+def send_requests(port: int, request: bytes, n: int, timeout: float = 60.0) -> None:
+    """``n`` requests one after another on one connection; each must be a 200 with ``BODY``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        buf = b""
+        for i in range(n):
+            s.sendall(request)
+            while (end := buf.find(b"\r\n\r\n")) < 0:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"connection closed after {i} responses")
+                buf += chunk
+            head = buf[:end].decode("latin-1")
+            m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            if not head.startswith("HTTP/1.1 200") or m is None:
+                raise RuntimeError(f"response {i} was not a 200 with a length:\n{head}")
+            total = end + 4 + int(m.group(1))
+            while len(buf) < total:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"connection closed in response {i}'s body")
+                buf += chunk
+            if buf[end + 4 : total] != BODY:
+                raise RuntimeError(f"response {i}'s body is {buf[end + 4 : total]!r}")
+            buf = buf[total:]
+
+
+def wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+        time.sleep(0.1)
+
+
+def callgrind(out: Path, argv: list[str]) -> list[str]:
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        *argv,
+    ]
+
+
+def counted(
+    procs: Processes,
+    argv: list[str],
+    out: Path,
+    log: Path,
+    ready: Callable[[subprocess.Popen[bytes]], None],
+    port: int,
+    args: argparse.Namespace,
+) -> int:
+    """Start ``argv`` under callgrind, warm it up, count ``args.requests`` requests."""
+    # the full-chain variant's api_key credential reads BENCH_API_KEY, as in http_proxy.py
+    # and a fixed hash seed: dict and set layouts (so probe lengths) are then the same each run
+    env = {**os.environ, "BENCH_API_KEY": "bench-api-key", "PYTHONHASHSEED": "0"}
+    proc = procs.start(callgrind(out, argv), None, log, env=env)
+    ready(proc)
+    request = NGINX_REQUEST if "nginx" in argv[0] else REQUEST
+    send_requests(port, request, args.warmup)
+    subprocess.run(
+        ["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True
+    )
+    send_requests(port, request, args.requests)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    dump = Path(f"{out}.1")
+    deadline = time.monotonic() + 30
+    while not (dump.exists() and "totals:" in dump.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"callgrind wrote no dump {dump}\n{tail(log)}")
+        time.sleep(0.1)
+    m = re.search(r"^totals:\s+(\d+)", dump.read_text(errors="replace"), re.M)
+    assert m is not None
+    procs.close()  # this proxy only: each is counted alone
+    return int(m.group(1))
+
+
+def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> int:
+    """nginx as the reverse proxy, one process (``master_process off``) so callgrind sees it."""
+    procs = Processes()
+    try:
+        port = free_port()
+        (tmp / "peer-tmp").mkdir(exist_ok=True)
+        conf = tmp / "peer.conf"
+        body = NGINX_PROXY.format(port=port, upstream_port=upstream_port)
+        conf.write_text(
+            "master_process off;\n" + NGINX_COMMON.format(tmp=tmp, name="peer", body=body)
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "peer-error.log")]
+        return counted(
+            procs,
+            argv,
+            tmp / "nginx.cg",
+            tmp / "peer.out",
+            lambda p: wait_port(port, 60),
+            port,
+            args,
+        )
+    finally:
+        procs.close()
+
+
+def count_sidecar(
+    tmp: Path, upstream_port: int, v: SidecarVariant, bin_: str, tag: str, args: argparse.Namespace
+) -> int:
+    procs = Processes()
+    try:
+        admin, http = free_port(), free_port()
+        cfg = sidecar_config(v, admin, http, upstream_port)
+        path = tmp / f"{v.key}{tag}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        log = tmp / f"{v.key}{tag}.log"
+
+        def ready(proc: subprocess.Popen[bytes]) -> None:
+            err = wait_http(f"http://127.0.0.1:{admin}/readyz", 120, proc=proc)
+            if err is not None:
+                raise RuntimeError(f"{v.key}{tag}: /readyz not 200 ({err})\n{tail(log)}")
+
+        argv = [bin_, "run", "-c", str(path)]
+        return counted(procs, argv, tmp / f"{v.key}{tag}.cg", log, ready, http, args)
+    finally:
+        procs.close()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--sidecar-bin", default=str(REPO / ".venv" / "bin" / "sidecar"))
+    p.add_argument("--compare-bin", help="also count every variant with this sidecar executable")
+    p.add_argument(
+        "--only", default=DEFAULT_VARIANTS, help=f"sidecar variants ({DEFAULT_VARIANTS})"
+    )
+    p.add_argument("-n", "--requests", type=int, default=2000, help="counted requests (2000)")
+    p.add_argument("--warmup", type=int, default=300, help="requests before counting (300)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install valgrind")
+    known = {v.key: v for v in SIDECAR_VARIANTS}
+    chosen = [k for k in args.only.split(",") if k]
+    unknown = [k for k in chosen if k not in known]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {sorted(known)}")
+    bins = [("", args.sidecar_bin)] + (
+        [(" [compare]", args.compare_bin)] if args.compare_bin else []
+    )
+    for tag, b in bins:
+        print(f"sidecar{tag}: {sidecar_build(b)}")
+    rows: list[tuple[str, int]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as t:
+        tmp = Path(t)
+        procs = Processes()
+        try:
+            upstream_port = free_port()
+            start_nginx(procs, tmp, "upstream", NGINX_UPSTREAM.format(port=upstream_port), None)
+            wait_port(upstream_port, 30)
+            rows.append(("nginx reverse proxy", count_nginx(tmp, upstream_port, args)))
+            for key in chosen:
+                v = known[key]
+                if v.services:
+                    print(f"skipped {key}: it needs {', '.join(v.services)}", file=sys.stderr)
+                    continue
+                for tag, b in bins:
+                    rows.append(
+                        (f"{v.label}{tag}", count_sidecar(tmp, upstream_port, v, b, tag, args))
+                    )
+        except RuntimeError as e:
+            print(f"FAILED: {e}", file=sys.stderr)
+            return 1
+        finally:
+            procs.close()
+    nginx = rows[0][1] / args.requests
+    print(
+        f"\n{args.requests} requests on one keep-alive connection, after {args.warmup} of warm-up"
+    )
+    print("| proxy | instructions per request | vs nginx |")
+    print("|---|---:|---:|")
+    for label, total in rows:
+        per = total / args.requests
+        print(f"| {label} | {per:,.0f} | {per / nginx:.1f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
