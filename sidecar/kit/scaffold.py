@@ -111,7 +111,7 @@ def _planned(name: str, kind: str) -> dict[str, str]:
     for part, entry in kind_files:
         if part.startswith("readme-"):
             key = part.removeprefix("readme-").split(".")[0]
-            values[key] = render(entry.read_text(), values, f"{kind}/{part}").rstrip("\n")
+            values[key] = render(entry.read_text("utf-8"), values, f"{kind}/{part}").rstrip("\n")
     files: dict[str, str] = {}
     for part, entry in [*_walk(templates / "common"), *kind_files]:
         if part.startswith("readme-") or not part.endswith(".tmpl"):
@@ -119,7 +119,7 @@ def _planned(name: str, kind: str) -> dict[str, str]:
         target = part.removesuffix(".tmpl").replace("NAME", name)
         if target.startswith("package/"):
             target = values["package"] + target.removeprefix("package")
-        files[target] = render(entry.read_text(), values, part)
+        files[target] = render(entry.read_text("utf-8"), values, part)
     return files
 
 
@@ -138,6 +138,6 @@ def scaffold(name: str, kind: str, directory: Path | None = None) -> Scaffold:
     for relative, text in planned.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return Scaffold(root, tuple(written))
