@@ -306,6 +306,10 @@ def hello_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"PYTHONPATH": str(site)}
 
 
+#: a Standard Webhooks secret: whsec_ and the base64 of a 24-to-64-byte key
+WHSEC = "whsec_czNjcmV0LXdlYmhvb2stc2lnbmluZy1rZXktMzJiISE="
+
+
 def test_configuration_complete_example_checks(
     session: DocSession, tmp_path: Path, hello_plugin: dict[str, str]
 ) -> None:
@@ -323,7 +327,8 @@ def test_configuration_complete_example_checks(
     for secret in set(re.findall(r"\{file: (/var/run/secrets/[^}\s]+)\}", example.text)):
         session.stand_in(secret, str(session.write(f"secrets/{Path(secret).name}", "s3cret\n")))
     for variable in re.findall(r"\{env: (\w+)\}", example.text):
-        session.env[variable] = "s3cret"
+        # a Standard Webhooks secret (verify_hmac's standard-webhooks scheme) must look like one
+        session.env[variable] = WHSEC if "WHSEC" in variable else "s3cret"
     session.write_config("sidecar.yaml", example.text)
     session.run_blocks([valid])
     typos = [  # where the four problems the doc shows come from
