@@ -190,6 +190,7 @@ class Composition:
             classify=adapter.classifier(upstream_name, up),
             shared_state=self.shared,
             resources=self.resources,
+            config_name=self._config_name,
         )
 
 

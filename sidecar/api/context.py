@@ -56,6 +56,10 @@ class RouteContext:
     #: per-sidecar objects that lifespans publish (``RuntimeView.resources``: the live
     #: rate-limit backends, the tracer...), read by factories; empty in unit tests.
     resources: Mapping[str, Any] = field(default_factory=dict)
+    #: the config file's name as problems name it (``sidecar.yaml``): a factory that finds a
+    #: setting of its plugin section unusable (a secret file it cannot read) raises
+    #: ``ConfigError([ConfigProblem(ctx.config_name, "plugins.<name>.<key>", reason)])``.
+    config_name: str = "<config>"
 
     @property
     def listener(self) -> str:
