@@ -1,87 +1,98 @@
-"""A sidecar filter plugin: tags responses with a header, and can refuse calls lacking one.
+"""JWT validation for the sidecar: bearer tokens checked on the inbound listener (peers calling
+the app) and, optionally, on calls the app makes through the HTTP port.
 
-Its config section is ``plugins.jwt``,
-validated by ``FilterConfig``.
-Installed without it, the plugin changes no call: the factory returns ``None`` and no route
-pays for the filter. It imports only from ``sidecar``, the public plugin API.
+The section ``plugins.jwt`` (:class:`~sidecar_jwt.config.JwtConfig`) names providers (issuer,
+audiences, algorithms, JWKS or static keys) and policies (where a provider applies, and what a
+token must grant there). Without a policy for a route, the factory returns ``None`` and the
+route pays nothing; PyJWT and cryptography are imported only when a route has a policy.
+Imports only from ``sidecar``, the public plugin API.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+__all__ = ["NAME", "SIDECAR_API", "STORE", "JwtConfig", "make_filter"]
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
 from sidecar import (
     ConfigRegistry,
-    Exchange,
     Filter,
     FilterRegistry,
-    Handler,
-    Model,
-    Phase,
-    Response,
+    LifespanRegistry,
     RouteContext,
-    SidecarError,
+    RuntimeView,
     hookimpl,
 )
+
+from .config import JwtConfig
+
+if TYPE_CHECKING:
+    from .jwks import KeyStore
 
 #: The plugin API major version this plugin is written for: another major refuses to load it.
 SIDECAR_API = 1
 
 #: the plugin's name: its entry point, its config section and its filter's name
 NAME = "jwt"
-#: the response header the tag is sent in
-TAG_HEADER = "x-jwt"
-#: the ``x-sidecar-error`` code of a refused call
-REFUSED = "jwt_refused"
-#: a header name as HTTP allows it (token characters)
-HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-
-
-class FilterConfig(Model):
-    """The section ``plugins.<NAME>``: frozen; a misspelt key is refused at its key path."""
-
-    #: the value of the response header TAG_HEADER (printable ASCII, no line breaks); none:
-    #: responses are not tagged.
-    tag: str | None = Field(default=None, pattern=r"^[ -~]+$", max_length=256)
-    #: a request header every call must carry; a call without it is refused with 403 before
-    #: it reaches the upstream. None: nothing is refused.
-    require_header: str | None = Field(default=None, pattern=HEADER_NAME, max_length=128)
-
-
-class MissingHeader(SidecarError):
-    """A call without the required header: the app gets ``403`` and ``x-sidecar-error``
-    says :data:`REFUSED` (``PERMISSION_DENIED`` over gRPC)."""
-
-    status, grpc_code, code = 403, 7, REFUSED
+#: where the lifespan publishes the running sidecar's JWKS caches (``runtime.resources``)
+STORE = "sidecar_jwt.keys"
 
 
 def make_filter(ctx: RouteContext) -> Filter | None:
-    """The filter of one route, or ``None`` when nothing is configured."""
-    # the config is read once per route, when the chain is composed, never per call
-    config = ctx.plugin_config(NAME, FilterConfig)
-    tag = config.tag
-    required = config.require_header.lower() if config.require_header else None
-    if tag is None and required is None:
+    """The filter of one route, or ``None`` when no policy applies to it."""
+    config = ctx.plugin_config(NAME, JwtConfig)
+    if not config.providers:
         return None
+    from .filter import build_filter, policy_for  # PyJWT and cryptography: only now
 
-    async def check_and_tag(exchange: Exchange, call_next: Handler) -> Response:
-        if required is not None and required not in exchange.headers:
-            # the message names the header, never a value the app sent
-            raise MissingHeader(f"the call has no {required} header")
-        response = await call_next(exchange)
-        if tag is not None:
-            response.headers.set(TAG_HEADER, tag)
-        return response
+    policy = policy_for(ctx, config)
+    if policy is None:
+        return None
+    return build_filter(ctx, config, policy, _store(ctx))
 
-    return check_and_tag
+
+def _store(ctx: RouteContext) -> KeyStore:
+    from .jwks import KeyStore
+
+    store = ctx.resources.get(STORE)
+    if isinstance(store, KeyStore):
+        return store
+    # no running sidecar (a unit test): caches of this context alone
+    return KeyStore()
+
+
+@asynccontextmanager
+async def key_store(runtime: RuntimeView) -> AsyncIterator[None]:
+    """The JWKS caches of this sidecar, kept across reloads, closed at shutdown."""
+    if not runtime.plugin_config(NAME, JwtConfig).providers:
+        yield  # nothing configured at start-up: nothing to hold (a reload adds a local store)
+        return
+    from .jwks import KeyStore
+
+    store = KeyStore()
+    runtime.resources[STORE] = store
+    try:
+        yield
+    finally:
+        del runtime.resources[STORE]
+        await store.close()
 
 
 @hookimpl
 def sidecar_declare_config(registry: ConfigRegistry) -> None:
-    registry.add(NAME, FilterConfig)
+    registry.add(NAME, JwtConfig)
+
+
+@hookimpl
+def sidecar_register_lifespans(registry: LifespanRegistry) -> None:
+    registry.add(NAME, key_store)
 
 
 @hookimpl
 def sidecar_register_filters(registry: FilterRegistry) -> None:
-    # EXTEND: inside the admission decisions (a call refused by a rate limit never reaches
-    # it) and outside the retries (a retried call is checked and tagged once)
-    registry.add(NAME, make_filter, phase=Phase.EXTEND)
+    # right after the peer allow-list: an mTLS peer that may not call at all is refused first
+    # (cheaper), and a call without a valid token takes no rate-limit token, no concurrency
+    # slot, no deadline and no attempt
+    registry.add(NAME, make_filter, after="peer_allow")

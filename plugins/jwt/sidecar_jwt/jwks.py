@@ -1,0 +1,160 @@
+"""A JWKS endpoint's keys, cached: refreshed on an interval, refetched for an unknown ``kid``,
+rate-limited, and served stale for a bounded time while the endpoint is down.
+
+- At most one fetch is in flight per endpoint; calls arriving meanwhile wait for it.
+- A fetch starts at most once per ``min_refetch_interval``, however many tokens name unknown
+  kids: a flood of random kids costs the endpoint one request per interval.
+- A failed refresh keeps the keys held until ``refresh_interval + max_stale`` after the last
+  good fetch; past that, with no keys, calls get 503 ``jwt_keys_unavailable``.
+- Answers are bounded (``max_bytes``, ``max_keys``, ``timeout``).
+
+The HTTP client is a bounded aiohttp session owned by :class:`KeyStore`, which the plugin's
+lifespan closes at shutdown. Not the sidecar's per-route client: that one only reaches its
+route's upstream, and the JWKS endpoint is another address.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Fetch", "JwksKeys", "KeyStore"]
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from .config import JwksConfig
+from .errors import KeysUnavailable
+from .keys import Key, parse_jwks
+
+LOG = logging.getLogger("sidecar.plugin.jwt")
+#: ``fetch(url, timeout, max_bytes) -> body``; raises on any failure
+Fetch = Callable[[str, float, int], Awaitable[bytes]]
+#: endpoints held at once (each reload with changed settings may add one; the oldest go)
+MAX_ENDPOINTS = 64
+
+
+class JwksKeys:
+    """The keys of one JWKS endpoint (see the module docstring)."""
+
+    def __init__(
+        self, cfg: JwksConfig, fetch: Fetch, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cfg = cfg
+        self._fetch = fetch
+        self._clock = clock
+        self.keys: list[Key] = []
+        #: when the keys held were fetched (None: never)
+        self.fetched_at: float | None = None
+        #: when the last fetch started (the rate limit counts from it)
+        self.attempted_at: float | None = None
+        #: fetches started, for tests and /metrics-like reads
+        self.fetches = 0
+        self._inflight: asyncio.Task[None] | None = None
+
+    async def candidates(self, kid: str | None, alg: str) -> list[Key]:
+        """The keys to try for a token naming ``kid`` and ``alg``; raises
+        :class:`KeysUnavailable` when no usable key set is held or can be fetched."""
+        now = self._clock()
+        if self.fetched_at is None or now - self.fetched_at >= self.cfg.refresh_interval:
+            await self._refresh(now)
+            self._expire(self._clock())
+            if self.fetched_at is None:
+                raise KeysUnavailable()
+        found = self._match(kid, alg)
+        if not found and kid is not None:
+            await self._refresh(self._clock())  # maybe a rotation: once per interval
+            found = self._match(kid, alg)
+        return found
+
+    def _match(self, kid: str | None, alg: str) -> list[Key]:
+        if kid is not None:
+            return [k for k in self.keys if k.kid == kid and k.verifies(alg)]
+        return [k for k in self.keys if k.verifies(alg)]
+
+    def _expire(self, now: float) -> None:
+        """Drop keys older than the refresh interval plus the stale allowance."""
+        if self.fetched_at is not None and (
+            now - self.fetched_at > self.cfg.refresh_interval + self.cfg.max_stale
+        ):
+            self.keys, self.fetched_at = [], None
+
+    async def _refresh(self, now: float) -> None:
+        if self._inflight is None:
+            if self.attempted_at is not None and now - self.attempted_at < (
+                self.cfg.min_refetch_interval
+            ):
+                return  # rate-limited: the keys held (if any) are what there is
+            self.attempted_at = now
+            self.fetches += 1
+            self._inflight = asyncio.ensure_future(self._fetch_once())
+        # shielded: a caller that goes away does not cancel the fetch others wait for
+        await asyncio.shield(self._inflight)
+
+    async def _fetch_once(self) -> None:
+        try:
+            body = await self._fetch(self.cfg.url, self.cfg.timeout, self.cfg.max_bytes)
+            keys = parse_jwks(body, self.cfg.max_keys)
+        except Exception as e:  # noqa: BLE001 - any failure keeps the keys held
+            LOG.warning(
+                "jwks fetch failed; keeping the keys held",
+                extra={"fields": {"jwks": self.cfg.url, "error": type(e).__name__}},
+            )
+        else:
+            self.keys, self.fetched_at = keys, self._clock()
+        finally:
+            self._inflight = None
+
+    def cancel(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
+
+
+class KeyStore:
+    """The JWKS caches of a running sidecar, one per endpoint settings, kept across reloads;
+    owns the HTTP session their fetches use."""
+
+    def __init__(self) -> None:
+        self._caches: OrderedDict[JwksConfig, JwksKeys] = OrderedDict()
+        self._session: object | None = None
+
+    def jwks(self, cfg: JwksConfig) -> JwksKeys:
+        cache = self._caches.get(cfg)
+        if cache is None:
+            cache = self._caches[cfg] = JwksKeys(cfg, self.fetch)
+            while len(self._caches) > MAX_ENDPOINTS:
+                self._caches.popitem(last=False)[1].cancel()
+        self._caches.move_to_end(cfg)
+        return cache
+
+    async def fetch(self, url: str, seconds: float, max_bytes: int) -> bytes:
+        """GET ``url``: a 200 whose body is at most ``max_bytes``, within ``seconds``."""
+        import aiohttp  # only a sidecar with a JWKS provider needs it
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=8),
+                headers={"accept": "application/jwk-set+json, application/json"},
+            )
+        session = self._session
+        assert isinstance(session, aiohttp.ClientSession)
+        async with asyncio.timeout(seconds):
+            async with session.get(url, allow_redirects=False) as answer:
+                if answer.status != 200:
+                    raise ValueError(f"JWKS answered {answer.status}")
+                body = bytearray()
+                async for chunk in answer.content.iter_chunked(16384):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ValueError("JWKS answer over max_bytes")
+        return bytes(body)
+
+    async def close(self) -> None:
+        for cache in self._caches.values():
+            cache.cancel()
+        session, self._session = self._session, None
+        if session is not None:
+            import aiohttp
+
+            assert isinstance(session, aiohttp.ClientSession)
+            await session.close()
