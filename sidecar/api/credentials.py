@@ -61,6 +61,9 @@ class ProviderContext:
     clock: Callable[[], float]
     #: wall-clock seconds since the epoch (signatures' timestamps).
     wall: Callable[[], float]
+    #: the ``Host`` the upstream's calls are sent with (its ``host``, else its URL's authority,
+    #: ``host[:port]``), for a signer that signs it; "" when there is no URL.
+    authority: str = ""
 
     def secret(self, ref: SecretRef, key: str, check: Check | None = None) -> SecretValue:
         """Read ``ref`` now (a file is re-read when it changes). Raises a ``LookupError`` whose

@@ -87,8 +87,11 @@ class CredentialBroker:
             first = validation_problems(e, "", ("auth",), cls.settings_model)[0]
             raise AuthConfigProblem(first.path, first.reason) from None
         url = ctx.upstream.url
-        base = urlsplit(url).path.rstrip("/") if url else ""
-        key = (json.dumps(auth.model_dump(mode="json"), sort_keys=True), base)
+        parts = urlsplit(url) if url else None
+        base = parts.path.rstrip("/") if parts else ""
+        # the Host the http adapter sends: the upstream's ``host``, else the URL's authority
+        authority = ctx.upstream.host or (parts.netloc if parts else "")
+        key = (json.dumps(auth.model_dump(mode="json"), sort_keys=True), base, authority)
         context = ProviderContext(
             upstream=ctx.upstream_name,
             type_name=auth.type,
@@ -99,6 +102,7 @@ class CredentialBroker:
             http_session=self.http_session,
             clock=self._clock or asyncio.get_running_loop().time,
             wall=self._wall,
+            authority=authority,
         )
         provider: CredentialProvider = ctx.shared(PROVIDER, key, lambda: cls(settings, context))
         return provider
