@@ -3,13 +3,8 @@ and a real redis-server shared by two sidecars; a limited call is 429 in the app
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -18,6 +13,8 @@ import pytest
 import sidecar_llm
 from gateway import anthropic_client, gateway_config, group, openai_client, openai_provider, user
 from providers import FakeOpenAI, Reply
+
+from sidecar.testing import RedisServer
 
 pytestmark = pytest.mark.usefixtures("provider_keys")
 
@@ -82,40 +79,11 @@ async def test_tokens_per_minute_are_charged_from_usage_and_split_by_key_header(
         )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A private redis-server on 127.0.0.1 (the test fails if it cannot start)."""
-    exe = shutil.which("redis-server")
-    assert exe is not None, "redis-server is not installed (scripts/setup --test installs it)"
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="llm-redis-"))
-    conf = workdir / "redis.conf"
-    conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {workdir}\n')
-    proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL)  # noqa: S603
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not answer PING in 10 s"
-            time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with RedisServer() as server:
+        yield server.url
 
 
 async def test_two_sidecars_share_one_budget_through_redis(
