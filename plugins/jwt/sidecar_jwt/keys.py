@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWKError, PyJWTError
 from sidecar import AuthConfigProblem, SecretValue
 
 from .config import SYMMETRIC, StaticKey
@@ -141,7 +141,7 @@ def _jwk(entry: Any) -> Key | None:
     public = {k: v for k, v in entry.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
     try:
         material = PyJWK(public).key
-    except (PyJWKError, ValueError, TypeError, KeyError):
+    except (PyJWKError, PyJWTError, ValueError, TypeError, KeyError):  # one bad entry: skipped
         return None
     if not isinstance(alg, str):
         alg = None

@@ -1,0 +1,135 @@
+"""Where the filter applies (inbound routes, egress upstreams and routes), what a route
+requires (403 insufficient_scope), and claims copied to headers: sanitised, never forgeable."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from sidecar import SidecarError
+from sidecar.testing import make_exchange, make_route_context, responder
+from sidecar_jwt import JwtConfig, make_filter
+from sidecar_jwt.filter import header_value, policy_for
+from jwt_routes import MemoryStore, built, context, inbound, provider, section
+from jwt_signer import Keys, claims, sign
+
+import sidecar_jwt
+
+
+def bearer(token: str, **more: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", **more}
+
+
+def test_no_section_and_unlisted_routes_cost_nothing() -> None:
+    """Without a policy for the route the factory returns None: the route pays nothing."""
+    assert make_filter(make_route_context(plugins=[sidecar_jwt])) is None
+    cfg = section()
+    assert make_filter(dataclasses.replace(context(cfg), upstream_name="other")) is None
+    assert make_filter(inbound(cfg)) is None  # no inbound policy: inbound is not checked
+
+
+async def test_inbound_routes_take_their_own_policy_or_none(keys: Keys) -> None:
+    """Every inbound route is checked unless its entry says null; a route's entry replaces
+    the listener-wide requirements."""
+    cfg = JwtConfig.model_validate(
+        {
+            "providers": {"main": provider()},
+            "inbound": {
+                "provider": "main",
+                "routes": {
+                    "health": None,
+                    "admin": {"provider": "main", "require": {"roles": ["admin"]}},
+                },
+            },
+        }
+    )
+    store = MemoryStore(keys.jwks())
+    assert make_filter(inbound(cfg, "health", store)) is None
+    default, admin = built(inbound(cfg, "inbound", store)), built(inbound(cfg, "admin", store))
+    token = sign(keys.rsa, "RS256", claims(roles=["viewer"]))
+    assert (await default(make_exchange(headers=bearer(token)), responder())).status == 200
+    with pytest.raises(SidecarError) as caught:
+        await admin(make_exchange(headers=bearer(token)), responder())
+    assert (caught.value.status, caught.value.code) == (403, "jwt_insufficient_scope")
+    boss = sign(keys.rsa, "RS256", claims(roles=["viewer", "admin"]))
+    assert (await admin(make_exchange(headers=bearer(boss)), responder())).status == 200
+
+
+async def test_missing_scope_is_403_with_the_scope_named(keys: Keys) -> None:
+    """A valid token without a required scope: 403, Bearer error="insufficient_scope" naming
+    the scope the route needs."""
+    jwt_filter = built(
+        context(section(policy={"provider": "main", "require": {"scope": ["orders.write"]}}),
+                MemoryStore(keys.jwks()))
+    )
+    with pytest.raises(SidecarError) as caught:
+        await jwt_filter(make_exchange(headers=bearer(sign(keys.rsa, "RS256", claims()))),
+                         responder())
+    assert caught.value.status == 403
+    assert dict(caught.value.headers)["www-authenticate"] == (
+        'Bearer realm="main", error="insufficient_scope", scope="orders.write"'
+    )
+    token = sign(keys.rsa, "RS256", claims(scope="orders.read orders.write"))
+    assert (await jwt_filter(make_exchange(headers=bearer(token)), responder())).status == 200
+
+
+async def test_claims_reach_the_app_as_headers_and_forged_copies_never_do(keys: Keys) -> None:
+    """Mapped claims are set as headers; the caller's own copies are removed first, also when
+    the token lacks the claim, and also when the call is refused."""
+    cfg = section(claims_to_headers={"sub": "X-User", "email": "x-user-email", "groups": "x-g"})
+    jwt_filter = built(context(cfg, MemoryStore(keys.jwks())))
+    seen: list[Any] = []
+    forged = {"x-user": "admin", "x-user-email": "boss@corp", "x-g": "root"}
+    token = sign(keys.rsa, "RS256", claims(groups=["a", "b"]))
+    await jwt_filter(make_exchange(headers=bearer(token, **forged)), responder(seen=seen))
+    sent = seen[0].headers
+    assert sent.get_all("x-user") == ["user-1"] and sent.get_all("x-g") == ["a,b"]
+    assert "x-user-email" not in sent  # no such claim: no header, and not the forged one
+    refused = make_exchange(headers=bearer("garbage", **forged))
+    with pytest.raises(SidecarError):
+        await jwt_filter(refused, responder())
+    assert all(h not in refused.headers for h in forged)
+
+
+def test_header_values_are_sanitised() -> None:
+    """CR/LF, NUL, non-ASCII and % are percent-encoded; objects give no header; long values
+    are cut."""
+    assert header_value("a\r\nx-admin: 1") == "a%0D%0Ax-admin: 1"
+    assert header_value("nul\x00é%") == "nul%00%C3%A9%25"
+    assert header_value({"role": "admin"}) is None and header_value(None) is None
+    assert header_value(True) == "true" and header_value(42) == "42"
+    assert len(header_value("x" * 5000) or "") == 1024
+
+
+async def test_token_from_a_cookie_and_dropped_when_not_forwarded(keys: Keys) -> None:
+    """token.cookie reads the cookie; forward_token false removes the Authorization header."""
+    store = MemoryStore(keys.jwks())
+    token = sign(keys.rsa, "RS256", claims())
+    cookie = built(context(section(token={"cookie": "session"}), store))
+    seen: list[Any] = []
+    await cookie(make_exchange(headers={"cookie": f"a=1; session={token}"}), responder(seen=seen))
+    assert len(seen) == 1
+    dropping = built(context(section(forward_token=False), store))
+    seen.clear()
+    await dropping(make_exchange(headers=bearer(token)), responder(seen=seen))
+    assert "authorization" not in seen[0].headers
+
+
+async def test_egress_routes_override_upstreams(keys: Keys) -> None:
+    """An explicit route's egress policy replaces the upstream's."""
+    cfg = JwtConfig.model_validate(
+        {
+            "providers": {"main": provider()},
+            "egress": {
+                "upstreams": {"shop": {"provider": "main"}},
+                "routes": {"orders": {"provider": "main", "require": {"scope": ["x"]}}},
+            },
+        }
+    )
+    routes = [{"name": "orders", "match": {"path_prefix": "/orders"}, "upstream": "shop"}]
+    ctx = dataclasses.replace(context(cfg), config=make_route_context(
+        name="shop", config={"routes": routes}).config)
+    explicit = dataclasses.replace(ctx, route="orders", route_config=ctx.config.routes[0])
+    assert policy_for(explicit, cfg) == cfg.egress.routes["orders"]
+    assert policy_for(ctx, cfg) == cfg.egress.upstreams["shop"]  # the implicit /shop/ route
