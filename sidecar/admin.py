@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from . import admin_routes
 from .api import AdminRouteRegistry, ControlView, RuntimeView
 from .api.admin import runtime_key
-from .control_light import Answer, LightRoutes
+from .control_answers import Answer
+from .control_light import LightRoutes
 from .control_port import ControlPort
 from .host_guard import MisdirectedRequests, admin_hosts, host_guard, refusing
 

@@ -25,7 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .api import AdminRouteRegistry, RuntimeView, hookimpl, runtime_of
 from .build_kind import build_kind
-from .control_light import Answer, aiohttp_response
+from .control_answers import Answer, aiohttp_response
 from .deferred_import import deferred
 from .explain import ExplainError, explain_running, render_text
 

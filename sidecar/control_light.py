@@ -2,8 +2,8 @@
 
 Almost every request a pod's admin and metrics ports see is a kubelet probe (``/healthz``,
 ``/readyz``) or a Prometheus scrape (``/metrics``). This protocol answers those itself, from the
-same :class:`Answer` the aiohttp handlers serve, byte for byte the same (status line, headers in
-aiohttp's order, ``Server`` and ``Date`` included), behind the same ``Host`` check. So a sidecar
+same :class:`~sidecar.control_answers.Answer` the aiohttp handlers serve, byte for byte the same
+(:mod:`sidecar.control_answers`), behind the same ``Host`` check. So a sidecar
 that is only probed and scraped never imports aiohttp (about 12 MB of resident memory).
 
 Any other request (the admin API, the dashboard, a plugin's route, a body, HTTP/1.0, an upgrade,
@@ -17,7 +17,8 @@ Bounded: a probe's head is at most :data:`MAX_HEAD` bytes (431 beyond), must arr
 order; reading pauses while the peer does not read its answers.
 
 Not here: the connection cap and aiohttp's lazy set-up (:mod:`sidecar.control_port`), what the
-answers say (:mod:`sidecar.admin_routes`), which ``Host`` values are accepted
+answers say and how they are written (:mod:`sidecar.admin_routes`,
+:mod:`sidecar.control_answers`), which ``Host`` values are accepted
 (:mod:`sidecar.host_guard`).
 """
 
@@ -27,32 +28,23 @@ __all__ = [
     "HEAD_TIMEOUT",
     "IDLE_TIMEOUT",
     "MAX_HEAD",
-    "NOT_FOUND",
-    "Answer",
-    "aiohttp_response",
     "LightProtocol",
     "LightRoutes",
     "Port",
     "Refusal",
-    "render",
 ]
 
 import asyncio
-import functools
 import re
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import httptools
 
+from .control_answers import NOT_FOUND, Answer, render
 from .hosts import split_host
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 #: A probe's request head (request line and headers) is at most this long; 431 beyond.
 MAX_HEAD = 16 * 1024
@@ -65,31 +57,6 @@ IDLE_TIMEOUT = 120.0
 #: so a path of this shape that is none of a port's routes is aiohttp's 404 too.
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One answer of a control port, served as is by this protocol or by aiohttp."""
-
-    status: int
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
-    #: headers before ``Content-Type``, in this order (aiohttp writes the ones given first)
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-NOT_FOUND = Answer(404, b"404: Not Found")
-
-
-def aiohttp_response(answer: Answer) -> web.Response:
-    """``answer`` as an aiohttp handler returns it (aiohttp then writes what :func:`render`
-    does)."""
-    from aiohttp import web  # only called by aiohttp handlers: it is loaded already
-
-    headers = {**dict(answer.headers), "Content-Type": answer.content_type}
-    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 class Refusal(Protocol):
@@ -330,40 +297,3 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
 def _other_than_a_probe(headers: list[tuple[bytes, bytes]]) -> bool:
     """Headers a probe never sends and aiohttp has its own say on (a body, an upgrade)."""
     return any(n in (b"content-length", b"transfer-encoding", b"upgrade") for n, _ in headers)
-
-
-def render(answer: Answer, *, head_only: bool, close: bool) -> bytes:
-    """``answer`` as aiohttp writes it: status line, the given headers, ``Content-Type``,
-    ``Content-Length``, ``Date``, ``Server``, then ``Connection: close`` when closing."""
-    reason = HTTPStatus(answer.status).phrase
-    lines = [f"HTTP/1.1 {answer.status} {reason}"]
-    lines += [f"{name}: {value}" for name, value in answer.headers]
-    lines.append(f"Content-Type: {answer.content_type}")
-    lines.append(f"Content-Length: {len(answer.body)}")
-    lines.append(f"Date: {_http_date(int(time.time()))}")
-    lines.append(f"Server: {server_software()}")
-    if close:
-        lines.append("Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + answer.body
-
-
-@functools.lru_cache(maxsize=2)
-def _http_date(now: int) -> str:
-    t = time.gmtime(now)
-    return (
-        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
-    )
-
-
-@functools.cache
-def server_software() -> str:
-    """aiohttp's ``Server`` value (``Python/3.11 aiohttp/3.x``), read without importing it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    python = f"Python/{sys.version_info[0]}.{sys.version_info[1]}"
-    try:
-        return f"{python} aiohttp/{version('aiohttp')}"
-    except PackageNotFoundError:
-        return python

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter
 
 from .config.types import split_address
-from .control_light import Answer, Refusal, aiohttp_response
+from .control_answers import Answer, aiohttp_response
+from .control_light import Refusal
 from .hosts import is_ip_literal, is_loopback_host, split_host
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ from .admin import misdirected_requests
 from .admin_routes import ProbeAnswer
 from .api import AdminHandler, LifespanRegistry, hookimpl
 from .config.types import split_address
-from .control_light import LightRoutes, aiohttp_response
+from .control_answers import aiohttp_response
+from .control_light import LightRoutes
 from .control_port import ControlPort
 from .host_guard import host_guard, metrics_hosts, refusing
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from sidecar import control_light
-from sidecar.control_light import Answer, LightProtocol, LightRoutes
+from sidecar.control_answers import Answer
+from sidecar.control_light import LightProtocol, LightRoutes
 
 PROBE = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 ADMIN = b"POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"

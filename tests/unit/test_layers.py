@@ -101,6 +101,7 @@ LAYERS: dict[str, Layer] = {
     # the plugin host
     "sidecar.admin": Layer.CONTROL,
     "sidecar.admin_routes": Layer.CONTROL,
+    "sidecar.control_answers": Layer.CONTROL,
     "sidecar.control_light": Layer.CONTROL,
     "sidecar.control_port": Layer.CONTROL,
     "sidecar.host_guard": Layer.CONTROL,
