@@ -14,7 +14,7 @@ from sidecar.testing import make_exchange, provider_context
 from sidecar_aws_sigv4 import AwsSigV4, Sigv4Settings
 
 KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-TOKEN = "FwoGZXIvYXdzEBYaDH+session/token=="
+TOKEN = "FwoGZXIvYXdzEBYaDH+session/token=="  # noqa: S105 - a test value
 WHEN = datetime.datetime(2026, 12, 6, 22, 15, 30)
 AUTHORITY = "bucket.example.com:8443"
 
@@ -48,17 +48,40 @@ CASES = [
     Case("form-encoded query", pairs=(("q", "hello world"), ("n", "a+b")), query_style="plus"),
     Case("key without value", segments=("bucket",), pairs=(("acl", None),), service="s3"),
     Case("empty value", pairs=(("prefix", ""), ("delimiter", "/"))),
-    Case("POST JSON", method="POST", body=b'{"a": 1}',
-         headers=(("content-type", "application/x-amz-json-1.1"),
-                  ("x-amz-target", "DynamoDB_20120810.ListTables")), service="dynamodb"),
-    Case("PUT binary to S3", method="PUT", segments=("bucket", "dir", "obj.bin"),
-         body=bytes(range(256)) * 3, service="s3",
-         headers=(("content-type", "application/octet-stream"), ("x-amz-meta-owner", "  a   b  "))),
-    Case("S3 key with space, unicode, %2F", method="PUT", segments=("bucket", "my dir", "\u00fc/x"),
-         body=b"data", service="s3"),
+    Case(
+        "POST JSON",
+        method="POST",
+        body=b'{"a": 1}',
+        headers=(
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", "DynamoDB_20120810.ListTables"),
+        ),
+        service="dynamodb",
+    ),
+    Case(
+        "PUT binary to S3",
+        method="PUT",
+        segments=("bucket", "dir", "obj.bin"),
+        body=bytes(range(256)) * 3,
+        service="s3",
+        headers=(("content-type", "application/octet-stream"), ("x-amz-meta-owner", "  a   b  ")),
+    ),
+    Case(
+        "S3 key with space, unicode, %2F",
+        method="PUT",
+        segments=("bucket", "my dir", "\u00fc/x"),
+        body=b"data",
+        service="s3",
+    ),
     Case("S3 empty body", segments=("bucket", ""), pairs=(("list-type", "2"),), service="s3"),
-    Case("S3 unsigned payload", method="PUT", segments=("bucket", "big"), body=b"x" * 1000,
-         service="s3", unsigned=True),
+    Case(
+        "S3 unsigned payload",
+        method="PUT",
+        segments=("bucket", "big"),
+        body=b"x" * 1000,
+        service="s3",
+        unsigned=True,
+    ),
     Case("non-S3 unsigned payload", method="POST", body=b"stream", unsigned=True),
     Case("session token", token=True, segments=("v1",), pairs=(("Action", "ListUsers"),)),
     Case("S3 session token", token=True, service="s3", segments=("b", "k")),
@@ -89,9 +112,7 @@ def _provider(case: Case) -> AwsSigV4:
         }
     )
     wall = WHEN.replace(tzinfo=datetime.UTC).timestamp
-    ctx = dataclasses.replace(
-        provider_context("aws", "aws_sigv4", wall=wall), authority=AUTHORITY
-    )
+    ctx = dataclasses.replace(provider_context("aws", "aws_sigv4", wall=wall), authority=AUTHORITY)
     return AwsSigV4(settings, ctx)
 
 
