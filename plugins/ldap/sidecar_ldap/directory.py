@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import threading
 from collections.abc import Callable
@@ -79,12 +80,9 @@ class Directory:
         self._waiting = 0
         self._max_waiting = config.pool_size * _QUEUE_PER_THREAD
         self._closed = False
-        tls = None
+        self._tls = None
         if config.url.startswith("ldaps://") or config.start_tls:
-            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config.ca)
-        self._server = ldap3.Server(
-            config.url, get_info=ldap3.NONE, tls=tls, connect_timeout=config.connect_timeout
-        )
+            self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config.ca)
 
     # --- the asyncio side ----------------------------------------------------------------------
 
@@ -125,15 +123,23 @@ class Directory:
 
     def _open(self, user: str | None, password: str | None) -> Any:
         cfg = self.config
+        assert cfg.url is not None
+        # a Server per connection: ldap3's Server remembers an address that failed and skips it
+        # for minutes, which would keep a restarted directory "down" long after it is back
+        server = ldap3.Server(
+            cfg.url, get_info=ldap3.NONE, tls=self._tls, connect_timeout=cfg.connect_timeout
+        )
         conn = ldap3.Connection(
-            self._server,
+            server,
             user=user,
             password=password,
             authentication=ldap3.SIMPLE if user else ldap3.ANONYMOUS,
             client_strategy=ldap3.SYNC,
             auto_bind=ldap3.AUTO_BIND_NONE,
             read_only=True,
-            receive_timeout=cfg.timeout,
+            # ldap3 packs it into SO_RCVTIMEO: whole seconds; the check as a whole is bounded
+            # by `timeout` exactly on the asyncio side
+            receive_timeout=max(1, math.ceil(cfg.timeout)),
             raise_exceptions=False,
             return_empty_attributes=False,
         )
@@ -215,6 +221,12 @@ class Directory:
     # --- the check (worker thread) -------------------------------------------------------------
 
     def _check(self, username: str, password: str) -> Verdict:
+        try:
+            return self._ask(username, password)
+        except LDAPException as e:  # opening a connection failed: refused, unreachable, TLS
+            raise DirectoryDown(f"{type(e).__name__}: {str(e)[:200]}") from None
+
+    def _ask(self, username: str, password: str) -> Verdict:
         cfg = self.config
         attrs = [cfg.user.name_attribute]
         if cfg.groups.source == "member_of":
