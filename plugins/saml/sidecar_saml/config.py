@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
-
 from sidecar import Duration, Model, SecretRef, Size
 
 #: a header name as HTTP allows it (token characters)

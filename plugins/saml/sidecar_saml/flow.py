@@ -128,7 +128,9 @@ def build_filter(
     binding_cookie = f"{session_cookie}_req"
     ours = frozenset({session_cookie, binding_cookie})
     lifetime = cfg.session.lifetime
-    strip = tuple(cfg.attributes.values()) + ((cfg.name_id_header.lower(),) if cfg.name_id_header else ())
+    strip = tuple(cfg.attributes.values()) + (
+        (cfg.name_id_header.lower(),) if cfg.name_id_header else ()
+    )
     public = tuple(cfg.public_paths)
     acs_path, metadata_path = cfg.acs_path, cfg.metadata_path
     metadata = state.provider.metadata.encode()
@@ -208,7 +210,10 @@ def build_filter(
                     f"{session_cookie}={sealed}; Path=/; Max-Age={int(lifetime)}"
                     f"{secure}; SameSite=Lax",
                 ),
-                ("set-cookie", f"{binding_cookie}=; Path={acs_path}; Max-Age=0{secure}; SameSite=None"),
+                (
+                    "set-cookie",
+                    f"{binding_cookie}=; Path={acs_path}; Max-Age=0{secure}; SameSite=None",
+                ),
             ]
         )
         return Response(303, headers, b"")
@@ -264,5 +269,7 @@ def _in_response_to(saml_response: str) -> str | None:
         xml = base64.b64decode(saml_response, validate=True)[:65536]
     except (binascii.Error, ValueError):
         return None
-    m = re.search(rb'<(?:[A-Za-z0-9_]+:)?Response\b[^>]*?\sInResponseTo="([A-Za-z0-9_.-]{1,128})"', xml)
+    m = re.search(
+        rb'<(?:[A-Za-z0-9_]+:)?Response\b[^>]*?\sInResponseTo="([A-Za-z0-9_.-]{1,128})"', xml
+    )
     return m.group(1).decode() if m else None

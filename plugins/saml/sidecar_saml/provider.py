@@ -19,15 +19,18 @@ __all__ = ["Login", "Refused", "ServiceProvider"]
 
 import base64
 import binascii
+import calendar
 import logging
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-from saml2.client import Saml2Client
-from saml2.config import SPConfig
-from saml2.metadata import create_metadata_string
+# pysaml2 ships no type information
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT  # type: ignore[import-untyped]
+from saml2.client import Saml2Client  # type: ignore[import-untyped]
+from saml2.config import SPConfig  # type: ignore[import-untyped]
+from saml2.metadata import create_metadata_string  # type: ignore[import-untyped]
+from saml2.time_util import str_to_time  # type: ignore[import-untyped]
 
 from .config import SamlConfig
 
@@ -74,7 +77,9 @@ class ServiceProvider:
             "entityid": cfg.entity_id,
             "service": {
                 "sp": {
-                    "endpoints": {"assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)]},
+                    "endpoints": {
+                        "assertion_consumer_service": [(self.acs_url, BINDING_HTTP_POST)]
+                    },
                     # a signature is required, on the assertion or on the whole response
                     "want_assertions_or_response_signed": True,
                     "want_assertions_signed": False,
@@ -93,7 +98,7 @@ class ServiceProvider:
         config.load(settings)
         self._client = Saml2Client(config=config)
         self._client.users = _NoPopulation()
-        self._metadata = create_metadata_string(None, config=config, valid=None).decode()
+        self._metadata: str = create_metadata_string(None, config=config, valid=None).decode()
 
     @property
     def metadata(self) -> str:
@@ -142,14 +147,10 @@ class ServiceProvider:
         ends = conditions.not_on_or_after if conditions is not None else None
         if not ends:
             raise Refused("no_time_limit")
-        from saml2.time_util import str_to_time
-
         attributes = {
             str(k): [str(v)[:MAX_VALUE_CHARS] for v in vs if isinstance(v, str)]
             for k, vs in (response.ava or {}).items()
         }
-        import calendar
-
         return Login(
             name_id=str(name_id.text).strip()[:MAX_VALUE_CHARS],
             attributes=attributes,
@@ -192,4 +193,8 @@ def _reason(e: Exception) -> str:
         "InvalidAssertion": "assertion_invalid",
         "DestinationError": "destination",
     }
-    return table.get(name, "not_valid" if "Valid" in name else "refused")
+    if name in table:
+        return table[name]
+    if "AudienceRestriction" in str(e)[:200]:  # pysaml2 raises a bare Exception for it
+        return "audience"
+    return "not_valid" if "Valid" in name else "refused"

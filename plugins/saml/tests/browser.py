@@ -31,6 +31,7 @@ class Browser:
         self.set_cookie_lines: list[str] = []
 
     def _keep(self, response: httpx.Response) -> None:
+        self.http.cookies.clear()  # this jar is the only one: httpx's own would send more
         for line in response.headers.get_list("set-cookie"):
             self.set_cookie_lines.append(line)
             name, _, rest = line.partition("=")

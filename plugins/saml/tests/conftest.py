@@ -18,9 +18,9 @@ from pki import GATEWAY_ID, Pki, issue
 from saml2 import BINDING_HTTP_POST
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
+from sidecar.testing import FakeUpstream, Sidecar, running_sidecar
 
 import sidecar_saml
-from sidecar.testing import FakeUpstream, Sidecar, running_sidecar
 
 SP_ID = "https://app.test/sp"
 KEY_ENV = "SAML_TEST_SESSION_KEY"
@@ -81,7 +81,9 @@ def sp_metadata(base_url: str) -> str:
     """The SP's metadata as the IdP is told it (the served one is checked by a test)."""
     config = SPConfig()
     acs = [(base_url + "/saml/acs", BINDING_HTTP_POST)]
-    config.load({"entityid": SP_ID, "service": {"sp": {"endpoints": {"assertion_consumer_service": acs}}}})
+    config.load(
+        {"entityid": SP_ID, "service": {"sp": {"endpoints": {"assertion_consumer_service": acs}}}}
+    )
     return str(create_metadata_string(None, config=config, valid=None).decode())
 
 

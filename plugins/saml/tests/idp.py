@@ -9,7 +9,6 @@ the attack needs it, signing with the IdP's real key.
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 import shutil
@@ -37,7 +36,11 @@ NS = {
 }
 ASSERTION = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"
 #: who logs in unless a test says otherwise
-USER = {"mail": ["ada@example.com"], "givenName": ["Ada"], "eduPersonAffiliation": ["staff", "admin"]}
+USER = {
+    "mail": ["ada@example.com"],
+    "givenName": ["Ada"],
+    "eduPersonAffiliation": ["staff", "admin"],
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,11 @@ class TestIdp:
         encoded = etree.tostring(doc).decode()
         # the browser reads this form, as it would read pysaml2's own HTML
         info = self.server.apply_binding(
-            BINDING_HTTP_POST, encoded, acs_url, relay if relay_state is None else relay_state, response=True
+            BINDING_HTTP_POST,
+            encoded,
+            acs_url,
+            relay if relay_state is None else relay_state,
+            response=True,
         )
         return parse_form(info["data"])
 
@@ -136,7 +143,9 @@ class TestIdp:
         assertion = doc.find("saml:Assertion", NS)
         assert assertion is not None
         ident = assertion.get("ID")
-        template = etree.fromstring(str(pre_signature_part(ident, self.server.sec.my_cert, 1)).encode())
+        template = etree.fromstring(
+            str(pre_signature_part(ident, self.server.sec.my_cert, 1)).encode()
+        )
         issuer = assertion.find("saml:Issuer", NS)
         assert issuer is not None
         issuer.addnext(template)
@@ -160,7 +169,8 @@ def parse_form(page: str) -> Form:
 
 def set_times(doc: etree._Element, *, not_before: datetime, not_on_or_after: datetime) -> None:
     """Every time condition of the assertion moved (Conditions and SubjectConfirmationData)."""
-    for el in doc.iter("{%s}Conditions" % NS["saml"], "{%s}SubjectConfirmationData" % NS["saml"]):
+    saml = "{" + NS["saml"] + "}"
+    for el in doc.iter(saml + "Conditions", saml + "SubjectConfirmationData"):
         if el.get("NotBefore") is not None or el.tag.endswith("Conditions"):
             el.set("NotBefore", _stamp(not_before))
         el.set("NotOnOrAfter", _stamp(not_on_or_after))
@@ -169,4 +179,6 @@ def set_times(doc: etree._Element, *, not_before: datetime, not_on_or_after: dat
 def expired(doc: etree._Element) -> None:
     """An assertion whose validity ended ten minutes ago."""
     now = datetime.now(UTC)
-    set_times(doc, not_before=now - timedelta(minutes=20), not_on_or_after=now - timedelta(minutes=10))
+    set_times(
+        doc, not_before=now - timedelta(minutes=20), not_on_or_after=now - timedelta(minutes=10)
+    )

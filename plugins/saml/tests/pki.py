@@ -75,7 +75,12 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 def issue(directory: Path) -> Pki:
     """Every key and certificate the tests need, written under ``directory``."""
     d = directory
-    pki = Pki(*(d / n for n in ("idp.key", "idp.pem", "ca.pem", "srv.pem", "srv.key", "cli.pem", "cli.key")))
+    pki = Pki(
+        *(
+            d / n
+            for n in ("idp.key", "idp.pem", "ca.pem", "srv.pem", "srv.key", "cli.pem", "cli.key")
+        )
+    )
     idp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.idp_key, idp_key)
     _write_cert(pki.idp_cert, _cert("test idp", idp_key))

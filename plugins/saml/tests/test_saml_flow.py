@@ -16,7 +16,7 @@ from conftest import SP_ID, Running
 from idp import NS, set_times
 from lxml import etree
 
-SAML = "{%s}" % NS["saml"]
+SAML = "{" + NS["saml"] + "}"
 
 
 @pytest.fixture
@@ -88,7 +88,9 @@ async def test_expired_assertion_is_refused(browser: Browser) -> None:
 
     def expire(doc: etree._Element) -> None:
         now = datetime.now(UTC)
-        set_times(doc, not_before=now - timedelta(minutes=20), not_on_or_after=now - timedelta(minutes=5))
+        set_times(
+            doc, not_before=now - timedelta(minutes=20), not_on_or_after=now - timedelta(minutes=5)
+        )
 
     refused(await browser.login("/", edit=expire))
 
@@ -122,11 +124,15 @@ async def test_unsigned_assertion_is_refused(browser: Browser) -> None:
 
 async def test_tampered_attribute_is_refused(browser: Browser) -> None:
     """Changing an attribute after the IdP signed breaks the signature."""
-    refused(await browser.login("/", after_signing=swap_value("ada@example.com", "root@example.com")))
+    refused(
+        await browser.login("/", after_signing=swap_value("ada@example.com", "root@example.com"))
+    )
 
 
 @pytest.mark.parametrize("where", ["before", "after", "wrapped"])
-async def test_signature_wrapping_is_refused(browser: Browser, running: Running, where: str) -> None:
+async def test_signature_wrapping_is_refused(
+    browser: Browser, running: Running, where: str
+) -> None:
     """XSW: a second, unsigned assertion beside (or around) the signed one never logs in."""
 
     def wrap(doc: etree._Element) -> None:
@@ -146,7 +152,7 @@ async def test_signature_wrapping_is_refused(browser: Browser, running: Running,
             sig = signed.find("ds:Signature", NS)
             assert sig is not None
             signed.remove(sig)
-            etree.SubElement(sig, "{%s}Object" % NS["ds"]).append(copy.deepcopy(signed))
+            etree.SubElement(sig, "{" + NS["ds"] + "}Object").append(copy.deepcopy(signed))
             parent = signed.getparent()
             assert parent is not None
             parent.replace(signed, evil)
@@ -179,7 +185,14 @@ async def test_response_for_another_browser_is_refused(running: Running, browser
 
 
 @pytest.mark.parametrize(
-    "relay", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:alert(1)", "/%0d%0aSet-Cookie:x"]
+    "relay",
+    [
+        "https://evil.test/",
+        "//evil.test/x",
+        "/\\evil.test",
+        "javascript:alert(1)",
+        "/%0d%0aSet-Cookie:x",
+    ],
 )
 async def test_open_redirect_relay_state_goes_home(browser: Browser, relay: str) -> None:
     """A RelayState that is not a path on this origin sends the browser to ``/``, never away."""
@@ -194,7 +207,12 @@ async def test_forged_cookie_is_not_a_session(running: Running, browser: Browser
     """A cookie the sidecar did not seal, or one whose bytes were changed, is no session."""
     r = await browser.login("/")
     genuine = browser.cookies["sidecar_saml"]
-    for forged in ("v1.AAAA", "v1." + "A" * 200, genuine[:-4] + ("AAAA" if genuine[-4:] != "AAAA" else "BBBB"), "admin"):
+    for forged in (
+        "v1.AAAA",
+        "v1." + "A" * 200,
+        genuine[:-4] + ("AAAA" if genuine[-4:] != "AAAA" else "BBBB"),
+        "admin",
+    ):
         browser.cookies["sidecar_saml"] = forged
         assert (await browser.get("/")).status_code == 302
     assert r.status_code == 303
