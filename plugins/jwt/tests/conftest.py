@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from jwt_jwks_server import JwksServer
 from jwt_signer import Keys
 

@@ -6,11 +6,12 @@ import dataclasses
 import json
 from typing import Any
 
+from jwt_signer import AUDIENCE, ISSUER
 from sidecar import Filter, RouteContext
 from sidecar.testing import make_route_context, on_front
+
 from sidecar_jwt import NAME, STORE, JwtConfig, make_filter
 from sidecar_jwt.jwks import KeyStore
-from jwt_signer import AUDIENCE, ISSUER
 
 
 class MemoryStore(KeyStore):

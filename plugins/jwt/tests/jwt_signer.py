@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 ISSUER = "https://issuer.test"
 AUDIENCE = "api://shop"
 #: an HS256 secret of the length RFC 7518 asks for
-SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret!"
+SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret!"  # noqa: S105 - a test key
 
 
 def b64(data: bytes) -> str:

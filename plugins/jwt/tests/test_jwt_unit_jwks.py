@@ -7,10 +7,11 @@ import asyncio
 import json
 
 import pytest
+from jwt_signer import Keys
+
 from sidecar_jwt.config import JwksConfig
 from sidecar_jwt.errors import KeysUnavailable
 from sidecar_jwt.jwks import JwksKeys
-from jwt_signer import Keys
 
 
 class Endpoint:

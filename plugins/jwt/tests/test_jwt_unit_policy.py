@@ -7,14 +7,14 @@ import dataclasses
 from typing import Any
 
 import pytest
-from sidecar import SidecarError
-from sidecar.testing import make_exchange, make_route_context, responder
-from sidecar_jwt import JwtConfig, make_filter
-from sidecar_jwt.filter import header_value, policy_for
 from jwt_routes import MemoryStore, built, context, inbound, provider, section
 from jwt_signer import Keys, claims, sign
+from sidecar import SidecarError
+from sidecar.testing import make_exchange, make_route_context, responder
 
 import sidecar_jwt
+from sidecar_jwt import JwtConfig, make_filter
+from sidecar_jwt.filter import header_value, policy_for
 
 
 def bearer(token: str, **more: str) -> dict[str, str]:
@@ -60,12 +60,15 @@ async def test_missing_scope_is_403_with_the_scope_named(keys: Keys) -> None:
     """A valid token without a required scope: 403, Bearer error="insufficient_scope" naming
     the scope the route needs."""
     jwt_filter = built(
-        context(section(policy={"provider": "main", "require": {"scope": ["orders.write"]}}),
-                MemoryStore(keys.jwks()))
+        context(
+            section(policy={"provider": "main", "require": {"scope": ["orders.write"]}}),
+            MemoryStore(keys.jwks()),
+        )
     )
     with pytest.raises(SidecarError) as caught:
-        await jwt_filter(make_exchange(headers=bearer(sign(keys.rsa, "RS256", claims()))),
-                         responder())
+        await jwt_filter(
+            make_exchange(headers=bearer(sign(keys.rsa, "RS256", claims()))), responder()
+        )
     assert caught.value.status == 403
     assert dict(caught.value.headers)["www-authenticate"] == (
         'Bearer realm="main", error="insufficient_scope", scope="orders.write"'
@@ -128,8 +131,9 @@ async def test_egress_routes_override_upstreams(keys: Keys) -> None:
         }
     )
     routes = [{"name": "orders", "match": {"path_prefix": "/orders"}, "upstream": "shop"}]
-    ctx = dataclasses.replace(context(cfg), config=make_route_context(
-        name="shop", config={"routes": routes}).config)
+    ctx = dataclasses.replace(
+        context(cfg), config=make_route_context(name="shop", config={"routes": routes}).config
+    )
     explicit = dataclasses.replace(ctx, route="orders", route_config=ctx.config.routes[0])
     assert policy_for(explicit, cfg) == cfg.egress.routes["orders"]
     assert policy_for(ctx, cfg) == cfg.egress.upstreams["shop"]  # the implicit /shop/ route

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sidecar import Filter, SidecarError
-from sidecar.testing import make_exchange, responder
 from jwt_routes import MemoryStore, built, context, section
 from jwt_signer import AUDIENCE, SECRET, Keys, b64, claims, hs256_with, sign, unsigned
+from sidecar import Filter, SidecarError
+from sidecar.testing import make_exchange, responder
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -32,10 +32,10 @@ def jwks_filter(keys: Keys, **over: Any) -> tuple[Filter, MemoryStore]:
     return built(context(section(**over), store)), store
 
 
-@pytest.mark.parametrize(
-    ("which", "alg"), [("rsa", "RS256"), ("ec", "ES256"), ("okp", "EdDSA")]
-)
-async def test_tokens_signed_by_the_issuers_jwks_keys_pass(keys: Keys, which: str, alg: str) -> None:
+@pytest.mark.parametrize(("which", "alg"), [("rsa", "RS256"), ("ec", "ES256"), ("okp", "EdDSA")])
+async def test_tokens_signed_by_the_issuers_jwks_keys_pass(
+    keys: Keys, which: str, alg: str
+) -> None:
     """A token signed with any JWKS key of an allowed algorithm reaches the upstream."""
     jwt_filter, _ = jwks_filter(keys)
     token = sign(getattr(keys, which), alg, claims())
@@ -68,7 +68,9 @@ async def test_static_pem_keys_from_files(keys: Keys, tmp_path: Path) -> None:
     ]
     jwt_filter = built(context(section(jwks=None, keys=static)))
     for token in (sign(keys.rsa, "RS256", claims()), sign(keys.ec, "ES256", claims(), kid=None)):
-        assert (await jwt_filter(make_exchange(headers=bearer(token)), responder(200))).status == 200
+        assert (
+            await jwt_filter(make_exchange(headers=bearer(token)), responder(200))
+        ).status == 200
 
 
 async def test_refusals_are_401_invalid_token_with_the_rfc6750_challenge(keys: Keys) -> None:
