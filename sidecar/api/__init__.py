@@ -46,6 +46,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..exchange import Exchange, Headers, Response, StashKey, read_body
+from ..injected import Injected
 from ..outcomes import Classifier, classify_http
 from .adapter import Adapter, AdapterRegistry, AdapterServices
 from .admin import AdminHandler, AdminRouteRegistry, runtime_of
@@ -138,6 +139,7 @@ __all__ = [
     "Headers",
     "Held",
     "HookDeprecated",
+    "Injected",
     "Invariant",
     "LifespanFactory",
     "LifespanRegistry",

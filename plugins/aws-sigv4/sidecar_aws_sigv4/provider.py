@@ -27,6 +27,7 @@ from sidecar import (
     AuthConfigProblem,
     CredentialProvider,
     Exchange,
+    Injected,
     ProviderContext,
     SidecarError,
     read_body,
@@ -103,6 +104,12 @@ class AwsSigV4(CredentialProvider):
             "AWS Signature Version 4 signs an HTTP request (path, query, body), and a gRPC "
             "call's body is a stream of messages"
         )
+
+    def injected(self) -> Injected:
+        """Both credentials it puts on a call, so an adapter that shows the app its request
+        (``echo``) shows these names but never their values."""
+        kind = f"auth {self.context.type_name}"
+        return Injected({"authorization": kind, "x-amz-security-token": kind})
 
     async def apply(self, exchange: Exchange) -> None:
         keys = await self._source.get()

@@ -185,6 +185,12 @@ def test_grpc_upstreams_are_refused_and_authorization_is_the_header() -> None:
     assert AwsSigV4.header_of(_settings()) == "authorization"
 
 
+def test_both_credentials_are_marked_for_adapters_that_show_requests() -> None:
+    """On an ``echo`` route the app sees that Authorization and the token were set, not them."""
+    marks = _provider(_settings()).injected()
+    assert set(marks.headers) == {"authorization", "x-amz-security-token"}
+
+
 def test_describe_and_repr_show_no_secret() -> None:
     """``/upstreams`` and any repr of the keys hold no secret value."""
     provider = _provider(_settings(session_token={"env": "U_TOKEN"}))
