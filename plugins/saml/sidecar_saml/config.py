@@ -115,8 +115,8 @@ class SamlConfig(Model):
     max_seen_assertions: int = Field(100_000, ge=1, le=1_000_000)
     #: the largest ACS form body accepted.
     max_response_bytes: Size = Field(256 * 1024, ge=4096, le=4 * 1024 * 1024)
-    #: responses checked at once (each runs ``xmlsec1``); more wait their turn.
-    max_concurrent_checks: int = Field(4, ge=1, le=64)
+    #: responses checked at once (each runs ``xmlsec1``, in a thread); more wait their turn.
+    max_concurrent_checks: int = Field(2, ge=1, le=64)
     #: the ``xmlsec1`` program; none: found on ``PATH``.
     xmlsec_binary: str | None = None
 

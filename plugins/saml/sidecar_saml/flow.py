@@ -19,13 +19,25 @@ from __future__ import annotations
 __all__ = ["SamlState", "build_filter"]
 
 import asyncio
+import base64
+import binascii
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from sidecar import Exchange, Filter, Handler, Headers, Response, SidecarError, read_body
+from sidecar import (
+    Exchange,
+    Filter,
+    Handler,
+    Headers,
+    Response,
+    SidecarError,
+    log_field,
+    read_body,
+)
 
 from .config import SamlConfig
 from .provider import Login, Refused, ServiceProvider
@@ -172,7 +184,10 @@ def build_filter(
         if exchange.method != "POST":
             return Response(405, Headers([("allow", "POST")]), b"")
         body = await read_body(exchange, cfg.max_response_bytes)
-        form = parse_qs(body.decode("latin-1"), max_num_fields=8)
+        try:
+            form = parse_qs(body.decode("latin-1"), max_num_fields=8)
+        except ValueError:
+            raise ResponseRefused("the ACS form is malformed") from None
         saml_response = (form.get("SAMLResponse") or [""])[0]
         relay_state = (form.get("RelayState") or ["/"])[0]
         bound: list[str] = []
@@ -193,10 +208,12 @@ def build_filter(
                 login = await asyncio.to_thread(state.provider.check, saml_response, request_id)
             except Refused as e:
                 log.info("saml response refused: %s", e.reason)
+                log_field(exchange, "saml", e.reason)
                 raise ResponseRefused(f"the SAML response was refused: {e.reason}") from None
         now = clock()
         ttl = max(1.0, min(login.not_on_or_after - now + cfg.max_skew, 86400.0))
         if not state.seen.first_use(login.assertion_id, ttl):
+            log_field(exchange, "saml", "replayed")
             raise ResponseRefused("the SAML response was refused: replayed")
         sealed = sealer.seal(session_cookie, {"h": _headers_of(cfg, login)}, lifetime)
         if len(sealed) + len(session_cookie) > MAX_COOKIE_CHARS:
@@ -216,6 +233,7 @@ def build_filter(
                 ),
             ]
         )
+        log_field(exchange, "saml", "login")
         return Response(303, headers, b"")
 
     async def saml(exchange: Exchange, call_next: Handler) -> Response:
@@ -261,10 +279,6 @@ def _headers_of(cfg: SamlConfig, login: Login) -> dict[str, str]:
 def _in_response_to(saml_response: str) -> str | None:
     """The Response's ``InResponseTo``, read without trusting anything else in it (the
     document is checked whole by pysaml2 afterwards)."""
-    import base64
-    import binascii
-    import re
-
     try:
         xml = base64.b64decode(saml_response, validate=True)[:65536]
     except (binascii.Error, ValueError):

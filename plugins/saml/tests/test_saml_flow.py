@@ -217,3 +217,16 @@ async def test_forged_cookie_is_not_a_session(running: Running, browser: Browser
         assert (await browser.get("/")).status_code == 302
     assert r.status_code == 303
     assert running.app.requests == []
+
+
+async def test_acs_refuses_what_is_not_a_login_form(running: Running, browser: Browser) -> None:
+    """The ACS answers only POST, refuses a form without a Response or with too many fields,
+    and a body past ``max_response_bytes``; none of it reaches the app."""
+    acs = running.world.base_url + "/saml/acs"
+    assert (await browser.http.get(acs)).status_code == 405
+    refused(await browser.http.post(acs, data={"RelayState": "/"}))
+    refused(await browser.http.post(acs, content=b"&".join(b"a%d=1" % i for i in range(50))))
+    big = await browser.http.post(acs, content=b"SAMLResponse=" + b"A" * 300_000)
+    assert big.status_code == 413
+    refused(await browser.http.post(acs, data={"SAMLResponse": "not base64 at all!"}))
+    assert running.app.requests == []

@@ -135,3 +135,17 @@ def test_sidecar_check_names_a_misspelt_option(world: World, tmp_path: Path) -> 
     assert r.returncode == 2, r.stdout + r.stderr
     assert "plugins.saml.atributes" in r.stdout + r.stderr
     assert os.environ[KEY_ENV] not in r.stdout + r.stderr
+
+
+def test_importing_the_plugin_loads_no_saml_library() -> None:
+    """Installed but not configured, the plugin loads neither pysaml2 nor cryptography."""
+    code = (
+        "import sys, sidecar_saml; "
+        "heavy = ('saml2', 'cryptography', 'sidecar_saml.provider'); "
+        "loaded = [m for m in heavy if m in sys.modules]; "
+        "print(loaded); sys.exit(1 if loaded else 0)"
+    )
+    r = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
