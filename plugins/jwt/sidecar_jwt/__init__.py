@@ -65,10 +65,8 @@ def _store(ctx: RouteContext) -> KeyStore:
 
 @asynccontextmanager
 async def key_store(runtime: RuntimeView) -> AsyncIterator[None]:
-    """The JWKS caches of this sidecar, kept across reloads, closed at shutdown."""
-    if not runtime.plugin_config(NAME, JwtConfig).providers:
-        yield  # nothing configured at start-up: nothing to hold (a reload adds a local store)
-        return
+    """The JWKS caches of this sidecar, kept across reloads, closed at shutdown. Cheap when
+    nothing is configured: no session is opened and no library imported until a fetch."""
     from .jwks import KeyStore
 
     store = KeyStore()

@@ -22,10 +22,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from .config import JwksConfig
 from .errors import KeysUnavailable
-from .keys import Key, parse_jwks
+
+if TYPE_CHECKING:
+    from .keys import Key
 
 LOG = logging.getLogger("sidecar.plugin.jwt")
 #: ``fetch(url, timeout, max_bytes) -> body``; raises on any failure
@@ -92,6 +95,8 @@ class JwksKeys:
         await asyncio.shield(self._inflight)
 
     async def _fetch_once(self) -> None:
+        from .keys import parse_jwks  # PyJWT and cryptography: only once a JWKS is used
+
         try:
             body = await self._fetch(self.cfg.url, self.cfg.timeout, self.cfg.max_bytes)
             keys = parse_jwks(body, self.cfg.max_keys)

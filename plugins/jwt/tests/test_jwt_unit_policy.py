@@ -4,13 +4,14 @@ requires (403 insufficient_scope), and claims copied to headers: sanitised, neve
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from jwt_routes import MemoryStore, built, context, inbound, provider, section
 from jwt_signer import Keys, claims, sign
 from sidecar import SidecarError
-from sidecar.testing import make_exchange, make_route_context, responder
+from sidecar.testing import make_exchange, make_route_context, on_front, responder
 
 import sidecar_jwt
 from sidecar_jwt import JwtConfig, make_filter
@@ -137,3 +138,27 @@ async def test_egress_routes_override_upstreams(keys: Keys) -> None:
     explicit = dataclasses.replace(ctx, route="orders", route_config=ctx.config.routes[0])
     assert policy_for(explicit, cfg) == cfg.egress.routes["orders"]
     assert policy_for(ctx, cfg) == cfg.egress.upstreams["shop"]  # the implicit /shop/ route
+
+
+def test_the_filter_is_placed_right_after_the_peer_allow_list(
+    plugin_host: Callable[..., Any],
+) -> None:
+    """Registered as `jwt` right after peer_allow (in the admission phase): before rate limits, retries
+    and credentials, so a call without a valid token costs none of them."""
+    registries = plugin_host(sidecar_jwt).registries
+    assert registries.config["jwt"] is JwtConfig
+    names = [r.name for r in registries.filters.ordered()]
+    assert names.index("peer_allow") < names.index("jwt") < names.index("rate_limit")
+    assert names.index("jwt") < names.index("retry") < names.index("auth")
+
+
+async def test_refusals_on_the_grpc_port_are_unauthenticated(keys: Keys) -> None:
+    """On the gRPC port an upstream's policy applies too; refusals carry gRPC codes 16 and 7."""
+    cfg = section(policy={"provider": "main", "require": {"scope": ["admin"]}})
+    jwt_filter = built(on_front(context(cfg, MemoryStore(keys.jwks())), "grpc"))
+    with pytest.raises(SidecarError) as missing:
+        await jwt_filter(make_exchange(headers={}), responder())
+    with pytest.raises(SidecarError) as scope:
+        token = sign(keys.rsa, "RS256", claims())
+        await jwt_filter(make_exchange(headers=bearer(token)), responder())
+    assert (missing.value.grpc_code, scope.value.grpc_code) == (16, 7)
