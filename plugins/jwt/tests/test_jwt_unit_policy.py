@@ -143,8 +143,8 @@ async def test_egress_routes_override_upstreams(keys: Keys) -> None:
 def test_the_filter_is_placed_right_after_the_peer_allow_list(
     plugin_host: Callable[..., Any],
 ) -> None:
-    """Registered as `jwt` right after peer_allow (in the admission phase): before rate limits, retries
-    and credentials, so a call without a valid token costs none of them."""
+    """Registered as `jwt` right after peer_allow (admission): before rate limits, retries and
+    credentials, so a call without a valid token costs none of them."""
     registries = plugin_host(sidecar_jwt).registries
     assert registries.config["jwt"] is JwtConfig
     names = [r.name for r in registries.filters.ordered()]
