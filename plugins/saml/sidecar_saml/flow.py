@@ -242,7 +242,8 @@ def build_filter(
             return await acs(exchange)
         if path == metadata_path and exchange.method in ("GET", "HEAD"):
             headers = Headers([("content-type", "application/samlmetadata+xml")])
-            return Response(200, headers, metadata if exchange.method == "GET" else b"")
+            body = metadata if exchange.method == "GET" else b""
+            return Response(200, headers, body, length=len(metadata))
         for name in strip:
             exchange.headers.remove(name)  # the browser's own copies never reach the app
         if public and path.startswith(public):

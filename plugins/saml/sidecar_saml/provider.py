@@ -134,7 +134,9 @@ class ServiceProvider:
             # quote the document, so it is logged only at debug
             log.debug("saml response refused: %s: %s", type(e).__name__, e)
             raise Refused(_reason(e)) from None
-        if response is None or response.assertion is None:
+        if response is None:
+            raise Refused("not_accepted")  # pysaml2 returns None for a wrong Destination
+        if response.assertion is None:
             raise Refused("no_assertion")
         if len(response.response.assertion) != 1 or response.response.encrypted_assertion:
             raise Refused("not_one_assertion")  # one plain assertion: nothing to confuse

@@ -230,3 +230,30 @@ async def test_acs_refuses_what_is_not_a_login_form(running: Running, browser: B
     assert big.status_code == 413
     refused(await browser.http.post(acs, data={"SAMLResponse": "not base64 at all!"}))
     assert running.app.requests == []
+
+
+async def test_wrong_destination_is_refused(browser: Browser) -> None:
+    """A Response addressed (Destination) to another ACS URL does not log in here."""
+
+    def elsewhere(doc: etree._Element) -> None:
+        doc.set("Destination", "https://other.test/acs")
+
+    refused(await browser.login("/", edit=elsewhere))
+
+
+@pytest.mark.parametrize(
+    ("ahead", "logs_in"), [(timedelta(seconds=30), True), (timedelta(minutes=4), False)]
+)
+async def test_clock_skew_is_bounded(browser: Browser, ahead: timedelta, logs_in: bool) -> None:
+    """An assertion valid from slightly ahead (within ``max_skew``, 60 s) logs in; one valid
+    only from minutes ahead does not."""
+
+    def later(doc: etree._Element) -> None:
+        now = datetime.now(UTC)
+        set_times(doc, not_before=now + ahead, not_on_or_after=now + ahead + timedelta(minutes=5))
+
+    r = await browser.login("/", edit=later)
+    if logs_in:
+        assert r.status_code == 303, r.text
+    else:
+        refused(r)
