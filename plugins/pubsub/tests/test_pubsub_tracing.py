@@ -90,23 +90,13 @@ async def test_a_publish_the_broker_did_not_confirm_is_a_failed_span(
     assert attributes(publish)["error.type"] == "publish_failed"
 
 
-def test_the_tracer_is_found_once_tracing_is_published_and_none_while_it_is_off() -> None:
-    """With tracing off the plugin gets no tracer (and makes no span); once the sidecar's
-    tracing lifespan has published its provider, the tracer is found and kept (no sockets)."""
-    from opentelemetry.sdk.trace import TracerProvider
+def test_with_tracing_off_the_plugin_gets_no_tracer() -> None:
+    """With tracing off the plugin gets no tracer and makes no span (no sockets); that it finds
+    the sidecar's once tracing is on is what the tests above show through a real receiver."""
     from sidecar_pubsub.tracing import LiveTracer
-
-    from sidecar.api.tracing import TRACING
 
     live = LiveTracer()
     assert live.get() is None  # not attached yet: the lifespan has not run
     resources: dict[str, Any] = {}
     live.attach(resources)
     assert live.get() is None  # tracing off
-
-    class Published:
-        provider = TracerProvider()
-
-    resources[TRACING] = Published()
-    tracer = live.get()
-    assert tracer is not None and live.get() is tracer
