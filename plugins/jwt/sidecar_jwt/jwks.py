@@ -1,7 +1,9 @@
 """A JWKS endpoint's keys, cached: refreshed on an interval, refetched for an unknown ``kid``,
 rate-limited, and served stale for a bounded time while the endpoint is down.
 
-- At most one fetch is in flight per endpoint; calls arriving meanwhile wait for it.
+- The first fetch (and one past the stale bound) is waited for; a refresh of keys still held
+  runs in the background while they serve, so no call waits for a routine refresh.
+- At most one fetch is in flight per endpoint; calls that must wait share it.
 - A fetch starts at most once per ``min_refetch_interval``, however many tokens name unknown
   kids: a flood of random kids costs the endpoint one request per interval.
 - A failed refresh keeps the keys held until ``refresh_interval + max_stale`` after the last
@@ -59,11 +61,13 @@ class JwksKeys:
         """The keys to try for a token naming ``kid`` and ``alg``; raises
         :class:`KeysUnavailable` when no usable key set is held or can be fetched."""
         now = self._clock()
-        if self.fetched_at is None or now - self.fetched_at >= self.cfg.refresh_interval:
-            await self._refresh(now)
-            self._expire(self._clock())
+        self._expire(now)
+        if self.fetched_at is None:
+            await self._refresh(now)  # nothing to serve meanwhile: wait for it (bounded)
             if self.fetched_at is None:
                 raise KeysUnavailable()
+        elif now - self.fetched_at >= self.cfg.refresh_interval:
+            self._start(now)  # in the background: the keys held serve meanwhile
         found = self._match(kid, alg)
         if not found and kid is not None:
             await self._refresh(self._clock())  # maybe a rotation: once per interval
@@ -82,17 +86,23 @@ class JwksKeys:
         ):
             self.keys, self.fetched_at = [], None
 
-    async def _refresh(self, now: float) -> None:
+    def _start(self, now: float) -> asyncio.Task[None] | None:
+        """The fetch in flight, started now unless the rate limit says not yet (None)."""
         if self._inflight is None:
             if self.attempted_at is not None and now - self.attempted_at < (
                 self.cfg.min_refetch_interval
             ):
-                return  # rate-limited: the keys held (if any) are what there is
+                return None  # rate-limited: the keys held (if any) are what there is
             self.attempted_at = now
             self.fetches += 1
             self._inflight = asyncio.ensure_future(self._fetch_once())
-        # shielded: a caller that goes away does not cancel the fetch others wait for
-        await asyncio.shield(self._inflight)
+        return self._inflight
+
+    async def _refresh(self, now: float) -> None:
+        task = self._start(now)
+        if task is not None:
+            # shielded: a caller that goes away does not cancel the fetch others wait for
+            await asyncio.shield(task)
 
     async def _fetch_once(self) -> None:
         from .keys import parse_jwks  # PyJWT and cryptography: only once a JWKS is used

@@ -104,13 +104,20 @@ async def test_an_endpoint_down_from_the_start_is_asked_once_per_interval(keys: 
 async def test_refresh_interval_picks_up_new_keys_without_an_unknown_kid(
     keys: Keys, next_keys: Keys
 ) -> None:
-    """Keys removed from the JWKS stop verifying once the cache refreshed."""
+    """Keys removed from the JWKS stop verifying once the cache refreshed, in the background."""
     endpoint = Endpoint(keys)
     jwks = cache(endpoint, refresh_interval="1m")
     await jwks.candidates("rsa-1", "RS256")
     endpoint.document = next_keys.jwks()
     endpoint.now += 61
+    # the keys held serve while the refresh runs in the background...
+    assert [k.kid for k in await jwks.candidates("rsa-1", "RS256")] == ["rsa-1"]
+    for _ in range(100):  # ...which ends within a few loop turns (the fetch is in memory)
+        if jwks.fetched_at == endpoint.now:
+            break
+        await asyncio.sleep(0)
     assert await jwks.candidates("rsa-1", "RS256") == []
+    assert endpoint.calls == 2
 
 
 async def test_jwks_entries_that_are_secrets_or_private_are_not_trusted(keys: Keys) -> None:
