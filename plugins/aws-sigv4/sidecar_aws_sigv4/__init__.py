@@ -17,10 +17,12 @@ __all__ = [
     "BodyTooLargeToSign",
     "Sigv4Settings",
     "sidecar_register_credentials",
+    "sidecar_register_filters",
 ]
 
-from sidecar import CredentialRegistry, hookimpl
+from sidecar import CredentialRegistry, FilterRegistry, Phase, hookimpl
 
+from .guard import GUARD, guard_factory
 from .provider import AwsSigV4, BodyTooLargeToSign
 from .settings import Sigv4Settings
 
@@ -34,3 +36,9 @@ NAME = "aws_sigv4"
 @hookimpl
 def sidecar_register_credentials(registry: CredentialRegistry) -> None:
     registry.add(NAME, AwsSigV4)
+
+
+@hookimpl
+def sidecar_register_filters(registry: FilterRegistry) -> None:
+    # composition-time check only: its factory always returns None (no filter on any chain)
+    registry.add(GUARD, guard_factory, phase=Phase.EXTEND)

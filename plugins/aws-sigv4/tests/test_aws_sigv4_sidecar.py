@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sidecar import ConfigError
 from sidecar.testing import running_sidecar
 from verifier import CONTAINER_TOKEN, CREDENTIALS_PATH, VerifyingServer
 
@@ -109,6 +110,21 @@ async def test_config_headers_and_a_host_override_are_what_is_signed(
     sent = dict((k.lower(), v) for k, v in seen.headers)
     assert sent["host"] == "api.example.internal" and sent["x-team"] == "blue"
     assert "SignedHeaders=host;x-amz-date;x-amz-security-token," in sent["authorization"]
+
+
+@pytest.mark.parametrize("header", ["x-amz-acl", "Content-Type", "x-request-id"])
+async def test_a_signed_header_in_request_headers_stops_start_up(
+    verifier: VerifyingServer, keys: None, header: str
+) -> None:
+    """request_headers are set after signing: one the signature covers is refused at its key
+    path, since the upstream would refuse every call."""
+    auth = _auth("s3", sign_headers=["x-request-id"])
+    up = {"url": verifier.url, "auth": auth, "request_headers": {header: "v"}}
+    with pytest.raises(ConfigError) as info:
+        async with running_sidecar({"upstreams": {"s3": up}}, plugins=[plugin]):
+            pass
+    assert f"upstreams.s3.request_headers.{header.lower()}:" in str(info.value)
+    assert "signed by aws_sigv4" in str(info.value)
 
 
 async def test_the_verifier_refuses_a_tampered_body(verifier: VerifyingServer, keys: None) -> None:
@@ -219,10 +235,9 @@ async def test_no_secret_in_admin_views_or_logs(
         assert secret not in ours
 
 
-def _check(tmp_path: Path, auth: dict[str, Any], adapter: str = "http") -> str:
+def _check(tmp_path: Path, auth: dict[str, Any], **upstream: Any) -> str:
     path = tmp_path / "sidecar.yaml"
-    config = {"upstreams": {"shop": {"url": "http://127.0.0.1:9", "adapter": adapter,
-                                     "auth": auth}}}  # fmt: skip
+    config = {"upstreams": {"shop": {"url": "http://127.0.0.1:9", "auth": auth, **upstream}}}
     path.write_text(json.dumps(config))  # a JSON document is YAML too
     done = subprocess.run(  # noqa: S603 - the sidecar installed beside this Python
         [SIDECAR, "check", "-c", str(path)], capture_output=True, text=True, timeout=60
@@ -231,9 +246,11 @@ def _check(tmp_path: Path, auth: dict[str, Any], adapter: str = "http") -> str:
     return f"{path}:" + done.stderr.partition(f"{path}:")[2]
 
 
-def test_sidecar_check_names_bad_settings_at_their_key_path(tmp_path: Path) -> None:
-    """A misspelt key, an inline secret (not repeated), a bad region are refused at their key
-    path with exit 2."""
+def test_sidecar_check_names_bad_settings_at_their_key_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt key, an inline secret (not repeated), a bad region, a signed header in
+    request_headers, a gRPC upstream are refused at their key path with exit 2."""
     base = {"type": "aws_sigv4", "region": "us-east-1", "service": "s3"}
     out = _check(tmp_path, {**base, "regoin": "x"})
     assert "upstreams.shop.auth.regoin:" in out
@@ -242,3 +259,11 @@ def test_sidecar_check_names_bad_settings_at_their_key_path(tmp_path: Path) -> N
     assert "AKIAINLINE" not in out and "SHH" not in out
     out = _check(tmp_path, {**base, "region": "US East"})
     assert "upstreams.shop.auth.region:" in out
+    monkeypatch.setenv("T_AWS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("T_AWS_SECRET", SECRET)
+    monkeypatch.setenv("T_AWS_TOKEN", TOKEN)
+    out = _check(tmp_path, _auth("s3"), request_headers={"x-amz-acl": "private"})
+    assert "upstreams.shop.request_headers.x-amz-acl: x-amz-acl is signed by aws_sigv4" in out
+    out = _check(tmp_path, _auth("s3"), adapter="grpc")
+    assert "upstreams.shop.auth" in out and "gRPC" in out
+    assert SECRET not in out and TOKEN not in out
