@@ -63,6 +63,8 @@ class RabbitMQBackend(Backend):
         self._url = URL(url).with_user(options.username).with_password(password)
         self._connection: AbstractConnection | None = None
         self._publisher: AbstractChannel | None = None
+        #: the exchange as declared on the publisher channel: once per channel, not per publish
+        self._publish_to: aio_pika.abc.AbstractExchange | None = None
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> AbstractConnection:
@@ -80,14 +82,15 @@ class RabbitMQBackend(Backend):
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
         try:
-            async with self._lock:  # one connection and channel, opened once
+            async with self._lock:  # one connection, channel and declare, made once
                 connection = await self._connect()
-                if self._publisher is None or self._publisher.is_closed:
+                exchange = self._publish_to
+                if self._publisher is None or self._publisher.is_closed or exchange is None:
+                    self._publish_to = None
                     self._publisher = await connection.channel(
                         publisher_confirms=True, on_return_raises=True
                     )
-                channel = self._publisher
-            exchange = await self._exchange(channel)
+                    exchange = self._publish_to = await self._exchange(self._publisher)
             message = aio_pika.Message(
                 to_structured(event),
                 content_type=STRUCTURED,
