@@ -22,6 +22,7 @@ __all__ = [
     "TokenSource",
 ]
 
+import re
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -43,6 +44,8 @@ PLAIN = r"^[!#-\[\]-~]+$"
 FORBIDDEN_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "cookie"}
 )
+#: a provider's name: the realm of its challenges, so it must be quoted-string safe
+PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the kid of a static key: what a token's header may name it by
 KID = r"^[A-Za-z0-9._~:+/=-]{1,128}$"
 
@@ -208,6 +211,18 @@ class JwtConfig(Model):
     #: tokens on the inbound (mTLS) listener; none: not checked there
     inbound: InboundPolicy | None = None
     egress: EgressPolicies = EgressPolicies()
+
+    @field_validator("providers")
+    @classmethod
+    def _names(cls, v: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in v:
+            if not PROVIDER_NAME.match(name):
+                raise PydanticCustomError(
+                    "provider_name",
+                    "a provider's name is 1-64 letters, digits, _ or - (it is the realm of "
+                    "WWW-Authenticate)",
+                )
+        return v
 
     @model_validator(mode="after")
     def _providers_exist(self) -> JwtConfig:

@@ -73,3 +73,10 @@ def test_audiences_and_issuer_are_required() -> None:
     del data["providers"]["main"]["audiences"]
     assert ("providers.main.audiences", "Field required") in problems(data)
     assert problems(one(audiences=[]))[0][0] == "providers.main.audiences"
+
+
+def test_provider_names_are_plain_and_sizes_take_units() -> None:
+    """A provider's name (the realm) cannot carry a quote; max_token_bytes takes KiB."""
+    assert "provider's name" in problems({"providers": {'a"b': provider()}})[0][1]
+    cfg = JwtConfig.model_validate(one(max_token_bytes="4KiB", leeway="1m"))  # noqa: S106
+    assert (cfg.providers["main"].max_token_bytes, cfg.providers["main"].leeway) == (4096, 60.0)
