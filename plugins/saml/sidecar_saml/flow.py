@@ -143,6 +143,7 @@ def build_filter(
     strip = tuple(cfg.attributes.values()) + (
         (cfg.name_id_header.lower(),) if cfg.name_id_header else ()
     )
+    strip_set = frozenset(strip)
     public = tuple(cfg.public_paths)
     acs_path, metadata_path = cfg.acs_path, cfg.metadata_path
     metadata = state.provider.metadata.encode()
@@ -166,19 +167,20 @@ def build_filter(
             if body is not None and isinstance(body.get("ids"), list):
                 ids += [str(i) for i in body["ids"]][: MAX_REQUESTS_PER_BROWSER - 1]
                 break
-        bound = sealer.seal(binding_cookie, {"ids": ids}, cfg.request_lifetime)
         headers = Headers(
-            [
-                ("location", location),
-                ("cache-control", "no-store"),
-                (
-                    "set-cookie",
-                    f"{binding_cookie}={bound}; Path={acs_path}; "
-                    f"Max-Age={int(cfg.request_lifetime)}{secure}; SameSite=None",
-                ),
-            ]
+            [("location", location), ("cache-control", "no-store"), ("set-cookie", rebind(ids))]
         )
         return Response(302, headers, b"")
+
+    def rebind(ids: list[str]) -> str:
+        """The ``Set-Cookie`` keeping the logins this browser has open (none: deleted)."""
+        if not ids:
+            return f"{binding_cookie}=; Path={acs_path}; Max-Age=0{secure}; SameSite=None"
+        bound = sealer.seal(binding_cookie, {"ids": ids}, cfg.request_lifetime)
+        return (
+            f"{binding_cookie}={bound}; Path={acs_path}; "
+            f"Max-Age={int(cfg.request_lifetime)}{secure}; SameSite=None"
+        )
 
     async def acs(exchange: Exchange) -> Response:
         if exchange.method != "POST":
@@ -227,10 +229,7 @@ def build_filter(
                     f"{session_cookie}={sealed}; Path=/; Max-Age={int(lifetime)}"
                     f"{secure}; SameSite=Lax",
                 ),
-                (
-                    "set-cookie",
-                    f"{binding_cookie}=; Path={acs_path}; Max-Age=0{secure}; SameSite=None",
-                ),
+                ("set-cookie", rebind([i for i in bound if i != request_id])),
             ]
         )
         log_field(exchange, "saml", "login")
@@ -246,16 +245,18 @@ def build_filter(
             return Response(200, headers, body, length=len(metadata))
         for name in strip:
             exchange.headers.remove(name)  # the browser's own copies never reach the app
-        if public and path.startswith(public):
-            return await call_next(exchange)
-        values = open_session(exchange)
-        if values is None:
+        is_public = bool(public) and path.startswith(public)
+        values = None if is_public else open_session(exchange)
+        if values is None and not is_public:
             if exchange.method in ("GET", "HEAD"):
                 return redirect(exchange)
             raise LoginRequired("no valid SAML session: log in with a browser GET first")
-        without_cookies(exchange.headers, ours)
-        for name, value in values.items():
-            exchange.headers.set(name, value)
+        without_cookies(exchange.headers, ours)  # the app never sees the session
+        for name, value in (values or {}).items():
+            # only the headers configured now: a session sealed under an older mapping
+            # cannot set a header the app no longer expects from the sidecar
+            if name in strip_set:
+                exchange.headers.set(name, value)
         return await call_next(exchange)
 
     return saml
