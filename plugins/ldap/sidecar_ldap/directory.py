@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core.exceptions import LDAPException
@@ -82,7 +83,9 @@ class Directory:
         self._closed = False
         self._tls = None
         if config.url.startswith("ldaps://") or config.start_tls:
-            self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config.ca)
+            # CERT_REQUIRED: ldap3 then also matches the host name (ldaps and StartTLS alike)
+            host = urlsplit(config.url).hostname
+            self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=config.ca, sni=host)
 
     # --- the asyncio side ----------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from slapd_server import Slapd
 SIDECAR = str(Path(sys.executable).with_name("sidecar"))
 APP_ID = "spiffe://cluster.local/ns/shop/sa/app"
 PEER_ID = "spiffe://cluster.local/ns/shop/sa/web"
+#: the directory's certificate: names 127.0.0.1, from the same CA
+LDAP_ID = "spiffe://cluster.local/ns/ldap/sa/slapd"
 
 
 def _certs(*args: str) -> None:
@@ -33,10 +35,23 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         _certs(
             "issue", "--ca", str(root / "ca"), "--spiffe-id", spiffe_id, "--out", str(root / name)
         )
+    _certs(
+        "issue", "--ca", str(root / "ca"), "--spiffe-id", LDAP_ID, "--ip", "127.0.0.1",
+        "--out", str(root / "ldap"),
+    )  # fmt: skip
     return Pki(str(root / "ca" / "ca.crt"), root / "app", root / "peer")
 
 
 @pytest.fixture(scope="session")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     with Slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def slapd_tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A slapd that also speaks StartTLS on ``url`` and TLS on ``ldaps_url`` (a certificate
+    for 127.0.0.1 from ``pki.ca``)."""
+    tls = (str(pki.ldap / "tls.crt"), str(pki.ldap / "tls.key"))
+    with Slapd(tmp_path_factory.mktemp("slapd-tls"), tls=tls) as server:
         yield server

@@ -19,6 +19,10 @@ class Pki:
     app: Path
     peer: Path
 
+    @property
+    def ldap(self) -> Path:
+        return self.app.parent / "ldap"
+
     def inbound_tls(self) -> dict[str, str]:
         return {
             "cert": str(self.app / "tls.crt"),

@@ -91,9 +91,14 @@ def free_port() -> int:
 class Slapd:
     """One private slapd (see the module docstring); ``start_seconds`` is how long it took."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, port: int | None = None, tls: tuple[str, str] | None = None
+    ) -> None:
         self.root = root
         self.port = port or free_port()
+        #: (certificate, key) files: StartTLS on ``url`` and ldaps on ``ldaps_url`` too
+        self.tls = tls
+        self.ldaps_port = free_port() if tls else 0
         self.process: subprocess.Popen[bytes] | None = None
         self.start_seconds = 0.0
 
@@ -101,20 +106,28 @@ class Slapd:
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
+
     def start(self, *, load: bool = True) -> Slapd:
         if shutil.which(SLAPD) is None:
             raise RuntimeError(f"{SLAPD} is not installed (apt-get install slapd ldap-utils)")
         (self.root / "db").mkdir(parents=True, exist_ok=True)
         conf = self.root / "slapd.conf"
-        conf.write_text(
-            CONF.format(
-                dir=self.root, suffix=SUFFIX, root_dn=ROOT_DN, root_pw=ROOT_PW, service=SERVICE_DN
-            )
+        text = CONF.format(
+            dir=self.root, suffix=SUFFIX, root_dn=ROOT_DN, root_pw=ROOT_PW, service=SERVICE_DN
         )
+        urls = f"ldap://127.0.0.1:{self.port}/"
+        if self.tls is not None:
+            cert, key = self.tls
+            text = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n" + text
+            urls += f" ldaps://127.0.0.1:{self.ldaps_port}/"
+        conf.write_text(text)
         log = (self.root / "slapd.log").open("ab")
         began = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
-            [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            [SLAPD, "-f", str(conf), "-h", urls, "-d", "0"],
             stdout=log,
             stderr=log,
         )
