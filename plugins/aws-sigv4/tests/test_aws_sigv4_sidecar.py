@@ -235,15 +235,16 @@ async def test_no_secret_in_admin_views_or_logs(
         assert secret not in ours
 
 
-def _check(tmp_path: Path, auth: dict[str, Any], **upstream: Any) -> str:
+def _check(tmp_path: Path, upstreams: dict[str, dict[str, Any]]) -> str:
+    """``sidecar check`` on these upstreams (each to 127.0.0.1:9 unless said): its stderr."""
     path = tmp_path / "sidecar.yaml"
-    config = {"upstreams": {"shop": {"url": "http://127.0.0.1:9", "auth": auth, **upstream}}}
+    config = {"upstreams": {n: {"url": "http://127.0.0.1:9", **u} for n, u in upstreams.items()}}
     path.write_text(json.dumps(config))  # a JSON document is YAML too
     done = subprocess.run(  # noqa: S603 - the sidecar installed beside this Python
         [SIDECAR, "check", "-c", str(path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done.stderr
-    return f"{path}:" + done.stderr.partition(f"{path}:")[2]
+    return done.stderr.replace(f"{path}:", "FILE:")
 
 
 def test_sidecar_check_names_bad_settings_at_their_key_path(
@@ -252,18 +253,25 @@ def test_sidecar_check_names_bad_settings_at_their_key_path(
     """A misspelt key, an inline secret (not repeated), a bad region, a signed header in
     request_headers, a gRPC upstream are refused at their key path with exit 2."""
     base = {"type": "aws_sigv4", "region": "us-east-1", "service": "s3"}
-    out = _check(tmp_path, {**base, "regoin": "x"})
-    assert "upstreams.shop.auth.regoin:" in out
-    out = _check(tmp_path, {**base, "access_key_id": "AKIAINLINE", "secret_access_key": "SHH"})
-    assert "upstreams.shop.auth.access_key_id:" in out
-    assert "AKIAINLINE" not in out and "SHH" not in out
-    out = _check(tmp_path, {**base, "region": "US East"})
-    assert "upstreams.shop.auth.region:" in out
+    inline = {**base, "access_key_id": "AKIAINLINE", "secret_access_key": "SHH-inline"}
+    out = _check(
+        tmp_path,
+        {
+            "typo": {"auth": {**base, "regoin": "x"}},
+            "inline": {"auth": inline},
+            "region": {"auth": {**base, "region": "US East"}},
+        },
+    )
+    assert "FILE: upstreams.typo.auth.regoin: unknown key" in out
+    assert "FILE: upstreams.inline.auth.access_key_id:" in out
+    assert "FILE: upstreams.region.auth.region:" in out
+    assert "AKIAINLINE" not in out and "SHH-inline" not in out
+    # checks made when the routes are composed, once the file itself is valid
     monkeypatch.setenv("T_AWS_KEY_ID", KEY_ID)
     monkeypatch.setenv("T_AWS_SECRET", SECRET)
     monkeypatch.setenv("T_AWS_TOKEN", TOKEN)
-    out = _check(tmp_path, _auth("s3"), request_headers={"x-amz-acl": "private"})
-    assert "upstreams.shop.request_headers.x-amz-acl: x-amz-acl is signed by aws_sigv4" in out
-    out = _check(tmp_path, _auth("s3"), adapter="grpc")
-    assert "upstreams.shop.auth" in out and "gRPC" in out
+    out = _check(tmp_path, {"s3": {"auth": _auth("s3"), "request_headers": {"x-amz-acl": "p"}}})
+    assert "FILE: upstreams.s3.request_headers.x-amz-acl: x-amz-acl is signed by aws_sigv4" in out
+    out = _check(tmp_path, {"rpc": {"auth": _auth("s3"), "adapter": "grpc"}})
+    assert "FILE: upstreams.rpc.auth" in out and "gRPC" in out
     assert SECRET not in out and TOKEN not in out
