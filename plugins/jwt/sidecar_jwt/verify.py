@@ -28,6 +28,9 @@ KeySource = Callable[[str | None, str], Awaitable[list[Key]]]
 #: a JWS in compact form: three base64url parts (a JWE's five, or padding, are refused)
 COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 SANE_KID = re.compile(KID)
+#: what a hostile token's JSON can make a parser raise besides PyJWT's own errors (nesting past
+#: the recursion limit, integers past Python's digit limit, infinities)
+HOSTILE = (jwt_errors.PyJWTError, ValueError, TypeError, OverflowError, RecursionError)
 #: how PyJWT's refusals are described to the caller (fixed strings, never the token's data)
 REASONS: tuple[tuple[type[Exception], str], ...] = (
     (jwt_errors.ExpiredSignatureError, "the token has expired"),
@@ -88,7 +91,7 @@ class Verifier:
             raise InvalidToken(self.realm, "the token is malformed")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt_errors.PyJWTError:
+        except HOSTILE:
             raise InvalidToken(self.realm, "the token is malformed") from None
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in self._algorithms:
@@ -115,6 +118,8 @@ class Verifier:
                 continue  # another key of the same kid (or of none) may verify it
             except jwt_errors.PyJWTError as e:
                 raise InvalidToken(self.realm, _reason(e)) from None
+            except HOSTILE:  # JSON built to hurt a parser: never a 500
+                raise InvalidToken(self.realm, "the token is malformed") from None
             return claims
         raise InvalidToken(self.realm, "the signature does not verify")
 

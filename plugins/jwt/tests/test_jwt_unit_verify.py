@@ -3,6 +3,8 @@ forgeries (alg none, algorithm confusion, kid injection, oversized and malformed
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
@@ -209,3 +211,30 @@ async def test_audience_may_be_a_list(keys: Keys) -> None:
     jwt_filter, _ = jwks_filter(keys)
     token = sign(keys.rsa, "RS256", claims(aud=["api://other", AUDIENCE]))
     assert (await jwt_filter(make_exchange(headers=bearer(token)), responder())).status == 200
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"exp": 1e999}',
+        '{"exp": NaN}',
+        '{"iat": -1e999, "exp": 1}',
+        '{"exp": ' + "9" * 5000 + "}",
+        '{"x": ' + "[" * 2500 + "]" * 2500 + ', "exp": 1}',
+        '{"exp": "tomorrow"}',
+    ],
+)
+async def test_hostile_json_in_a_correctly_signed_token_is_a_401_not_a_crash(
+    payload: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Infinities, huge integers, deep nesting and wrong types, even validly signed, are
+    refused as 401: the parser never turns them into a 500."""
+    monkeypatch.setenv("JWT_TEST_SECRET", SECRET)
+    static = [{"alg": "HS256", "key": {"env": "JWT_TEST_SECRET"}}]
+    jwt_filter = built(context(section(jwks=None, keys=static, algorithms=["HS256"])))
+    head = b64(b'{"alg":"HS256"}')
+    body = payload.replace("{", '{"iss": "https://issuer.test", "aud": "api://shop", ', 1)
+    signing = f"{head}.{b64(body.encode())}"
+    mac = hmac.new(SECRET.encode(), signing.encode(), hashlib.sha256).digest()
+    error = await refusal(jwt_filter, bearer(f"{signing}.{b64(mac)}"))
+    assert (error.status, error.code) == (401, "jwt_invalid")
