@@ -88,6 +88,18 @@ async def test_every_call_verifies_at_the_upstream(verifier: VerifyingServer, ke
     assert "date" not in last
 
 
+async def test_a_retried_call_is_signed_again(verifier: VerifyingServer, keys: None) -> None:
+    """Each attempt carries its own signature: a retry after a 503 verifies too."""
+    verifier.script.fail_next = 1
+    config = {"upstreams": {"api": {"url": verifier.url, "auth": _auth("execute-api")}}}
+    async with running_sidecar(config, plugins=[plugin]) as s, _client(s.http_port) as client:
+        r = await client.get("/api/v1/retry?x=1")
+    assert r.status_code == 200, r.text
+    assert [r.verdict for r in verifier.script.received] == [None, None]
+    first, second = (dict(r.headers)["authorization"] for r in verifier.script.received)
+    assert first.count("Signature=") == second.count("Signature=") == 1
+
+
 async def test_config_headers_and_a_host_override_are_what_is_signed(
     verifier: VerifyingServer, keys: None
 ) -> None:

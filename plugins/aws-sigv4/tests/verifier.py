@@ -41,8 +41,11 @@ class Script:
     #: what the credentials endpoint hands out; None: it answers 500
     container_keys: dict[str, str] | None = None
     credential_fetches: int = 0
+    #: this many calls are answered 503 (after being verified and recorded)
+    fail_next: int = 0
 
     def reset(self) -> None:
+        self.fail_next = 0
         self.secrets.clear()
         self.received.clear()
         self.container_keys = None
@@ -120,6 +123,9 @@ class VerifyingServer:
         )
         if verdict is not None:
             return web.json_response({"error": verdict}, status=403)
+        if self.script.fail_next > 0:
+            self.script.fail_next -= 1
+            return web.json_response({"error": "try again"}, status=503)
         return web.json_response({"target": request.raw_path, "length": len(body)})
 
     def _credentials(self, request: web.Request) -> web.Response:
