@@ -94,6 +94,12 @@ class ServiceProvider:
             "xmlsec_binary": cfg.xmlsec_binary or shutil.which("xmlsec1"),
             "allow_unknown_attributes": True,
         }
+        # pysaml2 logs each refusal at ERROR with the document in it (attacker-controlled
+        # text, a user's attributes): silenced unless someone set its level on purpose; the
+        # filter logs a short reason instead
+        library_log = logging.getLogger("saml2")
+        if library_log.level == logging.NOTSET:
+            library_log.setLevel(logging.CRITICAL)
         config = SPConfig()
         config.load(settings)
         self._client = Saml2Client(config=config)
