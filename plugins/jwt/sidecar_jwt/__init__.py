@@ -45,8 +45,11 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     config = ctx.plugin_config(NAME, JwtConfig)
     if not config.providers:
         return None
-    from .filter import build_filter, policy_for  # PyJWT and cryptography: only now
+    from .filter import build_filter, policy_for, unknown_names  # PyJWT, cryptography: now
 
+    problem = unknown_names(ctx.config, config)
+    if problem is not None:
+        raise ValueError(problem)  # start-up stops (a reload is refused) naming it
     policy = policy_for(ctx, config)
     if policy is None:
         return None

@@ -10,12 +10,12 @@ Imported only when a policy applies to a route (it loads PyJWT and cryptography)
 
 from __future__ import annotations
 
-__all__ = ["build_filter", "header_value", "policy_for"]
+__all__ = ["build_filter", "header_value", "policy_for", "unknown_names"]
 
 from collections.abc import Mapping
 from typing import Any
 
-from sidecar import Exchange, Filter, Handler, Response, RouteContext, StashKey
+from sidecar import Exchange, Filter, Handler, Response, RouteContext, SidecarConfig, StashKey
 
 from .config import JwtConfig, Policy
 from .errors import InsufficientScope
@@ -41,6 +41,26 @@ def policy_for(ctx: RouteContext, cfg: JwtConfig) -> Policy | None:
     if ctx.route_config is not None and ctx.route in cfg.egress.routes:
         return cfg.egress.routes[ctx.route]
     return cfg.egress.upstreams.get(ctx.upstream_name)
+
+
+def unknown_names(config: SidecarConfig, cfg: JwtConfig) -> str | None:
+    """The first policy naming a route or upstream the config does not have, as a problem:
+    a misspelt ``admin`` would otherwise leave that route with a weaker policy, silently."""
+    named: list[tuple[str, str, set[str]]] = []
+    if cfg.inbound is not None:
+        inbound = config.inbound
+        have = {"inbound"} | {
+            r.name or f"inbound-{i}" for i, r in enumerate(inbound.routes if inbound else [])
+        }
+        named += [("inbound.routes", name, have) for name in cfg.inbound.routes]
+    upstreams = set(config.upstreams)
+    routes = {r.name or f"route-{i}" for i, r in enumerate(config.routes)}
+    named += [("egress.upstreams", name, upstreams) for name in cfg.egress.upstreams]
+    named += [("egress.routes", name, routes) for name in cfg.egress.routes]
+    for where, name, have in named:
+        if name not in have:
+            return f"plugins.jwt.{where}.{name}: no such {where.split('.')[1][:-1]} in the config"
+    return None
 
 
 def header_value(value: Any) -> str | None:

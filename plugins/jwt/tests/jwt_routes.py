@@ -54,8 +54,23 @@ def context(cfg: JwtConfig, store: KeyStore | None = None, **changes: Any) -> Ro
     return dataclasses.replace(ctx, plugin_sections={NAME: cfg}, resources=resources, **changes)
 
 
+#: an inbound section with the routes the unit tests name (the files are never read here)
+INBOUND = {
+    "app": "127.0.0.1:8080",
+    "tls": {"cert": "/unused/tls.crt", "key": "/unused/tls.key", "ca": "/unused/ca.crt"},
+    "allow": [],
+    "routes": [
+        {"name": name, "match": {"path_prefix": f"/{name}"}, "allow": []}
+        for name in ("health", "admin")
+    ],
+}
+
+
 def inbound(cfg: JwtConfig, route: str = "inbound", store: KeyStore | None = None) -> RouteContext:
-    return on_front(context(cfg, store), "inbound", route=route, upstream_name="@app")
+    """A route of the inbound listener, whose routes are ``health``, ``admin`` and ``inbound``."""
+    config = make_route_context(name="shop", config={"inbound": INBOUND}).config
+    ctx = context(cfg, store, config=config)
+    return on_front(ctx, "inbound", route=route, upstream_name="@app")
 
 
 def built(ctx: RouteContext) -> Filter:

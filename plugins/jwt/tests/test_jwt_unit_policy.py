@@ -162,3 +162,26 @@ async def test_refusals_on_the_grpc_port_are_unauthenticated(keys: Keys) -> None
         token = sign(keys.rsa, "RS256", claims())
         await jwt_filter(make_exchange(headers=bearer(token)), responder())
     assert (missing.value.grpc_code, scope.value.grpc_code) == (16, 7)
+
+
+def test_a_policy_for_a_route_or_upstream_that_does_not_exist_stops_start_up() -> None:
+    """A misspelt route name would silently leave that route with the weaker default policy:
+    the factory refuses it, naming the key."""
+    cfg = JwtConfig.model_validate(
+        {
+            "providers": {"main": provider()},
+            "inbound": {"provider": "main", "routes": {"admn": None}},
+        }
+    )
+    with pytest.raises(ValueError, match=r"plugins\.jwt\.inbound\.routes\.admn: no such route"):
+        make_filter(inbound(cfg))
+    typo = section(policy={"provider": "main"})
+    typo = typo.model_copy(
+        update={
+            "egress": typo.egress.model_copy(
+                update={"routes": {"x": typo.egress.upstreams["shop"]}}
+            )
+        }
+    )
+    with pytest.raises(ValueError, match=r"plugins\.jwt\.egress\.routes\.x: no such route"):
+        make_filter(context(typo))
