@@ -135,7 +135,10 @@ def make_filter(ctx: RouteContext) -> Filter | None:
         for name in strip:
             headers.remove(name)
         try:
-            credentials = parse_basic(headers.get("authorization"), max_username)
+            given = headers.get_all("authorization")
+            if len(given) > 1:  # which one would the app or a proxy behind it read?
+                raise NoCredentials("more than one Authorization header")
+            credentials = parse_basic(given[0] if given else None, max_username)
         except NoCredentials as e:
             raise Unauthenticated(str(e), headers=challenge) from None
         try:

@@ -19,7 +19,7 @@ from sidecar_ldap.checker import Checker
 from sidecar_ldap.config import LdapConfig
 from sidecar_ldap.directory import DirectoryDown
 from sidecar_ldap.gate import DirectoryUnavailable, NotInGroup, Unauthenticated, make_filter
-from sidecar_ldap.hub import HUB, Hub
+from sidecar_ldap.hub import HUB, Hub, settings_key
 
 ALICE = Verdict(True, "alice", "uid=alice,ou=people,dc=x", ("ops",), ("cn=ops,ou=groups,dc=x",))
 
@@ -214,3 +214,28 @@ def test_unusable_settings_are_refused(changes: dict[str, Any], reason: str) -> 
     messages = " ".join(str(e["msg"]) for e in refused.value.errors())
     assert reason in messages
     assert "inline-secret" not in messages
+
+
+async def test_two_authorization_headers_are_refused() -> None:
+    """A call with two Authorization headers is refused (401) before any directory call."""
+    directory = FakeDirectory({("alice", "pw"): ALICE})
+    gate = make_filter(context(directory))
+    assert gate is not None
+    exchange = basic("alice", "pw")
+    exchange.headers.add("authorization", "Basic Ym9iOng=")
+    with pytest.raises(Unauthenticated):
+        await gate(exchange, responder())
+    assert directory.asked == 0
+
+
+def test_a_reload_that_changes_only_rules_keeps_the_pool_and_cache() -> None:
+    """Routes, groups rules, realm and headers are not directory settings: the checker (its
+    connections and cache) is kept; another url or cache setting makes a new one."""
+    base = LdapConfig.model_validate(section())
+    same = LdapConfig.model_validate(
+        section(allow_groups=["ops"], realm="x", routes={"admin": {"allow_groups": ["a"]}})
+    )
+    other = LdapConfig.model_validate(section(url="ldap://127.0.0.1:1389"))
+    cache = LdapConfig.model_validate(section(cache={"ttl": "10s"}))
+    assert settings_key(base) == settings_key(same)
+    assert len({settings_key(base), settings_key(other), settings_key(cache)}) == 3

@@ -3,6 +3,7 @@ checked against a real slapd; the app is a recording upstream."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,12 @@ async def test_refused_credentials_get_401_with_a_challenge(
     assert "alice-pw" not in r.text
 
 
-async def test_each_route_allows_its_own_groups(slapd: Slapd, pki: Pki, tmp_path: Path) -> None:
+async def test_each_route_allows_its_own_groups(
+    slapd: Slapd, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """/admin is for group ops only (403 ldap_forbidden for bob, in staff), the rest of the
-    app for any authenticated user."""
+    app for any authenticated user; the access log names the user of each call."""
+    caplog.set_level(logging.INFO, "sidecar.access")
     ldap = ldap_section(
         slapd.url, secret_file(tmp_path), routes={"admin": {"allow_groups": ["ops"]}}
     )
@@ -92,6 +96,12 @@ async def test_each_route_allows_its_own_groups(slapd: Slapd, pki: Pki, tmp_path
     assert (bob.status_code, bob.headers["x-sidecar-error"]) == (403, "ldap_forbidden")
     assert bob_home.status_code == 200
     assert [r.path_qs for r in app.requests] == ["/admin/users", "/home"]
+    lines = [getattr(r, "fields", {}) for r in caplog.records if r.name == "sidecar.access"]
+    assert [(f.get("status"), f.get("ldap_user")) for f in lines] == [
+        (200, "alice"),
+        (403, "bob"),
+        (200, "bob"),
+    ]
 
 
 async def test_groups_found_by_search_include_posix_groups(
