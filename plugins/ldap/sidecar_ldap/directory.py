@@ -27,6 +27,7 @@ import logging
 import math
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,6 +48,8 @@ _UNAVAILABLE = frozenset({51, 52, 80})  # busy, unavailable, other
 _SIZE_LIMIT_EXCEEDED = 4
 #: checks waiting for a thread, per thread, before the directory is called busy
 _QUEUE_PER_THREAD = 16
+#: a refused service account is logged at most this often (seconds)
+REFUSAL_LOG_EVERY = 10.0
 
 
 class DirectoryDown(Exception):
@@ -81,6 +84,7 @@ class Directory:
         self._waiting = 0
         self._max_waiting = config.pool_size * _QUEUE_PER_THREAD
         self._closed = False
+        self._refusal_logged = -REFUSAL_LOG_EVERY
         self._tls = None
         if config.url.startswith("ldaps://") or config.start_tls:
             # CERT_REQUIRED: ldap3 then also matches the host name (ldaps and StartTLS alike)
@@ -160,11 +164,14 @@ class Directory:
         if not conn.bind():
             code = (conn.result or {}).get("result")
             self._unbind_all([conn])
-            log.error(
-                "the LDAP service account's bind was refused",
-                extra={"fields": {"ldap_result": code, "bind_dn": self.config.bind_dn}},
-            )
-            raise DirectoryDown("the service account's bind was refused")
+            now = time.monotonic()
+            if now - self._refusal_logged >= REFUSAL_LOG_EVERY:  # every call would repeat it
+                self._refusal_logged = now
+                log.error(
+                    "the LDAP service account's bind was refused",
+                    extra={"fields": {"ldap_result": code, "bind_dn": self.config.bind_dn}},
+                )
+            raise DirectoryDown(f"the service account's bind was refused (result {code})")
         conn.password = None  # the pool keeps the connection, not the password
         return conn
 

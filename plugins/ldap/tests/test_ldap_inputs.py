@@ -4,6 +4,8 @@ names read from DNs, and the verdict cache."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import pytest
 
@@ -165,3 +167,13 @@ def test_a_zero_ttl_caches_nothing() -> None:
     key = cache.key("alice", "pw")
     cache.put(key, Verdict(True, "alice"))
     assert cache.get(key) is None
+
+
+def test_loading_the_plugin_does_not_import_ldap3() -> None:
+    """ldap3 comes in only once a url is configured: a sidecar with the plugin installed but
+    unused does not pay for it."""
+    code = "import sys, sidecar_ldap; print('ldap3' in sys.modules)"
+    done = subprocess.run(  # noqa: S603 - this very Python
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "False", done.stderr

@@ -215,3 +215,36 @@ async def test_a_route_without_authentication_still_strips_forged_identity(
             r = await call(s.inbound_port, pki, "/admin/health", {"x-auth-user": "root"})
     assert r.status_code == 200
     assert "x-auth-user" not in app.requests[0].headers
+
+
+async def test_checks_past_the_queue_bound_are_refused_at_once(pki: Pki, tmp_path: Path) -> None:
+    """With every worker stuck on a mute directory and the queue full, one more check is
+    refused at once (503), not queued without bound."""
+    import asyncio
+
+    from sidecar_ldap.config import LdapConfig
+    from sidecar_ldap.directory import Directory, DirectoryDown
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = ldap_section(f"ldap://127.0.0.1:{port}", secret_file(tmp_path), pool_size=1)
+    directory = Directory(LdapConfig.model_validate(settings), lambda: "svc")
+    try:
+        stuck = [asyncio.create_task(directory.check(f"u{i}", "pw")) for i in range(16)]
+        await asyncio.sleep(0)
+        began = time.monotonic()
+        with pytest.raises(DirectoryDown, match="too many checks waiting"):
+            await directory.check("one-more", "pw")
+        assert time.monotonic() - began < 0.5
+        results = await asyncio.gather(*stuck, return_exceptions=True)
+        assert all(isinstance(r, DirectoryDown) for r in results)
+    finally:
+        await directory.aclose()
+        for w in held:
+            w.close()
+        server.close()
