@@ -11,7 +11,7 @@ from jwt_signer import Keys
 
 from sidecar_jwt.config import JwksConfig
 from sidecar_jwt.errors import KeysUnavailable
-from sidecar_jwt.jwks import JwksKeys
+from sidecar_jwt.jwks import MAX_ENDPOINTS, JwksKeys, KeyStore
 
 
 class Endpoint:
@@ -138,3 +138,16 @@ async def test_jwks_entries_that_are_secrets_or_private_are_not_trusted(keys: Ke
     assert await jwks.candidates("ec-1", "ES256") == []
     (rsa,) = await jwks.candidates("rsa-1", "RS256")
     assert not hasattr(rsa.material, "private_bytes")
+
+
+def test_the_store_keeps_one_cache_per_endpoint_settings_bounded() -> None:
+    """Routes (and reloads) with equal JWKS settings share one cache; the store holds at most
+    MAX_ENDPOINTS caches, the least recently used dropped first."""
+    store = KeyStore()
+    first = JwksConfig.model_validate({"url": "http://127.0.0.1:9/jwks"})
+    again = JwksConfig.model_validate({"url": "http://127.0.0.1:9/jwks"})
+    assert store.jwks(first) is store.jwks(again)
+    for i in range(MAX_ENDPOINTS + 10):
+        store.jwks(JwksConfig.model_validate({"url": f"http://127.0.0.1:9/jwks/{i}"}))
+    assert len(store._caches) == MAX_ENDPOINTS  # noqa: SLF001 - the bound itself
+    assert first not in store._caches  # noqa: SLF001
