@@ -45,14 +45,15 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     config = ctx.plugin_config(NAME, JwtConfig)
     if not config.providers:
         return None
-    from .filter import build_filter, policy_for, unknown_names  # PyJWT, cryptography: now
+    from .filter import build_filter, policy_for, strip_only, unknown_names  # PyJWT: now
 
     problem = unknown_names(ctx.config, config)
     if problem is not None:
         raise ValueError(problem)  # start-up stops (a reload is refused) naming it
     policy = policy_for(ctx, config)
     if policy is None:
-        return None
+        # an unchecked inbound route (``null``) still removes what peers could forge
+        return strip_only(config) if ctx.front.peer_identity and config.inbound else None
     return build_filter(ctx, config, policy, _store(ctx))
 
 

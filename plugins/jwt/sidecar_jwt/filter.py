@@ -10,7 +10,7 @@ Imported only when a policy applies to a route (it loads PyJWT and cryptography)
 
 from __future__ import annotations
 
-__all__ = ["build_filter", "header_value", "policy_for", "unknown_names"]
+__all__ = ["build_filter", "header_value", "policy_for", "strip_only", "unknown_names"]
 
 from collections.abc import Mapping
 from typing import Any
@@ -92,6 +92,23 @@ def _contains(claim: Any, wanted: list[str]) -> bool:
     else:
         return False
     return all(w in have for w in wanted)
+
+
+def strip_only(cfg: JwtConfig) -> Filter | None:
+    """For an inbound route whose check is off: the claim headers of every provider removed,
+    so the app never takes a peer's own ``x-user-id`` for one the sidecar set."""
+    forged = tuple(
+        sorted({h for p in cfg.providers.values() for h in p.claims_to_headers.values()})
+    )
+    if not forged:
+        return None
+
+    async def jwt_strip(exchange: Exchange, call_next: Handler) -> Response:
+        for header in forged:
+            exchange.headers.remove(header)
+        return await call_next(exchange)
+
+    return jwt_strip
 
 
 def build_filter(ctx: RouteContext, cfg: JwtConfig, policy: Policy, store: KeyStore) -> Filter:

@@ -163,7 +163,8 @@ async def test_inbound_peers_need_a_token_and_admin_needs_the_role(
     jwks_server: JwksServer, keys: Keys, mesh: Path
 ) -> None:
     """On the inbound mTLS listener every call needs a valid token; /admin needs the admin
-    role (403 insufficient_scope without it); /healthz is not checked."""
+    role (403 insufficient_scope without it); /healthz is not checked, but a forged x-user
+    is removed there too."""
     jwks_server.serve(keys.jwks())
     section = jwt_section(jwks_server)
     del section["egress"]
@@ -201,7 +202,7 @@ async def test_inbound_peers_need_a_token_and_admin_needs_the_role(
             base = f"https://127.0.0.1:{s.inbound_port}"
             async with httpx.AsyncClient(base_url=base, verify=peer, timeout=10) as client:
                 viewer = bearer(sign(keys.rsa, "RS256", claims(roles=["viewer"])))
-                health = await client.get("/healthz")
+                health = await client.get("/healthz", headers={"x-user": "root"})
                 anonymous = await client.get("/orders")
                 orders = await client.get("/orders", headers=viewer)
                 admin = await client.get("/admin/users", headers=viewer)
@@ -210,6 +211,7 @@ async def test_inbound_peers_need_a_token_and_admin_needs_the_role(
     assert 'error="insufficient_scope"' in admin.headers["www-authenticate"]
     assert [r.path_qs for r in app.requests] == ["/healthz", "/orders"]
     assert app.requests[1].headers["x-user"] == "user-1"
+    assert "x-user" not in app.requests[0].headers  # unchecked, yet a forged copy is removed
 
 
 def check(tmp_path: Path, section: dict[str, Any]) -> subprocess.CompletedProcess[str]:

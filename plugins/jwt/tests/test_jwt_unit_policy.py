@@ -46,7 +46,7 @@ async def test_inbound_routes_take_their_own_policy_or_none(keys: Keys) -> None:
         }
     )
     store = MemoryStore(keys.jwks())
-    assert make_filter(inbound(cfg, "health", store)) is None
+    assert make_filter(inbound(cfg, "health", store)) is None  # no claim headers to strip
     default, admin = built(inbound(cfg, "inbound", store)), built(inbound(cfg, "admin", store))
     token = sign(keys.rsa, "RS256", claims(roles=["viewer"]))
     assert (await default(make_exchange(headers=bearer(token)), responder())).status == 200
@@ -185,3 +185,18 @@ def test_a_policy_for_a_route_or_upstream_that_does_not_exist_stops_start_up() -
     )
     with pytest.raises(ValueError, match=r"plugins\.jwt\.egress\.routes\.x: no such route"):
         make_filter(context(typo))
+
+
+async def test_unchecked_inbound_routes_still_remove_forged_claim_headers() -> None:
+    """An inbound route with its check off (null) still removes the mapped claim headers a
+    peer sent: the app can trust x-user whatever the route."""
+    cfg = JwtConfig.model_validate(
+        {
+            "providers": {"main": provider(claims_to_headers={"sub": "x-user"})},
+            "inbound": {"provider": "main", "routes": {"health": None}},
+        }
+    )
+    seen: list[Any] = []
+    strip = built(inbound(cfg, "health"))
+    await strip(make_exchange(headers={"x-user": "admin", "x-other": "1"}), responder(seen=seen))
+    assert "x-user" not in seen[0].headers and seen[0].headers.get("x-other") == "1"
