@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import Browser, client
-from conftest import SP_ID, Running
-from idp import NS, set_times
 from lxml import etree
+from saml_browser import Browser, client
+from saml_idp import NS, set_times
+from saml_world import SP_ID, Running
 
 SAML = "{" + NS["saml"] + "}"
 

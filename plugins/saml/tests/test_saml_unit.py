@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import KEY_ENV, World
 from pydantic import ValidationError
+from saml_world import KEY_ENV, World
 from sidecar import Headers
 from sidecar.testing import make_route_context, on_front
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from idp import SSO_URL, Form, TestIdp
-from pki import Pki
+from saml_idp import SSO_URL, Form, TestIdp
+from saml_pki import Pki
 
 
 def client(pki: Pki) -> httpx.AsyncClient:

@@ -19,13 +19,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
-from pki import Pki
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
 from saml2.saml import NAMEID_FORMAT_PERSISTENT
 from saml2.server import Server
 from saml2.sigver import pre_signature_part
+from saml_pki import Pki
 
 IDP_ID = "https://idp.test/idp"
 SSO_URL = "https://idp.test/sso"
