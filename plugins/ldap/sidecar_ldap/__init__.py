@@ -10,11 +10,18 @@ the plugin changes no call. The filter is :mod:`.gate`, the directory :mod:`.dir
 
 from __future__ import annotations
 
-from sidecar import ConfigRegistry, FilterRegistry, LifespanRegistry, hookimpl
+from sidecar import (
+    AdminRouteRegistry,
+    ConfigRegistry,
+    FilterRegistry,
+    LifespanRegistry,
+    hookimpl,
+)
 
 from .config import LdapConfig
 from .gate import NAME, make_filter
 from .hub import hub_lifespan
+from .status import ldap_status
 
 #: The plugin API major version this plugin is written for: another major refuses to load it.
 SIDECAR_API = 1
@@ -39,3 +46,8 @@ def sidecar_register_filters(registry: FilterRegistry) -> None:
     # call, and a caller without a valid password takes no rate-limit token and no
     # concurrency slot of the app
     registry.add(NAME, make_filter, after="peer_allow")
+
+
+@hookimpl
+def sidecar_register_admin_routes(registry: AdminRouteRegistry) -> None:
+    registry.add("GET", "/ldap", ldap_status)

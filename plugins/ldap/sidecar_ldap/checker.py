@@ -39,11 +39,14 @@ class Checker:
         self.cache = cache
         self._inflight: dict[bytes, asyncio.Future[Verdict]] = {}
         self._logged = -LOG_EVERY
+        #: what happened since start, for ``/upstreams`` (``describe``)
+        self.counts = {"cache_hits": 0, "granted": 0, "refused": 0, "unavailable": 0}
 
     async def verdict(self, credentials: Credentials) -> Verdict:
         key = self.cache.key(credentials.username, credentials.password)
         cached = self.cache.get(key)
         if cached is not None:
+            self.counts["cache_hits"] += 1
             return cached
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -56,10 +59,12 @@ class Checker:
             future.set_exception(e if isinstance(e, Exception) else RuntimeError("cancelled"))
             future.exception()  # read: no "never retrieved" warning when nobody waited
             if isinstance(e, Exception):
+                self.counts["unavailable"] += 1
                 self._log_down(e)
             raise
         finally:
             del self._inflight[key]
+        self.counts["granted" if verdict.granted else "refused"] += 1
         self.cache.put(key, verdict)
         future.set_result(verdict)
         return verdict
@@ -73,6 +78,19 @@ class Checker:
                 "the LDAP directory gave no verdict; calls get 503",
                 extra={"fields": {"reason": str(error)[:200]}},
             )
+
+    def describe(self) -> dict[str, int]:
+        """Directory verdicts and cache hits since start (``/upstreams``, upstream ``@app``)."""
+        return {**self.counts, "cache_entries": len(self.cache)}
+
+    def gauges(self) -> tuple[tuple[str, str, float], ...]:
+        return (
+            (
+                "sidecar_ldap_cache_entries",
+                "LDAP verdicts held in the plugin's cache.",
+                float(len(self.cache)),
+            ),
+        )
 
     async def aclose(self) -> None:
         self.cache.clear()

@@ -29,6 +29,7 @@ from sidecar import (
     Handler,
     Response,
     RouteContext,
+    SharedKey,
     SidecarError,
     log_field,
 )
@@ -37,11 +38,15 @@ from .basic import NoCredentials, parse_basic
 from .cache import Verdict
 from .checker import Checker
 from .config import LdapConfig
-from .hub import HUB, Hub, build_checker
+from .hub import HUB, Hub, build_checker, settings_key
 
 NAME = "ldap"
 #: the listener whose routes the filter guards: the one peers reach the app through
 LISTENER = "inbound"
+#: the name inbound routes give the app as an upstream (metrics, shared state)
+APP_UPSTREAM = "@app"
+#: the checker of the app's routes, as operators see it (``/upstreams``, ``/metrics``)
+LDAP_CHECKER: SharedKey[Checker] = SharedKey("ldap")
 #: characters sent as they are in identity headers; the rest is percent-encoded (UTF-8)
 _PLAIN = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
 _PLAIN_DN = _PLAIN + ","
@@ -125,6 +130,8 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     allow_list = rule.allow_groups if rule is not None and rule.allow_groups is not None else None
     allow = allowed_by(allow_list if allow_list is not None else config.allow_groups)
     checker = _checker(config, ctx)
+    # shown on /upstreams (its counts) and /metrics (its cache size) under the app's upstream
+    ctx.shared(LDAP_CHECKER, settings_key(config), lambda: checker)
     challenge = (("www-authenticate", f'Basic realm="{config.realm}", charset="UTF-8"'),)
     max_username = config.max_username
     drop_authorization = not config.forward_authorization

@@ -162,14 +162,24 @@ async def test_concurrent_calls_with_the_same_credentials_ask_the_directory_once
 
 
 async def test_a_directory_outage_is_not_cached() -> None:
-    """After the directory failed, the next call asks it again."""
+    """After the directory failed, the next call asks it again; /upstreams counts each
+    outcome."""
     directory = FakeDirectory({("alice", "pw"): ALICE}, down=True)
     checker = Checker(directory, VerdictCache(60, 5, 10))
     with pytest.raises(DirectoryDown):
         await checker.verdict(Credentials("alice", "pw"))
     directory.down = False
     assert (await checker.verdict(Credentials("alice", "pw"))).granted
-    assert directory.asked == 2
+    assert (await checker.verdict(Credentials("alice", "pw"))).granted
+    assert not (await checker.verdict(Credentials("alice", "nope"))).granted
+    assert directory.asked == 3
+    assert checker.describe() == {
+        "cache_hits": 1,
+        "granted": 1,
+        "refused": 1,
+        "unavailable": 1,
+        "cache_entries": 2,
+    }
 
 
 def test_the_filter_is_off_without_a_url_and_off_other_listeners() -> None:

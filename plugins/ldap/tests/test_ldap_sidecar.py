@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from inbound import Pki, basic, call, ldap_section, secret_file, sidecar_config
 from sidecar.testing import FakeUpstream, running_sidecar
@@ -34,8 +35,21 @@ async def test_a_right_password_reaches_the_app_with_the_users_identity(
     async with FakeUpstream() as app:
         async with running_sidecar(sidecar_config(pki, app.port, ldap), plugins=[plugin]) as s:
             r = await call(s.inbound_port, pki, "/orders?id=1", forged)
-    assert (r.status_code, r.text) == (200, "ok")
-    [seen] = app.requests
+            again = await call(s.inbound_port, pki, "/", basic("alice", "alice-pw"))
+            async with httpx.AsyncClient() as admin:
+                metrics = (await admin.get(f"http://127.0.0.1:{s.admin_port}/metrics")).text
+                status = (await admin.get(f"http://127.0.0.1:{s.admin_port}/ldap")).json()
+    assert (r.status_code, r.text, again.status_code) == (200, "ok", 200)
+    assert 'sidecar_ldap_cache_entries{upstream="@app"} 1.0' in metrics
+    assert status == {
+        "enabled": True,
+        "cache_hits": 1,
+        "granted": 1,
+        "refused": 0,
+        "unavailable": 0,
+        "cache_entries": 1,
+    }
+    seen = app.requests[0]
     assert seen.path_qs == "/orders?id=1"
     assert seen.headers["x-auth-user"] == "alice"
     assert seen.headers["x-auth-dn"] == f"uid=alice,{PEOPLE}"
