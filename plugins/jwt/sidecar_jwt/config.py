@@ -58,6 +58,9 @@ class JwksConfig(Model):
     """Keys fetched from a JWKS endpoint, cached, refreshed, refetched on an unknown ``kid``."""
 
     url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    #: a PEM file of the CAs an ``https`` endpoint's certificate must come from (a private
+    #: issuer); none: the system's CAs
+    ca: str | None = Field(default=None, min_length=1, max_length=4096)
     #: keys are fetched again this long after the last successful fetch
     refresh_interval: Duration = 600.0
     #: at most one fetch per this interval, whatever the tokens say (a flood of random kids

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["build_filter", "header_value", "policy_for", "strip_only", "unknown_names"]
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,7 +117,11 @@ def build_filter(ctx: RouteContext, cfg: JwtConfig, policy: Policy, store: KeySt
     name = policy.provider
     provider = cfg.providers[name]
     if provider.jwks is not None:
-        jwks = store.jwks(provider.jwks)
+        try:
+            jwks = store.jwks(provider.jwks)
+        except (OSError, ssl.SSLError) as e:  # SSLError is an OSError; named for the reader
+            where = f"plugins.jwt.providers.{name}.jwks.ca"
+            raise ValueError(f"{where}: cannot be used as a CA file ({type(e).__name__})") from None
 
         async def keys(kid: str | None, alg: str) -> list[Key]:
             return await jwks.candidates(kid, alg)

@@ -21,6 +21,7 @@ __all__ = ["Fetch", "JwksKeys", "KeyStore"]
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from .keys import Key
 
 LOG = logging.getLogger("sidecar.plugin.jwt")
-#: ``fetch(url, timeout, max_bytes) -> body``; raises on any failure
-Fetch = Callable[[str, float, int], Awaitable[bytes]]
+#: ``fetch(settings) -> body``; raises on any failure
+Fetch = Callable[[JwksConfig], Awaitable[bytes]]
 #: endpoints held at once (each reload with changed settings may add one; the oldest go)
 MAX_ENDPOINTS = 64
 
@@ -108,7 +109,7 @@ class JwksKeys:
         from .keys import parse_jwks  # PyJWT and cryptography: only once a JWKS is used
 
         try:
-            body = await self._fetch(self.cfg.url, self.cfg.timeout, self.cfg.max_bytes)
+            body = await self._fetch(self.cfg)
             keys = parse_jwks(body, self.cfg.max_keys)
         except Exception as e:  # noqa: BLE001 - any failure keeps the keys held
             LOG.warning(
@@ -132,18 +133,26 @@ class KeyStore:
     def __init__(self) -> None:
         self._caches: OrderedDict[JwksConfig, JwksKeys] = OrderedDict()
         self._session: object | None = None
+        #: the TLS context of each cache whose endpoint has a private CA (``jwks.ca``)
+        self._tls: dict[JwksConfig, ssl.SSLContext] = {}
 
     def jwks(self, cfg: JwksConfig) -> JwksKeys:
+        """The cache of ``cfg``'s endpoint; reads ``cfg.ca`` now (``OSError`` or
+        ``ssl.SSLError`` when it cannot be used)."""
         cache = self._caches.get(cfg)
         if cache is None:
+            if cfg.ca is not None:
+                self._tls[cfg] = ssl.create_default_context(cafile=cfg.ca)
             cache = self._caches[cfg] = JwksKeys(cfg, self.fetch)
             while len(self._caches) > MAX_ENDPOINTS:
-                self._caches.popitem(last=False)[1].cancel()
+                dropped, old = self._caches.popitem(last=False)
+                old.cancel()
+                self._tls.pop(dropped, None)
         self._caches.move_to_end(cfg)
         return cache
 
-    async def fetch(self, url: str, seconds: float, max_bytes: int) -> bytes:
-        """GET ``url``: a 200 whose body is at most ``max_bytes``, within ``seconds``."""
+    async def fetch(self, cfg: JwksConfig) -> bytes:
+        """GET ``cfg.url``: a 200 whose body is at most ``max_bytes``, within ``timeout``."""
         import aiohttp  # only a sidecar with a JWKS provider needs it
 
         if self._session is None:
@@ -153,14 +162,15 @@ class KeyStore:
             )
         session = self._session
         assert isinstance(session, aiohttp.ClientSession)
-        async with asyncio.timeout(seconds):
-            async with session.get(url, allow_redirects=False) as answer:
+        tls: ssl.SSLContext | bool = self._tls.get(cfg, True)  # True: the system's CAs
+        async with asyncio.timeout(cfg.timeout):
+            async with session.get(cfg.url, allow_redirects=False, ssl=tls) as answer:
                 if answer.status != 200:
                     raise ValueError(f"JWKS answered {answer.status}")
                 body = bytearray()
                 async for chunk in answer.content.iter_chunked(16384):
                     body += chunk
-                    if len(body) > max_bytes:
+                    if len(body) > cfg.max_bytes:
                         raise ValueError("JWKS answer over max_bytes")
         return bytes(body)
 

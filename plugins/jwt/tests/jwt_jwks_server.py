@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from typing import Any
 
@@ -15,7 +16,8 @@ class JwksServer:
     """``url`` serves ``document`` at ``/jwks``; ``hits`` counts the requests; with
     ``failing`` set it answers 503."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.document: dict[str, Any] = {"keys": []}
         self.failing = False
         self.hits = 0
@@ -26,7 +28,8 @@ class JwksServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jwks"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/jwks"
 
     async def _serve(self, request: web.Request) -> web.Response:
         self.hits += 1
@@ -39,7 +42,7 @@ class JwksServer:
         app.router.add_get("/jwks", self._serve)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp shows the bound port only here
         assert server is not None

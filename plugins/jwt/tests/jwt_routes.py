@@ -11,6 +11,7 @@ from sidecar import Filter, RouteContext
 from sidecar.testing import make_route_context, on_front
 
 from sidecar_jwt import NAME, STORE, JwtConfig, make_filter
+from sidecar_jwt.config import JwksConfig
 from sidecar_jwt.jwks import KeyStore
 
 
@@ -22,7 +23,7 @@ class MemoryStore(KeyStore):
         self.document = document
         self.fetches = 0
 
-    async def fetch(self, url: str, seconds: float, max_bytes: int) -> bytes:
+    async def fetch(self, cfg: JwksConfig) -> bytes:
         self.fetches += 1
         if self.document is None:
             raise ConnectionRefusedError("the JWKS endpoint is down")

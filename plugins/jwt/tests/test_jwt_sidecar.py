@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from jwt_jwks_server import JwksServer
+from jwt_pki import certs
 from jwt_signer import AUDIENCE, ISSUER, Keys, claims, sign, unsigned
 from sidecar.testing import FakeUpstream, running_sidecar
 
@@ -132,13 +133,6 @@ async def test_an_issuer_down_from_the_start_is_a_503(
     assert fake_upstream.requests == []
 
 
-def certs(*args: str) -> None:
-    done = subprocess.run(  # noqa: S603 - the sidecar installed beside this Python
-        [SIDECAR, "certs", *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture
 def mesh(tmp_path: Path) -> Path:
     """A CA, the sidecar's certificate (for 127.0.0.1) and a peer's, made by `sidecar certs`."""
@@ -212,6 +206,27 @@ async def test_inbound_peers_need_a_token_and_admin_needs_the_role(
     assert [r.path_qs for r in app.requests] == ["/healthz", "/orders"]
     assert app.requests[1].headers["x-user"] == "user-1"
     assert "x-user" not in app.requests[0].headers  # unchecked, yet a forged copy is removed
+
+
+async def test_a_jwks_over_https_from_a_private_ca(
+    tls_jwks_server: JwksServer, issuer_pki: Path, keys: Keys, fake_upstream: FakeUpstream
+) -> None:
+    """With jwks.ca the keys are fetched over HTTPS from an issuer with a private CA; without
+    it the certificate is not trusted, no keys are fetched and calls get 503."""
+    tls_jwks_server.serve(keys.jwks())
+    token = bearer(sign(keys.rsa, "RS256", claims()))
+    answers = []
+    for ca in (str(issuer_pki / "ca" / "ca.crt"), None):
+        over = {"ca": ca} if ca else {}
+        config = {
+            "upstreams": {"shop": {"url": fake_upstream.url}},
+            "plugins": {"jwt": jwt_section(tls_jwks_server, **over)},
+        }
+        async with running_sidecar(config, plugins=[sidecar_jwt]) as s:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.http_port}") as client:
+                answers.append((await client.get("/shop/", headers=token)).status_code)
+    assert answers == [200, 503]
+    assert tls_jwks_server.hits == 1  # the untrusted handshake never reached the handler
 
 
 def check(tmp_path: Path, section: dict[str, Any]) -> subprocess.CompletedProcess[str]:

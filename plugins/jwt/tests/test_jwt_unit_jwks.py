@@ -22,7 +22,7 @@ class Endpoint:
         self.calls = 0
         self.now = 1000.0
 
-    async def fetch(self, url: str, seconds: float, max_bytes: int) -> bytes:
+    async def fetch(self, cfg: JwksConfig) -> bytes:
         self.calls += 1
         await asyncio.sleep(0)  # a real fetch yields: concurrent callers must share it
         if self.document is None:

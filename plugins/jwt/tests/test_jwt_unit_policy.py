@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +201,12 @@ async def test_unchecked_inbound_routes_still_remove_forged_claim_headers() -> N
     strip = built(inbound(cfg, "health"))
     await strip(make_exchange(headers={"x-user": "admin", "x-other": "1"}), responder(seen=seen))
     assert "x-user" not in seen[0].headers and seen[0].headers.get("x-other") == "1"
+
+
+def test_an_unusable_jwks_ca_file_stops_start_up_naming_it(tmp_path: Path) -> None:
+    """jwks.ca that is missing or not PEM stops start-up at its key path."""
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for ca in (str(tmp_path / "missing.pem"), str(tmp_path / "junk.pem")):
+        cfg = section(jwks={"url": "https://127.0.0.1:9/jwks", "ca": ca})
+        with pytest.raises(ValueError, match=r"plugins\.jwt\.providers\.main\.jwks\.ca: cannot"):
+            make_filter(context(cfg, MemoryStore()))
