@@ -54,7 +54,7 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     if policy is None:
         # an unchecked inbound route (``null``) still removes what peers could forge
         return strip_only(config) if ctx.front.peer_identity and config.inbound else None
-    return build_filter(ctx, config, policy, _store(ctx))
+    return build_filter(config, policy, _store(ctx))
 
 
 def _store(ctx: RouteContext) -> KeyStore:

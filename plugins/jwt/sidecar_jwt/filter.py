@@ -95,12 +95,16 @@ def _contains(claim: Any, wanted: list[str]) -> bool:
     return all(w in have for w in wanted)
 
 
+def claim_headers(cfg: JwtConfig) -> tuple[str, ...]:
+    """Every header any provider sets from a claim: removed from every checked call (and every
+    inbound call), whichever provider the route uses, so none can be forged."""
+    return tuple(sorted({h for p in cfg.providers.values() for h in p.claims_to_headers.values()}))
+
+
 def strip_only(cfg: JwtConfig) -> Filter | None:
-    """For an inbound route whose check is off: the claim headers of every provider removed,
-    so the app never takes a peer's own ``x-user-id`` for one the sidecar set."""
-    forged = tuple(
-        sorted({h for p in cfg.providers.values() for h in p.claims_to_headers.values()})
-    )
+    """For an inbound route whose check is off: the claim headers removed, so the app never
+    takes a peer's own ``x-user-id`` for one the sidecar set."""
+    forged = claim_headers(cfg)
     if not forged:
         return None
 
@@ -112,7 +116,7 @@ def strip_only(cfg: JwtConfig) -> Filter | None:
     return jwt_strip
 
 
-def build_filter(ctx: RouteContext, cfg: JwtConfig, policy: Policy, store: KeyStore) -> Filter:
+def build_filter(cfg: JwtConfig, policy: Policy, store: KeyStore) -> Filter:
     """The filter of one route under ``policy``; reads its static keys now."""
     name = policy.provider
     provider = cfg.providers[name]
@@ -133,7 +137,7 @@ def build_filter(ctx: RouteContext, cfg: JwtConfig, policy: Policy, store: KeySt
 
     verifier = Verifier(name, provider, keys)
     mapping = tuple(provider.claims_to_headers.items())
-    forged = tuple(header for _, header in mapping)
+    forged = claim_headers(cfg)
     required = tuple(policy.require.items())
     drop_token = not provider.forward_token and provider.token.cookie is None
     token_header = provider.token.header

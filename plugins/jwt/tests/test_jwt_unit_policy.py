@@ -80,17 +80,27 @@ async def test_missing_scope_is_403_with_the_scope_named(keys: Keys) -> None:
 
 
 async def test_claims_reach_the_app_as_headers_and_forged_copies_never_do(keys: Keys) -> None:
-    """Mapped claims are set as headers; the caller's own copies are removed first, also when
-    the token lacks the claim, and also when the call is refused."""
-    cfg = section(claims_to_headers={"sub": "X-User", "email": "x-user-email", "groups": "x-g"})
+    """Mapped claims are set as headers; the caller's own copies (of every provider's mapped
+    headers) are removed first, also when the token lacks the claim or the call is refused."""
+    mapped = {"sub": "X-User", "email": "x-user-email", "groups": "x-g"}
+    cfg = JwtConfig.model_validate(
+        {
+            "providers": {
+                "main": provider(claims_to_headers=mapped),
+                "other": provider(claims_to_headers={"tenant": "x-tenant"}),  # not this route's
+            },
+            "egress": {"upstreams": {"shop": {"provider": "main"}}},
+        }
+    )
     jwt_filter = built(context(cfg, MemoryStore(keys.jwks())))
     seen: list[Any] = []
-    forged = {"x-user": "admin", "x-user-email": "boss@corp", "x-g": "root"}
+    forged = {"x-user": "admin", "x-user-email": "boss@corp", "x-g": "root", "x-tenant": "t"}
     token = sign(keys.rsa, "RS256", claims(groups=["a", "b"]))
     await jwt_filter(make_exchange(headers=bearer(token, **forged)), responder(seen=seen))
     sent = seen[0].headers
     assert sent.get_all("x-user") == ["user-1"] and sent.get_all("x-g") == ["a,b"]
     assert "x-user-email" not in sent  # no such claim: no header, and not the forged one
+    assert "x-tenant" not in sent  # mapped by another provider: removed here too
     refused = make_exchange(headers=bearer("garbage", **forged))
     with pytest.raises(SidecarError):
         await jwt_filter(refused, responder())
