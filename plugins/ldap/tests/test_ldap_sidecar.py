@@ -262,3 +262,39 @@ async def test_checks_past_the_queue_bound_are_refused_at_once(pki: Pki, tmp_pat
         for w in held:
             w.close()
         server.close()
+
+
+async def test_a_reload_applies_new_rules_and_keeps_the_cache(
+    slapd: Slapd, pki: Pki, tmp_path: Path
+) -> None:
+    """Reloading with a stricter group rule takes effect at once and keeps the verdict cache
+    (no directory call for a known password); a rule for a route that does not exist is
+    refused and the old config stays."""
+    import json
+
+    path = tmp_path / "sidecar.yaml"
+    ldap = ldap_section(slapd.url, secret_file(tmp_path))
+
+    def write(ldap: dict[str, Any]) -> None:
+        cfg = sidecar_config(pki, app.port, ldap)
+        cfg.update(admin={"address": "127.0.0.1:0"}, http={"address": "127.0.0.1:0"})
+        cfg["grpc"] = {"address": "127.0.0.1:0"}
+        path.write_text(json.dumps(cfg))
+
+    async with FakeUpstream() as app:
+        write(ldap)
+        async with running_sidecar(path.read_text(), plugins=[plugin], config_path=str(path)) as s:
+            before = await call(s.inbound_port, pki, "/", basic("bob", "bob-pw"))
+            write({**ldap, "allow_groups": ["ops"]})
+            applied = await s.reload_result()
+            after = await call(s.inbound_port, pki, "/", basic("bob", "bob-pw"))
+            alice = await call(s.inbound_port, pki, "/", basic("alice", "alice-pw"))
+            write({**ldap, "routes": {"nope": {}}})
+            refused = await s.reload_result()
+            async with httpx.AsyncClient() as admin:
+                status = (await admin.get(f"http://127.0.0.1:{s.admin_port}/ldap")).json()
+    assert (before.status_code, applied.applied, after.status_code) == (200, True, 403)
+    assert alice.status_code == 200
+    assert not refused.applied
+    assert "plugins.ldap.routes.nope: no inbound route has this name" in str(refused.problems)
+    assert (status["granted"], status["cache_hits"]) == (2, 1)
