@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .config import JwksConfig
 from .errors import KeysUnavailable
@@ -114,7 +115,8 @@ class JwksKeys:
         except Exception as e:  # noqa: BLE001 - any failure keeps the keys held
             LOG.warning(
                 "jwks fetch failed; keeping the keys held",
-                extra={"fields": {"jwks": self.cfg.url, "error": type(e).__name__}},
+                # the host only: a URL's userinfo or query could carry a credential
+                extra={"fields": {"jwks_host": _host(self.cfg.url), "error": type(e).__name__}},
             )
         else:
             self.keys, self.fetched_at = keys, self._clock()
@@ -124,6 +126,11 @@ class JwksKeys:
     def cancel(self) -> None:
         if self._inflight is not None:
             self._inflight.cancel()
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
 class KeyStore:

@@ -31,7 +31,7 @@ class Endpoint:
 
 
 def cache(endpoint: Endpoint, **over: object) -> JwksKeys:
-    cfg = JwksConfig.model_validate({"url": "http://127.0.0.1:9/jwks", **over})
+    cfg = JwksConfig.model_validate({"url": "http://127.0.0.1:9/jwks"} | over)
     return JwksKeys(cfg, endpoint.fetch, clock=lambda: endpoint.now)
 
 
@@ -86,16 +86,21 @@ async def test_stale_keys_are_served_within_max_stale_then_refused(keys: Keys) -
     assert (caught.value.status, caught.value.code) == (503, "jwt_keys_unavailable")
 
 
-async def test_an_endpoint_down_from_the_start_is_asked_once_per_interval(keys: Keys) -> None:
+async def test_an_endpoint_down_from_the_start_is_asked_once_per_interval(
+    keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
     """Never fetched and down: 503 at once, and the endpoint is not asked again until the
-    interval passed."""
+    interval passed. The failure is logged with the host only, never the URL's credentials."""
     endpoint = Endpoint(keys)
     endpoint.document = None
-    jwks = cache(endpoint)
+    jwks = cache(endpoint, url="https://user:pw@idp.test:8443/jwks?key=secret")
     for _ in range(20):
         with pytest.raises(KeysUnavailable):
             await jwks.candidates("rsa-1", "RS256")
     assert endpoint.calls == 1
+    (record,) = [r for r in caplog.records if r.name == "sidecar.plugin.jwt"]
+    assert record.fields == {"jwks_host": "idp.test:8443", "error": "ConnectionRefusedError"}
+    assert "secret" not in record.getMessage() and "pw" not in str(record.fields)
     endpoint.document = keys.jwks()
     endpoint.now += 31
     assert len(await jwks.candidates("rsa-1", "RS256")) == 1
