@@ -118,11 +118,14 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     rule = config.routes.get(ctx.route)
     identity = (config.headers.user, config.headers.dn, config.headers.groups)
     strip = tuple(h.lower() for h in identity)
+    drop_authorization = not config.forward_authorization
     if rule is not None and not rule.authenticate:
 
         async def strip_only(exchange: Exchange, call_next: Handler) -> Response:
             for name in strip:
                 exchange.headers.remove(name)
+            if drop_authorization:  # a password sent here anyway does not reach the app either
+                exchange.headers.remove("authorization")
             return await call_next(exchange)
 
         return strip_only
@@ -130,11 +133,10 @@ def make_filter(ctx: RouteContext) -> Filter | None:
     allow_list = rule.allow_groups if rule is not None and rule.allow_groups is not None else None
     allow = allowed_by(allow_list if allow_list is not None else config.allow_groups)
     checker = _checker(config, ctx)
-    # shown on /upstreams (its counts) and /metrics (its cache size) under the app's upstream
+    # read by GET /ldap (its counts) and /metrics (its cache size), under the app's upstream
     ctx.shared(LDAP_CHECKER, settings_key(config), lambda: checker)
     challenge = (("www-authenticate", f'Basic realm="{config.realm}", charset="UTF-8"'),)
     max_username = config.max_username
-    drop_authorization = not config.forward_authorization
     user_h, dn_h, groups_h = strip
 
     async def ldap(exchange: Exchange, call_next: Handler) -> Response:

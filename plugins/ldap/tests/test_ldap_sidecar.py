@@ -220,15 +220,17 @@ async def test_a_route_without_authentication_still_strips_forged_identity(
     slapd: Slapd, pki: Pki, tmp_path: Path
 ) -> None:
     """A route with authenticate: false passes without credentials, but the app never sees an
-    identity header the caller made up."""
+    identity header the caller made up, nor a password sent there anyway."""
     ldap = ldap_section(slapd.url, secret_file(tmp_path), routes={"admin": {"authenticate": False}})
     cfg: dict[str, Any] = sidecar_config(pki, 0, ldap, ADMIN_ROUTE)
     async with FakeUpstream() as app:
         cfg["inbound"]["app"] = f"127.0.0.1:{app.port}"
         async with running_sidecar(cfg, plugins=[plugin]) as s:
-            r = await call(s.inbound_port, pki, "/admin/health", {"x-auth-user": "root"})
+            sent = {"x-auth-user": "root", **basic("alice", "alice-pw")}
+            r = await call(s.inbound_port, pki, "/admin/health", sent)
     assert r.status_code == 200
     assert "x-auth-user" not in app.requests[0].headers
+    assert "authorization" not in {k.lower() for k in app.requests[0].headers}
 
 
 async def test_checks_past_the_queue_bound_are_refused_at_once(pki: Pki, tmp_path: Path) -> None:
