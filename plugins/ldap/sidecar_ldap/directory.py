@@ -189,12 +189,14 @@ class Directory:
             conn = self._take_service()
             try:
                 conn.search(base, flt, search_scope=scope, attributes=attributes, size_limit=limit)
+                code = (conn.result or {}).get("result")
+                if code is None:  # no answer at all: the connection is gone, not "no entry"
+                    raise LDAPException("no result")
             except LDAPException as e:
                 self._unbind_all([conn])
                 if attempt == 2:
                     raise DirectoryDown(f"search failed: {type(e).__name__}") from None
                 continue
-            code = (conn.result or {}).get("result")
             entries = _entries(conn)
             if code in _UNAVAILABLE:
                 self._unbind_all([conn])
@@ -213,6 +215,8 @@ class Directory:
                     conn = self._open(None, None)
                 conn.user, conn.password, conn.authentication = dn, password, ldap3.SIMPLE
                 ok = bool(conn.bind())
+                if not ok and (conn.result or {}).get("result") is None:
+                    raise LDAPException("no result")  # the connection is gone, not a refusal
             except LDAPException as e:
                 if conn is not None:
                     self._unbind_all([conn])

@@ -210,10 +210,13 @@ async def test_verdicts_are_cached_and_the_pool_survives_a_directory_restart(
                 uncached = await call(s.inbound_port, pki, "/", basic("bob", "bob-pw"))
                 own.start(load=False)  # same port, same database
                 back = await call(s.inbound_port, pki, "/", basic("bob", "bob-pw"))
+                own.stop()  # every pooled connection is dead now, none was tried meanwhile
+                own.start(load=False)
+                again = await call(s.inbound_port, pki, "/", basic("eve", "eve-pw"))
     finally:
         own.stop()
-    statuses = [r.status_code for r in (first, cached, uncached, back)]
-    assert statuses == [200, 200, 503, 200]
+    statuses = [r.status_code for r in (first, cached, uncached, back, again)]
+    assert statuses == [200, 200, 503, 200, 200]
 
 
 async def test_a_route_without_authentication_still_strips_forged_identity(
