@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from sidecar import (
+    API_VERSION,
     Exchange,
     FrontTraits,
     Handler,
@@ -619,7 +620,7 @@ def test_a_plugin_for_another_api_major_is_refused_naming_both_versions(api: obj
         isolated_plugin_host(Versioned(api))
     assert str(e.value) == (
         f"plugin 'versioned' (in-process) is written for plugin API {api}; "
-        "this sidecar has plugin API 1.0"
+        f"this sidecar has plugin API {API_VERSION}"
     )
 
 
@@ -805,7 +806,7 @@ def test_cli_front_factory_raising_exits_1_with_one_line_naming_the_plugin(
 @pytest.mark.parametrize(
     ("at", "reason"),
     [
-        ("api-abc", "is written for plugin API abc; this sidecar has plugin API 1.0"),
+        ("api-abc", f"is written for plugin API abc; this sidecar has plugin API {API_VERSION}"),
         ("wrong-args", "failed to register: Plugin 'hostile' for hook 'sidecar_register_filters'"),
     ],
 )
