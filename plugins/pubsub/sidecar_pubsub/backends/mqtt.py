@@ -33,6 +33,10 @@ from ..envelope import STRUCTURED, CloudEvent, EnvelopeError, from_structured, t
 MQTT_ERRORS = (aiomqtt.MqttError, OSError)
 
 
+#: publishes waiting for their PUBACK past which aiomqtt logs a warning (its default is 10)
+PUBLISHES_IN_FLIGHT_WARNING = 1000
+
+
 class MQTTOptions(Model):
     """``options.backend`` keys of an ``mqtt`` backend."""
 
@@ -84,6 +88,9 @@ class MQTTBackend(Backend):
         async with self._lock:
             if self._publisher is None:
                 client = self.client()
+                # one publish in flight per app call being answered (bounded by the listener's
+                # limits): aiomqtt's warning past 10 would fill the log under ordinary load
+                client.pending_calls_threshold = PUBLISHES_IN_FLIGHT_WARNING
                 await client.__aenter__()
                 self._publisher = client
             return self._publisher
