@@ -38,6 +38,7 @@ from http_proxy import (
     free_port,
     parse_wrk,
     run_reaped,
+    sidecar_build,
     tail,
     tree_cpu,
     wait_http,
@@ -87,9 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument(
+        "--sidecar-bin",
+        default=str(Path(sys.executable).with_name("sidecar")),
+        help="the sidecar to measure (default: this venv's; the compiled build: "
+        "/tmp/sidecar-compiled/venv/bin/sidecar)",
+    )
     args = parser.parse_args(argv)
     rounds, duration = (1, 1.0) if args.quick else (args.rounds, args.duration)
-    sidecar_bin = str(Path(sys.executable).with_name("sidecar"))
+    sidecar_bin = args.sidecar_bin
     procs = Processes()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
         finally:
             procs.close()
+    print(f"build: {sidecar_build(sidecar_bin)}")
     print(f"{rounds} round(s) of {duration:g} s, {args.connections} connections; medians\n")
     print("| case | RPS | p50 | p99 | sidecar CPU/op | server CPU/op |")
     print("|---|---|---|---|---|---|")
