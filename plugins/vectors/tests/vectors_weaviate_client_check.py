@@ -1,10 +1,11 @@
-"""Checks the test Weaviate with the official ``weaviate-client`` 4, by hand, in its own venv.
+"""Checks the test Weaviate with the official ``weaviate-client`` 4, in a venv of its own.
 
 ``weaviate-client`` 4 pins older grpcio, protobuf and httpx than the sidecar's, so it cannot be
-in the test extra; run this where it is installed (with aiohttp), from this directory::
+in the test extra: ``scripts/setup --test`` installs it (with aiohttp) into
+``.venv/side/weaviate``, and ``test_vectors_weaviate_client.py`` runs this script with that
+venv's Python, from this directory; by hand::
 
-    python3 -m venv /tmp/wv && /tmp/wv/bin/pip install "weaviate-client>=4,<5" aiohttp
-    /tmp/wv/bin/python vectors_weaviate_client_check.py
+    ../../../.venv/side/weaviate/bin/python vectors_weaviate_client_check.py
 
 It drives the REST and GraphQL endpoints the plugin uses (the client sends writes and plain
 queries over gRPC, which the test server does not speak): creating a collection, reading its
@@ -72,8 +73,10 @@ def main() -> None:
             assert bad.errors is not None
             try:
                 client.collections.create_from_dict({"class": "Docs"})
-            except UnexpectedStatusCodeError as e:
+            except UnexpectedStatusCodeError as e:  # Weaviate's answer to a class that exists
                 print("rest error:", e.status_code, str(e)[:120])
+            else:
+                raise SystemExit("creating an existing class was not refused")
         except WeaviateQueryError as e:
             raise SystemExit(f"the client refused an answer: {e}") from e
         finally:
