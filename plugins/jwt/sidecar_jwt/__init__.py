@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from sidecar import (
+    ConfigError,
+    ConfigProblem,
     ConfigRegistry,
     Filter,
     FilterRegistry,
@@ -49,7 +51,9 @@ def make_filter(ctx: RouteContext) -> Filter | None:
 
     problem = unknown_names(ctx.config, config)
     if problem is not None:
-        raise ValueError(problem)  # start-up stops (a reload is refused) naming it
+        # a config problem, not a plugin failure: ``sidecar check`` exits 2 naming the key,
+        # start-up stops and a reload is refused
+        raise ConfigError([ConfigProblem(ctx.config_name, *problem)])
     policy = policy_for(ctx, config)
     if policy is None:
         # an unchecked inbound route (``null``) still removes what peers could forge

@@ -44,9 +44,10 @@ def policy_for(ctx: RouteContext, cfg: JwtConfig) -> Policy | None:
     return cfg.egress.upstreams.get(ctx.upstream_name)
 
 
-def unknown_names(config: SidecarConfig, cfg: JwtConfig) -> str | None:
-    """The first policy naming a route or upstream the config does not have, as a problem:
-    a misspelt ``admin`` would otherwise leave that route with a weaker policy, silently."""
+def unknown_names(config: SidecarConfig, cfg: JwtConfig) -> tuple[str, str] | None:
+    """The first policy naming a route or upstream the config does not have, as a problem
+    (key path, reason): a misspelt ``admin`` would otherwise leave that route with a weaker
+    policy, silently."""
     named: list[tuple[str, str, set[str]]] = []
     if cfg.inbound is not None:
         inbound = config.inbound
@@ -60,7 +61,8 @@ def unknown_names(config: SidecarConfig, cfg: JwtConfig) -> str | None:
     named += [("egress.routes", name, routes) for name in cfg.egress.routes]
     for where, name, have in named:
         if name not in have:
-            return f"plugins.jwt.{where}.{name}: no such {where.split('.')[1][:-1]} in the config"
+            kind = where.split(".")[1][:-1]
+            return f"plugins.jwt.{where}.{name}", f"no such {kind} in the config"
     return None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from jwt_routes import MemoryStore, built, context, inbound, provider, section
 from jwt_signer import Keys, claims, sign
-from sidecar import SidecarError
+from sidecar import ConfigError, SidecarError
 from sidecar.testing import make_exchange, make_route_context, on_front, responder
 
 import sidecar_jwt
@@ -184,7 +184,7 @@ def test_a_policy_for_a_route_or_upstream_that_does_not_exist_stops_start_up() -
             "inbound": {"provider": "main", "routes": {"admn": None}},
         }
     )
-    with pytest.raises(ValueError, match=r"plugins\.jwt\.inbound\.routes\.admn: no such route"):
+    with pytest.raises(ConfigError, match=r"plugins\.jwt\.inbound\.routes\.admn: no such route"):
         make_filter(inbound(cfg))
     typo = section(policy={"provider": "main"})
     typo = typo.model_copy(
@@ -194,7 +194,7 @@ def test_a_policy_for_a_route_or_upstream_that_does_not_exist_stops_start_up() -
             )
         }
     )
-    with pytest.raises(ValueError, match=r"plugins\.jwt\.egress\.routes\.x: no such route"):
+    with pytest.raises(ConfigError, match=r"plugins\.jwt\.egress\.routes\.x: no such route"):
         make_filter(context(typo))
 
 
