@@ -33,13 +33,13 @@ def split_host(value: str) -> tuple[str, int | None]:
         host, sep, rest = value[1:].partition("]")
         if not sep:
             return value, None
-        if rest.startswith(":") and rest[1:].isdigit():
+        if rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit():
             port = int(rest[1:])
         elif rest:
             return value, None
     elif value.count(":") == 1:
         host, _, digits = value.partition(":")
-        if not digits.isdigit():
+        if not (digits.isascii() and digits.isdigit()):  # "²" is a digit int() refuses
             return value, None
         port = int(digits)
     else:

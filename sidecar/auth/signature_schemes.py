@@ -84,7 +84,7 @@ class SidecarScheme:
         if provided is None or stamp is None:
             return Refusal("missing", f"the call needs {header} and {ts_header} headers")
         stamp = stamp.strip()
-        if not provided.startswith(prefix) or not stamp.isdigit() or len(stamp) > 12:
+        if not provided.startswith(prefix) or not _unix_time(stamp):
             return Refusal(
                 "malformed", f"{header} is {prefix}<hex> and {ts_header} a Unix time in seconds"
             )
@@ -132,8 +132,7 @@ class StandardWebhooksScheme:
         entries = signatures.split()
         offered = tuple(e[3:].encode("latin-1", "replace") for e in entries if e[:3] == "v1,")
         if (
-            not stamp.isdigit()
-            or len(stamp) > 12
+            not _unix_time(stamp)
             or len(msg_id) > MAX_ID_LENGTH
             or not offered
             or len(entries) > MAX_SIGNATURES
@@ -156,6 +155,12 @@ class StandardWebhooksScheme:
 
 
 Scheme = SidecarScheme | StandardWebhooksScheme
+
+
+def _unix_time(stamp: str) -> bool:
+    """Whether ``stamp`` is up to 12 ASCII digits (``"²"`` is a digit to ``isdigit``, not to
+    ``int``)."""
+    return stamp.isascii() and stamp.isdigit() and len(stamp) <= 12
 
 
 def scheme_of(policy: VerifyHmacPolicy) -> Scheme:
