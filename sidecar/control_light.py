@@ -177,7 +177,7 @@ class LightProtocol(asyncio.Protocol):
                 return
             end = self._buffer.find(b"\r\n\r\n")
             line_end = self._buffer.find(b"\r\n")
-            if line_end < 0:
+            if line_end < 0 or line_end > MAX_HEAD:  # (a head read at once is bounded too)
                 if len(self._buffer) > MAX_HEAD:
                     self._fail(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
@@ -188,7 +188,7 @@ class LightProtocol(asyncio.Protocol):
             if not self._answerable(method, target, version):
                 self._start_hand_over()
                 return
-            if end < 0:
+            if end < 0 or end + 4 > MAX_HEAD:
                 if len(self._buffer) > MAX_HEAD:
                     self._fail(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return

@@ -1,0 +1,67 @@
+"""Hostile requests to the control ports' light protocol: bounded heads, ``Host`` values it
+cannot parse, smuggling; each is answered (or refused) and the next probe still answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar.testing import running_sidecar
+
+WAIT = 5.0
+PROBE = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` in one write and read until the peer closes (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(WAIT):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (b"GET /healthz?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
+    ],
+    ids=["headers", "request-line"],
+)
+async def test_a_probe_head_past_the_bound_is_refused_even_when_read_at_once(
+    request_head: bytes, status: int
+) -> None:
+    """A 20 KB probe head (past the 16 KB bound) is refused and closed, however it arrives."""
+    async with running_sidecar({"admin": {"address": "127.0.0.1:0"}, "upstreams": {}}) as s:
+        answer = await exchange(s.admin_port, request_head)
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:60]
+        assert (await exchange(s.admin_port, PROBE)).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_host_port_of_superscript_digits_is_misdirected_not_dropped() -> None:
+    """``Host: 127.0.0.1:²`` gets the 421 answer on a probe and an admin call alike."""
+    async with running_sidecar({"admin": {"address": "127.0.0.1:0"}, "upstreams": {}}) as s:
+        for path in (b"/healthz", b"/config"):
+            head = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:\xc2\xb2\r\nConnection: close\r\n\r\n"
+            answer = await exchange(s.admin_port, head % path)
+            assert answer.startswith(b"HTTP/1.1 421 Misdirected Request"), answer[:60]
+        assert (await exchange(s.admin_port, PROBE)).startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_smuggled_request_behind_content_length_and_chunked_is_never_answered() -> None:
+    """CL+TE after a probe: the probe is answered, the request refused, nothing behind it read."""
+    smuggled = (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /config HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+    )
+    async with running_sidecar({"admin": {"address": "127.0.0.1:0"}, "upstreams": {}}) as s:
+        answer = await exchange(s.admin_port, smuggled)
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.") == 2
+        assert b" 400 Bad Request" in answer and b'"admin"' not in answer
