@@ -119,7 +119,7 @@ def plan_from_headers(exchange: Exchange, max_delay: float) -> _Plan:
     value = headers.get(ABORT_HEADER)
     if value is not None:
         v = value.strip()
-        if not (v.isascii() and v.isdigit()) or not 400 <= int(v) <= 599:
+        if not (v.isascii() and v.isdigit()) or len(v) > 3 or not 400 <= int(v) <= 599:
             raise _bad(ABORT_HEADER, value, "a status from 400 to 599")
         abort = int(v)
     percent = 100.0

@@ -1,5 +1,6 @@
 """Hostile header values against today's parsers: a ``Host`` port or a signature timestamp of
-characters ``str.isdigit`` calls digits but ``int`` refuses ("²") is refused, never a crash."""
+characters ``str.isdigit`` calls digits but ``int`` refuses ("²"), or a fault status of 5000
+digits, is refused, never a crash."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sidecar.auth.replays import ReplayCache
 from sidecar.auth.verify import make_verify_hmac
 from sidecar.config.policies import VerifyHmacPolicy
 from sidecar.config.secrets import SecretValue
-from sidecar.errors import SignatureInvalid
+from sidecar.errors import BadRequest, SignatureInvalid
+from sidecar.filters.fault import ABORT_HEADER, plan_from_headers
 from sidecar.hosts import split_host
 from sidecar.testing import make_exchange, responder
 
@@ -61,3 +63,11 @@ async def test_a_timestamp_of_superscript_digits_is_malformed(
     """A timestamp of "digits" ``int`` refuses is a 401 ``malformed``, not an error 500."""
     with pytest.raises(SignatureInvalid, match="Unix time in seconds"):
         await _filter(**settings)(make_exchange("POST", "/h", headers, b"{}"), responder(200))
+
+
+@pytest.mark.parametrize("digits", ["5" * 5000, "0" * 4000 + "503", "0503"])
+def test_a_fault_abort_status_of_many_digits_is_a_bad_request(digits: str) -> None:
+    """An app's abort status longer than 3 digits is a 400, not an error 500 from ``int``."""
+    exchange = make_exchange("GET", "/x", {ABORT_HEADER: digits}, b"")
+    with pytest.raises(BadRequest, match="a status from 400 to 599"):
+        plan_from_headers(exchange, 1.0)
