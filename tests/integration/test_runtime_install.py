@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,8 +110,12 @@ def test_every_plugin_in_the_repository_is_installed_and_imports_without_test_to
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    wanted = {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
-    assert "llm" in wanted and wanted <= set(found), found
+    wanted = {  # each distribution's entry-point names (plugins/aws-sigv4 is aws_sigv4)
+        name
+        for p in (ROOT / "plugins").glob("*/pyproject.toml")
+        for name in tomllib.loads(p.read_text())["project"]["entry-points"]["sidecar"]
+    }
+    assert {"llm", "aws_sigv4"} <= wanted and wanted <= set(found), found
 
 
 def _free(port: int) -> bool:
