@@ -26,6 +26,7 @@ __all__ = [
 import base64
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ def load_pact(path: str | os.PathLike[str]) -> Pact:
         if size > MAX_PACT_BYTES:
             raise PactError(f"{path}: {size} bytes, more than {MAX_PACT_BYTES}")
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # (JSON too deep)
         if isinstance(e, PactError):
             raise
         raise PactError(f"{path}: cannot be read as JSON: {e}") from None
@@ -128,7 +129,12 @@ def parse_pact(doc: Any, name: str = "<pact>") -> Pact:
         if kind != "Synchronous/HTTP":
             skipped.append(f"{description} ({kind})")
             continue
-        out.append(_interaction(item, description, where))
+        try:
+            out.append(_interaction(item, description, where))
+        except PactError:
+            raise
+        except _FIELD_ERRORS as e:
+            raise PactError(f"{where}: {type(e).__name__}: {e}") from None
     return Pact(
         consumer=_name(doc.get("consumer")),
         provider=_name(doc.get("provider")),
@@ -136,6 +142,11 @@ def parse_pact(doc: Any, name: str = "<pact>") -> Pact:
         interactions=tuple(out),
         skipped=tuple(skipped),
     )
+
+
+#: what reading a field of the wrong type or value raises (a status "abc", headers as a list,
+#: JSON content nested too deep...): the pact cannot be used
+_FIELD_ERRORS = (ValueError, TypeError, AttributeError, OverflowError, RecursionError)
 
 
 def _name(party: Any) -> str:
@@ -244,11 +255,20 @@ def _response(raw: Mapping[str, Any]) -> PactResponse:
 
 def _rule_set(raw: Any) -> RuleSet:
     if isinstance(raw, dict) and isinstance(raw.get("matchers"), list):
-        return RuleSet(
+        rules = RuleSet(
             tuple(m for m in raw["matchers"] if isinstance(m, dict)),
             str(raw.get("combine", "AND")).upper(),
         )
-    return RuleSet((raw,) if isinstance(raw, dict) else ())
+    else:
+        rules = RuleSet((raw,) if isinstance(raw, dict) else ())
+    for matcher in rules.matchers:
+        if matcher.get("match") == "regex":
+            regex = str(matcher.get("regex", ""))
+            try:
+                re.compile(regex)
+            except re.error as e:
+                raise ValueError(f"regex /{regex[:80]}/: {e}") from None
+    return rules
 
 
 def _rules(raw: Any) -> dict[str, dict[str, RuleSet]]:

@@ -134,7 +134,7 @@ async def _exchange(
             body = await _read_bounded(r.content)
             headers = {k.lower(): ", ".join(r.headers.getall(k)) for k in r.headers}
             status = r.status
-    except (aiohttp.ClientError, TimeoutError) as e:
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:  # ValueError: a CR in a header
         return [f"request failed: {type(e).__name__}: {e}"]
     return compare_response(interaction.response, status, headers, body)
 

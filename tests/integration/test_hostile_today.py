@@ -1,5 +1,6 @@
 """Hostile requests to the control ports' light protocol: bounded heads, ``Host`` values it
-cannot parse, smuggling; each is answered (or refused) and the next probe still answers."""
+cannot parse, smuggling; each is answered (or refused) and the next probe still answers. And a
+pact whose request cannot be sent fails its interaction, not ``contract verify``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import asyncio
 
 import pytest
 
-from sidecar.testing import running_sidecar
+from sidecar.contract.pact import parse_pact
+from sidecar.contract.verify import verify_interactions
+from sidecar.testing import FakeUpstream, running_sidecar
 
 WAIT = 5.0
 PROBE = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -65,3 +68,22 @@ async def test_a_smuggled_request_behind_content_length_and_chunked_is_never_ans
         answer = await exchange(s.admin_port, smuggled)
         assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.") == 2
         assert b" 400 Bad Request" in answer and b'"admin"' not in answer
+
+
+async def test_a_pact_request_with_a_header_injection_fails_its_interaction() -> None:
+    """A pact header holding CR LF is a FAIL naming why; the verifier goes on to the next."""
+    request = {"method": "GET", "path": "/x", "headers": {"x-a": "1\r\nx-b: 2"}}
+    plain = {"method": "GET", "path": "/x"}
+    pact = parse_pact(
+        {
+            "interactions": [
+                {"description": "injected", "request": request, "response": {"status": 200}},
+                {"description": "plain", "request": plain, "response": {"status": 200}},
+            ]
+        }
+    )
+    async with FakeUpstream() as up:
+        verdicts = await verify_interactions(pact.interactions, up.url, seconds_per_call=WAIT)
+    assert [v.passed for v in verdicts] == [False, True]
+    assert verdicts[0].failures[0].startswith("request failed: ValueError")
+    assert len(up.requests) == 1

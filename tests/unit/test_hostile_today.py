@@ -1,11 +1,13 @@
 """Hostile header values against today's parsers: a ``Host`` port or a signature timestamp of
-characters ``str.isdigit`` calls digits but ``int`` refuses ("²"), or a fault status of 5000
-digits, is refused, never a crash."""
+characters ``str.isdigit`` calls digits but ``int`` refuses ("²"), a fault status of 5000
+digits, a hostile pact file, is refused with a clear reason, never a crash."""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from sidecar.auth.replays import ReplayCache
 from sidecar.auth.verify import make_verify_hmac
 from sidecar.config.policies import VerifyHmacPolicy
 from sidecar.config.secrets import SecretValue
+from sidecar.contract.compare import compare_response
+from sidecar.contract.pact import PactError, load_pact, parse_pact
 from sidecar.errors import BadRequest, SignatureInvalid
 from sidecar.filters.fault import ABORT_HEADER, plan_from_headers
 from sidecar.hosts import split_host
@@ -71,3 +75,47 @@ def test_a_fault_abort_status_of_many_digits_is_a_bad_request(digits: str) -> No
     exchange = make_exchange("GET", "/x", {ABORT_HEADER: digits}, b"")
     with pytest.raises(BadRequest, match="a status from 400 to 599"):
         plan_from_headers(exchange, 1.0)
+
+
+def _pact(response: dict[str, Any]) -> dict[str, Any]:
+    request = {"method": "GET", "path": "/x"}
+    return {"interactions": [{"description": "d", "request": request, "response": response}]}
+
+
+def _regex(regex: str) -> dict[str, Any]:
+    matchers = {"matchers": [{"match": "regex", "regex": regex}]}
+    return {"status": 200, "body": {"a": "x"}, "matchingRules": {"body": {"$.a": matchers}}}
+
+
+@pytest.mark.parametrize(
+    ("response", "says"),
+    [
+        ({"status": "abc"}, "invalid literal"),
+        ({"status": float("inf")}, "OverflowError"),
+        ({"status": 200, "headers": ["a"]}, "AttributeError"),
+        (_regex("("), "regex /(/: missing )"),
+        ({"body": {"content": "[" * 5000 + "]" * 5000, "encoded": "json"}}, "RecursionError"),
+    ],
+    ids=["status-text", "status-infinite", "headers-list", "bad-regex", "content-too-deep"],
+)
+def test_a_pact_field_of_the_wrong_type_or_value_is_a_pact_error(
+    response: dict[str, Any], says: str
+) -> None:
+    """``contract verify`` exits 2 naming the interaction, not with a traceback."""
+    with pytest.raises(PactError, match=r"interactions\[0\]: .*" + re.escape(says)):
+        parse_pact(_pact(response))
+
+
+def test_a_pact_nested_too_deep_to_read_is_a_pact_error(tmp_path: Path) -> None:
+    """A pact file of 100 000 nested arrays is refused as unreadable JSON."""
+    path = tmp_path / "deep.json"
+    path.write_text('{"interactions": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(PactError, match="cannot be read as JSON"):
+        load_pact(path)
+
+
+def test_a_provider_answer_nested_too_deep_is_a_failure() -> None:
+    """A provider's JSON body too deep to read fails the interaction, not the verifier."""
+    expected = parse_pact(_pact({"status": 200, "body": []})).interactions[0].response
+    failures = compare_response(expected, 200, {}, b"[" * 100_000 + b"]" * 100_000)
+    assert failures and failures[0].startswith("body: expected JSON")
