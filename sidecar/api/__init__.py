@@ -28,6 +28,7 @@ from ..config.base import Model
 from ..config.models import RouteConfig, SidecarConfig, UpstreamConfig
 from ..config.secrets import SecretValue
 from ..config.types import Duration, SecretRef, Size
+from ..deferred_import import deferred
 from ..errors import (
     BadRequest,
     CircuitOpen,
@@ -182,6 +183,7 @@ __all__ = [
     "allow_retry",
     "classify_http",
     "compose",
+    "deferred",
     "deprecated",
     "hookimpl",
     "live_ratelimit_backend",

@@ -4,8 +4,9 @@ SDK, redis-py, cryptography and aiohttp stay out of a process whose config does 
 start-up when it does (aiohttp: at the first admin call that is not a probe or a scrape). Read
 from ``sys.modules`` inside a real ``sidecar run`` (:mod:`.module_probe`).
 
-The sidecar's own modules are checked: the plugins installed beside it are disabled (several
-import aiohttp themselves when they load)."""
+The sidecar's own modules are checked with the plugins installed beside it disabled; one test
+loads every installed plugin too: a plugin that is installed but not configured costs its
+registrations, not its libraries."""
 
 from __future__ import annotations
 
@@ -33,13 +34,15 @@ OPTIONAL = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "opente
 OPTIONAL += ("cryptography", "aiohttp")
 
 
-def embedded_default(**extra: Any) -> dict[str, Any]:
-    """``sidecar/default.yaml`` on ephemeral ports, no installed plugin, plus ``extra``."""
+def embedded_default(*, plugins: bool = False, **extra: Any) -> dict[str, Any]:
+    """``sidecar/default.yaml`` on ephemeral ports, no installed plugin (unless ``plugins``),
+    plus ``extra``."""
     data = yaml.safe_load(resources.files("sidecar").joinpath("default.yaml").read_text())
     for section in ("admin", "http", "grpc"):
         data[section] = {**data[section], "address": "127.0.0.1:0"}
-    installed = sorted({ep.name for ep in entry_points(group="sidecar")})
-    data["plugins"] = {**data.get("plugins", {}), "disabled": installed}
+    if not plugins:
+        installed = sorted({ep.name for ep in entry_points(group="sidecar")})
+        data["plugins"] = {**data.get("plugins", {}), "disabled": installed}
     for key, value in extra.items():
         data[key] = {**data.get(key, {}), **value}
     return data
@@ -79,6 +82,19 @@ def test_the_embedded_default_answers_health_without_grpcio_protobuf_or_the_sdk(
             )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert [m for m in OPTIONAL if loaded(modules(), m)] == []
+
+
+def test_installed_plugins_that_are_not_configured_load_none_of_their_libraries(
+    tmp_path: Path,
+) -> None:
+    """Every plugin installed beside the sidecar (the event, API and identity plugins under
+    plugins/) loads, and with none of them configured none of the optional libraries does."""
+    installed = {ep.name for ep in entry_points(group="sidecar")}
+    assert {"llm", "pubsub", "webhooks", "vectors"} <= installed  # those that use aiohttp
+    with probed(embedded_default(plugins=True), tmp_path) as (_, modules):
+        now = modules()
+        assert {f"sidecar_{name}" for name in ("llm", "pubsub", "webhooks", "vectors")} <= now
+        assert [m for m in OPTIONAL if loaded(now, m)] == []
 
 
 def test_the_admin_api_on_the_http2_front_loads_protobuf_but_not_grpcio(tmp_path: Path) -> None:

@@ -283,6 +283,13 @@ async def check_sidecar_rpc(module: ModuleType) -> None:
     assert [(e.method, e.path, e.body) for e in sent] == [("POST", "/rpc", b"{}")]
 
 
+async def check_sidecar_lazy_client(module: ModuleType) -> None:
+    import aiohttp
+
+    assert not isinstance(module.aiohttp, ModuleType)  # a stand-in until it is first used
+    assert module.aiohttp.ClientSession is aiohttp.ClientSession  # then the real module
+
+
 CHECKS: dict[str, Callable[[ModuleType], Awaitable[None]]] = {
     "sidecar_hello": check_sidecar_hello,
     "sidecar_tagger": check_sidecar_tagger,
@@ -297,6 +304,7 @@ CHECKS: dict[str, Callable[[ModuleType], Awaitable[None]]] = {
     "test_hello": check_test_hello,
     "sidecar_operations": check_sidecar_operations,
     "sidecar_rpc": check_sidecar_rpc,
+    "sidecar_lazy_client": check_sidecar_lazy_client,
 }
 
 

@@ -21,13 +21,16 @@ import json
 import math
 import re
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from sidecar import SecretValue
+from sidecar import SecretValue, deferred
 
 from .config import Provider
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 #: statuses after which another deployment is tried (besides every 5xx)
 FAILOVER_STATUSES = frozenset({408, 409, 429})

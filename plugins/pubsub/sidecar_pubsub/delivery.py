@@ -19,10 +19,16 @@ __all__ = ["Verdict", "deliver", "verdict_of"]
 
 import enum
 import json
+from typing import TYPE_CHECKING
 
-import aiohttp
+from sidecar import deferred
 
 from .envelope import CloudEvent, to_binary
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 #: the most of the app's answer read to find its status
 ANSWER_LIMIT = 64 << 10

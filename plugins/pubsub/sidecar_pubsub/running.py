@@ -22,15 +22,19 @@ __all__ = ["RunningSubscriptions"]
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from sidecar import RuntimeView
+from sidecar import RuntimeView, deferred
 
 from .adapter import PubSubAdapter
 from .backend import Backend
 from .config import BackendChoice, PluginSettings, PubSubOptions, SubscriptionConfig
 from .subscriber import Subscription
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 #: connections to the app at most, over every subscription
 APP_CONNECTIONS = 256

@@ -21,8 +21,9 @@ __all__ = ["Subscription", "retry_wait"]
 import asyncio
 import logging
 from functools import partial
+from typing import TYPE_CHECKING
 
-import aiohttp
+from sidecar import deferred
 
 from .backend import Backend, BrokerUnavailable, Consumer, Delivery
 from .config import RetryPolicy, SubscriptionConfig
@@ -30,6 +31,11 @@ from .delivery import Verdict, deliver
 from .envelope import CloudEvent, complete
 from .metrics import PubSubMetrics
 from .tracing import LiveTracer
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 log = logging.getLogger("sidecar.plugin.pubsub")
 #: bound on one wait for messages (and so on how late a stop is noticed by a quiet broker)

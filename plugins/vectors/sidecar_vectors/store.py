@@ -17,15 +17,24 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
-
-from sidecar import SecretValue, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from sidecar import (
+    SecretValue,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    deferred,
+)
 
 from .config import VectorsOptions
 from .scores import Metric
 from .vector_api import ApiError, Match, QueryCall, Record
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 #: bytes of a store's error body read for its message, and the most of it passed on
 ERROR_BODY_LIMIT = 64 * 1024

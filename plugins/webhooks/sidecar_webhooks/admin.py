@@ -13,14 +13,19 @@ when the queue cannot be reached they answer 503. Nothing here shows a secret or
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
-from sidecar import runtime_of
+from sidecar import deferred, runtime_of
 
 from .adapter import WebhooksAdapter
 from .delivery import Engine
 from .queue import QueueDown
 from .store import State
+
+if TYPE_CHECKING:
+    from aiohttp import web
+else:  # imported by the first admin call: not by a sidecar that serves none
+    web = deferred("aiohttp.web")
 
 MAX_LIST = 1000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
+from sidecar import deferred
 
 from .file_queue import FileQueue
 from .metrics import WebhookMetrics
@@ -26,7 +26,11 @@ from .store import Delivery
 from .worker import EndpointWorker, log
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from .adapter import Settings
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 #: seconds stop() waits for accepts still writing to the queue
 STOP_WAIT = 5.0

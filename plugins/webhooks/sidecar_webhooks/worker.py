@@ -20,9 +20,7 @@ from collections.abc import Awaitable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-import aiohttp
-
-from sidecar import SecretValue
+from sidecar import SecretValue, deferred
 
 from .config import Endpoint, RetryPolicy
 from .queue import QueueDown
@@ -30,7 +28,11 @@ from .signing import secret_key, sign_headers
 from .store import HISTORY, Delivery
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from .delivery import Engine
+else:  # imported when first used: not by a sidecar that has no such upstream
+    aiohttp = deferred("aiohttp")
 
 log = logging.getLogger("sidecar.plugin.webhooks")
 #: seconds before a delivery whose body the queue could not read is tried again
