@@ -89,7 +89,7 @@ def load_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise CassetteError(f"cassette {path}: cannot be read: {e}") from None
     try:
         doc = json.loads(text)  # a whole document; JSON lines fail here with "extra data"
-    except ValueError:
+    except (ValueError, RecursionError):  # (or nested too deep: read line by line then)
         doc = None
     if isinstance(doc, dict) and "interactions" in doc:
         found = doc["interactions"]
@@ -102,7 +102,7 @@ def load_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         try:
             item = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise CassetteError(f"cassette {path}: line {number} is not JSON: {e}") from None
         out.append(_checked(path, number, item))
         if len(out) > MAX_INTERACTIONS:
@@ -121,4 +121,36 @@ def _checked(path: str | os.PathLike[str], where: int, item: Any) -> dict[str, A
         raise CassetteError(f"cassette {path}: interaction {where} has no request.path")
     if not isinstance(response, dict) or not isinstance(response.get("status"), int):
         raise CassetteError(f"cassette {path}: interaction {where} has no response.status")
+    if not 100 <= response["status"] <= 999:
+        raise CassetteError(f"cassette {path}: interaction {where}: response.status not 100-999")
+    for name, part in (("request", request), ("response", response)):
+        # replay and pact-from-cassette read these as they are: a hand-written cassette's
+        # other shapes are refused here, naming where, rather than failing a call later
+        headers = part.get("headers", [])
+        if not isinstance(headers, list) or not all(_is_pair(h) for h in headers):
+            raise CassetteError(
+                f"cassette {path}: interaction {where}: {name}.headers is not [[name, value], ...]"
+            )
+        encoded = part.get("body_base64")
+        if encoded is not None and not _is_base64(encoded):
+            raise CassetteError(
+                f"cassette {path}: interaction {where}: {name}.body_base64 is not base64"
+            )
     return item
+
+
+def _is_pair(header: Any) -> bool:
+    return (
+        isinstance(header, list)
+        and len(header) == 2
+        and isinstance(header[0], str)
+        and isinstance(header[1], str)
+    )
+
+
+def _is_base64(value: Any) -> bool:
+    try:
+        base64.b64decode(value)  # as :func:`body_of` reads it
+    except (TypeError, ValueError):  # binascii.Error is a ValueError
+        return False
+    return True

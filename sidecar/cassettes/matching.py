@@ -87,7 +87,7 @@ def _values_match(recorded: Sequence[str], live: Sequence[str]) -> bool:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested too deep: compared as bytes)
         return _NOT_JSON
 
 

@@ -52,7 +52,7 @@ def _body(part: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[bool, An
     if media == "application/json" or media.endswith("+json"):
         try:
             return True, json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested too deep: kept as text)
             pass
     return True, text
 

@@ -5,6 +5,7 @@ digits, a hostile pact file, is refused with a clear reason, never a crash."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from pathlib import Path
@@ -15,9 +16,13 @@ import pytest
 from sidecar.auth import verify
 from sidecar.auth.replays import ReplayCache
 from sidecar.auth.verify import make_verify_hmac
+from sidecar.cassettes.file import CassetteError, load_interactions
+from sidecar.cassettes.matching import difference, request_of
+from sidecar.config.cassette import CassetteMatch
 from sidecar.config.policies import VerifyHmacPolicy
 from sidecar.config.secrets import SecretValue
 from sidecar.contract.compare import compare_response
+from sidecar.contract.from_cassette import pact_from_interactions
 from sidecar.contract.pact import PactError, load_pact, parse_pact
 from sidecar.errors import BadRequest, SignatureInvalid
 from sidecar.filters.fault import ABORT_HEADER, plan_from_headers
@@ -119,3 +124,49 @@ def test_a_provider_answer_nested_too_deep_is_a_failure() -> None:
     expected = parse_pact(_pact({"status": 200, "body": []})).interactions[0].response
     failures = compare_response(expected, 200, {}, b"[" * 100_000 + b"]" * 100_000)
     assert failures and failures[0].startswith("body: expected JSON")
+
+
+def _line(**parts: Any) -> str:
+    request = {"method": "GET", "path": "/x", **parts.get("request", {})}
+    response = {"status": 200, **parts.get("response", {})}
+    return json.dumps({"request": request, "response": response})
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"interactions": ' + "[" * 100_000 + "]" * 100_000 + "}", "not JSON"),
+        (_line(request={"headers": {"accept": "*/*"}}), "request.headers is not"),
+        (_line(response={"headers": [["a", "b", "c"]]}), "response.headers is not"),
+        (_line(response={"body_base64": "abc"}), "response.body_base64 is not base64"),
+        (_line(response={"status": 10**30}), "response.status not 100-999"),
+    ],
+    ids=["too-deep", "headers-object", "header-triple", "bad-base64", "status-huge"],
+)
+def test_a_cassette_of_another_shape_is_refused_where_it_is_wrong(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    """Replay and pact-from-cassette refuse a hostile cassette naming the place, not later
+    with an error 500 per call or a traceback."""
+    path = tmp_path / "c.jsonl"
+    path.write_text(text + "\n")
+    with pytest.raises(CassetteError, match=re.escape(says)):
+        load_interactions(path)
+
+
+def test_a_replayed_call_with_a_body_too_deep_to_parse_is_compared_as_bytes() -> None:
+    """A JSON body nested too deep to read is a plain mismatch, not an error 500."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    recorded = request_of("POST", "/x", "", [], deep)
+    call = request_of("POST", "/x", "", [], deep[1:-1])
+    assert (difference(CassetteMatch(body=True), recorded, call) or "").startswith("body differs")
+
+
+def test_a_recorded_json_body_too_deep_to_parse_becomes_a_text_body() -> None:
+    """pact-from-cassette keeps a JSON body nested too deep to read as text, no traceback."""
+    deep = "[" * 100_000 + "]" * 100_000
+    headers = [["content-type", "application/json"]]
+    response = {"status": 200, "headers": headers, "body": deep}
+    interaction = {"request": {"method": "GET", "path": "/x"}, "response": response}
+    pact = pact_from_interactions([interaction], "a", "b").pact
+    assert pact["interactions"][0]["response"]["body"] == deep
