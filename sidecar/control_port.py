@@ -122,7 +122,10 @@ class ControlPort:
     # --- accepting ----------------------------------------------------------------------------
 
     def _accept(self) -> asyncio.BaseProtocol:
-        handlers = self._server.connections if self._server is not None else []
+        listed = self._server.connections if self._server is not None else []
+        # a handler whose connection is gone holds no handle: aiohttp lists it until its task
+        # ends, up to its lingering time (10 s) after a body was left unread
+        handlers = [h for h in listed if h.transport is not None]
         open_now = len(self.live) + len(handlers)
         if open_now < self._limit:
             self._cap.closed(open_now)  # room again: a later refusal is a new episode

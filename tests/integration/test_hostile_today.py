@@ -70,6 +70,25 @@ async def test_a_smuggled_request_behind_content_length_and_chunked_is_never_ans
         assert b" 400 Bad Request" in answer and b'"admin"' not in answer
 
 
+async def test_connections_gone_while_aiohttp_lingers_do_not_count_against_the_cap() -> None:
+    """70 admin calls whose body never came, then closed: the next probe still answers (aiohttp
+    keeps each such handler listed for up to 10 s, holding no handle)."""
+    slow = b"POST /config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\nab"
+    async with running_sidecar({"admin": {"address": "127.0.0.1:0"}, "upstreams": {}}) as s:
+        for _ in range(70):
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.admin_port)
+            try:
+                writer.write(slow)
+                async with asyncio.timeout(WAIT):
+                    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 405")
+                    writer.write_eof()
+                    while await reader.read(65536):  # the sidecar closed: its side is gone
+                        pass
+            finally:
+                writer.close()
+        assert (await exchange(s.admin_port, PROBE)).startswith(b"HTTP/1.1 200 OK")
+
+
 async def test_a_pact_request_with_a_header_injection_fails_its_interaction() -> None:
     """A pact header holding CR LF is a FAIL naming why; the verifier goes on to the next."""
     request = {"method": "GET", "path": "/x", "headers": {"x-a": "1\r\nx-b: 2"}}
