@@ -17,13 +17,20 @@ from __future__ import annotations
 
 __all__ = ["compare_body", "judge"]
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .dates import iso_date_ok, java_date_regex
 from .pact import RuleSet
+
+#: Seconds one pact ``regex`` may take on one value: a pattern like ``(a+)+$`` backtracks for
+#: ever on a long enough text, and ``re`` has no timeout of its own (it does check for signals).
+REGEX_SECONDS = 2.0
 
 #: A path token: a key (``"name"``), an index (``3``), or a wildcard (``"*"`` key, ``-1`` index).
 Token = str | int
@@ -134,7 +141,14 @@ def _leaf(matcher: Mapping[str, Any], expected: Any, actual: Any) -> str | None:
         return None
     if kind == "regex":
         regex = str(matcher.get("regex", ""))
-        if isinstance(actual, dict | list) or re.fullmatch(regex, _text(actual)) is None:
+        if isinstance(actual, dict | list):
+            return f"expected to match /{regex}/, got {_shown(actual)}"
+        try:
+            with _time_bound(REGEX_SECONDS):
+                matched = re.fullmatch(regex, _text(actual)) is not None
+        except _TooSlow:
+            return f"/{regex}/ took over {REGEX_SECONDS:g}s on {_shown(actual)} (backtracking)"
+        if not matched:
             return f"expected to match /{regex}/, got {_shown(actual)}"
         return None
     if kind == "equality":
@@ -248,3 +262,28 @@ def compare_body(rules: Mapping[str, RuleSet], expected: Any, actual: Any) -> li
     out: list[str] = []
     _compare(_Rules(rules), (), expected, actual, out)
     return out
+
+
+class _TooSlow(Exception):
+    """A regex ran past :data:`REGEX_SECONDS`."""
+
+
+def _too_slow(signum: int, frame: object) -> None:
+    raise _TooSlow
+
+
+@contextlib.contextmanager
+def _time_bound(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with :class:`_TooSlow` (a real-time interval timer;
+    the ``sidecar contract`` commands run it on the main thread, where signals are delivered).
+    Elsewhere the block runs unbounded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

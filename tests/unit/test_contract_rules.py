@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -281,3 +282,19 @@ def test_a_cassette_becomes_a_v3_pact_without_its_secrets() -> None:
     assert "body" not in image["response"]
     assert conversion.notes == ("GET /img: response body left out (binary or truncated)",)
     assert parse_pact(conversion.pact).interactions[0].response.body == {"id": 1}
+
+
+def test_a_regex_that_backtracks_for_ever_fails_its_path_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pact regex like ``(a+)+$`` on a provider's long near-match cannot hang the verifier:
+    the value fails, saying the pattern took too long."""
+    from sidecar.contract import rules
+
+    monkeypatch.setattr(rules, "REGEX_SECONDS", 0.2)
+    pact = response({"v": "aaa"}, {"$.v": rule({"match": "regex", "regex": "(a+)+$"})})
+    assert check(pact, b'{"v": "aaaa"}') == []  # the timer does not disturb a quick match
+    started = time.monotonic()
+    [failure] = check(pact, ('{"v": "' + "a" * 40 + '!"}').encode())
+    assert time.monotonic() - started < 5
+    assert failure.startswith("$.v: /(a+)+$/ took over 0.2s on")
