@@ -27,6 +27,8 @@ __all__ = [
     "OneOf",
     "Op",
     "Scalar",
+    "all_of",
+    "any_of",
     "integer_bound",
     "is_number",
     "parse_filter",
@@ -34,8 +36,9 @@ __all__ = [
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 Scalar = str | int | float | bool
 Op = Literal["eq", "gt", "gte", "lt", "lte"]
@@ -85,6 +88,21 @@ class Nothing:
 
 
 NOTHING = Nothing()
+
+#: a store's own form of a translated filter
+T = TypeVar("T")
+
+
+def all_of(parts: Sequence[T | Nothing], join: Callable[[list[T]], T]) -> T | Nothing:
+    """``and`` of translated parts: nothing when one part matches nothing, else ``join``."""
+    kept = [p for p in parts if not isinstance(p, Nothing)]
+    return join(kept) if len(kept) == len(parts) else NOTHING
+
+
+def any_of(parts: Sequence[T | Nothing], join: Callable[[list[T]], T]) -> T | Nothing:
+    """``or`` of translated parts: the parts that can match, ``join``ed; nothing if none can."""
+    kept = [p for p in parts if not isinstance(p, Nothing)]
+    return join(kept) if kept else NOTHING
 
 
 def integer_bound(op: Op, value: float) -> int | None:

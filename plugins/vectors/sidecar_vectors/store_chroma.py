@@ -32,6 +32,8 @@ from .filter_language import (
     OneOf,
     Op,
     Scalar,
+    all_of,
+    any_of,
     integer_bound,
 )
 from .results import metadata_out, number, vector_out
@@ -90,14 +92,9 @@ def to_chroma(tree: Filter, kinds: Mapping[str, frozenset[str]]) -> dict[str, An
                 picked = [float(v) for v in picked]
             return {f: {"$in": picked}}
         case All(parts=parts):
-            all_of = [to_chroma(p, kinds) for p in parts]
-            if any(isinstance(p, Nothing) for p in all_of):
-                return NOTHING
-            return _join("$and", [p for p in all_of if not isinstance(p, Nothing)])
+            return all_of([to_chroma(p, kinds) for p in parts], lambda ps: _join("$and", ps))
         case AnyOf(parts=parts):
-            translated = [to_chroma(p, kinds) for p in parts]
-            any_of = [p for p in translated if not isinstance(p, Nothing)]
-            return _join("$or", any_of) if any_of else NOTHING
+            return any_of([to_chroma(p, kinds) for p in parts], lambda ps: _join("$or", ps))
     raise AssertionError(tree)
 
 

@@ -37,6 +37,8 @@ from .filter_language import (
     Nothing,
     OneOf,
     Op,
+    all_of,
+    any_of,
     integer_bound,
     is_number,
 )
@@ -132,14 +134,9 @@ def to_weaviate(tree: Filter, types: Mapping[str, frozenset[str]]) -> Where | No
                 return NOTHING
             return {"operator": Enum("ContainsAny"), "path": [f], key: usable}
         case All(parts=parts):
-            all_of = [to_weaviate(p, types) for p in parts]
-            if any(isinstance(p, Nothing) for p in all_of):
-                return NOTHING
-            return _join("And", [p for p in all_of if not isinstance(p, Nothing)])
+            return all_of([to_weaviate(p, types) for p in parts], lambda ps: _join("And", ps))
         case AnyOf(parts=parts):
-            translated = [to_weaviate(p, types) for p in parts]
-            any_of = [w for w in translated if not isinstance(w, Nothing)]
-            return _join("Or", any_of) if any_of else NOTHING
+            return any_of([to_weaviate(p, types) for p in parts], lambda ps: _join("Or", ps))
     raise AssertionError(tree)
 
 
