@@ -47,12 +47,19 @@ def write_whole(conn: HttpConnection, ex: Exchange, resp: Response) -> bool | No
     if line is None:
         return None
     out, keep, no_body, _ = _framed(conn, ex, resp, status, line)
+    _write_with_body(transport, out, resp, body, no_body)
+    return keep
+
+
+def _write_with_body(
+    transport: asyncio.Transport, out: list[bytes], resp: Response, body: bytes, no_body: bool
+) -> None:
+    """The framed head and ``body`` in one write, and the response's end heard."""
     if body and not no_body:
         out.append(body)
     transport.write(b"".join(out))
     if resp.on_complete:
         completed(resp, True, 0 if no_body else len(body))
-    return keep
 
 
 async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> bool:
@@ -82,11 +89,7 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     body = resp.body
     out, keep, no_body, chunked = _framed(conn, ex, resp, status, line)
     if isinstance(body, bytes):  # (a bytes subclass: what write_whole leaves to this path)
-        if body and not no_body:
-            out.append(body)
-        transport.write(b"".join(out))
-        if resp.on_complete:
-            completed(resp, True, 0 if no_body else len(body))
+        _write_with_body(transport, out, resp, body, no_body)
         return keep
     transport.write(b"".join(out))
     if no_body:
