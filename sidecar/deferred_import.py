@@ -11,19 +11,24 @@ from __future__ import annotations
 __all__ = ["Deferred", "deferred"]
 
 import importlib
+from types import ModuleType
 from typing import Any
 
 
 class Deferred:
     """Stands for the module ``name``; each attribute read is the real module's."""
 
-    __slots__ = ("_name",)
+    __slots__ = ("_module", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._module: ModuleType | None = None
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
+        module = self._module
+        if module is None:  # the first read imports; later ones skip the import machinery
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attr)
 
     def __repr__(self) -> str:
         return f"<deferred module {self._name!r}>"
