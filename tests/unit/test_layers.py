@@ -51,6 +51,8 @@ LAYERS: dict[str, Layer] = {
     # a package's __init__ runs whenever a module under it is imported: sidecar.grpc sits with
     # its lowest module (grpc.wire), as sidecar.tls and sidecar.telemetry do below
     "sidecar.grpc": Layer.KERNEL,
+    # our own HTTP/2 (HPACK, frames, connection state): a wire format both sides build on
+    "sidecar.http2.*": Layer.KERNEL,
     # 2 primitives: config models, resilience mechanisms, metric families, logs, SPIFFE IDs
     "sidecar.config.*": Layer.PRIMITIVES,
     "sidecar.resilience.*": Layer.PRIMITIVES,
