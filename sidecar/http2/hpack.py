@@ -54,6 +54,8 @@ _SIZE_UPDATE: Final = 0x20
 _LITERAL_NEVER_INDEXED: Final = 0x10
 _LITERAL_NOT_INDEXED: Final = 0x00
 _HUFFMAN: Final = 0x80
+# Below every static index (stored negated) and every insertion number: "in neither table".
+_NOWHERE: Final = -1000
 
 
 def _decode_integer(data: bytes, pos: int, end: int, prefix_mask: int) -> tuple[int, int]:
@@ -215,9 +217,14 @@ class Encoder:
         self._base = 0
         self._size = 0
         self._max_size = DEFAULT_TABLE_SIZE
-        # name -> value -> insertion number of the newest such entry; name -> newest with name
-        self._by_name_value: dict[bytes, dict[bytes, int]] = {}
-        self._by_name: dict[bytes, int] = {}
+        # Where each (name, value) and each name is, both tables in one lookup: a static index
+        # as a negative number, or the insertion number (>= 0) of the newest dynamic entry.
+        # A copy of the static table's per encoder, which dynamic entries join and leave.
+        self._by_name_value: dict[bytes, dict[bytes, int]] = {
+            name: {value: -index for value, index in values.items()}
+            for name, values in STATIC_BY_NAME_VALUE.items()
+        }
+        self._by_name: dict[bytes, int] = {name: -index for name, index in STATIC_BY_NAME.items()}
         # A size update owed at the start of the next block: the smallest size since the last
         # block, then the final one (RFC 7541 4.2), or -1 when none is owed.
         self._smallest_update = -1
@@ -234,7 +241,9 @@ class Encoder:
 
     def encode(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """One header block for ``headers`` (lowercase names), updating the dynamic table."""
-        out = bytearray()
+        # a list of ints, not a bytearray: list.append is a direct C call in compiled code,
+        # bytearray.append a method lookup
+        out: list[int] = []
         if self._final_update >= 0:
             if self._smallest_update < self._final_update:
                 _encode_integer(out, _SIZE_UPDATE, 0x1F, self._smallest_update)
@@ -242,23 +251,25 @@ class Encoder:
             self._smallest_update = -1
             self._final_update = -1
         for name, value in headers:
-            static_values = STATIC_BY_NAME_VALUE.get(name)
-            if static_values is not None:
-                static_index = static_values.get(value, 0)
-                if static_index:
-                    out.append(_INDEXED | static_index)
+            # a static match is preferred (its index never changes), so the dynamic table never
+            # holds a pair the static table has
+            values = self._by_name_value.get(name)
+            if values is not None:
+                where = values.get(value, _NOWHERE)
+                if where < 0:
+                    if where != _NOWHERE:
+                        out.append(_INDEXED | -where)
+                        continue
+                else:
+                    _encode_integer(out, _INDEXED, 0x7F, self._index_of(where))
                     continue
-            dynamic_values = self._by_name_value.get(name)
-            if dynamic_values is not None:
-                inserted = dynamic_values.get(value, -1)
-                if inserted >= 0:
-                    _encode_integer(out, _INDEXED, 0x7F, self._index_of(inserted))
-                    continue
-            name_index = STATIC_BY_NAME.get(name, 0)
-            if not name_index:
-                inserted = self._by_name.get(name, -1)
-                if inserted >= 0:
-                    name_index = self._index_of(inserted)
+            where = self._by_name.get(name, _NOWHERE)
+            if where == _NOWHERE:
+                name_index = 0
+            elif where < 0:
+                name_index = -where
+            else:
+                name_index = self._index_of(where)
             entry_size = len(name) + len(value) + ENTRY_OVERHEAD
             if name in SENSITIVE_NAMES:
                 _encode_integer(out, _LITERAL_NEVER_INDEXED, 0x0F, name_index)
@@ -291,7 +302,9 @@ class Encoder:
             self._by_name_value[name] = {value: inserted}
         else:
             values[value] = inserted
-        self._by_name[name] = inserted
+        where = self._by_name.get(name, _NOWHERE)
+        if where >= 0 or where == _NOWHERE:  # a static name keeps its static index
+            self._by_name[name] = inserted
 
     def _evict_to(self, size: int) -> None:
         names = self._names
@@ -319,7 +332,7 @@ class Encoder:
         self._head = head
 
 
-def _encode_integer(out: bytearray, first_bits: int, prefix_mask: int, value: int) -> None:
+def _encode_integer(out: list[int], first_bits: int, prefix_mask: int, value: int) -> None:
     """Append ``value`` with an N-bit prefix (RFC 7541 5.1), ``first_bits`` above the prefix."""
     if value < prefix_mask:
         out.append(first_bits | value)
@@ -332,7 +345,7 @@ def _encode_integer(out: bytearray, first_bits: int, prefix_mask: int, value: in
     out.append(value)
 
 
-def _encode_string(out: bytearray, data: bytes) -> None:
+def _encode_string(out: list[int], data: bytes) -> None:
     """Append a string literal, Huffman-encoded only when that is shorter."""
     huffman_length = huffman_encoded_length(data)
     if huffman_length < len(data):
@@ -340,4 +353,4 @@ def _encode_string(out: bytearray, data: bytes) -> None:
         huffman_encode_into(out, data)
     else:
         _encode_integer(out, 0, 0x7F, len(data))
-        out += data
+        out.extend(data)

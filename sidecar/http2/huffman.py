@@ -607,8 +607,8 @@ def huffman_encoded_length(data: bytes) -> int:
     return (bits + 7) >> 3
 
 
-def huffman_encode_into(out: bytearray, data: bytes) -> None:
-    """Append the Huffman encoding of ``data`` to ``out``, padded with one-bits (EOS's prefix)."""
+def huffman_encode_into(out: list[int], data: bytes) -> None:
+    """Append the Huffman encoding of ``data`` to ``out`` (byte values), padded with one-bits."""
     # The accumulator keeps fewer than 8 pending bits between symbols (37 at most while one is
     # added), so it stays a machine-size int however long the string.
     acc = 0
@@ -628,7 +628,7 @@ def huffman_encode_into(out: bytearray, data: bytes) -> None:
 def huffman_decode(data: bytes, start: int, end: int) -> bytes:
     """Decode ``data[start:end]``; HPACKError on EOS in the string or invalid padding."""
     table = _DECODER_TABLE
-    out = bytearray()
+    out: list[int] = []  # not a bytearray: see hpack.Encoder.encode
     state = 0
     entry = _ACCEPTS
     pos = start

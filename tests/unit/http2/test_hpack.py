@@ -320,6 +320,6 @@ def test_huffman_round_trips_every_byte() -> None:
     """Any byte string Huffman-encodes and decodes back to itself."""
     rng = random.Random(3)
     for data in [b"", bytes(range(256)), bytes(rng.randrange(256) for _ in range(5000))]:
-        encoded = bytearray()
+        encoded: list[int] = []
         huffman_encode_into(encoded, data)
         assert huffman_decode(bytes(encoded), 0, len(encoded)) == data
