@@ -8,7 +8,6 @@ import pytest
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
-    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     PriorityFrame,
@@ -20,36 +19,24 @@ from hyperframe.frame import (
 from sidecar.http2 import events as ev
 from sidecar.http2 import frames as f
 from sidecar.http2.connection import Connection
-from sidecar.http2.errors import DenialOfServiceError, ProtocolError
+from sidecar.http2.errors import DenialOfServiceError
 
-from .wire import REQUEST, RESPONSE, TRAILERS, event_tuple, raw_server, sent_frames
+from .wire import (
+    REQUEST,
+    RESPONSE,
+    TRAILERS,
+    connection_error,
+    event_tuple,
+    raw_server,
+    sent_frames,
+    stream_error,
+)
 
 BLOCK = hpack.Encoder().encode(REQUEST)
 
 
 def headers(sid: int, block: bytes = BLOCK, *flags: str) -> bytes:
     return HeadersFrame(sid, data=block, flags=["END_HEADERS", *flags]).serialize()
-
-
-def connection_error(conn: Connection, data: bytes, code: int) -> ProtocolError:
-    """Feed ``data``: it must raise, queue GOAWAY(code) and close the connection."""
-    with pytest.raises(ProtocolError) as info:
-        conn.receive_data(data)
-    assert info.value.error_code == code
-    last = sent_frames(conn.data_to_send())[-1]
-    assert isinstance(last, GoAwayFrame) and last.error_code == code
-    assert conn.closed and conn.receive_data(f.build_frame(f.PING, 0, 0, b"12345678")) == []
-    return info.value
-
-
-def stream_error(conn: Connection, data: bytes, sid: int, code: int) -> list[ev.Event]:
-    """Feed ``data``: it must reset stream ``sid`` with ``code`` and report it, nothing more."""
-    events = conn.receive_data(data)
-    assert ("StreamReset", sid, code, False) in [event_tuple(e) for e in events]
-    resets = [x for x in sent_frames(conn.data_to_send()) if isinstance(x, RstStreamFrame)]
-    assert [(x.stream_id, x.error_code) for x in resets] == [(sid, code)]
-    assert not conn.closed
-    return events
 
 
 def test_an_invalid_preface_is_a_protocol_error() -> None:

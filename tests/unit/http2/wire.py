@@ -3,14 +3,18 @@ with ``hyperframe`` and read back from what a connection sends, events reduced t
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import h2.config
 import h2.connection
-from hyperframe.frame import Frame, SettingsFrame
+import pytest
+from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
 from sidecar.http2 import events as ev
+from sidecar.http2 import frames as f
 from sidecar.http2.connection import Connection
+from sidecar.http2.errors import ProtocolError
 from sidecar.http2.frames import PREFACE
 
 Headers = list[tuple[bytes, bytes]]
@@ -45,6 +49,11 @@ _FIELDS = (
 def message(payload: bytes) -> bytes:
     """A gRPC length-prefixed message."""
     return b"\0" + len(payload).to_bytes(4, "big") + payload
+
+
+def unindexable(seed: int, size: int) -> bytes:
+    """A header value Huffman coding barely shrinks (random printable bytes)."""
+    return bytes(random.Random(seed).choices(range(33, 127), k=size))
 
 
 def h2_peer(client_side: bool, **settings: Any) -> h2.connection.H2Connection:
@@ -128,3 +137,24 @@ def sent_frames(data: bytes) -> list[Frame]:
 def event_tuple(event: ev.Event) -> tuple[Any, ...]:
     """An event as a comparable tuple: its class name, then the attributes it has."""
     return (type(event).__name__, *(getattr(event, n) for n in _FIELDS if hasattr(event, n)))
+
+
+def connection_error(conn: Connection, data: bytes, code: int) -> ProtocolError:
+    """Feed ``data``: it must raise, queue GOAWAY(code) and close the connection."""
+    with pytest.raises(ProtocolError) as info:
+        conn.receive_data(data)
+    assert info.value.error_code == code
+    last = sent_frames(conn.data_to_send())[-1]
+    assert isinstance(last, GoAwayFrame) and last.error_code == code
+    assert conn.closed and conn.receive_data(f.build_frame(f.PING, 0, 0, b"12345678")) == []
+    return info.value
+
+
+def stream_error(conn: Connection, data: bytes, sid: int, code: int) -> list[ev.Event]:
+    """Feed ``data``: it must reset stream ``sid`` with ``code`` and report it, nothing more."""
+    events = conn.receive_data(data)
+    assert ("StreamReset", sid, code, False) in [event_tuple(e) for e in events]
+    resets = [x for x in sent_frames(conn.data_to_send()) if isinstance(x, RstStreamFrame)]
+    assert [(x.stream_id, x.error_code) for x in resets] == [(sid, code)]
+    assert not conn.closed
+    return events
