@@ -3,9 +3,17 @@ and each rule of RFC 9113 8.2 and 8.3 names the first thing it refuses."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from sidecar.http2.header_rules import check_request, check_response, check_trailers
+from sidecar.http2.header_rules import (
+    CONNECTION_SPECIFIC,
+    USUAL_NAMES,
+    check_request,
+    check_response,
+    check_trailers,
+)
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -151,3 +159,12 @@ def test_trailers_carry_no_pseudo_header() -> None:
         check_trailers([(b"grpc-status", b"0"), (b":status", b"200")])
         == "pseudo-header in trailers"
     )
+
+
+def test_usual_names_skipped_by_the_byte_check_are_valid_tokens() -> None:
+    """The names checked by set membership alone would pass the full token rule, te aside."""
+    assert USUAL_NAMES
+    for name in USUAL_NAMES:
+        assert re.fullmatch(rb"[!#$%&'*+\-.^_`|~0-9a-z]+", name)
+        assert name not in CONNECTION_SPECIFIC
+        assert name != b"te"

@@ -323,3 +323,36 @@ def test_huffman_round_trips_every_byte() -> None:
         encoded: list[int] = []
         huffman_encode_into(encoded, data)
         assert huffman_decode(bytes(encoded), 0, len(encoded)) == data
+
+
+def test_a_new_value_for_a_known_name_reuses_the_names_index() -> None:
+    """A name already in the dynamic table is sent as its index, not spelled again."""
+    encoder = Encoder()
+    encoder.encode([(b"x-tenant", b"blue")])
+    assert encoder.encode([(b"x-tenant", b"green")])[0] == 0x40 | 62
+
+
+def test_garbage_and_corrupted_blocks_raise_only_hpack_error() -> None:
+    """Random and corrupted blocks either decode or raise HPACKError: never another exception."""
+    rng = random.Random(11)
+    theirs = hpack.Encoder()
+    valid = [theirs.encode(random_headers(rng), huffman=rng.random() < 0.5) for _ in range(50)]
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+        else:
+            corrupted = bytearray(rng.choice(valid))
+            position = rng.randrange(len(corrupted))
+            if rng.random() < 0.5:
+                corrupted[position] = rng.randrange(256)
+            else:
+                del corrupted[position:]
+            data = bytes(corrupted)
+        decoder = Decoder(
+            max_header_list_size=rng.choice([100, 65536]), max_table_size=rng.choice([0, 4096])
+        )
+        try:
+            decoder.decode(data)
+            decoder.decode(data)
+        except HPACKError:
+            pass
