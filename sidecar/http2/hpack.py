@@ -204,6 +204,16 @@ class Decoder:
         self._head = head
 
 
+# The static table as the encoder's lookups hold it: indexes negated (see Encoder.__init__).
+_STATIC_WHERE: Final[dict[bytes, dict[bytes, int]]] = {
+    name: {value: -index for value, index in values.items()}
+    for name, values in STATIC_BY_NAME_VALUE.items()
+}
+_STATIC_NAME_WHERE: Final[dict[bytes, int]] = {
+    name: -index for name, index in STATIC_BY_NAME.items()
+}
+
+
 class Encoder:
     """Encodes the header blocks one side sends on one connection, in order."""
 
@@ -219,12 +229,10 @@ class Encoder:
         self._max_size = DEFAULT_TABLE_SIZE
         # Where each (name, value) and each name is, both tables in one lookup: a static index
         # as a negative number, or the insertion number (>= 0) of the newest dynamic entry.
-        # A copy of the static table's per encoder, which dynamic entries join and leave.
-        self._by_name_value: dict[bytes, dict[bytes, int]] = {
-            name: {value: -index for value, index in values.items()}
-            for name, values in STATIC_BY_NAME_VALUE.items()
-        }
-        self._by_name: dict[bytes, int] = {name: -index for name, index in STATIC_BY_NAME.items()}
+        # Shallow copies of the static table's: a static name's inner dict is shared until a
+        # dynamic entry joins it (_add copies it then), so a new encoder costs two dict copies.
+        self._by_name_value: dict[bytes, dict[bytes, int]] = _STATIC_WHERE.copy()
+        self._by_name: dict[bytes, int] = _STATIC_NAME_WHERE.copy()
         # A size update owed at the start of the next block: the smallest size since the last
         # block, then the final one (RFC 7541 4.2), or -1 when none is owed.
         self._smallest_update = -1
@@ -301,6 +309,10 @@ class Encoder:
         if values is None:
             self._by_name_value[name] = {value: inserted}
         else:
+            if values is _STATIC_WHERE.get(name):
+                # shared with every encoder: this one's own copy from now on
+                values = values.copy()
+                self._by_name_value[name] = values
             values[value] = inserted
         where = self._by_name.get(name, _NOWHERE)
         if where >= 0 or where == _NOWHERE:  # a static name keeps its static index

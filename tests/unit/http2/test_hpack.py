@@ -356,3 +356,15 @@ def test_garbage_and_corrupted_blocks_raise_only_hpack_error() -> None:
             decoder.decode(data)
         except HPACKError:
             pass
+
+
+def test_encoders_of_different_connections_share_no_table() -> None:
+    """What one connection's encoder indexed (even under a static name) is unknown to another's."""
+    first = Encoder()
+    second = Encoder()
+    assert first.encode([(b":path", b"/pkg.Service/Method")])[0] == 0x40 | 4  # :path is static 4
+    assert first.encode([(b":path", b"/pkg.Service/Method")]) == b"\xbe"
+    assert second.encode([(b":path", b"/pkg.Service/Method")])[0] == 0x40 | 4
+    first.set_max_table_size(0)  # evicts first's entry: second's must stay
+    assert second.encode([(b":path", b"/pkg.Service/Method")]) == b"\xbe"
+    assert Encoder().encode([(b":path", b"/pkg.Service/Method")])[0] == 0x40 | 4
