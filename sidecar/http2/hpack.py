@@ -13,7 +13,7 @@ must end (COMPRESSION_ERROR), it cannot decode another block.
 
 from __future__ import annotations
 
-__all__ = ["Decoder", "Encoder", "HPACKError", "OversizedHeaderListError"]
+__all__ = ["SENSITIVE_NAMES", "Decoder", "Encoder", "HPACKError", "OversizedHeaderListError"]
 
 from typing import Final
 
@@ -217,7 +217,10 @@ _STATIC_NAME_WHERE: Final[dict[bytes, int]] = {
 class Encoder:
     """Encodes the header blocks one side sends on one connection, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, sensitive_names: frozenset[bytes] = SENSITIVE_NAMES) -> None:
+        #: Names always sent as never-indexed literals: the credentials a caller injects under
+        #: other names (an API key header, say) belong here too.
+        self.sensitive_names = sensitive_names
         # The dynamic table as the peer's decoder will hold it: names and values oldest first
         # from _head. Entry k of the lists was the (_base + k)-th ever inserted: its HPACK index
         # is 61 + (number inserted) - (_base + k).
@@ -279,7 +282,7 @@ class Encoder:
             else:
                 name_index = self._index_of(where)
             entry_size = len(name) + len(value) + ENTRY_OVERHEAD
-            if name in SENSITIVE_NAMES:
+            if name in self.sensitive_names:
                 _encode_integer(out, _LITERAL_NEVER_INDEXED, 0x0F, name_index)
                 indexed = False
             elif len(value) > MAX_INDEXED_VALUE_LENGTH or entry_size > self._max_size:

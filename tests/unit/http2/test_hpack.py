@@ -8,7 +8,13 @@ import random
 import hpack
 import pytest
 
-from sidecar.http2.hpack import Decoder, Encoder, HPACKError, OversizedHeaderListError
+from sidecar.http2.hpack import (
+    SENSITIVE_NAMES,
+    Decoder,
+    Encoder,
+    HPACKError,
+    OversizedHeaderListError,
+)
 from sidecar.http2.huffman import huffman_decode, huffman_encode_into
 
 Headers = list[tuple[bytes, bytes]]
@@ -225,6 +231,14 @@ def test_credentials_are_encoded_never_indexed(name: bytes) -> None:
         decoded = list(hpack.Decoder().decode(encoded, raw=True))
         assert decoded == [(name, b"secret-value")]
         assert isinstance(decoded[0], hpack.NeverIndexedHeaderTuple)
+
+
+def test_injected_credential_names_can_be_made_sensitive_too() -> None:
+    """An encoder given more sensitive names never indexes those either (default: the four)."""
+    encoder = Encoder(sensitive_names=SENSITIVE_NAMES | {b"x-api-key"})
+    for _ in range(2):
+        assert encoder.encode([(b"x-api-key", b"k-123")])[0] & 0xF0 == 0x10
+    assert Encoder().encode([(b"x-api-key", b"k-123")])[0] & 0xC0 == 0x40
 
 
 def test_big_values_are_not_indexed() -> None:
