@@ -79,6 +79,13 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
     "sidecar.grpc.upstream_call": Layer.EXTENSIONS,
+    # the grpc adapter's own HTTP/2 client (on sidecar.http2): channel, connection, stream,
+    # framing, and the call
+    "sidecar.grpc.h2_channel": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_client_connection": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_client_stream": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_client_framing": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_upstream_call": Layer.EXTENSIONS,
     "sidecar.grpc.upstream_deadline": Layer.EXTENSIONS,
     "sidecar.grpc.upstream_status": Layer.EXTENSIONS,
     "sidecar.grpc.unary_call": Layer.EXTENSIONS,

@@ -1,0 +1,338 @@
+"""One HTTP/2 connection to a gRPC upstream: an asyncio Protocol driving a client-side
+:class:`sidecar.http2.connection.Connection` and its calls' streams (:mod:`.h2_client_stream`).
+
+It is *ready* once the upstream's first SETTINGS came (so its ``MAX_CONCURRENT_STREAMS`` is
+known before a call is sent). Writes are coalesced: streams queue frames and one flush per
+loop turn hands them to the socket. Senders stop while the socket is paused
+(``pause_writing``); reading pauses only when the write buffer still grows past
+:data:`MAX_WRITE_BUFFER` (control frames the upstream makes us answer while it reads nothing).
+What the upstream may send is bounded by the windows this client grants: a stream's
+(:data:`STREAM_WINDOW`, reopened as the app reads) and the connection's
+(:data:`CONNECTION_WINDOW`).
+
+GOAWAY: calls above its last stream id fail as refused (nothing ran: a retry is safe), the
+others finish, and the channel sends new calls to a new connection; the connection closes
+when its last call ends. A lost connection fails every call on it. Keepalive: after
+``keepalive_time`` without a byte from the upstream, a PING (only while calls are in flight
+unless ``keepalive_permit_without_calls``); no answer within ``keepalive_timeout`` closes the
+connection. Not here: connecting and reconnecting (:mod:`.h2_channel`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["CONNECTION_WINDOW", "MAX_WRITE_BUFFER", "STREAM_WINDOW", "ClientConnection"]
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..http2 import events as ev
+from ..http2.connection import Connection
+from ..http2.errors import ProtocolError, StreamClosedError
+from .h2_client_stream import ClientStream
+
+#: the window each stream starts with (the upstream may send this much ahead of the app).
+STREAM_WINDOW = 1024 * 1024
+#: the connection's window: what all its streams together may hold unread.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+#: past this much unwritten, reading pauses until the socket drains.
+MAX_WRITE_BUFFER = 4 * 1024 * 1024
+#: streams opened on one connection at most, whatever the upstream allows.
+MAX_STREAMS = 1024
+_MAX_CONCURRENT_STREAMS = 0x3
+_REFUSED = 0x7
+_PING = b"sidecar!"
+_STREAM_ERRORS = (ProtocolError, StreamClosedError, KeyError)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One connection's state machine, streams, coalesced writes and keepalive."""
+
+    def __init__(
+        self,
+        *,
+        on_ready: Callable[[ClientConnection], None],
+        on_gone: Callable[[ClientConnection], None],
+        on_slot: Callable[[ClientConnection], None],
+        limit: int,
+        keepalive: tuple[float, float, bool] | None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.h2 = Connection(
+            True,
+            initial_window_size=STREAM_WINDOW,
+            max_header_list_size=64 * 1024,
+            max_header_block_size=64 * 1024,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, ClientStream] = {}
+        #: the upstream's SETTINGS_MAX_CONCURRENT_STREAMS (bounded by :data:`MAX_STREAMS`).
+        self.max_streams = MAX_STREAMS
+        #: streams a new call may find open: ``max_streams``, or fewer right after a refusal.
+        self.cap = MAX_STREAMS
+        self.ready = False
+        #: GOAWAY came (or the channel let it go): no new stream.
+        self.going_away = False
+        self.closed = False
+        self.write_paused = False
+        #: why it closed, for the calls that were on it.
+        self.error: str | None = None
+        #: what ended the transport (a TLS alert in a handshake's last step, say).
+        self.lost: Exception | None = None
+        self._on_ready, self._on_gone, self._on_slot = on_ready, on_gone, on_slot
+        self._limit = limit
+        self._flush_at: asyncio.Handle | None = None
+        self._reading_paused = False
+        self._keepalive = keepalive
+        self._keepalive_at: asyncio.TimerHandle | None = None
+        self._ping_sent = False
+        self._last_read = self.loop.time()
+
+    # --- asyncio -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            alpn = ssl_object.selected_alpn_protocol()
+            if alpn not in (None, "h2"):
+                self.close(f"negotiated {alpn} over ALPN, not h2")
+                return
+        h2 = self.h2
+        h2.initiate_connection()
+        h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.flush()
+        if self._keepalive is not None:
+            self._keepalive_at = self.loop.call_later(self._keepalive[0], self._keepalive_due)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.lost = exc
+        self._fail_all(self.error or "closed the connection")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        for stream in self.streams.values():
+            stream.on_window()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as e:
+            self.close(f"broke the HTTP/2 protocol ({e})")
+            return
+        streams = self.streams
+        for event in events:
+            if isinstance(event, ev.DataReceived):
+                stream = streams.get(event.stream_id)
+                if stream is None:
+                    self.ack(event.flow_controlled_length, event.stream_id)
+                else:
+                    stream.on_data(event.data, event.flow_controlled_length)
+            elif isinstance(event, ev.ResponseReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_head(event.headers, bool(event.stream_ended))
+            elif isinstance(event, ev.TrailersReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_trailers(event.headers)
+            elif isinstance(event, ev.StreamEnded):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_end()
+            elif isinstance(event, ev.WindowUpdated):
+                self._window(event.stream_id)
+            elif isinstance(event, ev.StreamReset):
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    code = event.error_code
+                    stream.on_failed(f"reset the call (RST_STREAM {code})", code == _REFUSED)
+                    if code == _REFUSED and streams:
+                        # the upstream counts streams a little longer than this client does:
+                        # the next call waits for one of those open to end
+                        self.cap = len(streams)
+                    self._freed()
+            elif isinstance(event, ev.RemoteSettingsChanged):
+                self._settings(event.changed)
+            elif isinstance(event, ev.PingAckReceived):
+                self._ping_sent = False
+            elif isinstance(event, ev.ConnectionTerminated):
+                self._goaway(event.error_code, event.last_stream_id)
+        self.flush()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def mark(self) -> None:
+        """Frames were queued: flush them once this loop turn is over."""
+        if self._flush_at is None:
+            self._flush_at = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_at = None
+        transport = self.transport
+        if transport is None:
+            return
+        data = self.h2.data_to_send()
+        if data:
+            transport.write(data)
+            if (
+                self.write_paused
+                and not self._reading_paused
+                and transport.get_write_buffer_size() > MAX_WRITE_BUFFER
+            ):
+                self._reading_paused = True
+                transport.pause_reading()
+
+    # --- streams -----------------------------------------------------------------------------
+
+    @property
+    def has_room(self) -> bool:
+        """A new call may start here now."""
+        return self.ready and not self.going_away and len(self.streams) < self.cap
+
+    def start(self, headers: list[tuple[bytes, bytes]], end: bool) -> ClientStream:
+        """A new stream with the call's HEADERS queued (``end``: and its request over)."""
+        h2 = self.h2
+        sid = h2.get_next_available_stream_id()
+        stream = ClientStream(self, sid, self._limit)
+        h2.send_headers(sid, headers, end_stream=end)
+        if end:
+            stream.local_ended = True
+        self.streams[sid] = stream
+        self.mark()
+        return stream
+
+    def ack(self, length: int, sid: int) -> None:
+        """``length`` received bytes of stream ``sid`` were consumed: reopen the windows."""
+        if length and self.transport is not None:
+            try:
+                self.h2.acknowledge_received_data(length, sid)
+            except _STREAM_ERRORS:
+                return  # the stream is gone; the connection's window is h2's to reopen
+            self.mark()
+
+    def reset(self, stream: ClientStream, code: int) -> None:
+        if self.streams.pop(stream.sid, None) is None:
+            return
+        if self.transport is not None:
+            try:
+                self.h2.reset_stream(stream.sid, code)
+            except _STREAM_ERRORS:
+                pass  # closed meanwhile: nothing to reset
+            self.mark()
+        self._freed()
+
+    def forget(self, stream: ClientStream) -> None:
+        """The stream closed both ways."""
+        if self.streams.pop(stream.sid, None) is not None:
+            self.cap = self.max_streams
+            self._freed()
+
+    def _freed(self) -> None:
+        if self.going_away:
+            if not self.streams:
+                self.close(None)
+        elif len(self.streams) < self.cap:
+            self._on_slot(self)
+
+    def _window(self, sid: int) -> None:
+        if sid:
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream.on_window()
+        else:
+            for stream in self.streams.values():
+                stream.on_window()
+
+    def _settings(self, changed: Any) -> None:
+        value = changed.get(_MAX_CONCURRENT_STREAMS)
+        if value is not None:
+            value = getattr(value, "new_value", value)
+            before, self.max_streams = self.max_streams, max(0, min(int(value), MAX_STREAMS))
+            self.cap = self.max_streams
+            if self.max_streams > before:
+                self._on_slot(self)
+        self._window(0)  # a new INITIAL_WINDOW_SIZE may have opened every stream's window
+        if not self.ready:
+            self.ready = True
+            self._on_ready(self)
+
+    def _goaway(self, code: int, last_stream_id: int) -> None:
+        first = not self.going_away
+        self.going_away = True
+        for sid in [sid for sid in self.streams if sid > last_stream_id]:
+            self.streams.pop(sid).on_failed("refused the call (GOAWAY: it did not run)", True)
+        if first:
+            self._on_gone(self)
+        if not self.streams:
+            self.close(None)
+
+    # --- keepalive and closing ---------------------------------------------------------------
+
+    def _keepalive_due(self) -> None:
+        self._keepalive_at = None
+        keepalive = self._keepalive
+        if keepalive is None or self.transport is None:
+            return
+        every, timeout, without_calls = keepalive
+        loop = self.loop
+        if self._ping_sent:
+            # the ping's time is up: the upstream (or the path to it) is gone
+            self.close(f"did not answer a keepalive ping within {timeout:g}s")
+            return
+        idle = loop.time() - self._last_read
+        if idle < every:
+            self._keepalive_at = loop.call_later(every - idle, self._keepalive_due)
+            return
+        if self.streams or without_calls:
+            self._ping_sent = True
+            self.h2.ping(_PING)
+            self.flush()
+            self._keepalive_at = loop.call_later(timeout, self._keepalive_due)
+        else:
+            self._keepalive_at = loop.call_later(every, self._keepalive_due)
+
+    def close(self, why: str | None) -> None:
+        """Say GOAWAY and close; the calls still on it fail with ``why``."""
+        if self.closed:
+            return
+        self.closed = self.going_away = True
+        self.error = why
+        if self._keepalive_at is not None:
+            self._keepalive_at.cancel()
+            self._keepalive_at = None
+        transport = self.transport
+        if transport is not None:
+            try:
+                self.h2.close_connection()
+            except ProtocolError:
+                pass  # the state machine closed already
+            self.flush()
+            transport.close()
+            # a peer that does not read its last bytes pins nothing
+            self.loop.call_later(1.0, transport.abort)
+        self._fail_all(why or "closed the connection")
+
+    def _fail_all(self, why: str) -> None:
+        if not self.closed:
+            self.closed = self.going_away = True
+            if self._keepalive_at is not None:
+                self._keepalive_at.cancel()
+                self._keepalive_at = None
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for stream in streams:
+            stream.on_failed(why)
+        self._on_gone(self)
