@@ -28,7 +28,7 @@ from sidecar.http2.hpack_static import STATIC_TABLE
 def _token_table() -> bytes:
     # RFC 9110 5.6.2 tchar, less the uppercase letters HTTP/2 forbids in names (RFC 9113 8.2.1)
     allowed = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-    return bytes(1 if byte in allowed else 0 for byte in range(256))
+    return bytes([1 if byte in allowed else 0 for byte in range(256)])
 
 
 #: 1 at each byte allowed in an HTTP/2 field name.
@@ -40,9 +40,11 @@ CONNECTION_SPECIFIC: Final[frozenset[bytes]] = frozenset(
 #: Valid names met on most calls (the static table's and gRPC's), known good without reading
 #: them byte by byte; none is connection-specific, nor ``te``, whose value has a rule.
 USUAL_NAMES: Final[frozenset[bytes]] = frozenset(
-    name
-    for name, _value in STATIC_TABLE
-    if not name.startswith(b":") and name not in CONNECTION_SPECIFIC
+    {
+        name
+        for name, _value in STATIC_TABLE
+        if not name.startswith(b":") and name not in CONNECTION_SPECIFIC
+    }
 ) | frozenset(
     (
         b"grpc-timeout",
