@@ -22,6 +22,7 @@ from .errors import (
     StreamClosedError,
     TooManyStreamsError,
 )
+from .header_blocks import informational
 from .inbound import FrameReceiver
 from .state import check_settings
 from .streams import CLOSED_BY_END, CLOSED_BY_RESET_SENT, Stream, window_increment
@@ -82,7 +83,8 @@ class Connection(FrameReceiver):
             raise ProtocolError("trailers must end the stream")
         block = self.encoder.encode(headers)
         self.write_header_block(stream_id, block, f.FLAG_END_STREAM if end_stream else 0)
-        stream.head_sent = True
+        if self.client_side or stream.head_sent or not informational(headers):
+            stream.head_sent = True  # a 1xx is not the response: the final one follows
         if end_stream:
             self.local_ended(stream)
 

@@ -159,9 +159,11 @@ class FrameReceiver(HeaderBlockReceiver):
             return
         if flow > self.inbound_window:
             raise FlowControlError("DATA over the connection's window")
-        if stream.recv_closed:
+        if stream.recv_closed or not stream.head_received:
+            # after the peer's END_STREAM, or before its response's headers (a client's)
             self.consume_unread(flow)
-            self.stream_error(sid, f.STREAM_CLOSED, events)
+            code = f.STREAM_CLOSED if stream.recv_closed else f.PROTOCOL_ERROR
+            self.stream_error(sid, code, events)
             return
         if flow > stream.recv_window:
             raise FlowControlError("DATA over the stream's window")
@@ -193,11 +195,11 @@ class FrameReceiver(HeaderBlockReceiver):
                 raise FrameSizeError("HEADERS too short for its priority")
             block = block[5:]
         end_stream = bool(flags & f.FLAG_END_STREAM)
+        if len(block) > self.max_header_block_size:
+            raise DenialOfServiceError("header block over its size limit")
         if flags & f.FLAG_END_HEADERS:
             self.header_block(sid, block, end_stream, events)
             return
-        if len(block) > self.max_header_block_size:
-            raise DenialOfServiceError("header block over its size limit")
         self.continued_stream = sid
         self.continued_end_stream = end_stream
         self.continued_block = bytearray(block)

@@ -4,7 +4,7 @@ GOAWAY with their code and raise, stream errors reset the stream only."""
 from __future__ import annotations
 
 import hpack
-from hyperframe.frame import HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import DataFrame, HeadersFrame, PingFrame, SettingsFrame
 
 from sidecar.http2 import frames as f
 from sidecar.http2.connection import Connection
@@ -90,3 +90,13 @@ def test_trailers_must_end_the_stream() -> None:
     stream_error(client, headers(1, block(TRAILERS, encoder)), 1, f.PROTOCOL_ERROR)
     got = client.receive_data(headers(3, block(TRAILERS, encoder), "END_STREAM"))
     assert [event_tuple(e) for e in got] == [("TrailersReceived", 3, TRAILERS), ("StreamEnded", 3)]
+
+
+def test_data_before_the_response_resets_the_stream() -> None:
+    """DATA on a stream whose response headers have not come is malformed; its bytes are
+    still counted on the connection's window."""
+    client = raw_client()
+    client.send_headers(1, REQUEST, end_stream=True)
+    client.data_to_send()
+    stream_error(client, DataFrame(1, data=b"early").serialize(), 1, f.PROTOCOL_ERROR)
+    assert client.inbound_window + client.inbound_unacked == f.DEFAULT_WINDOW_SIZE

@@ -310,6 +310,14 @@ def test_a_header_block_past_its_bound_is_enhance_your_calm() -> None:
     assert isinstance(error, DenialOfServiceError)
 
 
+def test_a_single_header_frame_past_the_block_bound_is_enhance_your_calm() -> None:
+    """One HEADERS frame bigger than max_header_block_size is refused before decoding."""
+    server = raw_server(max_header_block_size=100)
+    block = hpack.Encoder().encode([*REQUEST, (b"x-big", b"v" * 300)])
+    error = connection_error(server, headers(1, block), f.ENHANCE_YOUR_CALM)
+    assert isinstance(error, DenialOfServiceError)
+
+
 def test_a_header_list_past_its_bound_is_enhance_your_calm() -> None:
     """A block decoding past max_header_list_size: DenialOfServiceError."""
     server = raw_server(max_header_list_size=200)

@@ -265,6 +265,23 @@ def test_big_header_blocks_both_ways_use_continuation() -> None:
     assert answer[0].headers == [*RESPONSE, *big]
 
 
+def test_server_sends_an_informational_response_first() -> None:
+    """A 1xx before the final response: the client sees both, then the trailers."""
+    server, client = served()
+    client.send_headers(1, REQUEST, end_stream=True)
+    pump(client, server)
+    server.send_headers(1, [(b":status", b"103")])
+    server.send_headers(1, RESPONSE)
+    server.send_headers(1, TRAILERS, end_stream=True)
+    answer, _ = pump(client, server)
+    assert [type(e) for e in answer] == [
+        h2.events.InformationalResponseReceived,
+        h2.events.ResponseReceived,
+        h2.events.TrailersReceived,
+        h2.events.StreamEnded,
+    ]
+
+
 def test_sending_on_a_stream_never_opened_raises() -> None:
     """A server cannot open streams: sending on an unknown one raises StreamClosedError."""
     server, _ = served()
