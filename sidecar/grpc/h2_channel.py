@@ -260,12 +260,16 @@ class H2Channel:
 
         def settled(conn: ClientConnection) -> None:
             if not ready.done():
-                ready.set_result(None)
+                ready.set_result(None)  # ready, or closed before it was
+
+        def gone(conn: ClientConnection) -> None:
+            settled(conn)
+            self._gone(conn)
 
         def factory() -> ClientConnection:
             return ClientConnection(
                 on_ready=settled,
-                on_gone=self._gone,
+                on_gone=gone,
                 on_slot=self._slot,
                 limit=t.max_receive_message_size,
                 keepalive=t.keepalive,
@@ -281,10 +285,10 @@ class H2Channel:
                 _, conn = await loop.create_connection(
                     factory, t.host, t.port, ssl=context, server_hostname=t.server_name
                 )
-                self._conns.add(conn)
                 await ready
-            if not conn.ready:
+            if not conn.ready or conn.closed:
                 raise conn.lost or ConnectionResetError(conn.error or "closed the connection")
+            self._conns.add(conn)
         except asyncio.CancelledError:
             if conn is not None:
                 conn.close("the channel closed")

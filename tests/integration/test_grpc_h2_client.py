@@ -18,7 +18,7 @@ import pytest
 
 from sidecar.chain import Handler
 from sidecar.config.models import UpstreamConfig
-from sidecar.errors import UpstreamConnectError, UpstreamTimeout, UpstreamTLSError
+from sidecar.errors import UpstreamConnectError, UpstreamReset, UpstreamTimeout, UpstreamTLSError
 from sidecar.exchange import Response
 from sidecar.grpc.channels import GrpcUpstreamOptions, unary_matcher
 from sidecar.grpc.h2_channel import H2Channel, channel_target
@@ -395,6 +395,69 @@ async def test_goaway_lets_the_call_in_flight_finish_and_the_next_reconnects() -
         await up.stop()
 
 
+async def silent_h2_server() -> asyncio.Server:
+    """A server that says SETTINGS once, then reads everything and answers nothing (a peer
+    gone quiet: no response, no PING acknowledgement)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_an_unanswered_keepalive_ping_fails_the_calls_on_the_connection() -> None:
+    """With keepalive on, a connection whose upstream stops answering is closed after
+    ``keepalive_time`` + ``keepalive_timeout``: its call fails then, not at its deadline."""
+    server = await silent_h2_server()
+    port = server.sockets[0].getsockname()[1]
+    options = {"keepalive_time": 0.2, "keepalive_timeout": 0.3}
+    try:
+        async with h2_client(f"grpc://127.0.0.1:{port}", options=options) as c:
+            began = time.monotonic()
+            with pytest.raises(UpstreamReset, match="keepalive ping"):
+                await c.call(UNARY, req(), timeout=30)
+            assert time.monotonic() - began < 3.0
+            assert c.channel.state == "idle"
+    finally:
+        server.close()
+
+
+async def test_a_broken_app_stream_cancels_the_upstream_call() -> None:
+    """An app stream that breaks mid-call fails the call and resets the upstream's."""
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield req(payload=b"a")
+        await up.wait_call()
+        raise ConnectionResetError("the app went away")
+
+    async with EchoUpstream() as up, h2_client(up.url) as c:
+        with pytest.raises(UpstreamReset, match="the app's request stream broke"):
+            await messages(await c.call(CLIENT_STREAM, broken()))
+        seen = await up.wait_call()
+        async with asyncio.timeout(5):
+            await seen.finished.wait()  # ended by the reset (grpc.aio may see it as the end)
+        assert seen.received == 1
+        conn = c.channel._conn
+        assert conn is not None and not conn.streams
+
+
+async def test_closing_the_channel_lets_calls_in_flight_finish_within_the_grace() -> None:
+    """``aclose(grace)``: new calls are refused, the call in flight finishes."""
+    async with EchoUpstream() as up, h2_client(up.url, unary=("echo.v1.Echo/Unary",)) as c:
+        running = asyncio.create_task(c.call(UNARY, req(payload=b"last", delay_ms=300)))
+        await up.wait_call()
+        closing = asyncio.create_task(c.channel.aclose(10))
+        await async_wait_until(lambda: c.channel.state == "shutdown", limit=5)
+        with pytest.raises(UpstreamConnectError, match="closed"):
+            await c.call(UNARY, req())
+        assert [m.payload for m in await messages(await running)] == [b"last"]
+        async with asyncio.timeout(5):
+            await closing
+
+
 async def test_the_upstreams_stream_limit_is_respected_by_200_concurrent_calls() -> None:
     """With the upstream taking 10 streams at a time, 200 concurrent calls all succeed and
     never more than 10 are open at once."""
@@ -461,8 +524,11 @@ async def test_tls_verifies_the_upstream_and_mtls_presents_the_client_certificat
             got = await messages(await c.call(UNARY, req(payload=b"m")))
             assert [m.payload for m in got] == [b"m"]
         async with h2_client(up.url, tls=tls) as c:
-            with pytest.raises(UpstreamConnectError, match="upstream 'echo'"):
+            began = time.monotonic()
+            with pytest.raises(UpstreamConnectError, match="upstream 'echo'") as refused:
                 await c.call(UNARY, req())
+            assert time.monotonic() - began < 2.0  # the refusal, not connect_timeout
+    assert "TLS handshake" in str(refused.value)
 
 
 async def test_verify_false_skips_the_checks(tmp_path: Path) -> None:
