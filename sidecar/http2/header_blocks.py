@@ -21,13 +21,13 @@ from .events import (
 )
 from .header_rules import check_request, check_response, check_trailers
 from .hpack_errors import HPACKError, OversizedHeaderListError
-from .state import ConnectionState
+from .state import Http2ConnectionState
 from .streams import CLOSED_BY_END, CLOSED_BY_RESET_RECEIVED, CLOSED_BY_RESET_SENT, Stream
 
 Headers = list[tuple[bytes, bytes]]
 
 
-class HeaderBlockReceiver(ConnectionState):
+class HeaderBlockReceiver(Http2ConnectionState):
     """Turns each whole header block into its event and stream state."""
 
     def header_block(self, sid: int, block: bytes, end_stream: bool, events: list[Event]) -> None:

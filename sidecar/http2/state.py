@@ -2,7 +2,8 @@
 settings on both sides, the stream table, flow-control windows, the output buffer, and the
 few steps both halves take (close a stream, reset one, acknowledge consumed bytes).
 
-:class:`ConnectionState` is the base of :class:`~.inbound.FrameReceiver`, itself the base of
+:class:`Http2ConnectionState` is the root of one chain of classes, each adding one part:
+:class:`~.header_blocks.HeaderBlockReceiver`, :class:`~.inbound.FrameReceiver`, then
 :class:`~.connection.Connection`; it is not used alone. Local settings take effect when the
 peer acknowledges them, except the two that only bound what we accept (max concurrent streams
 and max header list size), which hold from the start, as in ``h2``.
@@ -22,7 +23,7 @@ from .streams import (
 )
 
 
-class ConnectionState:
+class Http2ConnectionState:
     """Settings, streams, windows and queued output of one connection (either role)."""
 
     def __init__(

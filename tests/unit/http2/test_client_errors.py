@@ -79,8 +79,7 @@ def test_informational_with_end_stream_resets_the_stream() -> None:
 
 
 def test_trailers_must_end_the_stream() -> None:
-    """A header block after the final response that does not end the stream is malformed;
-    one that does is TrailersReceived then StreamEnded."""
+    """Trailers must end the stream: without END_STREAM they reset it, with it they end it."""
     encoder = hpack.Encoder()
     client = raw_client()
     for sid in (1, 3):
@@ -93,8 +92,7 @@ def test_trailers_must_end_the_stream() -> None:
 
 
 def test_data_before_the_response_resets_the_stream() -> None:
-    """DATA on a stream whose response headers have not come is malformed; its bytes are
-    still counted on the connection's window."""
+    """DATA before the response's headers resets the stream; its bytes still count."""
     client = raw_client()
     client.send_headers(1, REQUEST, end_stream=True)
     client.data_to_send()

@@ -151,8 +151,7 @@ def test_headers_after_the_stream_ended_is_stream_closed() -> None:
 
 
 def test_data_after_the_stream_ended_is_stream_closed_and_its_window_given_back() -> None:
-    """DATA on a stream the client half-closed resets it; its bytes still count against and
-    are given back to the connection's window."""
+    """DATA after the client's END_STREAM resets the stream; its bytes still count."""
     server = raw_server()
     server.receive_data(headers(1, BLOCK, "END_STREAM"))
     stream_error(server, DataFrame(1, data=b"x" * 16000).serialize(), 1, f.STREAM_CLOSED)
@@ -213,8 +212,7 @@ def test_headers_with_priority_and_padding_are_read_right() -> None:
 
 
 def test_priority_frames() -> None:
-    """PRIORITY is ignored, but one of the wrong length or depending on itself resets its
-    stream."""
+    """PRIORITY is ignored, unless of the wrong length or self-dependent (stream reset)."""
     server = raw_server()
     assert server.receive_data(PriorityFrame(3, depends_on=1).serialize()) == []
     stream_error(server, f.build_frame(f.PRIORITY, 0, 3, b"\0" * 4), 3, f.FRAME_SIZE_ERROR)
@@ -231,8 +229,7 @@ def test_stream_window_update_errors() -> None:
 
 
 def test_streams_past_max_concurrent_streams_are_refused() -> None:
-    """A stream over our SETTINGS_MAX_CONCURRENT_STREAMS is refused (REFUSED_STREAM); the
-    ones open go on, and a stream is accepted again once one closes."""
+    """A stream past our max concurrent streams is refused; others go on."""
     server = raw_server(max_concurrent_streams=2)
     server.receive_data(headers(1) + headers(3))
     stream_error(server, headers(5), 5, f.REFUSED_STREAM)
@@ -277,8 +274,7 @@ def test_client_trailers_end_the_stream() -> None:
 
 
 def test_an_interrupted_header_block_is_a_protocol_error() -> None:
-    """HEADERS without END_HEADERS must be followed by CONTINUATION of the same stream: not
-    by another frame, another stream's CONTINUATION, or an unknown frame type."""
+    """Only CONTINUATION of the same stream may follow HEADERS without END_HEADERS."""
     start = HeadersFrame(1, data=BLOCK[:3]).serialize()
     for intruder in (
         PingFrame(0, opaque_data=b"12345678").serialize(),
@@ -327,8 +323,7 @@ def test_a_header_list_past_its_bound_is_enhance_your_calm() -> None:
 
 
 def test_frames_on_a_stream_we_reset_are_ignored() -> None:
-    """After our RST_STREAM, the client's frames still on their way do nothing, and their
-    DATA is given back on the connection's window."""
+    """Frames late on a stream we reset are dropped, their DATA given back."""
     server = raw_server()
     server.receive_data(headers(1))
     server.reset_stream(1, f.CANCEL)

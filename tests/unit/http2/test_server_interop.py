@@ -19,8 +19,7 @@ def only(events: list[object], kind: type) -> list:  # type: ignore[type-arg]
 
 
 def test_unary_call_round_trip() -> None:
-    """A unary call: request headers, one message and END_STREAM in; response, message and
-    trailers out; the stream is then gone and no longer counted."""
+    """A unary call in and its answer out; the stream is then gone and uncounted."""
     server, client = served()
     sid = client.get_next_available_stream_id()
     client.send_headers(sid, REQUEST)
@@ -60,8 +59,7 @@ def test_request_with_end_stream_on_headers() -> None:
 
 
 def test_large_upload_over_small_windows_reopened_by_acknowledgements() -> None:
-    """A 300 KB request body through a 1 KB stream window and the default connection window
-    arrives whole and in order, as acknowledged bytes reopen the windows."""
+    """A 300 KB upload through a 1 KB stream window arrives whole as it is acknowledged."""
     server, client = served(initial_window_size=1024)
     server.update_settings({f.SETTINGS_INITIAL_WINDOW_SIZE: 1024})
     pump(client, server)
@@ -87,8 +85,7 @@ def test_large_upload_over_small_windows_reopened_by_acknowledgements() -> None:
 
 
 def test_large_response_waits_for_window_updates() -> None:
-    """A response bigger than the client's window is sent as the window allows; the client's
-    acknowledgements come back as WindowUpdated events and the body arrives whole."""
+    """A response over the client's window goes out as WindowUpdated events reopen it."""
     server, client = served()
     client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 500})
     client.send_headers(1, REQUEST, end_stream=True)
@@ -134,8 +131,7 @@ def test_send_data_refuses_frames_over_the_peer_max_frame_size() -> None:
 
 
 def test_client_reset_reported_and_stream_gone() -> None:
-    """The client's RST_STREAM is a StreamReset(remote_reset=True); the stream is closed to
-    sending after it."""
+    """The client's RST_STREAM is a remote StreamReset; the stream is then closed."""
     server, client = served()
     client.send_headers(1, REQUEST)
     pump(client, server)
@@ -150,8 +146,7 @@ def test_client_reset_reported_and_stream_gone() -> None:
 
 
 def test_server_reset_drops_the_rest_of_the_request() -> None:
-    """After the server resets a stream, the DATA still on its way is dropped quietly, and
-    its bytes are given back on the connection's window."""
+    """DATA late on a stream the server reset is dropped, its bytes given back."""
     server, client = served()
     client.send_headers(1, REQUEST)
     client.send_data(1, b"a" * 16000)
@@ -178,8 +173,7 @@ def test_client_goaway_is_connection_terminated() -> None:
 
 
 def test_graceful_goaway_finishes_calls_and_refuses_new_ones() -> None:
-    """goaway() names the last stream taken: that call still completes, a stream the client
-    opened meanwhile is refused with REFUSED_STREAM, and the server keeps working."""
+    """goaway() lets the call in flight finish and refuses a later stream."""
     server, client = served()
     client.send_headers(1, REQUEST, end_stream=True)
     pump(client, server)
@@ -216,8 +210,7 @@ def test_pings_both_ways() -> None:
 
 
 def test_initial_window_change_mid_stream_moves_open_windows() -> None:
-    """A new INITIAL_WINDOW_SIZE from the client moves the send window of the streams open,
-    below zero if need be; sending resumes when it is positive again."""
+    """A new INITIAL_WINDOW_SIZE moves open streams' send windows, below zero if need be."""
     server, client = served()
     client.send_headers(1, REQUEST, end_stream=True)
     pump(client, server)
@@ -249,8 +242,7 @@ def test_header_table_size_zero_from_the_client() -> None:
 
 
 def test_big_header_blocks_both_ways_use_continuation() -> None:
-    """Header blocks over the max frame size go as HEADERS + CONTINUATION both ways and come
-    out whole."""
+    """Header blocks over the max frame size use CONTINUATION both ways, whole."""
     server, client = served(max_header_list_size=2**20, max_header_block_size=2**20)
     big = [(f"x-big-{i}".encode(), unindexable(i, 3000)) for i in range(20)]
     client.send_headers(1, [*REQUEST, *big], end_stream=True)
