@@ -1,5 +1,6 @@
 """Received bytes cut anywhere (one byte at a time, or at random) give the same events and
-the same answers as the whole: frames cut by a read are buffered, never misread."""
+the same answers as the whole: frames cut by a read are buffered, never misread. Random
+frames raise nothing but ProtocolError."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from hyperframe.frame import SettingsFrame
+
+from sidecar.http2 import frames as f
 from sidecar.http2.connection import Connection
+from sidecar.http2.errors import ProtocolError
+from sidecar.http2.frames import PREFACE, build_frame
 
 from .wire import REQUEST, RESPONSE, TRAILERS, event_tuple, h2_peer, message, pump, unindexable
 
@@ -98,3 +104,22 @@ def test_client_reads_the_same_whatever_the_cuts() -> None:
     replay.receive_data(session().data_to_send())
     replayed_opening += replay.data_to_send()
     check_cuts(data, run)
+
+
+def test_random_frames_raise_only_protocol_errors() -> None:
+    """Random frames give events or a ProtocolError (connection closed), nothing else."""
+    rng = random.Random(9113)
+    types = [*range(10), 0xFA]
+    for _ in range(3000):
+        server = Connection(client_side=rng.random() < 0.3)
+        server.initiate_connection()
+        data = bytearray() if server.client_side else bytearray(PREFACE)
+        data += SettingsFrame(0).serialize()
+        for _ in range(rng.randint(1, 6)):
+            payload = rng.randbytes(rng.choice([0, 1, 4, 5, 6, 8, 12, rng.randint(0, 300)]))
+            sid = rng.choice([0, 1, 2, 3, 5, rng.randint(0, 2**31 - 1)])
+            data += build_frame(rng.choice(types), rng.randint(0, 255), sid, payload)
+        try:
+            server.receive_data(bytes(data))
+        except ProtocolError as error:
+            assert server.closed and error.error_code <= f.HTTP_1_1_REQUIRED
