@@ -23,28 +23,24 @@ its deadline (``upstream_timeout`` when it passes). A second connection is never
 it: the upstream said how much it takes, and the sidecar's ``concurrency`` limit bounds the
 line.
 
-Not here: one call (:mod:`.h2_upstream_call`), a connection's frames.
+Not here: what it is built from and its TLS context (:mod:`.h2_channel_target`), one call
+(:mod:`.h2_upstream_call`), a connection's frames.
 """
 
 from __future__ import annotations
 
-__all__ = ["ChannelTarget", "H2Channel", "channel_target"]
+__all__ = ["H2Channel"]
 
 import asyncio
 import os
 import random
 import ssl
 from collections import deque
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from ..config.models import UpstreamConfig, UpstreamTLS
 from ..errors import SidecarError, UpstreamConnectError, UpstreamTimeout, UpstreamTLSError
-from ..tls.certinfo import CertInfo
-from ..tls.contexts import client_context
 from ..tls.material import TlsMaterial
 from ..upstream.tls import describe_tls_error
-from .channels import SCHEMES, ChannelConfigError, GrpcUpstreamOptions
+from .h2_channel_target import ChannelTarget, h2_context
 from .h2_client_connection import ClientConnection
 from .h2_client_stream import ClientStream
 
@@ -53,71 +49,6 @@ INITIAL_BACKOFF = 1.0
 BACKOFF_MULTIPLIER = 1.6
 BACKOFF_JITTER = 0.2
 _USER_AGENT = b"sidecar-grpc"
-
-
-@dataclass(frozen=True)
-class ChannelTarget:
-    """What a channel is built from (read once from the upstream's config)."""
-
-    host: str
-    port: int
-    #: ``host:port`` as logs and errors show it.
-    target: str
-    authority: str
-    tls: UpstreamTLS | None
-    server_name: str | None
-    connect_timeout: float
-    max_reconnect_backoff: float
-    #: ``(keepalive_time, keepalive_timeout, keepalive_permit_without_calls)``; ``None``: off.
-    keepalive: tuple[float, float, bool] | None
-    max_send_message_size: int
-    max_receive_message_size: int
-
-
-def channel_target(up: UpstreamConfig, options: GrpcUpstreamOptions) -> ChannelTarget:
-    """The channel an upstream needs; :class:`~.channels.ChannelConfigError` for a URL the
-    adapter cannot call."""
-    assert up.url is not None
-    parts = urlsplit(up.url)
-    tls = SCHEMES.get(parts.scheme)
-    if tls is None:
-        raise ChannelConfigError(
-            "url", f"the grpc adapter takes grpc://host:port or grpcs://host:port, got {up.url}"
-        )
-    if parts.port is None:
-        raise ChannelConfigError("url", f"a gRPC upstream URL needs a port, got {up.url}")
-    if parts.path not in ("", "/"):
-        raise ChannelConfigError("url", "a gRPC upstream URL has no path (methods name it)")
-    if not tls and up.tls is not None:
-        raise ChannelConfigError("tls", f"tls is set but the URL is plaintext ({up.url})")
-    host = parts.hostname or ""
-    target = f"[{host}]:{parts.port}" if ":" in host else f"{host}:{parts.port}"
-    keepalive = None
-    if options.keepalive_time is not None:
-        keepalive = (
-            options.keepalive_time,
-            options.keepalive_timeout,
-            options.keepalive_permit_without_calls,
-        )
-    return ChannelTarget(
-        host=host,
-        port=parts.port,
-        target=target,
-        authority=up.host or target,
-        tls=(up.tls or UpstreamTLS()) if tls else None,
-        server_name=((up.tls.server_name if up.tls else None) or host) if tls else None,
-        connect_timeout=up.connect_timeout,
-        max_reconnect_backoff=options.max_reconnect_backoff,
-        keepalive=keepalive,
-        max_send_message_size=options.max_send_message_size,
-        max_receive_message_size=options.max_receive_message_size,
-    )
-
-
-def _h2_context(tls: UpstreamTLS) -> tuple[ssl.SSLContext, CertInfo | None]:
-    ctx, info = client_context(tls)
-    ctx.set_alpn_protocols(["h2"])  # gRPC is HTTP/2 only
-    return ctx, info
 
 
 class H2Channel:
@@ -132,7 +63,7 @@ class H2Channel:
         if tls is not None:
             files = [p for p in (tls.ca, tls.cert, tls.key) if p is not None]
             self.material = TlsMaterial(
-                lambda: _h2_context(tls), files, labels={"upstream": name}, cert_path=tls.cert
+                lambda: h2_context(tls), files, labels={"upstream": name}, cert_path=tls.cert
             )
         scheme = b"https" if tls is not None else b"http"
         #: a call's HEADERS before its path, and after it (then its timeout and metadata)
@@ -290,9 +221,10 @@ class H2Channel:
                 raise conn.lost or ConnectionResetError(conn.error or "closed the connection")
             self._conns.add(conn)
         except asyncio.CancelledError:
+            # only aclose cancels it; the calls waiting for it get the reason, not a cancel
             if conn is not None:
                 conn.close("the channel closed")
-            raise
+            return UpstreamConnectError(f"the channel to {self.where} is closed")
         except BaseException as e:
             if conn is not None:
                 conn.close(None)
@@ -332,7 +264,7 @@ class H2Channel:
         if self.closed:
             return
         cap = self.target.max_reconnect_backoff
-        base = min(cap, INITIAL_BACKOFF if not self._backoff else self._backoff * 1.6)
+        base = min(cap, self._backoff * BACKOFF_MULTIPLIER if self._backoff else INITIAL_BACKOFF)
         self._backoff = base
         delay = base * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)  # noqa: S311
         self._retry = asyncio.get_running_loop().call_later(delay, self._retry_now)

@@ -200,7 +200,13 @@ class ClientConnection(asyncio.Protocol):
     @property
     def has_room(self) -> bool:
         """A new call may start here now."""
-        return self.ready and not self.going_away and len(self.streams) < self.cap
+        # the state machine's own count too: it refuses a stream past the upstream's limit
+        return (
+            self.ready
+            and not self.going_away
+            and len(self.streams) < self.cap
+            and self.h2.open_outbound_streams < self.max_streams
+        )
 
     def start(self, headers: list[tuple[bytes, bytes]], end: bool) -> ClientStream:
         """A new stream with the call's HEADERS queued (``end``: and its request over)."""

@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from sidecar.chain import Handler
@@ -21,7 +24,8 @@ from sidecar.config.models import UpstreamConfig
 from sidecar.errors import UpstreamConnectError, UpstreamReset, UpstreamTimeout, UpstreamTLSError
 from sidecar.exchange import Response
 from sidecar.grpc.channels import GrpcUpstreamOptions, unary_matcher
-from sidecar.grpc.h2_channel import H2Channel, channel_target
+from sidecar.grpc.h2_channel import H2Channel
+from sidecar.grpc.h2_channel_target import channel_target
 from sidecar.grpc.h2_upstream_call import call_handler
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import async_wait_until, make_exchange
@@ -406,6 +410,49 @@ async def silent_h2_server() -> asyncio.Server:
         writer.close()
 
     return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def plain_h2_server(status: bytes, content_type: bytes) -> asyncio.Server:
+    """An HTTP/2 server (h2) that is not gRPC: every request gets ``status`` with a body of
+    ``content_type``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    head = [(b":status", status), (b"content-type", content_type)]
+                    conn.send_headers(event.stream_id, head)
+                    conn.send_data(event.stream_id, b"<html>not here</html>", end_stream=True)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "code", "reason"),
+    [(b"503", b"text/html", "14", None), (b"200", b"text/html", "13", "upstream_protocol")],
+)
+async def test_an_answer_that_is_not_grpc_is_a_status_not_garbage(
+    status: bytes, content_type: bytes, code: str, reason: str | None
+) -> None:
+    """An HTTP error is the gRPC code the spec maps it to; a 200 that is not gRPC is the
+    sidecar's ``upstream_protocol``. No body is read as messages."""
+    server = await plain_h2_server(status, content_type)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for unary in ((), ("echo.v1.Echo/Unary",)):
+            async with h2_client(f"grpc://127.0.0.1:{port}", unary=unary) as c:
+                resp = await c.call(UNARY, req())
+                assert resp.body == b""
+                assert resp.trailers is not None
+                assert resp.trailers.get("grpc-status") == code
+                assert resp.trailers.get("x-sidecar-error") == reason
+    finally:
+        server.close()
 
 
 async def test_an_unanswered_keepalive_ping_fails_the_calls_on_the_connection() -> None:

@@ -82,6 +82,8 @@ LAYERS: dict[str, Layer] = {
     # the grpc adapter's own HTTP/2 client (on sidecar.http2): channel, connection, stream,
     # framing, and the call
     "sidecar.grpc.h2_channel": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_channel_target": Layer.EXTENSIONS,
+    "sidecar.grpc.h2_call_answer": Layer.EXTENSIONS,
     "sidecar.grpc.h2_client_connection": Layer.EXTENSIONS,
     "sidecar.grpc.h2_client_stream": Layer.EXTENSIONS,
     "sidecar.grpc.h2_client_framing": Layer.EXTENSIONS,
