@@ -24,7 +24,7 @@ from sidecar.http2.hpack_static import (
     STATIC_TABLE,
     STATIC_TABLE_LENGTH,
 )
-from sidecar.http2.huffman import huffman_decode, huffman_encode_into, huffman_encoded_length
+from sidecar.http2.huffman import huffman_decode, huffman_encode, huffman_encoded_length
 
 #: RFC 7541 4.1: an entry's size is its name and value lengths plus 32.
 ENTRY_OVERHEAD: Final = 32
@@ -41,6 +41,14 @@ MAX_CONTINUATION_SHIFT: Final = 35
 ENCODER_TABLE_CAP: Final = 4096
 #: Values longer than this are sent without indexing, so one big value does not flush the table.
 MAX_INDEXED_VALUE_LENGTH: Final = 256
+#: An unindexed string (a credential, a big value) at least this long is kept, encoded and
+#: decoded, in a small cache per encoder and per decoder: a token is sent on every call, and
+#: Huffman-coding 1 KB costs tens of microseconds either way.
+MIN_CACHED_LITERAL_LENGTH: Final = 64
+#: The caches' bounds: entries (a full cache is emptied) and the longest string kept, so each
+#: holds a few tens of KB at worst whatever a peer sends.
+MAX_CACHED_LITERALS: Final = 4
+MAX_CACHED_LITERAL_LENGTH: Final = 4096
 #: Fields a peer must never put in its table (RFC 7541 7.1.3): credentials stay out of
 #: compression state, where a compression oracle could probe them.
 SENSITIVE_NAMES: Final[frozenset[bytes]] = frozenset(
@@ -54,6 +62,8 @@ _SIZE_UPDATE: Final = 0x20
 _LITERAL_NEVER_INDEXED: Final = 0x10
 _LITERAL_NOT_INDEXED: Final = 0x00
 _HUFFMAN: Final = 0x80
+# Each byte value as a bytes object, so the encoder appends one without allocating.
+_SINGLE_BYTES: Final[list[bytes]] = [bytes((value,)) for value in range(256)]
 # Below every static index (stored negated) and every insertion number: "in neither table".
 _NOWHERE: Final = -1000
 
@@ -110,6 +120,8 @@ class Decoder:
         self._head = 0
         self._size = 0
         self._max_size = max_table_size
+        # Huffman octets -> decoded value, for long unindexed strings only
+        self._huffman_cache: dict[bytes, bytes] = {}
 
     def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """The header list of one complete header block; HPACKError if it is malformed."""
@@ -128,7 +140,7 @@ class Decoder:
                 index, pos = _decode_integer(data, pos, end, 0x7F)
                 header = self._indexed(index)
             elif first & _LITERAL_INCREMENTAL:
-                header, pos = self._literal(data, pos, end, 0x3F)
+                header, pos = self._literal(data, pos, end, 0x3F, False)
                 self._add(header[0], header[1])
             elif first & _SIZE_UPDATE:
                 if not updates_allowed:
@@ -141,7 +153,7 @@ class Decoder:
                 continue
             else:
                 # without indexing (0000) or never indexed (0001): the same to a decoder
-                header, pos = self._literal(data, pos, end, 0x0F)
+                header, pos = self._literal(data, pos, end, 0x0F, True)
             if update_owed:
                 raise HPACKError("missing dynamic table size update")
             updates_allowed = False
@@ -165,15 +177,35 @@ class Decoder:
         return entries[len(entries) - from_newest]
 
     def _literal(
-        self, data: bytes, pos: int, end: int, prefix_mask: int
+        self, data: bytes, pos: int, end: int, prefix_mask: int, unindexed: bool
     ) -> tuple[tuple[bytes, bytes], int]:
         name_index, pos = _decode_integer(data, pos, end, prefix_mask)
         if name_index:
             name = self._indexed(name_index)[0]
         else:
             name, pos = _decode_string(data, pos, end)
-        value, pos = _decode_string(data, pos, end)
+        if unindexed and pos < end and data[pos] & _HUFFMAN:
+            value, pos = self._unindexed_huffman(data, pos, end)
+        else:
+            value, pos = _decode_string(data, pos, end)
         return (name, value), pos
+
+    def _unindexed_huffman(self, data: bytes, pos: int, end: int) -> tuple[bytes, int]:
+        """A Huffman string sent unindexed, from the cache when the same octets came before."""
+        length, pos = _decode_integer(data, pos, end, 0x7F)
+        stop = pos + length
+        if stop > end:
+            raise HPACKError("truncated string literal")
+        if length < MIN_CACHED_LITERAL_LENGTH or length > MAX_CACHED_LITERAL_LENGTH:
+            return huffman_decode(data, pos, stop), stop
+        octets = data[pos:stop]
+        value = self._huffman_cache.get(octets)
+        if value is None:
+            value = huffman_decode(data, pos, stop)
+            if len(self._huffman_cache) >= MAX_CACHED_LITERALS:
+                self._huffman_cache.clear()
+            self._huffman_cache[octets] = value
+        return value, stop
 
     def _add(self, name: bytes, value: bytes) -> None:
         entry_size = len(name) + len(value) + ENTRY_OVERHEAD
@@ -236,6 +268,8 @@ class Encoder:
         # dynamic entry joins it (_add copies it then), so a new encoder costs two dict copies.
         self._by_name_value: dict[bytes, dict[bytes, int]] = _STATIC_WHERE.copy()
         self._by_name: dict[bytes, int] = _STATIC_NAME_WHERE.copy()
+        # value -> its string literal (length prefix and octets), for unindexed values only
+        self._literal_cache: dict[bytes, bytes] = {}
         # A size update owed at the start of the next block: the smallest size since the last
         # block, then the final one (RFC 7541 4.2), or -1 when none is owed.
         self._smallest_update = -1
@@ -252,9 +286,9 @@ class Encoder:
 
     def encode(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """One header block for ``headers`` (lowercase names), updating the dynamic table."""
-        # a list of ints, not a bytearray: list.append is a direct C call in compiled code,
-        # bytearray.append a method lookup
-        out: list[int] = []
+        # The block's pieces, joined once: single bytes come from a table (nothing allocated),
+        # strings go in whole. Compiled, list.append is a direct call, bytearray.append is not.
+        out: list[bytes] = []
         if self._final_update >= 0:
             if self._smallest_update < self._final_update:
                 _encode_integer(out, _SIZE_UPDATE, 0x1F, self._smallest_update)
@@ -269,7 +303,7 @@ class Encoder:
                 where = values.get(value, _NOWHERE)
                 if where < 0:
                     if where != _NOWHERE:
-                        out.append(_INDEXED | -where)
+                        out.append(_SINGLE_BYTES[_INDEXED | -where])
                         continue
                 else:
                     _encode_integer(out, _INDEXED, 0x7F, self._index_of(where))
@@ -293,10 +327,26 @@ class Encoder:
                 indexed = True
             if not name_index:
                 _encode_string(out, name)
-            _encode_string(out, value)
+            if indexed or len(value) < MIN_CACHED_LITERAL_LENGTH:
+                _encode_string(out, value)
+            else:
+                out.append(self._unindexed_literal(value))
             if indexed:
                 self._add(name, value, entry_size)
-        return bytes(out)
+        return b"".join(out)
+
+    def _unindexed_literal(self, value: bytes) -> bytes:
+        """The string literal of a long unindexed value, from the cache when sent before."""
+        literal = self._literal_cache.get(value)
+        if literal is None:
+            pieces: list[bytes] = []
+            _encode_string(pieces, value)
+            literal = b"".join(pieces)
+            if len(value) <= MAX_CACHED_LITERAL_LENGTH:
+                if len(self._literal_cache) >= MAX_CACHED_LITERALS:
+                    self._literal_cache.clear()
+                self._literal_cache[value] = literal
+        return literal
 
     def _index_of(self, inserted: int) -> int:
         return STATIC_TABLE_LENGTH + self._base + len(self._names) - inserted
@@ -347,25 +397,25 @@ class Encoder:
         self._head = head
 
 
-def _encode_integer(out: list[int], first_bits: int, prefix_mask: int, value: int) -> None:
+def _encode_integer(out: list[bytes], first_bits: int, prefix_mask: int, value: int) -> None:
     """Append ``value`` with an N-bit prefix (RFC 7541 5.1), ``first_bits`` above the prefix."""
     if value < prefix_mask:
-        out.append(first_bits | value)
+        out.append(_SINGLE_BYTES[first_bits | value])
         return
-    out.append(first_bits | prefix_mask)
+    out.append(_SINGLE_BYTES[first_bits | prefix_mask])
     value -= prefix_mask
     while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
+        out.append(_SINGLE_BYTES[(value & 0x7F) | 0x80])
         value >>= 7
-    out.append(value)
+    out.append(_SINGLE_BYTES[value])
 
 
-def _encode_string(out: list[int], data: bytes) -> None:
+def _encode_string(out: list[bytes], data: bytes) -> None:
     """Append a string literal, Huffman-encoded only when that is shorter."""
     huffman_length = huffman_encoded_length(data)
     if huffman_length < len(data):
         _encode_integer(out, _HUFFMAN, 0x7F, huffman_length)
-        huffman_encode_into(out, data)
+        out.append(huffman_encode(data))
     else:
         _encode_integer(out, 0, 0x7F, len(data))
-        out.extend(data)
+        out.append(data)

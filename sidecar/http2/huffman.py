@@ -1,14 +1,14 @@
 """The HPACK Huffman code (RFC 7541 Appendix B): encoding and table-driven decoding of strings.
 
-What it is: the canonical code as two constant tables, an encoder that writes into the caller's
-buffer, and a decoder driven by a transition table built once at import (a 4-bit nibble state
-machine over the code's tree, as nghttp2 does), so decoding is two table reads per input byte.
+What it is: the canonical code as two constant tables, an encoder, and a decoder driven by a
+transition table built once at import (a 4-bit nibble state machine over the code's tree, as
+nghttp2 does), so decoding is two table reads per input byte.
 What it is not: HPACK's string framing (length prefix, Huffman flag): that is :mod:`hpack`.
 """
 
 from __future__ import annotations
 
-__all__ = ["huffman_decode", "huffman_encode_into", "huffman_encoded_length"]
+__all__ = ["huffman_decode", "huffman_encode", "huffman_encoded_length"]
 
 from typing import Final
 
@@ -145,10 +145,11 @@ def huffman_encoded_length(data: bytes) -> int:
     return (bits + 7) >> 3
 
 
-def huffman_encode_into(out: list[int], data: bytes) -> None:
-    """Append the Huffman encoding of ``data`` to ``out`` (byte values), padded with one-bits."""
+def huffman_encode(data: bytes) -> bytes:
+    """The Huffman encoding of ``data``, padded with one-bits (the prefix of EOS)."""
     # The accumulator keeps fewer than 8 pending bits between symbols (37 at most while one is
     # added), so it stays a machine-size int however long the string.
+    out: list[int] = []  # not a bytearray: list.append is a direct call once compiled
     acc = 0
     pending = 0
     for byte in data:
@@ -161,6 +162,7 @@ def huffman_encode_into(out: list[int], data: bytes) -> None:
         acc &= (1 << pending) - 1
     if pending:
         out.append(((acc << (8 - pending)) | (0xFF >> pending)) & 0xFF)
+    return bytes(out)
 
 
 def huffman_decode(data: bytes, start: int, end: int) -> bytes:

@@ -15,7 +15,7 @@ from sidecar.http2.hpack import (
     HPACKError,
     OversizedHeaderListError,
 )
-from sidecar.http2.huffman import huffman_decode, huffman_encode_into
+from sidecar.http2.huffman import huffman_decode, huffman_encode
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -287,6 +287,9 @@ def test_a_peer_table_of_zero_means_nothing_is_indexed() -> None:
         ("04 82 1f ff", "padding"),  # Huffman 'a' then 11 bits of padding
         ("04 84 ff ff ff ff", "EOS"),  # the EOS symbol inside a string
         ("04 05 61 62", "truncated string"),  # a string shorter than its length
+        ("04 85 61", "truncated string"),  # the same, Huffman-coded
+        ("04 c0" + " ff" * 64, "EOS"),  # a long unindexed Huffman string holding EOS
+        ("04 c0" + " 00" * 63 + " 18", "padding"),  # ... with zero padding
         ("04", "truncated header block"),  # a literal with no value
         ("40 0a 63 75", "truncated string"),  # a literal name cut short
     ],
@@ -334,9 +337,8 @@ def test_huffman_round_trips_every_byte() -> None:
     """Any byte string Huffman-encodes and decodes back to itself."""
     rng = random.Random(3)
     for data in [b"", bytes(range(256)), bytes(rng.randrange(256) for _ in range(5000))]:
-        encoded: list[int] = []
-        huffman_encode_into(encoded, data)
-        assert huffman_decode(bytes(encoded), 0, len(encoded)) == data
+        encoded = huffman_encode(data)
+        assert huffman_decode(encoded, 0, len(encoded)) == data
 
 
 def test_a_new_value_for_a_known_name_reuses_the_names_index() -> None:
@@ -382,3 +384,36 @@ def test_encoders_of_different_connections_share_no_table() -> None:
     first.set_max_table_size(0)  # evicts first's entry: second's must stay
     assert second.encode([(b":path", b"/pkg.Service/Method")]) == b"\xbe"
     assert Encoder().encode([(b":path", b"/pkg.Service/Method")])[0] == 0x40 | 4
+
+
+def test_a_long_credential_sent_on_every_call_encodes_the_same_each_time() -> None:
+    """A long token repeated per call (cached after the first) and many distinct ones all decode."""
+    encoder = Encoder()
+    theirs = hpack.Decoder()
+    token = (b"authorization", b"Bearer " + b"eyJhbGciOiJSUzI1NiJ9." * 50)
+    first = encoder.encode([token])
+    assert first[0] & 0xF0 == 0x10
+    assert encoder.encode([token]) == first
+    assert list(theirs.decode(first, raw=True)) == [token]
+    for number in range(30):
+        headers = [
+            (b"authorization", b"Bearer " + str(number).encode() * 40),
+            (b"x-big", b"v%d" % number * 200),
+            token,
+        ]
+        assert list(theirs.decode(encoder.encode(headers), raw=True)) == headers
+
+
+def test_long_unindexed_huffman_values_decode_right_each_time() -> None:
+    """Long Huffman values sent unindexed decode right on each call, the same or changed."""
+    ours = Decoder()
+    theirs = hpack.Encoder()
+    tokens = [
+        b"Bearer " + letter * 100 for letter in (b"a", b"b", b"a", b"c", b"d", b"e", b"f", b"a")
+    ]
+    for token in tokens:
+        block = theirs.encode(
+            [hpack.NeverIndexedHeaderTuple(b"authorization", token)], huffman=True
+        )
+        assert block[0] & 0xF0 == 0x10 and block[2] & 0x80  # never indexed, Huffman value
+        assert ours.decode(block) == [(b"authorization", token)]
