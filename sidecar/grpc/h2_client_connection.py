@@ -278,6 +278,9 @@ class ClientConnection(asyncio.Protocol):
     def _goaway(self, code: int, last_stream_id: int) -> None:
         first = not self.going_away
         self.going_away = True
+        if code and self.error is None:
+            # the calls it still ends (when it closes) say why it went away
+            self.error = f"closed the connection (GOAWAY, error code {code})"
         for sid in [sid for sid in self.streams if sid > last_stream_id]:
             self.streams.pop(sid).on_failed("refused the call (GOAWAY: it did not run)", True)
         if first:
@@ -315,7 +318,8 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = self.going_away = True
-        self.error = why
+        if why is not None:
+            self.error = why
         if self._keepalive_at is not None:
             self._keepalive_at.cancel()
             self._keepalive_at = None
@@ -329,7 +333,7 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             # a peer that does not read its last bytes pins nothing
             self.loop.call_later(1.0, transport.abort)
-        self._fail_all(why or "closed the connection")
+        self._fail_all(self.error or "closed the connection")
 
     def _fail_all(self, why: str) -> None:
         if not self.closed:
