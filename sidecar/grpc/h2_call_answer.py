@@ -7,7 +7,7 @@
   at once; otherwise the body yields the messages as the app's side reads them and sets
   ``response.trailers`` before it ends.
 - :func:`answer_unary`: a declared unary method's answer, whole: its one message
-  (:class:`~.unary_call.OneMessage` when empty) and its trailers.
+  (:class:`OneMessage` when empty) and its trailers.
 - :func:`final_trailers`: the status, or the sidecar's error: what it found itself is raised
   before any answer (``upstream_reset``, ``upstream_timeout``), and after the answer began is
   a status naming the upstream with ``x-sidecar-error``, as
@@ -20,7 +20,7 @@ the gRPC spec maps it to. Not here: sending the request (:mod:`.h2_upstream_call
 
 from __future__ import annotations
 
-__all__ = ["answer", "answer_unary", "finish", "final_trailers", "local_trailers"]
+__all__ = ["OneMessage", "answer", "answer_unary", "final_trailers", "finish", "local_trailers"]
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -30,12 +30,32 @@ from ..exchange import Headers, Response
 from .h2_client_framing import code_of_http_status, response_metadata_of, trailers_of
 from .h2_client_stream import CANCEL, NO_ERROR, ClientStream
 from .metadata import status_trailers
-from .unary_call import OneMessage
 
 _STATUS_200 = (b":status", b"200")
 _GRPC_CONTENT_TYPE = (b"content-type", b"application/grpc")
 #: an upstream's DEADLINE_EXCEEDED this close to the call's deadline is the deadline's doing.
 _DEADLINE_SLACK = 0.005
+
+
+class OneMessage:
+    """A response body of exactly one message, empty ones included (a ``bytes`` body of
+    ``b""`` says "no message" to the fronts). The same as :class:`.unary_call.OneMessage`,
+    which this client cannot import: that module loads grpcio."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: bytes) -> None:
+        self.message: bytes | None = message
+
+    def __aiter__(self) -> OneMessage:
+        return self
+
+    async def __anext__(self) -> bytes:
+        message = self.message
+        if message is None:
+            raise StopAsyncIteration
+        self.message = None
+        return message
 
 
 def finish(stream: ClientStream, timer: asyncio.TimerHandle | None) -> None:

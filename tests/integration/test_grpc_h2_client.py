@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -601,3 +603,15 @@ async def test_the_upstreams_spiffe_id_is_checked(tmp_path: Path) -> None:
             with pytest.raises(UpstreamTLSError, match="SPIFFE ID"):
                 await c.call(UNARY, req())
         assert len(up.calls) == 1  # no call reached the upstream with the wrong identity
+
+
+def test_the_client_loads_no_grpcio() -> None:
+    """The client's modules never import grpcio (its ~10 MB are what this client saves)."""
+    code = (
+        "import sys; import sidecar.grpc.h2_upstream_call, sidecar.grpc.h2_channel; "
+        "print('grpc' in sys.modules)"
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "False"
