@@ -169,8 +169,7 @@ async def test_bidi_answers_each_message_before_the_next_is_sent() -> None:
 
 
 async def test_a_trailers_only_error_keeps_its_details_and_metadata() -> None:
-    """An error answered with no message is a response whose trailers are set at once: the
-    code, the details (percent-decoded), binary details and trailing metadata as sent."""
+    """A trailers-only error is answered at once with its code, details and trailing metadata."""
     details = "no such thing: 100% ✓"
     async with EchoUpstream() as up:
         for unary in ((), ("echo.v1.Echo/Unary",)):
@@ -190,8 +189,7 @@ async def test_a_trailers_only_error_keeps_its_details_and_metadata() -> None:
 
 
 async def test_metadata_crosses_both_ways_including_binary_keys() -> None:
-    """Request metadata (``-bin`` decoded) reaches the upstream; its initial and trailing
-    metadata come back as the chain carries them."""
+    """Metadata, -bin keys included, reaches the upstream and comes back as the chain carries it."""
     value = base64.b64encode(b"\x01\x02\xfe").decode()
     async with EchoUpstream() as up, h2_client(up.url) as c:
         resp = await c.call(
@@ -220,8 +218,7 @@ async def test_the_grpc_timeout_sent_is_never_later_than_the_calls_deadline() ->
 
 
 async def test_a_deadline_that_passes_is_upstream_timeout_and_cancels_the_upstream() -> None:
-    """A call whose deadline passes ends with ``upstream_timeout`` at its deadline, and the
-    upstream's call is cancelled."""
+    """A deadline that passes is upstream_timeout at once, and cancels the upstream's call."""
     async with EchoUpstream() as up, h2_client(up.url) as c:
         began = time.monotonic()
         with pytest.raises(UpstreamTimeout, match="upstream 'echo'"):
@@ -234,8 +231,7 @@ async def test_a_deadline_that_passes_is_upstream_timeout_and_cancels_the_upstre
 
 
 async def test_a_deadline_during_a_stream_ends_it_with_the_sidecars_status() -> None:
-    """A deadline that passes after the answer began ends the stream with DEADLINE_EXCEEDED
-    and ``x-sidecar-error: upstream_timeout``."""
+    """A deadline passing mid-stream ends it DEADLINE_EXCEEDED with upstream_timeout."""
     async with EchoUpstream() as up, h2_client(up.url) as c:
         body = stream_of(req(payload=b"1"), req(payload=b"2", delay_ms=5000))
         resp = await c.call(BIDI, body, timeout=0.5)
@@ -280,8 +276,7 @@ async def test_a_response_bigger_than_every_window_arrives_whole() -> None:
 
 
 async def test_a_slow_reader_holds_the_upstream_back() -> None:
-    """An app that stops reading stops the upstream at about a window ahead: memory holds
-    a window and a message, not the whole answer."""
+    """An app that stops reading holds the upstream about a window ahead, not the whole answer."""
     async with EchoUpstream() as up, h2_client(up.url) as c:
         resp = await c.call(SERVER_STREAM, req(response_size=256 * 1024, repeat=200), timeout=30)
         assert not isinstance(resp.body, bytes)
@@ -299,8 +294,7 @@ async def test_a_slow_reader_holds_the_upstream_back() -> None:
 
 
 async def test_a_response_message_over_the_limit_is_resource_exhausted() -> None:
-    """A message over ``max_receive_message_size`` ends the call RESOURCE_EXHAUSTED, with
-    ``body_too_large``, before its bytes are buffered."""
+    """A response message over max_receive_message_size is RESOURCE_EXHAUSTED, body_too_large."""
     options = {"max_receive_message_size": 1 * MiB}
     async with (
         EchoUpstream() as up,
@@ -333,8 +327,7 @@ async def test_a_request_message_over_the_send_limit_is_resource_exhausted() -> 
 
 
 async def test_an_upstream_that_is_down_fails_fast_with_the_reason() -> None:
-    """Nothing listening: ``upstream_connect`` naming the upstream, at once, and the channel
-    reports ``transient_failure`` (later calls fail fast until it retries)."""
+    """A down upstream is upstream_connect at once, naming it; the channel is transient_failure."""
     port = free_port()
     async with h2_client(f"grpc://127.0.0.1:{port}", connect_timeout=2.0) as c:
         began = time.monotonic()
@@ -378,8 +371,7 @@ async def test_the_channel_reconnects_after_the_upstream_restarts() -> None:
 
 
 async def test_goaway_lets_the_call_in_flight_finish_and_the_next_reconnects() -> None:
-    """An upstream shutting down with a grace: the call in flight finishes on the old
-    connection, the next call opens a new one."""
+    """On GOAWAY the call in flight finishes and the next call opens a new connection."""
     up = await EchoUpstream().start()
     try:
         async with h2_client(up.url, unary=("echo.v1.Echo/Unary",)) as c:
@@ -441,8 +433,7 @@ async def plain_h2_server(status: bytes, content_type: bytes) -> asyncio.Server:
 async def test_an_answer_that_is_not_grpc_is_a_status_not_garbage(
     status: bytes, content_type: bytes, code: str, reason: str | None
 ) -> None:
-    """An HTTP error is the gRPC code the spec maps it to; a 200 that is not gRPC is the
-    sidecar's ``upstream_protocol``. No body is read as messages."""
+    """An HTTP error or a non-gRPC 200 is a gRPC status, its body never read as messages."""
     server = await plain_h2_server(status, content_type)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -458,8 +449,7 @@ async def test_an_answer_that_is_not_grpc_is_a_status_not_garbage(
 
 
 async def test_an_unanswered_keepalive_ping_fails_the_calls_on_the_connection() -> None:
-    """With keepalive on, a connection whose upstream stops answering is closed after
-    ``keepalive_time`` + ``keepalive_timeout``: its call fails then, not at its deadline."""
+    """An unanswered keepalive ping fails the call within keepalive_time + timeout."""
     server = await silent_h2_server()
     port = server.sockets[0].getsockname()[1]
     options = {"keepalive_time": 0.2, "keepalive_timeout": 0.3}
@@ -508,8 +498,7 @@ async def test_closing_the_channel_lets_calls_in_flight_finish_within_the_grace(
 
 
 async def test_the_upstreams_stream_limit_is_respected_by_200_concurrent_calls() -> None:
-    """With the upstream taking 10 streams at a time, 200 concurrent calls all succeed and
-    never more than 10 are open at once."""
+    """200 concurrent calls all succeed with never more than the upstream's 10 streams open."""
     options = [("grpc.max_concurrent_streams", 10)]
     async with EchoUpstream(options=options) as up, h2_client(up.url) as c:
         await messages(await c.call(UNARY, req()))
@@ -556,8 +545,7 @@ def server_pki(tmp_path: Path) -> tuple[Pki, bytes, bytes, bytes]:
 async def test_tls_verifies_the_upstream_and_mtls_presents_the_client_certificate(
     tmp_path: Path,
 ) -> None:
-    """``grpcs://`` verifies the upstream against ``tls.ca`` under ``tls.server_name``, and
-    presents the client certificate an mTLS upstream requires (refused without one)."""
+    """grpcs:// verifies the upstream's name and CA, and mTLS presents the client certificate."""
     pki, cert, key, ca = server_pki(tmp_path)
     tls = {"ca": pki.ca, "server_name": "echo.test"}
     async with EchoUpstream(tls=(cert, key, None)) as up, h2_client(up.url, tls=tls) as c:

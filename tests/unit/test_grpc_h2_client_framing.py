@@ -25,8 +25,7 @@ def test_a_message_gets_the_uncompressed_flag_and_its_length() -> None:
 
 
 def test_messages_are_reassembled_whatever_the_frame_boundaries() -> None:
-    """Messages split across frames, several in one frame, and empty ones come out whole and
-    in order."""
+    """Messages come out whole and in order whatever the DATA frame boundaries."""
     wire = frame_message(b"one") + frame_message(b"") + frame_message(b"three" * 1000)
     for cut in (1, 2, 5, 7, 4096):
         reader = MessageReader(limit=1 << 20)
@@ -44,8 +43,7 @@ def test_a_whole_message_in_one_frame_takes_the_fast_path_unchanged() -> None:
 
 
 def test_a_message_over_the_limit_is_refused_from_its_prefix() -> None:
-    """A message over the limit is RESOURCE_EXHAUSTED as soon as its prefix is read, before
-    its bytes are buffered, both when whole and when split."""
+    """A message over the limit is refused from its prefix, before its bytes are buffered."""
     whole = frame_message(b"x" * 101)
     with pytest.raises(FramingError) as err:
         MessageReader(limit=100).feed(whole)
@@ -74,8 +72,7 @@ def test_a_compressed_message_is_refused() -> None:
     ],
 )
 def test_grpc_timeout_is_rounded_down_and_less_a_millisecond(remaining: float, sent: bytes) -> None:
-    """``grpc-timeout`` is what is left rounded down to the millisecond, less one for the
-    send; past 8 digits of milliseconds it is whole seconds, rounded down."""
+    """grpc-timeout is what is left, rounded down, less a millisecond (seconds past 8 digits)."""
     assert grpc_timeout(remaining) == sent
 
 
@@ -93,8 +90,7 @@ def test_grpc_message_is_percent_decoded_as_utf8() -> None:
 
 
 def test_trailers_carry_status_details_and_metadata_as_the_chain_does() -> None:
-    """Trailers become ``grpc-status``, decoded ``grpc-message``, then trailing metadata
-    (``-bin`` padded, binary details kept, transport fields dropped)."""
+    """Trailers become status, decoded message and trailing metadata as the chain carries them."""
     got = trailers_of(
         [
             (b":status", b"200"),
@@ -123,8 +119,7 @@ def test_a_missing_or_malformed_status_is_unknown() -> None:
 
 
 def test_initial_metadata_drops_pseudo_and_transport_fields() -> None:
-    """A response's HEADERS become the app's initial metadata without ``:status`` and the
-    fields gRPC sets itself."""
+    """Initial metadata drops :status and the transport fields gRPC sets itself."""
     got = response_metadata_of(
         [
             (b":status", b"200"),
