@@ -11,6 +11,7 @@ Transfer-Encoding) is not a header here: ``length`` says how long a body is when
 listener frames it for its own protocol.
 
 Header names are lower-case ``str``; values are ``str`` (latin-1, as HTTP/1.1 defines octets).
+A response's headers may hold the upstream's bytes until first read (:meth:`Headers.from_wire`).
 """
 
 from __future__ import annotations
@@ -46,12 +47,19 @@ class Headers:
 
     Backed by a plain list of ``(name, value)`` pairs so a listener can build it without copying;
     lookups are linear, which beats hashing for the dozen headers a call carries.
+
+    A response from an upstream connection arrives in wire form (:meth:`from_wire`): the bytes
+    pairs as parsed. Most calls never read a response header, so they become ``str`` pairs only
+    on first use of any method, and the app-facing writer copies the bytes as they came
+    (:meth:`unread_wire`). Readers cannot tell the two apart: every method materialises first.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_wire")
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = list(items) if items is not None else []
+        #: the pairs as received (lower-case names), until first read as ``str``; then ``None``.
+        self._wire: list[tuple[bytes, bytes]] | None = None
 
     @classmethod
     def wrap(cls, items: list[tuple[str, str]]) -> Headers:
@@ -61,46 +69,72 @@ class Headers:
         h._items = items
         return h
 
+    @classmethod
+    def from_wire(cls, pairs: list[tuple[bytes, bytes]]) -> Headers:
+        """Adopt ``pairs`` as received (names already lower-case, octets as sent), decoded as
+        latin-1 only when first read. ``pairs`` must not hold framing headers
+        (``Content-Length``, ``Transfer-Encoding``, ``Connection``, ``Keep-Alive``): the writer
+        copies them unread."""
+        h = cls()
+        h._wire = pairs
+        return h
+
+    def unread_wire(self) -> list[tuple[bytes, bytes]] | None:
+        """The wire pairs when nobody has read or changed these headers since they came, else
+        ``None`` (they are ``str`` pairs now). For writers only: reading it does not
+        materialise, and the list must not be changed."""
+        return self._wire
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        """The ``str`` pairs, decoded from the wire form once, on first use."""
+        wire = self._wire
+        if wire is not None:
+            self._items = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in wire
+            ]
+            self._wire = None
+        return self._items
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        for k, v in self._items:
+        for k, v in self._pairs():
             if k == name:
                 return v
         return default
 
     def get_all(self, name: str) -> list[str]:
-        return [v for k, v in self._items if k == name]
+        return [v for k, v in self._pairs() if k == name]
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((name.lower(), value))
+        self._pairs().append((name.lower(), value))
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one ``value``."""
         name = name.lower()
-        self._items = [(k, v) for k, v in self._items if k != name]
+        self._items = [(k, v) for k, v in self._pairs() if k != name]
         self._items.append((name, value))
 
     def remove(self, name: str) -> None:
         name = name.lower()
-        self._items = [(k, v) for k, v in self._items if k != name]
+        self._items = [(k, v) for k, v in self._pairs() if k != name]
 
     def __contains__(self, name: object) -> bool:
-        return any(k == name for k, _ in self._items)
+        return any(k == name for k, _ in self._pairs())
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        return iter(self._pairs())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._pairs())
 
     def items(self) -> list[tuple[str, str]]:
         """The underlying pairs (mutable; listeners and adapters use it to avoid copies)."""
-        return self._items
+        return self._pairs()
 
     def copy(self) -> Headers:
-        return Headers.wrap(list(self._items))
+        return Headers.wrap(list(self._pairs()))
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self._pairs()!r})"
 
 
 class StashKey(Generic[T]):

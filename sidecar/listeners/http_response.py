@@ -112,11 +112,20 @@ def _framed(
         # draining: requests already read are answered, the last one says Connection: close
         and (not conn.listener.draining or conn.more_owed())
     )
-    # the header lines as one str, encoded once
-    fields = "".join(
-        [f"{name}: {value}\r\n" for name, value in resp.headers if name not in FRAMING]
-    )
-    out = [line, fields.encode("latin-1")]
+    headers = resp.headers
+    wire = headers.unread_wire()
+    if wire is not None:
+        # an upstream's headers nobody read: its bytes as they came, no str round trip
+        out = [line]
+        for name, value in wire:
+            out.append(name)
+            out.append(b": ")
+            out.append(value)
+            out.append(b"\r\n")
+    else:
+        # the header lines as one str, encoded once
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers if name not in FRAMING])
+        out = [line, fields.encode("latin-1")]
     body = resp.body
     no_body = ex.method == "HEAD" or status in _NO_BODY_STATUS
     length = len(body) if isinstance(body, bytes) and not no_body else resp.length

@@ -39,6 +39,14 @@ MAX_RESPONSE_HEADER_BYTES = 64 * 1024
 MAX_RESPONSE_HEADERS = 200
 _NO_BODY = (204, 304)
 
+#: :data:`HOP_BY_HOP` as the lower-case bytes the parser hands over: response headers stay bytes
+#: until someone reads them (:meth:`Headers.from_wire`).
+_HOP_BY_HOP_WIRE = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+#: the names to drop, as bytes, per single ``Connection`` value as received (an upstream sends
+#: one or two distinct ones, ``keep-alive`` above all); bounded, as ``hop_by_hop_names``' cache
+_WIRE_DROP: dict[bytes, frozenset[bytes]] = {}
+_WIRE_DROP_MAX = 64
+
 
 class UpstreamConnection(FlowControl):
     """A connection to one upstream, owned by its :class:`~sidecar.upstream.pool.Pool`.
@@ -74,7 +82,7 @@ class UpstreamConnection(FlowControl):
         self.pump: asyncio.Task[None] | None = None
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
-        self._hdrs: list[tuple[str, str]] = []
+        self._hdrs: list[tuple[bytes, bytes]] = []
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._parts: list[bytes] | None = None
@@ -189,7 +197,9 @@ class UpstreamConnection(FlowControl):
         hdrs = self._hdrs
         if len(hdrs) >= MAX_RESPONSE_HEADERS:
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
-        hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the ASCII
+        # token characters; decoded (latin-1) only if a filter or plugin ever reads them
+        hdrs.append((name.lower(), value))
 
     def _check_version(self, status: int) -> None:
         version = self.parser.get_http_version()
@@ -208,29 +218,32 @@ class UpstreamConnection(FlowControl):
                 raise self._violation("upstream switched protocols unasked")
             return  # interim response (100 Continue, 103 Early Hints): skip it
         hdrs = self._hdrs
-        connection: list[str] | None = None
+        connection: list[bytes] | None = None
         length: int | None = None
         chunked = False
         hop = False
-        for name, value in hdrs:
-            if name not in HOP_BY_HOP:
+        for name, raw in hdrs:
+            if name not in _HOP_BY_HOP_WIRE:
                 continue  # one set lookup for the ordinary headers
             hop = True
-            if name == "content-length":
-                length = int(value)  # llhttp rejected anything but one run of digits
-            elif name == "transfer-encoding":
+            if name == b"content-length":
+                length = int(raw)  # llhttp rejected anything but one run of digits
+            elif name == b"connection":
+                if connection is None:
+                    connection = []
+                connection.append(raw)
+            elif name == b"transfer-encoding":
+                # read as str, as a filter would see it: str.strip() also strips the latin-1
+                # spaces that bytes.strip() keeps
+                value = raw.decode("latin-1")
                 if value.strip().lower() != "chunked":
                     # a coding we would strip with the header and hand over undecoded
                     raise self._violation(f"unsupported transfer-encoding from upstream: {value}")
                 chunked = True
-            elif name == "connection":
-                if connection is None:
-                    connection = []
-                connection.append(value)
-            elif name == "keep-alive":
-                self.keep_alive_hint = _keep_alive_timeout(value)
+            elif name == b"keep-alive":
+                self.keep_alive_hint = _keep_alive_timeout(raw.decode("latin-1"))
         if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
-            drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
+            drop = _wire_drop(connection) if connection else _HOP_BY_HOP_WIRE
             hdrs = [kv for kv in hdrs if kv[0] not in drop]
         keep_alive = parser.should_keep_alive()
         # kept alive with no Connection header, llhttp has read HTTP/1.1 (it refuses 1.2 and
@@ -247,7 +260,7 @@ class UpstreamConnection(FlowControl):
         elif length is None:
             self._close_delimited = True  # body runs until the upstream closes
             self.reusable = False
-        self._resp = Response(status, Headers.wrap(hdrs), b"", length)
+        self._resp = Response(status, Headers.from_wire(hdrs), b"", length)
         self._parts = []
         self._head_ready = True
         if self._head_only:
@@ -374,6 +387,26 @@ class UpstreamConnection(FlowControl):
 
     def describe(self) -> dict[str, Any]:
         return {"busy": self.busy, "requests": self.requests}
+
+
+def _wire_drop(connection_values: list[bytes]) -> frozenset[bytes]:
+    """The header names to drop, as bytes, given the ``Connection`` values as received."""
+    if len(connection_values) != 1:
+        return _drop_set(connection_values)
+    value = connection_values[0]
+    drop = _WIRE_DROP.get(value)
+    if drop is None:
+        drop = _drop_set(connection_values)
+        if len(_WIRE_DROP) < _WIRE_DROP_MAX:
+            _WIRE_DROP[value] = drop
+    return drop
+
+
+def _drop_set(connection_values: list[bytes]) -> frozenset[bytes]:
+    """``hop_by_hop_names`` of the values read as latin-1 str, encoded back; a name that is not
+    ASCII cannot match a header name llhttp accepted, so it is left out."""
+    names = hop_by_hop_names([value.decode("latin-1") for value in connection_values])
+    return frozenset(name.encode("latin-1") for name in names if name.isascii())
 
 
 def _keep_alive_timeout(value: str) -> float | None:

@@ -1,0 +1,182 @@
+"""Response headers kept in wire form (the upstream's bytes) until first read: every reader sees
+what the ``str`` form shows, and the app receives the same bytes either way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sidecar.config.models import HttpListenerConfig
+from sidecar.exchange import Exchange, Headers, Response
+from sidecar.listeners.http import HttpListener
+from sidecar.listeners.http_connection import HttpConnection
+from sidecar.listeners.http_response import write_whole
+from sidecar.routing import RouteTable
+from sidecar.telemetry.metrics import Metrics
+from tests.unit.fake_transport import FakeTransport, respond, standalone
+
+#: as an upstream connection hands them over: lower-case names, repeated names, an empty value,
+#: octets outside ASCII (latin-1), a value holding ": "
+WIRE = [
+    (b"server", b"nginx"),
+    (b"set-cookie", b"a=1"),
+    (b"x-latin", b"caf\xe9 \xff"),
+    (b"set-cookie", b"b=2"),
+    (b"x-empty", b""),
+    (b"x-colon", b"a: b"),
+]
+
+
+def wire_headers() -> Headers:
+    return Headers.from_wire(list(WIRE))
+
+
+def str_headers() -> Headers:
+    return Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in WIRE])
+
+
+#: each operation of the public API, with what it returns (mutators return None)
+OPERATIONS: dict[str, Callable[[Headers], Any]] = {
+    "get": lambda h: h.get("set-cookie"),
+    "get latin-1": lambda h: h.get("x-latin"),
+    "get empty": lambda h: h.get("x-empty"),
+    "get absent": lambda h: h.get("nope"),
+    "get absent with default": lambda h: h.get("nope", "d"),
+    "get is case-sensitive": lambda h: h.get("Server"),
+    "get_all": lambda h: h.get_all("set-cookie"),
+    "get_all absent": lambda h: h.get_all("nope"),
+    "add": lambda h: h.add("X-New", "v"),
+    "add existing": lambda h: h.add("Set-Cookie", "c=3"),
+    "set": lambda h: h.set("Set-Cookie", "only"),
+    "set new": lambda h: h.set("x-new", "v"),
+    "remove": lambda h: h.remove("SET-COOKIE"),
+    "remove absent": lambda h: h.remove("nope"),
+    "contains": lambda h: "x-colon" in h,
+    "contains absent": lambda h: "nope" in h,
+    "contains bytes": lambda h: b"server" in h,
+    "iter": lambda h: list(h),
+    "len": lambda h: len(h),
+    "items": lambda h: list(h.items()),
+    "items appended to": lambda h: h.items().append(("x-new", "v")),
+    "copy": lambda h: list(h.copy()),
+    "copy is independent": lambda h: h.copy().add("x-new", "v"),
+    "repr": lambda h: repr(h),
+}
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_a_wire_form_header_map_behaves_like_the_str_one(operation: str) -> None:
+    """A filter or plugin reading or changing a response's headers gets the same answer, and
+    leaves the same headers, whether they were still the upstream's bytes or already str."""
+    op = OPERATIONS[operation]
+    plain, wire = str_headers(), wire_headers()
+    assert op(wire) == op(plain)
+    assert wire.unread_wire() is None  # read by the operation: str from now on
+    assert wire.items() == plain.items()
+    assert repr(wire) == repr(plain)
+
+
+def test_wire_form_is_decoded_once_and_then_is_the_str_pairs() -> None:
+    """Reads after the first see one list of pairs, so a change through ``items()`` stays."""
+    h = wire_headers()
+    assert h.unread_wire() == WIRE
+    assert h.get("server") == "nginx"
+    pairs = h.items()
+    pairs.append(("x-added", "1"))
+    assert h.items() is pairs
+    assert h.get("x-added") == "1" and len(h) == len(WIRE) + 1
+    assert h.unread_wire() is None
+
+
+def test_str_headers_have_no_wire_form() -> None:
+    """Headers a handler built from str are written from their str pairs."""
+    assert Headers([("a", "b")]).unread_wire() is None
+    assert Headers.wrap([("a", "b")]).unread_wire() is None
+    assert Headers().unread_wire() is None
+
+
+async def _written(resp: Response, method: str = "GET") -> bytes:
+    """What the app receives for ``resp`` on a keep-alive HTTP/1.1 connection."""
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    assert write_whole(conn, Exchange(method, "/", Headers()), resp) is True
+    return b"".join(transport.written)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_an_unread_wire_form_is_written_byte_identical_to_the_materialised_one(
+    method: str,
+) -> None:
+    """The app gets the same response head whether or not anything read the headers."""
+    unread = Response(200, wire_headers(), b"body")
+    read = Response(200, wire_headers(), b"body")
+    assert len(read.headers) == len(WIRE)  # materialised
+    assert read.headers.unread_wire() is None and unread.headers.unread_wire() is not None
+    sent = await _written(unread, method)
+    assert sent == await _written(read, method)
+    assert sent.startswith(
+        b"HTTP/1.1 200 OK\r\nserver: nginx\r\nset-cookie: a=1\r\nx-latin: caf\xe9 \xff\r\n"
+        b"set-cookie: b=2\r\nx-empty: \r\nx-colon: a: b\r\ncontent-length: 4\r\n\r\n"
+    )
+
+
+#: an upstream answer with mixed-case names, hop-by-hop headers (one named by Connection),
+#: a keep-alive hint and a latin-1 value
+UPSTREAM = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nConnection: X-Private, keep-alive\r\n"
+    b"X-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Latin: caf\xe9\r\nContent-Length: 2\r\n"
+    b"Proxy-Authenticate: Basic\r\nSet-Cookie: a=1\r\n\r\nok"
+)
+
+
+async def test_upstream_headers_arrive_lower_case_without_hop_by_hop_and_unread() -> None:
+    """The app and every filter see the upstream's end-to-end headers only, names lower-case,
+    values as latin-1, exactly as before they were kept as bytes."""
+    conn, _, _ = standalone()
+    resp = respond(conn, UPSTREAM).result()
+    assert resp.headers.unread_wire() == [
+        (b"server", b"nginx"),
+        (b"x-latin", b"caf\xe9"),
+        (b"set-cookie", b"a=1"),
+    ]
+    assert conn.keep_alive_hint == 5.0 and conn.reusable
+    assert list(resp.headers) == [
+        ("server", "nginx"),
+        ("x-latin", "caf\xe9"),
+        ("set-cookie", "a=1"),
+    ]
+
+
+async def test_an_upstream_answer_reaches_the_app_the_same_read_or_unread() -> None:
+    """Reading a response header in a filter does not change a byte the app receives."""
+    first, _, _ = standalone()
+    unread = respond(first, UPSTREAM).result()
+    second, _, _ = standalone()
+    read = respond(second, UPSTREAM).result()
+    assert read.headers.get("x-private") is None  # materialises it
+    assert await _written(unread) == await _written(read)
+
+
+async def test_a_chunked_coding_padded_with_a_latin1_space_is_still_chunked() -> None:
+    """``Transfer-Encoding`` is judged as str, as before: a value ending in a no-break space
+    (0xA0) is ``chunked``, not a coding refused as unsupported."""
+    conn, _, _ = standalone()
+    fut = respond(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n")
+    resp = fut.result()
+    assert resp.status == 200 and resp.length is None and len(resp.headers) == 0
+
+
+async def test_headers_named_by_several_connection_headers_are_all_dropped() -> None:
+    """Every header any ``Connection`` line names stays between the sidecar and the upstream,
+    whatever the case of the name."""
+    conn, _, _ = standalone()
+    raw = (
+        b"HTTP/1.1 200 OK\r\nConnection: X-A\r\nx-a: 1\r\nConnection: X-B, keep-alive\r\n"
+        b"X-b: 2\r\nX-C: 3\r\nContent-Length: 2\r\n\r\nok"
+    )
+    for _ in range(2):  # and again on the same connection, kept alive
+        resp = respond(conn, raw).result()
+        assert resp.headers.unread_wire() == [(b"x-c", b"3")]
