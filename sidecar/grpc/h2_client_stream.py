@@ -20,6 +20,7 @@ __all__ = ["CANCEL", "NO_ERROR", "ClientStream", "StreamGone"]
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..http2.errors import ProtocolError
 from .h2_client_framing import FramingError, MessageReader
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 NO_ERROR = 0x0
 CANCEL = 0x8
+#: the state machine's word that the stream (or the connection) can take no more.
+_STREAM_ERRORS = (ProtocolError, KeyError)
 
 
 class StreamGone(Exception):
@@ -173,14 +176,24 @@ class ClientStream:
         """Send ``data`` at once if the window and the socket take it whole, else nothing."""
         conn = self.conn
         h2 = conn.h2
-        if (
-            self.local_ended
-            or conn.write_paused
-            or len(data) > h2.max_outbound_frame_size
-            or len(data) > h2.local_flow_control_window(self.sid)
-        ):
-            return False
-        h2.send_data(self.sid, data, end_stream=end)
+        size = len(data)
+        try:
+            if (
+                self.local_ended
+                or conn.write_paused
+                or size > h2.local_flow_control_window(self.sid)
+            ):
+                return False
+            frame = h2.max_outbound_frame_size
+            if size <= frame:
+                h2.send_data(self.sid, data, end_stream=end)
+            else:  # within the window: in frames, all in this turn
+                view = memoryview(data)
+                for start in range(0, size, frame):
+                    last = end and start + frame >= size
+                    h2.send_data(self.sid, view[start : start + frame], end_stream=last)
+        except _STREAM_ERRORS:
+            return False  # closed meanwhile: send() says so
         conn.mark()
         if end:
             self._ended_locally()
@@ -196,15 +209,18 @@ class ClientStream:
         while True:
             if self.local_ended:
                 raise StreamGone
-            room = 0 if conn.write_paused else h2.local_flow_control_window(self.sid)
-            if room <= 0 and (size > sent or not end):
-                if size == sent:
-                    return
-                await self._wait_write()
-                continue
-            chunk = min(room, h2.max_outbound_frame_size, size - sent)
-            last = end and sent + chunk == size
-            h2.send_data(self.sid, bytes(view[sent : sent + chunk]), end_stream=last)
+            try:
+                room = 0 if conn.write_paused else h2.local_flow_control_window(self.sid)
+                if room <= 0 and (size > sent or not end):
+                    if size == sent:
+                        return
+                    await self._wait_write()
+                    continue
+                chunk = min(room, h2.max_outbound_frame_size, size - sent)
+                last = end and sent + chunk == size
+                h2.send_data(self.sid, view[sent : sent + chunk], end_stream=last)
+            except _STREAM_ERRORS:
+                raise StreamGone from None
             conn.mark()
             sent += chunk
             if last:
@@ -216,7 +232,10 @@ class ClientStream:
     def end(self) -> None:
         """Half-close: the request is over."""
         if not self.local_ended:
-            self.conn.h2.end_stream(self.sid)
+            try:
+                self.conn.h2.end_stream(self.sid)
+            except _STREAM_ERRORS:
+                raise StreamGone from None
             self.conn.mark()
             self._ended_locally()
 
