@@ -70,6 +70,22 @@ COMPILED_MODULES: dict[str, str] = {
     "sidecar.resilience.retry_budget": "the retry budget, counted per call",
     "sidecar.resilience.backoff": "retry back-off and Retry-After parsing",
     "sidecar.resilience.idempotency": "whether a method may be repeated, asked per retry",
+    # the HTTP/2 state machine of the gRPC port (its exceptions, hpack_errors and errors, stay
+    # Python: callers may subclass them): every frame of every gRPC call passes through these
+    "sidecar.http2.frames": "HTTP/2 frame headers and payloads read and written per frame",
+    "sidecar.http2.events": "one event object per frame received",
+    "sidecar.http2.streams": "a stream's state and windows, per frame",
+    "sidecar.http2.state": "settings, stream table, windows and output of a connection",
+    "sidecar.http2.header_blocks": "HEADERS/CONTINUATION reassembled and checked per call",
+    "sidecar.http2.inbound": "received bytes cut into frames and dispatched",
+    "sidecar.http2.connection": "the sending API: headers, data, resets, window updates",
+    "sidecar.http2.header_rules": "RFC 9113 header checks on each request block",
+    "sidecar.http2.hpack": "HPACK entry points, per header block",
+    "sidecar.http2.hpack_wire": "HPACK integers and strings, per header field",
+    "sidecar.http2.hpack_decoder": "each received header block decoded",
+    "sidecar.http2.hpack_encoder": "each header block sent encoded",
+    "sidecar.http2.hpack_static": "the static table looked up per header field",
+    "sidecar.http2.huffman": "Huffman strings decoded and encoded per header field",
     # telemetry written per call (telemetry.metrics is not: built once, and tests subclass its
     # Metrics and RouteMetrics to inject faults, which a compiled class forbids)
     "sidecar.telemetry.families": "the lock-free counters and histograms updated per call",

@@ -5,9 +5,10 @@ HTTP/2 lets a client send frames that cost it a few bytes and cost the server re
 opened and reset at once (rapid reset, CVE-2023-44487), PING, SETTINGS, PRIORITY and
 WINDOW_UPDATE frames, empty DATA frames, RST_STREAM or HEADERS for streams long gone.
 
-- :class:`FrameScan` reads the 9-byte header of each frame received, before ``h2`` parses the
-  bytes, counts frames by type (``h2`` reports no event for many of them) and says where to cut
-  the bytes so that one loop turn hands ``h2`` at most ``frames_per_turn`` frames.
+- :class:`FrameScan` reads the 9-byte header of each frame received, before the state machine
+  (:mod:`sidecar.http2`) parses the bytes, counts frames by type (it reports no event for many
+  of them) and says where to cut the bytes so that one loop turn hands it at most
+  ``frames_per_turn`` frames.
 - :class:`FloodGuard` keeps the counts of the connection's current window and decides: too many
   *premature resets* (calls the app reset before the sidecar finished them, while younger than
   ``min_stream_lifetime``: over ``max_premature_resets`` and over ``premature_reset_ratio`` of
@@ -15,8 +16,8 @@ WINDOW_UPDATE frames, empty DATA frames, RST_STREAM or HEADERS for streams long 
   allowance for what an honest client sends back: 4 per call opened and per frame sent).
 
 Pure bookkeeping, no I/O: closing the connection, the metric and the log line are
-:mod:`.h2_connection`'s. What ``h2`` bounds itself (frame size, CONTINUATION frames per header
-block, header list size) is not counted again here.
+:mod:`.h2_connection`'s. What the state machine bounds itself (frame size, the size of a header block
+with its CONTINUATION frames, header list size) is not counted again here.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""One app connection of the HTTP/2 front (:mod:`.h2_listener`): an asyncio Protocol driving an
-``h2`` connection and its calls (:class:`~.h2_stream.H2Stream`, re-exported here).
+"""One app connection of the HTTP/2 front (:mod:`.h2_listener`): an asyncio Protocol driving a
+:mod:`sidecar.http2` connection (the sidecar's own HTTP/2 state machine, compiled with the data
+path) and its calls (:class:`~.h2_stream.H2Stream`, re-exported here).
 
-Writes are coalesced: h2 queues frames, and one flush per loop turn hands them to the socket.
-A protocol error closes the connection (h2 queues its GOAWAY first); RST_STREAM cancels the
-call's task; a lost connection cancels every call on it.
+Writes are coalesced: the state machine queues frames, and one flush per loop turn hands them to
+the socket. A protocol error closes the connection (its GOAWAY is queued first); RST_STREAM
+cancels the call's task; a lost connection cancels every call on it.
 
-Reads are bounded (:mod:`.h2_abuse`): one loop turn hands h2 at most ``frames_per_turn``
-frames, the rest wait for the next turn with reading paused, and reading also pauses while the
-app does not read what the sidecar writes (PING and SETTINGS acknowledgements pile up nowhere).
+Reads are bounded (:mod:`.h2_abuse`): one loop turn hands the state machine at most
+``frames_per_turn`` frames, the rest wait for the next turn with reading paused, and reading
+also pauses while the app does not read what the sidecar writes (PING and SETTINGS
+acknowledgements pile up nowhere).
 A call's task starts only at the end of the turn that opened it, so a call reset in the same
 turn costs no task; a connection keeps at most ``max_concurrent_streams`` tasks, those of reset
 calls still unwinding included. A peer past the flood limits gets GOAWAY(ENHANCE_YOUR_CALM),
@@ -25,23 +27,17 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-from hyperframe.frame import GoAwayFrame
-
+from ..http2 import events as ev
+from ..http2.errors import DenialOfServiceError, ProtocolError
+from ..http2.frames import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM
 from .h2_abuse import FloodGuard, FrameScan
 from .h2_stream import STREAM_ERRORS, H2Stream, StreamGone
 
 if TYPE_CHECKING:
     from .h2_listener import H2GrpcListener
 
-_NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
-_CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 #: a closed connection whose peer does not read its last bytes is cut after this long.
 ABORT_AFTER = 1.0
 
@@ -49,11 +45,12 @@ log = logging.getLogger("sidecar.grpc")
 
 
 class H2Connection(asyncio.Protocol):
-    """One app connection: its h2 state machine, streams, bounded reads and coalesced writes."""
+    """One app connection: its HTTP/2 state machine, streams, bounded reads and coalesced
+    writes."""
 
     def __init__(self, listener: H2GrpcListener) -> None:
         self.listener = listener
-        self.h2 = h2.connection.H2Connection(listener.h2_config)
+        self.h2 = listener.new_h2()
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2Stream] = {}
@@ -99,8 +96,7 @@ class H2Connection(asyncio.Protocol):
             host = peer[0]
             self.client = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
         h2c = self.h2
-        h2c.initiate_connection()
-        h2c.update_settings(listener.h2_settings)
+        h2c.initiate_connection()  # its SETTINGS carry the listener's (see new_h2)
         h2c.increment_flow_control_window(listener.connection_window)
         listener.connections.add(self)
         self.flush()
@@ -150,22 +146,19 @@ class H2Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def refuse_new(self) -> None:
-        """GOAWAY naming the last stream taken: calls in flight go on, new ones are refused.
-        Written by hand: h2's own GOAWAY closes its state machine to every further frame."""
+        """GOAWAY naming the last stream taken: calls in flight go on, new ones are refused."""
         if self.refusing or self.transport is None:
             return
         self.refusing = True
+        self.h2.goaway()
         self.flush()
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.h2.highest_inbound_stream_id
-        frame.error_code = _NO_ERROR
-        self.transport.write(frame.serialize())
         if not self.streams:
             self.transport.close()
 
     def close(self) -> None:
-        """Flush what h2 queued (its GOAWAY), close, and cut the connection if the peer has not
-        read it after :data:`ABORT_AFTER`: a peer that stopped reading pins no buffer."""
+        """Flush what the state machine queued (its GOAWAY), close, and cut the connection if the
+        peer has not read it after :data:`ABORT_AFTER`: a peer that stopped reading pins no
+        buffer."""
         transport = self.transport
         self._backlog = None
         if transport is not None and not transport.is_closing():
@@ -212,15 +205,12 @@ class H2Connection(asyncio.Protocol):
                 transport.resume_reading()
 
     def _receive(self, data: bytes | bytearray, now: float) -> None:
-        """One turn: at most ``frames_per_turn`` frames to h2, their events, the verdict on
-        the window's counts, then up to ``calls_per_turn`` tasks of calls opened and still
-        alive."""
+        """One turn: at most ``frames_per_turn`` frames to the state machine, their events, the
+        verdict on the window's counts, then up to ``calls_per_turn`` tasks of calls opened and
+        still alive."""
         guard = self.guard
         guard.roll(now, self.sent_frames)
-        # h2 counts a connection's open streams one by one for each new one: a HEADERS frame
-        # costs about as much as 32 other frames per 1024 streams open
-        cost = 1 + len(self.h2.streams) // 32
-        cut = self.scan.scan(data, self.frames_per_turn, guard.frames, cost)
+        cut = self.scan.scan(data, self.frames_per_turn, guard.frames)
         chunk: bytes | bytearray | memoryview = data
         if cut < len(data):
             view = memoryview(data)
@@ -230,13 +220,15 @@ class H2Connection(asyncio.Protocol):
             self._pace_reading()
         try:
             events = self.h2.receive_data(chunk)
-        except h2.exceptions.DenialOfServiceError:
-            self._flooded("header_block")  # h2 queued GOAWAY(ENHANCE_YOUR_CALM) itself
+        except DenialOfServiceError:
+            self._flooded("header_block")  # GOAWAY(ENHANCE_YOUR_CALM) is queued already
             return
-        except h2.exceptions.ProtocolError:
-            self.close()  # h2 queued its GOAWAY; the streams are cancelled in connection_lost
+        except ProtocolError:
+            self.close()  # its GOAWAY is queued; the streams are cancelled in connection_lost
             return
         self._events(events)
+        if self.transport is None or self.transport.is_closing():
+            return
         reason = guard.verdict(self.sent_frames)
         if reason is not None:
             self._flooded(reason)
@@ -264,29 +256,36 @@ class H2Connection(asyncio.Protocol):
         if starts and self._next_turn is None:
             self._next_turn = self.loop.call_soon(self._turn)
 
-    def _events(self, events: list[Any]) -> None:
+    def _events(self, events: list[ev.Event]) -> None:
         streams = self.streams
         for event in events:
-            kind = type(event)
-            if kind is h2.events.DataReceived:
+            if isinstance(event, ev.DataReceived):
                 stream = streams.get(event.stream_id)
                 if stream is None or stream.error is not None:
                     self._ack(event)
                 else:
                     stream.on_data(event.data, event.flow_controlled_length)
-            elif kind is h2.events.RequestReceived:
+            elif isinstance(event, ev.RequestReceived):
                 self._request(event)
-            elif kind is h2.events.StreamEnded:
+            elif isinstance(event, ev.StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.on_end()
-            elif kind is h2.events.WindowUpdated:
+            elif isinstance(event, ev.WindowUpdated):
                 self._window(event.stream_id)
-            elif kind is h2.events.StreamReset:
+            elif isinstance(event, ev.StreamReset):
+                if (
+                    not event.remote_reset
+                    and event.error_code == REFUSED_STREAM
+                    and not self.refusing
+                    and event.stream_id not in streams
+                ):
+                    self._over_the_limit()
+                    return
                 self._reset(event.stream_id, event.remote_reset)
-            elif kind is h2.events.RemoteSettingsChanged:
+            elif isinstance(event, ev.RemoteSettingsChanged):
                 self._window(0)
-            elif kind is h2.events.ConnectionTerminated:
+            elif isinstance(event, ev.ConnectionTerminated):
                 self.refusing = True  # the app said GOAWAY: its calls in flight may finish
                 if not streams:
                     self.close()
@@ -294,26 +293,26 @@ class H2Connection(asyncio.Protocol):
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks -= 1
 
-    def _ack(self, event: Any) -> None:
+    def _ack(self, event: ev.DataReceived) -> None:
         try:
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         except STREAM_ERRORS:
             pass
 
-    def _request(self, event: Any) -> None:
+    def _request(self, event: ev.RequestReceived) -> None:
         sid = event.stream_id
         # refused while draining, or while this connection's tasks (reset calls still unwinding
         # included) and calls waiting to start fill its concurrency: REFUSED_STREAM tells the
         # app nothing ran (gRPC clients retry it)
         if self.refusing or self.tasks + len(self._starts) >= self.max_tasks:
             try:
-                self.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                self.h2.reset_stream(sid, REFUSED_STREAM)
             except STREAM_ERRORS:
                 pass
             return
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
-        if event.stream_ended is not None:
+        if event.stream_ended:
             stream.ended = True
         self.guard.calls += 1
         self._starts.append((stream, event.headers))
@@ -338,6 +337,19 @@ class H2Connection(asyncio.Protocol):
             if stream.task is not None:
                 stream.task.cancel()
 
+    def _over_the_limit(self) -> None:
+        """The app opened more calls than the SETTINGS it was sent allow (the state machine
+        refused the call, a stream error the RFC allows): the connection is closed with
+        GOAWAY(PROTOCOL_ERROR) instead, as a refused stream costs the sidecar a header block
+        decoded and nothing counts it as a call, so a peer that keeps doing it is flooding."""
+        if self.transport is None:
+            return
+        try:
+            self.h2.close_connection(error_code=PROTOCOL_ERROR)
+        except ProtocolError:
+            pass
+        self.close()
+
     def _flooded(self, reason: str) -> None:
         """GOAWAY(ENHANCE_YOUR_CALM), counted and logged once, and the connection closed: its
         calls are cancelled as for a lost connection."""
@@ -350,9 +362,9 @@ class H2Connection(asyncio.Protocol):
             extra={"fields": {"client": self.client, "reason": reason, **self.guard.summary()}},
         )
         try:
-            self.h2.close_connection(error_code=_CALM)
-        except h2.exceptions.ProtocolError:
-            pass  # h2 closed it already (and queued its own GOAWAY)
+            self.h2.close_connection(error_code=ENHANCE_YOUR_CALM)
+        except ProtocolError:
+            pass  # closed already (and its own GOAWAY queued)
         self.close()
 
     def forget(self, stream: H2Stream) -> None:

@@ -1,6 +1,7 @@
 """The HTTP/2 front of the gRPC port (``grpc.server: h2``): the app's gRPC calls read and written
-at the frame level with the ``h2`` library, through the same route table and filter chains as
-the grpc.aio listener (:mod:`.listener`), for about half its CPU per call (docs/grpc.md).
+at the frame level with the sidecar's own HTTP/2 state machine (:mod:`sidecar.http2`), through
+the same route table and filter chains as the grpc.aio listener (:mod:`.listener`), for a
+fraction of its CPU per call (docs/grpc.md).
 
 Each call's HEADERS become the :class:`~sidecar.exchange.Exchange` of :mod:`sidecar.grpc.wire`
 (metadata as headers, messages as the body: ``bytes`` when the app had sent its one message and
@@ -19,7 +20,8 @@ Cleartext HTTP/2 with prior knowledge only (the port is loopback, as gRPC channe
 it). No ``grpc-encoding``: a call that names one is UNIMPLEMENTED, a compressed message INTERNAL.
 The deadline is the app's to enforce (its gRPC library resets the stream when it passes, which
 cancels the call); the upstream call gets it too. Metadata past ``max_metadata_size`` closes the
-connection (h2 refuses a header block over the advertised SETTINGS_MAX_HEADER_LIST_SIZE).
+connection (a header block over the advertised SETTINGS_MAX_HEADER_LIST_SIZE is refused with
+GOAWAY(ENHANCE_YOUR_CALM), counted as the ``header_block`` flood).
 """
 
 from __future__ import annotations
@@ -31,13 +33,11 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import h2.config
-import h2.settings
-
 from ..app_quiet import AppActivity
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..fdlimit import UNLIMITED, ConnectionCap
+from ..http2.connection import Connection
 from .control import ControlServices, ServedServices
 from .dispatch import Unrouted, dispatch
 from .h2_connection import H2Connection, H2Stream, StreamGone
@@ -99,19 +99,6 @@ class H2GrpcListener:
         self.draining = False
         self.max_receive = cfg.max_receive_message_size
         self.max_send = cfg.max_send_message_size
-        self.h2_config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            # what this listener sends was checked as it was built (metadata.response_metadata)
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        codes = h2.settings.SettingCodes
-        self.h2_settings: dict[h2.settings.SettingCodes | int, int] = {
-            codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            codes.MAX_CONCURRENT_STREAMS: cfg.max_concurrent_streams,
-            codes.MAX_HEADER_LIST_SIZE: cfg.max_metadata_size,
-        }
         self.connection_window = CONNECTION_WINDOW
         self.connections: set[H2Connection] = set()
         #: app connections open at once (the sidecar sets ``cap.limit`` at start, as for HTTP)
@@ -126,6 +113,21 @@ class H2GrpcListener:
         self._idle = asyncio.Event()
         #: called for a call that matched no route (access log).
         self.on_unrouted: Unrouted | None = None
+
+    def new_h2(self) -> Connection:
+        """The state machine of a new app connection: its first SETTINGS announce the stream
+        window, the concurrency and the metadata bound of this listener; what the listener sends
+        was checked as it was built (metadata.response_metadata), what the app sends is checked
+        by the state machine (RFC 9113 header rules)."""
+        cfg = self.cfg
+        return Connection(
+            client_side=False,
+            initial_window_size=STREAM_WINDOW,
+            max_concurrent_streams=cfg.max_concurrent_streams,
+            max_header_list_size=cfg.max_metadata_size,
+            # a compressed block is no larger than the list it decodes to
+            max_header_block_size=cfg.max_metadata_size,
+        )
 
     async def start(self, host: str, port: int) -> None:
         if self.control is not None:

@@ -1,7 +1,7 @@
 """gRPC over HTTP/2 as the frame-level listener reads and writes it: request headers into the
 chain's metadata, ``grpc-timeout``, the trailers block, ``grpc-message`` percent-encoding.
 
-These are pure functions on the bytes h2 hands over (``header_encoding=None``), so the
+These are pure functions on the header bytes the HTTP/2 state machine hands over, so the
 listener decodes only what the chain needs. The encoding of metadata in the chain is
 :mod:`sidecar.grpc.wire`'s: ``-bin`` values base64 (padded), reserved names dropped.
 

@@ -23,16 +23,15 @@ __all__ = ["STREAM_ERRORS", "CompressedMessage", "H2Stream", "StreamGone", "Trun
 import asyncio
 from typing import TYPE_CHECKING
 
-import h2.errors
-import h2.exceptions
-
 from ..errors import BodyTooLarge, SidecarError
+from ..http2.errors import ProtocolError
+from ..http2.frames import NO_ERROR
 
 if TYPE_CHECKING:
     from .h2_connection import H2Connection
 
-STREAM_ERRORS = (h2.exceptions.ProtocolError, KeyError)
-_NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+#: what the state machine raises for a stream that is gone (reset, or its connection closed)
+STREAM_ERRORS = (ProtocolError, KeyError)
 
 
 class StreamGone(Exception):
@@ -241,7 +240,7 @@ class H2Stream:
         self._ack()
         if not self.ended and not self.gone:
             try:
-                self.h2.reset_stream(self.sid, _NO_ERROR)
+                self.h2.reset_stream(self.sid, NO_ERROR)
             except STREAM_ERRORS:
                 pass
             self.conn.mark()
