@@ -42,6 +42,7 @@ from ..tls.material import TlsMaterial
 from ..upstream.tls import describe_tls_error
 from .h2_channel_target import ChannelTarget, h2_context
 from .h2_client_connection import ClientConnection
+from .h2_client_framing import retime
 from .h2_client_stream import ClientStream
 
 #: the first reconnect backoff, and how it grows (gRPC's connection backoff).
@@ -115,14 +116,17 @@ class H2Channel:
         sidecar's errors (connect, TLS, ``upstream_timeout`` when ``deadline`` passes)."""
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._open(headers, end)
+                return await self._open(headers, end, deadline)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"no stream free on {self.where} within the call's deadline"
             ) from None
 
-    async def _open(self, headers: list[tuple[bytes, bytes]], end: bool) -> ClientStream:
+    async def _open(
+        self, headers: list[tuple[bytes, bytes]], end: bool, deadline: float | None
+    ) -> ClientStream:
         first_in_line = False
+        loop = asyncio.get_running_loop()
         while True:
             if self.closed:
                 raise UpstreamConnectError(f"the channel to {self.where} is closed")
@@ -130,8 +134,11 @@ class H2Channel:
             if conn is None:
                 conn = await self._connected()
             if conn.has_room and (first_in_line or not self._waiters):
+                # the wait counts: the upstream gets what is left now, never more
+                if deadline is not None and not retime(headers, deadline - loop.time()):
+                    raise TimeoutError
                 return conn.start(headers, end)
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             if first_in_line:
                 self._waiters.appendleft(waiter)
             else:

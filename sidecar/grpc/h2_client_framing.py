@@ -28,6 +28,7 @@ __all__ = [
     "grpc_timeout",
     "percent_decode",
     "response_metadata_of",
+    "retime",
     "trailers_of",
 ]
 
@@ -136,6 +137,19 @@ def grpc_timeout(remaining: float) -> bytes | None:
     if ms > _MAX_MS:
         return b"%dS" % min(ms // 1000, _MAX_MS)
     return b"%dm" % ms
+
+
+def retime(headers: list[tuple[bytes, bytes]], remaining: float) -> bool:
+    """Set the ``grpc-timeout`` of a call's HEADERS (if any) to ``remaining`` seconds, for a
+    call that waited before it was sent; ``False`` when too little is left to send it."""
+    for i, (key, _) in enumerate(headers):
+        if key == b"grpc-timeout":
+            value = grpc_timeout(remaining)
+            if value is None:
+                return False
+            headers[i] = (key, value)
+            break
+    return True
 
 
 def percent_decode(value: bytes) -> str:

@@ -13,13 +13,13 @@ The answer (:mod:`.h2_call_answer`) has the shapes of grpc.aio's path: a trailer
 ``Response`` when the status came first, a whole one for a declared unary method
 (``is_unary``) called with one message, else a body of messages read as the app's side asks
 (received bytes are acknowledged only then: a slow app slows the upstream) that sets
-``response.trailers`` before it ends. A call refused before it ran (REFUSED_STREAM, or above a
-GOAWAY's last stream) is sent again, up to :data:`MAX_REFUSALS` times, when its request is one message.
-What the sidecar found itself is its error before any answer (``upstream_connect``/``tls``
-from the channel, ``upstream_reset``, ``upstream_timeout``) and a status with
-``x-sidecar-error`` after. A message over ``max_send_message_size`` is not sent
-(RESOURCE_EXHAUSTED, ``body_too_large``). A call cancelled, or past its deadline, resets its
-stream with CANCEL.
+``response.trailers`` before it ends. A call refused before it ran (REFUSED_STREAM, or above
+a GOAWAY's last stream) is sent again, up to :data:`MAX_REFUSALS` times, when its request is
+one message (with what is left of its deadline). What the sidecar found itself is its error
+before any answer (``upstream_connect``/``tls`` from the channel, ``upstream_reset``,
+``upstream_timeout``) and a status with ``x-sidecar-error`` after. A message over
+``max_send_message_size`` is not sent (RESOURCE_EXHAUSTED, ``body_too_large``). A call
+cancelled, or past its deadline, resets its stream with CANCEL.
 
 Per call: no config lookup, no logging, no string formatting off the error paths.
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from ..errors import UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
 from .h2_call_answer import answer, answer_unary, local_trailers
-from .h2_client_framing import FramingError, frame_message, grpc_timeout
+from .h2_client_framing import FramingError, frame_message, grpc_timeout, retime
 from .h2_client_stream import CANCEL, ClientStream, StreamGone
 from .metadata import request_metadata
 
@@ -123,6 +123,10 @@ def call_handler(
                         if not stream.refused or refusals == MAX_REFUSALS:
                             raise
                         refusals += 1
+                        if deadline is not None and not retime(headers, deadline - loop.time()):
+                            raise UpstreamTimeout(
+                                f"no answer from {where} within the call's deadline"
+                            ) from None
             else:
                 stream = start(headers, False) or await open_stream(headers, False, deadline)
                 pump = loop.create_task(_pump(stream, body, max_send))

@@ -526,6 +526,9 @@ async def test_the_upstreams_stream_limit_is_respected_by_200_concurrent_calls()
             await watcher
         assert got == [b"%d" % i for i in range(200)]
         assert 1 < peak <= 10
+        # the calls that waited in line were sent with what was left of their deadline
+        first, last = up.calls[1].deadline_remaining, up.calls[-1].deadline_remaining
+        assert first is not None and last is not None and last < first - 0.05
 
 
 # --- TLS ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sidecar.grpc.h2_client_framing import (
     grpc_timeout,
     percent_decode,
     response_metadata_of,
+    retime,
     trailers_of,
 )
 
@@ -80,6 +81,15 @@ def test_too_little_time_left_sends_no_call() -> None:
     """Under ~2 ms left, there is no timeout to send: the call is not made."""
     assert grpc_timeout(0.0015) is None
     assert grpc_timeout(-1.0) is None
+
+
+def test_a_call_that_waited_is_sent_with_what_is_left() -> None:
+    """A call that waited for a stream is sent with the time left then, not when it began."""
+    headers = [(b":path", b"/s/m"), (b"grpc-timeout", b"4999m"), (b"x", b"1")]
+    assert retime(headers, 3.0)
+    assert headers == [(b":path", b"/s/m"), (b"grpc-timeout", b"2999m"), (b"x", b"1")]
+    assert not retime(headers, 0.001)
+    assert retime([(b":path", b"/s/m")], 0.001)  # no deadline: nothing to change
 
 
 def test_grpc_message_is_percent_decoded_as_utf8() -> None:
