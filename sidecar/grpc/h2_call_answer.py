@@ -69,6 +69,7 @@ def finish(stream: ClientStream, timer: asyncio.TimerHandle | None) -> None:
 
 
 def local_trailers(code: int, reason: str, where: str, details: object) -> Headers:
+    """A status the sidecar made up: its details name the upstream, ``x-sidecar-error`` why."""
     trailers = status_trailers(code, f"{where}: {details}", None)
     trailers.add("x-sidecar-error", reason)
     return trailers

@@ -119,7 +119,8 @@ class H2Channel:
                 return await self._open(headers, end, deadline)
         except TimeoutError:
             raise UpstreamTimeout(
-                f"no stream free on {self.where} within the call's deadline"
+                f"no answer from {self.where} within the call's deadline (it waited for a "
+                "connection or a free stream)"
             ) from None
 
     async def _open(
