@@ -16,8 +16,8 @@ WINDOW_UPDATE frames, empty DATA frames, RST_STREAM or HEADERS for streams long 
   allowance for what an honest client sends back: 4 per call opened and per frame sent).
 
 Pure bookkeeping, no I/O: closing the connection, the metric and the log line are
-:mod:`.h2_connection`'s. What the state machine bounds itself (frame size, the size of a header block
-with its CONTINUATION frames, header list size) is not counted again here.
+:mod:`.h2_connection`'s. What the state machine bounds itself (frame size, the size of a
+header block with its CONTINUATION frames, header list size) is not counted again here.
 """
 
 from __future__ import annotations
