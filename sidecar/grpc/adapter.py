@@ -1,15 +1,14 @@
 """The ``grpc`` adapter (``adapter: grpc``): a built-in plugin that calls gRPC upstreams.
 
-It owns one channel per upstream (:mod:`.channels`: kept across reloads while its settings and
-certificate files stay the same, retired with a grace when they change) and builds each
-upstream's terminal handler, whose calls are :mod:`.upstream_call`'s: raw messages each way,
-each call made the cheapest way that forwards it whole (a unary call for a method
-``options.unary_methods`` declares, a single-request call for one whole request message, a
-bidirectional stream otherwise), grpcio's errors translated by :mod:`.upstream_status`.
+It owns one channel per upstream (:mod:`.h2_channel`: the sidecar's own HTTP/2 client on
+:mod:`sidecar.http2`, TLS from the upstream's ``tls`` as for HTTP upstreams; kept across reloads
+while its settings stay the same, retired with a grace when they change) and builds each
+upstream's terminal handler, whose calls are :mod:`.h2_upstream_call`'s: raw messages each way,
+framed and deframed here, every call a stream on the channel's connection.
 
-The adapter is registered (and built) in every sidecar, but grpcio is imported only when its
-first channel is opened, composing the first upstream with ``adapter: grpc``: a sidecar without
-one never loads grpcio for it (about 10 MB resident, a tenth of a second at start-up).
+The adapter is registered (and built) in every sidecar and imports no gRPC library: grpcio is
+not needed to call gRPC upstreams (a sidecar loads it only for ``grpc.server: grpcio`` or an
+OTLP/gRPC exporter).
 """
 
 from __future__ import annotations
@@ -19,23 +18,17 @@ __all__ = ["GRPC_ADAPTER", "GrpcAdapter"]
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..api import GRPC_STATUSES, Adapter, AdapterRegistry, AdapterServices, AdapterTraits, hookimpl
 from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..outcomes import Classifier
-from .channels import (
-    ChannelSpec,
-    GrpcUpstreamOptions,
-    channel_spec,
-    open_channel,
-    unary_matcher,
-)
+from .channels import GrpcUpstreamOptions, unary_matcher
+from .h2_channel import H2Channel
+from .h2_channel_target import ChannelTarget, channel_target
+from .h2_upstream_call import call_handler
 from .wire import classify_grpc
-
-if TYPE_CHECKING:
-    import grpc
 
 GRPC_ADAPTER = "grpc"
 #: in-flight calls on a channel a reload replaced get this long before it is closed.
@@ -44,9 +37,9 @@ RETIRE_GRACE = 60.0
 
 @dataclass
 class _Held:
-    key: tuple[Any, ...]
-    spec: ChannelSpec
-    channel: grpc.aio.Channel
+    #: what the channel was built from: an equal target on a reload keeps the channel
+    key: ChannelTarget
+    channel: H2Channel
 
 
 class GrpcAdapter(Adapter):
@@ -66,13 +59,12 @@ class GrpcAdapter(Adapter):
 
     def _channel(self, name: str, up: UpstreamConfig) -> _Held:
         options = GrpcUpstreamOptions.model_validate(up.options)
-        spec = channel_spec(up, options)
-        key = spec.key_id
+        key = channel_target(up, options)
         for table in (self.channels, self._pending):
             have = table.get(name)
             if have is not None and have.key == key:
                 return have
-        held = _Held(key, spec, open_channel(spec))
+        held = _Held(key, H2Channel(name, key))
         if name in self.channels:
             # a reload changed it: in service once the new table is live (retire)
             stale = self._pending.pop(name, None)
@@ -83,8 +75,8 @@ class GrpcAdapter(Adapter):
             self.channels[name] = held
         return held
 
-    def _close_later(self, channel: grpc.aio.Channel, grace: float) -> None:
-        task = asyncio.get_running_loop().create_task(channel.close(grace))
+    def _close_later(self, channel: H2Channel, grace: float) -> None:
+        task = asyncio.get_running_loop().create_task(channel.aclose(grace))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -109,17 +101,12 @@ class GrpcAdapter(Adapter):
         if self._closing:
             await asyncio.wait(list(self._closing), timeout=5.0)
 
-    def _state(self, name: str) -> Any:
-        held = self.channels.get(name)
-        return None if held is None else held.channel.get_state(try_to_connect=False)
-
     def health(self, name: str) -> bool | None:
-        state = self._state(name)
-        # grpc.ChannelConnectivity, by name: this module does not import grpcio (see above)
-        known = state.name if state is not None else None
-        if known == "TRANSIENT_FAILURE":
+        held = self.channels.get(name)
+        state = held.channel.state if held is not None else None
+        if state == "transient_failure":
             return False
-        if known == "READY":
+        if state == "ready":
             return True
         return None
 
@@ -127,12 +114,12 @@ class GrpcAdapter(Adapter):
         held = self.channels.get(name)
         if held is None:
             return {}
-        state = self._state(name)
+        target = held.key
         return {
-            "target": held.spec.target,
-            "tls": held.spec.tls,
-            "mtls": held.spec.mtls,
-            "channel_state": state.name.lower() if state is not None else None,
+            "target": target.target,
+            "tls": target.tls is not None,
+            "mtls": target.tls is not None and target.tls.cert is not None,
+            "channel_state": held.channel.state,
         }
 
     def classifier(self, name: str, upstream: UpstreamConfig) -> Classifier:
@@ -142,11 +129,8 @@ class GrpcAdapter(Adapter):
 
     def handler(self, name: str, upstream: UpstreamConfig) -> Handler:
         held = self._channel(name, upstream)
-        # grpcio's call code: imported with the first gRPC upstream composed (see the module)
-        from .upstream_call import call_handler
-
         unary = unary_matcher(GrpcUpstreamOptions.model_validate(upstream.options).unary_methods)
-        return call_handler(name, held.channel, held.spec.target, self.services.metrics, unary)
+        return call_handler(name, held.channel, held.key.target, self.services.metrics, unary)
 
 
 @hookimpl(trylast=True)

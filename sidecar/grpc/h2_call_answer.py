@@ -10,8 +10,7 @@
   (:class:`OneMessage` when empty) and its trailers.
 - :func:`final_trailers`: the status, or the sidecar's error: what it found itself is raised
   before any answer (``upstream_reset``, ``upstream_timeout``), and after the answer began is
-  a status naming the upstream with ``x-sidecar-error``, as
-  :func:`~.upstream_status.failed_trailers` does for grpc.aio. A size limit is
+  a status naming the upstream with ``x-sidecar-error``. A size limit is
   RESOURCE_EXHAUSTED with ``body_too_large`` either way.
 
 An answer that is not gRPC's (an HTTP error, another content type) ends the call with the code
@@ -39,8 +38,7 @@ _DEADLINE_SLACK = 0.005
 
 class OneMessage:
     """A response body of exactly one message, empty ones included (a ``bytes`` body of
-    ``b""`` says "no message" to the fronts). The same as :class:`.unary_call.OneMessage`,
-    which this client cannot import: that module loads grpcio."""
+    ``b""`` says "no message" to the fronts)."""
 
     __slots__ = ("message",)
 

@@ -128,15 +128,38 @@ class MessageReader:
 
 
 def grpc_timeout(remaining: float) -> bytes | None:
-    """The ``grpc-timeout`` value for a call with ``remaining`` seconds left, rounded down so
-    that the upstream's deadline is never after the call's; ``None`` when too little is left to
-    send a call at all (under ~2 ms)."""
+    """The ``grpc-timeout`` value for a call with ``remaining`` seconds left, less a millisecond,
+    rounded down onto the grid gRPC clients round their own timeouts up onto (whole ms below
+    1 s, 10 ms below 10 s, 100 ms below 100 s, whole seconds above); ``None`` when too little
+    is left to send a call at all (under ~2 ms).
+
+    Why the grid: the app's deadline reached the sidecar as its client's ``grpc-timeout``,
+    rounded up onto that grid and counted from when the sidecar received it, so what is left
+    here may be up to a step more than the app has; rounding down by a step keeps the
+    upstream's deadline from landing after the app's, hop after hop."""
     ms = int(remaining * 1000) - SEND_MARGIN_MS  # int(): rounded down
     if ms < 1:
         return None
+    ms -= ms % _grid_ms(ms)
     if ms > _MAX_MS:
         return b"%dS" % min(ms // 1000, _MAX_MS)
     return b"%dm" % ms
+
+
+def _grid_ms(ms: int) -> int:
+    """The step of ``grpc-timeout``'s grid for ``ms`` milliseconds (three significant digits,
+    then whole seconds and their tens...), as gRPC clients encode it."""
+    if ms < 1_000:
+        return 1
+    if ms < 10_000:
+        return 10
+    if ms < 100_000:
+        return 100
+    if ms < 1_000_000:
+        return 1_000
+    if ms < 10_000_000:
+        return 10_000
+    return 100_000
 
 
 def retime(headers: list[tuple[bytes, bytes]], remaining: float) -> bool:

@@ -1,5 +1,5 @@
 """One call to a gRPC upstream on the sidecar's own HTTP/2 client (:mod:`.h2_channel`): the
-``grpc`` adapter's terminal handler, with the contract of :mod:`.upstream_call` (grpc.aio's).
+``grpc`` adapter's terminal handler.
 
 The request: HEADERS with the exchange's metadata (:func:`~.metadata.request_metadata`, ``-bin``
 values base64 on the wire) and a ``grpc-timeout`` rounded down from what is left of
@@ -9,7 +9,7 @@ half-close in the same write when the window takes it; a stream of messages is s
 as the upstream's window allows, never cut short while it reads the app's stream (a retry's
 replay buffer keeps what it read).
 
-The answer (:mod:`.h2_call_answer`) has the shapes of grpc.aio's path: a trailers-only
+The answer (:mod:`.h2_call_answer`): a trailers-only
 ``Response`` when the status came first, a whole one for a declared unary method
 (``is_unary``) called with one message, else a body of messages read as the app's side asks
 (received bytes are acknowledged only then: a slow app slows the upstream) that sets

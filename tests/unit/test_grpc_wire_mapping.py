@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -13,7 +12,8 @@ from sidecar.config import parse_config
 from sidecar.errors import NoRoute
 from sidecar.exchange import Exchange, Headers, Response
 from sidecar.filters import metrics as metrics_filter
-from sidecar.grpc.channels import ChannelConfigError, GrpcUpstreamOptions, channel_spec
+from sidecar.grpc.channels import ChannelConfigError, GrpcUpstreamOptions
+from sidecar.grpc.h2_channel_target import channel_target
 from sidecar.grpc.metadata import (
     MetadataInvalid,
     headers_from_metadata,
@@ -23,7 +23,6 @@ from sidecar.grpc.metadata import (
     status_trailers,
 )
 from sidecar.grpc.routes import GrpcRoutes, service_of
-from sidecar.grpc.upstream_status import local_reason as _local_reason
 from sidecar.routing import ExplicitRoute, Route
 from sidecar.telemetry.metrics import Metrics
 from sidecar.testing import make_route_context
@@ -154,18 +153,34 @@ def _upstream(**fields: Any) -> Any:
 
 
 def test_a_plaintext_channel_and_its_options() -> None:
-    """``grpc://`` is plaintext; grpcio's own retries are off; sizes and keepalive applied."""
+    """``grpc://`` is plaintext; ``host`` is the ``:authority``; sizes and keepalive applied."""
     options = GrpcUpstreamOptions.model_validate(
         {"keepalive_time": "30s", "max_receive_message_size": "16MiB"}
     )
-    spec = channel_spec(_upstream(connect_timeout="2s", host="inventory"), options)
-    args = dict(spec.options)
-    assert (spec.target, spec.tls) == ("inv:50051", False)
-    assert args["grpc.enable_retries"] == 0
-    assert args["grpc.keepalive_time_ms"] == 30_000
-    assert args["grpc.max_receive_message_length"] == 16 * 1024 * 1024
-    assert args["grpc.min_reconnect_backoff_ms"] == 2000
-    assert args["grpc.default_authority"] == "inventory"
+    target = channel_target(_upstream(connect_timeout="2s", host="inventory"), options)
+    assert (target.target, target.tls, target.authority) == ("inv:50051", None, "inventory")
+    assert target.keepalive == (30.0, 20.0, False)
+    assert target.max_receive_message_size == 16 * 1024 * 1024
+    assert target.connect_timeout == 2.0
+
+
+def test_a_tls_channel_verifies_under_the_urls_host_unless_told_otherwise() -> None:
+    """``grpcs://`` is TLS: the server is checked under the URL's host, or ``tls.server_name``;
+    ``tls.verify: false`` and ``tls.spiffe_id`` are the channel's to honour, not refused."""
+    plain = channel_target(_upstream(url="grpcs://inv:443"), GrpcUpstreamOptions())
+    assert plain.tls is not None and plain.server_name == "inv"
+    named = channel_target(
+        _upstream(url="grpcs://10.0.0.7:443", tls={"server_name": "inventory.internal"}),
+        GrpcUpstreamOptions(),
+    )
+    assert named.server_name == "inventory.internal" and named.authority == "10.0.0.7:443"
+    lax = channel_target(
+        _upstream(url="grpcs://inv:1", tls={"verify": False}), GrpcUpstreamOptions()
+    )
+    assert lax.tls is not None and lax.tls.verify is False
+    spiffe = {"spiffe_id": "spiffe://c.l/ns/a/sa/b"}
+    checked = channel_target(_upstream(url="grpcs://inv:1", tls=spiffe), GrpcUpstreamOptions())
+    assert checked.tls is not None and checked.tls.spiffe_id == spiffe["spiffe_id"]
 
 
 @pytest.mark.parametrize(
@@ -174,34 +189,14 @@ def test_a_plaintext_channel_and_its_options() -> None:
         ({"url": "http://inv:80"}, "url"),
         ({"url": "grpc://inv"}, "url"),
         ({"url": "grpc://inv:1/base"}, "url"),
-        ({"url": "grpcs://inv:1", "tls": {"verify": False}}, "tls.verify"),
-        ({"url": "grpcs://inv:1", "tls": {"spiffe_id": "spiffe://c.l/ns/a/sa/b"}}, "tls.spiffe_id"),
         ({"url": "grpc://inv:1", "tls": {"server_name": "x"}}, "tls"),
     ],
 )
 def test_what_a_grpc_channel_cannot_do_is_refused(fields: dict[str, Any], key: str) -> None:
-    """A config grpcio cannot honour fails with the key that is wrong, never silently."""
+    """A config no gRPC channel can honour fails with the key that is wrong, never silently."""
     with pytest.raises(ChannelConfigError) as err:
-        channel_spec(_upstream(**fields), GrpcUpstreamOptions())
+        channel_target(_upstream(**fields), GrpcUpstreamOptions())
     assert err.value.key == key
-
-
-# --- who made a status -------------------------------------------------------------------------
-
-
-async def test_grpcio_s_own_failures_are_told_from_the_upstream_s_answers() -> None:
-    """grpcio's own wording and the clock tell a sidecar finding from an upstream's status."""
-    now = asyncio.get_running_loop().time()
-    failed = "failed to connect to all addresses; last error: Connection refused"
-    assert _local_reason(14, failed, None) == "upstream_connect"
-    assert _local_reason(14, "Socket closed", None) == "upstream_reset"
-    assert _local_reason(14, "the payments database is down", None) is None
-    assert _local_reason(4, "Deadline Exceeded", now - 1) == "upstream_timeout"
-    assert _local_reason(4, "my own backend timed out", now + 10) is None
-    assert _local_reason(8, "Received message larger than max (9 vs. 8)", None) == "body_too_large"
-    removed = "Stream removed (CLIENT: Received message larger than max (9 vs. 8))"
-    assert _local_reason(8, removed, None) == "body_too_large"
-    assert _local_reason(8, "quota exceeded", None) is None
 
 
 # --- metrics -----------------------------------------------------------------------------------

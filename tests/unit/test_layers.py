@@ -78,7 +78,6 @@ LAYERS: dict[str, Layer] = {
     "sidecar.upstream.*": Layer.EXTENSIONS,
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
-    "sidecar.grpc.upstream_call": Layer.EXTENSIONS,
     # the grpc adapter's own HTTP/2 client (on sidecar.http2): channel, connection, stream,
     # framing, and the call
     "sidecar.grpc.h2_channel": Layer.EXTENSIONS,
@@ -88,9 +87,6 @@ LAYERS: dict[str, Layer] = {
     "sidecar.grpc.h2_client_stream": Layer.EXTENSIONS,
     "sidecar.grpc.h2_client_framing": Layer.EXTENSIONS,
     "sidecar.grpc.h2_upstream_call": Layer.EXTENSIONS,
-    "sidecar.grpc.upstream_deadline": Layer.EXTENSIONS,
-    "sidecar.grpc.upstream_status": Layer.EXTENSIONS,
-    "sidecar.grpc.unary_call": Layer.EXTENSIONS,
     "sidecar.grpc.metadata": Layer.EXTENSIONS,
     # 5 fronts: the ports calls arrive on, and routing a call to its chain
     "sidecar.routing": Layer.FRONTS,
