@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""gRPC proxy benchmark: direct vs grpc.aio floor vs an h2 frame relay vs the sidecar's gRPC port.
+"""gRPC proxy benchmark: direct vs nginx grpc_pass vs grpc.aio floor vs an h2 frame relay vs the
+sidecar's gRPC port.
 
 One run starts a raw-bytes gRPC echo upstream (``bench/grpc_echo_upstream.py``), the peers
-(``bench/grpc_aio_passthrough.py``: the least a grpc.aio pass-through does;
-``bench/grpc_h2_relay.py``: an HTTP/2 frame-level prototype) and one sidecar per variant, then
-drives each with h2load (a C HTTP/2 load generator posting framed gRPC messages), interleaved,
-N rounds, for two workloads:
+(nginx ``grpc_pass`` with upstream keep-alive, ``bench/grpc_nginx.py``: the reference the
+project's targets are stated against; ``bench/grpc_aio_passthrough.py``: the least a grpc.aio
+pass-through does; ``bench/grpc_h2_relay.py``: an HTTP/2 frame-level prototype) and one sidecar
+per variant, then drives each with h2load (a C HTTP/2 load generator posting framed gRPC
+messages), interleaved, N rounds, for two workloads:
 
 - ``unary``: ``/echo.v1.Echo/Unary``, one message per call: calls/s, p50/p99 per call and the
   proxy's CPU µs per call;
@@ -39,6 +41,7 @@ import shlex
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc_nginx
 import http_proxy as hp
 import yaml
 
@@ -58,7 +62,8 @@ SERVICE = "echo.v1.Echo"
 UNARY, BIDI = f"/{SERVICE}/Unary", f"/{SERVICE}/Bidi"
 STATS = "/bench.Stats/Get"
 SATURATED_PCT = 90.0  # a core busier than this limits throughput
-TARGET_US = {"unary": 400.0, "bidi": 150.0}  # the project's CPU targets for the sidecar
+#: the project's CPU targets for the sidecar (default chain), stated beside nginx grpc_pass
+TARGET_US = {"unary": 250.0, "bidi": 60.0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,6 +95,7 @@ SIDECAR_VARIANTS = [
 ]
 PEERS = {
     "direct": "direct (no proxy)",
+    "nginx": "nginx grpc_pass",
     "grpc-aio": "grpc.aio pass-through (floor)",
     "h2-relay": "h2 frame relay (prototype)",
 }
@@ -245,6 +251,21 @@ def start_sidecar(
             f"/readyz not 200 ({err})\ncommand: {shlex.join(argv)}\n"
             f"config:\n{cfg.read_text()}log tail:\n{hp.tail(log)}"
         )
+    return t
+
+
+def start_nginx(procs: hp.Processes, tmp: Path, upstream: str, in_flight: int) -> Target:
+    """nginx grpc_pass on the proxy core; its CPU is its one worker's, like the sidecar's."""
+    address = f"127.0.0.1:{hp.free_port()}"
+    t = Target("nginx", PEERS["nginx"], address, [])
+    try:
+        master, workers, error_log = grpc_nginx.start(
+            procs, tmp, address, upstream, in_flight, PROXY_CORE
+        )
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        t.broken = f"cannot start nginx: {e}"
+        return t
+    t.proc, t.cpu_pids, t.log = master, workers, error_log
     return t
 
 
@@ -439,12 +460,6 @@ def report(
             f"\n**{w.key}** (`{w.method}`, {w.messages} message{'s' * (w.messages > 1)} per "
             f"call, h2load -c{w.connections} -m{w.streams})\n"
         )
-        out.append(
-            f"| config | {rate} | p50{lat} | p99{lat} | proxy CPU µs/{unit} | ÷ direct "
-            f"| CPU ÷ grpc.aio | proxy core | load core | upstream µs/{unit} | other load "
-            "| errors |"
-        )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for t in targets:
             runs = results.get((t.key, w.key), [])
             if runs:
@@ -455,9 +470,18 @@ def report(
                 }
         direct = med.get(("direct", w.key))
         floor = med.get(("grpc-aio", w.key))
+        nginx = med.get(("nginx", w.key))
+        # only when nginx ran: the column would be all dashes otherwise
+        nginx_col = " rate, CPU ÷ nginx |" if nginx else ""
+        out.append(
+            f"| config | {rate} | p50{lat} | p99{lat} | proxy CPU µs/{unit} | ÷ direct "
+            f"|{nginx_col} CPU ÷ grpc.aio | proxy core | load core | upstream µs/{unit} "
+            "| other load | errors |"
+        )
+        out.append("|---|" + "---:|" * (10 + bool(nginx)) + "---|")
         for t in targets:
             if t.broken:
-                out.append(f"| {t.label} | – | – | – | – | – | – | – | – | – | – | ⚠ FAILED |")
+                out.append(f"| {t.label} |" + " – |" * (10 + bool(nginx)) + " ⚠ FAILED |")
                 continue
             runs = results.get((t.key, w.key), [])
             if not runs:
@@ -468,6 +492,11 @@ def report(
             vs_floor = (
                 f"{cpu / floor['cpu']:.2f}" if floor and floor["cpu"] and cpu is not None else "–"
             )
+            vs_nginx = ""
+            if nginx:
+                vs_nginx = " – |"
+                if nginx["rate"] and nginx["cpu"] and cpu is not None:
+                    vs_nginx = f" {rate_v / nginx['rate']:.2f}, {cpu / nginx['cpu']:.2f} |"
             probs = [p for r in runs for p in r.problems]
             if probs:
                 notes.append(f"**{t.label}, {w.key}**:\n" + "\n".join(probs[:10]))
@@ -479,7 +508,7 @@ def report(
                 f"| {t.label} | {rate_v:,.0f} "
                 f"| {hp.fmt_us(statistics.median(r.p50_us for r in runs))} "
                 f"| {hp.fmt_us(statistics.median(r.p99_us for r in runs))} "
-                f"| {'–' if cpu is None else f'{cpu:.1f}'} | {vs_direct} | {vs_floor} "
+                f"| {'–' if cpu is None else f'{cpu:.1f}'} | {vs_direct} |{vs_nginx} {vs_floor} "
                 f"| {'–' if not t.cpu_pids else f'{proxy_pct:.0f} %'} "
                 f"| {statistics.median(r.load_pct for r in runs):.0f} % "
                 f"| {statistics.median(r.upstream_us for r in runs):.0f} "
@@ -498,8 +527,15 @@ def report(
         if t.broken:
             notes.append(f"**{t.label}** did not start: {t.broken}")
     verdict = []
+    reference = [
+        f"{m['cpu']:.0f} µs per {w.key} {'call' if w.key == 'unary' else 'message'}"
+        for w in workloads
+        if (m := med.get(("nginx", w.key))) and m["cpu"] is not None
+    ]
+    if reference:
+        verdict.append(f"- {PEERS['nginx']} (the reference, same run): " + ", ".join(reference))
     for t in targets:
-        if t.key != "direct":
+        if t.key not in ("direct", "nginx"):
             parts = []
             for w in workloads:
                 m2 = med.get((t.key, w.key))
@@ -685,6 +721,9 @@ def _run(
     targets: list[Target] = []
     if "direct" in wanted:
         targets.append(Target("direct", PEERS["direct"], up_addr, []))
+    if "nginx" in wanted:
+        in_flight = max(w.connections * w.streams for w in workloads)
+        targets.append(start_nginx(procs, tmp, up_addr, in_flight))
     peers = [
         ("grpc-aio", "grpc_aio_passthrough.py"),
         ("grpc-aio-unary", "grpc_aio_passthrough.py", "--unary-suffix", "Unary"),
