@@ -115,9 +115,10 @@ def test_the_admin_api_on_the_http2_front_loads_protobuf_but_not_grpcio(tmp_path
     [
         ({"grpc": {"server": "grpcio"}}, "grpc", "opentelemetry"),
         (
+            # the sidecar's own HTTP/2 client calls gRPC upstreams: grpcio stays out
             {"upstreams": {"inventory": {"adapter": "grpc", "url": "grpc://127.0.0.1:9"}}},
+            "sidecar.grpc.h2_channel",
             "grpc",
-            "opentelemetry",
         ),
         (
             {"telemetry": {"tracing": {"endpoint": "http://127.0.0.1:9"}}},
