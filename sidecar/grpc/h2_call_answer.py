@@ -198,6 +198,12 @@ async def _messages(
             yield first
         messages = stream.reader.messages
         while True:
+            if stream.timed_out:
+                # the deadline ends the call now: messages still held (up to a window of tiny
+                # ones from a fast upstream) would otherwise keep it going long past it
+                messages.clear()
+                resp.trailers = final_trailers(stream, where, deadline, answered=True)
+                return
             if messages:
                 yield stream.take()
             elif stream.remote_ended:
