@@ -203,12 +203,16 @@ class FrameReceiver(HeaderBlockReceiver):
         self.continued_stream = sid
         self.continued_end_stream = end_stream
         self.continued_block = bytearray(block)
+        self.continued_frames = 0
 
     def on_continuation(self, flags: int, payload: bytes, events: list[Event]) -> None:
         block = self.continued_block
         block += payload
         if len(block) > self.max_header_block_size:
             raise DenialOfServiceError("header block over its size limit")
+        self.continued_frames += 1
+        if self.continued_frames > self.max_continuations:
+            raise DenialOfServiceError("a header block in too many CONTINUATION frames")
         if flags & f.FLAG_END_HEADERS:
             sid = self.continued_stream
             self.continued_stream = 0

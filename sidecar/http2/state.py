@@ -98,6 +98,11 @@ class Http2ConnectionState:
         self.continued_stream = 0
         self.continued_end_stream = False
         self.continued_block = bytearray()
+        #: CONTINUATION frames the current header block took so far, and how many one may take:
+        #: empty or tiny ones grow no block toward its size bound, so without a count a peer
+        #: could send them forever (honest peers split a block at the max frame size, 16 KiB)
+        self.continued_frames = 0
+        self.max_continuations = 8 + max_header_block_size // 1024
 
     # --- streams -----------------------------------------------------------------------------
 

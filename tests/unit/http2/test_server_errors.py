@@ -306,6 +306,29 @@ def test_a_header_block_past_its_bound_is_enhance_your_calm() -> None:
     assert isinstance(error, DenialOfServiceError)
 
 
+def test_endless_empty_continuation_frames_are_enhance_your_calm() -> None:
+    """Empty CONTINUATION frames grow no block, yet a header block may not take them forever:
+    past its bound on frames, DenialOfServiceError (GOAWAY ENHANCE_YOUR_CALM)."""
+    server = raw_server(max_header_block_size=4096)
+    data = HeadersFrame(1, data=BLOCK[:1]).serialize()
+    data += ContinuationFrame(1, data=b"").serialize() * 10_000
+    error = connection_error(server, data, f.ENHANCE_YOUR_CALM)
+    assert isinstance(error, DenialOfServiceError)
+
+
+def test_a_block_split_into_small_continuation_frames_is_still_decoded() -> None:
+    """A block in a few small CONTINUATION frames (within the frame bound) is decoded whole."""
+    server = raw_server(max_header_block_size=4096)
+    step = len(BLOCK) // 10 + 1  # at most 10 frames: the bound is 8 + 4096 // 1024 = 12
+    chunks = [BLOCK[i : i + step] for i in range(0, len(BLOCK), step)]
+    data = HeadersFrame(1, data=chunks[0], flags=["END_STREAM"]).serialize()
+    for chunk in chunks[1:-1]:
+        data += ContinuationFrame(1, data=chunk).serialize()
+    data += ContinuationFrame(1, data=chunks[-1], flags=["END_HEADERS"]).serialize()
+    got = server.receive_data(data)
+    assert [event_tuple(e) for e in got][0] == ("RequestReceived", 1, REQUEST, True)
+
+
 def test_a_single_header_frame_past_the_block_bound_is_enhance_your_calm() -> None:
     """One HEADERS frame bigger than max_header_block_size is refused before decoding."""
     server = raw_server(max_header_block_size=100)
