@@ -167,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(event, ev.RemoteSettingsChanged):
                 self._settings(event.changed)
             elif isinstance(event, ev.PingAckReceived):
-                self._ping_sent = False
+                self._ping_answered()
             elif isinstance(event, ev.ConnectionTerminated):
                 self._goaway(event.error_code, event.last_stream_id)
         self.flush()
@@ -312,6 +312,17 @@ class ClientConnection(asyncio.Protocol):
             self._keepalive_at = loop.call_later(timeout, self._keepalive_due)
         else:
             self._keepalive_at = loop.call_later(every, self._keepalive_due)
+
+    def _ping_answered(self) -> None:
+        """The keepalive ping was answered: the next one is due ``keepalive_time`` from now
+        (not when the wait for this answer would have ended)."""
+        if not self._ping_sent:
+            return
+        self._ping_sent = False
+        keepalive, due = self._keepalive, self._keepalive_at
+        if keepalive is not None and due is not None:
+            due.cancel()
+            self._keepalive_at = self.loop.call_later(keepalive[0], self._keepalive_due)
 
     def close(self, why: str | None) -> None:
         """Say GOAWAY and close; the calls still on it fail with ``why``."""

@@ -33,6 +33,7 @@ from ..http2 import events as ev
 from ..http2.errors import DenialOfServiceError, ProtocolError
 from ..http2.frames import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM
 from .h2_abuse import FloodGuard, FrameScan
+from .h2_messages import names_encoding
 from .h2_stream import STREAM_ERRORS, H2Stream, StreamGone
 
 if TYPE_CHECKING:
@@ -311,6 +312,7 @@ class H2Connection(asyncio.Protocol):
                 pass
             return
         stream = H2Stream(self, sid)
+        stream.encoded = names_encoding(event.headers)
         self.streams[sid] = stream
         if event.stream_ended:
             stream.ended = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CONTENT_TYPE",
     "RequestHead",
+    "names_encoding",
     "parse_timeout",
     "percent_encode",
     "read_request",
@@ -121,3 +122,12 @@ def trailers_block(trailers: Headers, *, only: bool) -> list[tuple[bytes, bytes]
     if trailing:
         block += _metadata_block(trailing)
     return block
+
+
+def names_encoding(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's HEADERS name a ``grpc-encoding`` other than identity (its messages
+    may then carry the compressed flag, and the call is refused for the encoding)."""
+    for key, value in headers:
+        if key == b"grpc-encoding":
+            return value != b"identity"
+    return False

@@ -56,6 +56,7 @@ class H2Stream:
     __slots__ = (
         "buf",
         "conn",
+        "encoded",
         "ended",
         "error",
         "gone",
@@ -80,6 +81,9 @@ class H2Stream:
         #: flow-controlled bytes received and not yet acknowledged to the app
         self.unacked = 0
         self.ended = False
+        #: the request's HEADERS name a ``grpc-encoding`` other than identity: the call is
+        #: refused for that (UNIMPLEMENTED, :meth:`H2GrpcListener.begin`), not for its messages
+        self.encoded = False
         self.gone = False
         self.sent_head = False
         self.error: SidecarError | None = None
@@ -101,6 +105,8 @@ class H2Stream:
         while len(buf) - scan >= 5:
             size = int.from_bytes(buf[scan + 1 : scan + 5], "big")
             if buf[scan]:
+                if self.encoded:
+                    return  # held (within the app's window) until the call is refused
                 self.fail(CompressedMessage("a compressed message, but no grpc-encoding is used"))
                 return
             if size > limit:

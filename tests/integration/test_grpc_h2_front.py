@@ -36,15 +36,18 @@ async def h2_sidecar(up: EchoUpstream, **extra: Any) -> AsyncIterator[Sidecar]:
         yield s
 
 
-async def test_a_compressed_call_is_unimplemented_with_a_clear_reason() -> None:
+@pytest.mark.parametrize("payload", [b"", b"x" * 200], ids=["empty", "compressed-message"])
+async def test_a_compressed_call_is_unimplemented_with_a_clear_reason(payload: bytes) -> None:
     """A call compressed by the app (``grpc-encoding: gzip``) is UNIMPLEMENTED, saying the
-    encoding is not taken, and never reaches the upstream; uncompressed calls work."""
+    encoding is not taken, and never reaches the upstream, whether or not its message arrived
+    compressed in the same read as its HEADERS; uncompressed calls work."""
     async with EchoUpstream() as up, h2_sidecar(up) as s:
         async with grpc.aio.insecure_channel(
             f"127.0.0.1:{s.grpc_port}", compression=grpc.Compression.Gzip
         ) as channel:
+            request = pb.EchoRequest(payload=payload)
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                await echo_pb2_grpc.EchoStub(channel).Unary(pb.EchoRequest(), timeout=10)
+                await echo_pb2_grpc.EchoStub(channel).Unary(request, timeout=10)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
             await echo_pb2_grpc.EchoStub(channel).Unary(pb.EchoRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -19,7 +19,7 @@ from tests.integration.test_grpc_h2_client import h2_client
 #: a response's HEADERS as gRPC servers begin them
 GRPC_HEAD = [(":status", "200"), ("content-type", "application/grpc")]
 
-Script = Callable[[asyncio.StreamWriter, int, hpack.Encoder], Awaitable[None]]
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int, hpack.Encoder], Awaitable[None]]
 
 
 async def first_request(reader: asyncio.StreamReader) -> int | None:
@@ -51,7 +51,7 @@ async def hostile_upstream(script: Script) -> AsyncIterator[str]:
             sid = await first_request(reader)
             if sid is not None:
                 writer.write(f.build_frame(f.SETTINGS, f.FLAG_ACK, 0))
-                await script(writer, sid, hpack.Encoder())
+                await script(reader, writer, sid, hpack.Encoder())
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -69,7 +69,7 @@ async def hostile_upstream(script: Script) -> AsyncIterator[str]:
 
 
 async def endless_empty_messages(
-    writer: asyncio.StreamWriter, sid: int, enc: hpack.Encoder
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sid: int, enc: hpack.Encoder
 ) -> None:
     """HEADERS, then empty messages in 1-byte DATA frames for as long as the client reads."""
     writer.write(f.build_frame(f.HEADERS, f.FLAG_END_HEADERS, sid, enc.encode(GRPC_HEAD)))
@@ -100,3 +100,45 @@ async def test_a_flood_of_tiny_messages_ends_at_the_calls_deadline() -> None:
         assert resp.trailers.get("grpc-status") == "4"
         assert resp.trailers.get("x-sidecar-error") == "upstream_timeout"
         assert took < 1.5, took
+
+
+async def test_keepalive_pings_come_every_keepalive_time_while_a_call_waits() -> None:
+    """With ``keepalive_time`` 0.2 s and a 5 s ``keepalive_timeout``, an upstream that answers
+    every PING but holds the call gets a PING about every 0.2 s, not one per timeout."""
+    pings: list[float] = []
+
+    async def answer_pings(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sid: int, enc: hpack.Encoder
+    ) -> None:
+        buf = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            buf += chunk
+            pos = 0
+            while len(buf) - pos >= f.FRAME_HEADER_SIZE:
+                head = f.parse_header(buf, pos)
+                end = pos + f.FRAME_HEADER_SIZE + head.length
+                if end > len(buf):
+                    break
+                if head.frame_type == f.PING and not head.flags & f.FLAG_ACK:
+                    pings.append(time.monotonic())
+                    payload = buf[pos + f.FRAME_HEADER_SIZE : end]
+                    writer.write(f.build_frame(f.PING, f.FLAG_ACK, 0, payload))
+                pos = end
+            buf = buf[pos:]
+
+    async with hostile_upstream(answer_pings) as url:
+        options = {"keepalive_time": 0.2, "keepalive_timeout": 5.0}
+        async with h2_client(url, options=options) as c:
+            call = asyncio.ensure_future(c.call("/echo.v1.Echo/Unary", b"", timeout=30))
+            try:
+                async with asyncio.timeout(3.0):
+                    while len(pings) < 4:
+                        await asyncio.sleep(0.05)  # polling the upstream's count, bounded
+            finally:
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    assert max(gaps) < 1.0, gaps
