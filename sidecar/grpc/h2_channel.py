@@ -259,7 +259,19 @@ class H2Channel:
         if isinstance(e, ssl.SSLError):
             return UpstreamTLSError(describe_tls_error(e, where, t.server_name))
         if isinstance(e, ConnectionError) and self.material is not None:
-            return UpstreamConnectError(f"TLS handshake with {where} failed: {e}")
+            # closed during or right after the handshake: the usual cause is a client
+            # certificate the upstream requires (its TLS alert is not always read before the
+            # close), so say what would fix that when none is configured
+            hint = ""
+            if t.tls is not None and t.tls.cert is None:
+                hint = "; if it requires a client certificate, set tls.cert and tls.key"
+            return UpstreamConnectError(f"TLS handshake with {where} failed: {e}{hint}")
+        if isinstance(e, ConnectionResetError) and str(e) == "closed the connection":
+            # the TCP connection was made, but it closed before any HTTP/2 answer
+            return UpstreamConnectError(
+                f"cannot reach {where}: it closed the connection before answering in HTTP/2 "
+                "(if it speaks TLS, the URL is grpcs://)"
+            )
         if isinstance(e, OSError):
             reason = os.strerror(e.errno) if e.errno else str(e)
             return UpstreamConnectError(f"cannot reach {where}: connect failed: {reason}")

@@ -569,6 +569,17 @@ async def test_tls_verifies_the_upstream_and_mtls_presents_the_client_certificat
                 await c.call(UNARY, req())
             assert time.monotonic() - began < 2.0  # the refusal, not connect_timeout
     assert "TLS handshake" in str(refused.value)
+    assert "set tls.cert and tls.key" in str(refused.value)
+
+
+async def test_a_plaintext_url_to_a_tls_upstream_says_to_use_grpcs(tmp_path: Path) -> None:
+    """grpc:// to an upstream that speaks TLS fails at once, and the error names grpcs://."""
+    pki, cert, key, _ = server_pki(tmp_path)
+    async with EchoUpstream(tls=(cert, key, None)) as up:
+        plain = up.url.replace("grpcs://", "grpc://")
+        async with h2_client(plain) as c:
+            with pytest.raises(UpstreamConnectError, match="grpcs://"):
+                await c.call(UNARY, req(), timeout=5)
 
 
 async def test_verify_false_skips_the_checks(tmp_path: Path) -> None:
