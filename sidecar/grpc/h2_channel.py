@@ -32,6 +32,7 @@ from __future__ import annotations
 __all__ = ["H2Channel"]
 
 import asyncio
+import logging
 import os
 import random
 import ssl
@@ -50,6 +51,8 @@ INITIAL_BACKOFF = 1.0
 BACKOFF_MULTIPLIER = 1.6
 BACKOFF_JITTER = 0.2
 _USER_AGENT = b"sidecar-grpc"
+
+log = logging.getLogger("sidecar.grpc")
 
 
 class H2Channel:
@@ -295,7 +298,15 @@ class H2Channel:
             self._connect_now()
 
     def _gone(self, conn: ClientConnection) -> None:
-        """``conn`` takes no new call (GOAWAY, closed); once closed it is forgotten."""
+        """``conn`` takes no new call (GOAWAY, closed); once closed it is forgotten. Why, when
+        the upstream said (a GOAWAY with an error code), is logged once per connection: the
+        calls that meet it get the reason, but an idle channel would otherwise close silently."""
+        if conn.goaway_reason is not None and not conn.logged:
+            conn.logged = True
+            log.warning(
+                "gRPC upstream connection closed",
+                extra={"fields": {"upstream": self.name, "reason": conn.goaway_reason}},
+            )
         if conn is self._conn:
             self._conn = None
             self._wake_all()  # calls in line go to the next connection

@@ -42,6 +42,7 @@ MAX_WRITE_BUFFER = 4 * 1024 * 1024
 MAX_STREAMS = 1024
 _MAX_CONCURRENT_STREAMS = 0x3
 _REFUSED = 0x7
+_ENHANCE_YOUR_CALM = 0xB
 _PING = b"sidecar!"
 _STREAM_ERRORS = (ProtocolError, StreamClosedError, KeyError)
 
@@ -78,6 +79,9 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         #: why it closed, for the calls that were on it.
         self.error: str | None = None
+        #: why the upstream sent GOAWAY with an error code (logged once by the channel)
+        self.goaway_reason: str | None = None
+        self.logged = False
         #: what ended the transport (a TLS alert in a handshake's last step, say).
         self.lost: Exception | None = None
         self._on_ready, self._on_gone, self._on_slot = on_ready, on_gone, on_slot
@@ -169,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(event, ev.PingAckReceived):
                 self._ping_answered()
             elif isinstance(event, ev.ConnectionTerminated):
-                self._goaway(event.error_code, event.last_stream_id)
+                self._goaway(event.error_code, event.last_stream_id, event.additional_data)
         self.flush()
 
     # --- writes ------------------------------------------------------------------------------
@@ -275,12 +279,19 @@ class ClientConnection(asyncio.Protocol):
             self.ready = True
             self._on_ready(self)
 
-    def _goaway(self, code: int, last_stream_id: int) -> None:
+    def _goaway(self, code: int, last_stream_id: int, debug: bytes = b"") -> None:
         first = not self.going_away
         self.going_away = True
         if code and self.error is None:
             # the calls it still ends (when it closes) say why it went away
             self.error = f"closed the connection (GOAWAY, error code {code})"
+            if code == _ENHANCE_YOUR_CALM and b"too_many_pings" in debug:
+                self.error = (
+                    "closed the connection: it was sent more keepalive pings than it allows "
+                    "(GOAWAY too_many_pings); raise options.keepalive_time, or turn off "
+                    "options.keepalive_permit_without_calls"
+                )
+            self.goaway_reason = self.error
         for sid in [sid for sid in self.streams if sid > last_stream_id]:
             self.streams.pop(sid).on_failed("refused the call (GOAWAY: it did not run)", True)
         if first:

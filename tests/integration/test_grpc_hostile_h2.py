@@ -7,12 +7,15 @@ than its deadline."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import hpack
+import pytest
 
+from sidecar.errors import SidecarError
 from sidecar.http2 import frames as f
 from tests.integration.test_grpc_h2_client import h2_client
 
@@ -142,3 +145,25 @@ async def test_keepalive_pings_come_every_keepalive_time_while_a_call_waits() ->
                 await asyncio.gather(call, return_exceptions=True)
     gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     assert max(gaps) < 1.0, gaps
+
+
+async def test_too_many_pings_names_the_keepalive_options_in_the_error_and_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upstream that ends the connection with GOAWAY(ENHANCE_YOUR_CALM, too_many_pings):
+    the call's error and one warning say which keepalive options to change."""
+
+    async def too_many_pings(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sid: int, enc: hpack.Encoder
+    ) -> None:
+        payload = f.goaway_payload(sid, f.ENHANCE_YOUR_CALM, b"too_many_pings")
+        writer.write(f.build_frame(f.GOAWAY, 0, 0, payload))
+        await writer.drain()
+
+    caplog.set_level(logging.WARNING, logger="sidecar.grpc")
+    async with hostile_upstream(too_many_pings) as url, h2_client(url) as c:
+        with pytest.raises(SidecarError, match="keepalive_time"):
+            await c.call("/echo.v1.Echo/Unary", b"", timeout=5)
+    said = [r for r in caplog.records if r.getMessage() == "gRPC upstream connection closed"]
+    assert len(said) == 1
+    assert "too_many_pings" in said[0].fields["reason"]  # type: ignore[attr-defined]
