@@ -6,6 +6,9 @@ known before a call is sent). Writes are coalesced: streams queue frames and one
 loop turn hands them to the socket. Senders stop while the socket is paused
 (``pause_writing``); reading pauses only when the write buffer still grows past
 :data:`MAX_WRITE_BUFFER` (control frames the upstream makes us answer while it reads nothing).
+One loop turn hands the state machine at most :data:`FRAMES_PER_TURN` frames; the rest waits
+for the next turn with reading paused, so an upstream flooding PINGs (each answered) takes one
+turn's share of the event loop, not all of it, and the other connections keep being served.
 What the upstream may send is bounded by the windows this client grants: a stream's
 (:data:`STREAM_WINDOW`, reopened as the app reads) and the connection's
 (:data:`CONNECTION_WINDOW`).
@@ -30,6 +33,7 @@ from typing import Any
 from ..http2 import events as ev
 from ..http2.connection import Connection
 from ..http2.errors import ProtocolError, StreamClosedError
+from .h2_abuse import UNKNOWN, FrameScan
 from .h2_client_stream import ClientStream
 
 #: the window each stream starts with (the upstream may send this much ahead of the app).
@@ -38,6 +42,8 @@ STREAM_WINDOW = 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 #: past this much unwritten, reading pauses until the socket drains.
 MAX_WRITE_BUFFER = 4 * 1024 * 1024
+#: frames handed to the state machine per loop turn (tiny frames cost work, not bytes).
+FRAMES_PER_TURN = 1000
 #: streams opened on one connection at most, whatever the upstream allows.
 MAX_STREAMS = 1024
 _MAX_CONCURRENT_STREAMS = 0x3
@@ -88,6 +94,13 @@ class ClientConnection(asyncio.Protocol):
         self._limit = limit
         self._flush_at: asyncio.Handle | None = None
         self._reading_paused = False
+        #: reading is held for the write buffer to drain
+        self._writes_held = False
+        #: bytes received past this turn's frames, handed over next turn
+        self._backlog: bytearray | None = None
+        self._next_turn: asyncio.Handle | None = None
+        self._scan = FrameScan(preface=0)
+        self._kinds = [0] * (UNKNOWN + 1)
         self._keepalive = keepalive
         self._keepalive_at: asyncio.TimerHandle | None = None
         self._ping_sent = False
@@ -116,6 +129,10 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.lost = exc
+        self._backlog = None
+        if self._next_turn is not None:
+            self._next_turn.cancel()
+            self._next_turn = None
         self._fail_all(self.error or "closed the connection")
 
     def pause_writing(self) -> None:
@@ -123,16 +140,52 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._writes_held = False
+        self._pace_reading()
         for stream in self.streams.values():
             stream.on_window()
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self.loop.time()
+        if self._backlog is not None:  # a read already in hand when reading paused: in order
+            self._backlog += data
+            return
+        self._receive(data)
+
+    def _turn(self) -> None:
+        self._next_turn = None
+        data = self._backlog
+        if data is None or self.transport is None:
+            return
+        self._backlog = None
+        self._receive(data)
+        self._pace_reading()
+
+    def _pace_reading(self) -> None:
+        """Read while no bytes wait for a turn and the write buffer is not held up."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self._backlog is not None or self._writes_held
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _receive(self, data: bytes | bytearray) -> None:
+        """One turn: up to :data:`FRAMES_PER_TURN` frames, the rest kept for the next."""
+        cut = self._scan.scan(data, FRAMES_PER_TURN, self._kinds)
+        chunk: bytes | bytearray | memoryview = data
+        if cut < len(data):
+            view = memoryview(data)
+            self._backlog = bytearray(view[cut:])
+            chunk = view[:cut]
+            self._next_turn = self.loop.call_soon(self._turn)
+            self._pace_reading()
         try:
-            events = self.h2.receive_data(data)
+            events = self.h2.receive_data(chunk)
         except ProtocolError as e:
             self.close(f"broke the HTTP/2 protocol ({e})")
             return
@@ -193,11 +246,11 @@ class ClientConnection(asyncio.Protocol):
             transport.write(data)
             if (
                 self.write_paused
-                and not self._reading_paused
+                and not self._writes_held
                 and transport.get_write_buffer_size() > MAX_WRITE_BUFFER
             ):
-                self._reading_paused = True
-                transport.pause_reading()
+                self._writes_held = True
+                self._pace_reading()
 
     # --- streams -----------------------------------------------------------------------------
 
