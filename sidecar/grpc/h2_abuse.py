@@ -66,10 +66,9 @@ class FrameScan:
 
     __slots__ = ("_head", "_skip")
 
-    def __init__(self, preface: int = PREFACE_LENGTH) -> None:
-        #: payload bytes of the current frame (or of the preface) still to come; a client
-        #: reading a server's bytes has no preface to skip (0)
-        self._skip = preface
+    def __init__(self) -> None:
+        #: payload bytes of the current frame (or of the preface) still to come
+        self._skip = PREFACE_LENGTH
         #: the start of a frame header split over two reads
         self._head = b""
 

@@ -33,7 +33,6 @@ from typing import Any
 from ..http2 import events as ev
 from ..http2.connection import Connection
 from ..http2.errors import ProtocolError, StreamClosedError
-from .h2_abuse import UNKNOWN, FrameScan
 from .h2_client_stream import ClientStream
 
 #: the window each stream starts with (the upstream may send this much ahead of the app).
@@ -99,8 +98,10 @@ class ClientConnection(asyncio.Protocol):
         #: bytes received past this turn's frames, handed over next turn
         self._backlog: bytearray | None = None
         self._next_turn: asyncio.Handle | None = None
-        self._scan = FrameScan(preface=0)
-        self._kinds = [0] * (UNKNOWN + 1)
+        #: payload bytes of the frame being received still to come, and the start of a
+        #: frame header split over two reads (where turns may cut the bytes)
+        self._skip = 0
+        self._head = b""
         self._keepalive = keepalive
         self._keepalive_at: asyncio.TimerHandle | None = None
         self._ping_sent = False
@@ -176,7 +177,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes | bytearray) -> None:
         """One turn: up to :data:`FRAMES_PER_TURN` frames, the rest kept for the next."""
-        cut = self._scan.scan(data, FRAMES_PER_TURN, self._kinds)
+        cut = self._frames_end(data)
         chunk: bytes | bytearray | memoryview = data
         if cut < len(data):
             view = memoryview(data)
@@ -228,6 +229,36 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(event, ev.ConnectionTerminated):
                 self._goaway(event.error_code, event.last_stream_id, event.additional_data)
         self.flush()
+
+    def _frames_end(self, data: bytes | bytearray) -> int:
+        """Where :data:`FRAMES_PER_TURN` frames of ``data`` end (its length if fewer): a frame
+        boundary, so the rest is counted again next turn. Headers only; payloads are skipped."""
+        end = len(data)
+        pos = seen = 0
+        skip = self._skip
+        if self._head:  # a frame header split over reads
+            need = 9 - len(self._head)
+            if end < need:
+                self._head += bytes(data)
+                return end
+            skip = int.from_bytes((self._head + bytes(data[:need]))[:3], "big")
+            self._head = b""
+            pos, seen = need, 1
+        while True:
+            take = min(skip, end - pos)
+            pos += take
+            skip -= take
+            if skip or seen >= FRAMES_PER_TURN or pos == end:
+                break
+            if end - pos < 9:
+                self._head = bytes(data[pos:])
+                pos = end
+                break
+            skip = int.from_bytes(data[pos : pos + 3], "big")
+            seen += 1
+            pos += 9
+        self._skip = skip
+        return pos
 
     # --- writes ------------------------------------------------------------------------------
 
