@@ -109,6 +109,7 @@ async def test_keepalive_pings_come_every_keepalive_time_while_a_call_waits() ->
     """With ``keepalive_time`` 0.2 s and a 5 s ``keepalive_timeout``, an upstream that answers
     every PING but holds the call gets a PING about every 0.2 s, not one per timeout."""
     pings: list[float] = []
+    four_pings = asyncio.Event()
 
     async def answer_pings(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sid: int, enc: hpack.Encoder
@@ -127,6 +128,8 @@ async def test_keepalive_pings_come_every_keepalive_time_while_a_call_waits() ->
                     break
                 if head.frame_type == f.PING and not head.flags & f.FLAG_ACK:
                     pings.append(time.monotonic())
+                    if len(pings) >= 4:
+                        four_pings.set()
                     payload = buf[pos + f.FRAME_HEADER_SIZE : end]
                     writer.write(f.build_frame(f.PING, f.FLAG_ACK, 0, payload))
                 pos = end
@@ -138,8 +141,7 @@ async def test_keepalive_pings_come_every_keepalive_time_while_a_call_waits() ->
             call = asyncio.ensure_future(c.call("/echo.v1.Echo/Unary", b"", timeout=30))
             try:
                 async with asyncio.timeout(3.0):
-                    while len(pings) < 4:
-                        await asyncio.sleep(0.05)  # polling the upstream's count, bounded
+                    await four_pings.wait()
             finally:
                 call.cancel()
                 await asyncio.gather(call, return_exceptions=True)
