@@ -3,6 +3,7 @@ running sidecar with the plugin, as the fixtures of conftest.py make them."""
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,18 @@ class World:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the kernel's ephemeral range. Every test starts a sidecar on this one
+    port (the IdP knows it), so a port from that range could be handed to some client socket
+    between two tests and the next sidecar would fail to bind it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 10000), low), 100):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 def sp_metadata(base_url: str) -> str:
