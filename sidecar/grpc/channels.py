@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ..config.base import Model
 from ..config.types import PositiveDuration, Size
+from .keepalive_limits import KeepaliveTime, KeepaliveTimeout, PermitWithoutCalls
 
 SCHEMES = {"grpc": False, "grpcs": True}
 #: ``package.Service/Method`` or ``package.Service/*`` (a leading ``/`` is allowed).
@@ -46,12 +47,14 @@ UnaryMethodName = Annotated[str, AfterValidator(_unary_method)]
 class GrpcUpstreamOptions(Model):
     """``upstreams.<name>.options`` of an upstream with ``adapter: grpc`` (docs/grpc.md)."""
 
-    #: send an HTTP/2 ping after this long without activity; unset: no keepalive pings.
-    keepalive_time: PositiveDuration | None = None
+    #: send an HTTP/2 ping after this long without activity (at least gRPC's 10 s, refused
+    #: below: :mod:`.keepalive_limits`); unset: no keepalive pings.
+    keepalive_time: KeepaliveTime | None = None
     #: a ping unanswered for this long closes the connection (its calls end UNAVAILABLE).
-    keepalive_timeout: PositiveDuration = 20.0
-    #: ping even while no call is in flight (the upstream must allow it, or it sends GOAWAY).
-    keepalive_permit_without_calls: bool = False
+    keepalive_timeout: KeepaliveTimeout = 20.0
+    #: ping even while no call is in flight (the upstream must allow it, or it sends GOAWAY);
+    #: only with ``keepalive_time`` (declared before it: its validator reads it).
+    keepalive_permit_without_calls: PermitWithoutCalls = False
     #: largest message sent to the upstream (RESOURCE_EXHAUSTED past it).
     max_send_message_size: Size = Field(8 * 1024 * 1024, ge=1024)
     #: largest message accepted from the upstream (RESOURCE_EXHAUSTED past it).
