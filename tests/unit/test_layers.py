@@ -78,6 +78,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.upstream.*": Layer.EXTENSIONS,
     "sidecar.grpc.adapter": Layer.EXTENSIONS,
     "sidecar.grpc.channels": Layer.EXTENSIONS,
+    "sidecar.grpc.keepalive_limits": Layer.EXTENSIONS,
     # the grpc adapter's own HTTP/2 client (on sidecar.http2): channel, connection, stream,
     # framing, and the call
     "sidecar.grpc.h2_channel": Layer.EXTENSIONS,
