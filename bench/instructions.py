@@ -17,6 +17,8 @@ upstream), counted the same way; every proxy forwards to one nginx upstream that
     .venv/bin/python bench/instructions.py                      # nginx + the sidecar variants
     .venv/bin/python bench/instructions.py --sidecar-bin /tmp/sidecar-compiled/venv/bin/sidecar
     .venv/bin/python bench/instructions.py --only sidecar,sidecar-log --compare-bin OTHER_SIDECAR
+    .venv/bin/python bench/instructions.py --only sidecar --keep /tmp/cg   # then, per function:
+    callgrind_annotate --inclusive=yes /tmp/cg/sidecar.cg | head -60
 
 Needs ``valgrind`` (Debian: ``apt-get install valgrind``) and ``nginx``. Under valgrind a
 process runs ~50x slower: the default 2,000 requests per variant take a few seconds each. The
@@ -139,6 +141,9 @@ def counted(
         time.sleep(0.1)
     m = re.search(r"^totals:\s+(\d+)", dump.read_text(errors="replace"), re.M)
     assert m is not None
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(dump, Path(args.keep) / out.name)
     procs.close()  # this proxy only: each is counted alone
     return int(m.group(1))
 
@@ -202,6 +207,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("-n", "--requests", type=int, default=2000, help="counted requests (2000)")
     p.add_argument("--warmup", type=int, default=300, help="requests before counting (300)")
+    p.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="copy each proxy's callgrind dump here, for callgrind_annotate (which functions)",
+    )
     return p.parse_args(argv)
 
 

@@ -123,6 +123,10 @@ class ExplicitRoute:
         return cls(route, m.path_prefix, host, tuple(m.headers.items()), rc.prefix_rewrite)
 
 
+#: distinct ``Host`` values remembered per route table
+_HOST_ROUTES_MAX = 256
+
+
 class RouteTable:
     """Immutable once built; a reload builds a new one and swaps it in."""
 
@@ -140,6 +144,9 @@ class RouteTable:
             if not is_loopback_host(name.lower())
         }
         self.explicit = tuple(explicit)
+        #: ``Host`` values as the apps send them → their route by host, if any (what
+        #: ``by_host`` answers for the value without its port, lower-cased); emptied when full
+        self._host_routes: dict[str, Route | None] = {}
 
     def resolve(
         self, path: str, host: str | None, headers: Headers, *, authority_only: bool = False
@@ -153,7 +160,14 @@ class RouteTable:
             if hit is not None:
                 return hit
         if host:
-            route = self.by_host.get(bare_host(host))
+            by_host = self._host_routes
+            if host in by_host:  # a connection's every call: one lookup
+                route = by_host[host]
+            else:
+                route = self.by_host.get(bare_host(host))
+                if len(by_host) >= _HOST_ROUTES_MAX:
+                    by_host.clear()
+                by_host[host] = route
             if route is not None:
                 return route, path
         if authority_only:

@@ -180,6 +180,21 @@ class HttpAdapter(Adapter):
                 pool.close()
 
 
+#: the ``X-Forwarded-For`` line of an app (``"ip:port"``) whose call brought none, kept for the
+#: next call: one per connection, so the table is emptied when full
+_XFF_LINES: dict[str, str] = {}
+_XFF_LINES_MAX = 1024
+
+
+def _xff_line(client: str) -> str:
+    ip = client.rpartition(":")[0] if client else ""
+    line = f"x-forwarded-for: {ip}\r\n" if ip else ""
+    if len(_XFF_LINES) >= _XFF_LINES_MAX:
+        _XFF_LINES.clear()
+    _XFF_LINES[client] = line
+    return line
+
+
 def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
     """What writes a request head for one upstream: its base path before the path, ``Host``
     rewritten to its authority, ``X-Forwarded-For`` appended, framing for ``length`` (``None``:
@@ -199,11 +214,12 @@ def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], 
                 continue
             out.append(f"{k}: {v}\r\n")
         client = ex.client
-        ip = client.rpartition(":")[0] if client else ""
-        if ip:
-            out.append(f"x-forwarded-for: {xff}, {ip}\r\n" if xff else f"x-forwarded-for: {ip}\r\n")
-        elif xff:
-            out.append(f"x-forwarded-for: {xff}\r\n")
+        if xff is None:
+            line = _XFF_LINES.get(client)  # a connection's every call: one lookup
+            out.append(line if line is not None else _xff_line(client))
+        else:
+            ip = client.rpartition(":")[0] if client else ""
+            out.append(f"x-forwarded-for: {xff}, {ip}\r\n" if ip else f"x-forwarded-for: {xff}\r\n")
         if length is None:
             out.append("transfer-encoding: chunked\r\n\r\n")
         elif length or ex.method in ("POST", "PUT", "PATCH"):

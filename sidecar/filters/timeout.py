@@ -98,9 +98,19 @@ class _Deadlines(Observer):
         self.wheel = wheel
         #: the calls inside this filter now, and their registrations
         self.calls: dict[Exchange, Deadline] = {}
+        #: the loop the last call ran on (see ``begin``)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def begin(self, exchange: Exchange) -> None:
-        loop = asyncio.get_running_loop()
+        # the loop found once: ``get_running_loop`` costs a ``getpid()`` system call per call
+        # in Python 3.11. The loop that ran the last call is this one's while it has a task
+        # running (a stopped loop has none), which is the case whenever it is still running.
+        loop = self.loop
+        task = _current_task(loop) if loop is not None else None
+        if loop is None or task is None:
+            loop = self.loop = asyncio.get_running_loop()
+            task = _current_task(loop)
+            assert task is not None
         now = loop.time()
         deadline = now + self.budget
         if exchange.deadline is not None and exchange.deadline < deadline:
@@ -108,8 +118,6 @@ class _Deadlines(Observer):
         if exchange.headers.get(TIMEOUT_HEADER) is not None:  # a plain loop, no generator
             deadline = min(deadline, _app_deadline(exchange, now))
         exchange.deadline = deadline
-        task = _current_task(loop)
-        assert task is not None
         entry = self.wheel.add(loop, task, deadline)
         entry.seconds = deadline - now
         self.calls[exchange] = entry

@@ -51,6 +51,12 @@ COLLECT_LIMIT = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: request methods as llhttp reports them (bytes) → ``str``, filled as they are seen.
 _METHODS: dict[bytes, str] = {}
+#: header names as received → as read (latin-1, lower-case), filled as they are seen: an app
+#: sends the same few names on every request, so each is decoded once and its str, whose hash
+#: is then computed once too, shared. Bounded in entries and in each name's length.
+_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 512
+_NAME_MAX_BYTES = 64
 
 
 class _Refused(Exception):
@@ -205,7 +211,10 @@ class RequestReader(FlowControl):
         if len(self.hdrs) >= self.max_headers:
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
-        self.hdrs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        key = _NAMES.get(name)
+        if key is None:
+            key = _name_of(name)
+        self.hdrs.append((key, value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -311,8 +320,11 @@ class RequestReader(FlowControl):
         if hosts != 1:
             if hosts or version == "1.1":  # only an HTTP/1.0 request may come without one
                 raise BadRequest(_host_count_problem(hosts))
-        elif host != self.valid_host:  # an app sends the same Host on every request
-            self.valid_host = _checked_host(host)
+        else:
+            if host != self.valid_host:  # an app sends the same Host on every request
+                self.valid_host = _checked_host(host)
+            # the same value, as the str routing has seen before (its hash already computed)
+            host = self.valid_host
         if te is not None and (version == "1.0" or te.strip().lower() != "chunked"):
             raise BadRequest(_transfer_coding_problem(te, version))
         if p.should_upgrade() and (te is not None or content_length not in (None, "0")):
@@ -385,6 +397,14 @@ class RequestReader(FlowControl):
     def send_continue(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(_CONTINUE)
+
+
+def _name_of(name: bytes) -> str:
+    """A header name as read, kept for the next request if the table has room."""
+    key = name.decode("latin-1").lower()
+    if len(name) <= _NAME_MAX_BYTES and len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = key
+    return key
 
 
 def _method_name(raw: bytes) -> str:

@@ -42,10 +42,17 @@ _NO_BODY = (204, 304)
 #: :data:`HOP_BY_HOP` as the lower-case bytes the parser hands over: response headers stay bytes
 #: until someone reads them (:meth:`Headers.from_wire`).
 _HOP_BY_HOP_WIRE = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
-#: the names to drop, as bytes, per single ``Connection`` value as received (an upstream sends
-#: one or two distinct ones, ``keep-alive`` above all); bounded, as ``hop_by_hop_names``' cache
-_WIRE_DROP: dict[bytes, frozenset[bytes]] = {}
-_WIRE_DROP_MAX = 64
+#: header names as received → lower-case, filled as they are seen: an upstream sends the same
+#: few names in every response, so each is lowered once and its bytes, whose hash is then
+#: computed once too, shared. Bounded in entries and in each name's length.
+_WIRE_NAMES: dict[bytes, bytes] = {}
+_WIRE_NAMES_MAX = 512
+_WIRE_NAME_MAX_BYTES = 64
+#: the names to drop beyond the standard ones, as bytes, per single ``Connection`` value as
+#: received (an upstream sends one or two distinct ones, ``keep-alive`` above all); bounded, as
+#: ``hop_by_hop_names``' cache
+_WIRE_NAMED: dict[bytes, frozenset[bytes]] = {}
+_WIRE_NAMED_MAX = 64
 
 
 class UpstreamConnection(FlowControl):
@@ -94,6 +101,8 @@ class UpstreamConnection(FlowControl):
         self._done = False
         self._head_only = False
         self._got_bytes = False
+        #: the exchange's first bytes began ``HTTP/1.1 `` (its status line, read as it came)
+        self._http11 = False
         self._error: SidecarError | None = None
         self._close_delimited = False
         #: the loop the connection runs on, found once (``get_running_loop`` costs a
@@ -156,7 +165,11 @@ class UpstreamConnection(FlowControl):
             # bytes nobody asked for: the upstream is confused, never reuse this connection
             self.abort()
             return
-        self._got_bytes = True
+        if not self._got_bytes:
+            self._got_bytes = True
+            # the status line leads the exchange's first bytes: HTTP/1.1 seen here spares
+            # asking httptools for the version, whose answer costs a str.format
+            self._http11 = data.startswith(b"HTTP/1.1 ")
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -199,7 +212,10 @@ class UpstreamConnection(FlowControl):
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
         # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the ASCII
         # token characters; decoded (latin-1) only if a filter or plugin ever reads them
-        hdrs.append((name.lower(), value))
+        key = _WIRE_NAMES.get(name)
+        if key is None:
+            key = _wire_name(name)
+        hdrs.append((key, value))
 
     def _check_version(self, status: int) -> None:
         version = self.parser.get_http_version()
@@ -214,18 +230,20 @@ class UpstreamConnection(FlowControl):
             raise self._violation(f"upstream answered HTTP/{parser.get_http_version()} {status}")
         if status < 200:
             self._check_version(status)
+            self._http11 = False  # the final response's status line is not at the start
             if status == 101:
                 raise self._violation("upstream switched protocols unasked")
             return  # interim response (100 Continue, 103 Early Hints): skip it
-        hdrs = self._hdrs
+        # the headers passed on: all but the hop-by-hop ones, sorted out in the same loop
+        kept: list[tuple[bytes, bytes]] = []
         connection: list[bytes] | None = None
         length: int | None = None
         chunked = False
-        hop = False
-        for name, raw in hdrs:
+        for kv in self._hdrs:
+            name, raw = kv
             if name not in _HOP_BY_HOP_WIRE:
-                continue  # one set lookup for the ordinary headers
-            hop = True
+                kept.append(kv)  # one set lookup for the ordinary headers
+                continue
             if name == b"content-length":
                 length = int(raw)  # llhttp rejected anything but one run of digits
             elif name == b"connection":
@@ -242,13 +260,16 @@ class UpstreamConnection(FlowControl):
                 chunked = True
             elif name == b"keep-alive":
                 self.keep_alive_hint = _keep_alive_timeout(raw.decode("latin-1"))
-        if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
-            drop = _wire_drop(connection) if connection else _HOP_BY_HOP_WIRE
-            hdrs = [kv for kv in hdrs if kv[0] not in drop]
+        if connection is not None:
+            # the headers a Connection header names (beyond the standard hop-by-hop ones,
+            # already left out) are dropped too
+            named = _wire_named(connection)
+            if named:
+                kept = [kv for kv in kept if kv[0] not in named]
         keep_alive = parser.should_keep_alive()
         # kept alive with no Connection header, llhttp has read HTTP/1.1 (it refuses 1.2 and
         # the like): only the other answers ask httptools, whose answer costs a str.format
-        if not (keep_alive and connection is None):
+        if not self._http11 and not (keep_alive and connection is None):
             self._check_version(status)
         if not keep_alive:
             self.reusable = False
@@ -260,7 +281,7 @@ class UpstreamConnection(FlowControl):
         elif length is None:
             self._close_delimited = True  # body runs until the upstream closes
             self.reusable = False
-        self._resp = Response(status, Headers.from_wire(hdrs), b"", length)
+        self._resp = Response(status, Headers.from_wire(kept), b"", length)
         self._parts = []
         self._head_ready = True
         if self._head_only:
@@ -358,6 +379,7 @@ class UpstreamConnection(FlowControl):
         self.requests += 1
         self._head_only = head_only
         self._got_bytes = False
+        self._http11 = False
         self._error = None
         self._resp = None
         self._body = None
@@ -389,24 +411,34 @@ class UpstreamConnection(FlowControl):
         return {"busy": self.busy, "requests": self.requests}
 
 
-def _wire_drop(connection_values: list[bytes]) -> frozenset[bytes]:
-    """The header names to drop, as bytes, given the ``Connection`` values as received."""
+def _wire_name(name: bytes) -> bytes:
+    """A header name lower-cased, kept for the next response if the table has room."""
+    key = name.lower()
+    if len(name) <= _WIRE_NAME_MAX_BYTES and len(_WIRE_NAMES) < _WIRE_NAMES_MAX:
+        _WIRE_NAMES[name] = key
+    return key
+
+
+def _wire_named(connection_values: list[bytes]) -> frozenset[bytes]:
+    """The header names the ``Connection`` values (as received) make hop-by-hop beyond the
+    standard ones, as bytes: empty for ``keep-alive`` or ``close``."""
     if len(connection_values) != 1:
-        return _drop_set(connection_values)
+        return _named_set(connection_values)
     value = connection_values[0]
-    drop = _WIRE_DROP.get(value)
-    if drop is None:
-        drop = _drop_set(connection_values)
-        if len(_WIRE_DROP) < _WIRE_DROP_MAX:
-            _WIRE_DROP[value] = drop
-    return drop
+    named = _WIRE_NAMED.get(value)
+    if named is None:
+        named = _named_set(connection_values)
+        if len(_WIRE_NAMED) < _WIRE_NAMED_MAX:
+            _WIRE_NAMED[value] = named
+    return named
 
 
-def _drop_set(connection_values: list[bytes]) -> frozenset[bytes]:
-    """``hop_by_hop_names`` of the values read as latin-1 str, encoded back; a name that is not
-    ASCII cannot match a header name llhttp accepted, so it is left out."""
+def _named_set(connection_values: list[bytes]) -> frozenset[bytes]:
+    """``hop_by_hop_names`` of the values read as latin-1 str, less the standard ones, encoded
+    back; a name that is not ASCII cannot match a header name llhttp accepted, so it is left
+    out."""
     names = hop_by_hop_names([value.decode("latin-1") for value in connection_values])
-    return frozenset(name.encode("latin-1") for name in names if name.isascii())
+    return frozenset(n.encode("latin-1") for n in names - HOP_BY_HOP if n.isascii())
 
 
 def _keep_alive_timeout(value: str) -> float | None:

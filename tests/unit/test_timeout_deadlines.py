@@ -48,12 +48,18 @@ async def test_calls_that_end_in_time_leave_nothing_behind() -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    start = last = loop.time()
     for i in range(5000):
-        entry = wheel.add(loop, task, loop.time() + 0.02 + i * 1e-5)
+        last = loop.time() + 0.02 + i * 1e-5
+        entry = wheel.add(loop, task, last)
         assert wheel.remove(entry) is False
     assert len(wheel) == 0
-    await asyncio.sleep(0.1)  # past every deadline: nothing is cancelled
+    # emptied buckets wait for the timer, one per tick of the deadlines' span at most
+    assert wheel.buckets <= (last - start) / 0.01 + 2
+    # past every deadline, and the tick the timer may be late: nothing is cancelled
+    await asyncio.sleep(last + 0.01 + 0.1 - loop.time())
     assert task.cancelling() == 0
+    assert wheel.buckets == 0  # the timer passed them all: nothing held
 
 
 async def test_the_timer_follows_an_earlier_deadline_added_later() -> None:
