@@ -25,7 +25,7 @@ __all__ = [
 
 import re
 from http import HTTPStatus
-from typing import Protocol
+from typing import Final, Protocol
 
 import httptools
 
@@ -33,7 +33,7 @@ from .errors import BadRequest
 
 #: Removed from every forwarded message. ``content-length``/``transfer-encoding`` are framing,
 #: re-derived by whoever writes the message next.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         "connection",
         "keep-alive",
@@ -50,17 +50,17 @@ HOP_BY_HOP = frozenset(
 )
 
 #: Headers a writer derives itself; a response header list carrying them is not trusted for them.
-FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-STATUS_LINES: dict[int, bytes] = {
+_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
+STATUS_LINES: Final[dict[int, bytes]] = {
     code: f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\n".encode() for code in range(100, 600)
 }
 
 #: ``Host``: an IP literal or a reg-name (RFC 3986 §3.2.2), then an optional port. No userinfo,
 #: no path, no whitespace: anything else is a request that means different things to different
 #: parsers, which is how Host-based routing gets tricked.
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
+_HOST: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
 
 
 def status_line(status: int) -> bytes:
@@ -73,8 +73,8 @@ def status_line(status: int) -> bytes:
 #: ``hop_by_hop_names`` of one ``Connection`` value, for the few values peers really send
 #: (``keep-alive``, ``close``...): computed once each, not per message. Bounded: values come
 #: from the network.
-_ONE_VALUE: dict[str, frozenset[str]] = {}
-_ONE_VALUE_MAX = 64
+_ONE_VALUE: Final[dict[str, frozenset[str]]] = {}
+_ONE_VALUE_MAX: Final = 64
 
 
 def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
@@ -161,5 +161,5 @@ class _NoCallbacks:
 #: runs, which after a burst of thousands of connections can be never (RSS grew 89 -> 134 MB
 #: over nine bursts of 5000 idle connections); broken, a connection is freed the moment it
 #: closes (flat at 112 MB; bench/connection_bursts.py).
-CLOSED_REQUEST_PARSER = httptools.HttpRequestParser(_NoCallbacks())
-CLOSED_RESPONSE_PARSER = httptools.HttpResponseParser(_NoCallbacks())
+CLOSED_REQUEST_PARSER: Final = httptools.HttpRequestParser(_NoCallbacks())
+CLOSED_RESPONSE_PARSER: Final = httptools.HttpResponseParser(_NoCallbacks())

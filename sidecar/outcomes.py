@@ -11,20 +11,21 @@ from __future__ import annotations
 __all__ = ["Classifier", "classify_http", "conditions_of_error"]
 
 from collections.abc import Callable
+from typing import Final
 
 from .exchange import Response
 
 #: ``(response, error) -> condition names``; exactly one of the two is given.
 Classifier = Callable[[Response | None, BaseException | None], tuple[str, ...]]
 
-_ERRORS: dict[str, tuple[str, ...]] = {
+_ERRORS: Final[dict[str, tuple[str, ...]]] = {
     "upstream_connect": ("connect-failure",),
     "upstream_reset": ("reset",),
     "upstream_timeout": ("timeout",),
     "upstream_protocol": ("protocol",),
 }
 #: built once: a status's conditions are its code and its class (``"503"``, ``"5xx"``).
-_STATUS: dict[int, tuple[str, ...]] = {
+_STATUS: Final[dict[int, tuple[str, ...]]] = {
     code: (str(code), f"{code // 100}xx") for code in range(400, 600)
 }
 

@@ -37,7 +37,7 @@ __all__ = [
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .chain import Handler
 from .errors import BadRequest, NoRoute
@@ -47,8 +47,10 @@ from .hosts import is_loopback_host
 if TYPE_CHECKING:
     from .config.models import RouteConfig
 
-_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCT: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
 
 
 def _pct(m: re.Match[str]) -> str:
@@ -124,7 +126,7 @@ class ExplicitRoute:
 
 
 #: distinct ``Host`` values remembered per route table
-_HOST_ROUTES_MAX = 256
+_HOST_ROUTES_MAX: Final = 256
 
 
 class RouteTable:

@@ -21,7 +21,7 @@ __all__ = ["HttpAdapter"]
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from ..api import Adapter, AdapterServices
@@ -182,8 +182,8 @@ class HttpAdapter(Adapter):
 
 #: the ``X-Forwarded-For`` line of an app (``"ip:port"``) whose call brought none, kept for the
 #: next call: one per connection, so the table is emptied when full
-_XFF_LINES: dict[str, str] = {}
-_XFF_LINES_MAX = 1024
+_XFF_LINES: Final[dict[str, str]] = {}
+_XFF_LINES_MAX: Final = 1024
 
 
 def _xff_line(client: str) -> str:

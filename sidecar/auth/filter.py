@@ -33,6 +33,7 @@ from __future__ import annotations
 __all__ = ["factory", "make_auth_filter"]
 
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from ..api import CredentialProvider, RouteContext
 from ..chain import Filter, Handler
@@ -181,7 +182,7 @@ def _renewing_grpc(
 
 
 #: gRPC's UNAUTHENTICATED status code.
-_UNAUTHENTICATED = 16
+_UNAUTHENTICATED: Final = 16
 
 
 def _nothing() -> None:

@@ -43,7 +43,7 @@ import random
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _json_str
 from time import perf_counter, time
-from typing import Any
+from typing import Any, Final
 
 from ..answers import error_body
 from ..api import FrontTraits, RouteContext
@@ -62,15 +62,15 @@ from .retry import ATTEMPTS
 log = logging.getLogger(ACCESS_LOGGER)
 
 #: Status logged for a call whose app connection went away before the answer (nginx's habit).
-CLIENT_CLOSED = 499
+CLIENT_CLOSED: Final = 499
 #: gRPC status codes that are the server side's failure, logged as WARNING like an HTTP 5xx:
 #: UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, DATA_LOSS. The rest (NOT_FOUND,
 #: INVALID_ARGUMENT...) are ordinary answers, like a 4xx.
-GRPC_FAILURES = frozenset({2, 4, 13, 14, 15})
+GRPC_FAILURES: Final = frozenset({2, 4, 13, 14, 15})
 _GRPC_CANCELLED, _GRPC_INTERNAL = 1, 13
 # JSON pieces of the fast line writer
-_GRPC_FIELD = ', "grpc_status": '
-_RECEIVED_FIELD = ', "bytes_received": '
+_GRPC_FIELD: Final = ', "grpc_status": '
+_RECEIVED_FIELD: Final = ', "bytes_received": '
 _END, _END_ABORTED = "}\n", ', "aborted": true}\n'
 
 #: ``(exchange, status, bytes_sent, error, ok, grpc_status)``

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from ..api import RouteContext, SharedKey
 from ..chain import Filter
@@ -39,10 +40,10 @@ from ..resilience.breaker import CircuitBreaker
 log = logging.getLogger("sidecar.circuit_breaker")
 
 #: the ``shared`` kind (and the key under ``/upstreams`` → ``policies``).
-BREAKER: SharedKey[CircuitBreaker] = SharedKey("circuit_breaker")
+BREAKER: Final[SharedKey[CircuitBreaker]] = SharedKey("circuit_breaker")
 
 #: timer slack: asyncio may run a deadline's callback this much before the deadline itself.
-_DEADLINE_SLACK = 0.002
+_DEADLINE_SLACK: Final = 0.002
 
 
 def make_breaker(ctx: RouteContext) -> CircuitBreaker:

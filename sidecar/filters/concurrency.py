@@ -16,6 +16,8 @@ use and queued calls are read at scrape time and shown on ``/upstreams``.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
 from ..exchange import Exchange, Response
@@ -23,7 +25,7 @@ from ..observing import Observer, Observing
 from ..resilience.concurrency import ConcurrencyLimiter
 
 #: the ``shared`` kind (and the key under ``/upstreams`` → ``policies``).
-LIMITER: SharedKey[ConcurrencyLimiter] = SharedKey("concurrency")
+LIMITER: Final[SharedKey[ConcurrencyLimiter]] = SharedKey("concurrency")
 
 
 def make_limiter(ctx: RouteContext) -> ConcurrencyLimiter:

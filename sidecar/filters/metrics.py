@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from time import perf_counter, time
-from typing import Any
+from typing import Any, Final
 
 from ..api import RouteContext
 from ..chain import Filter
@@ -36,7 +36,7 @@ from ..telemetry.families import CounterChild, HistogramChild
 from ..telemetry.metrics import RouteMetrics
 
 #: Status counted for a call whose app connection went away first (nginx's 499).
-CLIENT_CLOSED = 499
+CLIENT_CLOSED: Final = 499
 #: gRPC codes counted for a call the app cancelled, and for one the rescue filter answers.
 GRPC_CANCELLED, GRPC_INTERNAL = 1, 13
 

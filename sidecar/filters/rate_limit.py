@@ -25,7 +25,7 @@ __all__ = ["LocalLimiter", "factory", "make_filter"]
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from ..api import RouteContext, SharedKey
 from ..chain import Filter, Handler
@@ -39,7 +39,7 @@ from ..ratelimit.keys import key_function
 from ..telemetry.decisions import RATE_LIMIT_SHADOW, RATE_LIMIT_WAIT, note
 from ..telemetry.metrics import Metrics
 
-POLICY_NAME = "local"
+POLICY_NAME: Final = "local"
 
 
 class LocalLimiter:
@@ -129,7 +129,7 @@ def make_filter(limiter: LocalLimiter, metrics: Metrics, upstream: str, route: s
 
 
 #: The upstream's bucket (one per route for a route with its own limit).
-LIMITER: SharedKey[LocalLimiter] = SharedKey("rate_limit")
+LIMITER: Final[SharedKey[LocalLimiter]] = SharedKey("rate_limit")
 
 
 def factory(ctx: RouteContext) -> Filter | None:

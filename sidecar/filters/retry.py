@@ -52,6 +52,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from ..api import RouteContext, SharedKey
 from ..api.calls import RETRY_PERMIT
@@ -66,21 +67,21 @@ from ..resilience.replay import MessageReplay, make_replayable
 from ..resilience.retry_budget import SlidingRetryBudget
 
 #: attempts a call made, set only when it made more than one (the access log reads it).
-ATTEMPTS: StashKey[int] = StashKey("retry.attempts")
+ATTEMPTS: Final[StashKey[int]] = StashKey("retry.attempts")
 
 #: why a retryable failure was not retried (``sidecar_retries_skipped_total{reason}``).
-SKIP_REASONS = ("non_idempotent", "body_too_large", "deadline", "retry_after", "budget")
+SKIP_REASONS: Final = ("non_idempotent", "body_too_large", "deadline", "retry_after", "budget")
 
 Sleep = Callable[[float], Awaitable[None]]
 
 #: gRPC's ``Retry-After`` (gRFC A6): milliseconds, in the trailing metadata.
-PUSHBACK = "grpc-retry-pushback-ms"
+PUSHBACK: Final = "grpc-retry-pushback-ms"
 #: the count of earlier attempts gRPC puts on a retried call (gRFC A6).
-PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts"
+PREVIOUS_ATTEMPTS: Final = "grpc-previous-rpc-attempts"
 
 
 #: The upstream's retry budget, whichever route the call took.
-BUDGET: SharedKey[SlidingRetryBudget] = SharedKey("retry_budget")
+BUDGET: Final[SharedKey[SlidingRetryBudget]] = SharedKey("retry_budget")
 
 
 def factory(ctx: RouteContext) -> Filter | None:

@@ -23,7 +23,7 @@ import asyncio
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ..api import RouteContext
 from ..chain import Filter
@@ -33,9 +33,9 @@ from ..observing import Observer, Observing
 from ..resilience.deadlines import Deadline, DeadlineWheel
 
 #: the app's own deadline for one call (never forwarded).
-TIMEOUT_HEADER = "x-sidecar-timeout"
-_VALUE = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m)?$")
-_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
+TIMEOUT_HEADER: Final = "x-sidecar-timeout"
+_VALUE: Final = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m)?$")
+_UNIT: Final = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
 
 
 def parse_timeout_header(value: str) -> float | None:
@@ -71,16 +71,21 @@ def _current_task_py(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | Non
     return asyncio.current_task(loop)
 
 
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _current_task_py
-if sys.version_info < (3, 12):
-    # Python 3.11's asyncio.current_task is a Python function over this C dict (a frame per
-    # call); reading the dict is all it does. From 3.12 the function itself is C.
-    try:
-        from _asyncio import _current_tasks as _tasks_by_loop  # type: ignore[attr-defined]
+def _current_task_reader() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
+    if sys.version_info < (3, 12):
+        # Python 3.11's asyncio.current_task is a Python function over this C dict (a frame
+        # per call); reading the dict is all it does. From 3.12 the function itself is C.
+        try:
+            from _asyncio import _current_tasks  # type: ignore[attr-defined]
+        except ImportError:  # asyncio without its C part
+            return _current_task_py
+        reader: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
+        reader = _current_tasks.get
+        return reader
+    return _current_task_py
 
-        _current_task = _tasks_by_loop.get
-    except ImportError:  # asyncio without its C part
-        pass
+
+_current_task: Final = _current_task_reader()
 
 
 def factory(ctx: RouteContext) -> Filter:

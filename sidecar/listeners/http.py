@@ -20,7 +20,7 @@ __all__ = ["HTTP_FRONT", "HttpListener"]
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..api.traits import FrontTraits
 from ..app_quiet import AppActivity
@@ -36,13 +36,13 @@ if TYPE_CHECKING:
     from ..telemetry.metrics import Metrics
 
 #: On drain, idle keep-alive connections are closed after this quiet period (see stop_accepting).
-DRAIN_IDLE_QUIET = 0.25
+DRAIN_IDLE_QUIET: Final = 0.25
 #: After the grace, cancelled calls get this long to unwind before the sidecar closes pools.
-DRAIN_UNWIND = 1.0
+DRAIN_UNWIND: Final = 1.0
 
 
 #: The app-facing HTTP port's traits.
-HTTP_FRONT = FrontTraits("http")
+HTTP_FRONT: Final = FrontTraits("http")
 
 
 class HttpListener:

@@ -19,11 +19,11 @@ __all__ = ["BODY_HIGH_WATER", "BODY_LOW_WATER", "BodySource", "RequestBody"]
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Final, Protocol
 
 #: Request-body bytes buffered before reading from the app pauses (and resumes below LOW).
-BODY_HIGH_WATER = 256 * 1024
-BODY_LOW_WATER = 64 * 1024
+BODY_HIGH_WATER: Final = 256 * 1024
+BODY_LOW_WATER: Final = 64 * 1024
 
 
 class BodySource(Protocol):

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from ..answers import error_response
 from ..errors import RequestTimeout, SidecarError
@@ -50,12 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.listener")
 
 #: Requests queued behind the one in progress on a pipelining connection before reading pauses.
-MAX_PIPELINED = 16
+MAX_PIPELINED: Final = 16
 #: The name of each connection's worker task: what finds them among the loop's tasks (a
 #: compiled coroutine has no ``__qualname__`` to tell them by).
-WORKER_TASK = "sidecar-http-worker"
+WORKER_TASK: Final = "sidecar-http-worker"
 #: How long a closing connection reads and discards what the app still sends (lingering close).
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 
 
 class HttpConnection(RequestReader):

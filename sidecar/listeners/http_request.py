@@ -23,7 +23,7 @@ __all__ = ["COLLECT_LIMIT", "RequestReader"]
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -46,17 +46,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("sidecar.listener")
 
 #: A body smaller than this that arrives with its head is collected and sent in one write.
-COLLECT_LIMIT = 64 * 1024
+COLLECT_LIMIT: Final = 64 * 1024
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: request methods as llhttp reports them (bytes) → ``str``, filled as they are seen.
-_METHODS: dict[bytes, str] = {}
+_METHODS: Final[dict[bytes, str]] = {}
 #: header names as received → as read (latin-1, lower-case), filled as they are seen: an app
 #: sends the same few names on every request, so each is decoded once and its str, whose hash
 #: is then computed once too, shared. Bounded in entries and in each name's length.
-_NAMES: dict[bytes, str] = {}
-_NAMES_MAX = 512
-_NAME_MAX_BYTES = 64
+_NAMES: Final[dict[bytes, str]] = {}
+_NAMES_MAX: Final = 512
+_NAME_MAX_BYTES: Final = 64
 
 
 class _Refused(Exception):

@@ -17,7 +17,7 @@ __all__ = ["REFUSED", "refusal_bytes", "write_response", "write_whole"]
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sidecar.listener")
 
-_NO_BODY_STATUS = frozenset({204, 304})
+_NO_BODY_STATUS: Final = frozenset({204, 304})
 
 #: stands in for the request a queued refusal answers (it was never parsed into one).
-REFUSED = Exchange("GET", "/", Headers())
+REFUSED: Final = Exchange("GET", "/", Headers())
 
 
 def write_whole(conn: HttpConnection, ex: Exchange, resp: Response) -> bool | None:

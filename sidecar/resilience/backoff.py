@@ -15,10 +15,11 @@ import random
 import re
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import Final
 
-_SECONDS = re.compile(r"^[0-9]{1,10}(?:\.[0-9]{1,9})?$")
+_SECONDS: Final = re.compile(r"^[0-9]{1,10}(?:\.[0-9]{1,9})?$")
 #: Past this many doublings the cap always wins; bounding the exponent keeps ``2**n`` small.
-_MAX_DOUBLINGS = 32
+_MAX_DOUBLINGS: Final = 32
 
 
 class FullJitterBackoff:

@@ -26,21 +26,23 @@ __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "STATE_NAMES", "CircuitBreaker"]
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ..config.policies import CircuitBreakerPolicy
 from ..errors import CircuitOpen
 
 #: states, as ``sidecar_circuit_state`` exports them.
-CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-STATE_NAMES = ("closed", "open", "half-open")
+CLOSED: Final = 0
+OPEN: Final = 1
+HALF_OPEN: Final = 2
+STATE_NAMES: Final = ("closed", "open", "half-open")
 
 #: buckets of the failure-ratio window: the window slides in steps of ``window / BUCKETS``.
-BUCKETS = 10
+BUCKETS: Final = 10
 
 Transition = Callable[[str, str, str], None]
 
-_RETRY_NOW = (("retry-after", "1"),)
+_RETRY_NOW: Final = (("retry-after", "1"),)
 
 
 class _Window:

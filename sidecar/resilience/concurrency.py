@@ -17,13 +17,13 @@ __all__ = ["ConcurrencyLimiter"]
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..config.policies import ConcurrencyPolicy
 from ..errors import Overloaded
 
 #: a shed call may try again soon: the limit is about this instant's load, not a quota.
-_RETRY_AFTER = (("retry-after", "1"),)
+_RETRY_AFTER: Final = (("retry-after", "1"),)
 
 
 class _Timer(Protocol):

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 __all__ = ["IDEMPOTENT_METHODS", "may_repeat"]
 
+from typing import Final
+
 from ..exchange import Exchange
 
 #: methods whose repetition has the effect of one call (RFC 9110 §9.2.2).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 def may_repeat(exchange: Exchange, non_idempotent: bool = False) -> bool:

@@ -32,15 +32,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Final
 
 #: A batch this large is handed to the writer thread at once rather than at the next interval.
-BATCH_BYTES = 64 * 1024
+BATCH_BYTES: Final = 64 * 1024
 #: A line waits at most about this long (seconds) before it is written.
-FLUSH_INTERVAL = 0.1
+FLUSH_INTERVAL: Final = 0.1
 #: Bytes waiting to be written past which new lines are dropped (stdout is not keeping up).
-MAX_BUFFERED = 4 * 1024 * 1024
+MAX_BUFFERED: Final = 4 * 1024 * 1024
 #: How long exiting waits for the last lines to be written (stdout may be stuck).
-CLOSE_TIMEOUT = 2.0
+CLOSE_TIMEOUT: Final = 2.0
 
 log = logging.getLogger("sidecar.telemetry")
 

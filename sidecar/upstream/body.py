@@ -14,7 +14,7 @@ __all__ = ["BODY_HIGH_WATER", "BODY_IDLE_TIMEOUT", "BODY_LOW_WATER", "UpstreamBo
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..errors import SidecarError, UpstreamTimeout
 
@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from .connection import UpstreamConnection
 
 #: Response-body bytes buffered before reading from the upstream pauses (resumes below LOW).
-BODY_HIGH_WATER = 256 * 1024
-BODY_LOW_WATER = 64 * 1024
+BODY_HIGH_WATER: Final = 256 * 1024
+BODY_LOW_WATER: Final = 64 * 1024
 #: A response body that stalls this long mid-stream is cut (Envoy's stream idle timeout). Long
 #: enough for server-sent events with sparse keep-alive comments.
-BODY_IDLE_TIMEOUT = 300.0
+BODY_IDLE_TIMEOUT = 300.0  # not Final: a test shortens it
 
 
 class UpstreamBody:

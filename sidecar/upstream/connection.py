@@ -23,7 +23,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httptools
 
@@ -35,24 +35,24 @@ from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
 #: checked on raw bytes too, or an endless header line would grow memory without bound.
-MAX_RESPONSE_HEADER_BYTES = 64 * 1024
-MAX_RESPONSE_HEADERS = 200
-_NO_BODY = (204, 304)
+MAX_RESPONSE_HEADER_BYTES: Final = 64 * 1024
+MAX_RESPONSE_HEADERS: Final = 200
+_NO_BODY: Final = (204, 304)
 
 #: :data:`HOP_BY_HOP` as the lower-case bytes the parser hands over: response headers stay bytes
 #: until someone reads them (:meth:`Headers.from_wire`).
-_HOP_BY_HOP_WIRE = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+_HOP_BY_HOP_WIRE: Final = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 #: header names as received → lower-case, filled as they are seen: an upstream sends the same
 #: few names in every response, so each is lowered once and its bytes, whose hash is then
 #: computed once too, shared. Bounded in entries and in each name's length.
-_WIRE_NAMES: dict[bytes, bytes] = {}
-_WIRE_NAMES_MAX = 512
-_WIRE_NAME_MAX_BYTES = 64
+_WIRE_NAMES: Final[dict[bytes, bytes]] = {}
+_WIRE_NAMES_MAX: Final = 512
+_WIRE_NAME_MAX_BYTES: Final = 64
 #: the names to drop beyond the standard ones, as bytes, per single ``Connection`` value as
 #: received (an upstream sends one or two distinct ones, ``keep-alive`` above all); bounded, as
 #: ``hop_by_hop_names``' cache
-_WIRE_NAMED: dict[bytes, frozenset[bytes]] = {}
-_WIRE_NAMED_MAX = 64
+_WIRE_NAMED: Final[dict[bytes, frozenset[bytes]]] = {}
+_WIRE_NAMED_MAX: Final = 64
 
 
 class UpstreamConnection(FlowControl):
