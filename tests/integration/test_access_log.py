@@ -45,6 +45,9 @@ EPHEMERAL = {
     "http": {"address": "127.0.0.1:0"},
     "grpc": {"address": "127.0.0.1:0"},
 }
+#: SIGTERM drains at once: these tests read the log after a clean stop, not the wait for the app
+#: to go quiet (test_pod_lifecycle's), which would add its 2 s default to every stop
+NO_QUIET_WAIT = {"shutdown": {"app_quiet_period": "0s"}}
 
 
 async def wait_for_lines(p: SidecarProcess, n: int, limit: float = 10.0) -> list[dict[str, Any]]:
@@ -68,11 +71,12 @@ async def test_one_json_line_per_call_on_stdout_with_the_sidecars_decisions() ->
 
     async with FakeUpstream(answer) as up:
         config = {
+            **NO_QUIET_WAIT,
             "upstreams": {
                 "up": {"url": up.url},
                 "slow": {"url": up.url, "timeout": "200ms"},
                 "down": {"url": "http://127.0.0.1:1"},
-            }
+            },
         }
         try:
             with SidecarProcess(config) as p:
@@ -133,6 +137,7 @@ async def test_above_info_only_failed_calls_are_logged() -> None:
             "admin": {"address": f"127.0.0.1:{free_port()}"},
             "http": {"address": f"127.0.0.1:{free_port()}"},
             "telemetry": {"log_level": "warning"},
+            **NO_QUIET_WAIT,
             "upstreams": {"up": {"url": up.url}, "down": {"url": "http://127.0.0.1:1"}},
         }
         with SidecarProcess(config) as p:
@@ -161,13 +166,14 @@ async def test_a_line_says_the_trace_the_retries_and_the_rate_limit_wait() -> No
 
     async with FakeUpstream(answer) as up:
         config = {
+            **NO_QUIET_WAIT,
             "upstreams": {
                 "up": {"url": up.url, "retry": {"backoff": {"base": "1ms", "max": "2ms"}}},
                 "paced": {
                     "url": up.url,
                     "rate_limit": {"rate": "5/s", "burst": 1, "on_limit": "wait"},
                 },
-            }
+            },
         }
         with SidecarProcess(config) as p:
             async with httpx.AsyncClient() as c:
@@ -198,6 +204,7 @@ async def test_a_reload_changes_the_access_log_level() -> None:
     def config(level: str) -> dict[str, Any]:
         return {
             **EPHEMERAL,
+            **NO_QUIET_WAIT,
             "telemetry": {"access_log": {"level": level}},
             "upstreams": {"up": {"adapter": "echo"}, "down": {"url": "http://127.0.0.1:1"}},
         }
