@@ -20,8 +20,16 @@ EPHEMERAL = {
 }
 
 
+#: SIGTERM drains at once: these tests stop the sidecar cleanly, not after the wait for the app to
+#: go quiet (test_pod_lifecycle's), which would add its 2 s default to every stop
+NO_QUIET_WAIT = {"shutdown": {"app_quiet_period": "0s"}}
+
+
 def echo_config(version: str) -> dict[str, Any]:
-    return {"upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}}}
+    return {
+        **NO_QUIET_WAIT,
+        "upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}},
+    }
 
 
 def metric(p: SidecarProcess, name: str, labels: str) -> float:
