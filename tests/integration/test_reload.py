@@ -236,8 +236,16 @@ async def test_reload_without_a_file_keeps_the_running_config() -> None:
 # --- as a process: SIGHUP and the file watcher -------------------------------------------------
 
 
+#: SIGTERM drains at once: these tests stop the sidecar cleanly, not after the wait for the app to
+#: go quiet (test_pod_lifecycle's), which would add its 2 s default to every stop
+NO_QUIET_WAIT = {"shutdown": {"app_quiet_period": "0s"}}
+
+
 def echo_config(version: str) -> dict[str, Any]:
-    return {"upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}}}
+    return {
+        **NO_QUIET_WAIT,
+        "upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}},
+    }
 
 
 def served_version(p: SidecarProcess) -> str | None:
@@ -268,7 +276,10 @@ def test_sighup_reloads_and_rereads_secrets(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = {"upstreams": {"up": {"url": f"http://127.0.0.1:{port}", "request_headers": {}}}}
+    config = {
+        **NO_QUIET_WAIT,
+        "upstreams": {"up": {"url": f"http://127.0.0.1:{port}", "request_headers": {}}},
+    }
     config["upstreams"]["up"]["request_headers"]["x-config"] = {"file": str(token)}
 
     def sent(p: SidecarProcess) -> str:
