@@ -15,7 +15,9 @@ import pytest
 
 from sidecar.testing import SidecarProcess
 
-ECHO = {"upstreams": {"echo": {"adapter": "echo"}}}
+#: ``shutdown``: SIGTERM drains at once; the wait for the app to go quiet is test_pod_lifecycle's,
+#: and would add its 2 s default to the stop here
+ECHO = {"shutdown": {"app_quiet_period": "0s"}, "upstreams": {"echo": {"adapter": "echo"}}}
 
 
 def metric(p: SidecarProcess, labels: str) -> float:
