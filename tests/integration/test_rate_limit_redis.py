@@ -51,6 +51,8 @@ async def test_two_sidecar_processes_share_one_limit(redis: RedisServer) -> None
     rate, burst = 50, 10
     config = {
         "telemetry": {"access_log": {"enabled": False}},
+        # the stops below need not wait for the app to go quiet (2 s each, one after the other)
+        "shutdown": {"app_quiet_period": "0s"},
         "ratelimit_backends": backend(redis.url),
         "upstreams": {
             "api": {
