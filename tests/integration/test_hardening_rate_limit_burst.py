@@ -29,6 +29,8 @@ async def test_two_sidecars_sharing_ten_per_minute_admit_exactly_ten_of_forty(
     """Users of per-minute quotas (Kong, LiteLLM rpm) get N calls per period, not one."""
     config = {
         "telemetry": {"access_log": {"enabled": False}},
+        # the stops below need not wait for the app to go quiet (2 s each, one after the other)
+        "shutdown": {"app_quiet_period": "0s"},
         # a generous budget: on a busy machine no decision may fail open and blur the count
         "ratelimit_backends": {"shared": {"type": "redis", "url": redis.url, "timeout": "2s"}},
         "upstreams": {
