@@ -53,6 +53,9 @@ def probed(config: dict[str, Any], tmp_path: Path) -> Iterator[tuple[SidecarProc
     """A running sidecar, and ``modules()``: the names it has imported, asked for now."""
     ask, out = tmp_path / "ask", tmp_path / "modules.txt"
     env = {"PROBE_ASK": str(ask), "PROBE_OUT": str(out)}
+    # the stop below drains at once: what is imported is asked before it, and the wait for the
+    # app to go quiet (test_pod_lifecycle's) would add its 2 s default to every test here
+    config = {**config, "shutdown": {"app_quiet_period": "0s"}}
     with SidecarProcess(config, env=env, prefix=[sys.executable, str(PROBE)]) as p:
 
         def modules() -> set[str]:
