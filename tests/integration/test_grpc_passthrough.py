@@ -570,7 +570,8 @@ async def test_sigterm_lets_an_in_flight_call_finish() -> None:
     async with EchoUpstream() as up:
         config = {
             "upstreams": {"echo": upstream_config(up.url)},
-            "shutdown": {"drain_timeout": "10s"},
+            # no wait for the app to go quiet: the drain itself begins while the call is in flight
+            "shutdown": {"drain_timeout": "10s", "app_quiet_period": "0s"},
         }
         with SidecarProcess(config) as p:
             async with grpc.aio.insecure_channel(p.grpc_target) as channel:
