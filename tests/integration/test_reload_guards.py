@@ -21,7 +21,19 @@ EPHEMERAL = {
 
 
 def echo_config(version: str) -> dict[str, Any]:
-    return {"upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}}}
+    return {
+        # the stop drains at once: the wait for the app to go quiet is test_pod_lifecycle's
+        "shutdown": {"app_quiet_period": "0s"},
+        "upstreams": {"echo": {"adapter": "echo", "request_headers": {"x-config": version}}},
+    }
+
+
+def wait_for_metric(p: SidecarProcess, result: str, count: float, limit: float = 15.0) -> None:
+    """Until ``sidecar_config_reloads_total{result}`` reaches ``count`` (bounded)."""
+    deadline = time.monotonic() + limit
+    while metric(p, result) < count:
+        assert time.monotonic() < deadline, f"no {count:g} {result} reload(s) within {limit}s"
+        time.sleep(0.05)
 
 
 def metric(p: SidecarProcess, result: str) -> float:
@@ -91,25 +103,22 @@ def test_a_writer_that_truncates_then_pauses_never_takes_the_routes_away() -> No
         caller = threading.Thread(target=call_all_the_time)
         caller.start()
         try:
-            # truncate, then write the file in two halves, pausing past the watcher's interval
-            # each time: the watcher sees the empty file and the half file
+            # truncate, then write the file in two halves, pausing each time until the watcher
+            # has read that state and refused it: the empty file, then the half file
             half = full.index("upstreams:")
             path.write_text("")
-            time.sleep(2.5)  # the state under test lasts this long (not a synchronisation)
+            wait_for_metric(p, "refused", 1)
             with path.open("a") as f:
                 f.write(full[:half])
-            time.sleep(2.5)
+            wait_for_metric(p, "refused", 2)
             with path.open("a") as f:
                 f.write(full[half:])
-            deadline = time.monotonic() + 15
-            while metric(p, "ok") < 1:
-                assert time.monotonic() < deadline, "the finished file was never reloaded"
-                time.sleep(0.05)
+            wait_for_metric(p, "ok", 1)
         finally:
             stop.set()
             caller.join(timeout=10)
         r = httpx.get(f"{p.http_url}/echo/", timeout=5)
         assert r.json()["headers"]["x-config"] == "v2"
         assert answers and set(answers) == {200}, sorted(set(answers))
-        assert metric(p, "refused") >= 1  # the empty and half-written states were seen, refused
+        assert metric(p, "refused") == 2  # the empty and the half-written state, each once
         assert p.terminate() == 0
