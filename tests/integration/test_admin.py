@@ -229,6 +229,9 @@ async def test_secret_reaches_the_upstream_but_no_admin_page_log_or_error_body()
 
     async with FakeUpstream(answer) as up:
         config = {
+            # the stop drains at once: the wait for the app to go quiet (test_pod_lifecycle's)
+            # logs only how long it waited, and would add its 2 s default here
+            "shutdown": {"app_quiet_period": "0s"},
             "upstreams": {
                 "pay": {
                     "url": up.url,
@@ -238,7 +241,7 @@ async def test_secret_reaches_the_upstream_but_no_admin_page_log_or_error_body()
                     "url": "http://127.0.0.1:1",
                     "request_headers": {"x-api-key": {"env": "PAY_SECRET"}},
                 },
-            }
+            },
         }
         with SidecarProcess(config, env={"PAY_SECRET": SECRET}) as p:
             seen: list[str] = []
