@@ -47,7 +47,11 @@ def only_pubsub(config: dict[str, Any]) -> dict[str, Any]:
 
 
 async def started(config: dict[str, Any]) -> SidecarProcess:
-    """``sidecar run`` as a child, started without blocking the app served by this loop."""
+    """``sidecar run`` as a child, started without blocking the app served by this loop.
+
+    Its SIGTERM drains at once: a test stops it once everything settled, and the wait for the
+    app to go quiet (the core's lifecycle tests') would add its 2 s default to every stop."""
+    config = {**config, "shutdown": {"app_quiet_period": "0s"}}
     child = SidecarProcess(only_pubsub(config), ready_timeout=READY_WAIT)
     return await asyncio.to_thread(child.start)
 
