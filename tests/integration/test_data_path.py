@@ -500,7 +500,11 @@ async def test_fifty_megabytes_each_way_without_memory_growing_with_size(tmp_pat
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    cfg = {"upstreams": {"big": {"url": f"http://127.0.0.1:{port}", "timeout": "60s"}}}
+    cfg = {
+        # the stop below only ends the process: no 2 s wait for the app to go quiet first
+        "shutdown": {"app_quiet_period": "0s"},
+        "upstreams": {"big": {"url": f"http://127.0.0.1:{port}", "timeout": "60s"}},
+    }
     proc = await asyncio.to_thread(SidecarProcess(cfg).start)
     try:
         pid = proc.proc.pid  # type: ignore[union-attr]
