@@ -164,10 +164,12 @@ async def test_tls_upstreams_under_uvloop_in_a_sidecar_process(
     ):
         tls = {"ca": str(tmp_path / "ca.pem"), "server_name": "payments.internal"}
         cfg = {
+            # the stop below only ends the process: no 2 s wait for the app to go quiet first
+            "shutdown": {"app_quiet_period": "0s"},
             "upstreams": {
                 "good": {"url": good.url, "tls": {**tls, **_client_cert(ca, tmp_path)}},
                 "wrong": {"url": wrong.url, "tls": tls},
-            }
+            },
         }
         proc = await asyncio.to_thread(SidecarProcess(cfg).start)
         try:
