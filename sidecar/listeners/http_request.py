@@ -90,6 +90,10 @@ class RequestReader(FlowControl):
         # the request being parsed: its target, headers and their size so far
         self.url = b""
         self.hdrs: list[tuple[str, str]] = []
+        #: the header names of the last request, as received and as read, by place (bounded:
+        #: as many as a request may have, each at most _NAME_MAX_BYTES)
+        self.names_seen: list[bytes] = []
+        self.names_read: list[str] = []
         self.hdr_bytes = 0
         #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
         self.head_pending = 0
@@ -211,9 +215,22 @@ class RequestReader(FlowControl):
         if len(self.hdrs) >= self.max_headers:
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
-        key = _NAMES.get(name)
-        if key is None:
-            key = _name_of(name)
+        # an app sends the same names in the same order on each request: the name the last
+        # one had at this place is compared, not hashed and looked up
+        at = len(self.hdrs)
+        seen = self.names_seen
+        if at < len(seen) and seen[at] == name:
+            key = self.names_read[at]
+        else:
+            known = _NAMES.get(name)
+            key = known if known is not None else _name_of(name)
+            if len(name) <= _NAME_MAX_BYTES:
+                if at < len(seen):
+                    seen[at] = name
+                    self.names_read[at] = key
+                elif at == len(seen):
+                    seen.append(name)
+                    self.names_read.append(key)
         self.hdrs.append((key, value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:

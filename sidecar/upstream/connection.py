@@ -90,6 +90,10 @@ class UpstreamConnection(FlowControl):
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
         self._hdrs: list[tuple[bytes, bytes]] = []
+        #: the header names of the last response, as received and lower-cased, by place
+        #: (bounded: as many as a response may have, each at most _WIRE_NAME_MAX_BYTES)
+        self._names_seen: list[bytes] = []
+        self._names_read: list[bytes] = []
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._parts: list[bytes] | None = None
@@ -210,11 +214,24 @@ class UpstreamConnection(FlowControl):
         hdrs = self._hdrs
         if len(hdrs) >= MAX_RESPONSE_HEADERS:
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
-        # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the ASCII
-        # token characters; decoded (latin-1) only if a filter or plugin ever reads them
-        key = _WIRE_NAMES.get(name)
-        if key is None:
-            key = _wire_name(name)
+        # an upstream sends the same names in the same order in each response: the name the
+        # last one had at this place is compared, not hashed and looked up
+        at = len(hdrs)
+        seen = self._names_seen
+        if at < len(seen) and seen[at] == name:
+            key = self._names_read[at]
+        else:
+            # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the
+            # ASCII token characters; decoded (latin-1) only if a filter or plugin reads them
+            known = _WIRE_NAMES.get(name)
+            key = known if known is not None else _wire_name(name)
+            if len(name) <= _WIRE_NAME_MAX_BYTES:
+                if at < len(seen):
+                    seen[at] = name
+                    self._names_read[at] = key
+                elif at == len(seen):
+                    seen.append(name)
+                    self._names_read.append(key)
         hdrs.append((key, value))
 
     def _check_version(self, status: int) -> None:

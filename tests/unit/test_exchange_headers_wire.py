@@ -180,3 +180,25 @@ async def test_headers_named_by_several_connection_headers_are_all_dropped() -> 
     for _ in range(2):  # and again on the same connection, kept alive
         resp = respond(conn, raw).result()
         assert resp.headers.unread_wire() == [(b"x-c", b"3")]
+
+
+async def test_each_request_on_a_connection_has_its_own_header_names() -> None:
+    """Names are remembered by place from one request to the next on a connection: a request
+    whose names differ, move, or are fewer or more still gets exactly its own, lower-cased."""
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    heads = [
+        b"X-A: 1\r\nX-B: 2\r\n",
+        b"X-B: 3\r\nX-A: 4\r\n",  # the same names, swapped
+        b"X-C: 5\r\n",  # fewer
+        b"X-C: 6\r\nX-Long-" + b"n" * 80 + b": 7\r\nX-D: 8\r\n",  # more, one too long to keep
+        b"x-c: 9\r\nX-Long-" + b"n" * 80 + b": 10\r\nX-E: 11\r\n",
+    ]
+    # read in one go: the worker has not run yet, so every exchange is still in the queue
+    conn.data_received(b"".join(b"GET /x HTTP/1.1\r\nhost: up\r\n" + h + b"\r\n" for h in heads))
+    got = [list(ex.headers) for ex in conn.queue if isinstance(ex, Exchange)]
+    for head, headers in zip(heads, got, strict=True):
+        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
+        assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
+    conn.connection_lost(None)

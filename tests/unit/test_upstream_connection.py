@@ -204,3 +204,22 @@ async def test_a_body_that_stalls_mid_stream_is_cut_after_the_idle_timeout(
         await asyncio.wait_for(resp.body.__anext__(), 5)
     await settle()
     assert transport.closed
+
+
+async def test_each_response_on_a_connection_has_its_own_header_names() -> None:
+    """Names are remembered by place from one response to the next on a connection: a response
+    whose names differ, move, or are fewer or more still gets exactly its own, lower-cased."""
+    conn, _, _ = standalone()
+    heads = [
+        b"X-A: 1\r\nX-B: 2\r\n",
+        b"X-B: 3\r\nX-A: 4\r\n",  # the same names, swapped
+        b"X-C: 5\r\n",  # fewer
+        b"X-C: 6\r\nX-Long-" + b"n" * 80 + b": 7\r\nX-D: 8\r\n",  # more, one too long to keep
+        b"x-c: 9\r\nX-Long-" + b"n" * 80 + b": 10\r\nX-E: 11\r\n",
+    ]
+    for head in heads:
+        resp = respond(
+            conn, b"HTTP/1.1 200 OK\r\n" + head + b"content-length: 2\r\n\r\nok"
+        ).result()
+        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
+        assert list(resp.headers) == [(k.decode().lower(), v.decode()) for k, v in sent]
