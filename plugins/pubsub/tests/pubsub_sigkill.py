@@ -149,7 +149,6 @@ class MidBatchKill:
 
     async def start(self, config: dict[str, Any]) -> SidecarProcess:
         self.proc = await started(config)
-        print("LOG", self.proc.log_path)  # DEBUG
         return self.proc
 
     async def kill_while_held(self) -> None:
