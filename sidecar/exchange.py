@@ -110,8 +110,16 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one ``value``."""
         name = name.lower()
-        self._items = [(k, v) for k, v in self._pairs() if k != name]
-        self._items.append((name, value))
+        # a new list (one iterating the old one is not disturbed), copied by reference: the
+        # pairs are rebuilt only when one is dropped
+        items = list(self._pairs())
+        at = len(items) - 1
+        while at >= 0:
+            if items[at][0] == name:
+                del items[at]
+            at -= 1
+        items.append((name, value))
+        self._items = items
 
     def remove(self, name: str) -> None:
         name = name.lower()

@@ -71,7 +71,8 @@ _GRPC_CANCELLED, _GRPC_INTERNAL = 1, 13
 # JSON pieces of the fast line writer
 _GRPC_FIELD: Final = ', "grpc_status": '
 _RECEIVED_FIELD: Final = ', "bytes_received": '
-_END, _END_ABORTED = "}\n", ', "aborted": true}\n'
+_END: Final = "}\n"
+_END_ABORTED: Final = ', "aborted": true}\n'
 
 #: ``(exchange, status, bytes_sent, error, ok, grpc_status)``
 Writer = Callable[[Exchange, int, int, "str | None", bool, "int | None"], None]
@@ -124,11 +125,20 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
     json_str = _json_str
     clock, wall = perf_counter, time
     failures = GRPC_FAILURES
+    end_ok, end_aborted = _END, _END_ABORTED
     stamp = _Timestamps()
+    # names from other modules, held here: the compiled closure reads them without a
+    # module-dict lookup on every line
+    trace_key, attempts_key, decision_key, fields_key = TRACE_ID, ATTEMPTS, DECISION, LOG_FIELDS
+    # the method and the app's address repeat line after line: each quoted once
+    quoted_methods: dict[str, str] = {}
+    last_client = ""
+    last_quoted_client: str = json_str("")
 
     def write(
         exchange: Exchange, status: int, sent: int, error: str | None, ok: bool, grpc: int | None
     ) -> None:
+        nonlocal last_client, last_quoted_client
         if error or status >= 500 or not ok or (grpc is not None and grpc in failures):
             if not enabled(warning):
                 return
@@ -142,7 +152,7 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
         received = len(body) if type(body) is bytes else exchange.body_length
         # the optional fields: usually none applies, and nothing is built for them
         tail = ""
-        trace = exchange.peek(TRACE_ID)
+        trace = exchange.peek(trace_key)
         if trace is None:
             parent = exchange.headers.get("traceparent")
             if parent is not None:
@@ -150,31 +160,40 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
         if trace is not None:
             quoted: str = json_str(trace)
             tail = f', "trace_id": {quoted}'
-        attempts = exchange.peek(ATTEMPTS)  # set only when the call was retried
+        attempts = exchange.peek(attempts_key)  # set only when the call was retried
         if attempts is not None:
             count: str = str(int(attempts))
             tail = f'{tail}, "attempts": {count}'
-        decision = exchange.peek(DECISION)
+        decision = exchange.peek(decision_key)
         if decision is not None:
             quoted = json_str(decision)
             tail = f'{tail}, "decision": {quoted}'
         if error:
             quoted = json_str(error)
             tail = f'{tail}, "error": {quoted}'
-        extra = exchange.peek(LOG_FIELDS)  # a plugin's fields (sidecar.api.log_field)
+        extra = exchange.peek(fields_key)  # a plugin's fields (sidecar.api.log_field)
         if extra is not None:
             for name, value in extra.items():  # names are checked: [a-z0-9_], quoted as is
                 quoted = json_str(value)
                 tail = f'{tail}, "{name}": {quoted}'
         ts: str = stamp.of(wall())
-        method: str = json_str(exchange.method)
+        verb = exchange.method
+        method = quoted_methods.get(verb)
+        if method is None:
+            method = json_str(verb)
+            if len(quoted_methods) < 64:  # llhttp knows a few dozen methods
+                quoted_methods[verb] = method
         path: str = json_str(exchange.path)
-        client: str = json_str(exchange.client)
+        app = exchange.client
+        if app != last_client:
+            last_client = app
+            last_quoted_client = json_str(app)
+        client = last_quoted_client
         code: str = str(status)
         grpc_part = "" if grpc is None else _GRPC_FIELD + str(grpc)
         received_part = "" if received is None else _RECEIVED_FIELD + str(received)
         sent_part: str = str(sent)
-        end = _END if ok else _END_ABORTED
+        end = end_ok if ok else end_aborted
         put(
             f'{{"ts": "{ts}{level}{method}, "path": {path}{where}{code}{grpc_part}'
             f', "duration_ms": {duration}{received_part}, "bytes_sent": {sent_part}'

@@ -6,11 +6,10 @@ that almost never fires. Here a call joins a bucket of ``tick`` (5 ms) width and
 ends: a small object, a set add and a set discard. One loop timer per wheel is armed for the
 earliest bucket; when it fires, every call in the due buckets is cancelled and the timer is
 re-armed for the next bucket. A deadline fires at most ``tick`` (plus loop latency) late, never
-early. A bucket emptied by calls that ended in time stays until the timer passes it, so calls
+early. Buckets emptied by calls that ended in time are dropped, but for the newest one: calls
 one after another (one connection, each call over before the next begins) share it instead of
-making and dropping a set each; the timer then skips the empty buckets and re-arms for the
-first that still holds a call, so buckets are bounded by the timeout over ``tick``, and the
-timer fires at most once per timeout while calls end in time.
+making and dropping a set each, and at most one empty bucket is ever held. The timer skips
+empty buckets and re-arms for the first that still holds a call.
 
 The caller turns the cancellation into its own error, as ``asyncio.timeout`` does, and only when
 the deadline was the sole reason for it (``task.uncancel() == 0``): an app that went away at the
@@ -48,7 +47,7 @@ class Deadline:
 class DeadlineWheel:
     """Deadlines of many calls on one event loop, checked by one timer."""
 
-    __slots__ = ("_buckets", "_due", "_handle", "_heap", "_loop", "tick")
+    __slots__ = ("_buckets", "_due", "_handle", "_heap", "_loop", "_newest", "tick")
 
     def __init__(self, tick: float = TICK) -> None:
         self.tick = tick
@@ -58,6 +57,8 @@ class DeadlineWheel:
         self._handle: asyncio.TimerHandle | None = None
         self._due: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the bucket made last: kept when emptied, for the next call (see the module)
+        self._newest = -1
 
     def add(
         self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], deadline: float
@@ -66,9 +67,14 @@ class DeadlineWheel:
         first."""
         slot = int(deadline / self.tick) + 1  # the first bucket boundary after the deadline
         entry = Deadline(task, slot)
-        bucket = self._buckets.get(slot)
+        buckets = self._buckets
+        bucket = buckets.get(slot)
         if bucket is None:
-            bucket = self._buckets[slot] = set()
+            newest = buckets.get(self._newest)
+            if newest is not None and not newest:
+                del buckets[self._newest]  # the one empty bucket held: it is not the newest now
+            self._newest = slot
+            bucket = buckets[slot] = set()
             heapq.heappush(self._heap, slot)
             if self._due is None or slot < self._due or loop is not self._loop:
                 self._arm(loop, slot)
@@ -78,9 +84,12 @@ class DeadlineWheel:
     def remove(self, entry: Deadline) -> bool:
         """The call ended: forget it. Returns whether its deadline fired (the task was
         cancelled for it)."""
-        bucket = self._buckets.get(entry.slot)
+        slot = entry.slot
+        bucket = self._buckets.get(slot)
         if bucket is not None:
-            bucket.discard(entry)  # an emptied bucket stays for the next call (see above)
+            bucket.discard(entry)
+            if not bucket and slot != self._newest:
+                del self._buckets[slot]  # the newest one stays for the next call (see above)
         return entry.fired
 
     def _arm(self, loop: asyncio.AbstractEventLoop, slot: int) -> None:
@@ -115,5 +124,5 @@ class DeadlineWheel:
 
     @property
     def buckets(self) -> int:
-        """Buckets held, emptied ones included until the timer passes them (for leak checks)."""
+        """Buckets held, the one empty bucket kept included (for leak checks)."""
         return len(self._buckets)

@@ -48,14 +48,13 @@ async def test_calls_that_end_in_time_leave_nothing_behind() -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    start = last = loop.time()
+    last = loop.time()
     for i in range(5000):
         last = loop.time() + 0.02 + i * 1e-5
         entry = wheel.add(loop, task, last)
         assert wheel.remove(entry) is False
     assert len(wheel) == 0
-    # emptied buckets wait for the timer, one per tick of the deadlines' span at most
-    assert wheel.buckets <= (last - start) / 0.01 + 2
+    assert wheel.buckets <= 1  # emptied buckets are dropped, but the newest one
     # past every deadline, and the tick the timer may be late: nothing is cancelled
     await asyncio.sleep(last + 0.01 + 0.1 - loop.time())
     assert task.cancelling() == 0
