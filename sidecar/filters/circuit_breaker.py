@@ -90,7 +90,8 @@ class _Judge(Observer):
         self.admitted[exchange] = breaker.admit() if breaker.state else breaker.generation
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
-        gen = self.admitted.pop(exchange)
+        gen = self.admitted[exchange]  # index and del: no method call (pop is one)
+        del self.admitted[exchange]
         conditions = self.classify(resp, None)
         if conditions and not self.failing.isdisjoint(conditions):
             self.breaker.failure(gen, conditions[0])
@@ -98,7 +99,8 @@ class _Judge(Observer):
             self.breaker.success(gen)
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
-        gen = self.admitted.pop(exchange)
+        gen = self.admitted[exchange]
+        del self.admitted[exchange]
         breaker = self.breaker
         if isinstance(e, SidecarError):
             conditions = self.classify(None, e)

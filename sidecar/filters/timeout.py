@@ -128,12 +128,14 @@ class _Deadlines(Observer):
         self.calls[exchange] = entry
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
-        entry = self.calls.pop(exchange)
+        entry = self.calls[exchange]  # index and del: no method call (pop is one)
+        del self.calls[exchange]
         if self.wheel.remove(entry):
             entry.task.uncancel()  # the deadline fired as the answer came: not pending
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
-        entry = self.calls.pop(exchange)
+        entry = self.calls[exchange]
+        del self.calls[exchange]
         fired = self.wheel.remove(entry)
         if isinstance(e, asyncio.CancelledError):
             # ours only if the deadline fired and nothing else (the app leaving) cancelled too

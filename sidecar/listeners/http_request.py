@@ -344,7 +344,7 @@ class RequestReader(FlowControl):
             host = self.valid_host
         if te is not None and (version == "1.0" or te.strip().lower() != "chunked"):
             raise BadRequest(_transfer_coding_problem(te, version))
-        if p.should_upgrade() and (te is not None or content_length not in (None, "0")):
+        if (te is not None or content_length not in (None, "0")) and p.should_upgrade():
             # llhttp stops at an Upgrade request's head, so its body could not be read
             raise BadRequest("a request body together with Upgrade is not supported")
         url = self.url
