@@ -75,6 +75,8 @@ def status_line(status: int) -> bytes:
 #: from the network.
 _ONE_VALUE: Final[dict[str, frozenset[str]]] = {}
 _ONE_VALUE_MAX: Final = 64
+#: the longest value remembered: ``keep-alive``, ``close``, a few names, never a hostile 60 KB
+_ONE_VALUE_BYTES: Final = 256
 
 
 def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
@@ -86,7 +88,7 @@ def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
         names = _ONE_VALUE.get(value)
         if names is None:
             names = _names(connection_values)
-            if len(_ONE_VALUE) < _ONE_VALUE_MAX:
+            if len(value) <= _ONE_VALUE_BYTES and len(_ONE_VALUE) < _ONE_VALUE_MAX:
                 _ONE_VALUE[value] = names
         return names
     return _names(connection_values)

@@ -125,8 +125,10 @@ class ExplicitRoute:
         return cls(route, m.path_prefix, host, tuple(m.headers.items()), rc.prefix_rewrite)
 
 
-#: distinct ``Host`` values remembered per route table
+#: distinct ``Host`` values remembered per route table, and the longest remembered (a DNS
+#: name is at most 253 characters, then a port)
 _HOST_ROUTES_MAX: Final = 256
+_HOST_KEY_MAX: Final = 270
 
 
 class RouteTable:
@@ -161,15 +163,16 @@ class RouteTable:
             hit = match_explicit(self.explicit, path, host, headers, authority_only)
             if hit is not None:
                 return hit
-        if host:
-            by_host = self._host_routes
-            if host in by_host:  # a connection's every call: one lookup
-                route = by_host[host]
+        if host and self.by_host:
+            seen = self._host_routes
+            if host in seen:  # a connection's every call: one lookup
+                route = seen[host]
             else:
                 route = self.by_host.get(bare_host(host))
-                if len(by_host) >= _HOST_ROUTES_MAX:
-                    by_host.clear()
-                by_host[host] = route
+                if len(host) <= _HOST_KEY_MAX:  # a name and a port; never a hostile 60 KB
+                    if len(seen) >= _HOST_ROUTES_MAX:
+                        seen.clear()
+                    seen[host] = route
             if route is not None:
                 return route, path
         if authority_only:

@@ -214,7 +214,7 @@ def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], 
                 continue
             out.append(f"{k}: {v}\r\n")
         client = ex.client
-        if xff is None:
+        if not xff:  # none, or an empty line: only the app's address, as before the cache
             line = _XFF_LINES.get(client)  # a connection's every call: one lookup
             out.append(line if line is not None else _xff_line(client))
         else:

@@ -78,6 +78,8 @@ class DeadlineWheel:
             heapq.heappush(self._heap, slot)
             if self._due is None or slot < self._due or loop is not self._loop:
                 self._arm(loop, slot)
+        elif loop is not self._loop:
+            self._arm(loop, slot)  # the kept bucket's timer is on a loop no longer running
         bucket.add(entry)
         return entry
 

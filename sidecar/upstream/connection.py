@@ -53,6 +53,8 @@ _WIRE_NAME_MAX_BYTES: Final = 64
 #: ``hop_by_hop_names``' cache
 _WIRE_NAMED: Final[dict[bytes, frozenset[bytes]]] = {}
 _WIRE_NAMED_MAX: Final = 64
+#: the longest value remembered: ``keep-alive``, ``close``, a few names, never a hostile 60 KB
+_WIRE_NAMED_BYTES: Final = 256
 
 
 class UpstreamConnection(FlowControl):
@@ -445,7 +447,7 @@ def _wire_named(connection_values: list[bytes]) -> frozenset[bytes]:
     named = _WIRE_NAMED.get(value)
     if named is None:
         named = _named_set(connection_values)
-        if len(_WIRE_NAMED) < _WIRE_NAMED_MAX:
+        if len(value) <= _WIRE_NAMED_BYTES and len(_WIRE_NAMED) < _WIRE_NAMED_MAX:
             _WIRE_NAMED[value] = named
     return named
 
