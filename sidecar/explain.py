@@ -159,7 +159,8 @@ def explain(
 
 
 def render_text(explained: Mapping[str, Any]) -> str:
-    """:func:`explain`'s answer as a table: one line per filter, one per setting under it."""
+    """:func:`explain`'s answer as a table: one line per filter, one per setting under it; a
+    plugin's filter whose sections are all defaults (not in the config) on one line."""
     kind = "route" if explained["explicit_route"] else "implicit route"
     lines = [
         f"{kind} {explained['route']!r} -> upstream {explained['upstream']!r}, outermost first",
@@ -178,6 +179,12 @@ def render_text(explained: Mapping[str, Any]) -> str:
             rows += leaves(setting)
         if not rows:
             lines.append(head.rstrip())
+            continue
+        if f["registered_by"] != "core" and all(source == "default" for _, _, source in rows):
+            # a plugin's section the config never mentions: its defaults would bury the chain
+            # (the JSON answer keeps them); one line names the sections instead
+            names = ", ".join(f["settings"])
+            lines.append(f"{head}  {names + ': all defaults':<34}  {'-':<24}  default")
             continue
         for i, (path, value, source) in enumerate(rows):
             shown = json.dumps(value)

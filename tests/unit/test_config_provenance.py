@@ -227,6 +227,21 @@ def test_the_text_table_has_a_line_per_setting_with_its_source() -> None:
     assert "PAY_TOKEN" in text and "tok-never-shown" not in text  # the reference, never a value
 
 
+def test_the_text_table_puts_an_unconfigured_plugin_on_one_line() -> None:
+    """A plugin whose section the config never mentions is one line in the table (its defaults
+    would bury the route's own chain); the JSON answer still lists them, and a configured
+    section still shows each setting with its source."""
+    unconfigured = {k: v for k, v in FILE.items() if k != "plugins"}
+    answer = _explained(unconfigured, route="search")
+    greeter = next(f for f in answer["filters"] if f["name"] == "greeter")
+    assert set(greeter["sources"].values()) == {"default"} and greeter["settings"]
+    lines = render_text(answer).splitlines()
+    shown = [line for line in lines if "plugins.greeter" in line]
+    assert len(shown) == 1 and "plugins.greeter: all defaults" in shown[0], shown
+    configured = render_text(_explained(FILE, route="search"))
+    assert "plugins.greeter.greeting" in configured and "all defaults" not in configured
+
+
 def test_sidecar_explain_prints_the_chain_from_a_file(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
