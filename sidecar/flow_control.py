@@ -17,7 +17,7 @@ resume), or how long a peer may take to read (a connection that bounds it adds t
 
 from __future__ import annotations
 
-__all__ = ["BODY_WAITING", "FlowControl"]
+__all__ = ["BODY_WAITING", "FlowControl", "reading_set"]
 
 import asyncio
 from typing import Final
@@ -99,3 +99,17 @@ class FlowControl(asyncio.Protocol):
         self._read_paused = held
         if not held:
             transport.resume_reading()
+
+
+def reading_set(transport: asyncio.Transport | None, pause: bool, paused: bool) -> bool:
+    """Pause or resume reading ``transport`` so that it is paused exactly when ``pause``;
+    ``paused`` is whether it is now. Returns whether it is paused after (unchanged when the
+    transport is gone or closing). For connections that pause for one reason at a time (the
+    HTTP/2 ones, which read in bounded turns)."""
+    if transport is None or transport.is_closing() or pause == paused:
+        return paused
+    if pause:
+        transport.pause_reading()
+    else:
+        transport.resume_reading()
+    return pause

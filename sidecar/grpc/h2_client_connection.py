@@ -30,6 +30,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from ..flow_control import reading_set
 from ..http2 import events as ev
 from ..http2.connection import Connection
 from ..http2.errors import ProtocolError, StreamClosedError
@@ -164,16 +165,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _pace_reading(self) -> None:
         """Read while no bytes wait for a turn and the write buffer is not held up."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
         pause = self._backlog is not None or self._writes_held
-        if pause != self._reading_paused:
-            self._reading_paused = pause
-            if pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
+        self._reading_paused = reading_set(self.transport, pause, self._reading_paused)
 
     def _receive(self, data: bytes | bytearray) -> None:
         """One turn: up to :data:`FRAMES_PER_TURN` frames, the rest kept for the next."""

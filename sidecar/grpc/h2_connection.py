@@ -29,6 +29,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..flow_control import reading_set
 from ..http2 import events as ev
 from ..http2.errors import DenialOfServiceError, ProtocolError
 from ..http2.frames import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM
@@ -194,16 +195,8 @@ class H2Connection(asyncio.Protocol):
 
     def _pace_reading(self) -> None:
         """Read while nothing is left over and the app reads what is written to it."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
         pause = self._backlog is not None or self.paused
-        if pause != self._reading_paused:
-            self._reading_paused = pause
-            if pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
+        self._reading_paused = reading_set(self.transport, pause, self._reading_paused)
 
     def _receive(self, data: bytes | bytearray, now: float) -> None:
         """One turn: at most ``frames_per_turn`` frames to the state machine, their events, the
