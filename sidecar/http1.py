@@ -16,6 +16,7 @@ __all__ = [
     "FRAMING",
     "HOP_BY_HOP",
     "STATUS_LINES",
+    "NamesByPlace",
     "hop_by_hop_names",
     "parse_absolute_target",
     "split_origin_target",
@@ -25,7 +26,7 @@ __all__ = [
 
 import re
 from http import HTTPStatus
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 import httptools
 
@@ -165,3 +166,44 @@ class _NoCallbacks:
 #: closes (flat at 112 MB; bench/connection_bursts.py).
 CLOSED_REQUEST_PARSER: Final = httptools.HttpRequestParser(_NoCallbacks())
 CLOSED_RESPONSE_PARSER: Final = httptools.HttpResponseParser(_NoCallbacks())
+
+
+#: how a header name is kept once read: ``str`` (requests) or lower-case ``bytes`` (responses)
+N = TypeVar("N")
+#: the longest name remembered by place: real names are short, a hostile one is not kept
+NAME_MAX_BYTES: Final = 64
+
+
+class NamesByPlace(Generic[N]):
+    """The header names of a connection's last message, by place, as received and as read.
+
+    A peer sends the same names in the same order in each message: the name the last message
+    had at a place is compared with the one received there, instead of hashed and looked up.
+    Bounded: as many places as a message may have headers, names of at most
+    :data:`NAME_MAX_BYTES`.
+    """
+
+    __slots__ = ("read", "seen")
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.read: list[N] = []
+
+    def get(self, at: int, name: bytes) -> N | None:
+        """The name read at place ``at`` if the last message had ``name`` there."""
+        seen = self.seen
+        if at < len(seen) and seen[at] == name:
+            return self.read[at]
+        return None
+
+    def put(self, at: int, name: bytes, read: N) -> None:
+        """Remember ``name`` read as ``read`` at place ``at`` (for the next message)."""
+        if len(name) > NAME_MAX_BYTES:
+            return
+        seen = self.seen
+        if at < len(seen):
+            seen[at] = name
+            self.read[at] = read
+        elif at == len(seen):
+            seen.append(name)
+            self.read.append(read)

@@ -32,6 +32,8 @@ from ..exchange import Exchange, Headers
 from ..flow_control import BODY_WAITING, FlowControl
 from ..http1 import (
     HOP_BY_HOP,
+    NAME_MAX_BYTES,
+    NamesByPlace,
     hop_by_hop_names,
     parse_absolute_target,
     split_origin_target,
@@ -56,7 +58,6 @@ _METHODS: Final[dict[bytes, str]] = {}
 #: is then computed once too, shared. Bounded in entries and in each name's length.
 _NAMES: Final[dict[bytes, str]] = {}
 _NAMES_MAX: Final = 512
-_NAME_MAX_BYTES: Final = 64
 
 
 class _Refused(Exception):
@@ -90,10 +91,8 @@ class RequestReader(FlowControl):
         # the request being parsed: its target, headers and their size so far
         self.url = b""
         self.hdrs: list[tuple[str, str]] = []
-        #: the header names of the last request, as received and as read, by place (bounded:
-        #: as many as a request may have, each at most _NAME_MAX_BYTES)
-        self.names_seen: list[bytes] = []
-        self.names_read: list[str] = []
+        #: the header names of the last request, by place
+        self.names: NamesByPlace[str] = NamesByPlace()
         self.hdr_bytes = 0
         #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
         self.head_pending = 0
@@ -215,22 +214,12 @@ class RequestReader(FlowControl):
         if len(self.hdrs) >= self.max_headers:
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
-        # an app sends the same names in the same order on each request: the name the last
-        # one had at this place is compared, not hashed and looked up
         at = len(self.hdrs)
-        seen = self.names_seen
-        if at < len(seen) and seen[at] == name:
-            key = self.names_read[at]
-        else:
+        key = self.names.get(at, name)
+        if key is None:
             known = _NAMES.get(name)
             key = known if known is not None else _name_of(name)
-            if len(name) <= _NAME_MAX_BYTES:
-                if at < len(seen):
-                    seen[at] = name
-                    self.names_read[at] = key
-                elif at == len(seen):
-                    seen.append(name)
-                    self.names_read.append(key)
+            self.names.put(at, name, key)
         self.hdrs.append((key, value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -419,7 +408,7 @@ class RequestReader(FlowControl):
 def _name_of(name: bytes) -> str:
     """A header name as read, kept for the next request if the table has room."""
     key = name.decode("latin-1").lower()
-    if len(name) <= _NAME_MAX_BYTES and len(_NAMES) < _NAMES_MAX:
+    if len(name) <= NAME_MAX_BYTES and len(_NAMES) < _NAMES_MAX:
         _NAMES[name] = key
     return key
 

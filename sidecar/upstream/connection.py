@@ -30,7 +30,13 @@ import httptools
 from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset, UpstreamTLSError
 from ..exchange import Headers, Response
 from ..flow_control import FlowControl
-from ..http1 import CLOSED_RESPONSE_PARSER, HOP_BY_HOP, hop_by_hop_names
+from ..http1 import (
+    CLOSED_RESPONSE_PARSER,
+    HOP_BY_HOP,
+    NAME_MAX_BYTES,
+    NamesByPlace,
+    hop_by_hop_names,
+)
 from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
@@ -47,7 +53,6 @@ _HOP_BY_HOP_WIRE: Final = frozenset(name.encode("latin-1") for name in HOP_BY_HO
 #: computed once too, shared. Bounded in entries and in each name's length.
 _WIRE_NAMES: Final[dict[bytes, bytes]] = {}
 _WIRE_NAMES_MAX: Final = 512
-_WIRE_NAME_MAX_BYTES: Final = 64
 #: the names to drop beyond the standard ones, as bytes, per single ``Connection`` value as
 #: received (an upstream sends one or two distinct ones, ``keep-alive`` above all); bounded, as
 #: ``hop_by_hop_names``' cache
@@ -92,10 +97,8 @@ class UpstreamConnection(FlowControl):
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
         self._hdrs: list[tuple[bytes, bytes]] = []
-        #: the header names of the last response, as received and lower-cased, by place
-        #: (bounded: as many as a response may have, each at most _WIRE_NAME_MAX_BYTES)
-        self._names_seen: list[bytes] = []
-        self._names_read: list[bytes] = []
+        #: the header names of the last response, by place
+        self._names: NamesByPlace[bytes] = NamesByPlace()
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._parts: list[bytes] | None = None
@@ -216,24 +219,14 @@ class UpstreamConnection(FlowControl):
         hdrs = self._hdrs
         if len(hdrs) >= MAX_RESPONSE_HEADERS:
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
-        # an upstream sends the same names in the same order in each response: the name the
-        # last one had at this place is compared, not hashed and looked up
         at = len(hdrs)
-        seen = self._names_seen
-        if at < len(seen) and seen[at] == name:
-            key = self._names_read[at]
-        else:
+        key = self._names.get(at, name)
+        if key is None:
             # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the
             # ASCII token characters; decoded (latin-1) only if a filter or plugin reads them
             known = _WIRE_NAMES.get(name)
             key = known if known is not None else _wire_name(name)
-            if len(name) <= _WIRE_NAME_MAX_BYTES:
-                if at < len(seen):
-                    seen[at] = name
-                    self._names_read[at] = key
-                elif at == len(seen):
-                    seen.append(name)
-                    self._names_read.append(key)
+            self._names.put(at, name, key)
         hdrs.append((key, value))
 
     def _check_version(self, status: int) -> None:
@@ -433,7 +426,7 @@ class UpstreamConnection(FlowControl):
 def _wire_name(name: bytes) -> bytes:
     """A header name lower-cased, kept for the next response if the table has room."""
     key = name.lower()
-    if len(name) <= _WIRE_NAME_MAX_BYTES and len(_WIRE_NAMES) < _WIRE_NAMES_MAX:
+    if len(name) <= NAME_MAX_BYTES and len(_WIRE_NAMES) < _WIRE_NAMES_MAX:
         _WIRE_NAMES[name] = key
     return key
 
