@@ -30,6 +30,7 @@ COMPILED_MODULES: dict[str, str] = {
     "sidecar.chain": "a route's composed handler: one call per filter per request",
     "sidecar.observing": "metrics, access log and rescue fused: the outer frame of every call",
     "sidecar.http1": "HTTP/1.1 framing and status lines written for every response",
+    "sidecar.waiter": "the two waits of every HTTP/1.1 call (next request, upstream answer)",
     "sidecar.flow_control": "pause/resume on every transport write of both connections",
     "sidecar.outcomes": "each response classified for breaker, retry and metrics",
     "sidecar.answers": "refusals (404, 413, 503...) answered on the hot error path",

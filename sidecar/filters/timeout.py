@@ -21,9 +21,7 @@ __all__ = ["TIMEOUT_HEADER", "factory", "parse_timeout_header"]
 
 import asyncio
 import re
-import sys
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from ..api import RouteContext
 from ..chain import Filter
@@ -31,6 +29,7 @@ from ..errors import BadRequest, UpstreamTimeout
 from ..exchange import Exchange, Response
 from ..observing import Observer, Observing
 from ..resilience.deadlines import Deadline, DeadlineWheel
+from ..waiter import current_task
 
 #: the app's own deadline for one call (never forwarded).
 TIMEOUT_HEADER: Final = "x-sidecar-timeout"
@@ -67,27 +66,6 @@ def _app_deadline(exchange: Exchange, now: float) -> float:
     return now + shortest
 
 
-def _current_task_py(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
-    return asyncio.current_task(loop)
-
-
-def _current_task_reader() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
-    if sys.version_info < (3, 12):
-        # Python 3.11's asyncio.current_task is a Python function over this C dict (a frame
-        # per call); reading the dict is all it does. From 3.12 the function itself is C.
-        try:
-            from _asyncio import _current_tasks  # type: ignore[attr-defined]
-        except ImportError:  # asyncio without its C part
-            return _current_task_py
-        reader: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
-        reader = _current_tasks.get
-        return reader
-    return _current_task_py
-
-
-_current_task: Final = _current_task_reader()
-
-
 def factory(ctx: RouteContext) -> Filter:
     # one coarse timer for the route's calls instead of an asyncio.timeout each (4 µs a call);
     # an observer (sidecar.observing), fused with the filters around it into one frame
@@ -111,10 +89,10 @@ class _Deadlines(Observer):
         # in Python 3.11. The loop that ran the last call is this one's while it has a task
         # running (a stopped loop has none), which is the case whenever it is still running.
         loop = self.loop
-        task = _current_task(loop) if loop is not None else None
+        task = current_task(loop) if loop is not None else None
         if loop is None or task is None:
             loop = self.loop = asyncio.get_running_loop()
-            task = _current_task(loop)
+            task = current_task(loop)
             assert task is not None
         now = loop.time()
         deadline = now + self.budget

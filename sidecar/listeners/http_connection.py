@@ -39,6 +39,7 @@ from ..errors import RequestTimeout, SidecarError
 from ..exchange import Exchange, Response
 from ..http1 import CLOSED_REQUEST_PARSER
 from ..routing import normalize_path
+from ..waiter import set_result_now
 from .http_body import RequestBody
 from .http_request import COLLECT_LIMIT, RequestReader
 from .http_response import REFUSED, refusal_bytes, write_response, write_whole
@@ -67,7 +68,11 @@ class HttpConnection(RequestReader):
         #: dispatched requests in order; a ``Response`` is a refusal owed after them.
         self.queue: deque[Exchange | Response] = deque()
         self.worker: asyncio.Task[None] | None = None
+        #: what the idle worker waits on for the next request
         self.next_ready: asyncio.Future[None] | None = None
+        #: in ``data_received``: a request dispatched now wakes the worker once the read is done
+        self.receiving = False
+        self.worker_owed = False
         self.refused = False
         self.lingering = False
 
@@ -104,6 +109,20 @@ class HttpConnection(RequestReader):
             worker.cancel()
         self.fail_drain()
 
+    def data_received(self, data: bytes) -> None:
+        self.receiving = True
+        try:
+            super().data_received(data)
+        finally:
+            self.receiving = False
+        if self.worker_owed:
+            # the worker was idle and a request came: it answers it now, in this callback
+            # (its step is this read's last act), not on the loop's next pass
+            self.worker_owed = False
+            w = self.next_ready
+            if w is not None and not w.done():
+                set_result_now(w, None, self.loop)
+
     def eof_received(self) -> bool | None:
         # The app's FIN means it is gone, as nginx and Go take it: a half-close and a full close
         # look the same until a write fails, and keeping the call alive for an app that left
@@ -121,6 +140,8 @@ class HttpConnection(RequestReader):
             self.pause_reading(QUEUE_FULL)
         if self.worker is None:
             self.worker = self.loop.create_task(self.work(), name=WORKER_TASK)
+        elif self.receiving:
+            self.worker_owed = True  # woken once the read is parsed (data_received)
         else:
             w = self.next_ready
             if w is not None and not w.done():

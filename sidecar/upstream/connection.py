@@ -37,6 +37,7 @@ from ..http1 import (
     NamesByPlace,
     hop_by_hop_names,
 )
+from ..waiter import set_result_now
 from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
@@ -198,8 +199,17 @@ class UpstreamConnection(FlowControl):
                 )
                 return
         if self._head_ready:
-            self._deliver_head()
-        if self._done:
+            resp = self._take_head()
+            if self._done:
+                self._finish()  # the connection is free before the call resumes
+            head = self._head
+            if head is not None and not head.done():
+                # the call resumes now, in this callback (its step is this read's last act),
+                # not on the loop's next pass
+                loop = self._loop
+                assert loop is not None  # set by begin()
+                set_result_now(head, resp, loop)
+        elif self._done:
             self._finish()
 
     # --- parser callbacks --------------------------------------------------------------------
@@ -326,7 +336,14 @@ class UpstreamConnection(FlowControl):
     # --- exchanges ---------------------------------------------------------------------------
 
     def _deliver_head(self) -> None:
-        """After a read: hand the response head over, with the whole body if it is here."""
+        """Hand the response head over (through the loop), with the whole body if it is here."""
+        resp = self._take_head()
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result(resp)
+
+    def _take_head(self) -> Response:
+        """The response head to hand over, with the whole body if it is here."""
         self._head_ready = False
         resp = self._resp
         assert resp is not None
@@ -341,9 +358,7 @@ class UpstreamConnection(FlowControl):
             for p in parts:
                 body.feed(p)
             resp.body = body
-        head = self._head
-        if head is not None and not head.done():
-            head.set_result(resp)
+        return resp
 
     def _finish(self) -> None:
         """The response is complete: give the connection back if it can carry another call."""

@@ -42,6 +42,7 @@ LAYERS: dict[str, Layer] = {
     "sidecar.version": Layer.KERNEL,
     "sidecar.build_kind": Layer.KERNEL,
     "sidecar.loops": Layer.KERNEL,
+    "sidecar.waiter": Layer.KERNEL,
     "sidecar.fdlimit": Layer.KERNEL,
     "sidecar.injected": Layer.KERNEL,
     "sidecar.deferred_import": Layer.KERNEL,
