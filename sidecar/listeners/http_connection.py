@@ -35,6 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
 from ..answers import error_response
+from ..chain import Handler
 from ..errors import RequestTimeout, SidecarError
 from ..exchange import Exchange, Response
 from ..http1 import CLOSED_REQUEST_PARSER
@@ -163,7 +164,22 @@ class HttpConnection(RequestReader):
                 if isinstance(item, Response):  # a refusal owed after earlier requests
                     await write_response(self, REFUSED, item)
                     break
-                if not await self.answer(item):
+                # one request: routed, handled and written here, not in a coroutine of its own
+                # (a frame per request fewer)
+                ex = item
+                resp = self.broken_body(ex)
+                if resp is None:
+                    try:
+                        handler = self.route(ex)
+                        resp = await handler(ex)
+                    except SidecarError as e:
+                        resp = self.unrouted(ex, e)
+                    except Exception:
+                        resp = self.unexpected()
+                kept = write_whole(self, ex, resp)  # the common answer: no coroutine to write it
+                if kept is None:
+                    kept = await write_response(self, ex, resp)
+                if not kept:
                     break
                 if not queue and self.stream is None:
                     if self.input_closed or (self.listener.draining and not self.mid_message):
@@ -177,50 +193,53 @@ class HttpConnection(RequestReader):
             return
         self.finish()
 
-    async def answer(self, ex: Exchange) -> bool:
-        """Route, handle and write one response; ``False`` when the connection must close."""
-        listener = self.listener
+    def broken_body(self, ex: Exchange) -> Response | None:
+        """The refusal of a request whose body broke (malformed, over the limit) while it
+        waited behind earlier ones, rather than a doomed call upstream; else ``None``."""
         body = ex.body
         if type(body) is RequestBody and isinstance(body.error, SidecarError):
-            # its body broke (malformed, over the limit) while it waited behind earlier
-            # requests: refuse it here rather than start a doomed call upstream
-            listener.count_unrouted(body.error)
+            self.listener.count_unrouted(body.error)
             resp = error_response(body.error)
             resp.close = True
-            return await write_response(self, ex, resp)
-        try:
-            path = normalize_path(ex.path)
-            af = self.absolute_form
-            if af and ex in af:
-                af.discard(ex)
-                route, path = listener.routes.resolve(
-                    path, ex.host, ex.headers, authority_only=True
-                )
-            else:
-                route, path = listener.routes.resolve(path, ex.host, ex.headers)
-            ex.path = path
-            ex.upstream = route.upstream
-            ex.route = route.name
-            resp = await route.handler(ex)
-        except SidecarError as e:
-            listener.count_unrouted(e)
-            resp = error_response(e)
-            unrouted = listener.on_unrouted
-            if unrouted is not None:
-                # logged once written, with the bytes the app really got (the error's body)
-                # (``e`` is unbound when the except block ends: the callback keeps ``refused``)
-                refused = e
-                resp.on_complete = [lambda ok, sent: unrouted(ex, refused, sent)]
-        except Exception:
-            log.exception(
-                "unexpected error outside any route", extra={"fields": {"client": self.client}}
-            )
-            resp = error_response(SidecarError("unexpected error in the sidecar"))
-            resp.close = True
-        kept = write_whole(self, ex, resp)  # the common answer: no coroutine to write it
-        if kept is not None:
-            return kept
-        return await write_response(self, ex, resp)
+            return resp
+        return None
+
+    def route(self, ex: Exchange) -> Handler:
+        """The handler of the route ``ex`` takes (its path normalised, its upstream and route
+        set), or the :class:`SidecarError` that refuses it."""
+        listener = self.listener
+        path = normalize_path(ex.path)
+        af = self.absolute_form
+        if af and ex in af:
+            af.discard(ex)
+            route, path = listener.routes.resolve(path, ex.host, ex.headers, authority_only=True)
+        else:
+            route, path = listener.routes.resolve(path, ex.host, ex.headers)
+        ex.path = path
+        ex.upstream = route.upstream
+        ex.route = route.name
+        return route.handler
+
+    def unrouted(self, ex: Exchange, e: SidecarError) -> Response:
+        """The answer to a request refused before or by its route's handler."""
+        listener = self.listener
+        listener.count_unrouted(e)
+        resp = error_response(e)
+        unrouted = listener.on_unrouted
+        if unrouted is not None:
+            # logged once written, with the bytes the app really got (the error's body)
+            resp.on_complete = [lambda ok, sent: unrouted(ex, e, sent)]
+        return resp
+
+    def unexpected(self) -> Response:
+        """A fault of the sidecar's own outside any route: logged, answered, the connection
+        closed."""
+        log.exception(
+            "unexpected error outside any route", extra={"fields": {"client": self.client}}
+        )
+        resp = error_response(SidecarError("unexpected error in the sidecar"))
+        resp.close = True
+        return resp
 
     def begin_drain(self) -> None:
         """Shutting down: answer what was already read, then close (the listener calls this).
