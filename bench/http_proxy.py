@@ -200,6 +200,9 @@ class RunResult:
     problems: list[str]
     #: p50 latency at one connection (``--one-connection``): the proxy's own added latency
     p50_1c_us: float | None = None
+    #: the proxy's CPU per request at one connection: each request then wakes an idle process
+    #: (twice), which costs several times the CPU of a request among fifty
+    cpu_1c_us: float | None = None
 
     @property
     def errors(self) -> int:
@@ -778,20 +781,21 @@ def report(
             "p99": statistics.median(r.p99_us for r in runs),
             "cpu": statistics.median(cpus) if cpus else None,
             "p50_1c": _median_or_none([r.p50_1c_us for r in runs]),
+            "cpu_1c": _median_or_none([r.cpu_1c_us for r in runs]),
         }
     ref = med.get("nginx")
     one = args.one_connection
     lines = [
         "| config | RPS | p50 | p99 | CPU µs/req | RPS / nginx | CPU / nginx "
-        + ("| p50 @1 | added p50 @1 vs nginx " if one else "")
+        + ("| p50 @1 | added p50 @1 vs nginx | CPU µs/req @1 " if one else "")
         + "| other load | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if one else "") + "---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if one else "") + "---:|---|",
     ]
     notes: list[str] = []
     for t in targets:
         runs = results.get(t.key, [])
         if t.broken:
-            dashes = "– | " * (9 if one else 7)
+            dashes = "– | " * (10 if one else 7)
             lines.append(f"| {t.label} | {dashes}⚠ FAILED (see below) |")
             notes.append(f"**{t.label}**: {t.broken}")
             continue
@@ -825,7 +829,11 @@ def report(
         if one:
             p1, ref1 = m["p50_1c"], (ref or {}).get("p50_1c")
             added = f"{p1 - ref1:+.0f} µs" if p1 is not None and ref1 is not None else "–"
-            single = f"{'–' if p1 is None else f'{p1:.0f} µs'} | {added} | "
+            c1 = m["cpu_1c"]
+            single = (
+                f"{'–' if p1 is None else f'{p1:.0f} µs'} | {added} | "
+                f"{'–' if c1 is None else f'{c1:.1f}'} | "
+            )
         lines.append(
             f"| {t.label} | {rps:,.0f} | {fmt_us(m['p50'])} | {fmt_us(m['p99'])} | "
             f"{'–' if cpu is None else f'{cpu:.1f}'} | {ratio} | {cpu_ratio} | {single}"
@@ -836,7 +844,11 @@ def report(
         f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {rounds}; "
         f"proxy on core {PROXY_CORE}, wrk + upstream on core {LOAD_CORE}; "
         f"CPU µs/req = proxy process utime+stime / requests."
-        + (f" p50 @1: wrk -c1 -d{max(args.duration / 2, 1.0):g}s after each run." if one else "")
+        + (
+            f" p50 @1, CPU µs/req @1: wrk -c1 -d{max(args.duration / 2, 1.0):g}s after each run."
+            if one
+            else ""
+        )
         + f"\nsidecar: {sidecar_build(args.sidecar_bin)}."
     )
     out = head + "\n\n" + "\n".join(lines)
@@ -1126,6 +1138,7 @@ def _run(
             if args.one_connection:
                 one = run_wrk(t, 1, max(args.duration / 2, 1.0), args.warmup / 2, own)
                 r.p50_1c_us = one.p50_us
+                r.cpu_1c_us = one.cpu_us_per_req
             results.setdefault(t.key, []).append(r)
             cpu = "–" if r.cpu_us_per_req is None else f"{r.cpu_us_per_req:.1f}"
             line = (
@@ -1135,6 +1148,8 @@ def _run(
             )
             if r.p50_1c_us is not None:
                 line += f"  p50 @1 {fmt_us(r.p50_1c_us)}"
+            if r.cpu_1c_us is not None:
+                line += f"  cpu @1 {r.cpu_1c_us:.1f} µs/req"
             if r.errors:
                 line += f"  non-2xx {r.non2xx} socket {r.socket_errors}"
             print(line, file=sys.stderr, flush=True)
