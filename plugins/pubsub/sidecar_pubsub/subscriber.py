@@ -42,8 +42,8 @@ log = logging.getLogger("sidecar.plugin.pubsub")
 RECEIVE_WAIT = 1.0
 #: waits after the broker failed, doubled up to the last
 BROKER_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-#: added to a delivery's ``timeout`` when a stopping subscription waits for it to settle (its
-#: dead-letter publish and acknowledgement)
+#: added to a delivery's ``timeout`` and the dead-letter publish's bound when a stopping
+#: subscription waits for it to settle (its acknowledgement)
 DRAIN_MARGIN = 2.0
 
 
@@ -61,6 +61,7 @@ class Subscription:
         metrics: PubSubMetrics,
         tracer: LiveTracer,
         system: str,
+        publish_timeout: float,
     ) -> None:
         self.upstream = upstream
         self.config = config
@@ -72,6 +73,9 @@ class Subscription:
         self.tracer = tracer
         #: the backend's name, the spans' ``messaging.system``
         self.system = system
+        #: bound on the broker's confirmation of a dead-letter copy (the upstream's
+        #: ``publish_timeout``); past it the message is left to the broker, as when it fails
+        self.publish_timeout = publish_timeout
         labels = (upstream, config.topic, config.group)
         self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
         self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
@@ -88,7 +92,7 @@ class Subscription:
     @property
     def drain_bound(self) -> float:
         """How long :meth:`run` may take to end after :meth:`stop` (past it, cancel it)."""
-        return RECEIVE_WAIT + self.config.timeout + DRAIN_MARGIN
+        return RECEIVE_WAIT + self.config.timeout + self.publish_timeout + DRAIN_MARGIN
 
     async def _paused(self, seconds: float) -> bool:
         """Wait ``seconds``; whether :meth:`stop` was asked meanwhile (then at once)."""
@@ -155,7 +159,8 @@ class Subscription:
                         task.add_done_callback(partial(_forget, tails, key))
             # stopped: what is in flight settles and is acknowledged on this consumer, bounded
             if in_flight:
-                await asyncio.wait(in_flight.values(), timeout=self.config.timeout + DRAIN_MARGIN)
+                settle = self.config.timeout + self.publish_timeout + DRAIN_MARGIN
+                await asyncio.wait(in_flight.values(), timeout=settle)
         finally:
             for task in in_flight.values():
                 task.cancel()
@@ -273,15 +278,45 @@ class Subscription:
         copy.attributes["deadlettergroup"] = self.config.group
         copy.attributes["deadletterattempts"] = attempts
         try:
-            await self.backend.publish(topic, copy)
+            await self._publish(topic, copy)
+        except TimeoutError:
+            failure = f"the broker did not confirm within {self.publish_timeout:.3g}s"
         except BrokerUnavailable as e:
-            log.warning(
-                f"pubsub: dead-lettering {event.id} failed ({e}); left with the broker",
-                extra={"fields": self._fields},
-            )
-            return False
-        counted.inc()  # once it is settled: a copy that failed is tried again later
-        return True
+            failure = str(e)
+        else:
+            counted.inc()  # once it is settled: a copy that failed is tried again later
+            return True
+        log.warning(
+            f"pubsub: dead-lettering {event.id} failed ({failure}); left with the broker",
+            extra={"fields": self._fields},
+        )
+        return False
+
+    async def _publish(self, topic: str, event: CloudEvent) -> None:
+        """Publish a dead-letter copy within ``publish_timeout``, in a PRODUCER span of its
+        own (child of the event's trace) when the sidecar traces."""
+        tracer = self.tracer.get()
+        if tracer is None:
+            async with asyncio.timeout(self.publish_timeout):
+                await self.backend.publish(topic, event)
+            return
+        from . import spans  # OpenTelemetry: only in a sidecar that traces
+
+        parent = event.attributes.get("traceparent")
+        span = spans.publish_span(tracer, self.system, topic, str(parent) if parent else None)
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await self.backend.publish(topic, event)
+        except TimeoutError:
+            spans.end(span, "timeout", "the broker did not confirm in time")
+            raise
+        except BrokerUnavailable as e:
+            spans.end(span, "unavailable", str(e))
+            raise
+        except BaseException as e:  # cancelled at shutdown
+            spans.end(span, type(e).__name__)
+            raise
+        spans.end(span)
 
     async def _ack(self, message: Delivery) -> None:
         try:

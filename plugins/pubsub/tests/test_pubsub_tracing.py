@@ -73,6 +73,31 @@ async def test_a_publish_and_its_deliveries_are_spans_of_one_trace(
     assert "error.type" not in attributes(taken) and taken.status.code != ERROR
 
 
+async def test_a_dead_letter_copy_is_a_producer_span_of_the_events_trace(
+    redis_broker: RedisBroker, sidecar_factory: Any
+) -> None:
+    """An app that refuses a delivery: the copy to the dead-letter topic is published in a
+    PRODUCER span of its own, in the trace the event carries."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=400)
+
+    async with collector() as rx, FakeUpstream(refuse) as app:
+        config = subscribed_config(redis_broker.url, app.url, prefix())
+        config["telemetry"] = {"tracing": rx.tracing()}
+        async with sidecar_factory(config, plugins=[sidecar_pubsub]) as s:
+            async with httpx.AsyncClient() as client:
+                r = await client.post(f"http://127.0.0.1:{s.http_port}/events/orders", content=b"x")
+            assert r.status_code == 204, r.text
+            spans = await rx.until(SCOPE, 3)
+    assert len(app.requests) == 1
+    [publish] = [span for span in spans if span.name == "orders publish"]
+    [dead] = [span for span in spans if span.name == "orders.dlq publish"]
+    assert dead.kind == PRODUCER and dead.trace_id == publish.trace_id
+    assert attributes(dead)["messaging.destination.name"] == "orders.dlq"
+    assert dead.status.code != ERROR
+
+
 async def test_a_publish_the_broker_did_not_confirm_is_a_failed_span(
     sidecar_factory: Any,
 ) -> None:
