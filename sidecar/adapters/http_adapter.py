@@ -281,7 +281,11 @@ def _sender(
                     continue
                 raise
             except BaseException as e:
-                conn.abort()  # cancelled (app gone, deadline): the exchange is half-done
+                # cancelled (app gone, deadline): the exchange is half-done, its connection not
+                # to be used again; unless the connection already ended it and carries
+                # another call (the answer came as the cancellation did)
+                if conn.carries(fut):
+                    conn.abort()
                 count_failure(e)
                 raise
             ok_attempt()

@@ -200,9 +200,14 @@ class UpstreamConnection(FlowControl):
                 return
         if self._head_ready:
             resp = self._take_head()
+            head = self._head
+            if head is not None and head.cancelled():
+                # the call was abandoned (its app left, its deadline passed) before its answer
+                # came: its cleanup, still queued, aborts this connection, which must not be
+                # given to another call in the meantime
+                self.reusable = False
             if self._done:
                 self._finish()  # the connection is free before the call resumes
-            head = self._head
             if head is not None and not head.done():
                 # the call resumes now, in this callback (its step is this read's last act),
                 # not on the loop's next pass
@@ -400,6 +405,11 @@ class UpstreamConnection(FlowControl):
         if body is not None:
             self._body = None
             body.fail(error)
+
+    def carries(self, head: asyncio.Future[Response]) -> bool:
+        """Whether the exchange ``head`` (what :meth:`begin` returned) is still this
+        connection's: once it ended, the connection may carry another call."""
+        return self._head is head
 
     def begin(self, head_only: bool) -> asyncio.Future[Response]:
         """Start an exchange; the returned future resolves with the response head."""

@@ -44,6 +44,27 @@ async def test_a_body_that_arrives_with_its_head_is_bytes_and_frees_the_connecti
     assert events == ["free"] and conn.reusable
 
 
+async def test_the_answer_to_an_abandoned_call_does_not_free_its_connection() -> None:
+    """A call cancelled (its app left, its deadline passed) just before its answer came still
+    has its cleanup to run, which closes the connection: the connection is never handed to
+    another call meanwhile, whose request that cleanup would cut."""
+    conn, transport, events = standalone()
+    fut = conn.begin(False)
+    conn.request_sent = True
+    fut.cancel()  # the call's task was cancelled while it waited for the answer
+    conn.data_received(OK)
+    assert "free" not in events and not conn.reusable and transport.closed
+    assert conn.carries(fut)  # the cleanup finds its exchange and closes the connection
+
+
+async def test_a_later_call_is_not_its_predecessors_to_close() -> None:
+    """Once a connection carries another call, an earlier call's cleanup leaves it alone."""
+    conn, _, events = standalone()
+    first = respond(conn, OK)
+    second = conn.begin(False)
+    assert events == ["free"] and not conn.carries(first) and conn.carries(second)
+
+
 async def test_a_second_response_in_the_same_read_poisons_the_connection() -> None:
     """Bytes after a complete response are never kept for the next request: the first response
     is delivered and the connection is closed."""
