@@ -45,6 +45,23 @@ async def _settled_pool(proc: SidecarProcess) -> dict[str, Any]:
         await asyncio.sleep(0.02)
 
 
+async def _pipelined_gets(up: RawUpstream, calls: int) -> dict[str, Any]:
+    """``calls`` pipelined GETs of ``/up/<i>`` through a sidecar in front of ``up`` (quick
+    retries, no breaker): each must come back 200 with its own path, in order. Returns the
+    ``up`` pool once settled."""
+    cfg = {"upstreams": {"up": {"url": up.url, "retry": RETRY, "circuit_breaker": NO_BREAKER}}}
+    proc = await asyncio.to_thread(SidecarProcess(cfg).start)
+    try:
+        async with await RawConnection.open(proc.http_port) as conn:
+            await conn.send(b"".join(get(f"/up/{i}") for i in range(calls)))
+            for i in range(calls):
+                resp = await conn.response(timeout=WAIT)
+                assert (resp.status, resp.body) == (200, f"/{i}".encode())
+        return await _settled_pool(proc)
+    finally:
+        proc.kill()
+
+
 def _unavailable() -> bytes:
     return b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
 
@@ -63,21 +80,11 @@ async def test_pipelined_calls_each_retried_after_a_503_ride_one_upstream_connec
                 await conn.send(ok_response(req.target.encode()))
 
     async with RawUpstream(script) as up:
-        cfg = {"upstreams": {"up": {"url": up.url, "retry": RETRY, "circuit_breaker": NO_BREAKER}}}
-        proc = await asyncio.to_thread(SidecarProcess(cfg).start)
-        try:
-            async with await RawConnection.open(proc.http_port) as conn:
-                await conn.send(b"".join(get(f"/up/{i}") for i in range(10)))
-                for i in range(10):
-                    resp = await conn.response(timeout=WAIT)
-                    assert (resp.status, resp.body) == (200, f"/{i}".encode())
-            pool = await _settled_pool(proc)
-            assert pool["connections_opened"] == 1 and len(up.conns) == 1, pool
-            assert [r.target for r in up.conns[0].requests] == [
-                f"/{i}" for i in range(10) for _ in range(2)
-            ]
-        finally:
-            proc.kill()
+        pool = await _pipelined_gets(up, 10)
+    assert pool["connections_opened"] == 1 and len(up.conns) == 1, pool
+    assert [r.target for r in up.conns[0].requests] == [
+        f"/{i}" for i in range(10) for _ in range(2)
+    ]
 
 
 async def test_a_reset_first_connection_costs_one_new_connection_and_no_leak() -> None:
@@ -93,19 +100,9 @@ async def test_a_reset_first_connection_costs_one_new_connection_and_no_leak() -
             await conn.send(ok_response(req.target.encode()))
 
     async with RawUpstream(script) as up:
-        cfg = {"upstreams": {"up": {"url": up.url, "retry": RETRY, "circuit_breaker": NO_BREAKER}}}
-        proc = await asyncio.to_thread(SidecarProcess(cfg).start)
-        try:
-            async with await RawConnection.open(proc.http_port) as conn:
-                await conn.send(b"".join(get(f"/up/{i}") for i in range(5)))
-                for i in range(5):
-                    resp = await conn.response(timeout=WAIT)
-                    assert (resp.status, resp.body) == (200, f"/{i}".encode())
-            pool = await _settled_pool(proc)
-            assert pool["connections_opened"] == 2 and len(up.conns) == 2, pool
-            assert pool["connections"]["idle"] == 1, pool
-        finally:
-            proc.kill()
+        pool = await _pipelined_gets(up, 5)
+    assert pool["connections_opened"] == 2 and len(up.conns) == 2, pool
+    assert pool["connections"]["idle"] == 1, pool
 
 
 async def test_a_deadline_racing_the_answer_never_hands_an_app_someone_elses_answer() -> None:
