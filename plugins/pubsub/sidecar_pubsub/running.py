@@ -55,8 +55,6 @@ class _Wanted:
     config: SubscriptionConfig
     app: str
     consumer: str
-    #: bounds the subscription's dead-letter publishes: a change restarts it
-    publish_timeout: float
     options: PubSubOptions = field(compare=False)
 
 
@@ -99,14 +97,7 @@ class RunningSubscriptions:
             for sub in options.subscriptions:
                 key = (name, sub.topic, sub.group)
                 out[key] = _Wanted(
-                    name,
-                    up.url or "",
-                    options.backend,
-                    sub,
-                    settings.app,
-                    consumer,
-                    options.publish_timeout,
-                    options,
+                    name, up.url or "", options.backend, sub, settings.app, consumer, options
                 )
         return out
 
@@ -136,7 +127,6 @@ class RunningSubscriptions:
                 self.adapter.metrics,
                 self.adapter.tracer,
                 self.adapter.backend_kind(w.url, w.options),
-                w.publish_timeout,
             )
             for w in wanted
         ]

@@ -61,7 +61,6 @@ class Subscription:
         metrics: PubSubMetrics,
         tracer: LiveTracer,
         system: str,
-        publish_timeout: float,
     ) -> None:
         self.upstream = upstream
         self.config = config
@@ -73,9 +72,6 @@ class Subscription:
         self.tracer = tracer
         #: the backend's name, the spans' ``messaging.system``
         self.system = system
-        #: bound on the broker's confirmation of a dead-letter copy (the upstream's
-        #: ``publish_timeout``); past it the message is left to the broker, as when it fails
-        self.publish_timeout = publish_timeout
         labels = (upstream, config.topic, config.group)
         self._outcomes = {v: metrics.deliveries.labels(*labels, v.value) for v in Verdict}
         self._fields = {"upstream": upstream, "topic": config.topic, "group": config.group}
@@ -92,7 +88,7 @@ class Subscription:
     @property
     def drain_bound(self) -> float:
         """How long :meth:`run` may take to end after :meth:`stop` (past it, cancel it)."""
-        return RECEIVE_WAIT + self.config.timeout + self.publish_timeout + DRAIN_MARGIN
+        return RECEIVE_WAIT + self.config.timeout + self.config.dead_letter_timeout + DRAIN_MARGIN
 
     async def _paused(self, seconds: float) -> bool:
         """Wait ``seconds``; whether :meth:`stop` was asked meanwhile (then at once)."""
@@ -159,7 +155,7 @@ class Subscription:
                         task.add_done_callback(partial(_forget, tails, key))
             # stopped: what is in flight settles and is acknowledged on this consumer, bounded
             if in_flight:
-                settle = self.config.timeout + self.publish_timeout + DRAIN_MARGIN
+                settle = self.config.timeout + self.config.dead_letter_timeout + DRAIN_MARGIN
                 await asyncio.wait(in_flight.values(), timeout=settle)
         finally:
             for task in in_flight.values():
@@ -280,7 +276,7 @@ class Subscription:
         try:
             await self._publish(topic, copy)
         except TimeoutError:
-            failure = f"the broker did not confirm within {self.publish_timeout:.3g}s"
+            failure = f"the broker did not confirm within {self.config.dead_letter_timeout:.3g}s"
         except BrokerUnavailable as e:
             failure = str(e)
         else:
@@ -293,11 +289,11 @@ class Subscription:
         return False
 
     async def _publish(self, topic: str, event: CloudEvent) -> None:
-        """Publish a dead-letter copy within ``publish_timeout``, in a PRODUCER span of its
+        """Publish a dead-letter copy within ``dead_letter_timeout``, in a PRODUCER span of its
         own (child of the event's trace) when the sidecar traces."""
         tracer = self.tracer.get()
         if tracer is None:
-            async with asyncio.timeout(self.publish_timeout):
+            async with asyncio.timeout(self.config.dead_letter_timeout):
                 await self.backend.publish(topic, event)
             return
         from . import spans  # OpenTelemetry: only in a sidecar that traces
@@ -305,7 +301,7 @@ class Subscription:
         parent = event.attributes.get("traceparent")
         span = spans.publish_span(tracer, self.system, topic, str(parent) if parent else None)
         try:
-            async with asyncio.timeout(self.publish_timeout):
+            async with asyncio.timeout(self.config.dead_letter_timeout):
                 await self.backend.publish(topic, event)
         except TimeoutError:
             spans.end(span, "timeout", "the broker did not confirm in time")
