@@ -12,13 +12,11 @@ upstream pool ends with no connection busy and no extra one opened.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
-from typing import Any
 
 import pytest
 
 from sidecar.testing import SidecarProcess
+from tests.integration.pool_state import settled_pool
 from tests.integration.raw_http import RawConnection
 from tests.integration.raw_upstream import RawUpstream, UpstreamConn
 
@@ -95,11 +93,6 @@ MALFORMED = b"GET /up/w10 HTTP/1.1\r\nHost: app\r\ncontent-length: nope\r\n\r\n"
 AFTER = _request("POST", "/up/w11", b"never answered")
 
 
-def _admin_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=WAIT) as r:  # noqa: S310 - loopback admin port
-        return json.loads(r.read())
-
-
 @pytest.mark.parametrize("step", [0, 7, 1], ids=["one-write", "7-byte-slices", "byte-by-byte"])
 async def test_pipelined_answers_come_back_whole_in_order_then_the_refusal_then_close(
     step: int,
@@ -139,14 +132,7 @@ async def test_pipelined_answers_come_back_whole_in_order_then_the_refusal_then_
             # connection
             seen = [(r.method, r.target) for c in up.conns for r in c.requests]
             assert seen == [(m, p[len("/up") :]) for m, p, _, _ in CALLS if p != "/nope"]
-            pools = f"{proc.admin_url}/upstreams"
-            deadline = asyncio.get_running_loop().time() + WAIT
-            while True:
-                pool = (await asyncio.to_thread(_admin_json, pools))["up"]
-                if pool["connections"]["busy"] == 0:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, pool
-                await asyncio.sleep(0.02)
+            pool = await settled_pool(proc)
             assert pool["connections_opened"] == 1 and len(up.conns) == 1, pool
         finally:
             proc.kill()

@@ -5,24 +5,17 @@ build the suite runs under)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from sidecar.testing import SidecarProcess
+from tests.integration.pool_state import settled_pool
 from tests.integration.raw_http import RawConnection, get
 from tests.integration.raw_upstream import RawUpstream, UpstreamConn, ok_response
 
 WAIT = 10.0
 APPS = 3
 DEPTH = 6
-
-
-def _admin_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=WAIT) as r:  # noqa: S310 - loopback admin port
-        return json.loads(r.read())
 
 
 async def test_calls_pipelined_across_a_reload_are_each_answered_in_order(tmp_path: Path) -> None:
@@ -74,14 +67,7 @@ async def test_calls_pipelined_across_a_reload_are_each_answered_in_order(tmp_pa
             for versions in seen:
                 switched = versions.index("v2")
                 assert set(versions[:switched]) == {"v1"} and set(versions[switched:]) == {"v2"}
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + WAIT
-            while True:
-                pool = (await asyncio.to_thread(_admin_json, f"{proc.admin_url}/upstreams"))["up"]
-                if pool["connections"]["busy"] == 0:
-                    break
-                assert loop.time() < deadline, pool
-                await asyncio.sleep(0.02)
+            await settled_pool(proc)
             assert any(line.get("msg") == "config reloaded" for line in proc.log_lines())
         finally:
             proc.kill()

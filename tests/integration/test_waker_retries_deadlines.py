@@ -11,11 +11,10 @@ what the failures cost.
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from typing import Any
 
 from sidecar.testing import SidecarProcess
+from tests.integration.pool_state import settled_pool
 from tests.integration.raw_http import RawConnection, get
 from tests.integration.raw_upstream import RawUpstream, UpstreamConn, ok_response
 
@@ -24,25 +23,6 @@ WAIT = 10.0
 RETRY = {"backoff": {"base": "1ms", "max": "2ms"}, "budget": {"min_retries": 100}}
 #: a test that makes failures on purpose keeps its upstream's breaker out of the way
 NO_BREAKER = {"enabled": False}
-
-
-def _admin_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=WAIT) as r:  # noqa: S310 - loopback admin port
-        return json.loads(r.read())
-
-
-async def _settled_pool(proc: SidecarProcess) -> dict[str, Any]:
-    """The ``up`` pool once no connection is busy (bounded wait)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
-        pool: dict[str, Any] = (
-            await asyncio.to_thread(_admin_json, f"{proc.admin_url}/upstreams")
-        )["up"]
-        if pool["connections"]["busy"] == 0:
-            return pool
-        assert loop.time() < deadline, pool
-        await asyncio.sleep(0.02)
 
 
 async def _pipelined_gets(up: RawUpstream, calls: int) -> dict[str, Any]:
@@ -57,7 +37,7 @@ async def _pipelined_gets(up: RawUpstream, calls: int) -> dict[str, Any]:
             for i in range(calls):
                 resp = await conn.response(timeout=WAIT)
                 assert (resp.status, resp.body) == (200, f"/{i}".encode())
-        return await _settled_pool(proc)
+        return await settled_pool(proc)
     finally:
         proc.kill()
 
@@ -139,7 +119,7 @@ async def test_a_deadline_racing_the_answer_never_hands_an_app_someone_elses_ans
                 await conn.send(get("/up/0"))
                 resp = await conn.response(timeout=WAIT)
                 assert (resp.status, resp.body) == (200, b"/0")
-            pool = await _settled_pool(proc)
+            pool = await settled_pool(proc)
             # a call cut by its deadline closes its connection; an answered one leaves it idle
             assert pool["connections_opened"] <= outcomes.count(504) + 1, (pool, outcomes)
         finally:
