@@ -64,8 +64,10 @@ class Headers:
     @classmethod
     def wrap(cls, items: list[tuple[str, str]]) -> Headers:
         """Adopt ``items`` (already lower-case names) without copying."""
-        # not ``cls.__new__(cls)``: mypyc cannot compile a call to a native class's __new__
-        h = cls()
+        # not ``cls.__new__(cls)``: mypyc cannot compile a call to a native class's __new__;
+        # and not ``cls()``, a generic call where ``Headers()`` is a direct one (nothing
+        # subclasses it: interpreted code cannot subclass a compiled class)
+        h = Headers()
         h._items = items
         return h
 
@@ -75,7 +77,7 @@ class Headers:
         latin-1 only when first read. ``pairs`` must not hold framing headers
         (``Content-Length``, ``Transfer-Encoding``, ``Connection``, ``Keep-Alive``): the writer
         copies them unread."""
-        h = cls()
+        h = Headers()  # see wrap()
         h._wire = pairs
         return h
 

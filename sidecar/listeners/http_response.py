@@ -115,13 +115,16 @@ def _framed(
     headers = resp.headers
     wire = headers.unread_wire()
     if wire is not None:
-        # an upstream's headers nobody read: its bytes as they came, no str round trip
-        out = [line]
+        # an upstream's headers nobody read: its bytes as they came, no str round trip; the
+        # list made whole at once and filled in place (appends would grow it several times)
+        out = [line] * (4 * len(wire) + 1)
+        at = 1
         for name, value in wire:
-            out.append(name)
-            out.append(b": ")
-            out.append(value)
-            out.append(b"\r\n")
+            out[at] = name
+            out[at + 1] = b": "
+            out[at + 2] = value
+            out[at + 3] = b"\r\n"
+            at += 4
     else:
         # the header lines as one str, encoded once
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers if name not in FRAMING])

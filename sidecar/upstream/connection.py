@@ -17,7 +17,7 @@ Not here: which connection to use (:mod:`sidecar.upstream.pool`) or what to writ
 
 from __future__ import annotations
 
-__all__ = ["UpstreamBody", "UpstreamConnection"]
+__all__ = ["ConnectionOwner", "OwnerOf", "UpstreamBody", "UpstreamConnection"]
 
 import asyncio
 import socket
@@ -63,6 +63,36 @@ _WIRE_NAMED_MAX: Final = 64
 _WIRE_NAMED_BYTES: Final = 256
 
 
+class ConnectionOwner:
+    """What a connection tells of its end: the pool that owns it (a method call, compiled: no
+    callback objects on the path of every call)."""
+
+    def free(self, conn: UpstreamConnection) -> None:
+        """``conn`` finished an exchange and can carry another."""
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        """``conn`` closed (either side)."""
+
+
+class OwnerOf(ConnectionOwner):
+    """An owner made of functions (a compiled class cannot be subclassed by interpreted code:
+    tests build owners from functions instead)."""
+
+    def __init__(
+        self,
+        free: Callable[[UpstreamConnection], None],
+        lost: Callable[[UpstreamConnection], None],
+    ) -> None:
+        self._free = free
+        self._lost = lost
+
+    def free(self, conn: UpstreamConnection) -> None:
+        self._free(conn)
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        self._lost(conn)
+
+
 class UpstreamConnection(FlowControl):
     """A connection to one upstream, owned by its :class:`~sidecar.upstream.pool.Pool`.
 
@@ -71,14 +101,9 @@ class UpstreamConnection(FlowControl):
     pauses reading (``pause_reading``, called by :class:`UpstreamBody`).
     """
 
-    def __init__(
-        self,
-        on_free: Callable[[UpstreamConnection], None],
-        on_lost: Callable[[UpstreamConnection], None],
-    ) -> None:
+    def __init__(self, owner: ConnectionOwner) -> None:
         super().__init__()
-        self._on_free = on_free
-        self._on_lost = on_lost
+        self._owner = owner
         self.parser = httptools.HttpResponseParser(self)
         #: checked out of the pool for an exchange.
         self.busy = False
@@ -151,7 +176,7 @@ class UpstreamConnection(FlowControl):
             pump.cancel()
         self.fail_drain()
         self.parser = CLOSED_RESPONSE_PARSER  # frees it by reference counting (see there)
-        self._on_lost(self)
+        self._owner.lost(self)
 
     def _reset_reason(self) -> str:
         if self._got_bytes:
@@ -380,7 +405,7 @@ class UpstreamConnection(FlowControl):
         if body is not None:
             body.feed_eof()
         if self.reusable and self.request_sent and not self.closed:
-            self._on_free(self)
+            self._owner.free(self)
         else:
             self.abort()  # the pool forgets it in connection_lost
 

@@ -22,14 +22,14 @@ from collections import deque
 from collections.abc import Callable
 
 from ..errors import Overloaded, UpstreamConnectError, UpstreamTLSError
-from .connection import UpstreamConnection
+from .connection import ConnectionOwner, UpstreamConnection
 from .tls import describe_tls_error
 
 #: A waiter gets a free connection (``UpstreamConnection``) or a free slot to connect (``None``).
 _Handed = UpstreamConnection | None
 
 
-class Pool:
+class Pool(ConnectionOwner):
     """Connections to ``host:port``; see the module docstring for the bounds."""
 
     def __init__(
@@ -69,7 +69,7 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _factory(self) -> UpstreamConnection:
-        return UpstreamConnection(self._free, self._lost)
+        return UpstreamConnection(self)
 
     def take_idle(self) -> UpstreamConnection | None:
         """An idle connection for one exchange, if one is fit for reuse; never waits.
@@ -135,7 +135,7 @@ class Pool:
             self.open -= 1  # the slot reserved for us
             self._hand_slot()
         else:
-            self._free(handed)
+            self.free(handed)
 
     async def _connect(self, reserved: bool = False) -> UpstreamConnection:
         if not reserved:
@@ -183,7 +183,7 @@ class Pool:
             return UpstreamConnectError(f"connect to {where} failed: {reason}")
         return e  # cancellation and the like pass through unchanged
 
-    def _free(self, conn: UpstreamConnection) -> None:
+    def free(self, conn: UpstreamConnection) -> None:
         """A connection finished an exchange and can carry another."""
         if self.closed:
             conn.abort()
@@ -207,7 +207,7 @@ class Pool:
         conn.expires = loop.time() + keep
         self.idle.append(conn)
 
-    def _lost(self, conn: UpstreamConnection) -> None:
+    def lost(self, conn: UpstreamConnection) -> None:
         """A connection closed (either side): forget it and let a waiter open another."""
         if not conn.pooled:
             return  # never handed over by create_connection; _connect accounted for it

@@ -20,7 +20,7 @@ from sidecar.errors import SidecarError
 from sidecar.exchange import Response
 from sidecar.http1 import HOP_BY_HOP
 from sidecar.upstream.body import BODY_HIGH_WATER, UpstreamBody
-from sidecar.upstream.connection import MAX_RESPONSE_HEADER_BYTES, UpstreamConnection
+from sidecar.upstream.connection import MAX_RESPONSE_HEADER_BYTES, OwnerOf, UpstreamConnection
 
 from .common import MemoryTransport, PropertyBroken, chunks, run_bounded, settle
 
@@ -56,7 +56,9 @@ def run_upstream(payload: bytes, control: int = 0) -> UpstreamRun:
 
 async def _drive(payload: bytes, control: int, run: UpstreamRun) -> None:
     events = run.events
-    conn = UpstreamConnection(lambda c: events.append("free"), lambda c: events.append("lost"))
+    conn = UpstreamConnection(
+        OwnerOf(lambda c: events.append("free"), lambda c: events.append("lost"))
+    )
     transport = MemoryTransport(conn)
     conn.connection_made(transport)
     head_only = bool(control & 0x20)

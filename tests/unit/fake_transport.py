@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.upstream.connection import UpstreamConnection
+from sidecar.upstream.connection import OwnerOf, UpstreamConnection
 
 
 class FakeTransport:
@@ -73,7 +73,9 @@ class FakeConnector:
 def standalone() -> tuple[UpstreamConnection, FakeTransport, list[str]]:
     """A connection outside any pool; ``events`` records "free" and "lost"."""
     events: list[str] = []
-    conn = UpstreamConnection(lambda c: events.append("free"), lambda c: events.append("lost"))
+    conn = UpstreamConnection(
+        OwnerOf(lambda c: events.append("free"), lambda c: events.append("lost"))
+    )
     transport = FakeTransport(conn)
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport, events
