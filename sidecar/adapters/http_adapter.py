@@ -199,12 +199,16 @@ def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], 
     """What writes a request head for one upstream: its base path before the path, ``Host``
     rewritten to its authority, ``X-Forwarded-For`` appended, framing for ``length`` (``None``:
     chunked)."""
-    host_line = f"host: {authority}\r\n"
+    # the head is pieces joined once: a str built per line costs more than its pieces
+    version_host = f" HTTP/1.1\r\nhost: {authority}\r\n"
 
     def head(ex: Exchange, length: int | None) -> bytes:
+        out = [ex.method, " ", base, ex.path]
         query = ex.query
-        target = f"{ex.path}?{query}" if query else ex.path
-        out = [f"{ex.method} {base}{target} HTTP/1.1\r\n", host_line]
+        if query:
+            out.append("?")
+            out.append(query)
+        out.append(version_host)
         xff = None
         for k, v in ex.headers.items():
             if k == "host":
@@ -212,7 +216,10 @@ def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], 
             if k == "x-forwarded-for":
                 xff = v if xff is None else f"{xff}, {v}"
                 continue
-            out.append(f"{k}: {v}\r\n")
+            out.append(k)
+            out.append(": ")
+            out.append(v)
+            out.append("\r\n")
         client = ex.client
         if not xff:  # none, or an empty line: only the app's address, as before the cache
             line = _XFF_LINES.get(client)  # a connection's every call: one lookup

@@ -34,7 +34,7 @@ from ..chain import Filter
 from ..errors import SidecarError
 from ..exchange import Exchange, Response
 from ..observing import Observer, Observing
-from ..outcomes import Classifier
+from ..outcomes import Classifier, classify_http
 from ..resilience.breaker import CircuitBreaker
 
 log = logging.getLogger("sidecar.circuit_breaker")
@@ -79,6 +79,8 @@ class _Judge(Observer):
     ) -> None:
         self.breaker = breaker
         self.classify = classify
+        #: the HTTP classifier, called by its name: a direct call, compiled
+        self.http = classify is classify_http
         self.failing = failing
         self.timeout_fails = "timeout" in failing
         #: the attempts inside now, and the breaker generation each was admitted in
@@ -92,7 +94,7 @@ class _Judge(Observer):
     def ok(self, exchange: Exchange, resp: Response) -> None:
         gen = self.admitted[exchange]  # index and del: no method call (pop is one)
         del self.admitted[exchange]
-        conditions = self.classify(resp, None)
+        conditions = classify_http(resp, None) if self.http else self.classify(resp, None)
         if conditions and not self.failing.isdisjoint(conditions):
             self.breaker.failure(gen, conditions[0])
         else:

@@ -60,6 +60,7 @@ from ..chain import Filter, Handler
 from ..errors import SidecarError
 from ..exchange import Exchange, Headers, Response, StashKey, discard
 from ..observing import Absorbing, Observing
+from ..outcomes import classify_http
 from ..resilience.backoff import FullJitterBackoff, parse_retry_after
 from ..resilience.idempotency import IDEMPOTENT_METHODS
 from ..resilience.per_try import PerTryTimeout
@@ -115,8 +116,11 @@ def _attempts_filter(
     """The filter: the body made replayable, then attempts until one's outcome is the call's,
     each passing ``inner``'s observers (the breaker) on its way. What it reads on every call is
     held in this closure's cells (cheaper than attributes)."""
-    record_request = gate.budget.record_request
+    budget = gate.budget  # a method call on it is a direct one, compiled (a bound one is not)
     classify = ctx.classify
+    # the HTTP classifier called by its name: a direct call, compiled (through a variable it is
+    # a generic one)
+    http = classify is classify_http
     policy = ctx.upstream.retry
     limit = policy.buffer
     # gRPC has no idempotency rule (see the module): the codes in retry.on make a retry safe
@@ -124,7 +128,7 @@ def _attempts_filter(
     whole_messages = ctx.front.whole_messages
 
     async def retry(exchange: Exchange, call_next: Handler) -> Response:
-        record_request()
+        budget.record_request()
         # decided before the first attempt: a stream must be kept as it is sent, or left alone
         # to be sent once (may_repeat inlined: this runs on every call)
         blocked: str | None = None
@@ -175,7 +179,7 @@ def _attempts_filter(
             else:
                 # a success has no condition (nor has a gRPC stream whose status is still to
                 # come: it is committed), and costs no more than this
-                conditions = classify(response, None)
+                conditions = classify_http(response, None) if http else classify(response, None)
                 if not conditions:
                     return response
                 error = None
