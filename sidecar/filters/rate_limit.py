@@ -153,7 +153,9 @@ class _Bucket(Observer):
         refuse: Callable[[float], RateLimited],
         shadowed: Callable[[], None] | None,
     ) -> None:
-        self.take = buckets.take
+        #: the buckets themselves, not their bound ``take``: compiled, a method call on them is
+        #: a direct one
+        self.buckets = buckets
         self.clock = clock
         #: one bucket for every call (key ``upstream`` or ``route``): nothing to work out
         self.key = key_of if isinstance(key_of, str) else None
@@ -167,7 +169,7 @@ class _Bucket(Observer):
             key_of = self.key_of
             assert key_of is not None
             key = key_of(exchange)
-        wait = self.take(key, self.clock())
+        wait = self.buckets.take(key, self.clock())
         if wait:
             shadowed = self.shadowed
             if shadowed is None:
