@@ -74,6 +74,11 @@ class SubscriptionConfig(Model):
     #: where a message goes when the app says DEADLETTER or the retries are used up (one of
     #: ``topics``); without one such a message is counted, logged and acknowledged
     dead_letter: str | None = Field(default=None, pattern=TOPIC)
+    #: bound on the broker's confirmation of a dead-letter copy; past it the message is left
+    #: with the broker, unacknowledged, as when the broker refuses the copy. Longer than an
+    #: app's publish may wait: failing it holds the message back (on Kafka, its partition's
+    #: commits), where an app just publishes again
+    dead_letter_timeout: Duration = Field(default=30.0, gt=0, le=600)
     #: a message another consumer of the group took and left unacknowledged this long (it
     #: died) is claimed and delivered again
     claim_after: Duration = Field(default=30.0, gt=0, le=86400)

@@ -42,8 +42,8 @@ log = logging.getLogger("sidecar.plugin.pubsub")
 RECEIVE_WAIT = 1.0
 #: waits after the broker failed, doubled up to the last
 BROKER_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-#: added to a delivery's ``timeout`` when a stopping subscription waits for it to settle (its
-#: dead-letter publish and acknowledgement)
+#: added to a delivery's ``timeout`` and the dead-letter publish's bound when a stopping
+#: subscription waits for it to settle (its acknowledgement)
 DRAIN_MARGIN = 2.0
 
 
@@ -88,7 +88,7 @@ class Subscription:
     @property
     def drain_bound(self) -> float:
         """How long :meth:`run` may take to end after :meth:`stop` (past it, cancel it)."""
-        return RECEIVE_WAIT + self.config.timeout + DRAIN_MARGIN
+        return RECEIVE_WAIT + self.config.timeout + self.config.dead_letter_timeout + DRAIN_MARGIN
 
     async def _paused(self, seconds: float) -> bool:
         """Wait ``seconds``; whether :meth:`stop` was asked meanwhile (then at once)."""
@@ -155,7 +155,8 @@ class Subscription:
                         task.add_done_callback(partial(_forget, tails, key))
             # stopped: what is in flight settles and is acknowledged on this consumer, bounded
             if in_flight:
-                await asyncio.wait(in_flight.values(), timeout=self.config.timeout + DRAIN_MARGIN)
+                settle = self.config.timeout + self.config.dead_letter_timeout + DRAIN_MARGIN
+                await asyncio.wait(in_flight.values(), timeout=settle)
         finally:
             for task in in_flight.values():
                 task.cancel()
@@ -274,28 +275,37 @@ class Subscription:
         copy.attributes["deadletterattempts"] = attempts
         try:
             await self._publish(topic, copy)
+        except TimeoutError:
+            failure = f"the broker did not confirm within {self.config.dead_letter_timeout:.3g}s"
         except BrokerUnavailable as e:
-            log.warning(
-                f"pubsub: dead-lettering {event.id} failed ({e}); left with the broker",
-                extra={"fields": self._fields},
-            )
-            return False
-        counted.inc()  # once it is settled: a copy that failed is tried again later
-        return True
+            failure = str(e)
+        else:
+            counted.inc()  # once it is settled: a copy that failed is tried again later
+            return True
+        log.warning(
+            f"pubsub: dead-lettering {event.id} failed ({failure}); left with the broker",
+            extra={"fields": self._fields},
+        )
+        return False
 
     async def _publish(self, topic: str, event: CloudEvent) -> None:
-        """Publish a dead-letter copy, in a PRODUCER span of its own (child of the event's
-        trace) when the sidecar traces."""
+        """Publish a dead-letter copy within ``dead_letter_timeout``, in a PRODUCER span of its
+        own (child of the event's trace) when the sidecar traces."""
         tracer = self.tracer.get()
         if tracer is None:
-            await self.backend.publish(topic, event)
+            async with asyncio.timeout(self.config.dead_letter_timeout):
+                await self.backend.publish(topic, event)
             return
         from . import spans  # OpenTelemetry: only in a sidecar that traces
 
         parent = event.attributes.get("traceparent")
         span = spans.publish_span(tracer, self.system, topic, str(parent) if parent else None)
         try:
-            await self.backend.publish(topic, event)
+            async with asyncio.timeout(self.config.dead_letter_timeout):
+                await self.backend.publish(topic, event)
+        except TimeoutError:
+            spans.end(span, "timeout", "the broker did not confirm in time")
+            raise
         except BrokerUnavailable as e:
             spans.end(span, "unavailable", str(e))
             raise

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pubsub_brokers import TansuBroker
 
 
@@ -46,20 +47,39 @@ def a_topic() -> str:
 
 
 async def read_all(broker: TansuBroker, topic: str) -> list[Any]:
-    """Every record of partition 0 of ``topic``, read from the start without a group."""
+    """Every record of ``topic``, from all its partitions, read from the start without a group;
+    none while the topic does not exist.
+
+    A consumer that asks the broker about a topic it lacks makes Tansu create it, with four
+    partitions: a probe polling for a dead-letter topic before the sidecar created it (with one)
+    would then leave the dead letter in any of four partitions. So the topic is first looked for
+    among those the broker lists, which creates nothing, and all its partitions are read.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return []
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    if not tps:  # listed before its partitions are
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = sum((await consumer.end_offsets(tps)).values())
         records: list[Any] = []
         while len(records) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
+            batch = await consumer.getmany(*tps, timeout_ms=1000)
             if not batch:
                 break
-            records.extend(batch[tp])
+            for part in batch.values():
+                records.extend(part)
+        records.sort(key=lambda r: (r.partition, r.offset))
         return records
     finally:
         await consumer.stop()
