@@ -203,17 +203,20 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
     return write
 
 
+#: a duration's microseconds past the millisecond, as ``float.__repr__`` ends a number of
+#: milliseconds: ``.0``, ``.001`` ... ``.5`` ... ``.999`` (a table: no str work per line)
+_FRACTIONS: Final = (".0",) + tuple("." + str(n + 1000)[1:].rstrip("0") for n in range(1, 1000))
+#: a timestamp's milliseconds and its zone: ``.000Z`` ... ``.999Z``
+_MILLIS_Z: Final = tuple(f".{str(n + 1000)[1:]}Z" for n in range(1000))
+
+
 def _millis(seconds: float) -> str:
     """``seconds`` as milliseconds to the microsecond, as JSON: ``repr(round(seconds * 1000, 3))``
     (``12.5``, ``0.034``, ``3.0``) from integer arithmetic, a tenth of what ``round`` and a float
     ``repr`` cost (a halfway microsecond may round the other way)."""
     micros = int(seconds * 1_000_000 + 0.5)
     whole: str = str(micros // 1000)
-    fraction = micros % 1000
-    if fraction == 0:
-        return f"{whole}.0"
-    digits: str = str(fraction + 1000)[1:].rstrip("0")
-    return f"{whole}.{digits}"
+    return whole + _FRACTIONS[micros % 1000]
 
 
 class _Timestamps:
@@ -229,9 +232,8 @@ class _Timestamps:
         if sec != self.second:
             self.prefix = timestamp(float(sec))[:-5]  # the shared format, without ".000Z"
             self.second = sec
-        # the milliseconds as logging computes LogRecord.msecs, zero-padded by adding 1000
-        ms: str = str(int((created - sec) * 1000) + 1000)
-        return f"{self.prefix}.{ms[1:]}Z"
+        # the milliseconds as logging computes LogRecord.msecs (below 1000: created - sec < 1)
+        return self.prefix + _MILLIS_Z[int((created - sec) * 1000)]
 
 
 def _record_writer(listener: str, upstream: str, route: str) -> Writer:
@@ -283,13 +285,24 @@ def _when_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool
 
     With ``failures``, only a body cut short gets its line (a call sampled out, or INFO off).
     """
-    status = resp.status
+    _on_complete(resp, _Sent(write, exchange, resp.status, failures))
 
-    def done(ok: bool, sent: int) -> None:
-        if not (failures and ok):
-            write(exchange, status, sent, None, ok, None)
 
-    _on_complete(resp, done)
+class _Sent:
+    """The ``on_complete`` callback of :func:`_when_sent`: one object per call, where a closure
+    is two (compiled, its variables live in an object of their own)."""
+
+    __slots__ = ("exchange", "failures", "status", "write")
+
+    def __init__(self, write: Writer, exchange: Exchange, status: int, failures: bool) -> None:
+        self.write = write
+        self.exchange = exchange
+        self.status = status
+        self.failures = failures
+
+    def __call__(self, ok: bool, sent: int) -> None:
+        if not (self.failures and ok):
+            self.write(self.exchange, self.status, sent, None, ok, None)
 
 
 def _when_grpc_sent(resp: Response, write: Writer, exchange: Exchange, failures: bool) -> None:
