@@ -261,6 +261,8 @@ class H2Connection(asyncio.Protocol):
                     stream.on_data(event.data, event.flow_controlled_length)
             elif isinstance(event, ev.RequestReceived):
                 self._request(event)
+            elif isinstance(event, ev.RequestTooLarge):
+                self._too_large(event)
             elif isinstance(event, ev.StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
@@ -311,6 +313,15 @@ class H2Connection(asyncio.Protocol):
             stream.ended = True
         self.guard.calls += 1
         self._starts.append((stream, event.headers))
+
+    def _too_large(self, event: ev.RequestTooLarge) -> None:
+        """A call whose metadata is over the limit: answered now, with no task."""
+        stream = H2Stream(self, event.stream_id)
+        self.streams[event.stream_id] = stream
+        if event.stream_ended:
+            stream.ended = True
+        self.guard.calls += 1
+        self.listener.too_large(stream, event.size, event.path)
 
     def _window(self, sid: int) -> None:
         if sid == 0:

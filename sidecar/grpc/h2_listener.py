@@ -34,7 +34,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..app_quiet import AppActivity
-from ..errors import SidecarError
+from ..errors import HeadersTooLarge, SidecarError
 from ..exchange import Exchange, Headers, Response, close_body, completed
 from ..fdlimit import UNLIMITED, ConnectionCap
 from ..http2.connection import Connection
@@ -125,8 +125,10 @@ class H2GrpcListener:
             initial_window_size=STREAM_WINDOW,
             max_concurrent_streams=cfg.max_concurrent_streams,
             max_header_list_size=cfg.max_metadata_size,
-            # a compressed block is no larger than the list it decodes to
-            max_header_block_size=cfg.max_metadata_size,
+            # a call whose metadata is over the limit is refused on its own (too_large) if its
+            # compressed block is at most twice the limit (a block is about the size of the
+            # list it decodes to, or less); a larger block ends the connection as a flood
+            max_header_block_size=2 * cfg.max_metadata_size,
         )
 
     async def start(self, host: str, port: int) -> None:
@@ -194,6 +196,32 @@ class H2GrpcListener:
             stream.conn.forget(stream)
             if self.draining and not self.active:
                 self._idle.set()
+
+    def too_large(self, stream: H2Stream, size: int, path: bytes) -> None:
+        """A call whose metadata is over ``max_metadata_size``: answered RESOURCE_EXHAUSTED at
+        once, saying so (the app's library may have let it through: nothing stops a client from
+        sending more than the SETTINGS_MAX_HEADER_LIST_SIZE it was told), counted and logged
+        as a call refused before its route; the connection and its other calls go on."""
+        self.began += 1
+        limit = self.cfg.max_metadata_size
+        error = HeadersTooLarge(
+            f"request metadata of {size} bytes (names, values and 32 each, as HTTP/2 counts "
+            f"them) is over grpc.max_metadata_size, {limit} bytes"
+        )
+        self.metrics.requests.labels(GRPC_LISTENER, "", "", str(error.grpc_code)).inc()
+        self.metrics.errors.labels(GRPC_LISTENER, "", error.code).inc()
+        if self.on_unrouted is not None:
+            ex = Exchange(
+                "POST",
+                path.decode("latin-1"),
+                Headers(),
+                client=stream.conn.client,
+                listener=GRPC_LISTENER,
+                http_version="2",
+                start=perf_counter(),
+            )
+            self.on_unrouted(ex, error)
+        self.refuse(stream, error)
 
     def refuse(self, stream: H2Stream, error: SidecarError) -> None:
         """Answer ``error`` at once (a bad message, an encoding) and cancel the call's task."""

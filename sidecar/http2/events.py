@@ -17,6 +17,7 @@ __all__ = [
     "PingReceived",
     "RemoteSettingsChanged",
     "RequestReceived",
+    "RequestTooLarge",
     "ResponseReceived",
     "SettingsAcknowledged",
     "StreamEnded",
@@ -38,6 +39,18 @@ class RequestReceived(Event):
     def __init__(self, stream_id: int, headers: Headers, stream_ended: bool) -> None:
         self.stream_id = stream_id
         self.headers = headers
+        self.stream_ended = stream_ended
+
+
+class RequestTooLarge(Event):
+    """A server got a request whose header list is over the size it allows: a new stream,
+    open, to be refused. ``size`` is the list's (RFC 9113 6.5.2), ``path`` its ``:path`` when
+    that came within the limit (else empty)."""
+
+    def __init__(self, stream_id: int, size: int, path: bytes, stream_ended: bool) -> None:
+        self.stream_id = stream_id
+        self.size = size
+        self.path = path
         self.stream_ended = stream_ended
 
 

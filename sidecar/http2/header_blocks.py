@@ -4,8 +4,11 @@ asked, checked by :mod:`.header_rules`.
 
 A block is always decoded, even on a stream about to be refused or already reset, since the
 HPACK table is the connection's. A malformed block or one on a half-closed stream is a stream
-error; one the decoder refuses is a connection error (COMPRESSION_ERROR, or ENHANCE_YOUR_CALM
-past our header list size). Not here: the frames that carry blocks (:mod:`.inbound`).
+error; one the decoder refuses is a connection error (COMPRESSION_ERROR), except a request whose
+header list is over our size: the decoder read it whole, so that stream is opened and reported
+(``RequestTooLarge``) for the caller to refuse, and the connection goes on; any other block over
+it ends the connection (ENHANCE_YOUR_CALM). Not here: the frames that carry blocks
+(:mod:`.inbound`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .events import (
     Event,
     InformationalResponseReceived,
     RequestReceived,
+    RequestTooLarge,
     ResponseReceived,
     TrailersReceived,
 )
@@ -34,7 +38,12 @@ class HeaderBlockReceiver(Http2ConnectionState):
         try:
             headers = self.decoder.decode(block)
         except OversizedHeaderListError as error:
-            raise DenialOfServiceError("header list over its size limit") from error
+            # a request's: that call is refused and the connection goes on (the decoder read
+            # the whole block); any other block over the limit ends the connection
+            if self.client_side or not self.may_open(sid):
+                raise DenialOfServiceError("header list over its size limit") from error
+            self.oversized_request(sid, error, end_stream, events)
+            return
         except HPACKError as error:
             raise ProtocolError("undecodable header block", f.COMPRESSION_ERROR) from error
         stream = self.streams.get(sid)
@@ -69,6 +78,39 @@ class HeaderBlockReceiver(Http2ConnectionState):
             raise ProtocolError("HEADERS on a closed stream", f.STREAM_CLOSED)
         else:
             raise ProtocolError("HEADERS reusing a stream id")
+
+    def may_open(self, sid: int) -> bool:
+        """Whether a block on ``sid`` would be a new stream from the peer (a request)."""
+        return (
+            sid not in self.streams
+            and (sid & 1) == self.peer_parity
+            and sid > self.highest_inbound_stream_id
+        )
+
+    def oversized_request(
+        self, sid: int, error: OversizedHeaderListError, end_stream: bool, events: list[Event]
+    ) -> None:
+        """A new stream whose header list is over the limit: opened as any request is (or
+        refused, past the concurrency), for the caller to answer."""
+        self.highest_inbound_stream_id = sid
+        if (
+            sid > self.accept_up_to
+            or self.open_inbound_streams >= self.local_max_concurrent_streams
+        ):
+            self.stream_error(sid, f.REFUSED_STREAM, events)
+            return
+        stream = Stream(sid, False, self.remote_initial_window_size, self.local_initial_window_size)
+        stream.head_received = True
+        self.streams[sid] = stream
+        self.open_inbound_streams += 1
+        path = b""
+        for name, value in error.headers:
+            if name == b":path":
+                path = value
+                break
+        events.append(RequestTooLarge(sid, error.size, path, end_stream))
+        if end_stream:
+            self.remote_ended(stream, events)
 
     def request(self, sid: int, headers: Headers, end_stream: bool, events: list[Event]) -> None:
         """A new stream from the peer (a server's request)."""

@@ -52,8 +52,11 @@ class Decoder:
         self._huffman_cache: dict[bytes, bytes] = {}
 
     def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """The header list of one complete header block; HPACKError if it is malformed."""
+        """The header list of one complete header block; HPACKError if it is malformed, and
+        OversizedHeaderListError once the whole block was read (the table kept in step with
+        the peer's) if it decodes past ``max_header_list_size``."""
         headers: list[tuple[bytes, bytes]] = []
+        kept: list[tuple[bytes, bytes]] | None = None  # the headers within the limit, once past it
         end = len(data)
         pos = 0
         list_size = 0
@@ -87,10 +90,16 @@ class Decoder:
             updates_allowed = False
             list_size += len(header[0]) + len(header[1]) + ENTRY_OVERHEAD
             if list_size > limit:
-                raise OversizedHeaderListError("header list larger than allowed")
+                # read on to the block's end, keeping nothing more: the table must stay the
+                # peer's (the block's size is bounded, so is this work)
+                if kept is None:
+                    kept = headers
+                continue
             headers.append(header)
         if update_owed:
             raise HPACKError("missing dynamic table size update")
+        if kept is not None:
+            raise OversizedHeaderListError("header list larger than allowed", list_size, kept)
         return headers
 
     def _indexed(self, index: int) -> tuple[bytes, bytes]:

@@ -374,6 +374,31 @@ async def test_a_message_over_the_limit_is_resource_exhausted() -> None:
     assert len(up.calls) == 1
 
 
+async def test_metadata_over_the_limit_refuses_that_call_only(grpc_server: str) -> None:  # noqa: F811
+    """A call whose metadata is over ``grpc.max_metadata_size`` is RESOURCE_EXHAUSTED and never
+    reaches the upstream; a call in flight on the same connection goes on, and the next call
+    passes: one app's oversized call does not cost its other calls their connection."""
+    cfg = {"grpc": {"address": "127.0.0.1:0", "max_metadata_size": "4KiB"}}
+    async with EchoUpstream() as up, through_sidecar(up, config=cfg) as (_, stub, _ch):
+        chat = stub.Bidi(timeout=30)
+        await chat.write(pb.EchoRequest(payload=b"before"))
+        assert (await chat.read()).payload == b"before"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Unary(pb.EchoRequest(), metadata=[("x-big", "v" * 6000)], timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        if grpc_server == "h2":
+            assert "grpc.max_metadata_size" in (err.value.details() or "")
+            assert dict(err.value.trailing_metadata() or ())["x-sidecar-error"] == (
+                "headers_too_large"
+            )
+        await chat.write(pb.EchoRequest(payload=b"after"))
+        assert (await chat.read()).payload == b"after"
+        await chat.done_writing()
+        r = await stub.Unary(pb.EchoRequest(payload=b"next"), timeout=10)
+        assert r.payload == b"next"
+    assert sorted(c.method for c in up.calls) == ["Bidi", "Unary"]
+
+
 async def test_an_upstream_message_over_the_adapters_limit_is_resource_exhausted() -> None:
     """An upstream message larger than ``options.max_receive_message_size`` ends the call with
     RESOURCE_EXHAUSTED, saying which upstream and that the sidecar refused it."""

@@ -337,11 +337,50 @@ def test_a_single_header_frame_past_the_block_bound_is_enhance_your_calm() -> No
     assert isinstance(error, DenialOfServiceError)
 
 
-def test_a_header_list_past_its_bound_is_enhance_your_calm() -> None:
-    """A block decoding past max_header_list_size: DenialOfServiceError."""
-    server = raw_server(max_header_list_size=200)
+def test_a_request_header_list_past_its_bound_opens_a_stream_to_refuse() -> None:
+    """A request decoding past max_header_list_size is reported, its stream open (for the
+    front to answer) with the list's size and its :path, and the connection goes on: the
+    decoder read the whole block, so the next request, which refers to table entries the big
+    one added after the bound, decodes as the client meant it."""
+    server = raw_server(max_header_list_size=400)
+    client = hpack.Encoder()
+    big = [*REQUEST, (b"x-big", b"v" * 300), (b"x-tenant", b"acme")]
+    size = sum(len(n) + len(v) + 32 for n, v in big)
+    got = server.receive_data(headers(1, client.encode(big)))
+    assert [event_tuple(e) for e in got] == [("RequestTooLarge", 1, False)]
+    assert (got[0].size, got[0].path) == (size, b"/pkg.Echo/Say")  # type: ignore[attr-defined]
+    assert not server.closed and 1 in server.streams
+    small = [*REQUEST, (b"x-tenant", b"acme")]
+    block = client.encode(small)
+    assert len(block) < 20  # indexed: x-tenant came in the big block, past the bound
+    got = server.receive_data(headers(3, block, "END_STREAM"))
+    assert [event_tuple(e) for e in got][0] == ("RequestReceived", 3, small, True)
+
+
+def test_an_oversized_request_that_ends_its_stream_is_reported_ended() -> None:
+    server = raw_server(max_header_list_size=400)
     block = hpack.Encoder().encode([*REQUEST, (b"x-big", b"v" * 300)])
-    error = connection_error(server, headers(1, block), f.ENHANCE_YOUR_CALM)
+    got = server.receive_data(headers(1, block, "END_STREAM"))
+    assert [event_tuple(e) for e in got] == [("RequestTooLarge", 1, True), ("StreamEnded", 1)]
+
+
+def test_an_oversized_request_past_the_concurrency_is_refused_stream() -> None:
+    """Over the streams the server allows, an oversized request is refused as any other."""
+    server = raw_server(max_header_list_size=400, max_concurrent_streams=1)
+    server.receive_data(SettingsFrame(0, flags=["ACK"]).serialize())
+    server.receive_data(headers(1))
+    block = hpack.Encoder().encode([*REQUEST, (b"x-big", b"v" * 300)])
+    stream_error(server, headers(3, block), 3, f.REFUSED_STREAM)
+
+
+def test_oversized_trailers_are_enhance_your_calm() -> None:
+    """Past the bound anywhere but a new request (here trailers on an open stream), the
+    connection ends: DenialOfServiceError."""
+    server = raw_server(max_header_list_size=400)
+    client = hpack.Encoder()
+    server.receive_data(headers(1, client.encode(REQUEST)))
+    block = client.encode([(b"x-big", b"v" * 400)])
+    error = connection_error(server, headers(1, block, "END_STREAM"), f.ENHANCE_YOUR_CALM)
     assert isinstance(error, DenialOfServiceError)
 
 
