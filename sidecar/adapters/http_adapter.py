@@ -248,7 +248,7 @@ def _sender(
     response once its head arrived."""
     # every attempt counts once with its outcome: a response, the error that ended it, or
     # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
-    ok_attempt, count_failure = attempts.response, attempts.failed
+    responses, count_failure = attempts.responses, attempts.failed
 
     async def send(ex: Exchange) -> Response:
         # one coroutine frame per call: acquire, write, wait for the head; a loop only for the
@@ -295,7 +295,7 @@ def _sender(
                     conn.abort()
                 count_failure(e)
                 raise
-            ok_attempt()
+            responses.value += 1  # an attempt answered (the child's inc, without a call)
             return resp
 
     return send

@@ -348,15 +348,18 @@ class UpstreamAttempts:
     :meth:`failed` with the exception that ended the attempt otherwise (connect, reset, timeout,
     protocol error, pool full, cancelled). A resend (keep-alive race) is a second attempt."""
 
-    __slots__ = ("_family", "_outcomes", "_upstream", "response")
+    __slots__ = ("_family", "_outcomes", "_upstream", "response", "responses")
 
     def __init__(self, family: LoopCounter, upstream: str) -> None:
         self._family = family
         self._upstream = upstream
         #: the outcome children used so far; bounded by the set of SidecarError codes
         self._outcomes: dict[str, CounterChild] = {}
+        #: the child counting attempts that got a response: compiled code adds to its value
+        #: (a plain number on the loop thread), with no call
+        self.responses = self._child(ATTEMPT_RESPONSE)
         #: count one attempt that got a response (a bound method: nothing looked up per call).
-        self.response: Callable[[], None] = self._child(ATTEMPT_RESPONSE).inc
+        self.response: Callable[[], None] = self.responses.inc
 
     def _child(self, outcome: str) -> CounterChild:
         child = self._outcomes.get(outcome)
