@@ -45,6 +45,8 @@ log = logging.getLogger("sidecar")
 #: a handful; the two ports together stay well inside the handles kept out of the data
 #: listeners' caps (:data:`sidecar.fdlimit.RESERVE`).
 CONTROL_MAX_CONNECTIONS = 64
+#: seconds aiohttp keeps reading a request body its answer left unread, before it closes
+LINGERING_TIME = 1.0
 
 
 class _Refused(asyncio.Protocol):
@@ -188,7 +190,15 @@ class ControlPort:
                 return self._server
             from aiohttp import web  # here, not at start-up: probes and scrapes never need it
 
-            runner = web.AppRunner(self._build_app(), access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                self._build_app(),
+                access_log=None,
+                handle_signals=False,
+                # after an answer that left a request body unread (a 408 for a body that did
+                # not come in time, a 413), read what still comes for 1 s, not aiohttp's 10,
+                # then close: the connection is not held that long for a stalled client
+                lingering_time=LINGERING_TIME,
+            )
             await runner.setup()
             assert runner.server is not None
             self._runner, self._server = runner, runner.server

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["AdminHandler", "AdminRouteRegistry", "runtime_key", "runtime_of"]
+__all__ = ["BODY_READ_TIMEOUT", "AdminHandler", "AdminRouteRegistry", "runtime_key", "runtime_of"]
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,10 @@ log = logging.getLogger("sidecar.plugins")
 
 #: what an admin route may answer
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+#: seconds an admin route's request body may take to arrive, read before the handler runs: a
+#: client that sends a head and then trickles (or never sends) its body would otherwise hold
+#: the connection in a request, where the port cannot evict it to answer a probe
+BODY_READ_TIMEOUT = 5.0
 
 AdminHandler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
@@ -59,6 +64,22 @@ def _guarded(handler: AdminHandler, owner: str, key: str) -> AdminHandler:
         # probed and scraped never loads aiohttp (sidecar.control_light)
         from aiohttp import web
 
+        if request.body_exists:
+            # the whole body, within a deadline (and aiohttp's client_max_size, 1 MiB: past it
+            # a 413): the handler's read(), text() and json() then answer from it
+            try:
+                async with asyncio.timeout(BODY_READ_TIMEOUT):
+                    await request.read()
+            except TimeoutError:
+                late = web.json_response(
+                    {
+                        "error": "body_timeout",
+                        "detail": f"the request body did not arrive within {BODY_READ_TIMEOUT:g}s",
+                    },
+                    status=408,
+                )
+                late.force_close()  # the rest of the body may still come: not on this connection
+                return late
         try:
             answer: object = await handler(request)
         except web.HTTPException:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
+import sidecar.api.admin as admin_api
 from sidecar.api import AdminRouteRegistry, hookimpl
 from sidecar.app import Sidecar
 from sidecar.testing import running_sidecar
@@ -196,3 +197,35 @@ async def test_idle_aiohttp_connections_are_evicted_for_a_probe() -> None:
         finally:
             for _, writer in held:
                 writer.close()
+
+
+async def test_an_admin_body_that_never_comes_times_out_and_frees_the_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """64 clients that send a plugin admin route's head and then stall their body fill the port;
+    each gets a 408 once the body deadline passes, a probe is then answered, and a body that
+    arrives in time still reaches the route whole."""
+    monkeypatch.setattr(admin_api, "BODY_READ_TIMEOUT", 0.5)
+    stalled = b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nx"
+    async with sidecar() as s:
+        held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            for _ in range(64):
+                reader, writer = await asyncio.open_connection("127.0.0.1", s.admin_port)
+                writer.write(stalled)
+                held.append((reader, writer))
+            for reader, _ in held:
+                async with asyncio.timeout(WAIT):
+                    answer = await reader.read()  # the 408 closes the connection
+                assert answer.startswith(b"HTTP/1.1 408 ")
+                assert b'"error": "body_timeout"' in answer
+        finally:
+            for _, writer in held:
+                writer.close()
+        assert (await exchange(s.admin_port, get("/readyz"))).startswith(b"HTTP/1.1 200 OK")
+        body = b"x" * 1000
+        head = b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        answer = await exchange(s.admin_port, [head, body[:10], body[10:]])
+        expected = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(expected)
