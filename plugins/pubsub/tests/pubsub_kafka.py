@@ -3,6 +3,7 @@ into a topic and a group's commits as a second client sees them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -46,6 +47,10 @@ def a_topic() -> str:
     return f"t{uuid.uuid4().hex[:8]}.orders"
 
 
+#: how long read_all reads on for records the end offsets say are there
+READ_BOUND = 15.0
+
+
 async def read_all(broker: TansuBroker, topic: str) -> list[Any]:
     """Every record of ``topic``, from all its partitions, read from the start without a group;
     none while the topic does not exist.
@@ -73,10 +78,11 @@ async def read_all(broker: TansuBroker, topic: str) -> list[Any]:
         await consumer.seek_to_beginning(*tps)
         end = sum((await consumer.end_offsets(tps)).values())
         records: list[Any] = []
-        while len(records) < end:
+        # a fetch may come back empty while records remain (a loaded machine, the first fetch
+        # especially): read on until they are all here or the bound passes
+        deadline = time.monotonic() + READ_BOUND
+        while len(records) < end and time.monotonic() < deadline:
             batch = await consumer.getmany(*tps, timeout_ms=1000)
-            if not batch:
-                break
             for part in batch.values():
                 records.extend(part)
         records.sort(key=lambda r: (r.partition, r.offset))
