@@ -79,6 +79,21 @@ class HeaderBlockReceiver(Http2ConnectionState):
         else:
             raise ProtocolError("HEADERS reusing a stream id")
 
+    def admits(self, sid: int) -> bool:
+        """Whether a new stream ``sid`` fits: below a GOAWAY's last id and the concurrency."""
+        return (
+            sid <= self.accept_up_to
+            and self.open_inbound_streams < self.local_max_concurrent_streams
+        )
+
+    def open_inbound(self, sid: int) -> Stream:
+        """Open the peer's new stream ``sid`` (which :meth:`admits`) with its head received."""
+        stream = Stream(sid, False, self.remote_initial_window_size, self.local_initial_window_size)
+        stream.head_received = True
+        self.streams[sid] = stream
+        self.open_inbound_streams += 1
+        return stream
+
     def may_open(self, sid: int) -> bool:
         """Whether a block on ``sid`` would be a new stream from the peer (a request)."""
         return (
@@ -93,16 +108,10 @@ class HeaderBlockReceiver(Http2ConnectionState):
         """A new stream whose header list is over the limit: opened as any request is (or
         refused, past the concurrency), for the caller to answer."""
         self.highest_inbound_stream_id = sid
-        if (
-            sid > self.accept_up_to
-            or self.open_inbound_streams >= self.local_max_concurrent_streams
-        ):
+        if not self.admits(sid):
             self.stream_error(sid, f.REFUSED_STREAM, events)
             return
-        stream = Stream(sid, False, self.remote_initial_window_size, self.local_initial_window_size)
-        stream.head_received = True
-        self.streams[sid] = stream
-        self.open_inbound_streams += 1
+        stream = self.open_inbound(sid)
         path = b""
         for name, value in error.headers:
             if name == b":path":
@@ -115,19 +124,13 @@ class HeaderBlockReceiver(Http2ConnectionState):
     def request(self, sid: int, headers: Headers, end_stream: bool, events: list[Event]) -> None:
         """A new stream from the peer (a server's request)."""
         self.highest_inbound_stream_id = sid
-        if (
-            sid > self.accept_up_to
-            or self.open_inbound_streams >= self.local_max_concurrent_streams
-        ):
+        if not self.admits(sid):
             self.stream_error(sid, f.REFUSED_STREAM, events)
             return
         if self.validate_inbound_headers and check_request(headers):
             self.stream_error(sid, f.PROTOCOL_ERROR, events)
             return
-        stream = Stream(sid, False, self.remote_initial_window_size, self.local_initial_window_size)
-        stream.head_received = True
-        self.streams[sid] = stream
-        self.open_inbound_streams += 1
+        stream = self.open_inbound(sid)
         events.append(RequestReceived(sid, headers, end_stream))
         if end_stream:
             self.remote_ended(stream, events)

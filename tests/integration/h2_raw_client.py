@@ -1,4 +1,4 @@
-"""A small blocking raw HTTP/2 client for the review tests of the gRPC port's oversized-metadata
+"""A small blocking raw HTTP/2 client for the tests of the gRPC port's oversized-metadata
 refusal: it writes hand-made frames (HEADERS split into CONTINUATION, DATA, RST_STREAM) with one
 HPACK encoder, and reads the server's frames into per-stream answers, honouring the server's
 flow-control windows for what it sends. Not a gRPC client library: no retries, no deadlines

@@ -20,7 +20,7 @@ import pytest
 
 from sidecar.testing import SidecarProcess
 from tests.integration.grpc_upstream import SERVICE, EchoUpstream
-from tests.integration.review_h2_raw import RawH2, grpc_message
+from tests.integration.h2_raw_client import RawH2, grpc_message
 
 LIMIT = 4096
 PATH = f"/{SERVICE}/Unary"

@@ -35,7 +35,7 @@ async def _filled(broker: TansuBroker) -> str:
         for n in range(RECORDS):
             attributes = {
                 "id": f"e{n}",
-                "source": "review",
+                "source": "probe-test",
                 "type": "t",
                 "specversion": "1.0",
                 "partitionkey": f"key-{n}",

@@ -70,7 +70,7 @@ def test_every_block_after_an_oversized_one_decodes_as_the_peer_sent_it(seed: in
         kept = info.value.headers
         assert kept == expected[: len(kept)] and _size(kept) <= LIMIT
         assert _size(expected[: len(kept) + 1]) > LIMIT
-    assert oversized  # the seed exercised the path under review
+    assert oversized  # the seed exercised the oversized path
 
 
 def test_a_block_referring_to_entries_it_inserted_past_the_limit() -> None:
