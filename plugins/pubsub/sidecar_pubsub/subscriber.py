@@ -81,8 +81,9 @@ class Subscription:
 
     def stop(self) -> None:
         """Ask :meth:`run` to end gracefully: it reads no more messages, lets the deliveries in
-        flight settle and be acknowledged (each within the subscription's ``timeout``; a
-        message waiting for a retry is left to the broker), closes its consumer and returns."""
+        flight settle and be acknowledged (all within ``timeout`` + ``dead_letter_timeout`` +
+        :data:`DRAIN_MARGIN`; a message waiting for a retry is left to the broker), closes its
+        consumer and returns."""
         self._stopping.set()
 
     @property
