@@ -306,22 +306,23 @@ class H2Connection(asyncio.Protocol):
             except STREAM_ERRORS:
                 pass
             return
-        stream = H2Stream(self, sid)
+        stream = self._opened(sid, event.stream_ended)
         stream.encoded = names_encoding(event.headers)
-        self.streams[sid] = stream
-        if event.stream_ended:
-            stream.ended = True
-        self.guard.calls += 1
         self._starts.append((stream, event.headers))
 
     def _too_large(self, event: ev.RequestTooLarge) -> None:
         """A call whose metadata is over the limit: answered now, with no task."""
-        stream = H2Stream(self, event.stream_id)
-        self.streams[event.stream_id] = stream
-        if event.stream_ended:
+        stream = self._opened(event.stream_id, event.stream_ended)
+        self.listener.too_large(stream, event.size, event.path)
+
+    def _opened(self, sid: int, ended: bool) -> H2Stream:
+        """The app's new call on stream ``sid``, kept and counted as a call."""
+        stream = H2Stream(self, sid)
+        self.streams[sid] = stream
+        if ended:
             stream.ended = True
         self.guard.calls += 1
-        self.listener.too_large(stream, event.size, event.path)
+        return stream
 
     def _window(self, sid: int) -> None:
         if sid == 0:

@@ -7,10 +7,10 @@ SIGTERM leave the connection and the app's other calls as a user expects."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.testing import SidecarProcess
+from sidecar.testing import SidecarProcess, wait_until
 from tests.integration.grpc_upstream import SERVICE, EchoUpstream
 from tests.integration.h2_raw_client import RawH2, grpc_message
 
@@ -187,12 +187,13 @@ def test_a_refused_call_is_counted_and_access_logged(sidecar: SidecarProcess) ->
         sidecar.admin_url, r'^sidecar_errors_total\{[^}]*reason="headers_too_large"[^}]*\} (\S+)$'
     )
     assert after == before + 1
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [x for x in sidecar.log_lines(stdout=True) if x.get("error") == "headers_too_large"]
-        if lines or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)  # polling the log file for its line, bounded above
+
+    def logged() -> list[dict[str, Any]]:
+        return [x for x in sidecar.log_lines(stdout=True) if x.get("error") == "headers_too_large"]
+
+    with contextlib.suppress(TimeoutError):  # the assertion below says what was logged instead
+        wait_until(lambda: bool(logged()), timeout=10, interval=0.05)
+    lines = logged()
     assert lines, sidecar.stdout_path.read_text()[-2000:]
     assert (lines[-1].get("path"), lines[-1].get("grpc_status")) == (PATH, 8), lines[-1]
 

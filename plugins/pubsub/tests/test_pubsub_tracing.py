@@ -29,6 +29,14 @@ def attributes(span: Any) -> dict[str, Any]:
     return out
 
 
+async def _publish_one(http_port: int) -> httpx.Response:
+    """One event published to ``orders`` through the sidecar, confirmed (204)."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"http://127.0.0.1:{http_port}/events/orders", content=b"x")
+    assert r.status_code == 204, r.text
+    return r
+
+
 async def test_a_publish_and_its_deliveries_are_spans_of_one_trace(
     redis_broker: RedisBroker, sidecar_factory: Any
 ) -> None:
@@ -43,9 +51,7 @@ async def test_a_publish_and_its_deliveries_are_spans_of_one_trace(
         config = subscribed_config(redis_broker.url, app.url, prefix())
         config["telemetry"] = {"tracing": rx.tracing()}
         async with sidecar_factory(config, plugins=[sidecar_pubsub]) as s:
-            async with httpx.AsyncClient() as client:
-                r = await client.post(f"http://127.0.0.1:{s.http_port}/events/orders", content=b"x")
-            assert r.status_code == 204, r.text
+            r = await _publish_one(s.http_port)
             await until(lambda: len(app.requests) == 2, "a failed delivery and its retry")
             spans = await rx.until(SCOPE, 3)
     [publish] = [span for span in spans if span.kind == PRODUCER]
@@ -86,9 +92,7 @@ async def test_a_dead_letter_copy_is_a_producer_span_of_the_events_trace(
         config = subscribed_config(redis_broker.url, app.url, prefix())
         config["telemetry"] = {"tracing": rx.tracing()}
         async with sidecar_factory(config, plugins=[sidecar_pubsub]) as s:
-            async with httpx.AsyncClient() as client:
-                r = await client.post(f"http://127.0.0.1:{s.http_port}/events/orders", content=b"x")
-            assert r.status_code == 204, r.text
+            await _publish_one(s.http_port)
             spans = await rx.until(SCOPE, 3)
     assert len(app.requests) == 1
     [publish] = [span for span in spans if span.name == "orders publish"]
