@@ -203,6 +203,8 @@ class RunResult:
     #: the proxy's CPU per request at one connection: each request then wakes an idle process
     #: (twice), which costs several times the CPU of a request among fifty
     cpu_1c_us: float | None = None
+    #: the kernel's part of ``cpu_us_per_req`` (stime: the system calls a request costs)
+    sys_us_per_req: float | None = None
 
     @property
     def errors(self) -> int:
@@ -250,22 +252,24 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of one process (all its threads), in clock ticks; 0 if it is gone."""
+def cpu_ticks(pid: int, user: bool = True) -> int:
+    """utime + stime of one process (all its threads), in clock ticks (stime only with
+    ``user=False``); 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
     # after "pid (comm)": state=0 ppid=1 ... utime=11 stime=12
-    return int(fields[11]) + int(fields[12])
+    return (int(fields[11]) if user else 0) + int(fields[12])
 
 
-def tree_cpu(roots: Sequence[int]) -> dict[int, int]:
-    """Per-pid CPU ticks of each root and all its descendants."""
+def tree_cpu(roots: Sequence[int], user: bool = True) -> dict[int, int]:
+    """Per-pid CPU ticks of each root and all its descendants (system time only with
+    ``user=False``)."""
     out: dict[int, int] = {}
     for root in roots:
         for pid in [root, *children_of(root)]:
-            out[pid] = cpu_ticks(pid)
+            out[pid] = cpu_ticks(pid, user)
     return out
 
 
@@ -676,19 +680,22 @@ def run_wrk(
     if target.log is not None and target.log.exists():
         os.truncate(target.log, 0)  # keep only this run's output (the access log can be big)
     before = tree_cpu(target.cpu_pids)
+    sys_before = tree_cpu(target.cpu_pids, user=False)
     busy0, own0, t0 = busy_ticks(), own_ticks(own_roots), time.monotonic()
     core0 = core_ticks(PROXY_CORE)
     rc, out, err = run_reaped(wrk_argv(target.url, connections, duration), duration + 60)
     after = tree_cpu(target.cpu_pids)
+    sys_after = tree_cpu(target.cpu_pids, user=False)
     core1 = core_ticks(PROXY_CORE)
     busy1, own1, t1 = busy_ticks(), own_ticks(own_roots), time.monotonic()
     foreign = max(0.0, ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0) * 100)
     if rc != 0:
         raise RuntimeError(f"wrk failed ({rc}):\n{out}\n{err}")
     rps, p50, p99, requests, non2xx, sock = parse_wrk(out)
-    cpu = None
+    cpu = kernel = None
     if target.cpu_pids and requests:
         cpu = cpu_delta_seconds(before, after) * 1e6 / requests
+        kernel = cpu_delta_seconds(sys_before, sys_after) * 1e6 / requests
     problems: list[str] = []
     if target.proc is not None and target.proc.poll() is not None:
         problems.append(f"process exited with {target.proc.returncode}")
@@ -699,7 +706,9 @@ def run_wrk(
     proxy_ticks = sum(after[p] - before.get(p, 0) for p in after)
     residual = (core1 - core0 - proxy_ticks) / CLK_TCK / (t1 - t0) * 100
     foreign = max(foreign, residual)
-    return RunResult(rps, p50, p99, requests, cpu, foreign, core, non2xx, sock, problems)
+    return RunResult(
+        rps, p50, p99, requests, cpu, foreign, core, non2xx, sock, problems, sys_us_per_req=kernel
+    )
 
 
 def scan_log(log: Path, connections: int) -> list[str]:
@@ -782,6 +791,7 @@ def report(
             "cpu": statistics.median(cpus) if cpus else None,
             "p50_1c": _median_or_none([r.p50_1c_us for r in runs]),
             "cpu_1c": _median_or_none([r.cpu_1c_us for r in runs]),
+            "sys": _median_or_none([r.sys_us_per_req for r in runs]),
         }
     ref = med.get("nginx")
     one = args.one_connection
@@ -863,6 +873,15 @@ def report(
                 f"{fmt_us(m['p99'] - b['p99'])} at p99 over {labels[base]} "
                 f"(RPS {(m['rps'] or 0) / (b['rps'] or 1):.2f}×)."
             )
+    split = [
+        f"{labels[key]} {m['cpu'] - m['sys']:.1f} + {m['sys']:.1f}"
+        for key, m in med.items()
+        if m["cpu"] is not None and m["sys"] is not None
+    ]
+    if split:
+        # the kernel's part (the same system calls for every HTTP/1 proxy) is a floor no proxy
+        # code lowers: what a proxy's own code costs is the user part
+        out += "\n\nCPU µs/req as user + kernel (medians): " + "; ".join(split) + "."
     noisy = max((r.foreign_pct for rs in results.values() for r in rs), default=0.0)
     if noisy > args.max_other_load:
         notes.insert(

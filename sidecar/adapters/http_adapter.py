@@ -271,7 +271,8 @@ def _sender(
             try:
                 if isinstance(body, bytes):
                     h = head(ex, len(body))
-                    transport.write(h + body if body else h)
+                    # at the end of the loop's pass, with the other calls' requests
+                    conn.write_later(h + body if body else h)
                     conn.request_sent = True
                 else:
                     length = ex.body_length
@@ -341,6 +342,7 @@ def _start_streaming(
     """
     transport = conn.transport
     assert transport is not None
+    conn.flush_writes()  # nothing is held on a connection between calls; kept in order if it were
     transport.write(head)
 
     async def pump() -> None:

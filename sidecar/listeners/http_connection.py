@@ -38,6 +38,7 @@ from ..answers import error_response
 from ..chain import Handler
 from ..errors import RequestTimeout, SidecarError
 from ..exchange import Exchange, Response
+from ..flow_control import write_pass
 from ..http1 import CLOSED_REQUEST_PARSER
 from ..routing import normalize_path
 from ..waiter import set_result_now
@@ -86,6 +87,7 @@ class HttpConnection(RequestReader):
             cast(asyncio.Transport, transport).abort()
             return
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.write_pass = write_pass(self.loop)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -99,6 +101,7 @@ class HttpConnection(RequestReader):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = self.input_closed = True
+        self.unsent = None  # nowhere to go
         # frees this connection by reference counting (see CLOSED_REQUEST_PARSER)
         self.parser = CLOSED_REQUEST_PARSER
         self.listener.connection_closed(self)
@@ -298,6 +301,7 @@ class HttpConnection(RequestReader):
                 w.set_result(None)
             return
         if self.transport is not None:
+            self.flush_writes()  # the responses before it go first
             self.transport.write(refusal_bytes(error.status, resp))
         self.finish()
 
@@ -307,6 +311,7 @@ class HttpConnection(RequestReader):
         if transport is None or self.closed or self.lingering:
             return
         self.input_closed = True
+        self.flush_writes()  # the last response goes before the half-close
         try:
             can_linger = transport.can_write_eof()
             if can_linger:
@@ -326,6 +331,10 @@ class HttpConnection(RequestReader):
     def close(self, abort: bool = False) -> None:
         if self.closed:
             return
+        if abort:
+            self.unsent = None
+        else:
+            self.flush_writes()  # what was written goes before the close
         self.closed = self.input_closed = True
         transport = self.transport
         if transport is not None:

@@ -402,6 +402,7 @@ class RequestReader(FlowControl):
 
     def send_continue(self) -> None:
         if self.transport is not None and not self.closed:
+            self.flush_writes()  # the responses before it go first
             self.transport.write(_CONTINUE)
 
 

@@ -47,17 +47,18 @@ def write_whole(conn: HttpConnection, ex: Exchange, resp: Response) -> bool | No
     if line is None:
         return None
     out, keep, no_body, _ = _framed(conn, ex, resp, status, line)
-    _write_with_body(transport, out, resp, body, no_body)
+    _write_with_body(conn, out, resp, body, no_body)
     return keep
 
 
 def _write_with_body(
-    transport: asyncio.Transport, out: list[bytes], resp: Response, body: bytes, no_body: bool
+    conn: HttpConnection, out: list[bytes], resp: Response, body: bytes, no_body: bool
 ) -> None:
-    """The framed head and ``body`` in one write, and the response's end heard."""
+    """The framed head and ``body`` in one write at the end of the loop's pass
+    (:meth:`~sidecar.flow_control.FlowControl.write_later`), and the response's end heard."""
     if body and not no_body:
         out.append(body)
-    transport.write(b"".join(out))
+    conn.write_later(b"".join(out))
     if resp.on_complete:
         completed(resp, True, 0 if no_body else len(body))
 
@@ -89,8 +90,9 @@ async def write_response(conn: HttpConnection, ex: Exchange, resp: Response) -> 
     body = resp.body
     out, keep, no_body, chunked = _framed(conn, ex, resp, status, line)
     if isinstance(body, bytes):  # (a bytes subclass: what write_whole leaves to this path)
-        _write_with_body(transport, out, resp, body, no_body)
+        _write_with_body(conn, out, resp, body, no_body)
         return keep
+    conn.flush_writes()  # the responses before it go first
     transport.write(b"".join(out))
     if no_body:
         await close_body(resp)

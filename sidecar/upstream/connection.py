@@ -29,7 +29,7 @@ import httptools
 
 from ..errors import SidecarError, UpstreamProtocolError, UpstreamReset, UpstreamTLSError
 from ..exchange import Headers, Response
-from ..flow_control import FlowControl
+from ..flow_control import FlowControl, write_pass
 from ..http1 import (
     CLOSED_RESPONSE_PARSER,
     HOP_BY_HOP,
@@ -148,6 +148,7 @@ class UpstreamConnection(FlowControl):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.write_pass = write_pass(asyncio.get_running_loop())
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -160,6 +161,7 @@ class UpstreamConnection(FlowControl):
             return
         self.closed = True
         self.reusable = False
+        self.unsent = None  # nowhere to go
         if self._awaiting:
             if self._close_delimited and self._resp is not None and exc is None:
                 self._done = True  # a read-until-close body ends here, cleanly (FIN, not RST)
@@ -466,6 +468,7 @@ class UpstreamConnection(FlowControl):
     def abort(self) -> None:
         """Close now, without reuse (the pool forgets it through ``connection_lost``)."""
         self.reusable = False
+        self.unsent = None  # a request not sent yet never is
         if self.transport is not None and not self.closed:
             self.transport.abort()
 

@@ -1,0 +1,102 @@
+"""Writes at the end of the loop's pass (:meth:`FlowControl.write_later`): what the data path
+relies on is that the bytes go out once the pass ends, in the order they were written, never
+overtaken by a later write, half-close or close of the same connection, and that the writes of
+many connections in one pass cost one loop callback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sidecar.flow_control import FlowControl, WritePass, write_pass
+
+from .fake_transport import FakeTransport
+
+
+class _Calls:
+    """A loop's ``call_soon``, recorded (what :class:`WritePass` schedules, and how often)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[Any] = []
+
+    def call_soon(self, callback: Any, *args: Any) -> None:
+        self.scheduled.append(callback)
+
+
+class _Loop(asyncio.AbstractEventLoop):
+    def __init__(self) -> None:
+        self.calls = _Calls()
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        self.calls.call_soon(callback, *args)
+
+
+def _connection(wp: WritePass) -> tuple[FlowControl, FakeTransport]:
+    conn = FlowControl()
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    conn.write_pass = wp
+    return conn, transport
+
+
+async def _pass_ended() -> None:
+    """Returns once the callbacks scheduled before this call have run (the pass's end)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    await done
+
+
+async def test_bytes_go_out_when_the_pass_ends_in_the_order_written() -> None:
+    conn, transport = _connection(write_pass(asyncio.get_running_loop()))
+    conn.write_later(b"HTTP/1.1 200 OK\r\n\r\n")
+    conn.write_later(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert transport.written == []  # held until every callback of this pass ran
+    await _pass_ended()
+    assert transport.written == [b"HTTP/1.1 200 OK\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"]
+    assert conn.unsent is None
+
+
+async def test_a_direct_write_after_a_held_one_does_not_overtake_it() -> None:
+    conn, transport = _connection(write_pass(asyncio.get_running_loop()))
+    conn.write_later(b"first")
+    conn.flush_writes()  # what every other use of the transport does first
+    transport.write(b"second")
+    await _pass_ended()
+    assert transport.written == [b"first", b"second"]  # and nothing written twice
+
+
+def test_many_connections_writing_in_one_pass_cost_one_loop_callback() -> None:
+    loop = _Loop()
+    wp = WritePass(loop)
+    conns = [_connection(wp) for _ in range(20)]
+    for conn, _ in conns:
+        conn.write_later(b"request")
+        conn.write_later(b"more")
+    assert len(loop.calls.scheduled) == 1
+    loop.calls.scheduled[0]()  # the pass ends
+    assert all(t.written == [b"request", b"more"] for _, t in conns)
+    # the next pass schedules its own callback
+    conns[0][0].write_later(b"next")
+    assert len(loop.calls.scheduled) == 2
+
+
+def test_a_connection_closed_before_the_pass_ends_writes_nothing_and_the_others_still_do() -> None:
+    loop = _Loop()
+    wp = WritePass(loop)
+    gone, gone_transport = _connection(wp)
+    live, live_transport = _connection(wp)
+    gone.write_later(b"lost")
+    live.write_later(b"kept")
+    gone_transport.closed = True  # the peer went away in the same pass
+    loop.calls.scheduled[0]()
+    assert gone_transport.written == []
+    assert live_transport.written == [b"kept"]
+
+
+def test_without_a_pass_a_write_goes_out_at_once() -> None:
+    conn = FlowControl()
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    conn.write_later(b"now")
+    assert transport.written == [b"now"]
