@@ -1,7 +1,8 @@
 """Writes at the end of the loop's pass (:meth:`FlowControl.write_later`): what the data path
-relies on is that the bytes go out once the pass ends, in the order they were written, never
-overtaken by a later write, half-close or close of the same connection, and that the writes of
-many connections in one pass cost one loop callback."""
+relies on is that a pass's first write goes out at once (a lone call waits for nothing), the
+ones after it once the pass ends, in the order they were written, never overtaken by a later
+write, half-close or close of the same connection, and that the writes of many connections in
+one pass cost one loop callback."""
 
 from __future__ import annotations
 
@@ -47,23 +48,31 @@ async def _pass_ended() -> None:
     await done
 
 
-async def test_bytes_go_out_when_the_pass_ends_in_the_order_written() -> None:
-    conn, transport = _connection(write_pass(asyncio.get_running_loop()))
+async def test_the_first_write_of_a_pass_goes_at_once_the_next_when_the_pass_ends() -> None:
+    wp = write_pass(asyncio.get_running_loop())
+    first, first_transport = _connection(wp)
+    conn, transport = _connection(wp)
+    first.write_later(b"GET / HTTP/1.1\r\n\r\n")
+    assert first_transport.written == [b"GET / HTTP/1.1\r\n\r\n"]  # a lone call waits for nothing
     conn.write_later(b"HTTP/1.1 200 OK\r\n\r\n")
     conn.write_later(b"HTTP/1.1 204 No Content\r\n\r\n")
     assert transport.written == []  # held until every callback of this pass ran
     await _pass_ended()
     assert transport.written == [b"HTTP/1.1 200 OK\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"]
     assert conn.unsent is None
+    # the next pass begins anew: its first write goes at once again
+    conn.write_later(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert len(transport.written) == 3
 
 
 async def test_a_direct_write_after_a_held_one_does_not_overtake_it() -> None:
     conn, transport = _connection(write_pass(asyncio.get_running_loop()))
-    conn.write_later(b"first")
+    conn.write_later(b"zeroth")  # the pass's first: at once
+    conn.write_later(b"first")  # held
     conn.flush_writes()  # what every other use of the transport does first
     transport.write(b"second")
     await _pass_ended()
-    assert transport.written == [b"first", b"second"]  # and nothing written twice
+    assert transport.written == [b"zeroth", b"first", b"second"]  # nothing written twice
 
 
 def test_many_connections_writing_in_one_pass_cost_one_loop_callback() -> None:
@@ -74,6 +83,8 @@ def test_many_connections_writing_in_one_pass_cost_one_loop_callback() -> None:
         conn.write_later(b"request")
         conn.write_later(b"more")
     assert len(loop.calls.scheduled) == 1
+    assert conns[0][1].written == [b"request"]  # the pass's first write, at once
+    assert all(t.written == [] for _, t in conns[1:])
     loop.calls.scheduled[0]()  # the pass ends
     assert all(t.written == [b"request", b"more"] for _, t in conns)
     # the next pass schedules its own callback
@@ -84,8 +95,10 @@ def test_many_connections_writing_in_one_pass_cost_one_loop_callback() -> None:
 def test_a_connection_closed_before_the_pass_ends_writes_nothing_and_the_others_still_do() -> None:
     loop = _Loop()
     wp = WritePass(loop)
+    opener, _ = _connection(wp)
     gone, gone_transport = _connection(wp)
     live, live_transport = _connection(wp)
+    opener.write_later(b"first")  # the pass's first write, at once
     gone.write_later(b"lost")
     live.write_later(b"kept")
     gone_transport.closed = True  # the peer went away in the same pass
