@@ -17,12 +17,13 @@ to the transport at once (a lone call waits for nothing); the ones after it in t
 from any connection, wait until the loop has run that pass's callbacks and go out together
 (:class:`WritePass`: one loop callback per pass). A loaded proxy reads many connections in one
 pass, and its peers, woken by the first write, then find the rest waiting instead of being woken
-again for each. An interleaved A/B run of the two builds (``wrk -c50`` against the plain proxy,
-pinned as ``bench/http_proxy.py`` pins it) measured 11 % more requests per second and 3 µs less
-CPU per request, the most of it kernel time; at one connection, latency and CPU were unchanged.
-Writing every call's bytes at the pass's end instead gave 14 % but cost a lone call 20 µs of
-latency. Nothing may overtake a held write: every other write, the half-close and the close of
-such a connection first call :meth:`FlowControl.flush_writes`.
+again for each. Watching a pass for a second write costs that loop callback, so a quiet proxy,
+whose passes carry one write each, watches one write in :data:`UNWATCHED_PASSES` and writes the
+rest at once; a watched pass that saw more than one write makes the next watched too. Writing
+every call's bytes at the pass's end instead would cost a lone call its wait for the rest of the
+pass (20 µs of latency at one connection, measured). Nothing may overtake a held write: every
+other write, the half-close and the close of such a connection first call
+:meth:`FlowControl.flush_writes`.
 
 Not here: body buffers and their water marks (each body stream decides when to pause and
 resume), or how long a peer may take to read (a connection that bounds it adds the timeout).
@@ -74,17 +75,22 @@ class FlowControl(asyncio.Protocol):
             if transport is not None:
                 transport.write(data)
             return
-        if not wp.started:
-            # the pass's first write goes at once (one connection's call waits for nothing)
-            # and starts the pass; the writes after it in the pass wait for its end
+        if wp.started:
+            # a write after the pass's first: it waits for the pass's end
+            self.unsent = [data]
+            wp.waiting.append(self)
+            return
+        # the pass's first write goes at once (a lone call waits for nothing)
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+        if wp.busy or wp.unwatched == 0:
+            # the pass is watched: the writes after this one in it wait for its end
             wp.loop.call_soon(wp.run)
             wp.started = True
-            transport = self.transport
-            if transport is not None:
-                transport.write(data)
-            return
-        self.unsent = [data]
-        wp.waiting.append(self)
+            wp.unwatched = UNWATCHED_PASSES
+        else:
+            wp.unwatched -= 1
 
     def flush_writes(self) -> None:
         """Hand what :meth:`write_later` holds to the transport now (the pass's end, or any
@@ -166,11 +172,17 @@ class WritePass:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting: list[FlowControl] = []
+        #: this pass is watched: its first write happened, the ones after it wait for :meth:`run`
         self.started = False
+        #: the last watched pass had writes after its first: every pass is watched
+        self.busy = False
+        #: quiet: passes left before the next is watched
+        self.unwatched = 0
 
     def run(self) -> None:
         self.started = False
         waiting = self.waiting
+        self.busy = bool(waiting)
         self.waiting = []
         for conn in waiting:
             try:
@@ -182,6 +194,10 @@ class WritePass:
                 if transport is not None:
                     transport.abort()
 
+
+#: While passes carry one write each (a lone call at a time), one write in this many starts a
+#: watched pass: the end of a watched pass costs a loop callback, which the others save.
+UNWATCHED_PASSES: Final = 16
 
 #: the pass of the loop a connection was last made on (one loop per process; a test's new
 #: loop gets a new one)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sidecar.flow_control import FlowControl, WritePass, write_pass
+from sidecar.flow_control import UNWATCHED_PASSES, FlowControl, WritePass, write_pass
 
 from .fake_transport import FakeTransport
 
@@ -90,6 +90,41 @@ def test_many_connections_writing_in_one_pass_cost_one_loop_callback() -> None:
     # the next pass schedules its own callback
     conns[0][0].write_later(b"next")
     assert len(loop.calls.scheduled) == 2
+
+
+def test_a_quiet_proxy_watches_one_pass_in_so_many_and_a_busy_one_every_pass() -> None:
+    loop = _Loop()
+    wp = WritePass(loop)
+    conn, transport = _connection(wp)
+    other, other_transport = _connection(wp)
+
+    def one_write_passes(n: int) -> None:
+        for _ in range(n):
+            conn.write_later(b"x")
+            if wp.started:
+                loop.calls.scheduled[-1]()  # a watched pass ends with its one write
+
+    one_write_passes(1 + UNWATCHED_PASSES)  # watched, then the quiet ones written at once
+    assert len(loop.calls.scheduled) == 1
+    assert len(transport.written) == 1 + UNWATCHED_PASSES
+    # load: the next watched pass sees a second write, which waits for the pass's end
+    conn.write_later(b"first")
+    other.write_later(b"second")
+    assert other_transport.written == []
+    loop.calls.scheduled[-1]()
+    assert other_transport.written == [b"second"]
+    # busy: every pass is watched, while each carries more than one write
+    before = len(loop.calls.scheduled)
+    for _ in range(3):
+        conn.write_later(b"a")
+        other.write_later(b"b")
+        loop.calls.scheduled[-1]()
+    assert len(loop.calls.scheduled) == before + 3
+    conn.write_later(b"c")  # watched, and alone in its pass
+    loop.calls.scheduled[-1]()
+    conn.write_later(b"d")  # quiet again: not watched
+    assert len(loop.calls.scheduled) == before + 4
+    assert transport.written[-2:] == [b"c", b"d"]
 
 
 def test_a_connection_closed_before_the_pass_ends_writes_nothing_and_the_others_still_do() -> None:
