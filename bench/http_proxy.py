@@ -962,6 +962,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "run with the same venv), interleaved with the current tree: before/after in one run",
     )
     p.add_argument(
+        "--baseline-bin",
+        metavar="SIDECAR",
+        help="also run every sidecar variant with this sidecar executable (another build, such "
+        "as a compiled one of an earlier commit), interleaved with --sidecar-bin's",
+    )
+    p.add_argument(
         "--one-connection",
         action="store_true",
         help="after each run, also one of --duration/2 at a single connection: its p50 is the "
@@ -1027,6 +1033,17 @@ def with_baseline(variants: list[SidecarVariant], ref: str, tmp: Path) -> list[S
     return out
 
 
+def with_baseline_bin(variants: list[SidecarVariant], exe: str) -> list[SidecarVariant]:
+    """Each variant, then the same run by the sidecar executable ``exe``."""
+    out: list[SidecarVariant] = []
+    for v in variants:
+        out.append(v)
+        out.append(
+            dataclasses.replace(v, key=f"{v.key}@baseline", label=f"{v.label} [baseline]", bin=exe)
+        )
+    return out
+
+
 def remove_baseline(tmp: Path) -> None:
     """Unregister the baseline worktree (its files go with the temp dir)."""
     if (tmp / "baseline").exists():
@@ -1061,6 +1078,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.baseline_ref:
             variants = with_baseline(variants, args.baseline_ref, tmp)
+        if args.baseline_bin:
+            variants = with_baseline_bin(variants, args.baseline_bin)
         return _run(args, wanted, variants, tmp, procs)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
