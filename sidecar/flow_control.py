@@ -18,7 +18,7 @@ from any connection, wait until the loop has run that pass's callbacks and go ou
 (:class:`WritePass`: one loop callback per pass). A loaded proxy reads many connections in one
 pass, and its peers, woken by the first write, then find the rest waiting instead of being woken
 again for each. Watching a pass for a second write costs that loop callback, so a quiet proxy,
-whose passes carry one write each, watches one write in :data:`UNWATCHED_PASSES` and writes the
+whose passes carry one write each, watches one write in :data:`WATCHED_ONE_IN` and writes the
 rest at once; a watched pass that saw more than one write makes the next watched too. Writing
 every call's bytes at the pass's end instead would cost a lone call its wait for the rest of the
 pass (20 µs of latency at one connection, measured). Nothing may overtake a held write: every
@@ -88,7 +88,7 @@ class FlowControl(asyncio.Protocol):
             # the pass is watched: the writes after this one in it wait for its end
             wp.loop.call_soon(wp.run)
             wp.started = True
-            wp.unwatched = UNWATCHED_PASSES
+            wp.unwatched = WATCHED_ONE_IN - 1
         else:
             wp.unwatched -= 1
 
@@ -176,7 +176,7 @@ class WritePass:
         self.started = False
         #: the last watched pass had writes after its first: every pass is watched
         self.busy = False
-        #: quiet: passes left before the next is watched
+        #: quiet: writes left, each the first of a pass, before a pass is watched again
         self.unwatched = 0
 
     def run(self) -> None:
@@ -197,7 +197,7 @@ class WritePass:
 
 #: While passes carry one write each (a lone call at a time), one write in this many starts a
 #: watched pass: the end of a watched pass costs a loop callback, which the others save.
-UNWATCHED_PASSES: Final = 16
+WATCHED_ONE_IN: Final = 16
 
 #: the pass of the loop a connection was last made on (one loop per process; a test's new
 #: loop gets a new one)

@@ -271,7 +271,7 @@ def _sender(
             try:
                 if isinstance(body, bytes):
                     h = head(ex, len(body))
-                    # at the end of the loop's pass, with the other calls' requests
+                    # at once, or at the end of the loop's pass with the other calls' writes
                     conn.write_later(h + body if body else h)
                     conn.request_sent = True
                 else:

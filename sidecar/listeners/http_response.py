@@ -54,8 +54,9 @@ def write_whole(conn: HttpConnection, ex: Exchange, resp: Response) -> bool | No
 def _write_with_body(
     conn: HttpConnection, out: list[bytes], resp: Response, body: bytes, no_body: bool
 ) -> None:
-    """The framed head and ``body`` in one write at the end of the loop's pass
-    (:meth:`~sidecar.flow_control.FlowControl.write_later`), and the response's end heard."""
+    """The framed head and ``body`` in one write (at once, or with the pass's other writes at
+    its end: :meth:`~sidecar.flow_control.FlowControl.write_later`), and the response's end
+    heard."""
     if body and not no_body:
         out.append(body)
     conn.write_later(b"".join(out))

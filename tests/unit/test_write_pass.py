@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sidecar.flow_control import UNWATCHED_PASSES, FlowControl, WritePass, write_pass
+from sidecar.flow_control import WATCHED_ONE_IN, FlowControl, WritePass, write_pass
 
 from .fake_transport import FakeTransport
 
@@ -104,9 +104,9 @@ def test_a_quiet_proxy_watches_one_pass_in_so_many_and_a_busy_one_every_pass() -
             if wp.started:
                 loop.calls.scheduled[-1]()  # a watched pass ends with its one write
 
-    one_write_passes(1 + UNWATCHED_PASSES)  # watched, then the quiet ones written at once
+    one_write_passes(WATCHED_ONE_IN)  # one watched, then the quiet ones written at once
     assert len(loop.calls.scheduled) == 1
-    assert len(transport.written) == 1 + UNWATCHED_PASSES
+    assert len(transport.written) == WATCHED_ONE_IN
     # load: the next watched pass sees a second write, which waits for the pass's end
     conn.write_later(b"first")
     other.write_later(b"second")
