@@ -70,12 +70,7 @@ class FlowControl(asyncio.Protocol):
             unsent.append(data)
             return
         wp = self.write_pass
-        if wp is None:
-            transport = self.transport
-            if transport is not None:
-                transport.write(data)
-            return
-        if wp.started:
+        if wp is not None and wp.started:
             # a write after the pass's first: it waits for the pass's end
             self.unsent = [data]
             wp.waiting.append(self)
@@ -84,6 +79,8 @@ class FlowControl(asyncio.Protocol):
         transport = self.transport
         if transport is not None:
             transport.write(data)
+        if wp is None:
+            return
         if wp.busy or wp.unwatched == 0:
             # the pass is watched: the writes after this one in it wait for its end
             wp.loop.call_soon(wp.run)

@@ -56,11 +56,7 @@ class HeaderBlockReceiver(Http2ConnectionState):
                 self.response(stream, headers, end_stream, events)
             else:
                 self.stream_error(sid, f.PROTOCOL_ERROR, events)  # cannot happen: sent by us
-        elif (
-            self.client_side
-            or (sid & 1) != self.peer_parity
-            or sid <= self.highest_inbound_stream_id
-        ):
+        elif self.client_side or not self.may_open(sid):
             self.not_a_new_stream(sid, events)
         else:
             self.request(sid, headers, end_stream, events)
