@@ -160,6 +160,10 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
     ),
 ]
 
+#: bench/floor_proxy.py, the least a Python proxy on the sidecar's stack does: a peer that prices
+#: the stack itself, so the sidecar's cost reads as the floor's plus its own work
+FLOOR_LABEL = "floor: a Python proxy on uvloop + httptools that does nothing else"
+
 #: Variants whose added latency (and RPS ratio) over another variant the report states.
 ADDED_LATENCY = [
     ("sidecar", "sidecar-plain"),
@@ -611,7 +615,8 @@ def parse_wrk(out: str) -> tuple[float, float, float, int, int, dict[str, int]]:
 
 def wrk_argv(url: str, connections: int, duration: float, latency: bool = True) -> list[str]:
     argv = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}"]
-    argv += [f"-d{duration:g}s", "--timeout", "5s"]
+    # whole seconds, at least one: wrk reads no fractions ("-d1.5s", "-d1500ms" are refused)
+    argv += [f"-d{max(1, round(duration))}s", "--timeout", "5s"]
     if latency:
         argv.append("--latency")
     return [*argv, url]
@@ -899,7 +904,7 @@ def report(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    keys = ["direct", "nginx", *(v.key for v in SIDECAR_VARIANTS)]
+    keys = ["direct", "nginx", "floor", *(v.key for v in SIDECAR_VARIANTS)]
     p = argparse.ArgumentParser(
         description="direct vs nginx reverse proxy vs sidecar, wrk-driven, pinned.",
     )
@@ -983,7 +988,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def build_variants(args: argparse.Namespace) -> list[SidecarVariant]:
     wanted = {k.strip() for k in args.only.split(",") if k.strip()}
-    known = {"direct", "nginx", *(v.key for v in SIDECAR_VARIANTS)}
+    known = {"direct", "nginx", "floor", *(v.key for v in SIDECAR_VARIANTS)}
     unknown = wanted - known
     if unknown:
         sys.exit(f"--only: unknown config(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -1128,6 +1133,19 @@ def _run(
             t = Target("nginx", "nginx reverse proxy", f"http://127.0.0.1:{port}/", workers)
             t.proc, t.log = master, log
             t.broken = wait_http(t.url, 10, BODY, proc=master)
+            targets.append(t)
+    if "floor" in wanted:
+        port = free_port()
+        with _step(f"floor proxy (bench/floor_proxy.py) on 127.0.0.1:{port}, core {PROXY_CORE}"):
+            # on the Python beside the sidecar: its venv has uvloop and httptools
+            python = str(Path(args.sidecar_bin).parent / "python")
+            script = str(Path(__file__).with_name("floor_proxy.py"))
+            argv = [python, script, str(port), str(up_port)]
+            log = tmp / "floor.out"
+            proc = procs.start(argv, PROXY_CORE, log)
+            t = Target("floor", FLOOR_LABEL, f"http://127.0.0.1:{port}/up/", [proc.pid])
+            t.proc, t.log = proc, log
+            t.broken = wait_http(t.url, 10, BODY, proc=proc)
             targets.append(t)
     extra_args = shlex.split(args.sidecar_args)
     # the full chain's api_key credential (a value only the upstream, which ignores it, sees)

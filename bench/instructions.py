@@ -11,8 +11,11 @@ binary and config give the same count to within a few percent (timers and garbag
 fall differently), whatever else runs, so it compares two commits or two builds where timing
 cannot.
 
-The peer is nginx as a reverse proxy (``master_process off`` under valgrind, keep-alive to the
-upstream), counted the same way; every proxy forwards to one nginx upstream that is not counted.
+The peers are nginx as a reverse proxy (``master_process off`` under valgrind, keep-alive to the
+upstream) and the floor (``bench/floor_proxy.py``: the least a Python proxy on uvloop and
+httptools does, run on the Python beside ``--sidecar-bin``, and again with ``--tasks``, in
+asyncio's usual shape), counted the same way; every proxy forwards to one nginx upstream that is
+not counted.
 
     .venv/bin/python bench/instructions.py                      # nginx + the sidecar variants
     .venv/bin/python bench/instructions.py --sidecar-bin /tmp/sidecar-compiled/venv/bin/sidecar
@@ -44,6 +47,7 @@ from pathlib import Path
 import yaml
 from http_proxy import (
     BODY,
+    FLOOR_LABEL,
     NGINX_COMMON,
     NGINX_PROXY,
     NGINX_UPSTREAM,
@@ -59,6 +63,7 @@ from http_proxy import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+FLOOR_TASKS = "floor --tasks: the same in asyncio's usual shape (a worker task, two futures)"
 DEFAULT_VARIANTS = "sidecar-plain,sidecar,sidecar-full,sidecar-log"
 REQUEST = b"GET /up/x HTTP/1.1\r\nhost: localhost\r\nuser-agent: bench\r\naccept: */*\r\n\r\n"
 NGINX_REQUEST = REQUEST.replace(b"/up/x", b"/x")
@@ -174,6 +179,24 @@ def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> int:
         procs.close()
 
 
+def count_floor(
+    tmp: Path, upstream_port: int, python: str, tasks: bool, args: argparse.Namespace
+) -> int:
+    """``bench/floor_proxy.py``: the least a Python proxy on uvloop and httptools does (with
+    ``tasks``, in asyncio's usual shape: a worker task and two futures per call)."""
+    procs = Processes()
+    try:
+        port = free_port()
+        argv = [python, str(REPO / "bench" / "floor_proxy.py"), str(port), str(upstream_port)]
+        name = "floor-tasks" if tasks else "floor"
+        ready = lambda p: wait_port(port, 60)  # noqa: E731
+        if tasks:
+            argv.append("--tasks")
+        return counted(procs, argv, tmp / f"{name}.cg", tmp / f"{name}.out", ready, port, args)
+    finally:
+        procs.close()
+
+
 def count_sidecar(
     tmp: Path, upstream_port: int, v: SidecarVariant, bin_: str, tag: str, args: argparse.Namespace
 ) -> int:
@@ -239,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_nginx(procs, tmp, "upstream", NGINX_UPSTREAM.format(port=upstream_port), None)
             wait_port(upstream_port, 30)
             rows.append(("nginx reverse proxy", count_nginx(tmp, upstream_port, args)))
+            # the floor runs on the Python beside the sidecar (its venv has uvloop, httptools)
+            python = str(Path(args.sidecar_bin).parent / "python")
+            rows.append((FLOOR_LABEL, count_floor(tmp, upstream_port, python, False, args)))
+            rows.append((FLOOR_TASKS, count_floor(tmp, upstream_port, python, True, args)))
             for key in chosen:
                 v = known[key]
                 if v.services:
