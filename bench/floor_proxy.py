@@ -10,7 +10,12 @@ its first segment, ``host`` only) and its response, parsed to find its end, rela
 the upstream sent it. No routing, headers, policies, metrics, timeouts, errors or bodies on
 requests: enough for the bench's GETs and nothing more.
 
-    python bench/floor_proxy.py LISTEN_PORT UPSTREAM_PORT
+With ``--tasks`` the same work takes asyncio's usual shape, the sidecar's: each connection's
+requests answered in order by one worker task, which waits on a future for the next request and
+on another for the upstream's answer (each woken through the loop), then writes the answer. The
+difference between the two prices that shape alone.
+
+    python bench/floor_proxy.py LISTEN_PORT UPSTREAM_PORT [--tasks]
 """
 
 from __future__ import annotations
@@ -164,7 +169,7 @@ async def serve(port: int, upstream_port: int, tasks: bool) -> None:
     app = TaskApp if tasks else App
     server = await loop.create_server(lambda: app(upstream_port), "127.0.0.1", port, backlog=4096)
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)  # the benches stop their peers so
+    loop.add_signal_handler(signal.SIGTERM, stop.set)  # how the benches stop it: exit 0
     async with server:
         await stop.wait()
 
