@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The floor: the least an HTTP/1.1 reverse proxy written in Python does, on uvloop and httptools.
 
-A peer for ``bench/http_proxy.py`` and ``bench/instructions.py`` (``--only floor``), not a
-product: it answers what any Python proxy on the sidecar's stack pays before doing anything of its
-own, so the sidecar's cost reads as the floor's plus its own work. Per app connection it opens one
-upstream connection; each request is parsed (llhttp, through httptools' callbacks for the URL
-and the message's end, none per header), sent upstream as a new minimal head (the path without
-its first segment, ``host`` only) and its response, parsed to find its end, relayed to the app as
-the upstream sent it. No routing, headers, policies, metrics, timeouts, errors or bodies on
+A peer for ``bench/http_proxy.py`` (``--only floor``) and ``bench/instructions.py`` (which
+always counts it, with and without ``--tasks``), not a product: it answers what any Python proxy
+on the sidecar's stack pays before doing anything of its own, so the sidecar's cost reads as the
+floor's plus its own work. Per app connection it opens one upstream connection; each request is
+parsed (llhttp, through httptools' callbacks for the URL and the message's end, none per header),
+sent upstream as a new minimal head (the path without its first segment, ``host`` only) and its
+response, parsed to find its end, relayed to the app as the upstream sent it. No routing,
+headers, policies, metrics, timeouts, errors or bodies on
 requests: enough for the bench's GETs and nothing more.
 
 With ``--tasks`` the same work takes asyncio's usual shape, the sidecar's: each connection's
