@@ -8,8 +8,8 @@ floor's plus its own work. Per app connection it opens one upstream connection; 
 parsed (llhttp, through httptools' callbacks for the URL and the message's end, none per header),
 sent upstream as a new minimal head (the path without its first segment, ``host`` only) and its
 response, parsed to find its end, relayed to the app as the upstream sent it. No routing,
-headers, policies, metrics, timeouts, errors or bodies on
-requests: enough for the bench's GETs and nothing more.
+headers, policies, metrics, timeouts, errors or bodies on requests: enough for the bench's GETs
+and nothing more.
 
 With ``--tasks`` the same work takes asyncio's usual shape, the sidecar's: each connection's
 requests answered in order by one worker task, which waits on a future for the next request and
