@@ -184,6 +184,11 @@ class HttpConnection(RequestReader):
                     kept = await write_response(self, ex, resp)
                 if not kept:
                     break
+                if self.write_paused:
+                    # the app has not read what was written: no more answers until it does (or
+                    # it is cut off, see ``drain``), or an app pipelining requests and reading
+                    # nothing would pile their answers up in memory without bound
+                    await self.drain()
                 if not queue and self.stream is None:
                     if self.input_closed or (self.listener.draining and not self.mid_message):
                         # past the last request, or shutting down with no request still

@@ -94,7 +94,9 @@ class Pool(ConnectionOwner):
     async def acquire(self, fresh: bool = False) -> tuple[UpstreamConnection, bool]:
         """A connection for one exchange and whether it was reused (it may have gone stale).
 
-        ``fresh`` skips idle connections (a resend after the keep-alive race).
+        ``fresh``: a new connection, never one used before (a resend after the keep-alive race:
+        a reused one could be the next the upstream closes). In a full pool it takes the slot
+        of an idle connection, or of one freed while it waits, closing that one.
         """
         if not fresh:
             conn = self.take_idle()
@@ -102,7 +104,20 @@ class Pool(ConnectionOwner):
                 return conn, True
         if self.open < self.max_connections:
             return await self._connect(), False
-        return await self._wait()
+        if not fresh:
+            return await self._wait()
+        conn = self.take_idle()
+        if conn is None:
+            conn, reused = await self._wait()
+            if not reused:
+                return conn, False
+        return await self._connect_instead_of(conn), False
+
+    async def _connect_instead_of(self, conn: UpstreamConnection) -> UpstreamConnection:
+        """A new connection in ``conn``'s slot; ``conn`` is closed without giving the slot up."""
+        conn.pooled = False  # its close is not counted (``lost``): the slot passes to the new one
+        conn.abort()
+        return await self._connect(reserved=True)
 
     async def _wait(self) -> tuple[UpstreamConnection, bool]:
         waiter: asyncio.Future[_Handed] = asyncio.get_running_loop().create_future()

@@ -352,6 +352,42 @@ async def test_slow_reading_app_does_not_make_the_sidecar_buffer_the_body() -> N
     assert received >= total  # the head plus every body byte
 
 
+async def test_an_app_pipelining_and_never_reading_is_not_answered_into_memory() -> None:
+    """Whole answers back-pressure too: an app that pipelines a thousand requests for 32 KB
+    answers (each arrives whole, head and body in one read, and is written whole) and reads none
+    gets no more written once the write buffer is full (its other requests wait, unsent
+    upstream, until it reads), and is cut off after the idle timeout."""
+    body = b"x" * (32 * 1024)
+
+    async def script(conn: UpstreamConn) -> None:
+        await answer_each(conn, ok_response(body))
+
+    cfg = {"http": {"idle_timeout": "1s"}, "upstreams": {"up": {"url": ""}}}
+    async with RawUpstream(script) as up:
+        cfg["upstreams"]["up"]["url"] = up.url
+        async with running_sidecar(cfg) as s:
+            assert s.http is not None
+            loop = asyncio.get_running_loop()
+            app = socket.socket()
+            app.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            app.setblocking(False)
+            await loop.sock_connect(app, ("127.0.0.1", s.http_port))
+            await loop.sock_sendall(app, b"GET /up/big HTTP/1.1\r\nhost: x\r\n\r\n" * 1000)
+            await async_wait_until(lambda: len(s.http.connections) == 1)
+            (conn,) = s.http.connections
+            # once the kernel's socket buffers are full, the worker waits for the app to read,
+            # requests still unanswered: the sidecar itself holds at most a couple of answers
+            await async_wait_until(lambda: conn.write_paused and conn._drain_waiter is not None)
+            answered = sum(len(c.requests) for c in up.conns)
+            assert answered < 1000, answered
+            assert conn.transport is not None
+            assert conn.transport.get_write_buffer_size() <= 256 * 1024
+            # and it is cut off after the idle timeout, its unread answers dropped
+            await async_wait_until(lambda: not s.http.connections, 10)
+            app.close()
+        assert sum(len(c.requests) for c in up.conns) == answered
+
+
 async def test_app_hanging_up_mid_body_closes_the_upstream_connection() -> None:
     """An app that disconnects mid-body: the upstream connection is closed, never reused for a
     half-read response."""

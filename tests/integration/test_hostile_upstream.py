@@ -324,6 +324,56 @@ async def test_keep_alive_race_resends_an_idempotent_request_on_a_fresh_connecti
         assert [req.target for req in up.conns[1].requests] == ["/2"]
 
 
+async def test_the_keep_alive_race_resend_takes_a_new_connection_even_from_a_full_pool() -> None:
+    """The resend goes out on a new connection even when the pool is full and another call waits
+    ahead of it: a connection freed meanwhile is reused by no one's resend (it could be the next
+    one the upstream closes), it is swapped for a new one."""
+    release, close_now = asyncio.Event(), asyncio.Event()
+
+    async def script(conn: UpstreamConn) -> None:
+        if conn.index == 0:  # holds /hold until released, then answers anything
+            req = await conn.request()
+            if req is None:
+                return
+            await asyncio.wait_for(release.wait(), 10)
+            await conn.send(ok_response(b"held"))
+            await answer_each(conn, ok_response(b"zero"))
+        elif conn.index == 1:  # answers once, then closes on the next request unanswered
+            if await conn.request() is None:
+                return
+            await conn.send(ok_response(b"first"))
+            await conn.request()
+            await asyncio.wait_for(close_now.wait(), 10)
+            conn.writer.close()
+        else:
+            await answer_each(conn, ok_response(b"new"))
+
+    def in_flight(s: Sidecar) -> int:
+        return int(s.describe_upstreams()["up"]["policies"]["concurrency"]["in_flight"])
+
+    cfg = _config("", pool={"max_connections": 2}, circuit_breaker={"enabled": False})
+    async with RawUpstream(script) as up:
+        cfg["upstreams"]["up"]["url"] = up.url
+        async with running_sidecar(cfg) as s, _client(s) as client:
+            hold = asyncio.create_task(client.get("/up/hold"))
+            await async_wait_until(lambda: len(up.conns) == 1 and len(up.conns[0].requests) == 1)
+            assert (await client.get("/up/1")).text == "first"  # a second connection, now idle
+            x = asyncio.create_task(client.get("/up/x"))  # on the idle one, which will close
+            await async_wait_until(lambda: len(up.conns[1].requests) == 2)
+            y = asyncio.create_task(client.get("/up/y"))  # the pool is full: it waits
+            await async_wait_until(lambda: in_flight(s) == 3)
+            close_now.set()  # x's connection closes: its slot goes to y, x's resend waits
+            await async_wait_until(lambda: len(up.conns) >= 3)  # y's connection
+            release.set()  # /hold answered: y's or /hold's connection, freed first, goes to x
+            rx, ry, rh = await asyncio.gather(x, y, hold)
+        assert (rh.text, ry.text) == ("held", "new")
+        assert rx.status_code == 200 and rx.text == "new"
+        # the resend went out on a connection of its own, not on the one /hold freed
+        assert [r.target for r in up.conns[0].requests] == ["/hold"]
+        resent = [c.index for c in up.conns if any(r.target == "/x" for r in c.requests)]
+        assert resent == [1, 3]
+
+
 async def test_keep_alive_race_never_resends_a_post_without_idempotency_key() -> None:
     """A POST may have been acted on before the upstream closed: it is not sent twice; the app
     gets 502 `upstream_reset` and decides. With `Idempotency-Key` it is resent."""

@@ -292,3 +292,24 @@ async def test_a_refused_reload_leaves_the_live_pools_alone() -> None:
     assert refused.closed
     await adapter.aclose()
     assert live.closed
+
+
+async def test_a_fresh_connection_from_a_full_pool_takes_an_idle_ones_slot(
+    connector: FakeConnector,
+) -> None:
+    """A resend after the keep-alive race asks for a fresh connection: in a full pool the idle
+    connection closes and a new one opens in its slot, never counted twice."""
+    pool = _pool()
+    busy, _ = await pool.acquire()
+    idle, _ = await pool.acquire()
+    _finish(idle)
+    assert pool.idle == [idle]
+    conn, reused = await pool.acquire(fresh=True)
+    assert not reused and conn is not idle and conn is not busy
+    assert len(connector.made) == 3 and pool.open == 2 and not pool.idle
+    assert idle.transport is not None and idle.transport.is_closing()
+    await settle()  # the closed one's connection_lost: its slot is the new connection's
+    assert pool.open == 2
+    _finish(conn)
+    _finish(busy)
+    assert pool.stats() == (2, 0)
