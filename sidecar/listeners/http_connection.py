@@ -131,6 +131,9 @@ class HttpConnection(RequestReader):
         # The app's FIN means it is gone, as nginx and Go take it: a half-close and a full close
         # look the same until a write fails, and keeping the call alive for an app that left
         # would hold an upstream connection for nothing. Close; in-flight calls are cancelled.
+        # Closed from now: an answer that comes before ``connection_lost`` (the transport drops
+        # what is written to it while it closes) is told it was not delivered, not logged sent.
+        self.closed = self.input_closed = True
         return None
 
     # --- answering ---------------------------------------------------------------------------
