@@ -155,6 +155,8 @@ class MemoryTransport(asyncio.Transport):
         self.reading = True
         self.eof_written = False
         self.half_close = half_close
+        #: ``connection_lost`` was delivered (a turn after ``close``)
+        self.lost = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.eof_written:
@@ -174,7 +176,11 @@ class MemoryTransport(asyncio.Transport):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+            asyncio.get_running_loop().call_soon(self._lost)
+
+    def _lost(self) -> None:
+        self.lost = True
+        self.protocol.connection_lost(None)
 
     def abort(self) -> None:
         self.close()

@@ -210,7 +210,8 @@ async def _drive(payload: bytes, control: int, run: ListenerRun) -> None:
     if not transport.closed:
         conn.eof_received()  # the app leaves; asyncio closes a transport whose eof says None
         transport.close()
-    await settle(lambda: conn.closed and (conn.worker is None or conn.worker.done()))
+    # the connection lost (asyncio tells it a turn after the close), its worker ended
+    await settle(lambda: transport.lost and (conn.worker is None or conn.worker.done()))
     if conn.worker is not None:
         if not conn.worker.done():
             raise PropertyBroken("the connection's worker outlived the connection")
