@@ -164,6 +164,15 @@ SIDECAR_VARIANTS: list[SidecarVariant] = [
 #: the stack itself, so the sidecar's cost reads as the floor's plus its own work
 FLOOR_LABEL = "floor: a Python proxy on uvloop + httptools that does nothing else"
 
+
+def floor_argv(sidecar_bin: str, port: int, upstream_port: int, tasks: bool = False) -> list[str]:
+    """The floor's command line, on the Python beside ``sidecar_bin`` (its venv has uvloop and
+    httptools); ``tasks``: in asyncio's usual shape (``--tasks``)."""
+    python = str(Path(sidecar_bin).parent / "python")
+    script = str(Path(__file__).with_name("floor_proxy.py"))
+    return [python, script, str(port), str(upstream_port), *(["--tasks"] if tasks else [])]
+
+
 #: Variants whose added latency (and RPS ratio) over another variant the report states.
 ADDED_LATENCY = [
     ("sidecar", "sidecar-plain"),
@@ -1137,12 +1146,8 @@ def _run(
     if "floor" in wanted:
         port = free_port()
         with _step(f"floor proxy (bench/floor_proxy.py) on 127.0.0.1:{port}, core {PROXY_CORE}"):
-            # on the Python beside the sidecar: its venv has uvloop and httptools
-            python = str(Path(args.sidecar_bin).parent / "python")
-            script = str(Path(__file__).with_name("floor_proxy.py"))
-            argv = [python, script, str(port), str(up_port)]
             log = tmp / "floor.out"
-            proc = procs.start(argv, PROXY_CORE, log)
+            proc = procs.start(floor_argv(args.sidecar_bin, port, up_port), PROXY_CORE, log)
             t = Target("floor", FLOOR_LABEL, f"http://127.0.0.1:{port}/up/", [proc.pid])
             t.proc, t.log = proc, log
             t.broken = wait_http(t.url, 10, BODY, proc=proc)

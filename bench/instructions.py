@@ -54,6 +54,7 @@ from http_proxy import (
     SIDECAR_VARIANTS,
     Processes,
     SidecarVariant,
+    floor_argv,
     free_port,
     sidecar_build,
     sidecar_config,
@@ -179,19 +180,15 @@ def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> int:
         procs.close()
 
 
-def count_floor(
-    tmp: Path, upstream_port: int, python: str, tasks: bool, args: argparse.Namespace
-) -> int:
+def count_floor(tmp: Path, upstream_port: int, tasks: bool, args: argparse.Namespace) -> int:
     """``bench/floor_proxy.py``: the least a Python proxy on uvloop and httptools does (with
     ``tasks``, in asyncio's usual shape: a worker task and two futures per call)."""
     procs = Processes()
     try:
         port = free_port()
-        argv = [python, str(REPO / "bench" / "floor_proxy.py"), str(port), str(upstream_port)]
+        argv = floor_argv(args.sidecar_bin, port, upstream_port, tasks)
         name = "floor-tasks" if tasks else "floor"
         ready = lambda p: wait_port(port, 60)  # noqa: E731
-        if tasks:
-            argv.append("--tasks")
         return counted(procs, argv, tmp / f"{name}.cg", tmp / f"{name}.out", ready, port, args)
     finally:
         procs.close()
@@ -262,10 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_nginx(procs, tmp, "upstream", NGINX_UPSTREAM.format(port=upstream_port), None)
             wait_port(upstream_port, 30)
             rows.append(("nginx reverse proxy", count_nginx(tmp, upstream_port, args)))
-            # the floor runs on the Python beside the sidecar (its venv has uvloop, httptools)
-            python = str(Path(args.sidecar_bin).parent / "python")
-            rows.append((FLOOR_LABEL, count_floor(tmp, upstream_port, python, False, args)))
-            rows.append((FLOOR_TASKS, count_floor(tmp, upstream_port, python, True, args)))
+            rows.append((FLOOR_LABEL, count_floor(tmp, upstream_port, False, args)))
+            rows.append((FLOOR_TASKS, count_floor(tmp, upstream_port, True, args)))
             for key in chosen:
                 v = known[key]
                 if v.services:
