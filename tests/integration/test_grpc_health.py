@@ -54,9 +54,14 @@ async def check(stub: Any, service: str) -> int:
 
 
 async def next_status(watch: Any) -> int:
+    """The next status a Watch stream sends. Read as an async iterator, not with ``read()``:
+    grpcio's ``read()`` raises the call's final status as soon as it has arrived, dropping a
+    message received before it (a NOT_SERVING sent just before the drain ends the stream)."""
     async with asyncio.timeout(WAIT):
-        reply = await watch.read()
-    assert reply is not grpc.aio.EOF, "the Watch stream ended"
+        try:
+            reply = await anext(aiter(watch))
+        except StopAsyncIteration:
+            raise AssertionError("the Watch stream ended") from None
     status: int = reply.status
     return status
 
@@ -265,7 +270,7 @@ async def test_everything_is_not_serving_while_draining_and_watches_end() -> Non
             for watch in (overall, pay):
                 with pytest.raises(grpc.aio.AioRpcError) as e:
                     async with asyncio.timeout(WAIT):
-                        await watch.read()
+                        await anext(aiter(watch))
                 assert e.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert e.value.details() == "the sidecar is draining"
             async with asyncio.timeout(WAIT):
