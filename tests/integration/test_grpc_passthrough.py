@@ -274,7 +274,10 @@ async def test_a_slow_reader_holds_back_a_fast_upstream() -> None:
     (nothing piles up in the sidecar); once it reads, every message arrives."""
     async with EchoUpstream() as up, through_sidecar(up) as (_, stub, _ch):
         call = stub.ServerStream(pb.EchoRequest(repeat=200, response_size=MiB), timeout=60)
-        first = await call.read()
+        # read as an async iterator: grpcio's read() answers EOF as soon as the call's status
+        # arrived, even with messages still unread before it
+        messages = aiter(call)
+        first = await anext(messages)
         assert first.index == 0
         seen = up.calls[0]
         # let the upstream write as far as the windows let it
@@ -284,9 +287,7 @@ async def test_a_slow_reader_holds_back_a_fast_upstream() -> None:
                 previous = seen.sent
                 await asyncio.sleep(0.3)
         stalled_at = seen.sent
-        rest = []
-        while (message := await call.read()) != grpc.aio.EOF:
-            rest.append(message.index)
+        rest = [message.index async for message in messages]
     assert stalled_at < 40, f"the upstream wrote {stalled_at} MiB ahead of a stalled app"
     assert rest == list(range(1, 200))
 
