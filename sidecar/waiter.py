@@ -17,12 +17,17 @@ The Future stays a Future: cancellation, ``asyncio.timeout`` and everything else
 work the same. What this reads of it is ``_callbacks``, which the C and the Python Future both
 have; without it (another asyncio), the wake goes through the loop.
 
+The waits on the data path make their Futures with :func:`new_future`, ``asyncio.Future()``:
+called with no argument it finds the running loop itself (in C, no system call), where
+``loop.create_future()`` on uvloop builds the same Future through a keyword argument, at
+nearly twice the cost (about 1,850 instructions against 1,000, counted under callgrind).
+
 Not here: which waits use it (the app connection's worker, the upstream connection's head).
 """
 
 from __future__ import annotations
 
-__all__ = ["current_task", "set_result_now"]
+__all__ = ["current_task", "new_future", "set_result_now"]
 
 import asyncio
 import sys
@@ -52,6 +57,12 @@ def _current_task_reader() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task
 
 #: the task running on a loop, if any: ``asyncio.current_task(loop)`` at the cost of a lookup
 current_task: Final = _current_task_reader()
+
+
+def new_future() -> asyncio.Future[Any]:
+    """A Future of the running loop, what ``loop.create_future()`` returns, made for less (see
+    the module docstring). Only ever called with a loop running."""
+    return asyncio.Future()
 
 
 def set_result_now(fut: asyncio.Future[T], value: T, loop: asyncio.AbstractEventLoop) -> None:

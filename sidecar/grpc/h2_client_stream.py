@@ -21,6 +21,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ..http2.errors import ProtocolError
+from ..waiter import new_future
 from .h2_client_framing import FramingError, MessageReader
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class ClientStream:
 
     async def wait(self) -> None:
         """Until the connection has news for this stream (its caller checks what it is)."""
-        waiter = self._read_waiter = self.conn.loop.create_future()
+        waiter = self._read_waiter = new_future()
         try:
             await waiter
         finally:
@@ -245,7 +246,7 @@ class ClientStream:
             self.conn.forget(self)
 
     async def _wait_write(self) -> None:
-        waiter = self._write_waiter = self.conn.loop.create_future()
+        waiter = self._write_waiter = new_future()
         try:
             await waiter
         finally:

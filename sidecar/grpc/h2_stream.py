@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..errors import BodyTooLarge, SidecarError
 from ..http2.errors import ProtocolError
 from ..http2.frames import NO_ERROR
+from ..waiter import new_future
 
 if TYPE_CHECKING:
     from .h2_connection import H2Connection
@@ -197,7 +198,7 @@ class H2Stream:
                 raise StopAsyncIteration
             if self.gone:
                 raise StreamGone
-            waiter = self.waiter = self.conn.loop.create_future()
+            waiter = self.waiter = new_future()
             await waiter
 
     # --- response ----------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class H2Stream:
                 self.gone = True
                 raise StreamGone from None
             if room <= 0 or conn.paused:
-                waiter = self.writable = conn.loop.create_future()
+                waiter = self.writable = new_future()
                 await waiter
                 continue
             chunk = data if offset == 0 and total <= room else data[offset : offset + room]

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final, Protocol
 
+from ..waiter import new_future
+
 #: Request-body bytes buffered before reading from the app pauses (and resumes below LOW).
 BODY_HIGH_WATER: Final = 256 * 1024
 BODY_LOW_WATER: Final = 64 * 1024
@@ -95,7 +97,7 @@ class RequestBody:
                 raise self._error
             if self.eof:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = new_future()
             try:
                 await self._waiter
             finally:

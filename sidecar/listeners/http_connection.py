@@ -41,7 +41,7 @@ from ..exchange import Exchange, Response
 from ..flow_control import write_pass
 from ..http1 import CLOSED_REQUEST_PARSER
 from ..routing import normalize_path
-from ..waiter import set_result_now
+from ..waiter import new_future, set_result_now
 from .http_body import RequestBody
 from .http_request import COLLECT_LIMIT, RequestReader
 from .http_response import REFUSED, refusal_bytes, write_response, write_whole
@@ -160,7 +160,7 @@ class HttpConnection(RequestReader):
         try:
             while True:
                 if not queue:
-                    self.next_ready = self.loop.create_future()
+                    self.next_ready = new_future()
                     await self.next_ready
                     self.next_ready = None
                     continue

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Final
 
 from ..errors import SidecarError, UpstreamTimeout
+from ..waiter import new_future
 
 if TYPE_CHECKING:
     from .connection import UpstreamConnection
@@ -82,7 +83,7 @@ class UpstreamBody:
             if self._error is not None:
                 raise self._error  # what did arrive was handed over first: the app sees a cut
             loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
+            self._waiter = new_future()
             # only a wait that really blocks pays for a timer (reading is not paused here)
             timer = loop.call_later(BODY_IDLE_TIMEOUT, self._stalled)
             try:

@@ -37,7 +37,7 @@ from ..http1 import (
     NamesByPlace,
     hop_by_hop_names,
 )
-from ..waiter import set_result_now
+from ..waiter import new_future, set_result_now
 from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
@@ -455,7 +455,7 @@ class UpstreamConnection(FlowControl):
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        self._head = head = loop.create_future()
+        self._head = head = new_future()
         if self.closed:
             head.set_exception(UpstreamReset("upstream closed the connection before responding"))
         return head
