@@ -17,6 +17,7 @@ __all__ = [
     "HOP_BY_HOP",
     "STATUS_LINES",
     "NamesByPlace",
+    "content_length_value",
     "hop_by_hop_names",
     "parse_absolute_target",
     "split_origin_target",
@@ -98,6 +99,19 @@ def hop_by_hop_names(connection_values: list[str]) -> frozenset[str]:
 def _names(connection_values: list[str]) -> frozenset[str]:
     named = {t.strip().lower() for v in connection_values for t in v.split(",") if t.strip()}
     return HOP_BY_HOP | named
+
+
+def content_length_value(raw: bytes) -> int:
+    """``int(raw)`` for a ``Content-Length`` value llhttp accepted: digits, then perhaps
+    whitespace. Read digit by digit: a call of ``int`` on bytes costs ~500 instructions, this a
+    few per digit."""
+    n = 0
+    for i in range(len(raw)):
+        digit = raw[i] - 48
+        if digit < 0 or digit > 9:
+            break  # the whitespace llhttp leaves after the digits
+        n = n * 10 + digit
+    return n
 
 
 def valid_host(value: str) -> bool:

@@ -59,10 +59,14 @@ def _current_task_reader() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task
 current_task: Final = _current_task_reader()
 
 
+#: read once: ``asyncio.Future`` is an attribute lookup on the module at every call
+_Future: Final = asyncio.Future
+
+
 def new_future() -> asyncio.Future[Any]:
     """A Future of the running loop, what ``loop.create_future()`` returns, made for less (see
     the module docstring). Only ever called with a loop running."""
-    return asyncio.Future()
+    return _Future()
 
 
 def set_result_now(fut: asyncio.Future[T], value: T, loop: asyncio.AbstractEventLoop) -> None:
@@ -76,7 +80,9 @@ def set_result_now(fut: asyncio.Future[T], value: T, loop: asyncio.AbstractEvent
     if callbacks is None or len(callbacks) != 1:
         fut.set_result(value)  # nobody waits yet, or more than a task does
         return
-    wake, context = callbacks[0]
+    entry = callbacks[0]  # indexed, not unpacked: unpacking iterates the tuple generically
+    wake = entry[0]
+    context = entry[1]
     fut.remove_done_callback(wake)
     fut.set_result(value)  # no callback left to schedule
     context.run(wake, fut)

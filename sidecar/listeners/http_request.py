@@ -60,6 +60,12 @@ _NAMES: Final[dict[bytes, str]] = {}
 _NAMES_MAX: Final = 512
 
 
+#: what a header name is to the request's checks, found once per name and place (``on_header``)
+_PLAIN: Final = 0
+_HOST: Final = 1
+_HOP: Final = 2
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in ``conn.error``."""
 
@@ -90,9 +96,15 @@ class RequestReader(FlowControl):
         self.error: SidecarError | None = None
         # the request being parsed: its target, headers and their size so far
         self.url = b""
+        #: the end-to-end headers as read (``Host`` among them), and apart the hop-by-hop ones
         self.hdrs: list[tuple[str, str]] = []
-        #: the header names of the last request, by place
-        self.names: NamesByPlace[str] = NamesByPlace()
+        self.hop: list[tuple[str, str]] = []
+        #: the ``Host`` lines read, and the last one's value
+        self.hosts = 0
+        self.host: str | None = None
+        #: the header names of the last request, by place: each read, and what it is
+        #: (``_PLAIN``, ``_HOST``, ``_HOP``)
+        self.names: NamesByPlace[tuple[str, int]] = NamesByPlace()
         self.hdr_bytes = 0
         #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
         self.head_pending = 0
@@ -189,6 +201,9 @@ class RequestReader(FlowControl):
             self.last_request = True
         self.url = b""
         self.hdrs = []
+        self.hop = []
+        self.hosts = 0
+        self.host = None
         self.hdr_bytes = 0
         self.head_pending = 0
         self.expect_continue = False
@@ -211,16 +226,29 @@ class RequestReader(FlowControl):
             raise _Refused
         if not self.in_head:
             return  # a chunked body's trailer: counted above, never forwarded
-        if len(self.hdrs) >= self.max_headers:
+        hdrs = self.hdrs
+        hop = self.hop
+        at = len(hdrs) + len(hop)
+        if at >= self.max_headers:
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
-        at = len(self.hdrs)
-        key = self.names.get(at, name)
-        if key is None:
+        read = self.names.get(at, name)
+        if read is None:
             known = _NAMES.get(name)
             key = known if known is not None else _name_of(name)
-            self.names.put(at, name, key)
-        self.hdrs.append((key, value.decode("latin-1")))
+            kind = _HOST if key == "host" else _HOP if key in HOP_BY_HOP else _PLAIN
+            read = (key, kind)
+            self.names.put(at, name, read)
+        pair = (read[0], value.decode("latin-1"))
+        kind = read[1]
+        if kind == _PLAIN:
+            hdrs.append(pair)
+        elif kind == _HOST:
+            hdrs.append(pair)
+            self.hosts += 1
+            self.host = pair[1]
+        else:
+            hop.append(pair)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -288,20 +316,14 @@ class RequestReader(FlowControl):
         raw_method = p.get_method()
         method = _METHODS.get(raw_method) or _method_name(raw_method)
         hdrs = self.hdrs
-        host: str | None = None
-        hosts = 0
+        host = self.host
+        hosts = self.hosts
         connection: list[str] = []
         content_length: str | None = None
         te: str | None = None
         expects: list[str] | None = None
-        hop = False
-        for name, value in hdrs:
-            if name == "host":
-                hosts += 1
-                host = value
-            elif name not in HOP_BY_HOP:
-                continue  # one set lookup for the ordinary headers
-            hop = True
+        # the hop-by-hop headers, sorted out as they came (``on_header``)
+        for name, value in self.hop:
             if name == "connection":
                 connection.append(value)
             elif name == "content-length":
@@ -345,9 +367,11 @@ class RequestReader(FlowControl):
         else:
             host, path, query = parse_absolute_target(url)
             absolute = True
-        if hop:  # "connection" is hop-by-hop itself: the headers it names are only dropped here
-            drop = hop_by_hop_names(connection) if connection else HOP_BY_HOP
-            hdrs = [kv for kv in hdrs if kv[0] not in drop]
+        if connection:
+            # the headers Connection names (it is hop-by-hop itself, left out as it came)
+            drop = hop_by_hop_names(connection)
+            if len(drop) > len(HOP_BY_HOP):  # names beyond the standard ones, left out already
+                hdrs = [kv for kv in hdrs if kv[0] not in drop]
         body_length: int | None
         if te is not None:
             body_length = None

@@ -35,6 +35,7 @@ from ..http1 import (
     HOP_BY_HOP,
     NAME_MAX_BYTES,
     NamesByPlace,
+    content_length_value,
     hop_by_hop_names,
 )
 from ..waiter import new_future, set_result_now
@@ -122,9 +123,14 @@ class UpstreamConnection(FlowControl):
         self.pump: asyncio.Task[None] | None = None
         self._head: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
+        #: the response's end-to-end headers as read, and apart its hop-by-hop ones: sorted as
+        #: they come (by the name at each place, see ``on_header``), so the head passes the
+        #: ordinary ones on as they are
         self._hdrs: list[tuple[bytes, bytes]] = []
-        #: the header names of the last response, by place
-        self._names: NamesByPlace[bytes] = NamesByPlace()
+        self._hop: list[tuple[bytes, bytes]] = []
+        #: the header names of the last response, by place: each lower-cased, and whether it is
+        #: hop-by-hop
+        self._names: NamesByPlace[tuple[bytes, bool]] = NamesByPlace()
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._parts: list[bytes] | None = None
@@ -250,6 +256,7 @@ class UpstreamConnection(FlowControl):
         if self._done or not self._awaiting:
             raise self._violation("upstream sent more than one response")
         self._hdrs = []
+        self._hop = []
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._in_head = True
@@ -259,17 +266,22 @@ class UpstreamConnection(FlowControl):
         if size > MAX_RESPONSE_HEADER_BYTES:
             raise self._violation(f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes")
         hdrs = self._hdrs
-        if len(hdrs) >= MAX_RESPONSE_HEADERS:
+        hop = self._hop
+        at = len(hdrs) + len(hop)
+        if at >= MAX_RESPONSE_HEADERS:
             raise self._violation(f"upstream response has more than {MAX_RESPONSE_HEADERS} headers")
-        at = len(hdrs)
-        key = self._names.get(at, name)
-        if key is None:
+        read = self._names.get(at, name)
+        if read is None:
             # bytes.lower() is str.lower() here: llhttp refuses any name byte outside the
             # ASCII token characters; decoded (latin-1) only if a filter or plugin reads them
             known = _WIRE_NAMES.get(name)
             key = known if known is not None else _wire_name(name)
-            self._names.put(at, name, key)
-        hdrs.append((key, value))
+            read = (key, key in _HOP_BY_HOP_WIRE)
+            self._names.put(at, name, read)
+        if read[1]:
+            hop.append((read[0], value))
+        else:
+            hdrs.append((read[0], value))
 
     def _check_version(self, status: int) -> None:
         version = self.parser.get_http_version()
@@ -288,18 +300,15 @@ class UpstreamConnection(FlowControl):
             if status == 101:
                 raise self._violation("upstream switched protocols unasked")
             return  # interim response (100 Continue, 103 Early Hints): skip it
-        # the headers passed on: all but the hop-by-hop ones, sorted out in the same loop
-        kept: list[tuple[bytes, bytes]] = []
+        # the headers passed on: all but the hop-by-hop ones, sorted out as they came
+        kept = self._hdrs
+        self._hdrs = []  # a chunked body's trailers, if any, go elsewhere
         connection: list[bytes] | None = None
         length: int | None = None
         chunked = False
-        for kv in self._hdrs:
-            name, raw = kv
-            if name not in _HOP_BY_HOP_WIRE:
-                kept.append(kv)  # one set lookup for the ordinary headers
-                continue
+        for name, raw in self._hop:
             if name == b"content-length":
-                length = int(raw)  # llhttp rejected anything but one run of digits
+                length = content_length_value(raw)  # llhttp checked it: digits
             elif name == b"connection":
                 if connection is None:
                     connection = []

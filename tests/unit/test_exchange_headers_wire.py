@@ -202,3 +202,22 @@ async def test_each_request_on_a_connection_has_its_own_header_names() -> None:
         sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
         assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
     conn.connection_lost(None)
+
+
+async def test_request_headers_lose_their_hop_by_hop_ones_and_all_count_toward_the_limit() -> None:
+    """The headers an app's request carries on are its end-to-end ones (``Host`` kept, any
+    name ``Connection`` lists dropped), while every line, hop-by-hop or not, counts toward
+    ``max_headers``: one past it is refused with 431."""
+    cfg = HttpListenerConfig(max_headers=5)
+    conn = HttpConnection(HttpListener(cfg, RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    five = b"Host: up\r\nConnection: keep-alive, X-Mine\r\nX-Mine: 1\r\nTE: trailers\r\nX-A: 2\r\n"
+    conn.data_received(b"GET /x HTTP/1.1\r\n" + five + b"\r\n")
+    conn.data_received(b"GET /x HTTP/1.1\r\nKeep-Alive: timeout=5\r\n" + five + b"\r\n")
+    first, second = list(conn.queue)
+    assert isinstance(first, Exchange)
+    assert list(first.headers) == [("host", "up"), ("x-a", "2")]
+    assert first.host == "up"
+    assert isinstance(second, Response) and second.status == 431
+    conn.connection_lost(None)

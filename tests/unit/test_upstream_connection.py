@@ -44,6 +44,34 @@ async def test_a_body_that_arrives_with_its_head_is_bytes_and_frees_the_connecti
     assert events == ["free"] and conn.reusable
 
 
+@pytest.mark.parametrize("value", [b"0", b"7", b"007", b"7 ", b"7\t \t", b"18446744073709551615"])
+async def test_a_content_length_reads_as_python_reads_it(value: bytes) -> None:
+    """Whatever Content-Length llhttp accepts (leading zeros, whitespace after, the largest it
+    takes) frames the answer at the length ``int`` reads in it."""
+    conn, _, _ = standalone()
+    fut = conn.begin(True)  # a HEAD answer: a length with no body behind it
+    conn.request_sent = True
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n")
+    assert fut.result().length == int(value)
+
+
+async def test_trailers_after_a_chunked_body_are_not_response_headers() -> None:
+    """Trailer fields arrive after the head was handed over: they never join its headers
+    (nor are they passed on), the first response's or the next one's."""
+    conn, _, _ = standalone()
+    fut = conn.begin(False)
+    conn.request_sent = True
+    conn.data_received(
+        b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n"
+    )
+    resp = fut.result()
+    conn.data_received(b"0\r\nx-trailer: t\r\n\r\n")
+    assert await _read(resp.body) == b"ok"
+    assert list(resp.headers) == [("x-a", "1")]
+    again = respond(conn, OK).result()
+    assert again.body == b"ok" and list(again.headers) == []
+
+
 async def test_the_answer_to_an_abandoned_call_does_not_free_its_connection() -> None:
     """A call cancelled (its app left, its deadline passed) just before its answer came still
     has its cleanup to run, which closes the connection: the connection is never handed to
