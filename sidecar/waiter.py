@@ -32,7 +32,7 @@ __all__ = ["current_task", "new_future", "set_result_now"]
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -75,14 +75,13 @@ def set_result_now(fut: asyncio.Future[T], value: T, loop: asyncio.AbstractEvent
     if current_task(loop) is not None:
         fut.set_result(value)  # inside a task, another task's step cannot start
         return
-    callbacks: list[tuple[Callable[[Any], object], Any]] | None
-    callbacks = getattr(fut, "_callbacks", None)
-    if callbacks is None or len(callbacks) != 1:
+    found: object = getattr(fut, "_callbacks", None)
+    if type(found) is not list or len(found) != 1:
         fut.set_result(value)  # nobody waits yet, or more than a task does
         return
-    entry = callbacks[0]  # indexed, not unpacked: unpacking iterates the tuple generically
-    wake = entry[0]
-    context = entry[1]
+    # a list, of one (callback, context) pair: read as such, not through generic item lookups
+    callbacks = cast(list[tuple[Callable[[Any], object], Any]], found)
+    wake, context = callbacks[0]
     fut.remove_done_callback(wake)
     fut.set_result(value)  # no callback left to schedule
     context.run(wake, fut)

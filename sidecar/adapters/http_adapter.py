@@ -195,47 +195,96 @@ def _xff_line(client: str) -> str:
     return line
 
 
-def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
+class _HeadWriter:
     """What writes a request head for one upstream: its base path before the path, ``Host``
     rewritten to its authority, ``X-Forwarded-For`` appended, framing for ``length`` (``None``:
-    chunked)."""
-    # the head is pieces joined once: a str built per line costs more than its pieces
-    version_host = f" HTTP/1.1\r\nhost: {authority}\r\n"
+    chunked).
 
-    def head(ex: Exchange, length: int | None) -> bytes:
-        out = [ex.method, " ", base, ex.path]
-        query = ex.query
-        if query:
-            out.append("?")
-            out.append(query)
-        out.append(version_host)
-        xff = None
-        for k, v in ex.headers.items():
-            if k == "host":
-                continue
-            if k == "x-forwarded-for":
-                xff = v if xff is None else f"{xff}, {v}"
-                continue
-            out.append(k)
-            out.append(": ")
-            out.append(v)
-            out.append("\r\n")
+    An app sends the same headers call after call: the header lines written last are kept with
+    a copy of the headers they came from, and written again while a call's headers equal that
+    copy (a compared copy, never the call's own list, which a filter may change in place).
+    One entry per upstream: its last call's headers, within the listener's header size limit.
+    """
+
+    def __init__(self, base: str, authority: str) -> None:
+        self.base = base
+        self.version_host = f" HTTP/1.1\r\nhost: {authority}\r\n"
+        self.last_items: list[tuple[str, str]] | None = None
+        #: the header lines of ``last_items`` (Host and X-Forwarded-For left out), and the
+        #: X-Forwarded-For values among them, merged (``None``: none)
+        self.last_lines = ""
+        self.last_xff: str | None = None
+
+    def __call__(self, ex: Exchange, length: int | None) -> bytes:
+        items = ex.headers.items()
+        if _same_pairs(items, self.last_items):
+            lines = self.last_lines
+            xff = self.last_xff
+        else:
+            lines, xff = _header_lines(items)
+            self.last_items = list(items)
+            self.last_lines = lines
+            self.last_xff = xff
         client = ex.client
         if not xff:  # none, or an empty line: only the app's address, as before the cache
-            line = _XFF_LINES.get(client)  # a connection's every call: one lookup
-            out.append(line if line is not None else _xff_line(client))
+            forwarded = _XFF_LINES.get(client)  # a connection's every call: one lookup
+            if forwarded is None:
+                forwarded = _xff_line(client)
         else:
             ip = client.rpartition(":")[0] if client else ""
-            out.append(f"x-forwarded-for: {xff}, {ip}\r\n" if ip else f"x-forwarded-for: {xff}\r\n")
+            forwarded = f"x-forwarded-for: {xff}, {ip}\r\n" if ip else f"x-forwarded-for: {xff}\r\n"
         if length is None:
-            out.append("transfer-encoding: chunked\r\n\r\n")
+            framing = "transfer-encoding: chunked\r\n\r\n"
         elif length or ex.method in ("POST", "PUT", "PATCH"):
-            out.append(f"content-length: {length}\r\n\r\n")
+            framing = f"content-length: {length}\r\n\r\n"
         else:
-            out.append("\r\n")
-        return "".join(out).encode("latin-1")
+            framing = "\r\n"
+        # one f-string: its pieces copied once into one str (a list and a join cost more)
+        query = ex.query
+        if query:
+            head = (
+                f"{ex.method} {self.base}{ex.path}?{query}{self.version_host}{lines}{forwarded}"
+                f"{framing}"
+            )
+        else:
+            head = f"{ex.method} {self.base}{ex.path}{self.version_host}{lines}{forwarded}{framing}"
+        return head.encode("latin-1")
 
-    return head
+
+def _same_pairs(items: list[tuple[str, str]], kept: list[tuple[str, str]] | None) -> bool:
+    """``items == kept``, pair by pair: a list comparison of tuples goes through generic
+    comparisons, at several times the cost."""
+    if kept is None or len(items) != len(kept):
+        return False
+    for i in range(len(items)):
+        name, value = items[i]
+        kept_name, kept_value = kept[i]
+        if name != kept_name or value != kept_value:
+            return False
+    return True
+
+
+def _header_lines(items: list[tuple[str, str]]) -> tuple[str, str | None]:
+    """The header lines a request head carries on (``Host`` and ``X-Forwarded-For`` left out)
+    as one str, and the ``X-Forwarded-For`` values merged (``None``: none)."""
+    out: list[str] = []
+    xff = None
+    for k, v in items:
+        if k == "host":
+            continue
+        if k == "x-forwarded-for":
+            xff = v if xff is None else f"{xff}, {v}"
+            continue
+        out.append(k)
+        out.append(": ")
+        out.append(v)
+        out.append("\r\n")
+    return "".join(out), xff
+
+
+def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
+    """The request head writer of one upstream (see :class:`_HeadWriter`)."""
+    return _HeadWriter(base, authority)
 
 
 def _sender(

@@ -77,6 +77,11 @@ class HttpConnection(RequestReader):
         self.worker_owed = False
         self.refused = False
         self.lingering = False
+        #: the header lines of the last upstream answer passed on unread, and the wire pairs
+        #: they were made from: the next answer with equal headers reuses them (short blocks
+        #: only, see ``http_response``)
+        self.last_wire: list[tuple[bytes, bytes]] | None = None
+        self.last_block = b""
 
     # --- connection events -------------------------------------------------------------------
 

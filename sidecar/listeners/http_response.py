@@ -118,16 +118,8 @@ def _framed(
     headers = resp.headers
     wire = headers.unread_wire()
     if wire is not None:
-        # an upstream's headers nobody read: its bytes as they came, no str round trip; the
-        # list made whole at once and filled in place (appends would grow it several times)
-        out = [line] * (4 * len(wire) + 1)
-        at = 1
-        for name, value in wire:
-            out[at] = name
-            out[at + 1] = b": "
-            out[at + 2] = value
-            out[at + 3] = b"\r\n"
-            at += 4
+        # an upstream's headers nobody read: its bytes as they came, no str round trip
+        out = [line, _wire_block(conn, wire)]
     else:
         # the header lines as one str, encoded once
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers if name not in FRAMING])
@@ -152,6 +144,49 @@ def _framed(
         out.append(b"connection: keep-alive\r\n")
     out.append(b"\r\n")
     return out, keep, no_body, chunked
+
+
+#: the longest header block an app connection keeps for its next answer: an upstream's usual
+#: few headers, not a hostile 64 KB (every idle connection holds its last)
+_KEPT_BLOCK_MAX: Final = 1024
+
+
+def _wire_block(conn: HttpConnection, wire: list[tuple[bytes, bytes]]) -> bytes:
+    """The header lines of an upstream's unread headers, as one block. An upstream answers
+    with the same headers call after call (its ``Date`` changes once a second): the last
+    block is written again while the headers equal the pairs it was made from."""
+    kept = conn.last_wire
+    if kept is not None and _same_wire(wire, kept):
+        return conn.last_block
+    # the list made whole at once and filled in place (appends would grow it several times)
+    parts = [b""] * (4 * len(wire))
+    at = 0
+    for name, value in wire:
+        parts[at] = name
+        parts[at + 1] = b": "
+        parts[at + 2] = value
+        parts[at + 3] = b"\r\n"
+        at += 4
+    block = b"".join(parts)
+    if len(block) <= _KEPT_BLOCK_MAX:
+        conn.last_wire = wire  # never changed: a wire form is replaced, not edited, once read
+        conn.last_block = block
+    else:
+        conn.last_wire = None
+        conn.last_block = b""
+    return block
+
+
+def _same_wire(wire: list[tuple[bytes, bytes]], kept: list[tuple[bytes, bytes]]) -> bool:
+    """``wire == kept``, pair by pair (a list comparison of tuples is generic, and slower)."""
+    if len(wire) != len(kept):
+        return False
+    for i in range(len(wire)):
+        name, value = wire[i]
+        kept_name, kept_value = kept[i]
+        if name != kept_name or value != kept_value:
+            return False
+    return True
 
 
 async def _stream_body(

@@ -221,3 +221,32 @@ async def test_request_headers_lose_their_hop_by_hop_ones_and_all_count_toward_t
     assert first.host == "up"
     assert isinstance(second, Response) and second.status == 431
     conn.connection_lost(None)
+
+
+async def test_an_app_connection_writes_each_answer_with_its_own_headers() -> None:
+    """Answers on one app connection with equal headers share their header lines; an answer
+    whose headers differ in a value, a name or their number gets its own, and a long head is
+    not kept for the next answer."""
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    long_value = b"x" * 2000
+    answers = [
+        [(b"date", b"Mon, 07 Dec 2026 18:00:00 GMT"), (b"server", b"nginx")],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:00 GMT"), (b"server", b"nginx")],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:01 GMT"), (b"server", b"nginx")],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:01 GMT"), (b"server", b"nginx"), (b"x-a", b"1")],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:01 GMT"), (b"server", b"nginx")],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:01 GMT"), (b"x-long", long_value)],
+        [(b"date", b"Mon, 07 Dec 2026 18:00:01 GMT"), (b"x-long", long_value)],
+    ]
+    for pairs in answers:
+        transport.written.clear()
+        resp = Response(200, Headers.from_wire(list(pairs)), b"ok")
+        assert write_whole(conn, Exchange("GET", "/", Headers()), resp) is True
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
+        assert b"".join(transport.written) == (
+            b"HTTP/1.1 200 OK\r\n" + lines + b"content-length: 2\r\n\r\nok"
+        )
+    assert conn.last_wire is None  # the long head was not kept
+    conn.connection_lost(None)

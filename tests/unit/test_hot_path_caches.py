@@ -27,6 +27,28 @@ def test_an_empty_forwarded_for_header_gets_only_the_app_address() -> None:
     assert b"x-forwarded-for: 127.0.0.1\r\n" in head
 
 
+def test_the_header_lines_kept_for_the_next_call_are_never_another_calls() -> None:
+    """An upstream's head writer writes the last call's header lines again only for headers
+    equal to that call's: a call with other headers, or the same headers changed in place (a
+    filter adding one before a retry), gets its own lines."""
+    write = _head_writer("", "up:80")
+
+    def fresh(ex: Exchange) -> bytes:
+        return _head_writer("", "up:80")(ex, 0)
+
+    headers = Headers([("accept", "*/*"), ("x-forwarded-for", "10.0.0.1")])
+    ex = Exchange("GET", "/", headers, client="127.0.0.1:5555")
+    assert write(ex, 0) == fresh(ex)
+    headers.add("authorization", "Bearer t")  # the same list, one pair longer
+    assert b"authorization: Bearer t\r\n" in write(ex, 0)
+    headers.items()[0] = ("accept", "text/html")  # the same list, one pair replaced
+    assert write(ex, 0) == fresh(ex) and b"accept: text/html\r\n" in fresh(ex)
+    other = Exchange("GET", "/", Headers([("accept", "*/*")]), client="127.0.0.1:5555")
+    assert write(other, 0) == fresh(other)
+    same = Exchange("GET", "/", Headers([("accept", "*/*")]), client="127.0.0.1:5555")
+    assert write(same, 0) == fresh(same)
+
+
 def test_distinct_long_host_values_do_not_stay_in_memory() -> None:
     """Requests with long, ever-different ``Host`` values (a hostile app or peer) leave no
     megabytes behind in the route table."""
