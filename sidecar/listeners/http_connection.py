@@ -59,6 +59,8 @@ MAX_PIPELINED: Final = 16
 WORKER_TASK: Final = "sidecar-http-worker"
 #: How long a closing connection reads and discards what the app still sends (lingering close).
 LINGER_SECONDS: Final = 2.0
+#: the longest path an app connection keeps normalised for its next request
+_KEPT_PATH_CHARS: Final = 256
 
 
 class HttpConnection(RequestReader):
@@ -82,6 +84,10 @@ class HttpConnection(RequestReader):
         #: only, see ``http_response``)
         self.last_wire: list[tuple[bytes, bytes]] | None = None
         self.last_block = b""
+        #: the last request path routed (a short one), and it normalised; at first a path no
+        #: request can have (a request target holds no line feed)
+        self.last_path = "\n"
+        self.last_normalized = ""
 
     # --- connection events -------------------------------------------------------------------
 
@@ -224,7 +230,14 @@ class HttpConnection(RequestReader):
         """The handler of the route ``ex`` takes (its path normalised, its upstream and route
         set), or the :class:`SidecarError` that refuses it."""
         listener = self.listener
-        path = normalize_path(ex.path)
+        raw = ex.path
+        if raw == self.last_path:  # an app calls the same path again: normalised once
+            path = self.last_normalized
+        else:
+            path = normalize_path(raw)
+            if len(raw) <= _KEPT_PATH_CHARS:
+                self.last_path = raw
+                self.last_normalized = path
         af = self.absolute_form
         if af and ex in af:
             af.discard(ex)

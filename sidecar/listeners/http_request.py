@@ -60,6 +60,11 @@ _NAMES: Final[dict[bytes, str]] = {}
 _NAMES_MAX: Final = 512
 
 
+#: the header lines kept by place for the next request (see ``RequestReader.values``): the first
+#: few, short ones (an app's usual headers), not what a hostile app could make each idle
+#: connection hold
+_KEPT_PLACES: Final = 16
+_KEPT_VALUE_BYTES: Final = 128
 #: what a header name is to the request's checks, found once per name and place (``on_header``)
 _PLAIN: Final = 0
 _HOST: Final = 1
@@ -105,6 +110,10 @@ class RequestReader(FlowControl):
         #: the header names of the last request, by place: each read, and what it is
         #: (``_PLAIN``, ``_HOST``, ``_HOP``)
         self.names: NamesByPlace[tuple[str, int]] = NamesByPlace()
+        #: the header values of the last request, by place, as received, and the pairs read
+        #: from them: an app sends the same values call after call, and a pair is immutable
+        self.values: list[bytes] = []
+        self.pairs: list[tuple[str, str]] = []
         self.hdr_bytes = 0
         #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
         self.head_pending = 0
@@ -233,13 +242,20 @@ class RequestReader(FlowControl):
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
         read = self.names.get(at, name)
+        values = self.values
         if read is None:
             known = _NAMES.get(name)
             key = known if known is not None else _name_of(name)
             kind = _HOST if key == "host" else _HOP if key in HOP_BY_HOP else _PLAIN
             read = (key, kind)
             self.names.put(at, name, read)
-        pair = (read[0], value.decode("latin-1"))
+            pair = self._pair(at, read[0], value)
+        elif at < len(values) and values[at] == value:
+            # the same value as the last request's here, and (the pair says) the same name
+            kept = self.pairs[at]
+            pair = kept if kept[0] is read[0] else self._pair(at, read[0], value)
+        else:
+            pair = self._pair(at, read[0], value)
         kind = read[1]
         if kind == _PLAIN:
             hdrs.append(pair)
@@ -249,6 +265,21 @@ class RequestReader(FlowControl):
             self.host = pair[1]
         else:
             hop.append(pair)
+
+    def _pair(self, at: int, key: str, value: bytes) -> tuple[str, str]:
+        """The pair of a header line, kept for the next request when short and early."""
+        pair = (key, value.decode("latin-1"))
+        values = self.values
+        if at < len(values):
+            if len(value) <= _KEPT_VALUE_BYTES:
+                values[at] = value
+                self.pairs[at] = pair
+            else:
+                values[at] = b"\x00"  # no value llhttp accepts: this place keeps nothing
+        elif at == len(values) and at < _KEPT_PLACES and len(value) <= _KEPT_VALUE_BYTES:
+            values.append(value)
+            self.pairs.append(pair)
+        return pair
 
     def on_headers_complete(self) -> None:
         self.in_head = False

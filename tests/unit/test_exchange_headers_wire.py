@@ -250,3 +250,29 @@ async def test_an_app_connection_writes_each_answer_with_its_own_headers() -> No
         )
     assert conn.last_wire is None  # the long head was not kept
     conn.connection_lost(None)
+
+
+async def test_each_request_on_a_connection_has_its_own_header_values() -> None:
+    """Values are remembered by place too: a request whose values repeat, move to another
+    name, follow a name too long to remember, or are too long to keep, still gets exactly its
+    own headers."""
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    long_name = b"X-Long-" + b"n" * 80
+    heads = [
+        b"X-A: 1\r\nX-B: 2\r\n",
+        b"X-A: 1\r\nX-B: 2\r\n",  # the same again
+        b"X-B: 1\r\nX-A: 2\r\n",  # the same values, the names swapped
+        long_name + b": 1\r\nX-A: 2\r\n",  # a name too long to remember, then the same value
+        b"X-B: 1\r\nX-A: 2\r\n",
+        b"X-A: " + b"v" * 200 + b"\r\nX-B: 2\r\n",  # a value too long to keep
+        b"X-A: " + b"v" * 200 + b"\r\nX-B: 3\r\n",
+        b"X-A: 1\r\nX-B: 3\r\n",
+    ]
+    conn.data_received(b"".join(b"GET /x HTTP/1.1\r\nhost: up\r\n" + h + b"\r\n" for h in heads))
+    got = [list(ex.headers) for ex in conn.queue if isinstance(ex, Exchange)]
+    for head, headers in zip(heads, got, strict=True):
+        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
+        assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
+    conn.connection_lost(None)

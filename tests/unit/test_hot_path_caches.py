@@ -8,11 +8,18 @@ import heapq
 import tracemalloc
 from collections.abc import Callable
 
+import pytest
+
 from sidecar import http1
 from sidecar.adapters.http_adapter import _head_writer
+from sidecar.config.models import HttpListenerConfig
+from sidecar.errors import SidecarError
 from sidecar.exchange import Exchange, Headers
+from sidecar.listeners.http import HttpListener
+from sidecar.listeners.http_connection import HttpConnection
 from sidecar.resilience.deadlines import DeadlineWheel
 from sidecar.routing import Route, RouteTable
+from sidecar.telemetry.metrics import Metrics
 
 
 async def _nothing(ex: Exchange) -> None:
@@ -134,3 +141,35 @@ def test_a_deadline_fires_on_a_new_loop_sharing_the_last_calls_bucket() -> None:
     wheel.add(second, late, 100.05)  # type: ignore[arg-type]
     second.advance(101.0)
     assert late.cancelled == 1
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["/up/a//b/./c", "/up/a//b/./c", "/up/a/b/c"],
+        ["/up/a\\b", "/up/a\\b"],  # refused each time, never remembered as routed
+        ["/up/x", "/up/%2e%2e/x", "/up/%2e%2e/x", "/up/x"],
+    ],
+)
+async def test_an_app_connection_routes_each_request_by_its_own_path(paths: list[str]) -> None:
+    """A connection remembers the last path it normalised: a request with the same path gets
+    the same answer, one with another path its own, and a refused path is refused again."""
+    table = RouteTable({"up": Route("up", "up", _nothing)})
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), table, Metrics()))
+    fresh = HttpConnection(HttpListener(HttpListenerConfig(), table, Metrics()))
+
+    def routed(c: HttpConnection, path: str) -> str | SidecarError:
+        ex = Exchange("GET", path, Headers([("host", "x")]))
+        try:
+            c.route(ex)
+        except SidecarError as e:
+            return e
+        return ex.path
+
+    for path in paths:
+        got, want = routed(conn, path), routed(fresh, path)
+        fresh.last_path = "\n"  # the reference never remembers
+        if isinstance(want, SidecarError):
+            assert type(got) is type(want) and str(got) == str(want)
+        else:
+            assert got == want
