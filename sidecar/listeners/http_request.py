@@ -65,6 +65,8 @@ _NAMES_MAX: Final = 512
 #: connection hold
 _KEPT_PLACES: Final = 16
 _KEPT_VALUE_BYTES: Final = 128
+#: the longest request target an app connection keeps read for its next request
+_KEPT_TARGET_BYTES: Final = 256
 #: what a header name is to the request's checks, found once per name and place (``on_header``)
 _PLAIN: Final = 0
 _HOST: Final = 1
@@ -114,6 +116,14 @@ class RequestReader(FlowControl):
         #: from them: an app sends the same values call after call, and a pair is immutable
         self.values: list[bytes] = []
         self.pairs: list[tuple[str, str]] = []
+        #: the last origin-form request target (a short one) and its path and query; at first
+        #: one no request has (a target holds no line feed)
+        self.last_url = b"\n"
+        self.last_target_path = ""
+        self.last_target_query = ""
+        #: the last request's method, as llhttp gave it and as read
+        self.last_raw_method = b""
+        self.last_method = ""
         self.hdr_bytes = 0
         #: raw bytes of a head still incomplete, which llhttp may hold before any callback.
         self.head_pending = 0
@@ -345,7 +355,12 @@ class RequestReader(FlowControl):
         p = self.parser
         keep_alive = p.should_keep_alive()
         raw_method = p.get_method()
-        method = _METHODS.get(raw_method) or _method_name(raw_method)
+        if raw_method == self.last_raw_method:  # the method of the last request: no lookup
+            method = self.last_method
+        else:
+            method = _METHODS.get(raw_method) or _method_name(raw_method)
+            self.last_raw_method = raw_method
+            self.last_method = method
         hdrs = self.hdrs
         host = self.host
         hosts = self.hosts
@@ -391,8 +406,15 @@ class RequestReader(FlowControl):
             raise BadRequest("a request body together with Upgrade is not supported")
         url = self.url
         absolute = False
-        if url[:1] == b"/":
+        if url == self.last_url:  # an app calls the same target again: read once
+            path = self.last_target_path
+            query = self.last_target_query
+        elif url[:1] == b"/":
             path, query = split_origin_target(url.decode("latin-1"))
+            if len(url) <= _KEPT_TARGET_BYTES:
+                self.last_url = url
+                self.last_target_path = path
+                self.last_target_query = query
         elif url == b"*":
             raise BadRequest("the '*' request target is not supported")
         else:

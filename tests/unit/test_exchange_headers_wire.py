@@ -276,3 +276,28 @@ async def test_each_request_on_a_connection_has_its_own_header_values() -> None:
         sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
         assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
     conn.connection_lost(None)
+
+
+async def test_each_request_on_a_connection_has_its_own_method_path_and_query() -> None:
+    """A connection remembers its last method and request target: each request still gets its
+    own, repeated or not, long or short, origin-form or absolute."""
+    conn = HttpConnection(HttpListener(HttpListenerConfig(), RouteTable({}), Metrics()))
+    transport = FakeTransport(conn)
+    conn.transport = transport  # type: ignore[assignment]
+    long_path = "/a/" + "p" * 300
+    requests = [
+        ("GET", "/a?x=1", "/a", "x=1"),
+        ("GET", "/a?x=1", "/a", "x=1"),
+        ("HEAD", "/a?x=2", "/a", "x=2"),
+        ("HEAD", "/a#frag", "/a", ""),
+        ("GET", long_path + "?q", long_path, "q"),
+        ("GET", long_path + "?q", long_path, "q"),
+        ("DELETE", "http://up/b?y", "/b", "y"),
+        ("GET", "/a?x=1", "/a", "x=1"),
+    ]
+    conn.data_received(
+        b"".join(f"{m} {t} HTTP/1.1\r\nhost: up\r\n\r\n".encode() for m, t, _, _ in requests)
+    )
+    got = [(ex.method, ex.path, ex.query) for ex in conn.queue if isinstance(ex, Exchange)]
+    assert got == [(m, p, q) for m, _, p, q in requests]
+    conn.connection_lost(None)
