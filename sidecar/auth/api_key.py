@@ -22,6 +22,7 @@ from ..api import CredentialProvider, ProviderContext
 from ..config.base import Model
 from ..config.models import ConfigurableHeaderName
 from ..config.policies import SecretByReference
+from ..config.secrets import SecretValue
 from ..config.types import header_value_problem, show
 from ..exchange import Exchange
 from ..injected import Injected
@@ -90,6 +91,14 @@ class ApiKey(CredentialProvider):
         if self._param is None:
             return super().supplied(exchange)
         return any(_is(part, self._param) for part in exchange.query.split("&"))
+
+    def header_injection(self) -> tuple[str, SecretValue] | None:
+        """The header this provider sets on every call and the secret it sets it to, when that
+        is all ``inject`` does (a key in a header, not the query): the auth filter then sets it
+        itself, in compiled code, instead of calling this interpreted class on each call."""
+        if self._param is not None:
+            return None
+        return self.settings.header, self._key
 
     def inject(self, exchange: Exchange) -> None:
         key = self._key.get()
