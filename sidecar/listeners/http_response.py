@@ -178,7 +178,9 @@ def _wire_block(conn: HttpConnection, wire: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _same_wire(wire: list[tuple[bytes, bytes]], kept: list[tuple[bytes, bytes]]) -> bool:
-    """``wire == kept``, pair by pair (a list comparison of tuples is generic, and slower)."""
+    """``wire == kept``, pair by pair (a list comparison of tuples is generic, and slower).
+    The request side's ``http_adapter._same_pairs`` is its ``str`` twin, typed apart so that
+    each compiles to its own type's comparison."""
     if len(wire) != len(kept):
         return False
     for i in range(len(wire)):

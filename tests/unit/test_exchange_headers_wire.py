@@ -182,6 +182,18 @@ async def test_headers_named_by_several_connection_headers_are_all_dropped() -> 
         assert resp.headers.unread_wire() == [(b"x-c", b"3")]
 
 
+def _each_gets_its_own(conn: HttpConnection, heads: list[bytes]) -> None:
+    """Requests with these header lines (after ``host: up``), read in one go, each get exactly
+    its own headers, names lower-cased."""
+    # read in one go: the worker has not run yet, so every exchange is still in the queue
+    conn.data_received(b"".join(b"GET /x HTTP/1.1\r\nhost: up\r\n" + h + b"\r\n" for h in heads))
+    got = [list(ex.headers) for ex in conn.queue if isinstance(ex, Exchange)]
+    for head, headers in zip(heads, got, strict=True):
+        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
+        assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
+    conn.connection_lost(None)
+
+
 async def test_each_request_on_a_connection_has_its_own_header_names() -> None:
     """Names are remembered by place from one request to the next on a connection: a request
     whose names differ, move, or are fewer or more still gets exactly its own, lower-cased."""
@@ -195,13 +207,7 @@ async def test_each_request_on_a_connection_has_its_own_header_names() -> None:
         b"X-C: 6\r\nX-Long-" + b"n" * 80 + b": 7\r\nX-D: 8\r\n",  # more, one too long to keep
         b"x-c: 9\r\nX-Long-" + b"n" * 80 + b": 10\r\nX-E: 11\r\n",
     ]
-    # read in one go: the worker has not run yet, so every exchange is still in the queue
-    conn.data_received(b"".join(b"GET /x HTTP/1.1\r\nhost: up\r\n" + h + b"\r\n" for h in heads))
-    got = [list(ex.headers) for ex in conn.queue if isinstance(ex, Exchange)]
-    for head, headers in zip(heads, got, strict=True):
-        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
-        assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
-    conn.connection_lost(None)
+    _each_gets_its_own(conn, heads)
 
 
 async def test_request_headers_lose_their_hop_by_hop_ones_and_all_count_toward_the_limit() -> None:
@@ -270,12 +276,7 @@ async def test_each_request_on_a_connection_has_its_own_header_values() -> None:
         b"X-A: " + b"v" * 200 + b"\r\nX-B: 3\r\n",
         b"X-A: 1\r\nX-B: 3\r\n",
     ]
-    conn.data_received(b"".join(b"GET /x HTTP/1.1\r\nhost: up\r\n" + h + b"\r\n" for h in heads))
-    got = [list(ex.headers) for ex in conn.queue if isinstance(ex, Exchange)]
-    for head, headers in zip(heads, got, strict=True):
-        sent = [line.split(b": ") for line in head.split(b"\r\n") if line]
-        assert headers == [("host", "up")] + [(k.decode().lower(), v.decode()) for k, v in sent]
-    conn.connection_lost(None)
+    _each_gets_its_own(conn, heads)
 
 
 async def test_each_request_on_a_connection_has_its_own_method_path_and_query() -> None:
