@@ -64,7 +64,7 @@ _NAMES_MAX: Final = 512
 #: few, short ones (an app's usual headers), not what a hostile app could make each idle
 #: connection hold
 _KEPT_PLACES: Final = 16
-_KEPT_VALUE_BYTES: Final = 128
+_KEPT_VALUE_BYTES: Final = 64
 #: the longest request target an app connection keeps read for its next request
 _KEPT_TARGET_BYTES: Final = 256
 #: what a header name is to the request's checks, found once per name and place (``on_header``)
