@@ -184,6 +184,8 @@ class Exchange:
     """One call in flight, as filters and adapters see it."""
 
     __slots__ = (
+        "_admitted",
+        "_deadline_entry",
         "_stash",
         "body",
         "body_length",
@@ -244,6 +246,11 @@ class Exchange:
         #: loop time when the request head was complete.
         self.start = start
         self._stash: Stash | None = None
+        # the built-in timeout's and circuit breaker's state for this call while it is inside
+        # them (sidecar.filters.timeout, sidecar.filters.circuit_breaker): kept here rather
+        # than in a dict keyed by the call, which cost every call a hash, an insert and a delete
+        self._deadline_entry: object = None
+        self._admitted = -1
 
     @property
     def stash(self) -> Stash:

@@ -17,8 +17,8 @@ upstream. Each transition is logged once (``sidecar.circuit_breaker``, with upst
 reason) and counted in ``sidecar_circuit_transitions_total``; ``sidecar_circuit_state`` and
 ``/upstreams`` read the breaker's state when asked.
 
-A closed breaker costs a call two attribute reads, the admitted generation kept and taken back
-(one dict entry) and one method call; the clock is read only on failures (and per call when a
+A closed breaker costs a call two attribute reads, the admitted generation kept on the exchange
+and taken back, and one method call; the clock is read only on failures (and per call when a
 ``failure_ratio`` window is configured). It is an observer (:mod:`sidecar.observing`): the
 ``retry`` filter right above it runs its steps within its own coroutine frame.
 """
@@ -83,17 +83,17 @@ class _Judge(Observer):
         self.http = classify is classify_http
         self.failing = failing
         self.timeout_fails = "timeout" in failing
-        #: the attempts inside now, and the breaker generation each was admitted in
-        self.admitted: dict[Exchange, int] = {}
 
     def begin(self, exchange: Exchange) -> None:
         breaker = self.breaker
-        # closed: no call, no clock; open or half-open: admit() decides (raises CircuitOpen)
-        self.admitted[exchange] = breaker.admit() if breaker.state else breaker.generation
+        # closed: no call, no clock; open or half-open: admit() decides (raises CircuitOpen).
+        # The generation the attempt was admitted in is kept on the exchange (one breaker per
+        # chain; retry's attempts pass it one after another)
+        exchange._admitted = breaker.admit() if breaker.state else breaker.generation
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
-        gen = self.admitted[exchange]  # index and del: no method call (pop is one)
-        del self.admitted[exchange]
+        gen = exchange._admitted
+        exchange._admitted = -1
         conditions = classify_http(resp, None) if self.http else self.classify(resp, None)
         if conditions and not self.failing.isdisjoint(conditions):
             self.breaker.failure(gen, conditions[0])
@@ -101,8 +101,8 @@ class _Judge(Observer):
             self.breaker.success(gen)
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
-        gen = self.admitted[exchange]
-        del self.admitted[exchange]
+        gen = exchange._admitted
+        exchange._admitted = -1
         breaker = self.breaker
         if isinstance(e, SidecarError):
             conditions = self.classify(None, e)

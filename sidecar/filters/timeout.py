@@ -21,7 +21,7 @@ __all__ = ["TIMEOUT_HEADER", "factory", "parse_timeout_header"]
 
 import asyncio
 import re
-from typing import Final
+from typing import Final, cast
 
 from ..api import RouteContext
 from ..chain import Filter
@@ -73,14 +73,13 @@ def factory(ctx: RouteContext) -> Filter:
 
 
 class _Deadlines(Observer):
-    """Each call's deadline registered as it enters, removed as it leaves; a call cancelled
-    for it leaves as ``UpstreamTimeout`` (504), raised here for the filters outside."""
+    """Each call's deadline registered as it enters (the registration kept on the exchange),
+    removed as it leaves; a call cancelled for it leaves as ``UpstreamTimeout`` (504), raised
+    here for the filters outside."""
 
     def __init__(self, budget: float, wheel: DeadlineWheel) -> None:
         self.budget = budget
         self.wheel = wheel
-        #: the calls inside this filter now, and their registrations
-        self.calls: dict[Exchange, Deadline] = {}
         #: the loop the last call ran on (see ``begin``)
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -103,17 +102,20 @@ class _Deadlines(Observer):
         exchange.deadline = deadline
         entry = self.wheel.add(loop, task, deadline)
         entry.seconds = deadline - now
-        self.calls[exchange] = entry
+        exchange._deadline_entry = entry  # one timeout filter per chain: one entry per call
+
+    def _leave(self, exchange: Exchange) -> Deadline:
+        entry = exchange._deadline_entry
+        exchange._deadline_entry = None
+        return cast(Deadline, entry)  # begin ran for this call
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
-        entry = self.calls[exchange]  # index and del: no method call (pop is one)
-        del self.calls[exchange]
+        entry = self._leave(exchange)
         if self.wheel.remove(entry):
             entry.task.uncancel()  # the deadline fired as the answer came: not pending
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
-        entry = self.calls[exchange]
-        del self.calls[exchange]
+        entry = self._leave(exchange)
         fired = self.wheel.remove(entry)
         if isinstance(e, asyncio.CancelledError):
             # ours only if the deadline fired and nothing else (the app leaving) cancelled too

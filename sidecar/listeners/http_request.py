@@ -220,7 +220,7 @@ class RequestReader(FlowControl):
             self.last_request = True
         self.url = b""
         self.hdrs = []
-        self.hop = []
+        self.hop.clear()  # read in build_exchange and nowhere else: one list reused
         self.hosts = 0
         self.host = None
         self.hdr_bytes = 0
@@ -364,13 +364,15 @@ class RequestReader(FlowControl):
         hdrs = self.hdrs
         host = self.host
         hosts = self.hosts
-        connection: list[str] = []
+        connection: list[str] | None = None
         content_length: str | None = None
         te: str | None = None
         expects: list[str] | None = None
         # the hop-by-hop headers, sorted out as they came (``on_header``)
         for name, value in self.hop:
             if name == "connection":
+                if connection is None:
+                    connection = []
                 connection.append(value)
             elif name == "content-length":
                 content_length = value

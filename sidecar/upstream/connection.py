@@ -256,7 +256,7 @@ class UpstreamConnection(FlowControl):
         if self._done or not self._awaiting:
             raise self._violation("upstream sent more than one response")
         self._hdrs = []
-        self._hop = []
+        self._hop.clear()  # read in on_headers_complete and nowhere else: one list reused
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._in_head = True
@@ -323,7 +323,8 @@ class UpstreamConnection(FlowControl):
                 chunked = True
             elif name == b"keep-alive":
                 self.keep_alive_hint = _keep_alive_timeout(raw.decode("latin-1"))
-        if connection is not None:
+        if connection is not None and (len(connection) != 1 or connection[0] != b"keep-alive"):
+            # (``Connection: keep-alive``, what most upstreams send, names no other header)
             # the headers a Connection header names (beyond the standard hop-by-hop ones,
             # already left out) are dropped too
             named = _wire_named(connection)
