@@ -148,6 +148,10 @@ class RouteTable:
             if not is_loopback_host(name.lower())
         }
         self.explicit = tuple(explicit)
+        #: whether a call's route depends on its path and Host alone (no route matches header
+        #: values): then a connection may keep its last call's route for the next call with
+        #: the same path and Host
+        self.by_path_and_host = not any(r.headers for r in self.explicit)
         #: ``Host`` values as the apps send them → their route by host, if any (what
         #: ``by_host`` answers for the value without its port, lower-cased); emptied when full
         self._host_routes: dict[str, Route | None] = {}

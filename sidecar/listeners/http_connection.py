@@ -40,7 +40,7 @@ from ..errors import RequestTimeout, SidecarError
 from ..exchange import Exchange, Response
 from ..flow_control import write_pass
 from ..http1 import CLOSED_REQUEST_PARSER
-from ..routing import normalize_path
+from ..routing import Route, RouteTable, normalize_path
 from ..waiter import new_future, set_result_now
 from .http_body import RequestBody
 from .http_request import COLLECT_LIMIT, RequestReader
@@ -88,6 +88,13 @@ class HttpConnection(RequestReader):
         #: request can have (a request target holds no line feed)
         self.last_path = "\n"
         self.last_normalized = ""
+        #: the last call's route, kept while the route table, the normalised path and the Host
+        #: are the very same objects (a table whose routes match no header values only)
+        self.last_routes: RouteTable | None = None
+        self.last_route_path = ""
+        self.last_route_host: str | None = None
+        self.last_route: Route | None = None
+        self.last_forwarded = ""
 
     # --- connection events -------------------------------------------------------------------
 
@@ -239,11 +246,30 @@ class HttpConnection(RequestReader):
                 self.last_path = raw
                 self.last_normalized = path
         af = self.absolute_form
+        routes = listener.routes
+        host = ex.host
         if af and ex in af:
             af.discard(ex)
-            route, path = listener.routes.resolve(path, ex.host, ex.headers, authority_only=True)
+            route, path = routes.resolve(path, host, ex.headers, authority_only=True)
+        elif (
+            routes is self.last_routes
+            and path is self.last_route_path
+            and host is self.last_route_host
+            and self.last_route is not None
+        ):
+            # the same table, path and Host as the last call: its route (the table routes by
+            # path and Host alone, see below)
+            route = self.last_route
+            path = self.last_forwarded
         else:
-            route, path = listener.routes.resolve(path, ex.host, ex.headers)
+            normalized = path
+            route, path = routes.resolve(path, host, ex.headers)
+            if routes.by_path_and_host:
+                self.last_routes = routes
+                self.last_route_path = normalized
+                self.last_route_host = host
+                self.last_route = route
+                self.last_forwarded = path
         ex.path = path
         ex.upstream = route.upstream
         ex.route = route.name

@@ -18,7 +18,7 @@ from sidecar.exchange import Exchange, Headers
 from sidecar.listeners.http import HttpListener
 from sidecar.listeners.http_connection import HttpConnection
 from sidecar.resilience.deadlines import DeadlineWheel
-from sidecar.routing import Route, RouteTable
+from sidecar.routing import ExplicitRoute, Route, RouteTable
 from sidecar.telemetry.metrics import Metrics
 
 
@@ -173,3 +173,27 @@ async def test_an_app_connection_routes_each_request_by_its_own_path(paths: list
             assert type(got) is type(want) and str(got) == str(want)
         else:
             assert got == want
+
+
+async def test_the_route_kept_for_the_next_call_is_never_another_calls() -> None:
+    """A connection keeps its last call's route for a call with the same path and Host, and
+    only then: another Host, a reloaded route table, or routes that match header values get
+    the route the table gives."""
+    a, b, c = (Route(name, name, _nothing) for name in ("a", "b", "c"))
+    listener = HttpListener(HttpListenerConfig(), RouteTable({"a": a, "b": b}), Metrics())
+    conn = HttpConnection(listener)
+
+    def route_of(host: str | None, headers: list[tuple[str, str]] | None = None) -> str:
+        ex = Exchange("GET", "/a/x", Headers(headers or []))
+        ex.host = host
+        conn.route(ex)
+        return ex.route
+
+    assert [route_of(None), route_of(None)] == ["a", "a"]
+    assert [route_of("b"), route_of(None), route_of("b:8080")] == ["b", "a", "b"]
+    listener.routes = RouteTable({"a": Route("a-reloaded", "a", _nothing)})  # a reload
+    assert route_of(None) == "a-reloaded"
+    by_header = ExplicitRoute(c, "/a", None, (("x-to", "c"),), None)
+    listener.routes = RouteTable({"a": a}, [by_header])
+    calls = [None, [("x-to", "c")], None, [("x-to", "c")], [("x-to", "c")]]
+    assert [route_of(None, h) for h in calls] == ["a", "c", "a", "c", "c"]
