@@ -12,7 +12,7 @@ coroutine frame on the way, and retry runs the circuit breaker's steps in its ow
 
 from __future__ import annotations
 
-__all__ = ["Filter", "Handler", "compose", "fuse"]
+__all__ = ["Filter", "Handler", "ObservedHandler", "compose", "fuse"]
 
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -23,7 +23,27 @@ Handler = Callable[[Exchange], Awaitable[Response]]
 Filter = Callable[[Exchange, Handler], Awaitable[Response]]
 
 
+class ObservedHandler:
+    """A handler whose outermost filter is an observing one; called, it is that filter's
+    call. A caller that awaits the call in a coroutine of its own (the HTTP/1.1 worker) may run
+    :attr:`observing`'s steps in its own frame around ``await inner(exchange)`` instead, as
+    :meth:`Observing.__call__ <sidecar.observing.Observing.__call__>` runs them: one coroutine
+    frame fewer per call."""
+
+    __slots__ = ("inner", "observing")
+
+    def __init__(self, observing: Observing, inner: Handler) -> None:
+        self.observing = observing
+        self.inner = inner
+
+    def __call__(self, exchange: Exchange) -> Awaitable[Response]:
+        return self.observing(exchange, self.inner)
+
+
 def _bind(f: Filter, call_next: Handler) -> Handler:
+    if isinstance(f, Observing):
+        return ObservedHandler(f, call_next)
+
     # A plain function returning the filter's coroutine: no extra coroutine frame per layer.
     def handler(exchange: Exchange) -> Awaitable[Response]:
         return f(exchange, call_next)

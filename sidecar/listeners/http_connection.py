@@ -35,7 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
 from ..answers import error_response
-from ..chain import Handler
+from ..chain import Handler, ObservedHandler
 from ..errors import RequestTimeout, SidecarError
 from ..exchange import Exchange, Response
 from ..flow_control import write_pass
@@ -195,7 +195,26 @@ class HttpConnection(RequestReader):
                 if resp is None:
                     try:
                         handler = self.route(ex)
-                        resp = await handler(ex)
+                        if type(handler) is ObservedHandler:
+                            # the chain's outer observers run here, as Observing.__call__ runs
+                            # them, in this frame rather than in a coroutine of their own
+                            observing = handler.observing
+                            failed = observing.begin_all(ex)
+                            if failed is None:
+                                try:
+                                    resp = await handler.inner(ex)
+                                except BaseException as raised:
+                                    failed = observing.fail_all(ex, raised)
+                                else:
+                                    failed = observing.finish_all(ex, resp)
+                            if failed is not None:
+                                rescuer = observing.rescuer
+                                if rescuer is None:
+                                    raise failed
+                                resp = rescuer.rescued(ex, failed)
+                            assert resp is not None  # answered, or rescued, or raised
+                        else:
+                            resp = await handler(ex)
                     except SidecarError as e:
                         resp = self.unrouted(ex, e)
                     except Exception:
