@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 from .errors import BodyTooLarge
+from .waiter import Wake
 
 T = TypeVar("T")
 
@@ -187,6 +188,7 @@ class Exchange:
         "_admitted",
         "_deadline_entry",
         "_stash",
+        "_wake",
         "body",
         "body_length",
         "client",
@@ -251,6 +253,9 @@ class Exchange:
         # than in a dict keyed by the call, which cost every call a hash, an insert and a delete
         self._deadline_entry: object = None
         self._admitted = -1
+        #: the wake-up of the task that runs this call, if its front keeps one (the HTTP/1.1
+        #: worker: sidecar.waiter), for the upstream connection that answers it
+        self._wake: Wake | None = None
 
     @property
     def stash(self) -> Stash:

@@ -313,7 +313,7 @@ def _sender(
                 except BaseException as e:
                     count_failure(e)
                     raise
-            fut = conn.begin(ex.method == "HEAD")
+            fut = conn.begin(ex.method == "HEAD", ex._wake)
             transport = conn.transport
             assert transport is not None
             body = ex.body

@@ -41,7 +41,7 @@ from ..exchange import Exchange, Response
 from ..flow_control import write_pass
 from ..http1 import CLOSED_REQUEST_PARSER
 from ..routing import Route, RouteTable, normalize_path
-from ..waiter import new_future, set_result_now
+from ..waiter import Wake, new_future, set_result_now
 from .http_body import RequestBody
 from .http_request import COLLECT_LIMIT, RequestReader
 from .http_response import REFUSED, refusal_bytes, write_response, write_whole
@@ -72,6 +72,9 @@ class HttpConnection(RequestReader):
         #: dispatched requests in order; a ``Response`` is a refusal owed after them.
         self.queue: deque[Exchange | Response] = deque()
         self.worker: asyncio.Task[None] | None = None
+        #: the worker's wake-up, kept for each Future it waits on: the next request, and each
+        #: call's upstream answer (the worker runs the call; the exchange carries this along)
+        self.wake = Wake()
         #: what the idle worker waits on for the next request
         self.next_ready: asyncio.Future[None] | None = None
         #: in ``data_received``: a request dispatched now wakes the worker once the read is done
@@ -143,7 +146,7 @@ class HttpConnection(RequestReader):
             self.worker_owed = False
             w = self.next_ready
             if w is not None and not w.done():
-                set_result_now(w, None, self.loop)
+                set_result_now(w, None, self.loop, self.wake)
 
     def eof_received(self) -> bool | None:
         # The app's FIN means it is gone, as nginx and Go take it: a half-close and a full close
@@ -159,6 +162,7 @@ class HttpConnection(RequestReader):
     def dispatch(self, ex: Exchange) -> None:
         self.state = BUSY
         self.listener.began += 1  # the wait for a quiet app sees every call (app_quiet)
+        ex._wake = self.wake
         queue = self.queue
         queue.append(ex)
         if len(queue) > MAX_PIPELINED:

@@ -38,7 +38,7 @@ from ..http1 import (
     content_length_value,
     hop_by_hop_names,
 )
-from ..waiter import new_future, set_result_now
+from ..waiter import Wake, new_future, set_result_now
 from .body import UpstreamBody
 
 #: Status line and headers of one response; llhttp buffers a header until it ends, so this is
@@ -122,6 +122,8 @@ class UpstreamConnection(FlowControl):
         #: a task writing a streaming request body; cancelled when the connection closes.
         self.pump: asyncio.Task[None] | None = None
         self._head: asyncio.Future[Response] | None = None
+        #: the waiting task's kept wake-up, until the head is delivered
+        self._wake: Wake | None = None
         self._resp: Response | None = None
         #: the response's end-to-end headers as read, and apart its hop-by-hop ones: sorted as
         #: they come (by the name at each place, see ``on_header``), so the head passes the
@@ -246,7 +248,9 @@ class UpstreamConnection(FlowControl):
                 # not on the loop's next pass
                 loop = self._loop
                 assert loop is not None  # set by begin()
-                set_result_now(head, resp, loop)
+                wake = self._wake
+                self._wake = None  # an idle connection holds no app connection's task
+                set_result_now(head, resp, loop, wake)
         elif self._done:
             self._finish()
 
@@ -448,9 +452,11 @@ class UpstreamConnection(FlowControl):
         connection's: once it ended, the connection may carry another call."""
         return self._head is head
 
-    def begin(self, head_only: bool) -> asyncio.Future[Response]:
-        """Start an exchange; the returned future resolves with the response head."""
+    def begin(self, head_only: bool, wake: Wake | None = None) -> asyncio.Future[Response]:
+        """Start an exchange; the returned future resolves with the response head. ``wake``:
+        the calling task's kept wake-up, if it keeps one (see ``sidecar.waiter``)."""
         self.requests += 1
+        self._wake = wake
         self._head_only = head_only
         self._got_bytes = False
         self._http11 = False

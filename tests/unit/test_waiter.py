@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-from sidecar.waiter import current_task, set_result_now
+from sidecar.waiter import Wake, current_task, set_result_now
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="loop")
 
@@ -100,6 +100,44 @@ async def test_a_future_nobody_awaits_yet_is_just_settled() -> None:
     fut: asyncio.Future[int] = loop.create_future()
     loop.call_soon(set_result_now, fut, 3, loop)
     assert await asyncio.wait_for(fut, 1) == 3
+
+
+async def test_a_kept_wake_wakes_the_task_waiting_now_whichever_it_is() -> None:
+    """Settled with a kept :class:`Wake`, the Futures one task waits on one after another wake
+    it in the settling callback each time, in its own context; a Future another task waits on
+    wakes that task, and never the kept one."""
+    loop = asyncio.get_running_loop()
+    kept = Wake()
+    order: list[str] = []
+    futs: list[asyncio.Future[int]] = [loop.create_future() for _ in range(4)]
+
+    async def waiting(name: str, fs: list[asyncio.Future[int]]) -> None:
+        VAR.set(name)
+        for f in fs:
+            order.append(f"{name} got {await f} in {VAR.get()} context")
+
+    tasks = [loop.create_task(waiting("a", futs[:2])), loop.create_task(waiting("b", futs[2:]))]
+    await asyncio.sleep(0)  # both tasks now wait
+
+    def settle(fut: asyncio.Future[int], value: int) -> None:
+        set_result_now(fut, value, loop, kept)
+        owner = getattr(kept.callback, "__self__", None)  # a task's wake-up is bound to it
+        order.append(f"settled {value}, kept {'a' if owner is tasks[0] else 'b'}'s")
+
+    for value, fut in enumerate(futs, 1):
+        loop.call_soon(settle, fut, value)
+        await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert order == [
+        "a got 1 in a context",
+        "settled 1, kept a's",
+        "a got 2 in a context",  # woken through the kept wake-up
+        "settled 2, kept a's",
+        "b got 3 in b context",  # not a's: its wake-up is read, and kept
+        "settled 3, kept b's",
+        "b got 4 in b context",
+        "settled 4, kept b's",
+    ]
 
 
 def test_on_uvloop_too() -> None:
