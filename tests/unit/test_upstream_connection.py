@@ -93,11 +93,12 @@ async def test_a_later_call_is_not_its_predecessors_to_close() -> None:
     assert events == ["free"] and not conn.carries(first) and conn.carries(second)
 
 
-async def test_a_second_response_in_the_same_read_poisons_the_connection() -> None:
+@pytest.mark.parametrize("second", [OK, b"HTTP/1.1 204 No Content\r\n\r\n"])
+async def test_a_second_response_in_the_same_read_poisons_the_connection(second: bytes) -> None:
     """Bytes after a complete response are never kept for the next request: the first response
-    is delivered and the connection is closed."""
+    is delivered and the connection is closed (a second response with headers or without)."""
     conn, transport, events = standalone()
-    resp = respond(conn, OK + OK).result()
+    resp = respond(conn, OK + second).result()
     assert resp.body == b"ok"
     assert not conn.reusable and transport.closed and "free" not in events
 
@@ -108,6 +109,7 @@ async def test_interim_responses_are_skipped() -> None:
     fut = respond(conn, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: x\r\n\r\n" + OK)
     resp = fut.result()
     assert resp.status == 200 and resp.body == b"ok" and conn.reusable
+    assert list(resp.headers) == []  # the interim response's headers are not the final one's
 
 
 async def test_head_response_ends_at_its_headers_and_the_next_exchange_parses() -> None:
