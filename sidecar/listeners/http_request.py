@@ -23,7 +23,7 @@ __all__ = ["COLLECT_LIMIT", "RequestReader"]
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -115,7 +115,9 @@ class RequestReader(FlowControl):
         #: the header values of the last request, by place, as received, and the pairs read
         #: from them: an app sends the same values call after call, and a pair is immutable
         self.values: list[bytes] = []
-        self.pairs: list[tuple[str, str]] = []
+        #: (typed as tuples of any length: compiled, a pair typed ``tuple[str, str]`` is unpacked
+        #: as it is read and packed into a new tuple as it is appended, a copy per header)
+        self.pairs: list[tuple[str, ...]] = []
         #: the last origin-form request target (a short one) and its path and query; at first
         #: one no request has (a target holds no line feed)
         self.last_url = b"\n"
@@ -252,14 +254,16 @@ class RequestReader(FlowControl):
             raise _Refused
         if not self.in_head:
             return  # a chunked body's trailer: counted above, never forwarded
-        hdrs = self.hdrs
-        hop = self.hop
+        # the lists as lists of tuples of any length: a kept pair is appended itself (``pairs``)
+        hdrs = cast(list[tuple[str, ...]], self.hdrs)
+        hop = cast(list[tuple[str, ...]], self.hop)
         at = len(hdrs) + len(hop)
         if at >= self.max_headers:
             self.error = HeadersTooLarge(f"more than {self.max_headers} request headers")
             raise _Refused
         read = self.names.get(at, name)
         values = self.values
+        pair: tuple[str, ...]
         if read is None:
             known = _NAMES.get(name)
             key = known if known is not None else _name_of(name)
@@ -283,9 +287,9 @@ class RequestReader(FlowControl):
         else:
             hop.append(pair)
 
-    def _pair(self, at: int, key: str, value: bytes) -> tuple[str, str]:
+    def _pair(self, at: int, key: str, value: bytes) -> tuple[str, ...]:
         """The pair of a header line, kept for the next request when short and early."""
-        pair = (key, value.decode("latin-1"))
+        pair: tuple[str, ...] = (key, value.decode("latin-1"))
         values = self.values
         if at < len(values):
             if len(value) <= _KEPT_VALUE_BYTES:
