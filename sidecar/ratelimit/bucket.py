@@ -66,7 +66,8 @@ class TokenBuckets:
         if tat is None:
             tat = now
         else:
-            tats.move_to_end(key)
+            if len(tats) > 1:  # one key (per upstream or route): no order to keep
+                tats.move_to_end(key)
             if tat < now:
                 tat = now
         interval = self.interval

@@ -53,6 +53,7 @@ def config(url: str, token_file: Path) -> dict[str, Any]:
     return {
         "upstreams": {
             "keyed": {"url": url, "auth": {"type": "api_key", "key": {"env": "PAY_API_KEY"}}},
+            "keyfile": {"url": url, "auth": {"type": "api_key", "key": {"file": str(token_file)}}},
             "queried": {
                 "url": url,
                 "auth": {"type": "api_key", "key": {"env": "PAY_API_KEY"}, "query": "api_key"},
@@ -123,22 +124,27 @@ async def test_hmac_signature_verifies_with_an_independent_implementation(
     assert signature == f"sha256={expected}"
 
 
+@pytest.mark.parametrize(
+    ("upstream", "name", "sent"),
+    [("bearer", "authorization", "Bearer {}"), ("keyfile", "x-api-key", "{}")],
+)
 async def test_a_rotated_token_file_is_used_without_a_restart(
-    up: FakeUpstream, tmp_path: Path
+    up: FakeUpstream, tmp_path: Path, upstream: str, name: str, sent: str
 ) -> None:
-    """A Secret volume update (..data swap) reaches the upstream within about a second."""
+    """A Secret volume update (..data swap) reaches the upstream within about a second, as a
+    bearer token or as an API key in a header."""
     token = k8s_secret(tmp_path, "bt-v1", 1)
     async with running_sidecar(config(up.url, token)) as s, httpx.AsyncClient() as c:
-        url = f"http://127.0.0.1:{s.http_port}/bearer/x"
+        url = f"http://127.0.0.1:{s.http_port}/{upstream}/x"
         assert (await c.get(url)).status_code == 200
         k8s_secret(tmp_path, "bt-v2", 2)
         for _ in range(100):  # bounded: one call every 50 ms for up to 5 s
             assert (await c.get(url)).status_code == 200
-            if header(up.requests[-1], "authorization") == ["Bearer bt-v2"]:
+            if header(up.requests[-1], name) == [sent.format("bt-v2")]:
                 break
             await asyncio.sleep(0.05)
-    assert header(up.requests[0], "authorization") == ["Bearer bt-v1"]
-    assert header(up.requests[-1], "authorization") == ["Bearer bt-v2"]
+    assert header(up.requests[0], name) == [sent.format("bt-v1")]
+    assert header(up.requests[-1], name) == [sent.format("bt-v2")]
 
 
 async def test_pass_through_forwards_the_apps_authorization(
