@@ -115,6 +115,11 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
     ``str.format`` call, and such calls were most of this function's cost.
     """
     enabled = log.isEnabledFor
+    # what isEnabledFor answers from once the logger is not disabled, read here first: the
+    # interpreted call is a frame per line (logging empties this dict whenever a level changes,
+    # and isEnabledFor fills it again; without it, every line asks isEnabledFor)
+    cache = getattr(log, "_cache", None)
+    answered: dict[int, bool] = cache if isinstance(cache, dict) else {}
     level_info = (
         '", "level": "info", "logger": "sidecar.access", "msg": "access", '
         + f'"listener": {_json_str(listener)}, "method": '
@@ -139,12 +144,16 @@ def _line_writer(listener: str, upstream: str, route: str, put: Callable[[str], 
         exchange: Exchange, status: int, sent: int, error: str | None, ok: bool, grpc: int | None
     ) -> None:
         nonlocal last_client, last_quoted_client
+        if log.disabled:
+            return  # as isEnabledFor answers, before its cache
         if error or status >= 500 or not ok or (grpc is not None and grpc in failures):
-            if not enabled(warning):
+            on = answered.get(warning)
+            if not (enabled(warning) if on is None else on):
                 return
             level = level_warning
         else:
-            if not enabled(info):
+            on = answered.get(info)
+            if not (enabled(info) if on is None else on):
                 return
             level = level_info
         duration = _millis(clock() - exchange.start)

@@ -87,13 +87,17 @@ class AccessLogWriter:
     def write(self, line: str) -> None:
         """Queue one line (ending in a newline; ASCII, as JSON with escapes is)."""
         n = len(line)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: compiled, its __enter__ and __exit__ are looked up per line
+        try:
             size = self._size + n
             if size > self._max or self._closing:
                 self.dropped += 1
                 return
             self._lines.append(line)
             self._size = size
+        finally:
+            lock.release()
         if size >= self._batch_bytes and not self._kicked:
             # once per batch: Event.set is a lock and a notify, and the thread may take a few
             # ms (the GIL switch interval) to come for the batch

@@ -225,6 +225,34 @@ async def test_above_info_a_success_builds_nothing_but_errors_still_log(
     ]
 
 
+async def test_a_level_changed_while_calls_run_applies_from_the_next_line(
+    lines: JsonLines | WrittenLines,
+) -> None:
+    """The access logger's level (or its being disabled) changed at run time decides the very
+    next line of a chain built before the change."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    f = make()
+
+    async def call(status: int) -> None:
+        sent(await f(make_exchange(), responder(status)))
+
+    await call(200)
+    logger.setLevel(logging.WARNING)
+    await call(201)  # a success above the level: no line
+    await call(502)
+    logger.setLevel(logging.INFO)
+    await call(202)
+    await call(504)
+    logger.disabled = True
+    try:
+        await call(204)  # a disabled logger writes nothing, success or failure
+        await call(503)
+    finally:
+        logger.disabled = False
+    await call(203)
+    assert [x["status"] for x in lines.lines] == [200, 502, 202, 504, 203]
+
+
 async def test_left_out_of_the_chain_when_disabled_or_above_warning() -> None:
     """Access logging off costs nothing at all: the filter is not composed in."""
     logger = logging.getLogger(ACCESS_LOGGER)
