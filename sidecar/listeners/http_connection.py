@@ -223,6 +223,7 @@ class HttpConnection(RequestReader):
                         resp = self.unrouted(ex, e)
                     except Exception:
                         resp = self.unexpected()
+                    ex._wake = None  # an exchange a plugin keeps does not keep this connection
                 kept = write_whole(self, ex, resp)  # the common answer: no coroutine to write it
                 if kept is None:
                     kept = await write_response(self, ex, resp)
@@ -287,7 +288,8 @@ class HttpConnection(RequestReader):
         else:
             normalized = path
             route, path = routes.resolve(path, host, ex.headers)
-            if routes.by_path_and_host:
+            if routes.by_path_and_host and len(normalized) <= _KEPT_PATH_CHARS:
+                # (a longer path is never the kept normalised one: nothing to keep it for)
                 self.last_routes = routes
                 self.last_route_path = normalized
                 self.last_route_host = host

@@ -197,3 +197,25 @@ async def test_the_route_kept_for_the_next_call_is_never_another_calls() -> None
     listener.routes = RouteTable({"a": a}, [by_header])
     calls = [None, [("x-to", "c")], None, [("x-to", "c")], [("x-to", "c")]]
     assert [route_of(None, h) for h in calls] == ["a", "c", "a", "c", "c"]
+
+
+async def test_a_connection_keeps_no_long_path_for_its_route() -> None:
+    """An app connection that routed a long path (up to the request target's limit) does not
+    hold it afterwards: idle connections that each routed a hostile 8 KB path leave no
+    megabytes behind."""
+    listener = HttpListener(
+        HttpListenerConfig(), RouteTable({"up": Route("up", "up", _nothing)}), Metrics()
+    )
+    conns = [HttpConnection(listener) for _ in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, conn in enumerate(conns):
+            ex = Exchange("GET", f"/up/{i:03d}" + "a" * 8_000, Headers())
+            conn.route(ex)
+            assert ex.upstream == "up"
+            del ex
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000
