@@ -215,12 +215,10 @@ class RequestReader(FlowControl):
 
     # --- parser callbacks --------------------------------------------------------------------
 
-    # No ``on_message_begin``: httptools calls a protocol's callbacks through Python, and each
-    # kind it calls costs every request its call. A request's first callback is ``on_url``
-    # (llhttp calls it for every request target, a part at a time if it comes in parts), so
-    # the request begins there; the method's few bytes before it are not a request yet.
-
-    def _request_begins(self) -> None:
+    def on_message_begin(self) -> None:
+        # at a request's first byte: its head's timeout runs from here, a pipelined request's
+        # first bytes included (begun only at its target, a request cut inside its method
+        # would wait out the idle timeout instead)
         if self.listener.draining:
             # a request that starts once the drain began (a keep-alive race on an idle
             # connection) is answered, and is the last one on this connection
@@ -240,8 +238,6 @@ class RequestReader(FlowControl):
             self.since = self.listener.now
 
     def on_url(self, url: bytes) -> None:
-        if not self.in_head:
-            self._request_begins()
         self.url += url
         if len(self.url) > self.max_uri_bytes:
             self.error = UriTooLong(f"request target over {self.max_uri_bytes} bytes")

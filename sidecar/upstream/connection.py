@@ -256,23 +256,20 @@ class UpstreamConnection(FlowControl):
 
     # --- parser callbacks --------------------------------------------------------------------
 
-    # No ``on_message_begin``: httptools calls a protocol's callbacks through Python, and each
-    # kind it calls costs every response its call. A response's state is reset by ``begin``
-    # (and after an interim response), and a second response is caught at its first header or
-    # at its head's end, whichever comes first.
-
-    def _next_head(self) -> None:
-        """Ready for a response head: ``begin``'s, or the final one after an interim one."""
-        if self._hdrs:
-            self._hdrs = []  # a chunked body's trailers, or an interim response's headers
+    def on_message_begin(self) -> None:
+        # Kept although each callback costs every response a call: it is the only one at a
+        # message's first byte. A second response that starts in the same read as the first,
+        # even by a byte, is refused here; caught only at its first header, a status line
+        # cut short would stay in the parser and answer the next call on this connection.
+        if self._done or not self._awaiting:
+            raise self._violation("upstream sent more than one response")
+        self._hdrs = []
         self._hop.clear()  # read in on_headers_complete and nowhere else: one list reused
         self._hdr_bytes = 0
         self._raw_head_bytes = 0
         self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._done or not self._awaiting:
-            raise self._violation("upstream sent more than one response")
         size = self._hdr_bytes = self._hdr_bytes + len(name) + len(value) + 4
         if size > MAX_RESPONSE_HEADER_BYTES:
             raise self._violation(f"upstream response head over {MAX_RESPONSE_HEADER_BYTES} bytes")
@@ -300,8 +297,6 @@ class UpstreamConnection(FlowControl):
             raise self._violation(f"upstream answered HTTP/{version} {status}")
 
     def on_headers_complete(self) -> None:
-        if self._done or not self._awaiting:
-            raise self._violation("upstream sent more than one response")
         self._in_head = False
         parser = self.parser
         status = parser.get_status_code()
@@ -312,7 +307,6 @@ class UpstreamConnection(FlowControl):
             self._http11 = False  # the final response's status line is not at the start
             if status == 101:
                 raise self._violation("upstream switched protocols unasked")
-            self._next_head()
             return  # interim response (100 Continue, 103 Early Hints): skip it
         # the headers passed on: all but the hop-by-hop ones, sorted out as they came
         kept = self._hdrs
@@ -475,7 +469,7 @@ class UpstreamConnection(FlowControl):
         self._body = None
         self._done = False
         self._head_ready = False
-        self._next_head()
+        self._in_head = False
         self._awaiting = True
         self.request_sent = False
         loop = self._loop

@@ -349,6 +349,22 @@ async def test_slowloris_partial_head_gets_408_after_header_timeout(env: Env) ->
     assert not good.failures
 
 
+async def test_a_pipelined_request_cut_inside_its_method_gets_408_after_header_timeout(
+    env: Env,
+) -> None:
+    """The header timeout runs from a request's first byte, also when that byte came pipelined
+    behind an answered request: not the longer idle timeout, and not a silent close."""
+    loop = asyncio.get_running_loop()
+    async with await RawConnection.open(env.port) as conn:
+        await conn.send(f"GET /up/ HTTP/1.1\r\n{H}\r\nGE".encode())
+        started = loop.time()
+        assert (await conn.response(timeout=5.0)).status == 200
+        resp = await conn.response(timeout=8.0)
+        waited = loop.time() - started
+        _assert_refusal(resp, await conn.closed(), 408, "request_timeout")
+    assert 0.9 <= waited < 4.0, waited
+
+
 async def test_slowloris_dripping_bytes_still_times_out(env: Env) -> None:
     """Sending a head one byte at a time does not reset the header timeout."""
     loop = asyncio.get_running_loop()

@@ -93,10 +93,14 @@ async def test_a_later_call_is_not_its_predecessors_to_close() -> None:
     assert events == ["free"] and not conn.carries(first) and conn.carries(second)
 
 
-@pytest.mark.parametrize("second", [OK, b"HTTP/1.1 204 No Content\r\n\r\n"])
+@pytest.mark.parametrize(
+    "second",
+    [OK, b"HTTP/1.1 204 No Content\r\n\r\n", b"H", b"HTTP/1.", b"HTTP/1.1 200 OK\r\n"],
+)
 async def test_a_second_response_in_the_same_read_poisons_the_connection(second: bytes) -> None:
     """Bytes after a complete response are never kept for the next request: the first response
-    is delivered and the connection is closed (a second response with headers or without)."""
+    is delivered and the connection is closed: a second response with headers or without, or
+    only its first bytes (the rest would otherwise answer the next call on this connection)."""
     conn, transport, events = standalone()
     resp = respond(conn, OK + second).result()
     assert resp.body == b"ok"
