@@ -111,22 +111,30 @@ async def test_a_kept_wake_wakes_the_task_waiting_now_whichever_it_is() -> None:
     order: list[str] = []
     futs: list[asyncio.Future[int]] = [loop.create_future() for _ in range(4)]
 
-    async def waiting(name: str, fs: list[asyncio.Future[int]]) -> None:
+    ready: list[asyncio.Future[None]] = [loop.create_future() for _ in range(2)]
+
+    async def waiting(name: str, fs: list[asyncio.Future[int]], at: asyncio.Future[None]) -> None:
         VAR.set(name)
+        at.set_result(None)  # this step goes on to wait on fs[0] before it yields
         for f in fs:
             order.append(f"{name} got {await f} in {VAR.get()} context")
 
-    tasks = [loop.create_task(waiting("a", futs[:2])), loop.create_task(waiting("b", futs[2:]))]
-    await asyncio.sleep(0)  # both tasks now wait
+    tasks = [
+        loop.create_task(waiting("a", futs[:2], ready[0])),
+        loop.create_task(waiting("b", futs[2:], ready[1])),
+    ]
+    await asyncio.wait_for(asyncio.gather(*ready), 1)  # both tasks now wait
 
-    def settle(fut: asyncio.Future[int], value: int) -> None:
+    def settle(fut: asyncio.Future[int], value: int, done: asyncio.Future[None]) -> None:
         set_result_now(fut, value, loop, kept)
         owner = getattr(kept.callback, "__self__", None)  # a task's wake-up is bound to it
         order.append(f"settled {value}, kept {'a' if owner is tasks[0] else 'b'}'s")
+        done.set_result(None)
 
     for value, fut in enumerate(futs, 1):
-        loop.call_soon(settle, fut, value)
-        await asyncio.sleep(0)
+        done: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(settle, fut, value, done)  # a loop callback, as data_received is
+        await asyncio.wait_for(done, 1)
     await asyncio.wait_for(asyncio.gather(*tasks), 1)
     assert order == [
         "a got 1 in a context",
