@@ -122,10 +122,7 @@ class Observing:
                 e = self.finish_all(exchange, resp)
                 if e is None:
                     return resp
-        rescuer = self.rescuer
-        if rescuer is None:
-            raise e
-        return rescuer.rescued(exchange, e)
+        return self.rescue(exchange, e)
 
     # The steps of a call through the observers, for this filter and for a filter that runs
     # them in its own frame (:class:`Absorbing`). Each returns the error the call leaves with
@@ -157,6 +154,14 @@ class Observing:
     def fail_all(self, exchange: Exchange, e: BaseException) -> BaseException:
         """Each ``error``, innermost first."""
         return self._unwind(exchange, e, len(self.observers) - 1)
+
+    def rescue(self, exchange: Exchange, e: BaseException) -> Response:
+        """The answer for the error a call left the observers with: the rescuer's, or ``e``
+        raised when there is no rescuer (or it lets ``e`` pass)."""
+        rescuer = self.rescuer
+        if rescuer is None:
+            raise e
+        return rescuer.rescued(exchange, e)
 
     def _unwind(self, exchange: Exchange, e: BaseException, start: int) -> BaseException:
         """``e`` passes observers ``start`` down to 0 (outward), as it would pass nested

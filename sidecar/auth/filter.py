@@ -96,22 +96,15 @@ def make_auth_filter(
         if direct is not None and marks is None and not pass_through:
             # a key in a header: set here, in compiled code, not by the interpreted provider
             header, secret = direct
-            if secret.ref.file is None:
-                # a key from the environment or the config: fixed until a reload builds the
-                # chain again, so read once (``SecretValue.get`` is interpreted code)
-                value = secret.get()
+            # a key from the environment or the config is held (``SecretValue.get`` is
+            # interpreted code); one from a file is read on each call, as it may be rotated
+            fixed = secret.fixed
 
-                def auth_header(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
-                    exchange.headers.set(header, value)
-                    return call_next(exchange)
-
-                return auth_header
-
-            def auth_header_file(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
-                exchange.headers.set(header, secret.get())  # a rotated file is read again
+            def auth_header(exchange: Exchange, call_next: Handler) -> Awaitable[Response]:
+                exchange.headers.set(header, fixed if fixed is not None else secret.get())
                 return call_next(exchange)
 
-            return auth_header_file
+            return auth_header
         inject = _marking(provider.inject, marks)
         # nothing to do after the call: plain functions handing back the rest of the chain's
         # awaitable, so the chain has no coroutine frame of theirs (one fewer on every

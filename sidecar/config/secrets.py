@@ -88,6 +88,12 @@ class SecretValue:
             return self._value
         return self._refresh(now)
 
+    @property
+    def fixed(self) -> str | None:
+        """The value when it can never change (not from a file: read once, until a reload
+        reads the config again), else ``None``: a caller on every request may hold it."""
+        return self._value if self.ref.file is None else None
+
     def fresh(self) -> str:
         """The value, the file checked now whatever the interval (for rare, important uses)."""
         if self.ref.file is None:

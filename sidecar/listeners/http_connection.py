@@ -212,10 +212,7 @@ class HttpConnection(RequestReader):
                                 else:
                                     failed = observing.finish_all(ex, resp)
                             if failed is not None:
-                                rescuer = observing.rescuer
-                                if rescuer is None:
-                                    raise failed
-                                resp = rescuer.rescued(ex, failed)
+                                resp = observing.rescue(ex, failed)
                             assert resp is not None  # answered, or rescued, or raised
                         else:
                             resp = await handler(ex)

@@ -59,6 +59,7 @@ _WIRE_NAMES_MAX: Final = 512
 #: received (an upstream sends one or two distinct ones, ``keep-alive`` above all); bounded, as
 #: ``hop_by_hop_names``' cache
 _WIRE_NAMED: Final[dict[bytes, frozenset[bytes]]] = {}
+_NONE_NAMED: Final[frozenset[bytes]] = frozenset()
 _WIRE_NAMED_MAX: Final = 64
 #: the longest value remembered: ``keep-alive``, ``close``, a few names, never a hostile 60 KB
 _WIRE_NAMED_BYTES: Final = 256
@@ -331,8 +332,7 @@ class UpstreamConnection(FlowControl):
                 chunked = True
             elif name == b"keep-alive":
                 self.keep_alive_hint = _keep_alive_timeout(raw.decode("latin-1"))
-        if connection is not None and (len(connection) != 1 or connection[0] != b"keep-alive"):
-            # (``Connection: keep-alive``, what most upstreams send, names no other header)
+        if connection is not None:
             # the headers a Connection header names (beyond the standard hop-by-hop ones,
             # already left out) are dropped too
             named = _wire_named(connection)
@@ -510,6 +510,8 @@ def _wire_named(connection_values: list[bytes]) -> frozenset[bytes]:
     if len(connection_values) != 1:
         return _named_set(connection_values)
     value = connection_values[0]
+    if value == b"keep-alive":
+        return _NONE_NAMED  # what most upstreams send: compared, not hashed and looked up
     named = _WIRE_NAMED.get(value)
     if named is None:
         named = _named_set(connection_values)
