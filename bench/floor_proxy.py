@@ -135,6 +135,8 @@ class TaskApp(App):
 
     def __init__(self, upstream_port: int) -> None:
         super().__init__(upstream_port)
+        # held: asyncio.get_running_loop() costs a getpid() system call per call on Python 3.11
+        self.loop = asyncio.get_running_loop()
         self.queue: deque[bytes] = deque()
         self.worker: asyncio.Task[None] | None = None
         self.next_ready: asyncio.Future[None] | None = None
@@ -142,12 +144,12 @@ class TaskApp(App):
     def on_message_complete(self) -> None:
         self.queue.append(self.url)
         if self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self.work())
+            self.worker = self.loop.create_task(self.work())
         elif self.next_ready is not None and not self.next_ready.done():
             self.next_ready.set_result(None)
 
     async def work(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         while True:
             if not self.queue:
                 self.next_ready = loop.create_future()
@@ -160,7 +162,7 @@ class TaskApp(App):
     async def call(self, url: bytes) -> bytes:
         up = self.upstream
         assert isinstance(up, TaskUpstream) and up.transport is not None
-        up.answer = asyncio.get_running_loop().create_future()
+        up.answer = self.loop.create_future()
         up.transport.write(request_head(url))
         return await up.answer
 

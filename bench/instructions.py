@@ -11,6 +11,12 @@ binary and config give the same count to within a few percent (timers and garbag
 fall differently), whatever else runs, so it compares two commits or two builds where timing
 cannot.
 
+Instructions miss what happens in the kernel, and one system call can cost more than a thousand
+instructions (a ``getpid()`` is about 180 ns on this machine kind). So each proxy is also run a
+second time, without valgrind, under ``strace -c -f``: the same requests, counted in system calls
+per request, by name. On one connection every proxy waits in ``epoll_wait`` once per request or
+so; under load those waits are shared by many requests, the reads and writes are not.
+
 The peers are nginx as a reverse proxy (``master_process off`` under valgrind, keep-alive to the
 upstream) and the floor (``bench/floor_proxy.py``: the least a Python proxy on uvloop and
 httptools does, run on the Python beside ``--sidecar-bin``, and again with ``--tasks``, in
@@ -23,19 +29,22 @@ not counted.
     .venv/bin/python bench/instructions.py --only sidecar --keep /tmp/cg   # then, per function:
     callgrind_annotate --inclusive=yes /tmp/cg/sidecar.cg | head -60
 
-Needs ``valgrind`` (Debian: ``apt-get install valgrind``) and ``nginx``. Under valgrind a
-process runs ~50x slower: the default 2,000 requests per variant take a few seconds each. The
-variants are ``bench/http_proxy.py``'s (plain, defaults, full chain, access log, ...). Exit 1
-if a proxy failed to start or answered anything but 200 with the upstream's body.
+Needs ``valgrind``, ``strace`` and ``nginx`` (Debian: ``apt-get install valgrind strace nginx``).
+Under valgrind a process runs ~50x slower: the default 2,000 requests per variant take a few
+seconds each. The variants are ``bench/http_proxy.py``'s (plain, defaults, full chain, access
+log, ...). Exit 1 if a proxy failed to start or answered anything but 200 with the upstream's
+body.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +126,52 @@ def callgrind(out: Path, argv: list[str]) -> list[str]:
     ]
 
 
+@dataclasses.dataclass
+class Count:
+    """What one proxy did for ``args.requests`` requests."""
+
+    instructions: int
+    #: system calls by name, all its threads
+    syscalls: dict[str, int]
+
+
+#: ``strace -c`` lines: % time, seconds, usecs/call, calls, [errors,] syscall
+_STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", re.M)
+
+
+def traced_syscalls(
+    pid: int, port: int, request: bytes, n: int, out: Path, timeout: float = 30.0
+) -> dict[str, int]:
+    """System calls of process ``pid`` (every thread) while it answers ``n`` requests."""
+    tracer = subprocess.Popen(
+        ["strace", "-c", "-f", "-o", str(out), "-p", str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # strace says "Process N attached" once it traces: only then do the requests count
+        assert tracer.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while "attached" not in seen:
+            line = tracer.stderr.readline()
+            if not line or time.monotonic() > deadline:
+                raise RuntimeError(f"strace did not attach to {pid}: {seen}{line}")
+            seen += line
+        send_requests(port, request, n)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(timeout)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            tracer.wait()
+    rows = _STRACE_ROW.findall(out.read_text())
+    return {name: int(calls) for calls, name in rows if name != "total"}
+
+
 def counted(
     procs: Processes,
     argv: list[str],
@@ -125,14 +180,20 @@ def counted(
     ready: Callable[[subprocess.Popen[bytes]], None],
     port: int,
     args: argparse.Namespace,
-) -> int:
-    """Start ``argv`` under callgrind, warm it up, count ``args.requests`` requests."""
+) -> Count:
+    """Start ``argv`` under callgrind, warm it up, count ``args.requests`` requests; then again
+    without callgrind, under strace, counting its system calls."""
     # the full-chain variant's api_key credential reads BENCH_API_KEY, as in http_proxy.py
     # and a fixed hash seed: dict and set layouts (so probe lengths) are then the same each run
     env = {**os.environ, "BENCH_API_KEY": "bench-api-key", "PYTHONHASHSEED": "0"}
+    request = NGINX_REQUEST if "nginx" in argv[0] else REQUEST
+    proc = procs.start(argv, None, log, env=env)
+    ready(proc)
+    send_requests(port, request, args.warmup)
+    syscalls = traced_syscalls(proc.pid, port, request, args.requests, out.with_suffix(".strace"))
+    procs.close()
     proc = procs.start(callgrind(out, argv), None, log, env=env)
     ready(proc)
-    request = NGINX_REQUEST if "nginx" in argv[0] else REQUEST
     send_requests(port, request, args.warmup)
     subprocess.run(
         ["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True
@@ -151,10 +212,10 @@ def counted(
         Path(args.keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(dump, Path(args.keep) / out.name)
     procs.close()  # this proxy only: each is counted alone
-    return int(m.group(1))
+    return Count(int(m.group(1)), syscalls)
 
 
-def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> int:
+def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> Count:
     """nginx as the reverse proxy, one process (``master_process off``) so callgrind sees it."""
     procs = Processes()
     try:
@@ -180,7 +241,7 @@ def count_nginx(tmp: Path, upstream_port: int, args: argparse.Namespace) -> int:
         procs.close()
 
 
-def count_floor(tmp: Path, upstream_port: int, tasks: bool, args: argparse.Namespace) -> int:
+def count_floor(tmp: Path, upstream_port: int, tasks: bool, args: argparse.Namespace) -> Count:
     """``bench/floor_proxy.py``: the least a Python proxy on uvloop and httptools does (with
     ``tasks``, in asyncio's usual shape: a worker task and two futures per call)."""
     procs = Processes()
@@ -196,7 +257,7 @@ def count_floor(tmp: Path, upstream_port: int, tasks: bool, args: argparse.Names
 
 def count_sidecar(
     tmp: Path, upstream_port: int, v: SidecarVariant, bin_: str, tag: str, args: argparse.Namespace
-) -> int:
+) -> Count:
     procs = Processes()
     try:
         admin, http = free_port(), free_port()
@@ -237,9 +298,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("valgrind", "callgrind_control"):
+    for tool in ("valgrind", "callgrind_control", "strace"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found: apt-get install valgrind")
+            sys.exit(f"{tool} not found: apt-get install valgrind strace")
     known = {v.key: v for v in SIDECAR_VARIANTS}
     chosen = [k for k in args.only.split(",") if k]
     unknown = [k for k in chosen if k not in known]
@@ -250,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for tag, b in bins:
         print(f"sidecar{tag}: {sidecar_build(b)}")
-    rows: list[tuple[str, int]] = []
+    rows: list[tuple[str, Count]] = []
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as t:
         tmp = Path(t)
         procs = Processes()
@@ -275,15 +336,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         finally:
             procs.close()
-    nginx = rows[0][1] / args.requests
-    print(
-        f"\n{args.requests} requests on one keep-alive connection, after {args.warmup} of warm-up"
-    )
-    print("| proxy | instructions per request | vs nginx |")
-    print("|---|---:|---:|")
-    for label, total in rows:
-        per = total / args.requests
-        print(f"| {label} | {per:,.0f} | {per / nginx:.1f}x |")
+    n = args.requests
+    nginx = rows[0][1].instructions / n
+    print(f"\n{n} requests on one keep-alive connection, after {args.warmup} of warm-up")
+    print("| proxy | instructions per request | vs nginx | system calls per request |")
+    print("|---|---:|---:|---|")
+    for label, count in rows:
+        per = count.instructions / n
+        calls = sum(count.syscalls.values()) / n
+        named = ", ".join(
+            f"{name} {c / n:.2f}"
+            for name, c in sorted(count.syscalls.items(), key=lambda kv: -kv[1])
+            if c / n >= 0.05
+        )
+        print(f"| {label} | {per:,.0f} | {per / nginx:.1f}x | {calls:.2f}: {named} |")
     return 0
 
 

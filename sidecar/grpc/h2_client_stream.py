@@ -144,7 +144,7 @@ class ClientStream:
 
     async def wait(self) -> None:
         """Until the connection has news for this stream (its caller checks what it is)."""
-        waiter = self._read_waiter = new_future()
+        waiter = self._read_waiter = new_future(self.conn.loop)
         try:
             await waiter
         finally:
@@ -246,7 +246,7 @@ class ClientStream:
             self.conn.forget(self)
 
     async def _wait_write(self) -> None:
-        waiter = self._write_waiter = new_future()
+        waiter = self._write_waiter = new_future(self.conn.loop)
         try:
             await waiter
         finally:

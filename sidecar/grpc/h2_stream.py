@@ -198,7 +198,7 @@ class H2Stream:
                 raise StopAsyncIteration
             if self.gone:
                 raise StreamGone
-            waiter = self.waiter = new_future()
+            waiter = self.waiter = new_future(self.conn.loop)
             await waiter
 
     # --- response ----------------------------------------------------------------------------
@@ -229,7 +229,7 @@ class H2Stream:
                 self.gone = True
                 raise StreamGone from None
             if room <= 0 or conn.paused:
-                waiter = self.writable = new_future()
+                waiter = self.writable = new_future(self.conn.loop)
                 await waiter
                 continue
             chunk = data if offset == 0 and total <= room else data[offset : offset + room]

@@ -97,7 +97,7 @@ class RequestBody:
                 raise self._error
             if self.eof:
                 raise StopAsyncIteration
-            self._waiter = new_future()
+            self._waiter = new_future(asyncio.get_running_loop())
             try:
                 await self._waiter
             finally:

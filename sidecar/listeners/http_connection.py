@@ -182,7 +182,7 @@ class HttpConnection(RequestReader):
         try:
             while True:
                 if not queue:
-                    self.next_ready = new_future()
+                    self.next_ready = new_future(self.loop)
                     await self.next_ready
                     self.next_ready = None
                     continue

@@ -83,7 +83,7 @@ class UpstreamBody:
             if self._error is not None:
                 raise self._error  # what did arrive was handed over first: the app sees a cut
             loop = asyncio.get_running_loop()
-            self._waiter = new_future()
+            self._waiter = new_future(loop)
             # only a wait that really blocks pays for a timer (reading is not paused here)
             timer = loop.call_later(BODY_IDLE_TIMEOUT, self._stalled)
             try:

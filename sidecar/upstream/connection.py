@@ -475,7 +475,7 @@ class UpstreamConnection(FlowControl):
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        self._head = head = new_future()
+        self._head = head = new_future(loop)
         if self.closed:
             head.set_exception(UpstreamReset("upstream closed the connection before responding"))
         return head
