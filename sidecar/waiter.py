@@ -35,7 +35,7 @@ Not here: which waits use it (the app connection's worker, the upstream connecti
 
 from __future__ import annotations
 
-__all__ = ["Wake", "current_task", "new_future", "set_result_now"]
+__all__ = ["RunningLoop", "Wake", "current_task", "new_future", "set_result_now"]
 
 import asyncio
 import sys
@@ -65,6 +65,27 @@ def _current_task_reader() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task
 
 #: the task running on a loop, if any: ``asyncio.current_task(loop)`` at the cost of a lookup
 current_task: Final = _current_task_reader()
+
+
+class RunningLoop:
+    """The running loop, for code called once per request that holds no object of the loop's:
+    ``asyncio.get_running_loop()`` costs a ``getpid()`` system call per call on Python 3.11.
+
+    The loop found last is the running one while it has a task running (a stopped or closed
+    loop has none), checked with a dict lookup; otherwise it is found again. One event loop
+    per process, as the sidecar runs: with loops running in two threads at once, the check
+    could pass for the other thread's loop."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        loop = self.loop
+        if loop is None or current_task(loop) is None:
+            loop = self.loop = asyncio.get_running_loop()
+        return loop
 
 
 #: read once: ``asyncio.Future`` is an attribute lookup on the module at every call

@@ -215,7 +215,7 @@ class _HeadWriter:
         self.last_lines = ""
         self.last_xff: str | None = None
 
-    def __call__(self, ex: Exchange, length: int | None) -> bytes:
+    def write(self, ex: Exchange, length: int | None) -> bytes:
         items = ex.headers.items()
         if _same_pairs(items, self.last_items):
             lines = self.last_lines
@@ -282,14 +282,14 @@ def _header_lines(items: list[tuple[str, str]]) -> tuple[str, str | None]:
     return "".join(out), xff
 
 
-def _head_writer(base: str, authority: str) -> Callable[[Exchange, int | None], bytes]:
+def _head_writer(base: str, authority: str) -> _HeadWriter:
     """The request head writer of one upstream (see :class:`_HeadWriter`)."""
     return _HeadWriter(base, authority)
 
 
 def _sender(
     pool: Pool,
-    head: Callable[[Exchange, int | None], bytes],
+    head: _HeadWriter,
     head_timeout: float | None,
     attempts: UpstreamAttempts,
 ) -> Handler:
@@ -319,13 +319,13 @@ def _sender(
             body = ex.body
             try:
                 if isinstance(body, bytes):
-                    h = head(ex, len(body))
+                    h = head.write(ex, len(body))  # a method: a direct call, compiled
                     # at once, or at the end of the loop's pass with the other calls' writes
                     conn.write_later(h + body if body else h)
                     conn.request_sent = True
                 else:
                     length = ex.body_length
-                    _start_streaming(conn, fut, head(ex, length), body, length is None)
+                    _start_streaming(conn, fut, head.write(ex, length), body, length is None)
                 if head_timeout is None:
                     resp = await fut
                 else:

@@ -157,7 +157,7 @@ class H2GrpcListener:
             encoding = head.encoding.decode("latin-1")[:50]
             self.refuse(stream, EncodingUnsupported(f"grpc-encoding {encoding!r} is not taken"))
             return
-        loop = asyncio.get_running_loop()
+        loop = stream.conn.loop  # held: get_running_loop() is a getpid() system call on 3.11
         # the app's deadline counts from its HEADERS' arrival, not from when the call's task runs
         deadline = None if head.timeout is None else loop.time() + head.timeout
         stream.task = loop.create_task(self._call(stream, head, deadline))

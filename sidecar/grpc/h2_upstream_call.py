@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
+from ..waiter import RunningLoop
 from .h2_call_answer import answer, answer_unary, local_trailers
 from .h2_client_framing import FramingError, frame_message, grpc_timeout, retime
 from .h2_client_stream import CANCEL, ClientStream, StreamGone
@@ -64,14 +65,14 @@ def call_handler(
     pseudo, fields = channel.pseudo, channel.fields
     start, open_stream = channel.start, channel.open
     max_send = channel.target.max_send_message_size
-    get_loop = asyncio.get_running_loop
+    running = RunningLoop()
     attempts = metrics.attempts(name)
     answered, failed = attempts.response, attempts.failed
     #: method paths already encoded, and whether each is unary (the app chooses paths: bounded)
     paths: dict[str, tuple[bytes, bool]] = {}
 
     async def call_upstream(ex: Exchange) -> Response:
-        loop = get_loop()
+        loop = running.get()
         path = ex.path
         known = paths.get(path)
         if known is None:

@@ -34,11 +34,14 @@ _EARLY = 1e-6
 class Deadline:
     """One call's registration: its task, its bucket and whether the deadline fired."""
 
-    __slots__ = ("fired", "seconds", "slot", "task")
+    __slots__ = ("bucket", "fired", "seconds", "slot", "task")
 
-    def __init__(self, task: asyncio.Task[object], slot: int) -> None:
+    def __init__(self, task: asyncio.Task[object], slot: int, bucket: set[Deadline]) -> None:
         self.task = task
         self.slot = slot
+        #: the bucket it joined (held: leaving it needs no lookup; a bucket that fired is no
+        #: longer the wheel's, and leaving it changes nothing)
+        self.bucket = bucket
         self.fired = False
         #: the time the call was given, for the caller's message (set by the caller)
         self.seconds = 0.0
@@ -47,7 +50,16 @@ class Deadline:
 class DeadlineWheel:
     """Deadlines of many calls on one event loop, checked by one timer."""
 
-    __slots__ = ("_buckets", "_due", "_handle", "_heap", "_loop", "_newest", "tick")
+    __slots__ = (
+        "_buckets",
+        "_due",
+        "_handle",
+        "_heap",
+        "_loop",
+        "_newest",
+        "_newest_bucket",
+        "tick",
+    )
 
     def __init__(self, tick: float = TICK) -> None:
         self.tick = tick
@@ -57,8 +69,10 @@ class DeadlineWheel:
         self._handle: asyncio.TimerHandle | None = None
         self._due: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: the bucket made last: kept when emptied, for the next call (see the module)
+        #: the bucket made last: kept when emptied, for the next call (see the module); its
+        #: slot is -1 once it left the wheel (fired or dropped)
         self._newest = -1
+        self._newest_bucket: set[Deadline] = set()
 
     def add(
         self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], deadline: float
@@ -66,31 +80,37 @@ class DeadlineWheel:
         """Cancel ``task`` once ``loop.time()`` passes ``deadline`` unless :meth:`remove` comes
         first."""
         slot = int(deadline / self.tick) + 1  # the first bucket boundary after the deadline
-        entry = Deadline(task, slot)
+        if slot == self._newest and loop is self._loop:
+            bucket = self._newest_bucket  # calls one after another: the bucket of the last one
+        else:
+            bucket = self._bucket(loop, slot)
+        entry = Deadline(task, slot, bucket)
+        bucket.add(entry)
+        return entry
+
+    def _bucket(self, loop: asyncio.AbstractEventLoop, slot: int) -> set[Deadline]:
         buckets = self._buckets
         bucket = buckets.get(slot)
         if bucket is None:
-            newest = buckets.get(self._newest)
-            if newest is not None and not newest:
+            if self._newest >= 0 and not self._newest_bucket:
                 del buckets[self._newest]  # the one empty bucket held: it is not the newest now
             self._newest = slot
-            bucket = buckets[slot] = set()
+            bucket = self._newest_bucket = buckets[slot] = set()
             heapq.heappush(self._heap, slot)
             if self._due is None or slot < self._due or loop is not self._loop:
                 self._arm(loop, slot)
         elif loop is not self._loop:
             self._arm(loop, slot)  # the kept bucket's timer is on a loop no longer running
-        bucket.add(entry)
-        return entry
+        return bucket
 
     def remove(self, entry: Deadline) -> bool:
         """The call ended: forget it. Returns whether its deadline fired (the task was
         cancelled for it)."""
-        slot = entry.slot
-        bucket = self._buckets.get(slot)
-        if bucket is not None:
-            bucket.discard(entry)
-            if not bucket and slot != self._newest:
+        bucket = entry.bucket
+        bucket.discard(entry)
+        if not bucket and entry.slot != self._newest:
+            slot = entry.slot
+            if self._buckets.get(slot) is bucket:  # not a bucket that fired
                 del self._buckets[slot]  # the newest one stays for the next call (see above)
         return entry.fired
 
@@ -117,6 +137,8 @@ class DeadlineWheel:
         # bucket that still holds a call
         while heap and not buckets.get(heap[0]):
             buckets.pop(heapq.heappop(heap), None)
+        if self._newest not in buckets:
+            self._newest = -1  # it fired, or was dropped empty: the next call makes a new one
         if heap:
             self._arm(loop, heap[0])
 

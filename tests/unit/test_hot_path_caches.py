@@ -30,7 +30,7 @@ def test_an_empty_forwarded_for_header_gets_only_the_app_address() -> None:
     """An app's empty ``X-Forwarded-For`` line is forwarded as the app's address alone, not as
     a list whose first entry is empty."""
     ex = Exchange("GET", "/", Headers([("x-forwarded-for", "")]), client="127.0.0.1:5555")
-    head = _head_writer("", "up:80")(ex, 0)
+    head = _head_writer("", "up:80").write(ex, 0)
     assert b"x-forwarded-for: 127.0.0.1\r\n" in head
 
 
@@ -38,10 +38,10 @@ def test_the_header_lines_kept_for_the_next_call_are_never_another_calls() -> No
     """An upstream's head writer writes the last call's header lines again only for headers
     equal to that call's: a call with other headers, or the same headers changed in place (a
     filter adding one before a retry), gets its own lines."""
-    write = _head_writer("", "up:80")
+    write = _head_writer("", "up:80").write
 
     def fresh(ex: Exchange) -> bytes:
-        return _head_writer("", "up:80")(ex, 0)
+        return _head_writer("", "up:80").write(ex, 0)
 
     headers = Headers([("accept", "*/*"), ("x-forwarded-for", "10.0.0.1")])
     ex = Exchange("GET", "/", headers, client="127.0.0.1:5555")
@@ -141,6 +141,29 @@ def test_a_deadline_fires_on_a_new_loop_sharing_the_last_calls_bucket() -> None:
     wheel.add(second, late, 100.05)  # type: ignore[arg-type]
     second.advance(101.0)
     assert late.cancelled == 1
+
+
+def test_a_call_in_the_bucket_of_a_call_whose_deadline_fired_is_still_cut() -> None:
+    """The wheel holds the bucket of the last call for the next one; once that bucket fired,
+    a call whose deadline falls in it again (one that was already past as it came) gets a
+    bucket of its own and is cancelled, and the fired call leaving later takes nothing with
+    it."""
+    wheel = DeadlineWheel()
+    loop = _Loop(100.0)
+    first = _Task()
+    fired = wheel.add(loop, first, 100.05)  # type: ignore[arg-type]
+    loop.advance(100.2)
+    assert first.cancelled == 1
+    late = _Task()
+    wheel.add(loop, late, 100.05)  # type: ignore[arg-type]
+    assert wheel.remove(fired) is True  # after the next call joined the same slot
+    loop.advance(100.4)
+    assert late.cancelled == 1
+    other = _Task()
+    wheel.add(loop, other, 100.55)  # type: ignore[arg-type]
+    loop.advance(101.0)
+    assert other.cancelled == 1
+    assert len(wheel) == 0
 
 
 @pytest.mark.parametrize(

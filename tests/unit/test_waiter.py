@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-from sidecar.waiter import Wake, current_task, set_result_now
+from sidecar.waiter import RunningLoop, Wake, current_task, set_result_now
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="loop")
 
@@ -158,3 +158,24 @@ def test_on_uvloop_too() -> None:
     finally:
         loop.close()
     assert order == ["resumed 7 in task context", "callback done in loop context"]
+
+
+def test_running_loop_is_the_loop_running_now_even_after_another_loop_ran_and_closed() -> None:
+    """What the gRPC upstream call reads once per call instead of ``get_running_loop()``:
+    never a loop that ran before and stopped, whether asked from a task or a loop callback."""
+    running = RunningLoop()
+
+    async def from_a_task_and_a_callback() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        in_task = running.get() is loop
+        seen: asyncio.Future[bool] = loop.create_future()
+        loop.call_soon(lambda: seen.set_result(running.get() is loop))
+        return in_task, await seen
+
+    for _ in range(2):  # the second loop finds the first one held, stopped and closed
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(from_a_task_and_a_callback()) == (True, True)
+        finally:
+            loop.close()
+        assert running.loop is loop
