@@ -5,6 +5,7 @@ peer can make them hold, and a deadline firing."""
 from __future__ import annotations
 
 import heapq
+import random
 import tracemalloc
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ from sidecar.errors import SidecarError
 from sidecar.exchange import Exchange, Headers
 from sidecar.listeners.http import HttpListener
 from sidecar.listeners.http_connection import HttpConnection
-from sidecar.resilience.deadlines import DeadlineWheel
+from sidecar.resilience.deadlines import Deadline, DeadlineWheel
 from sidecar.routing import ExplicitRoute, Route, RouteTable
 from sidecar.telemetry.metrics import Metrics
 
@@ -164,6 +165,40 @@ def test_a_call_in_the_bucket_of_a_call_whose_deadline_fired_is_still_cut() -> N
     loop.advance(101.0)
     assert other.cancelled == 1
     assert len(wheel) == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_wheel_cuts_exactly_the_calls_still_running_past_their_bucket(seed: int) -> None:
+    """Calls joining and leaving at random, some with deadlines already past, the clock moving
+    in steps shorter and longer than a bucket: after each step every call still registered
+    whose bucket boundary has passed was cancelled once, no other call was, and a call that
+    leaves is told whether it was."""
+    rng = random.Random(seed)
+    tick = 0.005
+    wheel = DeadlineWheel(tick)
+    loop = _Loop(100.0)
+    live: list[tuple[_Task, Deadline, float]] = []  # task, entry, the time its bucket ends
+    for _ in range(3000):
+        op = rng.random()
+        if op < 0.5:
+            task = _Task()
+            deadline = loop.now + rng.uniform(-0.01, 0.03)
+            entry = wheel.add(loop, task, deadline)  # type: ignore[arg-type]
+            live.append((task, entry, (int(deadline / tick) + 1) * tick))
+        elif op < 0.8 and live:
+            task, entry, _ = live.pop(rng.randrange(len(live)))
+            assert wheel.remove(entry) is (task.cancelled == 1)
+        else:
+            loop.advance(loop.now + rng.choice([0.0005, 0.002, 0.006, 0.02]))
+            for task, _, ends in live:
+                if ends <= loop.now - 1e-9:
+                    assert task.cancelled == 1, (ends, loop.now)
+                elif ends > loop.now + 1e-6:
+                    assert task.cancelled == 0, (ends, loop.now)
+    assert len(wheel) == sum(1 for task, _, _ in live if not task.cancelled)
+    for _, entry, _ in live:
+        wheel.remove(entry)
+    assert len(wheel) == 0 and wheel.buckets <= 1
 
 
 @pytest.mark.parametrize(
