@@ -29,10 +29,12 @@ from ..chain import Handler
 from ..config.models import UpstreamConfig
 from ..errors import SidecarError, UpstreamReset, UpstreamTimeout
 from ..exchange import Exchange, Response
+from ..resilience.deadlines import DeadlineWheel
 from ..resilience.idempotency import may_repeat
 from ..upstream.connection import UpstreamConnection
 from ..upstream.pool import Pool
 from ..upstream.tls import client_ssl_context
+from ..waiter import current_task
 
 if TYPE_CHECKING:
     from ..telemetry.metrics import UpstreamAttempts
@@ -298,6 +300,9 @@ def _sender(
     # every attempt counts once with its outcome: a response, the error that ended it, or
     # "cancelled" (the deadline or a per-try timeout cut it, the app went away)
     responses, count_failure = attempts.responses, attempts.failed
+    # the head timeout's coarse timers (see sidecar.resilience.deadlines): asyncio.timeout
+    # would cost about 4 µs and three getpid() system calls per call
+    wheel = DeadlineWheel()
 
     async def send(ex: Exchange) -> Response:
         # one coroutine frame per call: acquire, write, wait for the head; a loop only for the
@@ -329,7 +334,7 @@ def _sender(
                 if head_timeout is None:
                     resp = await fut
                 else:
-                    resp = await _wait_head(fut, head_timeout)
+                    resp = await _wait_head(fut, head_timeout, wheel)
             except SidecarError as e:
                 conn.abort()  # on any failure the connection is closed, never reused
                 count_failure(e)
@@ -365,14 +370,22 @@ def _replayable(ex: Exchange) -> bool:
     return may_repeat(ex)  # an idempotent method, or an Idempotency-Key
 
 
-async def _wait_head(fut: asyncio.Future[Response], limit: float | None) -> Response:
-    if limit is None:
-        return await fut
+async def _wait_head(fut: asyncio.Future[Response], limit: float, wheel: DeadlineWheel) -> Response:
+    """The response head, or :class:`UpstreamTimeout` once ``limit`` passed without it (only
+    when the limit was the sole reason the wait was cancelled: the app going away, or the
+    call's own deadline, at the same moment stay what they are)."""
+    loop = fut.get_loop()
+    task = current_task(loop)
+    assert task is not None  # the call's task waits here
+    entry = wheel.add(loop, task, loop.time() + limit)
     try:
-        async with asyncio.timeout(limit):
-            return await fut
-    except TimeoutError:
-        raise UpstreamTimeout(f"no response head from upstream within {limit:g}s") from None
+        resp = await fut
+    except BaseException as e:
+        if wheel.leave(entry, isinstance(e, asyncio.CancelledError)):
+            raise UpstreamTimeout(f"no response head from upstream within {limit:g}s") from None
+        raise
+    wheel.leave(entry)
+    return resp
 
 
 def _start_streaming(

@@ -110,18 +110,13 @@ class _Deadlines(Observer):
         return cast(Deadline, entry)  # begin ran for this call
 
     def ok(self, exchange: Exchange, resp: Response) -> None:
-        entry = self._leave(exchange)
-        if self.wheel.remove(entry):
-            entry.task.uncancel()  # the deadline fired as the answer came: not pending
+        # the deadline may have fired as the answer came: its cancellation is taken back
+        self.wheel.leave(self._leave(exchange))
 
     def error(self, exchange: Exchange, e: BaseException) -> None:
         entry = self._leave(exchange)
-        fired = self.wheel.remove(entry)
-        if isinstance(e, asyncio.CancelledError):
-            # ours only if the deadline fired and nothing else (the app leaving) cancelled too
-            if fired and entry.task.uncancel() == 0:
-                raise UpstreamTimeout(
-                    f"no response from upstream within {round(max(entry.seconds, 0.0), 3):g}s"
-                ) from None
-        elif fired:
-            entry.task.uncancel()  # the deadline fired as the call failed otherwise
+        # ours only if the deadline fired and nothing else (the app leaving) cancelled too
+        if self.wheel.leave(entry, isinstance(e, asyncio.CancelledError)):
+            raise UpstreamTimeout(
+                f"no response from upstream within {round(max(entry.seconds, 0.0), 3):g}s"
+            ) from None

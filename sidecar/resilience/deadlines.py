@@ -114,6 +114,15 @@ class DeadlineWheel:
                 del self._buckets[slot]  # the newest one stays for the next call (see above)
         return entry.fired
 
+    def leave(self, entry: Deadline, cancelled: bool = False) -> bool:
+        """The call ended (``cancelled``: by a cancellation): forget it, and if its deadline
+        fired, take that cancellation back from its task. Returns whether the deadline was the
+        only reason the call was cancelled: then the caller raises its timeout error in place of
+        the cancellation, as ``asyncio.timeout`` raises ``TimeoutError``."""
+        if not self.remove(entry):
+            return False
+        return entry.task.uncancel() == 0 and cancelled
+
     def _arm(self, loop: asyncio.AbstractEventLoop, slot: int) -> None:
         if self._handle is not None:
             self._handle.cancel()

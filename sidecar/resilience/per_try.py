@@ -20,29 +20,31 @@ import asyncio
 from ..chain import Handler
 from ..errors import UpstreamTimeout
 from ..exchange import Exchange, Response
+from ..waiter import RunningLoop, current_task
 from .deadlines import DeadlineWheel
 
 
 class PerTryTimeout:
     """Bounds each attempt of a route's calls by ``seconds`` (one timer wheel per route)."""
 
-    __slots__ = ("_wheel", "seconds")
+    __slots__ = ("_running", "_wheel", "seconds")
 
     def __init__(self, seconds: float, wheel: DeadlineWheel | None = None) -> None:
         self.seconds = seconds
         # coarse timers: see sidecar.resilience.deadlines
         self._wheel = wheel if wheel is not None else DeadlineWheel()
+        self._running = RunningLoop()  # not a getpid() per attempt
 
     async def attempt(self, call_next: Handler, exchange: Exchange) -> Response:
         """``call_next(exchange)``, cut after ``seconds`` unless the overall deadline comes
         first (then the ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
         per_try = self.seconds
-        loop = asyncio.get_running_loop()
+        loop = self._running.get()
         now = loop.time()
         deadline = exchange.deadline
         if deadline is not None and deadline - now <= per_try:
             return await call_next(exchange)
-        task = asyncio.current_task(loop)
+        task = current_task(loop)  # a dict lookup, where asyncio's is a Python function on 3.11
         assert task is not None
         wheel = self._wheel
         entry = wheel.add(loop, task, now + per_try)
@@ -51,17 +53,12 @@ class PerTryTimeout:
         exchange.deadline = now + per_try
         try:
             response = await call_next(exchange)
-        except asyncio.CancelledError:
+        except BaseException as e:
             # ours only if nothing else (the overall deadline, the app leaving) cancelled too
-            if wheel.remove(entry) and task.uncancel() == 0:
+            if wheel.leave(entry, isinstance(e, asyncio.CancelledError)):
                 raise UpstreamTimeout(f"no response within per_try_timeout {per_try:g}s") from None
-            raise
-        except BaseException:
-            if wheel.remove(entry):
-                task.uncancel()
             raise
         finally:
             exchange.deadline = deadline
-        if wheel.remove(entry):
-            task.uncancel()
+        wheel.leave(entry)
         return response

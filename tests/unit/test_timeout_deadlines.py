@@ -127,3 +127,32 @@ async def test_an_app_that_leaves_before_the_deadline_is_not_a_timeout() -> None
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+
+
+async def test_the_response_head_timeout_cuts_only_the_wait_it_bounds() -> None:
+    """`response_header_timeout` on the deadline wheel: a head that comes in time is returned
+    and leaves nothing behind; one that does not is an `UpstreamTimeout` at the limit, not
+    before; an app that goes away first stays a cancellation."""
+    from sidecar.adapters.http_adapter import _wait_head
+
+    loop = asyncio.get_running_loop()
+    wheel = DeadlineWheel(tick=0.01)
+    answered: asyncio.Future[Response] = loop.create_future()
+    loop.call_later(0.01, answered.set_result, Response(204))
+    assert (await _wait_head(answered, 1.0, wheel)).status == 204
+    assert len(wheel) == 0
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+    start = loop.time()
+    with pytest.raises(UpstreamTimeout, match="response head"):
+        await _wait_head(loop.create_future(), 0.05, wheel)
+    assert loop.time() - start >= 0.05
+    assert task.cancelling() == 0 and len(wheel) == 0
+
+    waiting = asyncio.ensure_future(_wait_head(loop.create_future(), 5.0, wheel))
+    await asyncio.sleep(0.02)
+    waiting.cancel()  # the app went away
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert len(wheel) == 0
