@@ -318,17 +318,22 @@ def _sender(
                 except BaseException as e:
                     count_failure(e)
                     raise
-            fut = conn.begin(ex.method == "HEAD", ex._wake)
             transport = conn.transport
             assert transport is not None
             body = ex.body
+            fut: asyncio.Future[Response] | None = None
             try:
                 if isinstance(body, bytes):
                     h = head.write(ex, len(body))  # a method: a direct call, compiled
-                    # at once, or at the end of the loop's pass with the other calls' writes
+                    # at once, or at the end of the loop's pass with the other calls' writes;
+                    # the exchange begun after the write, so the upstream starts on the request
+                    # while the call gets ready for the answer (which is read on a later pass
+                    # of the loop, after this step has awaited it)
                     conn.write_later(h + body if body else h)
+                    fut = conn.begin(ex.method == "HEAD", ex._wake)
                     conn.request_sent = True
                 else:
+                    fut = conn.begin(ex.method == "HEAD", ex._wake)
                     length = ex.body_length
                     _start_streaming(conn, fut, head.write(ex, length), body, length is None)
                 if head_timeout is None:
@@ -346,7 +351,7 @@ def _sender(
                 # cancelled (app gone, deadline): the exchange is half-done, its connection not
                 # to be used again; unless the connection already ended it and carries
                 # another call (the answer came as the cancellation did)
-                if conn.carries(fut):
+                if fut is None or conn.carries(fut):
                     conn.abort()
                 count_failure(e)
                 raise
