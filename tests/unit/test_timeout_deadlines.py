@@ -151,7 +151,9 @@ async def test_the_response_head_timeout_cuts_only_the_wait_it_bounds() -> None:
     assert task.cancelling() == 0 and len(wheel) == 0
 
     waiting = asyncio.ensure_future(_wait_head(loop.create_future(), 5.0, wheel))
-    await asyncio.sleep(0.02)
+    async with asyncio.timeout(1):
+        while len(wheel) == 0:  # until the wait is registered
+            await asyncio.sleep(0)
     waiting.cancel()  # the app went away
     with pytest.raises(asyncio.CancelledError):
         await waiting
