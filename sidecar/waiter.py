@@ -87,6 +87,17 @@ class RunningLoop:
             loop = self.loop = asyncio.get_running_loop()
         return loop
 
+    def task(self) -> asyncio.Task[Any] | None:
+        """The task running now (``None`` in a loop callback), its loop found as :meth:`get`
+        finds it and held in :attr:`loop`: one lookup where ``get`` and ``current_task``
+        would take two."""
+        loop = self.loop
+        task = current_task(loop) if loop is not None else None
+        if task is None:
+            loop = self.loop = asyncio.get_running_loop()
+            task = current_task(loop)
+        return task
+
 
 #: read once: ``asyncio.Future`` is an attribute lookup on the module at every call
 _Future: Final = asyncio.Future

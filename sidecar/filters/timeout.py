@@ -29,7 +29,7 @@ from ..errors import BadRequest, UpstreamTimeout
 from ..exchange import Exchange, Response
 from ..observing import Observer, Observing
 from ..resilience.deadlines import Deadline, DeadlineWheel
-from ..waiter import current_task
+from ..waiter import RunningLoop
 
 #: the app's own deadline for one call (never forwarded).
 TIMEOUT_HEADER: Final = "x-sidecar-timeout"
@@ -80,19 +80,15 @@ class _Deadlines(Observer):
     def __init__(self, budget: float, wheel: DeadlineWheel) -> None:
         self.budget = budget
         self.wheel = wheel
-        #: the loop the last call ran on (see ``begin``)
-        self.loop: asyncio.AbstractEventLoop | None = None
+        #: the loop the last call ran on, found once (see ``sidecar.waiter.RunningLoop``)
+        self.running = RunningLoop()
 
     def begin(self, exchange: Exchange) -> None:
-        # the loop found once: ``get_running_loop`` costs a ``getpid()`` system call per call
-        # in Python 3.11. The loop that ran the last call is this one's while it has a task
-        # running (a stopped loop has none), which is the case whenever it is still running.
-        loop = self.loop
-        task = current_task(loop) if loop is not None else None
-        if loop is None or task is None:
-            loop = self.loop = asyncio.get_running_loop()
-            task = current_task(loop)
-            assert task is not None
+        running = self.running
+        task = running.task()
+        assert task is not None  # a call runs in a task
+        loop = running.loop
+        assert loop is not None  # found with the task
         now = loop.time()
         deadline = now + self.budget
         if exchange.deadline is not None and exchange.deadline < deadline:

@@ -20,7 +20,7 @@ import asyncio
 from ..chain import Handler
 from ..errors import UpstreamTimeout
 from ..exchange import Exchange, Response
-from ..waiter import RunningLoop, current_task
+from ..waiter import RunningLoop
 from .deadlines import DeadlineWheel
 
 
@@ -39,13 +39,15 @@ class PerTryTimeout:
         """``call_next(exchange)``, cut after ``seconds`` unless the overall deadline comes
         first (then the ``timeout`` filter's deadline alone fires, and the app gets its 504)."""
         per_try = self.seconds
-        loop = self._running.get()
+        running = self._running
+        task = running.task()
+        assert task is not None  # an attempt runs in the call's task
+        loop = running.loop
+        assert loop is not None  # found with the task
         now = loop.time()
         deadline = exchange.deadline
         if deadline is not None and deadline - now <= per_try:
             return await call_next(exchange)
-        task = current_task(loop)  # a dict lookup, where asyncio's is a Python function on 3.11
-        assert task is not None
         wheel = self._wheel
         entry = wheel.add(loop, task, now + per_try)
         # the attempt sees its own, earlier deadline: filters below (the breaker) bound their

@@ -161,15 +161,21 @@ def test_on_uvloop_too() -> None:
 
 
 def test_running_loop_is_the_loop_running_now_even_after_another_loop_ran_and_closed() -> None:
-    """What the gRPC upstream call reads once per call instead of ``get_running_loop()``:
-    never a loop that ran before and stopped, whether asked from a task or a loop callback."""
-    running = RunningLoop()
+    """What the gRPC upstream call and the timeout filters read once per call instead of
+    ``get_running_loop()``: never a loop that ran before and stopped, whether asked from a task
+    or a loop callback, for the loop (``get``) or the task (``task``)."""
+    by_get, by_task = RunningLoop(), RunningLoop()
 
     async def from_a_task_and_a_callback() -> tuple[bool, bool]:
         loop = asyncio.get_running_loop()
-        in_task = running.get() is loop
+        in_task = by_get.get() is loop
+        assert by_task.task() is asyncio.current_task() and by_task.loop is loop
         seen: asyncio.Future[bool] = loop.create_future()
-        loop.call_soon(lambda: seen.set_result(running.get() is loop))
+        loop.call_soon(
+            lambda: seen.set_result(
+                by_get.get() is loop and by_task.task() is None and by_task.loop is loop
+            )
+        )
         return in_task, await seen
 
     for _ in range(2):  # the second loop finds the first one held, stopped and closed
@@ -178,4 +184,4 @@ def test_running_loop_is_the_loop_running_now_even_after_another_loop_ran_and_cl
             assert loop.run_until_complete(from_a_task_and_a_callback()) == (True, True)
         finally:
             loop.close()
-        assert running.loop is loop
+        assert by_get.loop is loop and by_task.loop is loop
